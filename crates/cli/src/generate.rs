@@ -1,0 +1,374 @@
+//! A synthetic CloudTrail archive in the S3 delivery layout, for the demo and the
+//! throughput benchmark. Deterministic: the same size gives the same bytes.
+//!
+//! Besides background noise it holds the scenario the project exists for (a vendor
+//! cleanup role terminating 60 production instances in 90 s) and the look-alikes that
+//! must not fire: an Auto Scaling scale-in, the same tool in the development account,
+//! and a rolling deploy that replaces a few instances at a time.
+
+use anyhow::Result;
+use flate2::{write::GzEncoder, Compression};
+use rayon::prelude::*;
+use serde_json::json;
+use std::fmt::Write as _;
+use std::io::Write;
+use std::path::Path;
+use tripwire_engine::time::{format_millis, parse_event_time, Millis};
+
+/// Production: where the seed incident happens.
+pub const PROD: &str = "222222222222";
+/// Development: an allowed account in the demo policy.
+pub const DEV: &str = "111111111111";
+const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
+const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
+/// Uncompressed bytes per noise file; real CloudTrail files are a few MB at most.
+const FILE_BYTES: usize = 4 << 20;
+/// Each noise file covers five minutes, as CloudTrail delivers.
+const FILE_SPAN: Millis = 5 * 60_000;
+
+struct Rng(u64);
+impl Rng {
+    // splitmix64: tiny, deterministic, good enough for test data.
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn hex(&mut self, len: usize) -> String {
+        let mut s = String::with_capacity(len);
+        while s.len() < len {
+            let _ = write!(s, "{:016x}", self.next());
+        }
+        s.truncate(len);
+        s
+    }
+    fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+}
+
+/// A role session identity as CloudTrail writes it.
+fn role_identity(account: &str, path: &str, role: &str, session: &str) -> serde_json::Value {
+    json!({
+        "type": "AssumedRole",
+        "principalId": format!("AROA{}:{session}", account),
+        "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
+        "accountId": account,
+        "accessKeyId": format!("ASIA{}", &account[..8]),
+        "sessionContext": {
+            "sessionIssuer": {
+                "type": "Role",
+                "principalId": format!("AROA{account}"),
+                "arn": format!("arn:aws:iam::{account}:role{path}{role}"),
+                "accountId": account,
+                "userName": role
+            },
+            "webIdFederationData": {},
+            "attributes": { "creationDate": "2018-01-09T20:00:00Z", "mfaAuthenticated": "false" }
+        }
+    })
+}
+
+/// One TerminateInstances record.
+#[allow(clippy::too_many_arguments)]
+fn terminate(
+    rng: &mut Rng,
+    t: Millis,
+    account: &str,
+    region: &str,
+    identity: serde_json::Value,
+    ids: &[String],
+    ip: &str,
+    ua: &str,
+) -> String {
+    let items: Vec<_> = ids.iter().map(|i| json!({ "instanceId": i })).collect();
+    let states: Vec<_> = ids
+        .iter()
+        .map(|i| json!({ "instanceId": i, "currentState": {"code": 32, "name": "shutting-down"}, "previousState": {"code": 16, "name": "running"} }))
+        .collect();
+    let mut rec = json!({
+        "eventVersion": "1.05",
+        "userIdentity": identity,
+        "eventTime": format_millis(t),
+        "eventSource": "ec2.amazonaws.com",
+        "eventName": "TerminateInstances",
+        "awsRegion": region,
+        "sourceIPAddress": ip,
+        "userAgent": ua,
+        "requestParameters": { "instancesSet": { "items": items } },
+        "responseElements": { "requestId": rng.uuid(), "instancesSet": { "items": states } },
+        "requestID": rng.uuid(),
+        "eventID": rng.uuid(),
+        "eventType": "AwsApiCall",
+        "recipientAccountId": account
+    });
+    if ip == ASG {
+        rec["userIdentity"]["invokedBy"] = json!("autoscaling.amazonaws.com");
+    }
+    rec.to_string()
+}
+
+fn instance(rng: &mut Rng) -> String {
+    format!("i-{}", rng.hex(17))
+}
+
+/// A run of TerminateInstances calls by one role.
+struct Burst {
+    account: &'static str,
+    path: &'static str,
+    role: &'static str,
+    /// First call, relative to the incident start (17:09 EST = 22:09Z).
+    offset: Millis,
+    calls: i64,
+    step: Millis,
+    per_call: usize,
+    ip: &'static str,
+    ua: &'static str,
+}
+
+const VENDOR_UA: &str = "vendor-cleanup/2.3 aws-sdk-go/1.12.0";
+const ASG: &str = "autoscaling.amazonaws.com";
+
+const SCENARIO: [Burst; 4] = [
+    // A rolling deploy in production: 3 instances every 10 minutes, all evening.
+    Burst {
+        account: PROD,
+        path: "/deploy/",
+        role: "ci-deployer",
+        offset: -2 * 3_600_000,
+        calls: 18,
+        step: 600_000,
+        per_call: 3,
+        ip: "203.0.113.10",
+        ua: "aws-cli/1.14.20 Python/3.6.3",
+    },
+    // The same vendor tool in the development account: allowed, must not fire.
+    Burst {
+        account: DEV,
+        path: "/vendor/",
+        role: "cleanup-task",
+        offset: -40 * 60_000,
+        calls: 40,
+        step: 1500,
+        per_call: 1,
+        ip: "10.20.0.15",
+        ua: VENDOR_UA,
+    },
+    // Auto Scaling scale-in in production: a service-linked role, must not fire.
+    Burst {
+        account: PROD,
+        path: "/aws-service-role/autoscaling.amazonaws.com/",
+        role: "AWSServiceRoleForAutoScaling",
+        offset: -9 * 60_000,
+        calls: 15,
+        step: 8000,
+        per_call: 1,
+        ip: ASG,
+        ua: ASG,
+    },
+    // The incident: the cleanup task with production credentials, 60 instances in 90 s.
+    Burst {
+        account: PROD,
+        path: "/vendor/",
+        role: "cleanup-task",
+        offset: 0,
+        calls: 60,
+        step: 1500,
+        per_call: 1,
+        ip: "10.20.0.15",
+        ua: VENDOR_UA,
+    },
+];
+
+/// The scenario records, as (account, record), bursts in order.
+pub fn scenario() -> Vec<(&'static str, String)> {
+    let mut rng = Rng(2018_01_09);
+    let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
+    let mut out = Vec::new();
+    for b in &SCENARIO {
+        for k in 0..b.calls {
+            let ids: Vec<String> = (0..b.per_call).map(|_| instance(&mut rng)).collect();
+            let who = role_identity(
+                b.account,
+                b.path,
+                b.role,
+                if b.ip == ASG {
+                    "AutoScaling"
+                } else {
+                    "session"
+                },
+            );
+            let t = base + b.offset + k * b.step;
+            out.push((
+                b.account,
+                terminate(&mut rng, t, b.account, "us-east-1", who, &ids, b.ip, b.ua),
+            ));
+        }
+    }
+    out
+}
+
+/// Background API calls, written straight to text for speed.
+fn noise(rng: &mut Rng, t: Millis, account: &str, region: &str, buf: &mut String) {
+    const CALLS: [(&str, &str, &str); 8] = [
+        (
+            "ec2.amazonaws.com",
+            "DescribeInstances",
+            r#"{"instancesSet":{},"filterSet":{"items":[{"name":"tag:Name","valueSet":{"items":[{"value":"web"}]}}]}}"#,
+        ),
+        (
+            "s3.amazonaws.com",
+            "GetObject",
+            r#"{"bucketName":"app-assets","Host":"app-assets.s3.amazonaws.com","key":"static/app.js"}"#,
+        ),
+        (
+            "sts.amazonaws.com",
+            "AssumeRole",
+            r#"{"roleArn":"arn:aws:iam::222222222222:role/app","roleSessionName":"app","durationSeconds":3600}"#,
+        ),
+        (
+            "logs.amazonaws.com",
+            "CreateLogStream",
+            r#"{"logGroupName":"/aws/lambda/api","logStreamName":"2018/01/09/[$LATEST]abc"}"#,
+        ),
+        (
+            "kms.amazonaws.com",
+            "Decrypt",
+            r#"{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}"#,
+        ),
+        (
+            "dynamodb.amazonaws.com",
+            "DescribeTable",
+            r#"{"tableName":"sessions"}"#,
+        ),
+        (
+            "ec2.amazonaws.com",
+            "RunInstances",
+            r#"{"instancesSet":{"items":[{"imageId":"ami-0abcdef1","minCount":1,"maxCount":1}]},"instanceType":"m5.large"}"#,
+        ),
+        ("ec2.amazonaws.com", "TerminateInstances", ""),
+    ];
+    let pick = rng.below(10_000);
+    // About one call in 2,000 is a lone TerminateInstances: background for the peak view.
+    let (source, name, params) = if pick < 5 {
+        CALLS[7]
+    } else {
+        CALLS[(pick % 7) as usize]
+    };
+    let role = format!("app-{}", rng.below(20));
+    let terminate_params;
+    let params = if name == "TerminateInstances" {
+        terminate_params = format!(
+            r#"{{"instancesSet":{{"items":[{{"instanceId":"i-{}"}}]}}}}"#,
+            rng.hex(17)
+        );
+        terminate_params.as_str()
+    } else {
+        params
+    };
+    let _ = write!(
+        buf,
+        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AssumedRole","principalId":"AROA{a}:{s}","arn":"arn:aws:sts::{a}:assumed-role/{role}/{s}","accountId":"{a}","accessKeyId":"ASIA{k}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{a}","arn":"arn:aws:iam::{a}:role/{role}","accountId":"{a}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2018-01-09T20:00:00Z","mfaAuthenticated":"false"}}}}}},"eventTime":"{time}","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"10.0.{ip1}.{ip2}","userAgent":"aws-sdk-java/1.11.{ua} Linux/4.9.75 OpenJDK_64-Bit_Server_VM/25.151-b12 java/1.8.0_151","requestParameters":{params},"responseElements":null,"requestID":"{req}","eventID":"{ev}","readOnly":{ro},"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{a}","eventCategory":"Management","tlsDetails":{{"tlsVersion":"TLSv1.2","cipherSuite":"ECDHE-RSA-AES128-GCM-SHA256","clientProvidedHostHeader":"{host}"}}}}"#,
+        a = account,
+        s = rng.hex(12),
+        k = rng.hex(16).to_uppercase(),
+        time = format_millis(t),
+        ip1 = rng.below(256),
+        ip2 = rng.below(256),
+        ua = rng.below(300),
+        req = rng.uuid(),
+        ev = rng.uuid(),
+        ro = name.starts_with("Describe") || name.starts_with("Get"),
+        host = source,
+    );
+}
+
+fn file_name(account: &str, region: &str, t: Millis, tag: &str) -> String {
+    let ts = format_millis(t);
+    let (date, clock) = (&ts[0..10], &ts[11..16]);
+    format!(
+        "AWSLogs/{account}/CloudTrail/{region}/{}/{account}_CloudTrail_{region}_{}T{}Z_{tag}.json.gz",
+        date.replace('-', "/"),
+        date.replace('-', ""),
+        clock.replace(':', "")
+    )
+}
+
+fn write_gz(path: &Path, body: &str) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut gz = GzEncoder::new(std::fs::File::create(path)?, Compression::default());
+    gz.write_all(body.as_bytes())?;
+    gz.finish()?;
+    Ok(())
+}
+
+fn log_file(records: &[&str]) -> String {
+    format!("{{\"Records\":[{}]}}", records.join(","))
+}
+
+/// Writes the archive: noise files up to `size_mb`, the scenario, and a redelivery.
+pub fn run(out: &Path, size_mb: u64) -> Result<()> {
+    let start = parse_event_time("2018-01-09T20:00:00Z").unwrap_or_default();
+    let files = ((size_mb as usize) << 20).div_ceil(FILE_BYTES).max(1);
+    (0..files).into_par_iter().try_for_each(|n| -> Result<()> {
+        let mut rng = Rng(0x7269_7077 ^ n as u64);
+        let (account, region) = (ACCOUNTS[n % 3], REGIONS[(n / 3) % 2]);
+        let t0 = start + (n / 6) as Millis * FILE_SPAN;
+        let mut body = String::with_capacity(FILE_BYTES + 4096);
+        body.push_str("{\"Records\":[");
+        let mut t = t0;
+        while body.len() < FILE_BYTES {
+            if body.len() > 12 {
+                body.push(',');
+            }
+            t = (t + rng.below(400) as Millis).min(t0 + FILE_SPAN - 1);
+            noise(&mut rng, t, account, region, &mut body);
+        }
+        body.push_str("]}");
+        write_gz(
+            &out.join(file_name(account, region, t0, &format!("n{n:05}"))),
+            &body,
+        )
+    })?;
+    let scenario = scenario();
+    let records: Vec<&str> = scenario.iter().map(|(_, r)| r.as_str()).collect();
+    for account in [PROD, DEV] {
+        let mine: Vec<&str> = scenario
+            .iter()
+            .filter(|(a, _)| *a == account)
+            .map(|(_, r)| r.as_str())
+            .collect();
+        let t = parse_event_time("2018-01-09T22:05:00Z").unwrap_or_default();
+        write_gz(
+            &out.join(file_name(account, "us-east-1", t, "scenario")),
+            &log_file(&mine),
+        )?;
+    }
+    // CloudTrail may deliver a record more than once; the last ten incident calls again.
+    let redelivered = &records[records.len() - 10..];
+    let t = parse_event_time("2018-01-09T22:15:00Z").unwrap_or_default();
+    write_gz(
+        &out.join(file_name(PROD, "us-east-1", t, "redelivery")),
+        &log_file(redelivered),
+    )?;
+    eprintln!(
+        "wrote {files} noise files (~{size_mb} MB uncompressed) and the scenario to {}",
+        out.display()
+    );
+    Ok(())
+}

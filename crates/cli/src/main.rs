@@ -1,0 +1,111 @@
+//! `tripwire`: the command-line side of the tripwire. Wiring only; the work lives in
+//! the engine (decisions) and in the modules below (files, output, archive generation).
+
+mod backtest;
+mod generate;
+mod output;
+
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use tripwire_engine::Policy;
+
+#[derive(Parser)]
+#[command(
+    name = "tripwire",
+    version,
+    about = "Stop one bad script from deleting production."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Replay CloudTrail history through the policy and print what would have fired.
+    Backtest {
+        /// The policy file (TOML).
+        #[arg(long)]
+        policy: PathBuf,
+        /// One JSON object per line (the stable interface) instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Worker threads (default: every core).
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Files or folders: .json, .jsonl and their .gz forms, walked recursively.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+    },
+    /// Validate a policy file; errors name the offending key.
+    CheckPolicy {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Write a synthetic CloudTrail archive (S3 layout, .json.gz) holding the seed incident.
+    #[command(hide = true)]
+    Generate {
+        /// Output folder.
+        #[arg(long)]
+        out: PathBuf,
+        /// Approximate uncompressed size in MB.
+        #[arg(long, default_value_t = 20)]
+        size_mb: u64,
+    },
+}
+
+fn load_policy(path: &PathBuf) -> Result<Policy> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading policy {}", path.display()))?;
+    Policy::from_toml(&text).with_context(|| format!("invalid policy {}", path.display()))
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().command {
+        Command::Backtest {
+            policy,
+            json,
+            threads,
+            paths,
+        } => {
+            let policy = load_policy(&policy)?;
+            if let Some(n) = threads {
+                rayon::ThreadPoolBuilder::new()
+                    .num_threads(n)
+                    .build_global()?;
+            }
+            let report = backtest::run(&policy, &paths)?;
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            if json {
+                output::json(&mut w, &report)?;
+            } else {
+                output::table(&mut w, &report)?;
+            }
+            eprintln!(
+                "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s)",
+                report.files,
+                report.bytes as f64 / 1e6,
+                report.elapsed.as_secs_f64(),
+                report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64().max(1e-9),
+                report.scan.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
+            );
+            Ok(())
+        }
+        Command::CheckPolicy { file } => {
+            let p = load_policy(&file)?;
+            println!(
+                "ok: threshold {} in {}s (cross-account {}), containment {:?}, {} allowed account(s), {} override(s)",
+                p.threshold,
+                p.window / 1000,
+                p.cross_account_threshold,
+                p.containment,
+                p.allowed_accounts.len(),
+                p.accounts.len()
+            );
+            Ok(())
+        }
+        Command::Generate { out, size_mb } => generate::run(&out, size_mb),
+    }
+}

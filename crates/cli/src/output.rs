@@ -1,0 +1,152 @@
+//! Backtest output: JSON lines (the stable interface, documented in the README) or a table.
+
+use crate::backtest::Report;
+use std::io::{Result, Write};
+use tripwire_engine::time::format_millis;
+
+#[derive(serde::Serialize)]
+struct Summary<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    files: usize,
+    bytes: u64,
+    records: u64,
+    other_events: u64,
+    terminate_calls: u64,
+    duplicates: u64,
+    attempts: u64,
+    counted_calls: u64,
+    skipped: &'a std::collections::BTreeMap<&'static str, u64>,
+    not_counted: &'a std::collections::BTreeMap<&'static str, u64>,
+    corrupt_files: &'a [crate::backtest::CorruptFile],
+    incidents: usize,
+}
+
+fn summary(r: &Report) -> Summary<'_> {
+    let c = &r.result.counts;
+    Summary {
+        record_type: "summary",
+        files: r.files,
+        bytes: r.bytes,
+        records: r.scan.records,
+        other_events: r.scan.other_events,
+        terminate_calls: c.terminate_calls,
+        duplicates: c.duplicates,
+        attempts: c.attempts,
+        counted_calls: c.counted_calls,
+        skipped: &r.scan.skipped,
+        not_counted: &c.not_counted,
+        corrupt_files: &r.corrupt_files,
+        incidents: r.result.incidents.len(),
+    }
+}
+
+/// Incidents, then peaks, then one summary line.
+pub fn json(w: &mut impl Write, r: &Report) -> Result<()> {
+    for i in &r.result.incidents {
+        serde_json::to_writer(&mut *w, i)?;
+        writeln!(w)?;
+    }
+    for p in &r.result.peaks {
+        serde_json::to_writer(&mut *w, p)?;
+        writeln!(w)?;
+    }
+    serde_json::to_writer(&mut *w, &summary(r))?;
+    writeln!(w)
+}
+
+/// Peaks shown in the table; the JSON output has them all.
+const TABLE_PEAKS: usize = 15;
+
+/// A human-readable report.
+pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
+    let incidents = &r.result.incidents;
+    writeln!(w, "INCIDENTS ({})", incidents.len())?;
+    if !incidents.is_empty() {
+        writeln!(
+            w,
+            "  {:<24} {:<13} {:>9} {:>9}  {:<44} CONTAINMENT",
+            "TRIGGERED", "ACCOUNT", "INSTANCES", "TRIGGER", "PRINCIPAL"
+        )?;
+    }
+    for i in incidents {
+        let target = i
+            .containment
+            .role_name
+            .as_deref()
+            .or(i.containment.user_name.as_deref());
+        let containment = match target {
+            Some(t) => format!(
+                "{:?} {t} in {}",
+                i.containment.action,
+                i.containment.target_account.as_deref().unwrap_or("?")
+            )
+            .to_lowercase(),
+            None => format!("none: {}", i.containment.reason),
+        };
+        writeln!(
+            w,
+            "  {:<24} {:<13} {:>9} {:>9}  {:<44} {}",
+            format_millis(i.trigger_time),
+            i.account,
+            i.instances,
+            format!("{}/{}", i.trigger_count, i.threshold),
+            i.principal_arn,
+            containment
+        )?;
+    }
+    let peaks = &r.result.peaks;
+    writeln!(
+        w,
+        "\nPEAK WINDOWS (highest {} of {}; keep the threshold above legitimate peaks)",
+        peaks.len().min(TABLE_PEAKS),
+        peaks.len()
+    )?;
+    if !peaks.is_empty() {
+        writeln!(
+            w,
+            "  {:>5} {:>9}  {:<24} {:<13} PRINCIPAL",
+            "PEAK", "THRESHOLD", "WINDOW END", "ACCOUNT"
+        )?;
+    }
+    for p in peaks.iter().take(TABLE_PEAKS) {
+        writeln!(
+            w,
+            "  {:>5} {:>9}  {:<24} {:<13} {}",
+            p.peak,
+            p.threshold,
+            format_millis(p.peak_time),
+            p.account,
+            p.principal_arn
+        )?;
+    }
+    let s = summary(r);
+    writeln!(w, "\nSUMMARY")?;
+    writeln!(
+        w,
+        "  files {}  records {}  other events {}",
+        s.files, s.records, s.other_events
+    )?;
+    writeln!(
+        w,
+        "  terminate calls {}  duplicates {}  failed attempts {}  counted {}",
+        s.terminate_calls, s.duplicates, s.attempts, s.counted_calls
+    )?;
+    let list = |m: &std::collections::BTreeMap<&str, u64>| {
+        if m.is_empty() {
+            "none".to_string()
+        } else {
+            m.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        }
+    };
+    writeln!(w, "  skipped: {}", list(s.skipped))?;
+    writeln!(w, "  not counted: {}", list(s.not_counted))?;
+    writeln!(w, "  corrupt files: {}", s.corrupt_files.len())?;
+    for c in s.corrupt_files {
+        writeln!(w, "    {}: {}", c.path, c.error)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,1 @@
+//! Alert rendering (issue 3).

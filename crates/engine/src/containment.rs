@@ -1,0 +1,239 @@
+//! The containment plan, as data: whom to restrict, where, and the exact policy JSON.
+//! It is executed elsewhere (the responder); nothing here calls AWS.
+
+use crate::policy::{Mode, Policy};
+use crate::principal::{Principal, PrincipalKind};
+use crate::time::{format_millis, Millis};
+use serde::{Deserialize, Serialize};
+
+/// Inline policy name for the "revoke older sessions" deny; fixed, so a retry overwrites.
+pub const REVOKE_SESSIONS_POLICY: &str = "tripwire-revoke-older-sessions";
+/// Inline policy name for the unconditional deny of the watched actions.
+pub const DENY_ACTIONS_POLICY: &str = "tripwire-deny-actions";
+/// Inline policy name for quarantine (deny everything).
+pub const QUARANTINE_POLICY: &str = "tripwire-quarantine";
+/// Every inline policy name the tripwire may write; `tripwire release` removes these.
+pub const ALL_POLICY_NAMES: [&str; 3] = [
+    REVOKE_SESSIONS_POLICY,
+    DENY_ACTIONS_POLICY,
+    QUARANTINE_POLICY,
+];
+
+/// What containment does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Action {
+    /// Nothing; `reason` says why.
+    None,
+    /// Revoke sessions and deny the watched actions.
+    Revoke,
+    /// Deny everything.
+    Quarantine,
+}
+
+/// One inline policy to attach.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InlinePolicy {
+    /// Fixed policy name.
+    pub name: String,
+    /// The policy document, exactly as it will be stored.
+    pub document: String,
+}
+
+/// A containment plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Plan {
+    /// What to do.
+    pub action: Action,
+    /// The principal's own account: where its IAM entity lives.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target_account: Option<String>,
+    /// Partition of the target, for building the containment role ARN.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub partition: Option<String>,
+    /// Role to restrict (name without path, as `PutRolePolicy` takes it).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub role_name: Option<String>,
+    /// User to restrict (name without path).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub user_name: Option<String>,
+    /// The ARN of the principal the plan is for; the responder re-checks it.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub principal_arn: Option<String>,
+    /// Why this action (or why none).
+    pub reason: String,
+    /// Policies to attach, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub policies: Vec<InlinePolicy>,
+}
+
+impl Plan {
+    fn none(reason: impl Into<String>) -> Plan {
+        Plan {
+            action: Action::None,
+            target_account: None,
+            partition: None,
+            role_name: None,
+            user_name: None,
+            principal_arn: None,
+            reason: reason.into(),
+            policies: Vec::new(),
+        }
+    }
+
+    /// The plan without its policy documents: what the backtest and alerts show.
+    pub fn summary(&self) -> Plan {
+        Plan {
+            policies: Vec::new(),
+            partition: None,
+            principal_arn: None,
+            ..self.clone()
+        }
+    }
+}
+
+/// Why a principal is not contained, or `None` if it may be.
+pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
+    if policy.containment == Mode::Off {
+        return Some("containment is off (alert-only mode)".into());
+    }
+    if policy.is_protected(&p.arn) {
+        return Some("protected principal: alert only, never contained".into());
+    }
+    if let Some(a) = p.anomaly {
+        return Some(format!("not contained: {a}"));
+    }
+    if p.is_service_linked_role() {
+        return Some("AWS service-linked roles cannot be edited".into());
+    }
+    if p.is_identity_center_role() {
+        return Some(
+            "IAM Identity Center roles cannot be edited in IAM; remove the assignment in IAM Identity Center".into(),
+        );
+    }
+    match &p.kind {
+        PrincipalKind::Role { .. } | PrincipalKind::User { .. } => None,
+        PrincipalKind::Root => Some("root cannot be restricted by IAM policies; use an SCP and rotate root credentials".into()),
+        PrincipalKind::FederatedUser => Some(
+            "federated-user sessions take their permissions from an IAM user CloudTrail does not name; revoke it by hand".into(),
+        ),
+        PrincipalKind::IdentityCenterUser => Some("IAM Identity Center users have no IAM entity to restrict".into()),
+        PrincipalKind::AwsService => Some("AWS service principals cannot be restricted".into()),
+        PrincipalKind::Other(t) => Some(format!("unknown identity type `{t}`: nothing safe to restrict")),
+    }
+}
+
+/// Renders the plan for `p`. `now` is when sessions count as "older" for revocation.
+pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
+    if let Some(reason) = refusal(policy, p) {
+        return Plan::none(reason);
+    }
+    let (role_name, user_name) = match &p.kind {
+        PrincipalKind::Role { name, .. } => (Some(name.clone()), None),
+        PrincipalKind::User { name, .. } => (None, Some(name.clone())),
+        // `refusal` already named a reason for every other kind.
+        _ => return Plan::none("nothing to restrict"),
+    };
+    let deny = InlinePolicy {
+        name: DENY_ACTIONS_POLICY.into(),
+        document: deny_actions_document(&policy.deny_actions),
+    };
+    let (action, policies, reason) = match policy.containment {
+        Mode::Quarantine => (
+            Action::Quarantine,
+            vec![InlinePolicy {
+                name: QUARANTINE_POLICY.into(),
+                document: quarantine_document(),
+            }],
+            "quarantine: every action denied".to_string(),
+        ),
+        _ if role_name.is_some() => (
+            Action::Revoke,
+            vec![
+                InlinePolicy {
+                    name: REVOKE_SESSIONS_POLICY.into(),
+                    document: revoke_sessions_document(now),
+                },
+                deny,
+            ],
+            format!(
+                "revoke: sessions issued before {} denied, and {} denied for new sessions",
+                format_millis(now),
+                policy.deny_actions.join(", ")
+            ),
+        ),
+        // Long-term user keys have no token issue time, so only the action deny applies.
+        _ => (
+            Action::Revoke,
+            vec![deny],
+            format!("revoke: {} denied", policy.deny_actions.join(", ")),
+        ),
+    };
+    Plan {
+        action,
+        target_account: p.account.clone(),
+        partition: Some(p.partition.clone()),
+        role_name,
+        user_name,
+        principal_arn: Some(p.arn.clone()),
+        reason,
+        policies,
+    }
+}
+
+#[derive(Serialize)]
+struct Document<'a> {
+    #[serde(rename = "Version")]
+    version: &'static str,
+    #[serde(rename = "Statement")]
+    statement: [Statement<'a>; 1],
+}
+
+#[derive(Serialize)]
+struct Statement<'a> {
+    #[serde(rename = "Sid")]
+    sid: &'static str,
+    #[serde(rename = "Effect")]
+    effect: &'static str,
+    #[serde(rename = "Action")]
+    action: &'a [String],
+    #[serde(rename = "Resource")]
+    resource: [&'static str; 1],
+    #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
+    condition: Option<serde_json::Value>,
+}
+
+fn render(sid: &'static str, action: &[String], condition: Option<serde_json::Value>) -> String {
+    let doc = Document {
+        version: "2012-10-17",
+        statement: [Statement {
+            sid,
+            effect: "Deny",
+            action,
+            resource: ["*"],
+            condition,
+        }],
+    };
+    serde_json::to_string(&doc).unwrap_or_default()
+}
+
+/// The AWS "revoke older sessions" deny: every session issued before `now` loses all access.
+pub fn revoke_sessions_document(now: Millis) -> String {
+    let when = format_millis(now);
+    let cond = serde_json::json!({ "DateLessThan": { "aws:TokenIssueTime": when } });
+    render(
+        "TripwireRevokeOlderSessions",
+        &["*".to_string()],
+        Some(cond),
+    )
+}
+
+/// Unconditional deny of the watched actions: covers sessions issued after the revocation.
+pub fn deny_actions_document(actions: &[String]) -> String {
+    render("TripwireDenyActions", actions, None)
+}
+
+/// Deny everything.
+pub fn quarantine_document() -> String {
+    render("TripwireQuarantine", &["*".to_string()], None)
+}

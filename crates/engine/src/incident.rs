@@ -1,0 +1,148 @@
+//! An incident: one burst by one key, from the event that crossed the threshold until
+//! the key's window count falls to zero. Its JSON form is the backtest's stable output.
+
+use crate::containment::Plan;
+use crate::termination::Termination;
+use crate::time::{format_millis, Millis};
+use crate::window::{Key, OpenIncident, WindowCount};
+use serde::{Serialize, Serializer};
+use std::collections::BTreeSet;
+
+/// One incident.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Incident {
+    /// Always `"incident"`: the JSON-lines record type.
+    #[serde(rename = "type")]
+    pub record_type: &'static str,
+    /// Stable ID, derived from the key and the trigger event.
+    pub id: String,
+    /// The principal (role ARN with path, user ARN, …).
+    pub principal_arn: String,
+    /// CloudTrail `userIdentity.type`.
+    pub principal_type: String,
+    /// The principal's own account.
+    pub principal_account: Option<String>,
+    /// Where the instances died.
+    pub account: String,
+    /// Region of the trigger event.
+    pub region: String,
+    /// Every region the incident's calls were made in.
+    pub regions: BTreeSet<String>,
+    /// Distinct instances terminated over the whole incident.
+    pub instances: usize,
+    /// Those instance IDs, sorted.
+    pub instance_ids: BTreeSet<String>,
+    /// The window count when the incident opened.
+    pub trigger_count: u32,
+    /// The threshold that applied.
+    pub threshold: u32,
+    /// Whether the caller came from another account.
+    pub cross_account: bool,
+    /// eventTime of the first termination in the triggering window.
+    #[serde(serialize_with = "as_time")]
+    pub first_event_time: Millis,
+    /// eventTime of the event that crossed the threshold.
+    #[serde(serialize_with = "as_time")]
+    pub trigger_time: Millis,
+    /// eventTime of the latest termination in the incident.
+    #[serde(serialize_with = "as_time")]
+    pub last_event_time: Millis,
+    /// eventID of the event that crossed the threshold.
+    pub trigger_event_id: String,
+    /// Failed (denied, dry-run) calls by the key during the incident.
+    pub attempts: u64,
+    /// Source IPs seen (at most [`SAMPLE`]).
+    pub source_ips: BTreeSet<String>,
+    /// User agents seen (at most [`SAMPLE`]).
+    pub user_agents: BTreeSet<String>,
+    /// The containment plan (without policy documents).
+    #[serde(serialize_with = "as_summary")]
+    pub containment: Plan,
+}
+
+/// How many distinct source IPs and user agents an incident keeps.
+pub const SAMPLE: usize = 5;
+
+fn as_time<S: Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&format_millis(*t))
+}
+
+fn as_summary<S: Serializer>(p: &Plan, s: S) -> Result<S::Ok, S::Error> {
+    p.summary().serialize(s)
+}
+
+/// A stable incident ID: the same burst gets the same ID in the backtest and the detector.
+pub fn incident_id(key: &Key, trigger_event_id: &str) -> String {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in key.id().bytes().chain([0]).chain(trigger_event_id.bytes()) {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    format!("inc-{h:016x}")
+}
+
+impl Incident {
+    /// Opens an incident on the event `t` that crossed `threshold`.
+    pub fn open(
+        key: &Key,
+        t: &Termination,
+        peak: WindowCount,
+        threshold: u32,
+        cross_account: bool,
+        plan: Plan,
+    ) -> Self {
+        let mut inc = Incident {
+            record_type: "incident",
+            id: incident_id(key, &t.event_id),
+            principal_arn: key.principal_arn.clone(),
+            principal_type: t.principal.kind.type_name().to_owned(),
+            principal_account: t.principal.account.clone(),
+            account: key.account.clone(),
+            region: t.region.clone(),
+            regions: BTreeSet::new(),
+            instances: 0,
+            instance_ids: BTreeSet::new(),
+            trigger_count: peak.count,
+            threshold,
+            cross_account,
+            first_event_time: peak.first_time,
+            trigger_time: t.event_time,
+            last_event_time: t.event_time,
+            trigger_event_id: t.event_id.clone(),
+            attempts: 0,
+            source_ips: BTreeSet::new(),
+            user_agents: BTreeSet::new(),
+            containment: plan,
+        };
+        inc.absorb(t);
+        inc
+    }
+
+    /// Adds a termination that belongs to this incident.
+    pub fn absorb(&mut self, t: &Termination) {
+        self.instance_ids.extend(t.instance_ids.iter().cloned());
+        self.instances = self.instance_ids.len();
+        self.first_event_time = self.first_event_time.min(t.event_time);
+        self.last_event_time = self.last_event_time.max(t.event_time);
+        self.regions.insert(t.region.clone());
+        for (set, v) in [
+            (&mut self.source_ips, &t.source_ip),
+            (&mut self.user_agents, &t.user_agent),
+        ] {
+            if let Some(v) = v {
+                if set.len() < SAMPLE {
+                    set.insert(v.clone());
+                }
+            }
+        }
+    }
+
+    /// The part of this incident the window rule needs.
+    pub fn as_open(&self) -> OpenIncident {
+        OpenIncident {
+            id: self.id.clone(),
+            first_time: self.first_event_time,
+            last_time: self.last_event_time,
+        }
+    }
+}

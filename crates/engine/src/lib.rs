@@ -1,0 +1,122 @@
+//! tripwire's detection engine: reads any CloudTrail shape, resolves who terminated
+//! which instances, applies the burst rule and renders the containment plan.
+//!
+//! Boundary: no AWS SDK, no clock, no I/O. Time and window state are arguments, so
+//! the same code runs in the Lambda functions, the backtest and the property tests.
+
+pub mod alert;
+pub mod containment;
+pub mod incident;
+pub mod policy;
+pub mod principal;
+pub mod record;
+pub mod replay;
+pub mod termination;
+pub mod time;
+pub mod window;
+
+pub use containment::{Action, Plan};
+pub use incident::Incident;
+pub use policy::{Mode, Policy, PolicyError};
+pub use principal::{Principal, PrincipalKind};
+pub use termination::{Extracted, Termination};
+pub use window::{Classification, Decision, Key, OpenIncident, WindowEvent};
+
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// Why a record or a termination was not used. The names are part of the backtest's
+/// JSON output and the detector's logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum SkipReason {
+    /// Not valid JSON of the expected shape.
+    MalformedRecord,
+    /// Valid JSON, but not a CloudTrail API-call record (other detail-types, S3 notifications, …).
+    NotCloudTrail,
+    /// The EventBridge envelope disagrees with the record it carries (source or account).
+    EnvelopeMismatch,
+    /// No `eventTime`.
+    MissingEventTime,
+    /// An `eventTime` that is not a date.
+    BadEventTime,
+    /// No usable `userIdentity`.
+    NoUserIdentity,
+    /// No account to attribute the terminations to.
+    NoAccount,
+    /// A successful call that names no instance.
+    NoInstances,
+    /// `requestParameters` of an unexpected shape.
+    BadRequestParameters,
+    /// Terminated inside an allowed account.
+    AllowedAccount,
+    /// An AWS service-linked role (e.g. Auto Scaling scale-in).
+    ServiceLinkedRole,
+    /// An `AWSService` identity.
+    AwsService,
+    /// Matched `ignore_principals`.
+    IgnoredPrincipal,
+}
+
+impl SkipReason {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SkipReason::MalformedRecord => "malformed_record",
+            SkipReason::NotCloudTrail => "not_cloudtrail",
+            SkipReason::EnvelopeMismatch => "envelope_mismatch",
+            SkipReason::MissingEventTime => "missing_event_time",
+            SkipReason::BadEventTime => "bad_event_time",
+            SkipReason::NoUserIdentity => "no_user_identity",
+            SkipReason::NoAccount => "no_account",
+            SkipReason::NoInstances => "no_instances",
+            SkipReason::BadRequestParameters => "bad_request_parameters",
+            SkipReason::AllowedAccount => "allowed_account",
+            SkipReason::ServiceLinkedRole => "service_linked_role",
+            SkipReason::AwsService => "aws_service",
+            SkipReason::IgnoredPrincipal => "ignored_principal",
+        }
+    }
+}
+
+/// Counters for what a scan read.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ScanCounts {
+    /// Records (and record-like parts) read.
+    pub records: u64,
+    /// Usable records of other API calls.
+    pub other_events: u64,
+    /// Unusable records, by reason.
+    pub skipped: BTreeMap<&'static str, u64>,
+}
+
+impl ScanCounts {
+    /// Adds another scan's counts.
+    pub fn merge(&mut self, other: &ScanCounts) {
+        self.records += other.records;
+        self.other_events += other.other_events;
+        for (k, v) in &other.skipped {
+            *self.skipped.entry(k).or_default() += v;
+        }
+    }
+}
+
+/// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations.
+///
+/// On a syntax error the documents before it are kept and the error is returned.
+pub fn scan(
+    text: &str,
+    counts: &mut ScanCounts,
+    out: &mut Vec<Termination>,
+) -> Result<(), serde_json::Error> {
+    let mut on_found = |found: record::Found<'_>| {
+        counts.records += 1;
+        match termination::extract(found) {
+            Extracted::Termination(t) => out.push(*t),
+            Extracted::OtherEvent => counts.other_events += 1,
+            Extracted::Skip(r) => *counts.skipped.entry(r.as_str()).or_default() += 1,
+        }
+    };
+    record::walk_stream(text, &mut on_found)
+        .map(|_| ())
+        .map_err(|(_, e)| e)
+}

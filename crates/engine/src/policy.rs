@@ -1,0 +1,450 @@
+//! The policy file: one TOML document shared by the Lambda and the CLI, validated once.
+
+use crate::principal::valid_account;
+use crate::time::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+
+/// A validated policy. Build it with [`Policy::from_toml`]; every field is already checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Policy {
+    /// Distinct instances within `window` that make a burst.
+    pub threshold: u32,
+    /// The sliding window of CloudTrail `eventTime`.
+    pub window: Millis,
+    /// The threshold when the caller's own account is not where the instances die.
+    pub cross_account_threshold: u32,
+    /// Accounts where terminations are never counted (e.g. sandboxes, CI).
+    pub allowed_accounts: BTreeSet<String>,
+    /// Principals never counted, on top of AWS service roles.
+    pub ignore_principals: Vec<Glob>,
+    /// Principals that are alerted on but never contained.
+    pub protected_principals: Vec<Glob>,
+    /// What containment does when a burst is found.
+    pub containment: Mode,
+    /// Actions the containment policy denies outright.
+    pub deny_actions: Vec<String>,
+    /// Per-account threshold overrides, keyed by the account where instances die.
+    pub accounts: BTreeMap<String, AccountOverride>,
+}
+
+/// Containment modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Alert only.
+    Off,
+    /// Revoke existing sessions and deny the watched actions.
+    Revoke,
+    /// Deny everything.
+    Quarantine,
+}
+
+/// Per-account overrides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountOverride {
+    /// Threshold for this account.
+    pub threshold: Option<u32>,
+    /// Cross-account threshold for this account.
+    pub cross_account_threshold: Option<u32>,
+}
+
+/// A policy error that names the offending key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("policy key `{key}`: {message}")]
+pub struct PolicyError {
+    /// Dotted key path, e.g. `accounts.333333333333.threshold`.
+    pub key: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// An ARN glob: `*` matches any run of characters (slashes included, as in IAM), `?` one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Glob {
+    pattern: String,
+    case_insensitive: bool,
+}
+
+impl Glob {
+    fn new(pattern: &str, case_insensitive: bool) -> Self {
+        let pattern = if case_insensitive {
+            pattern.to_ascii_lowercase()
+        } else {
+            pattern.to_owned()
+        };
+        Glob {
+            pattern,
+            case_insensitive,
+        }
+    }
+
+    /// Whether `text` matches.
+    pub fn matches(&self, text: &str) -> bool {
+        if self.case_insensitive {
+            glob_match(
+                self.pattern.as_bytes(),
+                text.to_ascii_lowercase().as_bytes(),
+            )
+        } else {
+            glob_match(self.pattern.as_bytes(), text.as_bytes())
+        }
+    }
+}
+
+impl fmt::Display for Glob {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.pattern)
+    }
+}
+
+/// Iterative wildcard match with single backtracking point: linear in practice, and no
+/// recursion for a hostile pattern to blow the stack with.
+fn glob_match(p: &[u8], t: &[u8]) -> bool {
+    let (mut pi, mut ti) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ti < t.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == t[ti]) {
+            pi += 1;
+            ti += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ti));
+            pi += 1;
+        } else if let Some((sp, st)) = star {
+            pi = sp + 1;
+            ti = st + 1;
+            star = Some((sp, st + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&c| c == b'*')
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPolicy {
+    #[serde(default = "default_threshold")]
+    threshold: i64,
+    #[serde(default = "default_window")]
+    window: String,
+    #[serde(default = "default_cross_account_threshold")]
+    cross_account_threshold: i64,
+    #[serde(default)]
+    allowed_accounts: Vec<String>,
+    #[serde(default)]
+    ignore_principals: Vec<String>,
+    #[serde(default)]
+    protected_principals: Vec<String>,
+    #[serde(default = "default_mode")]
+    containment: Mode,
+    #[serde(default = "default_deny_actions")]
+    deny_actions: Vec<String>,
+    #[serde(default)]
+    accounts: BTreeMap<String, RawOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawOverride {
+    threshold: Option<i64>,
+    cross_account_threshold: Option<i64>,
+}
+
+fn default_threshold() -> i64 {
+    10
+}
+fn default_window() -> String {
+    "5m".into()
+}
+fn default_cross_account_threshold() -> i64 {
+    1
+}
+fn default_mode() -> Mode {
+    // Alert-only until a team has watched and backtested: containment is opt-in.
+    Mode::Off
+}
+fn default_deny_actions() -> Vec<String> {
+    vec!["ec2:TerminateInstances".into()]
+}
+
+/// Largest accepted threshold; far above the 1000 IDs one call can carry.
+const MAX_THRESHOLD: i64 = 1_000_000;
+/// Longest accepted window: the window state lives in DynamoDB items with a TTL.
+const MAX_WINDOW: Millis = 24 * 3600 * 1000;
+
+impl Policy {
+    /// Parses and validates a policy; every error names its key.
+    pub fn from_toml(text: &str) -> Result<Policy, PolicyError> {
+        let raw: RawPolicy = toml::from_str(text).map_err(|e| PolicyError {
+            key: toml_error_key(&e),
+            message: e.message().to_owned(),
+        })?;
+        let err = |key: &str, message: String| PolicyError {
+            key: key.to_owned(),
+            message,
+        };
+        let threshold = check_threshold("threshold", raw.threshold)?;
+        let cross_account_threshold =
+            check_threshold("cross_account_threshold", raw.cross_account_threshold)?;
+        let window = parse_duration(&raw.window).map_err(|m| err("window", m))?;
+        if !(1000..=MAX_WINDOW).contains(&window) {
+            return Err(err(
+                "window",
+                format!("`{}` must be between 1s and 24h", raw.window),
+            ));
+        }
+        let mut allowed_accounts = BTreeSet::new();
+        for (i, a) in raw.allowed_accounts.iter().enumerate() {
+            if !valid_account(a) {
+                return Err(err(
+                    &format!("allowed_accounts[{i}]"),
+                    format!("`{a}` is not a 12-digit account ID"),
+                ));
+            }
+            allowed_accounts.insert(a.clone());
+        }
+        let globs = |key: &str, list: &[String], ci: bool| -> Result<Vec<Glob>, PolicyError> {
+            list.iter()
+                .enumerate()
+                .map(|(i, g)| {
+                    if !g.starts_with("arn:") || g.len() > 2048 || g.chars().any(char::is_control) {
+                        Err(err(
+                            &format!("{key}[{i}]"),
+                            format!("`{g}` is not an ARN glob (must start with `arn:`)"),
+                        ))
+                    } else {
+                        Ok(Glob::new(g, ci))
+                    }
+                })
+                .collect()
+        };
+        // Ignoring is exact-case (ignore no more than asked); protecting is case-insensitive
+        // because IAM names are unique regardless of case.
+        let ignore_principals = globs("ignore_principals", &raw.ignore_principals, false)?;
+        let protected_principals = globs("protected_principals", &raw.protected_principals, true)?;
+        if raw.deny_actions.is_empty() {
+            return Err(err("deny_actions", "must list at least one action".into()));
+        }
+        for (i, a) in raw.deny_actions.iter().enumerate() {
+            let ok = a.split_once(':').is_some_and(|(svc, act)| {
+                !svc.is_empty()
+                    && svc
+                        .bytes()
+                        .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+                    && !act.is_empty()
+                    && act.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'*')
+            });
+            if !ok {
+                return Err(err(
+                    &format!("deny_actions[{i}]"),
+                    format!("`{a}` is not an IAM action like `ec2:TerminateInstances`"),
+                ));
+            }
+        }
+        let mut accounts = BTreeMap::new();
+        for (acct, o) in raw.accounts {
+            if !valid_account(&acct) {
+                return Err(err(
+                    &format!("accounts.{acct}"),
+                    "account ID must be 12 digits".into(),
+                ));
+            }
+            let over = AccountOverride {
+                threshold: o
+                    .threshold
+                    .map(|t| check_threshold(&format!("accounts.{acct}.threshold"), t))
+                    .transpose()?,
+                cross_account_threshold: o
+                    .cross_account_threshold
+                    .map(|t| {
+                        check_threshold(&format!("accounts.{acct}.cross_account_threshold"), t)
+                    })
+                    .transpose()?,
+            };
+            accounts.insert(acct, over);
+        }
+        Ok(Policy {
+            threshold,
+            window,
+            cross_account_threshold,
+            allowed_accounts,
+            ignore_principals,
+            protected_principals,
+            containment: raw.containment,
+            deny_actions: raw.deny_actions,
+            accounts,
+        })
+    }
+
+    /// The threshold for a termination in `account`, cross-account or not.
+    pub fn threshold_for(&self, account: &str, cross_account: bool) -> u32 {
+        let o = self.accounts.get(account);
+        if cross_account {
+            o.and_then(|o| o.cross_account_threshold)
+                .unwrap_or(self.cross_account_threshold)
+        } else {
+            o.and_then(|o| o.threshold).unwrap_or(self.threshold)
+        }
+    }
+
+    /// Whether `arn` is protected: alerted on, never contained.
+    pub fn is_protected(&self, arn: &str) -> bool {
+        self.protected_principals.iter().any(|g| g.matches(arn))
+    }
+
+    /// Whether `arn` is ignored outright.
+    pub fn is_ignored(&self, arn: &str) -> bool {
+        self.ignore_principals.iter().any(|g| g.matches(arn))
+    }
+}
+
+fn check_threshold(key: &str, v: i64) -> Result<u32, PolicyError> {
+    if (1..=MAX_THRESHOLD).contains(&v) {
+        Ok(v as u32)
+    } else {
+        Err(PolicyError {
+            key: key.into(),
+            message: format!("{v} must be between 1 and {MAX_THRESHOLD}"),
+        })
+    }
+}
+
+/// `toml` reports unknown or mistyped keys in its message; pull the key out for the error.
+fn toml_error_key(e: &toml::de::Error) -> String {
+    let msg = e.message();
+    if let Some(rest) = msg.strip_prefix("unknown field `") {
+        return rest.split('`').next().unwrap_or("?").to_owned();
+    }
+    // Point at the line so a type error is still findable.
+    match e.span() {
+        Some(span) => format!("at byte {}", span.start),
+        None => "(document)".into(),
+    }
+}
+
+/// Parses `90s`, `5m`, `1h30m`, `250ms` into milliseconds.
+pub fn parse_duration(s: &str) -> Result<Millis, String> {
+    let mut total: Millis = 0;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err("empty duration; write e.g. `5m` or `90s`".into());
+    }
+    while !rest.is_empty() {
+        let digits = rest.bytes().take_while(u8::is_ascii_digit).count();
+        if digits == 0 || digits > 9 {
+            return Err(format!(
+                "`{s}` is not a duration like `5m`, `90s` or `1h30m`"
+            ));
+        }
+        let n: Millis = rest[..digits]
+            .parse()
+            .map_err(|_| format!("`{s}` is not a duration"))?;
+        rest = &rest[digits..];
+        let unit_len = rest.bytes().take_while(u8::is_ascii_alphabetic).count();
+        let unit = match &rest[..unit_len] {
+            "ms" => 1,
+            "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            u => return Err(format!("`{s}`: unknown unit `{u}` (use ms, s, m or h)")),
+        };
+        rest = &rest[unit_len..];
+        total = total.saturating_add(n.saturating_mul(unit));
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_documented_example_parses() {
+        let p = Policy::from_toml(
+            r#"
+threshold = 10
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+ignore_principals = []
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "revoke"
+[accounts."333333333333"]
+threshold = 3
+"#,
+        )
+        .unwrap();
+        assert_eq!(p.window, 300_000);
+        assert_eq!(p.threshold_for("333333333333", false), 3);
+        assert_eq!(p.threshold_for("333333333333", true), 1);
+        assert_eq!(p.threshold_for("222222222222", false), 10);
+        assert!(p.is_protected("arn:aws:iam::222222222222:role/breakglass-admin"));
+        assert!(!p.is_protected("arn:aws:iam::222222222222:role/vendor/cleanup-task"));
+        assert_eq!(p.containment, Mode::Revoke);
+    }
+
+    #[test]
+    fn every_key_has_a_default_and_containment_defaults_to_off() {
+        let p = Policy::from_toml("").unwrap();
+        assert_eq!(
+            (p.threshold, p.window, p.cross_account_threshold),
+            (10, 300_000, 1)
+        );
+        assert_eq!(p.containment, Mode::Off);
+        assert_eq!(p.deny_actions, vec!["ec2:TerminateInstances".to_string()]);
+    }
+
+    #[test]
+    fn errors_name_the_offending_key() {
+        let cases = [
+            ("threshold = 0", "threshold"),
+            ("treshold = 3", "treshold"),
+            ("window = \"5 minutes\"", "window"),
+            ("window = \"0s\"", "window"),
+            ("window = \"48h\"", "window"),
+            ("cross_account_threshold = -1", "cross_account_threshold"),
+            ("allowed_accounts = [\"1234\"]", "allowed_accounts[0]"),
+            (
+                "protected_principals = [\"BreakGlass*\"]",
+                "protected_principals[0]",
+            ),
+            ("deny_actions = [\"terminate\"]", "deny_actions[0]"),
+            ("deny_actions = []", "deny_actions"),
+            ("[accounts.\"12\"]\nthreshold = 3", "accounts.12"),
+            (
+                "[accounts.\"333333333333\"]\nthreshold = 0",
+                "accounts.333333333333.threshold",
+            ),
+            ("[accounts.\"333333333333\"]\nthreshhold = 3", "threshhold"),
+        ];
+        for (text, key) in cases {
+            let e = Policy::from_toml(text).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+        let e = Policy::from_toml("containment = \"nuke\"").unwrap_err();
+        assert!(e.message.contains("nuke"), "{e}");
+    }
+
+    #[test]
+    fn globs_match_like_iam() {
+        let g = Glob::new("arn:aws:iam::*:role/ci/*", false);
+        assert!(g.matches("arn:aws:iam::111111111111:role/ci/deployer"));
+        assert!(g.matches("arn:aws:iam::111111111111:role/ci/a/b"));
+        assert!(!g.matches("arn:aws:iam::111111111111:role/CI/deployer"));
+        assert!(Glob::new("arn:aws:iam::*:role/ci/*", true).matches("arn:aws:iam::1:role/CI/x"));
+        assert!(Glob::new("a?c", false).matches("abc"));
+        assert!(!Glob::new("a?c", false).matches("ac"));
+        let long = "a".repeat(2000);
+        assert!(!Glob::new("*a*a*a*a*a*b", false).matches(&long));
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
+        assert_eq!(parse_duration("250ms"), Ok(250));
+        assert!(parse_duration("5").is_err());
+        assert!(parse_duration("5d").is_err());
+    }
+}

@@ -1,0 +1,315 @@
+//! Who made the call: the one place `userIdentity.type` is interpreted.
+//!
+//! The key the engine counts by is the *principal that holds the permissions*: for an
+//! assumed role that is the role (with its path), not the session, because a runaway
+//! script that assumes its role again is still the same principal.
+
+use crate::record::{SessionContext, UserIdentity};
+use serde::Serialize;
+
+/// The resolved caller.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct Principal {
+    /// Role ARN with path, user ARN, root ARN, or the identity as CloudTrail gave it.
+    pub arn: String,
+    /// What kind of principal this is.
+    pub kind: PrincipalKind,
+    /// The principal's own account, which can differ from where the instances die.
+    pub account: Option<String>,
+    /// `aws`, `aws-cn`, `aws-us-gov`, …
+    pub partition: String,
+    /// Why this identity is not trustworthy enough to act on, if it is not.
+    pub anomaly: Option<&'static str>,
+}
+
+/// The kinds of caller CloudTrail reports.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum PrincipalKind {
+    /// An IAM role, reached through an assumed-role session.
+    Role {
+        /// Role name, without path (what `PutRolePolicy` takes).
+        name: String,
+        /// Role path, `/` when the record did not carry it.
+        path: String,
+    },
+    /// An IAM user.
+    User {
+        /// User name, without path.
+        name: String,
+        /// User path.
+        path: String,
+    },
+    /// The account root user.
+    Root,
+    /// A `GetFederationToken` session.
+    FederatedUser,
+    /// An IAM Identity Center user acting directly.
+    IdentityCenterUser,
+    /// An AWS service acting on its own behalf.
+    AwsService,
+    /// Any other or unknown `userIdentity.type`, kept as given (sanitised).
+    Other(String),
+}
+
+impl PrincipalKind {
+    /// The CloudTrail `userIdentity.type` this kind came from.
+    pub fn type_name(&self) -> &str {
+        match self {
+            PrincipalKind::Role { .. } => "AssumedRole",
+            PrincipalKind::User { .. } => "IAMUser",
+            PrincipalKind::Root => "Root",
+            PrincipalKind::FederatedUser => "FederatedUser",
+            PrincipalKind::IdentityCenterUser => "IdentityCenterUser",
+            PrincipalKind::AwsService => "AWSService",
+            PrincipalKind::Other(t) => t,
+        }
+    }
+}
+
+impl Principal {
+    /// AWS service-linked roles, e.g. Auto Scaling scale-in: never counted.
+    pub fn is_service_linked_role(&self) -> bool {
+        matches!(&self.kind, PrincipalKind::Role { path, .. } if path.starts_with("/aws-service-role/"))
+    }
+
+    /// IAM Identity Center permission-set roles, which IAM does not let anyone edit.
+    pub fn is_identity_center_role(&self) -> bool {
+        matches!(&self.kind, PrincipalKind::Role { path, .. } if path.starts_with("/aws-reserved/sso.amazonaws.com/"))
+    }
+}
+
+/// An ARN split into the parts the engine uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Arn<'a> {
+    /// Partition.
+    pub partition: &'a str,
+    /// Service, e.g. `iam` or `sts`.
+    pub service: &'a str,
+    /// Account ID (may be empty or short in sanitised records).
+    pub account: &'a str,
+    /// Everything after the fifth colon.
+    pub resource: &'a str,
+}
+
+impl<'a> Arn<'a> {
+    /// Splits `arn:partition:service:region:account:resource`.
+    pub fn parse(s: &'a str) -> Option<Self> {
+        let mut it = s.splitn(6, ':');
+        if it.next()? != "arn" {
+            return None;
+        }
+        let partition = it.next()?;
+        let service = it.next()?;
+        let _region = it.next()?;
+        let account = it.next()?;
+        let resource = it.next()?;
+        valid_partition(partition).then_some(Arn {
+            partition,
+            service,
+            account,
+            resource,
+        })
+    }
+}
+
+/// `aws`, `aws-cn`, `aws-us-gov`, `aws-iso-b`, …: lower-case words joined by dashes.
+fn valid_partition(p: &str) -> bool {
+    p.starts_with("aws")
+        && p.len() <= 16
+        && p.split('-')
+            .all(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_lowercase()))
+}
+
+/// Splits `role/path/name` (or `user/…`) into a checked path and name.
+fn path_and_name<'a>(resource: &'a str, prefix: &str) -> Option<(&'a str, &'a str)> {
+    let rest = resource.strip_prefix(prefix)?.strip_prefix('/')?;
+    let (path, name) = match rest.rfind('/') {
+        Some(i) => (
+            &resource[prefix.len()..prefix.len() + 1 + i + 1],
+            &rest[i + 1..],
+        ),
+        None => ("/", rest),
+    };
+    Some((path, name))
+}
+
+/// IAM names: 1–64 of `[A-Za-z0-9+=,.@_-]`; anything else (wildcards, slashes) is refused.
+pub fn valid_iam_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"+=,.@_-".contains(&c))
+}
+
+/// IAM paths: `/` or `/seg/…/`, printable ASCII, no wildcards, no empty, `.` or `..` segments.
+pub fn valid_iam_path(path: &str) -> bool {
+    path.len() <= 512
+        && path.starts_with('/')
+        && path.ends_with('/')
+        && (path == "/"
+            || path[1..path.len() - 1].split('/').all(|seg| {
+                !seg.is_empty()
+                    && seg != "."
+                    && seg != ".."
+                    && seg
+                        .bytes()
+                        .all(|c| c.is_ascii_graphic() && c != b'*' && c != b'?')
+            }))
+}
+
+/// Real account IDs are 12 digits; anything else can be counted but never acted on.
+pub fn valid_account(a: &str) -> bool {
+    a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// Why a principal could not be resolved at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unidentifiable;
+
+/// Resolves `userIdentity` to the principal that holds the permissions.
+pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
+    let kind = ui.kind.get().unwrap_or("");
+    let arn = ui.arn.get().and_then(Arn::parse);
+    let own_account = ui.account_id.get().map(str::to_owned);
+    let partition = arn.map_or("aws", |a| a.partition).to_owned();
+    let as_given = |kind: PrincipalKind, anomaly| -> Result<Principal, Unidentifiable> {
+        let ident = ui
+            .arn
+            .get()
+            .or(ui.principal_id.get())
+            .or(ui.invoked_by.get())
+            .or(ui.account_id.get())
+            .ok_or(Unidentifiable)?;
+        Ok(Principal {
+            arn: sanitize(ident),
+            kind,
+            account: own_account.clone(),
+            partition: partition.clone(),
+            anomaly,
+        })
+    };
+    match kind {
+        "AssumedRole" => resolve_role(ui, arn).map_or_else(
+            || {
+                as_given(
+                    PrincipalKind::Other("AssumedRole".into()),
+                    Some("the role could not be determined from the record"),
+                )
+            },
+            Ok,
+        ),
+        "IAMUser" => match arn.and_then(|a| Some((a, path_and_name(a.resource, "user")?))) {
+            Some((a, (path, name))) if a.service == "iam" => Ok(Principal {
+                arn: sanitize(ui.arn.get().unwrap_or_default()),
+                anomaly: identity_anomaly(a.account, path, name),
+                kind: PrincipalKind::User {
+                    name: name.into(),
+                    path: path.into(),
+                },
+                account: Some(a.account.to_owned()),
+                partition,
+            }),
+            _ => as_given(
+                PrincipalKind::Other("IAMUser".into()),
+                Some("the user ARN is missing or malformed"),
+            ),
+        },
+        "Root" => match (arn, ui.account_id.get()) {
+            (Some(a), _) => Ok(Principal {
+                arn: sanitize(ui.arn.get().unwrap_or_default()),
+                kind: PrincipalKind::Root,
+                account: Some(a.account.to_owned()),
+                partition,
+                anomaly: None,
+            }),
+            (None, Some(acct)) => Ok(Principal {
+                arn: sanitize(&format!("arn:aws:iam::{acct}:root")),
+                kind: PrincipalKind::Root,
+                account: own_account.clone(),
+                partition,
+                anomaly: None,
+            }),
+            (None, None) => Err(Unidentifiable),
+        },
+        "FederatedUser" => as_given(PrincipalKind::FederatedUser, None),
+        "IdentityCenterUser" => as_given(PrincipalKind::IdentityCenterUser, None),
+        "AWSService" => as_given(PrincipalKind::AwsService, None),
+        "" => as_given(PrincipalKind::Other("Unknown".into()), None),
+        other => as_given(PrincipalKind::Other(sanitize(other)), None),
+    }
+}
+
+/// An assumed-role session resolves to its role: from the session issuer when present,
+/// else derived from the `assumed-role` ARN (which carries no path).
+fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Principal> {
+    let issuer = ui
+        .session_context
+        .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
+        .and_then(|c| c.session_issuer);
+    let issuer_arn_text = issuer.as_ref().and_then(|i| i.arn.get().map(str::to_owned));
+    let from_issuer = issuer_arn_text.as_deref().and_then(|t| {
+        let a = Arn::parse(t)?;
+        let (path, name) = path_and_name(a.resource, "role")?;
+        (a.service == "iam").then(|| (a, path.to_owned(), name.to_owned(), t.to_owned()))
+    });
+    // assumed-role/NAME/SESSION in sts, the role's account.
+    let from_session = session.and_then(|a| {
+        let rest = a.resource.strip_prefix("assumed-role/")?;
+        let name = rest.split('/').next()?;
+        (a.service == "sts").then_some((a, name))
+    });
+    let (partition, account, path, name, arn, mut anomaly) = match (from_issuer, from_session) {
+        (Some((a, path, name, text)), session) => {
+            let disagrees =
+                session.is_some_and(|(s, sname)| sname != name || s.account != a.account);
+            let anomaly =
+                disagrees.then_some("the session issuer and the session ARN name different roles");
+            (
+                a.partition.to_owned(),
+                a.account.to_owned(),
+                path,
+                name,
+                text,
+                anomaly,
+            )
+        }
+        (None, Some((s, name))) => {
+            let arn = format!("arn:{}:iam::{}:role/{}", s.partition, s.account, name);
+            (
+                s.partition.to_owned(),
+                s.account.to_owned(),
+                "/".to_owned(),
+                name.to_owned(),
+                arn,
+                None,
+            )
+        }
+        (None, None) => return None,
+    };
+    anomaly = anomaly.or(identity_anomaly(&account, &path, &name));
+    Some(Principal {
+        arn: sanitize(&arn),
+        kind: PrincipalKind::Role { name, path },
+        account: Some(account),
+        partition,
+        anomaly,
+    })
+}
+
+/// Refuses to act on identities no real IAM entity could have.
+fn identity_anomaly(account: &str, path: &str, name: &str) -> Option<&'static str> {
+    if !valid_account(account) {
+        Some("the principal's account ID is not 12 digits")
+    } else if !valid_iam_name(name) {
+        Some("the IAM name has characters IAM does not allow")
+    } else if !valid_iam_path(path) {
+        Some("the IAM path is malformed")
+    } else {
+        None
+    }
+}
+
+/// Caps length and drops control characters: identities end up in pager subjects and logs.
+pub fn sanitize(s: &str) -> String {
+    s.chars().filter(|c| !c.is_control()).take(512).collect()
+}

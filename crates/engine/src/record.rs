@@ -1,0 +1,307 @@
+//! The one tolerant CloudTrail model, borrowed from the input buffer.
+//!
+//! Real records are messy: fields go missing or arrive as `null`, booleans arrive as
+//! strings, sanitised account IDs arrive as numbers. Every scalar is therefore a
+//! [`Lenient`] string and the large nested objects stay raw until a record turns out to
+//! be a `TerminateInstances` call, so the common case (any other API call) costs one scan.
+
+use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use std::borrow::Cow;
+use std::fmt;
+use std::marker::PhantomData;
+
+/// A scalar read as text whatever its JSON type; objects and arrays read as absent.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Lenient<'a>(pub Option<Cow<'a, str>>);
+
+impl<'a> Lenient<'a> {
+    /// The text, if the field was a non-empty scalar.
+    pub fn get(&self) -> Option<&str> {
+        self.0.as_deref().filter(|s| !s.is_empty())
+    }
+
+    /// Reads `true`/`false` in any case, as CloudTrail writes both `true` and `"true"`.
+    pub fn as_bool(&self) -> Option<bool> {
+        match self.get()? {
+            s if s.eq_ignore_ascii_case("true") => Some(true),
+            s if s.eq_ignore_ascii_case("false") => Some(false),
+            _ => None,
+        }
+    }
+}
+
+impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V<'a>(PhantomData<&'a ()>);
+        impl<'de: 'a, 'a> Visitor<'de> for V<'a> {
+            type Value = Lenient<'a>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_borrowed_str<E>(self, v: &'de str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Borrowed(v))))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v))))
+            }
+            fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Owned(v.to_string()))))
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+                Ok(Lenient(Some(Cow::Borrowed(if v {
+                    "true"
+                } else {
+                    "false"
+                }))))
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_none<E>(self) -> Result<Self::Value, E> {
+                Ok(Lenient(None))
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Lenient(None))
+            }
+        }
+        d.deserialize_any(V(PhantomData))
+    }
+}
+
+/// One JSON document of any accepted shape: a CloudTrail record, an EventBridge
+/// envelope, or a log file. One struct covers all three so a document is scanned once.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Document<'a> {
+    /// Present on a CloudTrail log file (and on S3 notifications, which are rejected later).
+    #[serde(rename = "Records", borrow, default)]
+    pub records: Option<Vec<&'a RawValue>>,
+    /// Present on an EventBridge envelope.
+    #[serde(rename = "detail-type", borrow, default)]
+    pub detail_type: Lenient<'a>,
+    /// EventBridge envelope source, e.g. `aws.ec2`.
+    #[serde(borrow, default)]
+    pub source: Lenient<'a>,
+    /// EventBridge envelope account: where the event was emitted.
+    #[serde(borrow, default)]
+    pub account: Lenient<'a>,
+    /// The CloudTrail record inside an EventBridge envelope.
+    #[serde(borrow, default)]
+    pub detail: Option<&'a RawValue>,
+    /// CloudTrail `eventVersion`; with the fields below, marks a bare record.
+    #[serde(borrow, default)]
+    pub event_version: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub event_time: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub event_source: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub event_name: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub aws_region: Lenient<'a>,
+    #[serde(rename = "sourceIPAddress", borrow, default)]
+    pub source_ip_address: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub user_agent: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub error_code: Lenient<'a>,
+    #[serde(rename = "eventID", borrow, default)]
+    pub event_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub recipient_account_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub user_identity: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    pub request_parameters: Option<&'a RawValue>,
+}
+
+/// `userIdentity`, every field optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct UserIdentity<'a> {
+    /// `AssumedRole`, `IAMUser`, `Root`, … or anything else AWS adds later.
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub principal_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub arn: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub account_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub user_name: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub invoked_by: Lenient<'a>,
+    /// Kept raw: a malformed session context must not cost us the rest of the identity.
+    #[serde(borrow, default)]
+    pub session_context: Option<&'a RawValue>,
+}
+
+/// `userIdentity.sessionContext`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionContext<'a> {
+    #[serde(borrow, default)]
+    pub session_issuer: Option<SessionIssuer<'a>>,
+}
+
+/// `userIdentity.sessionContext.sessionIssuer`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SessionIssuer<'a> {
+    #[serde(rename = "type", borrow, default)]
+    pub kind: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub arn: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub account_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub user_name: Lenient<'a>,
+}
+
+/// The part of `requestParameters` a TerminateInstances call carries.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TerminateParameters<'a> {
+    #[serde(borrow, default)]
+    pub instances_set: Option<InstancesSet<'a>>,
+}
+
+/// `requestParameters.instancesSet`.
+#[derive(Debug, Default, Deserialize)]
+pub struct InstancesSet<'a> {
+    #[serde(borrow, default)]
+    pub items: Option<Vec<InstanceItem<'a>>>,
+}
+
+/// One `instancesSet.items[]` entry.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct InstanceItem<'a> {
+    #[serde(borrow, default)]
+    pub instance_id: Lenient<'a>,
+}
+
+/// The EventBridge envelope a record arrived in, kept to cross-check the record.
+#[derive(Debug, Clone, Default)]
+pub struct Envelope<'a> {
+    /// `source`, which only AWS can set to `aws.*`.
+    pub source: Lenient<'a>,
+    /// `account`, the account that emitted the event.
+    pub account: Lenient<'a>,
+}
+
+/// One CloudTrail record found in a document, or why a document part was unusable.
+#[derive(Debug)]
+pub enum Found<'a> {
+    /// A record, the envelope it came in (if any) and its raw text (for a fallback ID).
+    Record(Box<Document<'a>>, Option<Envelope<'a>>, &'a str),
+    /// A part that is not a usable CloudTrail record.
+    Skip(crate::SkipReason),
+}
+
+/// The detail-type EventBridge gives CloudTrail management events.
+pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// Walks one JSON document of any accepted shape and yields its records.
+pub fn walk_document<'a>(raw: &'a str, out: &mut impl FnMut(Found<'a>)) {
+    use crate::SkipReason as R;
+    let trimmed = raw.trim_start();
+    if trimmed.starts_with('[') {
+        // Some exports write a bare JSON array of records or envelopes.
+        match serde_json::from_str::<Vec<&'a RawValue>>(raw) {
+            Ok(items) => items.iter().for_each(|i| walk_document(i.get(), out)),
+            Err(_) => out(Found::Skip(R::MalformedRecord)),
+        }
+        return;
+    }
+    if !trimmed.starts_with('{') {
+        return out(Found::Skip(R::NotCloudTrail));
+    }
+    let Ok(doc) = serde_json::from_str::<Document<'a>>(raw) else {
+        return out(Found::Skip(R::MalformedRecord));
+    };
+    if let Some(records) = doc.records {
+        for rec in records {
+            out(inner_record(rec.get(), None));
+        }
+    } else if doc.detail_type.get().is_some() || doc.detail.is_some() {
+        match (doc.detail_type.get(), doc.detail) {
+            (Some(CLOUDTRAIL_DETAIL_TYPE), Some(detail)) => {
+                let envelope = Envelope {
+                    source: doc.source,
+                    account: doc.account,
+                };
+                out(inner_record(detail.get(), Some(envelope)))
+            }
+            _ => out(Found::Skip(R::NotCloudTrail)),
+        }
+    } else if is_record(&doc) {
+        out(Found::Record(Box::new(doc), None, raw))
+    } else {
+        out(Found::Skip(R::NotCloudTrail))
+    }
+}
+
+/// A record nested in a log file or an envelope: it must be a record, not another wrapper.
+fn inner_record<'a>(raw: &'a str, envelope: Option<Envelope<'a>>) -> Found<'a> {
+    if !raw.starts_with('{') {
+        return Found::Skip(crate::SkipReason::NotCloudTrail);
+    }
+    match serde_json::from_str::<Document<'a>>(raw) {
+        Ok(r) if r.records.is_none() && r.detail.is_none() && is_record(&r) => {
+            Found::Record(Box::new(r), envelope, raw)
+        }
+        Ok(_) => Found::Skip(crate::SkipReason::NotCloudTrail),
+        Err(_) => Found::Skip(crate::SkipReason::MalformedRecord),
+    }
+}
+
+/// CloudTrail API-call records name an `*.amazonaws.com` event source; S3 event
+/// notifications, which also come as `{"Records":[…]}`, say `aws:s3` and are not records.
+fn is_record(d: &Document<'_>) -> bool {
+    d.event_name.get().is_some()
+        && d.event_source
+            .get()
+            .is_some_and(|s| s.ends_with(".amazonaws.com"))
+}
+
+/// Walks a buffer holding any number of JSON documents (one, or JSON lines).
+///
+/// Returns the number of documents read, or the first syntax error with how many
+/// documents came before it: a truncated file still yields its intact prefix.
+pub fn walk_stream<'a>(
+    text: &'a str,
+    out: &mut impl FnMut(Found<'a>),
+) -> Result<usize, (usize, serde_json::Error)> {
+    let mut n = 0;
+    for doc in serde_json::Deserializer::from_str(text).into_iter::<&'a RawValue>() {
+        match doc {
+            Ok(raw) => {
+                n += 1;
+                walk_document(raw.get(), out);
+            }
+            Err(e) => return Err((n, e)),
+        }
+    }
+    Ok(n)
+}

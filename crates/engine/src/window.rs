@@ -1,0 +1,260 @@
+//! The burst rule: distinct instances per (principal, account) in a sliding window of
+//! CloudTrail `eventTime`, and when that opens, joins or leaves an incident.
+//!
+//! Everything here is a pure function of the events it is given, so the same code
+//! serves the in-memory backtest and the DynamoDB-backed detector.
+
+use crate::policy::Policy;
+use crate::principal::{Principal, PrincipalKind};
+use crate::termination::Termination;
+use crate::time::Millis;
+use crate::SkipReason;
+use serde::{Deserialize, Serialize};
+use std::collections::HashSet;
+
+/// What is counted separately: the principal, and the account where the instances die.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Key {
+    /// The principal's ARN (role ARN with path for assumed roles).
+    pub principal_arn: String,
+    /// The account where the instances die.
+    pub account: String,
+}
+
+impl Key {
+    /// A printable, stable identifier (the DynamoDB partition key).
+    pub fn id(&self) -> String {
+        format!("{}|{}", self.account, self.principal_arn)
+    }
+}
+
+/// How a termination is treated by the policy.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Classification {
+    /// Never counted, for this reason.
+    NotCounted(SkipReason),
+    /// A failed call: an attempt, counted apart, never toward a burst.
+    Attempt(Key),
+    /// Counted toward a burst of `threshold`.
+    Counted {
+        /// The window key.
+        key: Key,
+        /// The threshold that applies.
+        threshold: u32,
+        /// Whether the caller's own account differs from where the instances die.
+        cross_account: bool,
+    },
+}
+
+/// Applies the exclusions and picks the threshold.
+pub fn classify(policy: &Policy, t: &Termination) -> Classification {
+    let p: &Principal = &t.principal;
+    if matches!(p.kind, PrincipalKind::AwsService) {
+        return Classification::NotCounted(SkipReason::AwsService);
+    }
+    if p.is_service_linked_role() {
+        return Classification::NotCounted(SkipReason::ServiceLinkedRole);
+    }
+    if policy.allowed_accounts.contains(&t.account) {
+        return Classification::NotCounted(SkipReason::AllowedAccount);
+    }
+    if policy.is_ignored(&p.arn) {
+        return Classification::NotCounted(SkipReason::IgnoredPrincipal);
+    }
+    let key = Key {
+        principal_arn: p.arn.clone(),
+        account: t.account.clone(),
+    };
+    if t.is_attempt() {
+        return Classification::Attempt(key);
+    }
+    let cross_account = p.account.as_deref().is_some_and(|a| a != t.account);
+    Classification::Counted {
+        threshold: policy.threshold_for(&t.account, cross_account),
+        key,
+        cross_account,
+    }
+}
+
+/// One counted call as the window keeps it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WindowEvent {
+    /// CloudTrail eventID.
+    pub event_id: String,
+    /// CloudTrail eventTime.
+    pub event_time: Millis,
+    /// Distinct instance IDs.
+    pub instance_ids: Vec<String>,
+}
+
+/// A window's distinct-instance count and the span it covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct WindowCount {
+    /// Distinct instances.
+    pub count: u32,
+    /// eventTime of the earliest event in the window.
+    pub first_time: Millis,
+}
+
+/// The largest distinct-instance count over every window of length `window` that
+/// contains `t`. `events` is the key's events with eventTime in `[t - window, t + window]`,
+/// in any order; an event at the edge counts (windows are closed intervals).
+///
+/// Late, out-of-order deliveries are why windows *ending after* `t` are considered: a
+/// late event can complete a burst whose other events already arrived.
+pub fn peak_containing(events: &[WindowEvent], t: Millis, window: Millis) -> WindowCount {
+    let mut best = WindowCount::default();
+    let mut ends: Vec<Millis> = events
+        .iter()
+        .map(|e| e.event_time)
+        .filter(|&e| e >= t && e <= t.saturating_add(window))
+        .chain(std::iter::once(t))
+        .collect();
+    ends.sort_unstable();
+    ends.dedup();
+    let mut seen: HashSet<&str> = HashSet::new();
+    for end in ends {
+        let start = end - window;
+        seen.clear();
+        let mut first = Millis::MAX;
+        for e in events
+            .iter()
+            .filter(|e| e.event_time >= start && e.event_time <= end)
+        {
+            first = first.min(e.event_time);
+            seen.extend(e.instance_ids.iter().map(String::as_str));
+        }
+        let count = u32::try_from(seen.len()).unwrap_or(u32::MAX);
+        if count > best.count {
+            best = WindowCount {
+                count,
+                first_time: first,
+            };
+        }
+    }
+    best
+}
+
+/// The open incident for a key, as far as the window rule needs it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpenIncident {
+    /// Incident ID.
+    pub id: String,
+    /// Earliest eventTime in the incident.
+    pub first_time: Millis,
+    /// Latest eventTime in the incident.
+    pub last_time: Millis,
+}
+
+impl OpenIncident {
+    /// An event joins while the key's window count has not fallen to zero since the
+    /// incident's events, i.e. it lies within one window of them.
+    pub fn admits(&self, t: Millis, window: Millis) -> bool {
+        t >= self.first_time - window && t <= self.last_time.saturating_add(window)
+    }
+}
+
+/// What one counted event does.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Counted; the key is below its threshold.
+    Counted(WindowCount),
+    /// This event crosses the threshold: it opens a new incident.
+    Open(WindowCount),
+    /// The key has an open incident and this event belongs to it.
+    Join(WindowCount),
+}
+
+/// The burst rule for one new (not duplicate) counted event at `t`, given the key's
+/// events around it (including this one) and its open incident, if any.
+pub fn decide(
+    t: Millis,
+    threshold: u32,
+    window: Millis,
+    events: &[WindowEvent],
+    open: Option<&OpenIncident>,
+) -> Decision {
+    let peak = peak_containing(events, t, window);
+    match open {
+        Some(inc) if inc.admits(t, window) => Decision::Join(peak),
+        _ if peak.count >= threshold => Decision::Open(peak),
+        _ => Decision::Counted(peak),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ev(id: &str, secs: i64, ids: &[&str]) -> WindowEvent {
+        WindowEvent {
+            event_id: id.into(),
+            event_time: secs * 1000,
+            instance_ids: ids.iter().map(|s| s.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn counts_distinct_instances_not_calls() {
+        let evs = [
+            ev("a", 0, &["i-1", "i-2"]),
+            ev("b", 10, &["i-2", "i-3"]),
+            ev("c", 20, &["i-1"]),
+        ];
+        assert_eq!(peak_containing(&evs, 20_000, 300_000).count, 3);
+    }
+
+    #[test]
+    fn window_is_closed_and_slides() {
+        let evs = [
+            ev("a", 0, &["i-1"]),
+            ev("b", 300, &["i-2"]),
+            ev("c", 301, &["i-3"]),
+        ];
+        assert_eq!(
+            peak_containing(&evs, 300_000, 300_000).count,
+            2,
+            "edge counts"
+        );
+        assert_eq!(
+            peak_containing(&evs, 301_000, 300_000).count,
+            2,
+            "a slid out"
+        );
+    }
+
+    #[test]
+    fn a_late_event_completes_a_later_window() {
+        // b arrived first; a (earlier eventTime) arrives late and completes the burst.
+        let evs = [ev("b", 100, &["i-2", "i-3"]), ev("a", 0, &["i-1"])];
+        let d = decide(0, 3, 300_000, &evs, None);
+        assert_eq!(
+            d,
+            Decision::Open(WindowCount {
+                count: 3,
+                first_time: 0
+            })
+        );
+    }
+
+    #[test]
+    fn joins_until_the_window_empties_then_a_new_burst_opens() {
+        let inc = OpenIncident {
+            id: "x".into(),
+            first_time: 0,
+            last_time: 60_000,
+        };
+        let w = 300_000;
+        assert!(inc.admits(360_000, w));
+        assert!(!inc.admits(360_001, w));
+        let evs = [ev("z", 400, &["i-1", "i-2", "i-3"])];
+        assert!(matches!(
+            decide(400_000, 3, w, &evs, Some(&inc)),
+            Decision::Open(_)
+        ));
+        assert!(matches!(
+            decide(400_000, 4, w, &evs, Some(&inc)),
+            Decision::Counted(_)
+        ));
+    }
+}
