@@ -9,10 +9,10 @@
 use anyhow::Result;
 use flate2::{write::GzEncoder, Compression};
 use rayon::prelude::*;
-use serde_json::json;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
+use tripwire_engine::synth::{terminate_record, Call, Caller};
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
 
 /// Production: where the seed incident happens.
@@ -58,67 +58,6 @@ impl Rng {
             &h[20..32]
         )
     }
-}
-
-/// A role session identity as CloudTrail writes it.
-fn role_identity(account: &str, path: &str, role: &str, session: &str) -> serde_json::Value {
-    json!({
-        "type": "AssumedRole",
-        "principalId": format!("AROA{}:{session}", account),
-        "arn": format!("arn:aws:sts::{account}:assumed-role/{role}/{session}"),
-        "accountId": account,
-        "accessKeyId": format!("ASIA{}", &account[..8]),
-        "sessionContext": {
-            "sessionIssuer": {
-                "type": "Role",
-                "principalId": format!("AROA{account}"),
-                "arn": format!("arn:aws:iam::{account}:role{path}{role}"),
-                "accountId": account,
-                "userName": role
-            },
-            "webIdFederationData": {},
-            "attributes": { "creationDate": "2018-01-09T20:00:00Z", "mfaAuthenticated": "false" }
-        }
-    })
-}
-
-/// One TerminateInstances record.
-#[allow(clippy::too_many_arguments)]
-fn terminate(
-    rng: &mut Rng,
-    t: Millis,
-    account: &str,
-    region: &str,
-    identity: serde_json::Value,
-    ids: &[String],
-    ip: &str,
-    ua: &str,
-) -> String {
-    let items: Vec<_> = ids.iter().map(|i| json!({ "instanceId": i })).collect();
-    let states: Vec<_> = ids
-        .iter()
-        .map(|i| json!({ "instanceId": i, "currentState": {"code": 32, "name": "shutting-down"}, "previousState": {"code": 16, "name": "running"} }))
-        .collect();
-    let mut rec = json!({
-        "eventVersion": "1.05",
-        "userIdentity": identity,
-        "eventTime": format_millis(t),
-        "eventSource": "ec2.amazonaws.com",
-        "eventName": "TerminateInstances",
-        "awsRegion": region,
-        "sourceIPAddress": ip,
-        "userAgent": ua,
-        "requestParameters": { "instancesSet": { "items": items } },
-        "responseElements": { "requestId": rng.uuid(), "instancesSet": { "items": states } },
-        "requestID": rng.uuid(),
-        "eventID": rng.uuid(),
-        "eventType": "AwsApiCall",
-        "recipientAccountId": account
-    });
-    if ip == ASG {
-        rec["userIdentity"]["invokedBy"] = json!("autoscaling.amazonaws.com");
-    }
-    rec.to_string()
 }
 
 fn instance(rng: &mut Rng) -> String {
@@ -199,23 +138,26 @@ pub fn scenario() -> Vec<(&'static str, String)> {
     let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
     let mut out = Vec::new();
     for b in &SCENARIO {
+        let caller = Caller::Role {
+            account: b.account.into(),
+            path: b.path.into(),
+            name: b.role.into(),
+        };
         for k in 0..b.calls {
             let ids: Vec<String> = (0..b.per_call).map(|_| instance(&mut rng)).collect();
-            let who = role_identity(
-                b.account,
-                b.path,
-                b.role,
-                if b.ip == ASG {
-                    "AutoScaling"
-                } else {
-                    "session"
-                },
-            );
-            let t = base + b.offset + k * b.step;
-            out.push((
-                b.account,
-                terminate(&mut rng, t, b.account, "us-east-1", who, &ids, b.ip, b.ua),
-            ));
+            let call = Call {
+                caller: &caller,
+                account: b.account,
+                region: "us-east-1",
+                time: base + b.offset + k * b.step,
+                instance_ids: &ids,
+                event_id: &rng.uuid(),
+                error: None,
+                source_ip: b.ip,
+                user_agent: b.ua,
+                invoked_by: (b.ip == ASG).then_some(ASG),
+            };
+            out.push((b.account, terminate_record(&call).to_string()));
         }
     }
     out

@@ -73,12 +73,7 @@ fn as_summary<S: Serializer>(p: &Plan, s: S) -> Result<S::Ok, S::Error> {
 
 /// A stable incident ID: the same burst gets the same ID in the backtest and the detector.
 pub fn incident_id(key: &Key, trigger_event_id: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in key.id().bytes().chain([0]).chain(trigger_event_id.bytes()) {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("inc-{h:016x}")
+    format!("inc-{:016x}", crate::fnv1a(&[&key.id(), trigger_event_id]))
 }
 
 impl Incident {

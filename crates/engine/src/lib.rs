@@ -11,6 +11,7 @@ pub mod policy;
 pub mod principal;
 pub mod record;
 pub mod replay;
+pub mod synth;
 pub mod termination;
 pub mod time;
 pub mod window;
@@ -119,4 +120,18 @@ pub fn scan(
     record::walk_stream(text, &mut on_found)
         .map(|_| ())
         .map_err(|(_, e)| e)
+}
+
+/// FNV-1a over `parts`, NUL-separated: stable across runs and platforms (unlike std's
+/// randomised hasher), for IDs that the backtest and the detector must agree on.
+pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { &[] } else { &[0] };
+        for &b in sep.iter().chain(part.as_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }

@@ -95,6 +95,9 @@ pub struct Document<'a> {
     /// Present on a CloudTrail log file (and on S3 notifications, which are rejected later).
     #[serde(rename = "Records", borrow, default)]
     pub records: Option<Vec<&'a RawValue>>,
+    /// Present on a CloudTrail `LookupEvents` response (`aws cloudtrail lookup-events`).
+    #[serde(rename = "Events", borrow, default)]
+    pub lookup_events: Option<Vec<LookupEvent<'a>>>,
     /// Present on an EventBridge envelope.
     #[serde(rename = "detail-type", borrow, default)]
     pub detail_type: Lenient<'a>,
@@ -128,10 +131,20 @@ pub struct Document<'a> {
     pub event_id: Lenient<'a>,
     #[serde(borrow, default)]
     pub recipient_account_id: Lenient<'a>,
+    #[serde(rename = "requestID", borrow, default)]
+    pub request_id: Lenient<'a>,
     #[serde(borrow, default)]
     pub user_identity: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub request_parameters: Option<&'a RawValue>,
+}
+
+/// One `Events[]` entry of a `LookupEvents` response: the record is a JSON string.
+#[derive(Debug, Default, Deserialize)]
+pub struct LookupEvent<'a> {
+    /// The CloudTrail record, serialised.
+    #[serde(rename = "CloudTrailEvent", borrow, default)]
+    pub cloudtrail_event: Lenient<'a>,
 }
 
 /// `userIdentity`, every field optional.
@@ -213,8 +226,8 @@ pub struct Envelope<'a> {
 /// One CloudTrail record found in a document, or why a document part was unusable.
 #[derive(Debug)]
 pub enum Found<'a> {
-    /// A record, the envelope it came in (if any) and its raw text (for a fallback ID).
-    Record(Box<Document<'a>>, Option<Envelope<'a>>, &'a str),
+    /// A record and the envelope it came in, if any.
+    Record(Box<Document<'a>>, Option<Envelope<'a>>),
     /// A part that is not a usable CloudTrail record.
     Skip(crate::SkipReason),
 }
@@ -223,12 +236,12 @@ pub enum Found<'a> {
 pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 
 /// Walks one JSON document of any accepted shape and yields its records.
-pub fn walk_document<'a>(raw: &'a str, out: &mut impl FnMut(Found<'a>)) {
+pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
     use crate::SkipReason as R;
     let trimmed = raw.trim_start();
     if trimmed.starts_with('[') {
         // Some exports write a bare JSON array of records or envelopes.
-        match serde_json::from_str::<Vec<&'a RawValue>>(raw) {
+        match serde_json::from_str::<Vec<&RawValue>>(raw) {
             Ok(items) => items.iter().for_each(|i| walk_document(i.get(), out)),
             Err(_) => out(Found::Skip(R::MalformedRecord)),
         }
@@ -237,12 +250,19 @@ pub fn walk_document<'a>(raw: &'a str, out: &mut impl FnMut(Found<'a>)) {
     if !trimmed.starts_with('{') {
         return out(Found::Skip(R::NotCloudTrail));
     }
-    let Ok(doc) = serde_json::from_str::<Document<'a>>(raw) else {
+    let Ok(doc) = serde_json::from_str::<Document>(raw) else {
         return out(Found::Skip(R::MalformedRecord));
     };
     if let Some(records) = doc.records {
         for rec in records {
             out(inner_record(rec.get(), None));
+        }
+    } else if let Some(events) = doc.lookup_events {
+        for e in events {
+            match e.cloudtrail_event.get() {
+                Some(text) => out(inner_record(text, None)),
+                None => out(Found::Skip(R::MalformedRecord)),
+            }
         }
     } else if doc.detail_type.get().is_some() || doc.detail.is_some() {
         match (doc.detail_type.get(), doc.detail) {
@@ -256,7 +276,7 @@ pub fn walk_document<'a>(raw: &'a str, out: &mut impl FnMut(Found<'a>)) {
             _ => out(Found::Skip(R::NotCloudTrail)),
         }
     } else if is_record(&doc) {
-        out(Found::Record(Box::new(doc), None, raw))
+        out(Found::Record(Box::new(doc), None))
     } else {
         out(Found::Skip(R::NotCloudTrail))
     }
@@ -268,8 +288,13 @@ fn inner_record<'a>(raw: &'a str, envelope: Option<Envelope<'a>>) -> Found<'a> {
         return Found::Skip(crate::SkipReason::NotCloudTrail);
     }
     match serde_json::from_str::<Document<'a>>(raw) {
-        Ok(r) if r.records.is_none() && r.detail.is_none() && is_record(&r) => {
-            Found::Record(Box::new(r), envelope, raw)
+        Ok(r)
+            if r.records.is_none()
+                && r.detail.is_none()
+                && r.lookup_events.is_none()
+                && is_record(&r) =>
+        {
+            Found::Record(Box::new(r), envelope)
         }
         Ok(_) => Found::Skip(crate::SkipReason::NotCloudTrail),
         Err(_) => Found::Skip(crate::SkipReason::MalformedRecord),
@@ -289,12 +314,12 @@ fn is_record(d: &Document<'_>) -> bool {
 ///
 /// Returns the number of documents read, or the first syntax error with how many
 /// documents came before it: a truncated file still yields its intact prefix.
-pub fn walk_stream<'a>(
-    text: &'a str,
-    out: &mut impl FnMut(Found<'a>),
+pub fn walk_stream<F: for<'b> FnMut(Found<'b>)>(
+    text: &str,
+    out: &mut F,
 ) -> Result<usize, (usize, serde_json::Error)> {
     let mut n = 0;
-    for doc in serde_json::Deserializer::from_str(text).into_iter::<&'a RawValue>() {
+    for doc in serde_json::Deserializer::from_str(text).into_iter::<&RawValue>() {
         match doc {
             Ok(raw) => {
                 n += 1;

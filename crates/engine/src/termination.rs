@@ -56,7 +56,7 @@ pub const EVENT_NAME: &str = "TerminateInstances";
 pub fn extract(found: Found<'_>) -> Extracted {
     match found {
         Found::Skip(r) => Extracted::Skip(r),
-        Found::Record(doc, envelope, raw) => match from_record(&doc, envelope.as_ref(), raw) {
+        Found::Record(doc, envelope) => match from_record(&doc, envelope.as_ref()) {
             Ok(Some(t)) => Extracted::Termination(Box::new(t)),
             Ok(None) => Extracted::OtherEvent,
             Err(r) => Extracted::Skip(r),
@@ -67,7 +67,6 @@ pub fn extract(found: Found<'_>) -> Extracted {
 fn from_record(
     doc: &Document<'_>,
     envelope: Option<&Envelope<'_>>,
-    raw: &str,
 ) -> Result<Option<Termination>, SkipReason> {
     if doc.event_source.get() != Some(EVENT_SOURCE) || doc.event_name.get() != Some(EVENT_NAME) {
         return Ok(None);
@@ -100,8 +99,19 @@ fn from_record(
     if instance_ids.is_empty() && error_code.is_none() {
         return Err(SkipReason::NoInstances);
     }
+    let event_id = match doc.event_id.get() {
+        Some(id) => sanitize(id),
+        None => content_id(&[
+            doc.request_id.get().unwrap_or(""),
+            time,
+            account,
+            &principal.arn,
+            &instance_ids.join(","),
+            error_code.as_deref().unwrap_or(""),
+        ]),
+    };
     Ok(Some(Termination {
-        event_id: doc.event_id.get().map_or_else(|| content_id(raw), sanitize),
+        event_id,
         event_time,
         account: sanitize(account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
@@ -134,13 +144,8 @@ fn instance_ids(doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {
     Ok(ids)
 }
 
-/// A stable stand-in ID for records without `eventID`: a redelivery carries the same bytes.
-fn content_id(raw: &str) -> String {
-    // FNV-1a: stable across runs and platforms, unlike std's randomised hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in raw.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    format!("content-{h:016x}")
+/// A stable stand-in ID for records without `eventID`, from the fields a redelivery
+/// repeats (not the raw bytes: an envelope or a log file may re-indent the record).
+fn content_id(parts: &[&str]) -> String {
+    format!("content-{:016x}", crate::fnv1a(parts))
 }
