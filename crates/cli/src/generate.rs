@@ -134,7 +134,7 @@ const SCENARIO: [Burst; 4] = [
 
 /// The scenario records, as (account, record), bursts in order.
 pub fn scenario() -> Vec<(&'static str, String)> {
-    let mut rng = Rng(2018_01_09);
+    let mut rng = Rng(20_180_109);
     let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
     let mut out = Vec::new();
     for b in &SCENARIO {

@@ -237,17 +237,22 @@ pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
 
 /// Walks one JSON document of any accepted shape and yields its records.
 pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
-    use crate::SkipReason as R;
-    let trimmed = raw.trim_start();
-    if trimmed.starts_with('[') {
-        // Some exports write a bare JSON array of records or envelopes.
+    if raw.trim_start().starts_with('[') {
+        // Some exports write a bare JSON array of records or envelopes. One level only:
+        // recursing into nested arrays would let a hostile document exhaust the stack.
         match serde_json::from_str::<Vec<&RawValue>>(raw) {
-            Ok(items) => items.iter().for_each(|i| walk_document(i.get(), out)),
-            Err(_) => out(Found::Skip(R::MalformedRecord)),
+            Ok(items) => items.iter().for_each(|i| walk_object(i.get(), out)),
+            Err(_) => out(Found::Skip(crate::SkipReason::MalformedRecord)),
         }
-        return;
+    } else {
+        walk_object(raw, out)
     }
-    if !trimmed.starts_with('{') {
+}
+
+/// Walks one JSON object: a log file, a LookupEvents response, an envelope or a record.
+fn walk_object<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
+    use crate::SkipReason as R;
+    if !raw.trim_start().starts_with('{') {
         return out(Found::Skip(R::NotCloudTrail));
     }
     let Ok(doc) = serde_json::from_str::<Document>(raw) else {

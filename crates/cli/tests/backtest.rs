@@ -1,0 +1,203 @@
+//! The `tripwire` binary as a user runs it: real files, real output, the JSON contract.
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn tripwire(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tripwire-cli-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+fn policy() -> String {
+    repo().join("config/policy.toml").display().to_string()
+}
+
+#[test]
+fn the_seed_incident_fires_once_and_its_look_alikes_do_not() {
+    let dir = scratch("seed");
+    let (ok, _, err) = tripwire(&["generate", "--out", dir.to_str().unwrap(), "--size-mb", "2"]);
+    assert!(ok, "{err}");
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--policy",
+        &policy(),
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let out = lines(&out);
+    let incidents: Vec<&Value> = out.iter().filter(|v| v["type"] == "incident").collect();
+    assert_eq!(incidents.len(), 1, "{incidents:#?}");
+    let i = incidents[0];
+    assert_eq!(
+        i["principal_arn"],
+        "arn:aws:iam::222222222222:role/vendor/cleanup-task"
+    );
+    assert_eq!(i["principal_type"], "AssumedRole");
+    assert_eq!(
+        (
+            i["account"].as_str(),
+            i["instances"].as_u64(),
+            i["trigger_count"].as_u64()
+        ),
+        (Some("222222222222"), Some(60), Some(10))
+    );
+    assert_eq!(i["first_event_time"], "2018-01-09T22:09:00Z");
+    assert_eq!(i["trigger_time"], "2018-01-09T22:09:13.500Z");
+    assert_eq!(i["containment"]["action"], "revoke");
+    assert_eq!(i["containment"]["role_name"], "cleanup-task");
+    assert_eq!(i["containment"]["target_account"], "222222222222");
+    for field in [
+        "principal_account",
+        "region",
+        "trigger_event_id",
+        "containment",
+    ] {
+        assert!(!i[field].is_null(), "{field}");
+    }
+    let summary = out.last().unwrap();
+    assert_eq!(summary["type"], "summary");
+    assert_eq!(summary["duplicates"], 10);
+    assert_eq!(summary["not_counted"]["allowed_account"], 40);
+    assert_eq!(summary["not_counted"]["service_linked_role"], 15);
+    assert_eq!(summary["incidents"], 1);
+    let deploy = out
+        .iter()
+        .find(|v| {
+            v["type"] == "peak"
+                && v["principal_arn"] == "arn:aws:iam::222222222222:role/deploy/ci-deployer"
+        })
+        .unwrap();
+    assert_eq!(
+        deploy["peak"], 3,
+        "the rolling deploy peaks at 3, below the threshold"
+    );
+}
+
+#[test]
+fn the_real_corpus_is_read_whole_and_the_corrupt_file_reported() {
+    let corpus = repo().join("tests/fixtures/cloudtrail-corpus");
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--policy",
+        &policy(),
+        "--json",
+        corpus.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let summary = lines(&out).pop().unwrap();
+    let corrupt = summary["corrupt_files"].as_array().unwrap();
+    assert_eq!(corrupt.len(), 1, "{corrupt:?}");
+    assert!(corrupt[0]["path"]
+        .as_str()
+        .unwrap()
+        .ends_with("INVALID_JSON_SerializerTestFileBadJsonFormat.json"));
+    assert_eq!(
+        summary["files"], 54,
+        "20 terminate records, 32 mixed files, 2 gzipped copies"
+    );
+    let records = summary["records"].as_u64().unwrap();
+    let skipped: u64 = summary["skipped"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    let parts = summary["other_events"].as_u64().unwrap()
+        + skipped
+        + summary["terminate_calls"].as_u64().unwrap()
+        + summary["duplicates"].as_u64().unwrap();
+    assert_eq!(records, parts);
+}
+
+#[test]
+fn a_truncated_gzip_file_keeps_the_rest_going() {
+    let dir = scratch("corrupt");
+    let src = repo().join("tests/fixtures/cloudtrail-corpus/mixed/trailscraper_111111111111_CloudTrail_eu-central-1_20171211T1505Z_A6kvhMoVeCsc7v8U.json.gz");
+    let bytes = std::fs::read(&src).unwrap();
+    std::fs::write(dir.join("good.json.gz"), &bytes).unwrap();
+    std::fs::write(dir.join("truncated.json.gz"), &bytes[..bytes.len() / 2]).unwrap();
+    std::fs::write(dir.join("binary.json"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
+    std::fs::write(dir.join("ignored.txt"), "not a trail").unwrap();
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--policy",
+        &policy(),
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let summary = lines(&out).pop().unwrap();
+    assert_eq!(summary["files"], 3);
+    assert_eq!(summary["records"], 2, "the good file's two records");
+    let corrupt: Vec<&str> = summary["corrupt_files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(corrupt.len(), 2, "{corrupt:?}");
+    assert!(
+        corrupt.iter().any(|p| p.ends_with("truncated.json.gz"))
+            && corrupt.iter().any(|p| p.ends_with("binary.json"))
+    );
+}
+
+#[test]
+fn check_policy_names_the_bad_key() {
+    let dir = scratch("policy");
+    let bad = dir.join("bad.toml");
+    std::fs::write(
+        &bad,
+        "threshold = 10\n[accounts.\"333333333333\"]\nthreshold = 0\n",
+    )
+    .unwrap();
+    let (ok, _, err) = tripwire(&["check-policy", bad.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("accounts.333333333333.threshold"), "{err}");
+    let (ok, out, _) = tripwire(&["check-policy", &policy()]);
+    assert!(ok && out.starts_with("ok"), "{out}");
+}
+
+#[test]
+fn the_table_names_the_incident_and_the_missing_path_is_an_error() {
+    let dir = scratch("table");
+    assert!(tripwire(&["generate", "--out", dir.to_str().unwrap(), "--size-mb", "1"]).0);
+    let (ok, out, _) = tripwire(&["backtest", "--policy", &policy(), dir.to_str().unwrap()]);
+    assert!(ok);
+    assert!(out.starts_with("INCIDENTS (1)"), "{out}");
+    assert!(out.contains("arn:aws:iam::222222222222:role/vendor/cleanup-task"));
+    let (ok, _, err) = tripwire(&[
+        "backtest",
+        "--policy",
+        &policy(),
+        Path::new("/nonexistent/trail").to_str().unwrap(),
+    ]);
+    assert!(!ok && err.contains("no such file"), "{err}");
+}
