@@ -4,7 +4,6 @@
 
 use anyhow::Result;
 use rayon::prelude::*;
-use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 use tripwire_engine::replay::{replay, ReplayResult};
@@ -62,12 +61,7 @@ struct FileScan {
 fn read_text(path: &Path) -> Result<String, String> {
     let raw = std::fs::read(path).map_err(|e| e.to_string())?;
     let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::with_capacity(raw.len() * 8);
-        // MultiGz: concatenated members are valid gzip and some shippers write them.
-        flate2::read::MultiGzDecoder::new(&raw[..])
-            .read_to_end(&mut out)
-            .map_err(|e| format!("gzip: {e}"))?;
-        out
+        crate::gunzip::gunzip(&raw)?
     } else {
         raw
     };

@@ -3,6 +3,7 @@
 
 mod backtest;
 mod generate;
+mod gunzip;
 mod output;
 
 use anyhow::{Context, Result};

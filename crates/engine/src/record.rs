@@ -5,7 +5,7 @@
 //! [`Lenient`] string and the large nested objects stay raw until a record turns out to
 //! be a `TerminateInstances` call, so the common case (any other API call) costs one scan.
 
-use serde::de::{Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use std::borrow::Cow;
@@ -252,6 +252,9 @@ pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
 /// Walks one JSON object: a log file, a LookupEvents response, an envelope or a record.
 fn walk_object<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
     use crate::SkipReason as R;
+    if let Some(found) = log_file_fast(raw) {
+        return found.into_iter().for_each(out);
+    }
     if !raw.trim_start().starts_with('{') {
         return out(Found::Skip(R::NotCloudTrail));
     }
@@ -293,17 +296,125 @@ fn inner_record<'a>(raw: &'a str, envelope: Option<Envelope<'a>>) -> Found<'a> {
         return Found::Skip(crate::SkipReason::NotCloudTrail);
     }
     match serde_json::from_str::<Document<'a>>(raw) {
-        Ok(r)
-            if r.records.is_none()
-                && r.detail.is_none()
-                && r.lookup_events.is_none()
-                && is_record(&r) =>
-        {
-            Found::Record(Box::new(r), envelope)
-        }
-        Ok(_) => Found::Skip(crate::SkipReason::NotCloudTrail),
+        Ok(r) => nested(r, envelope),
         Err(_) => Found::Skip(crate::SkipReason::MalformedRecord),
     }
+}
+
+/// A parsed nested part is a record only if it is not another wrapper.
+fn nested<'a>(r: Document<'a>, envelope: Option<Envelope<'a>>) -> Found<'a> {
+    if r.records.is_none() && r.detail.is_none() && r.lookup_events.is_none() && is_record(&r) {
+        Found::Record(Box::new(r), envelope)
+    } else {
+        Found::Skip(crate::SkipReason::NotCloudTrail)
+    }
+}
+
+/// Log files (`{"Records":[…]}`, the S3 archive format and the backtest's bulk) in one
+/// pass instead of two. `None` when the document is anything else or any record would
+/// need the tolerant per-record path; the caller then walks it that way, so the outcome
+/// is the same either way, and nothing is emitted twice (the result is buffered).
+fn log_file_fast(raw: &str) -> Option<Vec<Found<'_>>> {
+    if !raw.trim_start().starts_with("{\"Records\"") {
+        return None;
+    }
+    let mut de = serde_json::Deserializer::from_str(raw);
+    let found = de.deserialize_map(LogFileVisitor).ok()?;
+    de.end().ok()?;
+    Some(found)
+}
+
+struct LogFileVisitor;
+
+impl<'de> Visitor<'de> for LogFileVisitor {
+    type Value = Vec<Found<'de>>;
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("a CloudTrail log file")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = None;
+        while let Some(key) = map.next_key::<Cow<'de, str>>()? {
+            match (&*key, &found) {
+                ("Records", None) => found = Some(map.next_value::<FastRecords<'de>>()?.0),
+                ("Records", Some(_)) => return Err(de::Error::custom("duplicate Records")),
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        found.ok_or_else(|| de::Error::custom("no Records"))
+    }
+}
+
+struct FastRecords<'de>(Vec<Found<'de>>);
+
+impl<'de> Deserialize<'de> for FastRecords<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FastRecords<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an array of records")
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                let mut out = Vec::with_capacity(seq.size_hint().unwrap_or(1024));
+                while let Some(FastRecord(f)) = seq.next_element()? {
+                    out.push(f);
+                }
+                Ok(FastRecords(out))
+            }
+        }
+        d.deserialize_seq(V)
+    }
+}
+
+/// One element of `Records`: an object is read as a record; anything else is not one.
+struct FastRecord<'de>(Found<'de>);
+
+impl<'de> Deserialize<'de> for FastRecord<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = FastRecord<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a record")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+                let doc = Document::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(FastRecord(nested(doc, None)))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Self::Value, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(not_a_record())
+            }
+            fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_str<E>(self, _: &str) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+            fn visit_unit<E>(self) -> Result<Self::Value, E> {
+                Ok(not_a_record())
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn not_a_record<'de>() -> FastRecord<'de> {
+    FastRecord(Found::Skip(crate::SkipReason::NotCloudTrail))
 }
 
 /// CloudTrail API-call records name an `*.amazonaws.com` event source; S3 event
@@ -334,4 +445,60 @@ pub fn walk_stream<F: for<'b> FnMut(Found<'b>)>(
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A comparable summary of what was found.
+    fn outline(found: &[Found<'_>]) -> Vec<String> {
+        found
+            .iter()
+            .map(|f| match f {
+                Found::Record(d, _) => {
+                    format!("record {:?} {:?}", d.event_id.get(), d.event_name.get())
+                }
+                Found::Skip(r) => format!("skip {}", r.as_str()),
+            })
+            .collect()
+    }
+
+    fn slow(raw: &str) -> Vec<Found<'_>> {
+        let doc: Document = serde_json::from_str(raw).unwrap();
+        doc.records
+            .unwrap()
+            .into_iter()
+            .map(|r| inner_record(r.get(), None))
+            .collect()
+    }
+
+    #[test]
+    fn the_log_file_fast_path_finds_exactly_what_the_tolerant_path_finds() {
+        let rec = r#"{"eventVersion":"1.08","eventSource":"ec2.amazonaws.com","eventName":"TerminateInstances","eventID":"a","userIdentity":{"type":"Root"}}"#;
+        let files = [
+            format!(r#"{{"Records":[{rec},{rec}]}}"#),
+            format!(
+                r#"{{"Records":[{rec}, 1, "x", null, true, [1,[2]], {{"Records":[]}}, {{"eventName":"X"}}, {{"eventSource":"aws:s3","eventName":"Put"}}]}}"#
+            ),
+            format!(r#"{{"Records":[{rec}],"Digest":{{"a":[1,2]}}}}"#),
+            include_str!(
+                "../../../tests/fixtures/cloudtrail-corpus/mixed/grycap_cloudtrail_log_file.json"
+            )
+            .to_string(),
+        ];
+        for f in &files {
+            let fast = log_file_fast(f).expect("fast path applies");
+            assert_eq!(outline(&fast), outline(&slow(f)), "{f:.200}");
+        }
+        // A record the fast path cannot take whole (duplicate key) falls back.
+        let dup = format!(r#"{{"Records":[{rec},{{"eventName":"A","eventName":"B"}}]}}"#);
+        assert!(log_file_fast(&dup).is_none());
+        let mut via_walk = Vec::new();
+        walk_document(&dup, &mut |f: Found<'_>| {
+            via_walk.push(outline(&[f]).remove(0))
+        });
+        assert_eq!(via_walk, outline(&slow(&dup)));
+        assert_eq!(via_walk[1], "skip malformed_record");
+    }
 }
