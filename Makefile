@@ -1,0 +1,49 @@
+# tripwire: `make help` lists the targets. Nothing here needs an AWS account.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+CARGO ?= cargo
+VENV ?= .venv
+WORK ?= .work
+
+.PHONY: help setup build test lint demo bench bench-decision bench-backtest check-policy clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
+
+setup: $(VENV)/.installed ## Install the local tools (Python virtualenv: moto, cargo-lambda, cfn-lint, checkov)
+
+$(VENV)/.installed: requirements-dev.txt
+	python3 -m venv $(VENV)
+	$(VENV)/bin/pip install -q --disable-pip-version-check -r requirements-dev.txt
+	touch $@
+
+build: ## Build everything (debug)
+	$(CARGO) build --workspace --all-targets
+
+test: ## Run every test: unit, property, corpus, scenario, CLI
+	$(CARGO) test --workspace
+
+lint: ## cargo fmt --check and clippy -D warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+demo: ## Backtest a generated archive holding the seed incident and show what fires
+	$(CARGO) build -q --release -p tripwire-cli
+	@rm -rf $(WORK)/demo-archive
+	./target/release/tripwire generate --out $(WORK)/demo-archive --size-mb 20
+	./target/release/tripwire backtest --policy config/policy.toml $(WORK)/demo-archive
+
+bench: bench-decision bench-backtest ## All benchmarks
+
+bench-decision: ## Criterion: one event through parse + engine, beside a serde_json::Value parse
+	$(CARGO) bench -p tripwire-engine --bench decision
+
+bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
+	scripts/bench-backtest.sh
+
+check-policy: ## Validate config/policy.toml
+	$(CARGO) run -q -p tripwire-cli -- check-policy config/policy.toml
+
+clean: ## Remove build output and generated archives
+	$(CARGO) clean
+	rm -rf $(WORK)
