@@ -1,1 +1,411 @@
-//! Alert rendering (issue 3).
+//! Alerts as people and machines read them: an SNS subject, a text body for pagers and
+//! e-mail, a JSON body for queues and functions, and filterable attributes. Rendering
+//! only; the SNS adapter sends what this returns.
+
+use crate::containment::Action;
+use crate::incident::Incident;
+use crate::time::{format_millis, Millis};
+use serde::Serialize;
+use std::fmt::Write as _;
+
+/// What an alert reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AlertKind {
+    /// A burst crossed the threshold: an incident opened.
+    Detected,
+    /// More terminations joined an open incident.
+    Update,
+    /// The containment policies are in place.
+    Contained,
+    /// Containment was attempted and failed, or was refused.
+    ContainmentFailed,
+}
+
+impl AlertKind {
+    /// The stable snake_case name (also the `kind` message attribute).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertKind::Detected => "detected",
+            AlertKind::Update => "update",
+            AlertKind::Contained => "contained",
+            AlertKind::ContainmentFailed => "containment_failed",
+        }
+    }
+
+    /// `critical` pages someone; `high` and `info` can be routed elsewhere.
+    pub fn severity(self) -> &'static str {
+        match self {
+            AlertKind::Detected | AlertKind::ContainmentFailed => "critical",
+            AlertKind::Update => "high",
+            AlertKind::Contained => "info",
+        }
+    }
+}
+
+/// A rendered alert.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Alert {
+    /// What it reports.
+    pub kind: AlertKind,
+    /// SNS subject: ASCII, no control characters, under 100 characters.
+    pub subject: String,
+    /// Text for pagers, e-mail and SMS.
+    pub text: String,
+    /// JSON for SQS, Lambda and HTTPS subscribers.
+    pub json: String,
+    /// The account where the instances died (message attribute `account`).
+    pub account: String,
+}
+
+/// What the alert says about containment.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ContainmentStatus {
+    /// `requested`, `not_attempted`, `contained` or `failed`.
+    pub state: &'static str,
+    /// Why, in a sentence.
+    pub detail: String,
+}
+
+impl ContainmentStatus {
+    /// The status implied by a fresh plan: requested, or not attempted and why.
+    pub fn from_plan(incident: &Incident) -> Self {
+        match incident.containment.action {
+            Action::None => ContainmentStatus {
+                state: "not_attempted",
+                detail: incident.containment.reason.clone(),
+            },
+            _ => ContainmentStatus {
+                state: "requested",
+                detail: incident.containment.reason.clone(),
+            },
+        }
+    }
+}
+
+/// Instance IDs shown in the text body.
+const TEXT_SAMPLE: usize = 10;
+/// Instance IDs carried in the JSON body; SNS messages are limited to 256 KB and the JSON
+/// goes out three times (sqs, lambda, https).
+const JSON_SAMPLE: usize = 500;
+/// SNS subjects must be shorter than 100 characters.
+const SUBJECT_MAX: usize = 99;
+
+#[derive(Serialize)]
+struct Machine<'a> {
+    kind: AlertKind,
+    #[serde(flatten)]
+    incident: &'a Incident,
+    instance_ids_truncated: bool,
+    containment_status: &'a ContainmentStatus,
+    #[serde(with = "crate::time::rfc3339")]
+    alert_time: Millis,
+    window_degraded: bool,
+}
+
+/// The part of a principal ARN people recognise: `role/vendor/cleanup-task`, `user/alice`, `root`.
+fn short_principal(arn: &str) -> &str {
+    arn.splitn(6, ':').nth(5).unwrap_or(arn)
+}
+
+/// SNS rejects non-ASCII and control characters in subjects; identities can carry both.
+fn subject_safe(s: &str) -> String {
+    let mut out: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii() && !c.is_ascii_control() {
+                c
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    if out.len() > SUBJECT_MAX {
+        out.truncate(SUBJECT_MAX - 3);
+        out.push_str("...");
+    }
+    out
+}
+
+/// Renders an alert for `incident`. `window` is the policy window in ms, `now` the alert time.
+pub fn render(
+    kind: AlertKind,
+    incident: &Incident,
+    status: &ContainmentStatus,
+    window: Millis,
+    now: Millis,
+    window_degraded: bool,
+) -> Alert {
+    let who = short_principal(&incident.principal_arn);
+    let n = incident.instances;
+    let subject = match kind {
+        AlertKind::Detected => format!(
+            "TRIPWIRE: {n} instances terminated by {who} in {}",
+            incident.account
+        ),
+        AlertKind::Update => format!(
+            "TRIPWIRE update: {n} instances terminated by {who} in {}",
+            incident.account
+        ),
+        AlertKind::Contained => format!(
+            "TRIPWIRE CONTAINED: {who} ({n} instances in {})",
+            incident.account
+        ),
+        AlertKind::ContainmentFailed => {
+            format!("TRIPWIRE CONTAINMENT FAILED: {who} in {}", incident.account)
+        }
+    };
+    let text = text_body(kind, incident, status, window, now, window_degraded);
+    let mut sample = incident.clone();
+    let truncated = sample.instance_ids.len() > JSON_SAMPLE;
+    if truncated {
+        sample.instance_ids = sample
+            .instance_ids
+            .iter()
+            .take(JSON_SAMPLE)
+            .cloned()
+            .collect();
+    }
+    let machine = Machine {
+        kind,
+        incident: &sample,
+        instance_ids_truncated: truncated,
+        containment_status: status,
+        alert_time: now,
+        window_degraded,
+    };
+    Alert {
+        kind,
+        subject: subject_safe(&subject),
+        text,
+        json: serde_json::to_string(&machine).unwrap_or_default(),
+        account: incident.account.clone(),
+    }
+}
+
+fn text_body(
+    kind: AlertKind,
+    i: &Incident,
+    status: &ContainmentStatus,
+    window: Millis,
+    now: Millis,
+    degraded: bool,
+) -> String {
+    let mut t = String::new();
+    let headline = match kind {
+        AlertKind::Detected => "TRIPWIRE DETECTED a burst of EC2 instance terminations.",
+        AlertKind::Update => "TRIPWIRE UPDATE: the burst is still going.",
+        AlertKind::Contained => {
+            "TRIPWIRE CONTAINED the principal behind a burst of EC2 instance terminations."
+        }
+        AlertKind::ContainmentFailed => {
+            "TRIPWIRE CONTAINMENT FAILED: the principal is NOT contained. Act now."
+        }
+    };
+    let _ = writeln!(t, "{headline}\n");
+    let _ = writeln!(t, "What happened");
+    let _ = writeln!(
+        t,
+        "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}.",
+        i.principal_arn,
+        i.instances,
+        i.account,
+        i.threshold,
+        window / 1000,
+        if i.cross_account {
+            " (a principal from another account)"
+        } else {
+            ""
+        }
+    );
+    if degraded {
+        let _ = writeln!(
+            t,
+            "  The shared window was unavailable: this alert rests on this one call alone."
+        );
+    }
+    if i.attempts > 0 {
+        let _ = writeln!(t, "  {} further call(s) were denied or failed.", i.attempts);
+    }
+    let _ = writeln!(t, "\nTimeline (UTC)");
+    let _ = writeln!(
+        t,
+        "  first termination   {}",
+        format_millis(i.first_event_time)
+    );
+    let _ = writeln!(t, "  threshold crossed   {}", format_millis(i.trigger_time));
+    let _ = writeln!(
+        t,
+        "  latest termination  {}",
+        format_millis(i.last_event_time)
+    );
+    let _ = writeln!(t, "  this alert          {}", format_millis(now));
+    let join = |s: &std::collections::BTreeSet<String>| {
+        if s.is_empty() {
+            "-".to_string()
+        } else {
+            s.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    let _ = writeln!(t, "\nWho");
+    let _ = writeln!(
+        t,
+        "  principal   {} ({})",
+        i.principal_arn, i.principal_type
+    );
+    let _ = writeln!(
+        t,
+        "  its account {}",
+        i.principal_account.as_deref().unwrap_or("unknown")
+    );
+    let _ = writeln!(t, "  source IP   {}", join(&i.source_ips));
+    let _ = writeln!(t, "  user agent  {}", join(&i.user_agents));
+    let _ = writeln!(t, "  region(s)   {}", join(&i.regions));
+    let shown = i.instance_ids.len().min(TEXT_SAMPLE);
+    let _ = writeln!(t, "\nInstances ({}; {} shown)", i.instances, shown);
+    for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
+        let _ = writeln!(t, "  {id}");
+    }
+    let _ = writeln!(
+        t,
+        "\nContainment: {}",
+        status.state.replace('_', " ").to_uppercase()
+    );
+    let _ = writeln!(t, "  {}", status.detail);
+    let user = short_principal(&i.principal_arn)
+        .rsplit('/')
+        .next()
+        .unwrap_or("");
+    let _ = writeln!(t, "\nRunbook");
+    let _ = writeln!(t, "  1. Verify: the calls are in CloudTrail, e.g.");
+    let _ = writeln!(
+        t,
+        "     aws cloudtrail lookup-events --region {} --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances --start-time {}",
+        i.region,
+        format_millis(i.first_event_time)
+    );
+    let _ = writeln!(
+        t,
+        "     and look for userIdentity {user}. Ask its owner what it is running."
+    );
+    let _ = writeln!(
+        t,
+        "  2. If it is legitimate, lift containment (removes only the tripwire-* inline policies):"
+    );
+    let _ = writeln!(
+        t,
+        "     tripwire release --account {} --principal {}",
+        i.account, i.principal_arn
+    );
+    let _ = writeln!(t, "  3. If not, keep it contained, rotate its credentials, and restore the instances from your deployment tooling.");
+    let _ = writeln!(t, "\nIncident {}", i.id);
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containment::Plan;
+    use std::collections::BTreeSet;
+
+    fn incident(arn: &str, n: usize) -> Incident {
+        let ids: BTreeSet<String> = (0..n).map(|k| format!("i-{k:017x}")).collect();
+        Incident {
+            record_type: "incident".into(),
+            id: "inc-1".into(),
+            principal_arn: arn.into(),
+            principal_type: "AssumedRole".into(),
+            principal_account: Some("222222222222".into()),
+            account: "222222222222".into(),
+            region: "us-east-1".into(),
+            regions: ["us-east-1".to_string()].into(),
+            instances: n,
+            instance_ids: ids,
+            trigger_count: 10,
+            threshold: 10,
+            cross_account: false,
+            first_event_time: 1_515_535_740_000,
+            trigger_time: 1_515_535_753_500,
+            last_event_time: 1_515_535_828_500,
+            trigger_event_id: "e10".into(),
+            attempts: 0,
+            source_ips: ["10.20.0.15".to_string()].into(),
+            user_agents: BTreeSet::new(),
+            containment: Plan {
+                action: Action::Revoke,
+                target_account: Some("222222222222".into()),
+                partition: None,
+                role_name: Some("cleanup-task".into()),
+                user_name: None,
+                principal_arn: None,
+                reason: "revoke".into(),
+                policies: vec![],
+            },
+        }
+    }
+
+    #[test]
+    fn the_subject_reads_like_the_example_and_stays_within_sns_rules() {
+        let i = incident("arn:aws:iam::222222222222:role/vendor/cleanup-task", 37);
+        let s = ContainmentStatus::from_plan(&i);
+        let a = render(
+            AlertKind::Detected,
+            &i,
+            &s,
+            300_000,
+            1_515_535_754_000,
+            false,
+        );
+        assert_eq!(
+            a.subject,
+            "TRIPWIRE: 37 instances terminated by role/vendor/cleanup-task in 222222222222"
+        );
+        let hostile = incident(
+            &format!(
+                "arn:aws:iam::222222222222:role/{}\u{7}é\nx",
+                "a".repeat(200)
+            ),
+            1,
+        );
+        for kind in [
+            AlertKind::Detected,
+            AlertKind::Update,
+            AlertKind::Contained,
+            AlertKind::ContainmentFailed,
+        ] {
+            let a = render(kind, &hostile, &s, 300_000, 0, false);
+            assert!(
+                a.subject.len() < 100
+                    && a.subject.is_ascii()
+                    && !a.subject.chars().any(|c| c.is_control()),
+                "{:?}",
+                a.subject
+            );
+        }
+    }
+
+    #[test]
+    fn the_bodies_carry_what_a_responder_needs() {
+        let i = incident("arn:aws:iam::222222222222:role/vendor/cleanup-task", 1200);
+        let s = ContainmentStatus::from_plan(&i);
+        let a = render(
+            AlertKind::Detected,
+            &i,
+            &s,
+            300_000,
+            1_515_535_754_000,
+            false,
+        );
+        for needle in ["first termination   2018-01-09T22:09:00Z", "threshold crossed   2018-01-09T22:09:13.500Z", "10.20.0.15", "us-east-1", "tripwire release --account 222222222222 --principal arn:aws:iam::222222222222:role/vendor/cleanup-task", "REQUESTED", "(1200; 10 shown)"] {
+            assert!(a.text.contains(needle), "missing {needle}:\n{}", a.text);
+        }
+        let v: serde_json::Value = serde_json::from_str(&a.json).unwrap();
+        assert_eq!(v["kind"], "detected");
+        assert_eq!(v["instances"], 1200);
+        assert_eq!(v["instance_ids"].as_array().unwrap().len(), JSON_SAMPLE);
+        assert_eq!(v["instance_ids_truncated"], true);
+        assert_eq!(v["containment"]["role_name"], "cleanup-task");
+        assert_eq!(v["containment_status"]["state"], "requested");
+        assert!(a.json.len() * 3 + a.text.len() < 256 * 1024);
+    }
+}

@@ -3,17 +3,17 @@
 
 use crate::containment::Plan;
 use crate::termination::Termination;
-use crate::time::{format_millis, Millis};
+use crate::time::Millis;
 use crate::window::{Key, OpenIncident, WindowCount};
-use serde::{Serialize, Serializer};
+use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeSet;
 
 /// One incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Incident {
     /// Always `"incident"`: the JSON-lines record type.
     #[serde(rename = "type")]
-    pub record_type: &'static str,
+    pub record_type: String,
     /// Stable ID, derived from the key and the trigger event.
     pub id: String,
     /// The principal (role ARN with path, user ARN, …).
@@ -39,13 +39,13 @@ pub struct Incident {
     /// Whether the caller came from another account.
     pub cross_account: bool,
     /// eventTime of the first termination in the triggering window.
-    #[serde(serialize_with = "as_time")]
+    #[serde(with = "crate::time::rfc3339")]
     pub first_event_time: Millis,
     /// eventTime of the event that crossed the threshold.
-    #[serde(serialize_with = "as_time")]
+    #[serde(with = "crate::time::rfc3339")]
     pub trigger_time: Millis,
     /// eventTime of the latest termination in the incident.
-    #[serde(serialize_with = "as_time")]
+    #[serde(with = "crate::time::rfc3339")]
     pub last_event_time: Millis,
     /// eventID of the event that crossed the threshold.
     pub trigger_event_id: String,
@@ -62,10 +62,6 @@ pub struct Incident {
 
 /// How many distinct source IPs and user agents an incident keeps.
 pub const SAMPLE: usize = 5;
-
-fn as_time<S: Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_millis(*t))
-}
 
 fn as_summary<S: Serializer>(p: &Plan, s: S) -> Result<S::Ok, S::Error> {
     p.summary().serialize(s)
@@ -87,7 +83,7 @@ impl Incident {
         plan: Plan,
     ) -> Self {
         let mut inc = Incident {
-            record_type: "incident",
+            record_type: "incident".into(),
             id: incident_id(key, &t.event_id),
             principal_arn: key.principal_arn.clone(),
             principal_type: t.principal.kind.type_name().to_owned(),

@@ -313,3 +313,66 @@ fn identity_anomaly(account: &str, path: &str, name: &str) -> Option<&'static st
 pub fn sanitize(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(512).collect()
 }
+
+/// An IAM role or user the tripwire may have restricted, named by its ARN.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IamEntity {
+    /// Partition.
+    pub partition: String,
+    /// The entity's account.
+    pub account: String,
+    /// `true` for a role, `false` for a user.
+    pub is_role: bool,
+    /// Name without path.
+    pub name: String,
+}
+
+/// Reads a role or user ARN (`arn:aws:iam::111111111111:role/path/name`), refusing
+/// anything IAM could not have issued.
+pub fn iam_entity(arn: &str) -> Result<IamEntity, String> {
+    let a = Arn::parse(arn)
+        .filter(|a| a.service == "iam")
+        .ok_or_else(|| format!("`{arn}` is not an IAM ARN"))?;
+    let (is_role, (path, name)) = match (
+        path_and_name(a.resource, "role"),
+        path_and_name(a.resource, "user"),
+    ) {
+        (Some(pn), _) => (true, pn),
+        (None, Some(pn)) => (false, pn),
+        _ => return Err(format!("`{arn}` names neither a role nor a user")),
+    };
+    if let Some(why) = identity_anomaly(a.account, path, name) {
+        return Err(format!("`{arn}`: {why}"));
+    }
+    Ok(IamEntity {
+        partition: a.partition.into(),
+        account: a.account.into(),
+        is_role,
+        name: name.into(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn iam_entities_from_arns() {
+        let r = iam_entity("arn:aws:iam::222222222222:role/vendor/cleanup-task").unwrap();
+        assert_eq!(
+            (r.account.as_str(), r.is_role, r.name.as_str()),
+            ("222222222222", true, "cleanup-task")
+        );
+        let u = iam_entity("arn:aws-us-gov:iam::222222222222:user/alice").unwrap();
+        assert_eq!((u.partition.as_str(), u.is_role), ("aws-us-gov", false));
+        for bad in [
+            "arn:aws:iam::222222222222:role/*",
+            "arn:aws:sts::222222222222:assumed-role/x/y",
+            "arn:aws:iam::12:role/x",
+            "arn:aws:iam::222222222222:root",
+            "nope",
+        ] {
+            assert!(iam_entity(bad).is_err(), "{bad}");
+        }
+    }
+}

@@ -7,9 +7,9 @@ use crate::containment;
 use crate::incident::Incident;
 use crate::policy::Policy;
 use crate::termination::Termination;
-use crate::time::{format_millis, Millis};
-use crate::window::{classify, decide, Classification, Decision, Key, WindowEvent};
-use serde::{Serialize, Serializer};
+use crate::time::Millis;
+use crate::window::{classify, decide, instances_in, Classification, Decision, Key, WindowEvent};
+use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
 /// A key's highest window count over the history: set the threshold above the highest
@@ -26,14 +26,10 @@ pub struct Peak {
     /// The highest distinct-instance count in one window.
     pub peak: u32,
     /// When that window ended.
-    #[serde(serialize_with = "as_time")]
+    #[serde(with = "crate::time::rfc3339")]
     pub peak_time: Millis,
     /// The threshold that applies to this key.
     pub threshold: u32,
-}
-
-fn as_time<S: Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&format_millis(*t))
 }
 
 /// What the replay counted.
@@ -144,9 +140,8 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                         let plan = containment::plan(policy, &t.principal, t.event_time);
                         let mut inc = Incident::open(&key, &t, w, threshold, cross_account, plan);
                         // The calls that filled the triggering window belong to the incident.
-                        for e in state.events.iter().filter(|e| e.event_time >= w.first_time) {
-                            inc.instance_ids.extend(e.instance_ids.iter().cloned());
-                        }
+                        inc.instance_ids
+                            .extend(instances_in(state.events.make_contiguous(), w).cloned());
                         inc.instances = inc.instance_ids.len();
                         state.open = Some(out.incidents.len());
                         out.incidents.push(inc);

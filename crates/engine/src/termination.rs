@@ -85,7 +85,10 @@ fn from_record(
         }
     }
     let time = doc.event_time.get().ok_or(SkipReason::MissingEventTime)?;
-    let event_time = parse_event_time(time).ok_or(SkipReason::BadEventTime)?;
+    // Before 1970 is no CloudTrail time, and window keys sort times as unsigned digits.
+    let event_time = parse_event_time(time)
+        .filter(|t| *t >= 0)
+        .ok_or(SkipReason::BadEventTime)?;
     let ui_raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;
     let ui: UserIdentity =
         serde_json::from_str(ui_raw.get()).map_err(|_| SkipReason::NoUserIdentity)?;

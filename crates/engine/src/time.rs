@@ -85,6 +85,23 @@ pub fn format_millis(ms: Millis) -> String {
     }
 }
 
+/// Serde helpers: a [`Millis`] as an RFC 3339 string, read back with [`parse_event_time`].
+pub mod rfc3339 {
+    use super::{format_millis, parse_event_time, Millis};
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes `YYYY-MM-DDTHH:MM:SS[.mmm]Z`.
+    pub fn serialize<S: Serializer>(t: &Millis, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format_millis(*t))
+    }
+
+    /// Reads any form [`parse_event_time`] accepts.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Millis, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        parse_event_time(&s).ok_or_else(|| serde::de::Error::custom(format!("not a time: {s}")))
+    }
+}
+
 fn is_leap(y: i64) -> bool {
     (y % 4 == 0 && y % 100 != 0) || y % 400 == 0
 }

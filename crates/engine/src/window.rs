@@ -94,6 +94,8 @@ pub struct WindowCount {
     pub count: u32,
     /// eventTime of the earliest event in the window.
     pub first_time: Millis,
+    /// eventTime of the latest event in the window (its end).
+    pub last_time: Millis,
 }
 
 /// The largest distinct-instance count over every window of length `window` that
@@ -116,12 +118,13 @@ pub fn peak_containing(events: &[WindowEvent], t: Millis, window: Millis) -> Win
     for end in ends {
         let start = end - window;
         seen.clear();
-        let mut first = Millis::MAX;
+        let (mut first, mut last) = (Millis::MAX, Millis::MIN);
         for e in events
             .iter()
             .filter(|e| e.event_time >= start && e.event_time <= end)
         {
             first = first.min(e.event_time);
+            last = last.max(e.event_time);
             seen.extend(e.instance_ids.iter().map(String::as_str));
         }
         let count = u32::try_from(seen.len()).unwrap_or(u32::MAX);
@@ -129,6 +132,7 @@ pub fn peak_containing(events: &[WindowEvent], t: Millis, window: Millis) -> Win
             best = WindowCount {
                 count,
                 first_time: first,
+                last_time: last,
             };
         }
     }
@@ -163,6 +167,14 @@ pub enum Decision {
     Open(WindowCount),
     /// The key has an open incident and this event belongs to it.
     Join(WindowCount),
+}
+
+/// The instances of the events inside `w`: what a newly opened incident starts with.
+pub fn instances_in(events: &[WindowEvent], w: WindowCount) -> impl Iterator<Item = &String> {
+    events
+        .iter()
+        .filter(move |e| e.event_time >= w.first_time && e.event_time <= w.last_time)
+        .flat_map(|e| e.instance_ids.iter())
 }
 
 /// The burst rule for one new (not duplicate) counted event at `t`, given the key's
@@ -232,7 +244,8 @@ mod tests {
             d,
             Decision::Open(WindowCount {
                 count: 3,
-                first_time: 0
+                first_time: 0,
+                last_time: 100_000
             })
         );
     }
