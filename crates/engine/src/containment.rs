@@ -237,3 +237,12 @@ pub fn deny_actions_document(actions: &[String]) -> String {
 pub fn quarantine_document() -> String {
     render("TripwireQuarantine", &["*".to_string()], None)
 }
+
+/// What the detector asks the responder to do: the plan, and the incident it is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ContainmentRequest {
+    /// The incident, as alerted.
+    pub incident: crate::incident::Incident,
+    /// The full plan, with policy documents.
+    pub plan: Plan,
+}

@@ -68,7 +68,8 @@ pub struct Glob {
 }
 
 impl Glob {
-    fn new(pattern: &str, case_insensitive: bool) -> Self {
+    /// A glob; `case_insensitive` folds ASCII case on both sides.
+    pub fn new(pattern: &str, case_insensitive: bool) -> Self {
         let pattern = if case_insensitive {
             pattern.to_ascii_lowercase()
         } else {

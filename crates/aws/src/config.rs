@@ -1,0 +1,233 @@
+//! Configuration from the environment, read once at cold start. A bad value fails the
+//! cold start with a message that names the variable; nothing is read per event.
+
+use crate::Error;
+use tripwire_engine::policy::Glob;
+use tripwire_engine::principal::valid_iam_name;
+use tripwire_engine::Policy;
+
+/// Inline policy TOML.
+pub const POLICY: &str = "TRIPWIRE_POLICY";
+/// Path to the policy file; relative paths are inside the package (`LAMBDA_TASK_ROOT`).
+pub const POLICY_FILE: &str = "TRIPWIRE_POLICY_FILE";
+/// DynamoDB table for windows and incidents.
+pub const TABLE: &str = "TRIPWIRE_TABLE";
+/// SNS topic ARN for alerts.
+pub const TOPIC_ARN: &str = "TRIPWIRE_TOPIC_ARN";
+/// The responder function's name or ARN (detector only).
+pub const RESPONDER_FUNCTION: &str = "TRIPWIRE_RESPONDER_FUNCTION";
+/// The containment role's name in every member account (responder and `tripwire release`).
+pub const CONTAINMENT_ROLE: &str = "TRIPWIRE_CONTAINMENT_ROLE";
+/// Comma-separated ARN globs of the tripwire's own roles, never contained (responder).
+pub const OWN_ROLES: &str = "TRIPWIRE_OWN_ROLES";
+
+/// The tripwire's own roles when `TRIPWIRE_OWN_ROLES` is unset.
+pub const DEFAULT_OWN_ROLES: &str = "arn:*:iam::*:role/tripwire-*,arn:*:iam::*:role/*/tripwire-*";
+
+/// An environment lookup; tests pass a map instead of the process environment.
+pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
+
+/// The process environment.
+pub fn process_env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
+fn required(env: Env, name: &str) -> Result<String, Error> {
+    env(name)
+        .filter(|v| !v.trim().is_empty())
+        .ok_or_else(|| Error::Config(format!("{name} is not set")))
+}
+
+/// The policy, from `TRIPWIRE_POLICY` (inline) or `TRIPWIRE_POLICY_FILE`.
+pub fn policy(env: Env) -> Result<Policy, Error> {
+    let (source, text) = match (
+        env(POLICY).filter(|v| !v.trim().is_empty()),
+        env(POLICY_FILE),
+    ) {
+        (Some(_), Some(_)) => {
+            return Err(Error::Config(format!(
+                "set {POLICY} or {POLICY_FILE}, not both"
+            )))
+        }
+        (Some(inline), None) => (POLICY.to_string(), inline),
+        (None, Some(path)) => {
+            let full = match env("LAMBDA_TASK_ROOT") {
+                Some(root) if !path.starts_with('/') => format!("{root}/{path}"),
+                _ => path.clone(),
+            };
+            let text = std::fs::read_to_string(&full)
+                .map_err(|e| Error::Config(format!("{POLICY_FILE}={path}: {e}")))?;
+            (format!("{POLICY_FILE}={path}"), text)
+        }
+        (None, None) => {
+            return Err(Error::Config(format!(
+                "{POLICY} or {POLICY_FILE} must be set"
+            )))
+        }
+    };
+    Policy::from_toml(&text).map_err(|e| Error::Config(format!("{source}: {e}")))
+}
+
+fn table(env: Env) -> Result<String, Error> {
+    let t = required(env, TABLE)?;
+    let ok = (3..=255).contains(&t.len())
+        && t.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c));
+    ok.then_some(t.clone())
+        .ok_or_else(|| Error::Config(format!("{TABLE}=`{t}` is not a DynamoDB table name")))
+}
+
+fn topic_arn(env: Env) -> Result<String, Error> {
+    let t = required(env, TOPIC_ARN)?;
+    let ok =
+        t.starts_with("arn:") && t.split(':').nth(2) == Some("sns") && t.split(':').count() == 6;
+    ok.then_some(t.clone())
+        .ok_or_else(|| Error::Config(format!("{TOPIC_ARN}=`{t}` is not an SNS topic ARN")))
+}
+
+/// Reads and checks the containment role name.
+pub fn containment_role(env: Env) -> Result<String, Error> {
+    let r = required(env, CONTAINMENT_ROLE)?;
+    valid_iam_name(&r)
+        .then_some(r.clone())
+        .ok_or_else(|| Error::Config(format!("{CONTAINMENT_ROLE}=`{r}` is not an IAM role name")))
+}
+
+/// The detector's configuration.
+#[derive(Debug, Clone)]
+pub struct DetectorConfig {
+    /// The validated policy.
+    pub policy: Policy,
+    /// DynamoDB table.
+    pub table: String,
+    /// SNS topic.
+    pub topic_arn: String,
+    /// Responder function name or ARN.
+    pub responder_function: String,
+}
+
+impl DetectorConfig {
+    /// Reads every variable the detector needs.
+    pub fn from_env(env: Env) -> Result<Self, Error> {
+        Ok(DetectorConfig {
+            policy: policy(env)?,
+            table: table(env)?,
+            topic_arn: topic_arn(env)?,
+            responder_function: required(env, RESPONDER_FUNCTION)?,
+        })
+    }
+}
+
+/// The responder's configuration.
+#[derive(Debug, Clone)]
+pub struct ResponderConfig {
+    /// The validated policy (its protected principals are re-checked here).
+    pub policy: Policy,
+    /// DynamoDB table.
+    pub table: String,
+    /// SNS topic.
+    pub topic_arn: String,
+    /// Containment role name.
+    pub containment_role: String,
+    /// The tripwire's own roles, never contained.
+    pub own_roles: Vec<Glob>,
+}
+
+impl ResponderConfig {
+    /// Reads every variable the responder needs.
+    pub fn from_env(env: Env) -> Result<Self, Error> {
+        let own = env(OWN_ROLES).unwrap_or_else(|| DEFAULT_OWN_ROLES.to_string());
+        let mut own_roles = Vec::new();
+        for g in own.split(',').map(str::trim).filter(|g| !g.is_empty()) {
+            if !g.starts_with("arn:") {
+                return Err(Error::Config(format!(
+                    "{OWN_ROLES}: `{g}` is not an ARN glob"
+                )));
+            }
+            own_roles.push(Glob::new(g, true));
+        }
+        Ok(ResponderConfig {
+            policy: policy(env)?,
+            table: table(env)?,
+            topic_arn: topic_arn(env)?,
+            containment_role: containment_role(env)?,
+            own_roles,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn env(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
+        let m: HashMap<String, String> = pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        move |k| m.get(k).cloned()
+    }
+
+    const GOOD: &[(&str, &str)] = &[
+        (POLICY, "threshold = 5"),
+        (TABLE, "tripwire"),
+        (TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:tripwire"),
+        (RESPONDER_FUNCTION, "tripwire-responder"),
+        (CONTAINMENT_ROLE, "tripwire-containment"),
+    ];
+
+    #[test]
+    fn a_good_environment_loads() {
+        let d = DetectorConfig::from_env(&env(GOOD)).unwrap();
+        assert_eq!(d.policy.threshold, 5);
+        let r = ResponderConfig::from_env(&env(GOOD)).unwrap();
+        assert!(r
+            .own_roles
+            .iter()
+            .any(|g| g.matches("arn:aws:iam::1:role/tripwire-containment")));
+    }
+
+    #[test]
+    fn every_bad_value_names_its_variable() {
+        let cases: &[(&str, Option<&str>, &str)] = &[
+            (
+                POLICY,
+                Some("threshold = 0"),
+                "TRIPWIRE_POLICY: policy key `threshold`",
+            ),
+            (
+                POLICY,
+                None,
+                "TRIPWIRE_POLICY or TRIPWIRE_POLICY_FILE must be set",
+            ),
+            (TABLE, Some("a b"), TABLE),
+            (TABLE, None, "TRIPWIRE_TABLE is not set"),
+            (TOPIC_ARN, Some("tripwire"), TOPIC_ARN),
+            (RESPONDER_FUNCTION, Some(" "), RESPONDER_FUNCTION),
+            (CONTAINMENT_ROLE, Some("role/x"), CONTAINMENT_ROLE),
+            (OWN_ROLES, Some("tripwire-*"), OWN_ROLES),
+        ];
+        for (var, value, want) in cases {
+            let mut pairs: Vec<(&str, &str)> =
+                GOOD.iter().filter(|(k, _)| k != var).copied().collect();
+            if let Some(v) = value {
+                pairs.push((var, v));
+            }
+            let e = env(&pairs);
+            let err = match *var {
+                RESPONDER_FUNCTION => DetectorConfig::from_env(&e).unwrap_err(),
+                _ => ResponderConfig::from_env(&e).unwrap_err(),
+            };
+            assert!(err.to_string().contains(want), "{var}: {err}");
+        }
+        let file = env(&[
+            (POLICY_FILE, "missing.toml"),
+            ("LAMBDA_TASK_ROOT", "/nonexistent"),
+        ]);
+        assert!(policy(&file)
+            .unwrap_err()
+            .to_string()
+            .contains("TRIPWIRE_POLICY_FILE=missing.toml"));
+    }
+}

@@ -1,0 +1,48 @@
+//! Hands a containment plan to the responder: an asynchronous Lambda invoke, so the
+//! detector never waits on IAM and only the responder holds IAM permissions.
+
+use crate::{aws_error, Error};
+use aws_sdk_lambda::primitives::Blob;
+use aws_sdk_lambda::types::InvocationType;
+use aws_sdk_lambda::Client;
+use tripwire_engine::containment::ContainmentRequest;
+
+/// The responder invoker.
+#[derive(Debug, Clone)]
+pub struct ResponderInvoker {
+    client: Client,
+    function: String,
+}
+
+impl ResponderInvoker {
+    /// An invoker for `function` (name or ARN).
+    pub fn new(client: Client, function: impl Into<String>) -> Self {
+        ResponderInvoker {
+            client,
+            function: function.into(),
+        }
+    }
+
+    /// Queues `request` for the responder (`InvocationType=Event`).
+    pub async fn invoke(&self, request: &ContainmentRequest) -> Result<(), Error> {
+        let payload = serde_json::to_vec(request).map_err(|e| Error::Data(e.to_string()))?;
+        let out = self
+            .client
+            .invoke()
+            .function_name(&self.function)
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map_err(|e| aws_error("lambda:Invoke", e))?;
+        // Real Lambda answers 202 and never runs the function inline; an emulator may run
+        // it synchronously and report its error here. Either way the request was delivered.
+        if let Some(err) = out.function_error() {
+            tracing::warn!(
+                function_error = err,
+                "responder reported an error; its own retries apply"
+            );
+        }
+        Ok(())
+    }
+}

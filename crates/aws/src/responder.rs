@@ -1,0 +1,207 @@
+//! The responder pipeline: check the plan (defense in depth), apply it through the
+//! containment role, record the outcome on the incident, and say so in an alert.
+
+use crate::alerter::Alerter;
+use crate::contain::{Containment, Refused};
+use crate::store::WindowStore;
+use crate::Error;
+use serde::Serialize;
+use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
+use tripwire_engine::containment::{ContainmentRequest, ALL_POLICY_NAMES};
+use tripwire_engine::policy::Glob;
+use tripwire_engine::principal::iam_entity;
+use tripwire_engine::time::Millis;
+use tripwire_engine::{Action, Key, Policy};
+
+/// What the responder did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "outcome", rename_all = "snake_case")]
+pub enum ResponderOutcome {
+    /// The policies are in place.
+    Contained {
+        /// The incident.
+        incident: String,
+        /// Policy names written.
+        policies: Vec<String>,
+    },
+    /// IAM or STS refused.
+    Failed {
+        /// The incident.
+        incident: String,
+        /// Why, in words.
+        reason: String,
+    },
+    /// The responder itself refused the plan.
+    Refused {
+        /// The incident.
+        incident: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// The responder.
+pub struct Responder {
+    policy: Policy,
+    own_roles: Vec<Glob>,
+    containment_role: String,
+    containment: Containment,
+    store: WindowStore,
+    alerter: Alerter,
+    clock: fn() -> Millis,
+}
+
+impl Responder {
+    /// A responder over its adapters.
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        policy: Policy,
+        own_roles: Vec<Glob>,
+        containment_role: String,
+        containment: Containment,
+        store: WindowStore,
+        alerter: Alerter,
+        clock: fn() -> Millis,
+    ) -> Self {
+        Responder {
+            policy,
+            own_roles,
+            containment_role,
+            containment,
+            store,
+            alerter,
+            clock,
+        }
+    }
+
+    /// Whether the plan may be executed. The detector already decided; this re-checks
+    /// it, so a forged or buggy request can never restrict anyone it should not.
+    pub fn check(&self, req: &ContainmentRequest) -> Result<(), String> {
+        let plan = &req.plan;
+        if plan.action == Action::None {
+            return Err("the plan asks for no containment".into());
+        }
+        let arn = plan
+            .principal_arn
+            .as_deref()
+            .ok_or("the plan names no principal")?;
+        if arn != req.incident.principal_arn {
+            return Err(format!(
+                "the plan's principal {arn} is not the incident's {}",
+                req.incident.principal_arn
+            ));
+        }
+        if self.policy.is_protected(arn) {
+            return Err(format!("{arn} is a protected principal"));
+        }
+        if self.own_roles.iter().any(|g| g.matches(arn)) {
+            return Err(format!("{arn} is one of the tripwire's own roles"));
+        }
+        let entity = iam_entity(arn)?;
+        if entity.is_role && entity.name.eq_ignore_ascii_case(&self.containment_role) {
+            return Err(format!("{arn} is the containment role"));
+        }
+        let (name, is_role) = match (&plan.role_name, &plan.user_name) {
+            (Some(r), None) => (r, true),
+            (None, Some(u)) => (u, false),
+            _ => return Err("the plan must name exactly one role or user".into()),
+        };
+        if *name != entity.name
+            || is_role != entity.is_role
+            || plan.target_account.as_deref() != Some(&entity.account)
+            || plan.partition.as_deref() != Some(&entity.partition)
+        {
+            return Err(format!("the plan's target does not match {arn}"));
+        }
+        if plan.policies.is_empty() {
+            return Err("the plan carries no policy".into());
+        }
+        for p in &plan.policies {
+            if !ALL_POLICY_NAMES.contains(&p.name.as_str()) {
+                return Err(format!("`{}` is not a tripwire policy name", p.name));
+            }
+            if !deny_only(&p.document) {
+                return Err(format!(
+                    "policy `{}` grants something: the responder only writes denies",
+                    p.name
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Handles one containment request.
+    pub async fn handle(&self, req: ContainmentRequest) -> Result<ResponderOutcome, Error> {
+        let incident = req.incident.id.clone();
+        let outcome = match self.check(&req) {
+            Err(reason) => ResponderOutcome::Refused { incident, reason },
+            Ok(()) => match self.containment.apply(&req.plan).await? {
+                Ok(()) => ResponderOutcome::Contained {
+                    incident,
+                    policies: req.plan.policies.iter().map(|p| p.name.clone()).collect(),
+                },
+                Err(Refused::Iam(reason)) => ResponderOutcome::Failed { incident, reason },
+            },
+        };
+        let (kind, status) = match &outcome {
+            ResponderOutcome::Contained { policies, .. } => (
+                AlertKind::Contained,
+                ContainmentStatus {
+                    state: "contained",
+                    detail: format!(
+                        "{}; inline policies {} in place",
+                        req.plan.reason,
+                        policies.join(", ")
+                    ),
+                },
+            ),
+            ResponderOutcome::Failed { reason, .. } => (
+                AlertKind::ContainmentFailed,
+                ContainmentStatus {
+                    state: "failed",
+                    detail: reason.clone(),
+                },
+            ),
+            ResponderOutcome::Refused { reason, .. } => (
+                AlertKind::ContainmentFailed,
+                ContainmentStatus {
+                    state: "refused",
+                    detail: format!("the responder refused: {reason}"),
+                },
+            ),
+        };
+        let key = Key {
+            principal_arn: req.incident.principal_arn.clone(),
+            account: req.incident.account.clone(),
+        };
+        self.store
+            .record_containment(&key, &req.incident.id, status.state, &status.detail)
+            .await?;
+        let alert = render(
+            kind,
+            &req.incident,
+            &status,
+            self.policy.window,
+            (self.clock)(),
+            false,
+        );
+        self.alerter.publish(&alert).await?;
+        Ok(outcome)
+    }
+}
+
+/// A policy document whose every statement is a Deny.
+fn deny_only(document: &str) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Doc {
+        #[serde(rename = "Statement")]
+        statement: Vec<Stmt>,
+    }
+    #[derive(serde::Deserialize)]
+    struct Stmt {
+        #[serde(rename = "Effect")]
+        effect: String,
+    }
+    serde_json::from_str::<Doc>(document)
+        .is_ok_and(|d| !d.statement.is_empty() && d.statement.iter().all(|s| s.effect == "Deny"))
+}

@@ -1,0 +1,489 @@
+//! The shared window and incident state, in DynamoDB, so every concurrent detector
+//! container sees the same counts.
+//!
+//! One table, string keys `pk`/`sk`, TTL on `expires`:
+//! - `W#<key>` / `E#<eventTime>#<eventID>`: a counted call (`ids`, `t`, `done`);
+//!   `A#…` for a failed call. Written with `attribute_not_exists`: the write *is* the
+//!   deduplication, and `done` tells a redelivery from a retry of unfinished work.
+//! - `I#<key>` / `CURRENT`: the key's incident. Opening is one conditional put that only
+//!   succeeds when no live incident exists, so exactly one container opens it.
+
+use crate::{aws_error, Error};
+use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_sdk_dynamodb::operation::{put_item::PutItemError, update_item::UpdateItemError};
+use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
+use aws_sdk_dynamodb::Client;
+use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
+use std::collections::HashMap;
+use tripwire_engine::time::Millis;
+use tripwire_engine::{Incident, Key, OpenIncident, Termination, WindowEvent};
+
+type Item = HashMap<String, AttributeValue>;
+
+/// Items outlive the window by this much, so late deliveries still find their window.
+const RETENTION_MS: Millis = 24 * 3600 * 1000;
+
+/// Outcome of recording a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First delivery.
+    New,
+    /// Delivered before and fully processed: acknowledge and stop.
+    Duplicate,
+    /// Delivered before but not finished (a retry): process again; every step is idempotent.
+    Unfinished,
+}
+
+/// The key's current incident as stored.
+#[derive(Debug, Clone)]
+pub struct StoredIncident {
+    /// What the window rule needs.
+    pub open: OpenIncident,
+    /// The incident, with its running instance set and counters.
+    pub incident: Incident,
+    /// The DETECTED alert went out.
+    pub alerted: bool,
+    /// The responder was invoked.
+    pub invoked: bool,
+}
+
+/// DynamoDB-backed window store.
+#[derive(Debug, Clone)]
+pub struct WindowStore {
+    client: Client,
+    table: String,
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+fn n(v: impl ToString) -> AttributeValue {
+    AttributeValue::N(v.to_string())
+}
+fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, Error> {
+    item.get(k)
+        .and_then(|v| v.as_s().ok())
+        .map(String::as_str)
+        .ok_or_else(|| Error::Data(format!("missing {k}")))
+}
+fn get_n(item: &Item, k: &str) -> Result<Millis, Error> {
+    item.get(k)
+        .and_then(|v| v.as_n().ok())
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| Error::Data(format!("missing number {k}")))
+}
+fn get_bool(item: &Item, k: &str) -> bool {
+    item.get(k)
+        .and_then(|v| v.as_bool().ok())
+        .copied()
+        .unwrap_or(false)
+}
+
+fn window_pk(key: &Key) -> String {
+    format!("W#{}", key.id())
+}
+fn incident_pk(key: &Key) -> String {
+    format!("I#{}", key.id())
+}
+/// Fixed-width times sort as strings; event times are never negative (the engine checks).
+fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
+    format!("{prefix}#{t:015}#{event_id}")
+}
+
+fn expires(now: Millis) -> AttributeValue {
+    n((now + RETENTION_MS) / 1000)
+}
+
+impl WindowStore {
+    /// A store on `table`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        WindowStore {
+            client,
+            table: table.into(),
+        }
+    }
+
+    /// Records a call (counted, or a failed attempt), deduplicating by eventID.
+    pub async fn record(&self, key: &Key, t: &Termination, now: Millis) -> Result<Recorded, Error> {
+        let sk = event_sk(
+            if t.is_attempt() { 'A' } else { 'E' },
+            t.event_time,
+            &t.event_id,
+        );
+        let mut put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(window_pk(key)))
+            .item("sk", s(&sk))
+            .item("t", n(t.event_time))
+            .item("done", AttributeValue::Bool(false))
+            .item("expires", expires(now))
+            .condition_expression("attribute_not_exists(pk)");
+        if !t.instance_ids.is_empty() {
+            put = put.item("ids", AttributeValue::Ss(t.instance_ids.clone()));
+        }
+        if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
+            return Ok(Recorded::New);
+        }
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(window_pk(key)))
+            .key("sk", s(&sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("dynamodb:GetItem", e))?;
+        let done = got.item().is_some_and(|i| get_bool(i, "done"));
+        Ok(if done {
+            Recorded::Duplicate
+        } else {
+            Recorded::Unfinished
+        })
+    }
+
+    /// Marks a call fully processed, so a redelivery is acknowledged as a duplicate.
+    pub async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+        let sk = event_sk(
+            if t.is_attempt() { 'A' } else { 'E' },
+            t.event_time,
+            &t.event_id,
+        );
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(window_pk(key)))
+            .key("sk", s(sk))
+            .update_expression("SET done = :t")
+            .expression_attribute_values(":t", AttributeValue::Bool(true))
+            .send()
+            .await
+            .map_err(|e| aws_error("dynamodb:UpdateItem", e))?;
+        Ok(())
+    }
+
+    /// The key's counted calls with eventTime in `[from, to]`, read consistently so a
+    /// container sees every write that finished before it asked.
+    pub async fn window(
+        &self,
+        key: &Key,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<WindowEvent>, Error> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(window_pk(key)))
+                .expression_attribute_values(":a", s(event_sk('E', from.max(0), "")))
+                .expression_attribute_values(":b", s(event_sk('E', to, "~")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error("dynamodb:Query", e))?;
+            for item in page.items() {
+                let sk = get_s(item, "sk")?;
+                let event_id = sk.splitn(3, '#').nth(2).unwrap_or_default().to_owned();
+                let instance_ids = item
+                    .get("ids")
+                    .and_then(|v| v.as_ss().ok())
+                    .cloned()
+                    .unwrap_or_default();
+                out.push(WindowEvent {
+                    event_id,
+                    event_time: get_n(item, "t")?,
+                    instance_ids,
+                });
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
+    }
+
+    /// The key's current incident, if any (live or stale: the caller asks `admits`).
+    pub async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error("dynamodb:GetItem", e))?;
+        got.item().map(stored_incident).transpose()
+    }
+
+    /// Opens `incident` for `key` unless a live one exists (one that admits `t`).
+    /// Returns whether this call opened it: of racing containers, exactly one does.
+    pub async fn open_incident(
+        &self,
+        key: &Key,
+        incident: &Incident,
+        t: Millis,
+        window: Millis,
+        now: Millis,
+    ) -> Result<bool, Error> {
+        let doc = serde_json::to_string(incident).map_err(|e| Error::Data(e.to_string()))?;
+        let res = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(incident_pk(key)))
+            .item("sk", s("CURRENT"))
+            .item("id", s(&incident.id))
+            .item("first", n(incident.first_event_time))
+            .item("last", n(incident.last_event_time))
+            .item(
+                "ids",
+                AttributeValue::Ss(incident.instance_ids.iter().cloned().collect()),
+            )
+            .item("attempts", n(0))
+            .item("doc", s(doc))
+            .item("alerted", AttributeValue::Bool(false))
+            .item("invoked", AttributeValue::Bool(false))
+            // Updates are throttled from the moment of detection.
+            .item("last_update_alert", n(now))
+            .item("containment_state", s("pending"))
+            .item("expires", expires(now))
+            // A stored incident that no longer admits t is closed: replace it.
+            .condition_expression("attribute_not_exists(pk) OR #last < :stale OR #first > :fresh")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_names("#first", "first")
+            .expression_attribute_values(":stale", n(t - window))
+            .expression_attribute_values(":fresh", n(t + window))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:PutItem", res)?.is_some())
+    }
+
+    /// Adds a counted call to the incident `id`: its instances, and its time to the span.
+    pub async fn join_incident(
+        &self,
+        key: &Key,
+        id: &str,
+        t: &Termination,
+    ) -> Result<Option<StoredIncident>, Error> {
+        // Set ADD is idempotent, so a retried join adds nothing twice.
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            .update_expression("ADD ids :ids")
+            .condition_expression("id = :id")
+            .expression_attribute_values(":ids", AttributeValue::Ss(t.instance_ids.clone()))
+            .expression_attribute_values(":id", s(id))
+            .return_values(ReturnValue::AllNew)
+            .send()
+            .await;
+        let Some(out) = conditional("dynamodb:UpdateItem", res)? else {
+            return Ok(None);
+        };
+        let item = out.attributes.unwrap_or_default();
+        // DynamoDB has no max(): widen the span with conditional sets, which lose no race.
+        for (attr, cond) in [("last", "#a < :t"), ("first", "#a > :t")] {
+            let widen = if attr == "last" {
+                t.event_time > get_n(&item, "last")?
+            } else {
+                t.event_time < get_n(&item, "first")?
+            };
+            if widen {
+                self.set_if(
+                    key,
+                    id,
+                    "SET #a = :t",
+                    &format!("{cond} AND id = :id"),
+                    attr,
+                    n(t.event_time),
+                )
+                .await?;
+            }
+        }
+        self.incident(key).await
+    }
+
+    /// Counts a failed call against the incident `id`.
+    pub async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
+        self.set_if(key, id, "ADD #a :t", "id = :id", "attempts", n(1))
+            .await
+            .map(|_| ())
+    }
+
+    /// Takes the update-alert slot if the last alert for `id` is at least `gap` old.
+    pub async fn claim_update_slot(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
+        gap: Millis,
+    ) -> Result<bool, Error> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            .update_expression("SET last_update_alert = :now")
+            .condition_expression("id = :id AND alerted = :yes AND last_update_alert <= :before")
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":before", n(now - gap))
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":yes", AttributeValue::Bool(true))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+
+    /// Sets a boolean flag (`alerted`, `invoked`) on incident `id`.
+    pub async fn set_flag(&self, key: &Key, id: &str, flag: &str) -> Result<(), Error> {
+        self.set_if(
+            key,
+            id,
+            "SET #a = :t",
+            "id = :id",
+            flag,
+            AttributeValue::Bool(true),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    /// Records the containment outcome on incident `id`.
+    pub async fn record_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        state: &str,
+        detail: &str,
+    ) -> Result<bool, Error> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            .update_expression("SET containment_state = :s, containment_detail = :d")
+            .condition_expression("id = :id")
+            .expression_attribute_values(":s", s(state))
+            .expression_attribute_values(":d", s(detail))
+            .expression_attribute_values(":id", s(id))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+
+    /// Closes the key's incident after `tripwire release`. Returns whether one existed.
+    pub async fn release(&self, key: &Key, now: Millis) -> Result<bool, Error> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            // Closing = its span ends long ago, so the next burst opens a new incident.
+            .update_expression(
+                "SET containment_state = :r, released_at = :now, #last = :closed, #first = :closed",
+            )
+            .condition_expression("attribute_exists(pk)")
+            .expression_attribute_names("#last", "last")
+            .expression_attribute_names("#first", "first")
+            .expression_attribute_values(":r", s("released"))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":closed", n(0))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+
+    async fn set_if(
+        &self,
+        key: &Key,
+        id: &str,
+        update: &str,
+        cond: &str,
+        attr: &str,
+        value: AttributeValue,
+    ) -> Result<bool, Error> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+            .update_expression(update)
+            .condition_expression(cond)
+            .expression_attribute_names("#a", attr)
+            .expression_attribute_values(":t", value)
+            .expression_attribute_values(":id", s(id))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+}
+
+/// A conditional write's outcome: `None` when its condition did not hold.
+fn conditional<T, E: ConditionFailed>(
+    op: &'static str,
+    res: Result<T, SdkError<E, HttpResponse>>,
+) -> Result<Option<T>, Error> {
+    match res {
+        Ok(v) => Ok(Some(v)),
+        Err(e)
+            if e.as_service_error()
+                .is_some_and(ConditionFailed::condition_failed) =>
+        {
+            Ok(None)
+        }
+        Err(e) => Err(aws_error(op, e)),
+    }
+}
+
+/// The operations whose condition can fail.
+trait ConditionFailed: ProvideErrorMetadata + std::error::Error + 'static {
+    fn condition_failed(&self) -> bool;
+}
+impl ConditionFailed for PutItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+impl ConditionFailed for UpdateItemError {
+    fn condition_failed(&self) -> bool {
+        self.is_conditional_check_failed_exception()
+    }
+}
+
+fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
+    let mut incident: Incident =
+        serde_json::from_str(get_s(item, "doc")?).map_err(|e| Error::Data(e.to_string()))?;
+    let open = OpenIncident {
+        id: get_s(item, "id")?.to_owned(),
+        first_time: get_n(item, "first")?,
+        last_time: get_n(item, "last")?,
+    };
+    if let Some(ids) = item.get("ids").and_then(|v| v.as_ss().ok()) {
+        incident.instance_ids = ids.iter().cloned().collect();
+        incident.instances = incident.instance_ids.len();
+    }
+    incident.first_event_time = incident.first_event_time.min(open.first_time);
+    incident.last_event_time = incident.last_event_time.max(open.last_time);
+    incident.attempts = get_n(item, "attempts").unwrap_or(0) as u64;
+    Ok(StoredIncident {
+        open,
+        incident,
+        alerted: get_bool(item, "alerted"),
+        invoked: get_bool(item, "invoked"),
+    })
+}

@@ -1,0 +1,26 @@
+//! The detector Lambda: EventBridge "AWS API Call via CloudTrail" TerminateInstances
+//! events in; window, incident, alert and containment request out. Wiring only.
+
+use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use serde_json::value::RawValue;
+use tripwire_aws::config::process_env;
+
+#[tokio::main]
+async fn main() -> Result<(), Error> {
+    tripwire_aws::init_logging();
+    // A bad configuration fails the cold start, naming the variable.
+    let detector = tripwire_aws::detector_from_env(&process_env).await?;
+    let detector = &detector;
+    // The raw event goes to the engine's own tolerant parser: one CloudTrail model, and
+    // a malformed event is acknowledged instead of failing deserialization and retrying.
+    run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
+        let outcomes = detector.handle(event.payload.get()).await.inspect_err(|e| {
+            tracing::warn!(error = %e, request_id = %event.context.request_id, "event not finished; Lambda will retry it");
+        })?;
+        for o in &outcomes {
+            tracing::info!(outcome = ?o, request_id = %event.context.request_id, "event processed");
+        }
+        Ok::<_, Error>(outcomes)
+    }))
+    .await
+}
