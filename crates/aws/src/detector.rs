@@ -316,7 +316,7 @@ impl Detector {
             .await?;
         if update_alert {
             let status = ContainmentStatus {
-                state: "see_earlier_alerts",
+                state: "see_earlier_alerts".into(),
                 detail: "containment was reported in its own alert".into(),
             };
             let a = render(

@@ -102,6 +102,18 @@ where
 }
 
 impl Error {
+    /// A stable name for the kind of failure (the Lambda `errorType`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Aws {
+                transient: true, ..
+            } => "tripwire.AwsTransient",
+            Error::Aws { .. } => "tripwire.AwsFailure",
+            Error::Config(_) => "tripwire.Config",
+            Error::Data(_) => "tripwire.Data",
+        }
+    }
+
     /// The AWS error code, if this is an AWS failure.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -132,7 +144,7 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detecto
     let sdk = load_sdk_config().await;
     Ok(detector::Detector::new(
         cfg.policy,
-        store::WindowStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.table),
+        store::WindowStore::from_config(&sdk, cfg.table),
         alerter::Alerter::new(aws_sdk_sns::Client::new(&sdk), cfg.topic_arn),
         invoke::ResponderInvoker::new(aws_sdk_lambda::Client::new(&sdk), cfg.responder_function),
         system_clock,
@@ -148,7 +160,7 @@ pub async fn responder_from_env(env: config::Env<'_>) -> Result<responder::Respo
         cfg.own_roles,
         cfg.containment_role.clone(),
         contain::Containment::new(&sdk, cfg.containment_role),
-        store::WindowStore::new(aws_sdk_dynamodb::Client::new(&sdk), cfg.table),
+        store::WindowStore::from_config(&sdk, cfg.table),
         alerter::Alerter::new(aws_sdk_sns::Client::new(&sdk), cfg.topic_arn),
         system_clock,
     ))

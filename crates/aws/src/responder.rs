@@ -147,7 +147,7 @@ impl Responder {
             ResponderOutcome::Contained { policies, .. } => (
                 AlertKind::Contained,
                 ContainmentStatus {
-                    state: "contained",
+                    state: "contained".into(),
                     detail: format!(
                         "{}; inline policies {} in place",
                         req.plan.reason,
@@ -158,14 +158,14 @@ impl Responder {
             ResponderOutcome::Failed { reason, .. } => (
                 AlertKind::ContainmentFailed,
                 ContainmentStatus {
-                    state: "failed",
+                    state: "failed".into(),
                     detail: reason.clone(),
                 },
             ),
             ResponderOutcome::Refused { reason, .. } => (
                 AlertKind::ContainmentFailed,
                 ContainmentStatus {
-                    state: "refused",
+                    state: "refused".into(),
                     detail: format!("the responder refused: {reason}"),
                 },
             ),
@@ -175,7 +175,7 @@ impl Responder {
             account: req.incident.account.clone(),
         };
         self.store
-            .record_containment(&key, &req.incident.id, status.state, &status.detail)
+            .record_containment(&key, &req.incident.id, &status.state, &status.detail)
             .await?;
         let alert = render(
             kind,

@@ -103,6 +103,11 @@ impl WindowStore {
         }
     }
 
+    /// A store on `table`, with a client built from `sdk`.
+    pub fn from_config(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
+        Self::new(Client::new(sdk), table)
+    }
+
     /// Records a call (counted, or a failed attempt), deduplicating by eventID.
     pub async fn record(&self, key: &Key, t: &Termination, now: Millis) -> Result<Recorded, Error> {
         let sk = event_sk(

@@ -12,13 +12,9 @@ use rayon::prelude::*;
 use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
-use tripwire_engine::synth::{terminate_record, Call, Caller};
+use tripwire_engine::synth::{seed_scenario, SplitMix, DEV, PROD};
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
 
-/// Production: where the seed incident happens.
-pub const PROD: &str = "222222222222";
-/// Development: an allowed account in the demo policy.
-pub const DEV: &str = "111111111111";
 const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
 /// Uncompressed bytes per noise file; real CloudTrail files are a few MB at most.
@@ -26,145 +22,8 @@ const FILE_BYTES: usize = 4 << 20;
 /// Each noise file covers five minutes, as CloudTrail delivers.
 const FILE_SPAN: Millis = 5 * 60_000;
 
-struct Rng(u64);
-impl Rng {
-    // splitmix64: tiny, deterministic, good enough for test data.
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-    fn hex(&mut self, len: usize) -> String {
-        let mut s = String::with_capacity(len);
-        while s.len() < len {
-            let _ = write!(s, "{:016x}", self.next());
-        }
-        s.truncate(len);
-        s
-    }
-    fn uuid(&mut self) -> String {
-        let h = self.hex(32);
-        format!(
-            "{}-{}-{}-{}-{}",
-            &h[0..8],
-            &h[8..12],
-            &h[12..16],
-            &h[16..20],
-            &h[20..32]
-        )
-    }
-}
-
-fn instance(rng: &mut Rng) -> String {
-    format!("i-{}", rng.hex(17))
-}
-
-/// A run of TerminateInstances calls by one role.
-struct Burst {
-    account: &'static str,
-    path: &'static str,
-    role: &'static str,
-    /// First call, relative to the incident start (17:09 EST = 22:09Z).
-    offset: Millis,
-    calls: i64,
-    step: Millis,
-    per_call: usize,
-    ip: &'static str,
-    ua: &'static str,
-}
-
-const VENDOR_UA: &str = "vendor-cleanup/2.3 aws-sdk-go/1.12.0";
-const ASG: &str = "autoscaling.amazonaws.com";
-
-const SCENARIO: [Burst; 4] = [
-    // A rolling deploy in production: 3 instances every 10 minutes, all evening.
-    Burst {
-        account: PROD,
-        path: "/deploy/",
-        role: "ci-deployer",
-        offset: -2 * 3_600_000,
-        calls: 18,
-        step: 600_000,
-        per_call: 3,
-        ip: "203.0.113.10",
-        ua: "aws-cli/1.14.20 Python/3.6.3",
-    },
-    // The same vendor tool in the development account: allowed, must not fire.
-    Burst {
-        account: DEV,
-        path: "/vendor/",
-        role: "cleanup-task",
-        offset: -40 * 60_000,
-        calls: 40,
-        step: 1500,
-        per_call: 1,
-        ip: "10.20.0.15",
-        ua: VENDOR_UA,
-    },
-    // Auto Scaling scale-in in production: a service-linked role, must not fire.
-    Burst {
-        account: PROD,
-        path: "/aws-service-role/autoscaling.amazonaws.com/",
-        role: "AWSServiceRoleForAutoScaling",
-        offset: -9 * 60_000,
-        calls: 15,
-        step: 8000,
-        per_call: 1,
-        ip: ASG,
-        ua: ASG,
-    },
-    // The incident: the cleanup task with production credentials, 60 instances in 90 s.
-    Burst {
-        account: PROD,
-        path: "/vendor/",
-        role: "cleanup-task",
-        offset: 0,
-        calls: 60,
-        step: 1500,
-        per_call: 1,
-        ip: "10.20.0.15",
-        ua: VENDOR_UA,
-    },
-];
-
-/// The scenario records, as (account, record), bursts in order.
-pub fn scenario() -> Vec<(&'static str, String)> {
-    let mut rng = Rng(20_180_109);
-    let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
-    let mut out = Vec::new();
-    for b in &SCENARIO {
-        let caller = Caller::Role {
-            account: b.account.into(),
-            path: b.path.into(),
-            name: b.role.into(),
-        };
-        for k in 0..b.calls {
-            let ids: Vec<String> = (0..b.per_call).map(|_| instance(&mut rng)).collect();
-            let call = Call {
-                caller: &caller,
-                account: b.account,
-                region: "us-east-1",
-                time: base + b.offset + k * b.step,
-                instance_ids: &ids,
-                event_id: &rng.uuid(),
-                error: None,
-                source_ip: b.ip,
-                user_agent: b.ua,
-                invoked_by: (b.ip == ASG).then_some(ASG),
-            };
-            out.push((b.account, terminate_record(&call).to_string()));
-        }
-    }
-    out
-}
-
 /// Background API calls, written straight to text for speed.
-fn noise(rng: &mut Rng, t: Millis, account: &str, region: &str, buf: &mut String) {
+fn noise(rng: &mut SplitMix, t: Millis, account: &str, region: &str, buf: &mut String) {
     const CALLS: [(&str, &str, &str); 8] = [
         (
             "ec2.amazonaws.com",
@@ -268,7 +127,7 @@ pub fn run(out: &Path, size_mb: u64) -> Result<()> {
     let start = parse_event_time("2018-01-09T20:00:00Z").unwrap_or_default();
     let files = ((size_mb as usize) << 20).div_ceil(FILE_BYTES).max(1);
     (0..files).into_par_iter().try_for_each(|n| -> Result<()> {
-        let mut rng = Rng(0x7269_7077 ^ n as u64);
+        let mut rng = SplitMix(0x7269_7077 ^ n as u64);
         let (account, region) = (ACCOUNTS[n % 3], REGIONS[(n / 3) % 2]);
         let t0 = start + (n / 6) as Millis * FILE_SPAN;
         let mut body = String::with_capacity(FILE_BYTES + 4096);
@@ -287,7 +146,11 @@ pub fn run(out: &Path, size_mb: u64) -> Result<()> {
             &body,
         )
     })?;
-    let scenario = scenario();
+    let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
+    let scenario: Vec<(&str, String)> = seed_scenario(base)
+        .into_iter()
+        .map(|(a, r)| (a, r.to_string()))
+        .collect();
     let records: Vec<&str> = scenario.iter().map(|(_, r)| r.as_str()).collect();
     for account in [PROD, DEV] {
         let mine: Vec<&str> = scenario

@@ -5,6 +5,7 @@ mod backtest;
 mod generate;
 mod gunzip;
 mod output;
+mod release;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -43,6 +44,21 @@ enum Command {
     CheckPolicy {
         /// The policy file (TOML).
         file: PathBuf,
+    },
+    /// Lift containment: remove the tripwire's inline policies and close the incident.
+    Release {
+        /// The account where the instances died (the incident's account).
+        #[arg(long)]
+        account: String,
+        /// The contained role or user ARN (with path).
+        #[arg(long)]
+        principal: String,
+        /// DynamoDB table (default: $TRIPWIRE_TABLE).
+        #[arg(long)]
+        table: Option<String>,
+        /// Containment role name in the principal's account (default: $TRIPWIRE_CONTAINMENT_ROLE).
+        #[arg(long)]
+        containment_role: Option<String>,
     },
     /// Write a synthetic CloudTrail archive (S3 layout, .json.gz) holding the seed incident.
     #[command(hide = true)]
@@ -108,5 +124,11 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),
+        Command::Release {
+            account,
+            principal,
+            table,
+            containment_role,
+        } => release::run(&account, &principal, table, containment_role),
     }
 }

@@ -59,10 +59,10 @@ pub struct Alert {
 }
 
 /// What the alert says about containment.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ContainmentStatus {
-    /// `requested`, `not_attempted`, `contained` or `failed`.
-    pub state: &'static str,
+    /// `requested`, `not_attempted`, `contained`, `failed` or `refused`.
+    pub state: String,
     /// Why, in a sentence.
     pub detail: String,
 }
@@ -72,11 +72,11 @@ impl ContainmentStatus {
     pub fn from_plan(incident: &Incident) -> Self {
         match incident.containment.action {
             Action::None => ContainmentStatus {
-                state: "not_attempted",
+                state: "not_attempted".into(),
                 detail: incident.containment.reason.clone(),
             },
             _ => ContainmentStatus {
-                state: "requested",
+                state: "requested".into(),
                 detail: incident.containment.reason.clone(),
             },
         }

@@ -4,6 +4,7 @@
 
 use crate::time::{format_millis, Millis};
 use serde_json::{json, Value};
+use std::fmt::Write as _;
 
 /// Who makes a call, written `role/PATH/NAME@ACCOUNT`, `user/PATH/NAME@ACCOUNT`,
 /// `root@ACCOUNT`, `federated/NAME@ACCOUNT` or `awsservice:HOST`.
@@ -237,4 +238,157 @@ pub fn eventbridge_envelope(record: &Value, id: &str) -> Value {
         "resources": [],
         "detail": record
     })
+}
+
+/// splitmix64: a tiny deterministic generator, so synthetic data is the same every run.
+#[derive(Debug, Clone)]
+pub struct SplitMix(pub u64);
+
+impl SplitMix {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number in `0..n` (`n` > 0).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `len` lowercase hex digits.
+    pub fn hex(&mut self, len: usize) -> String {
+        let mut s = String::with_capacity(len + 16);
+        while s.len() < len {
+            let _ = write!(s, "{:016x}", self.next_u64());
+        }
+        s.truncate(len);
+        s
+    }
+
+    /// A UUID-shaped string.
+    pub fn uuid(&mut self) -> String {
+        let h = self.hex(32);
+        format!(
+            "{}-{}-{}-{}-{}",
+            &h[0..8],
+            &h[8..12],
+            &h[12..16],
+            &h[16..20],
+            &h[20..32]
+        )
+    }
+
+    /// A real-looking instance ID (`i-` and 17 hex digits).
+    pub fn instance_id(&mut self) -> String {
+        format!("i-{}", self.hex(17))
+    }
+}
+
+/// Production: where the seed incident happens.
+pub const PROD: &str = "222222222222";
+/// Development: where the same tool runs legitimately (an allowed account).
+pub const DEV: &str = "111111111111";
+
+/// A run of TerminateInstances calls by one role.
+struct Burst {
+    account: &'static str,
+    path: &'static str,
+    role: &'static str,
+    /// First call, relative to the incident's first termination.
+    offset: Millis,
+    calls: i64,
+    step: Millis,
+    per_call: usize,
+    ip: &'static str,
+    ua: &'static str,
+}
+
+const VENDOR_UA: &str = "vendor-cleanup/2.3 aws-sdk-go/1.12.0";
+const ASG: &str = "autoscaling.amazonaws.com";
+
+/// The seed incident and the look-alikes that must not fire.
+const SEED: [Burst; 4] = [
+    // A rolling deploy in production: 3 instances every 10 minutes, for three hours.
+    Burst {
+        account: PROD,
+        path: "/deploy/",
+        role: "ci-deployer",
+        offset: -2 * 3_600_000,
+        calls: 18,
+        step: 600_000,
+        per_call: 3,
+        ip: "203.0.113.10",
+        ua: "aws-cli/1.14.20 Python/3.6.3",
+    },
+    // The same vendor tool in the development account: allowed, must not fire.
+    Burst {
+        account: DEV,
+        path: "/vendor/",
+        role: "cleanup-task",
+        offset: -40 * 60_000,
+        calls: 40,
+        step: 1500,
+        per_call: 1,
+        ip: "10.20.0.15",
+        ua: VENDOR_UA,
+    },
+    // Auto Scaling scale-in in production: a service-linked role, must not fire.
+    Burst {
+        account: PROD,
+        path: "/aws-service-role/autoscaling.amazonaws.com/",
+        role: "AWSServiceRoleForAutoScaling",
+        offset: -9 * 60_000,
+        calls: 15,
+        step: 8000,
+        per_call: 1,
+        ip: ASG,
+        ua: ASG,
+    },
+    // The incident: the cleanup task with production credentials, 60 instances in 90 s.
+    Burst {
+        account: PROD,
+        path: "/vendor/",
+        role: "cleanup-task",
+        offset: 0,
+        calls: 60,
+        step: 1500,
+        per_call: 1,
+        ip: "10.20.0.15",
+        ua: VENDOR_UA,
+    },
+];
+
+/// The seed scenario with its first incident termination at `base`: (account, record)
+/// for every call, burst by burst. Deterministic: the same IDs every run.
+pub fn seed_scenario(base: Millis) -> Vec<(&'static str, Value)> {
+    let mut rng = SplitMix(20_180_109);
+    let mut out = Vec::new();
+    for b in &SEED {
+        let caller = Caller::Role {
+            account: b.account.into(),
+            path: b.path.into(),
+            name: b.role.into(),
+        };
+        for k in 0..b.calls {
+            let ids: Vec<String> = (0..b.per_call).map(|_| rng.instance_id()).collect();
+            let call = Call {
+                caller: &caller,
+                account: b.account,
+                region: "us-east-1",
+                time: base + b.offset + k * b.step,
+                instance_ids: &ids,
+                event_id: &rng.uuid(),
+                error: None,
+                source_ip: b.ip,
+                user_agent: b.ua,
+                invoked_by: (b.ip == ASG).then_some(ASG),
+            };
+            out.push((b.account, terminate_record(&call)));
+        }
+    }
+    out
 }

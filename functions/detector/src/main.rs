@@ -1,7 +1,7 @@
 //! The detector Lambda: EventBridge "AWS API Call via CloudTrail" TerminateInstances
 //! events in; window, incident, alert and containment request out. Wiring only.
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::value::RawValue;
 use tripwire_aws::config::process_env;
 
@@ -16,11 +16,12 @@ async fn main() -> Result<(), Error> {
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         let outcomes = detector.handle(event.payload.get()).await.inspect_err(|e| {
             tracing::warn!(error = %e, request_id = %event.context.request_id, "event not finished; Lambda will retry it");
-        })?;
+        })
+        .map_err(|e| Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })?;
         for o in &outcomes {
             tracing::info!(outcome = ?o, request_id = %event.context.request_id, "event processed");
         }
-        Ok::<_, Error>(outcomes)
+        Ok::<_, Diagnostic>(outcomes)
     }))
     .await
 }

@@ -2,7 +2,7 @@
 //! principal's account through the containment role; the outcome recorded and alerted.
 //! The only tripwire function allowed to touch IAM. Wiring only.
 
-use lambda_runtime::{run, service_fn, Error, LambdaEvent};
+use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::value::RawValue;
 use tripwire_aws::config::process_env;
 use tripwire_aws::responder::ResponderOutcome;
@@ -22,11 +22,18 @@ async fn main() -> Result<(), Error> {
                     return Ok(None);
                 }
             };
-            let outcome: ResponderOutcome = responder.handle(request).await.inspect_err(|e| {
-                tracing::warn!(error = %e, "containment not finished; Lambda will retry it");
-            })?;
+            let outcome: ResponderOutcome = responder
+                .handle(request)
+                .await
+                .inspect_err(|e| {
+                    tracing::warn!(error = %e, "containment not finished; Lambda will retry it");
+                })
+                .map_err(|e| Diagnostic {
+                    error_type: e.kind().into(),
+                    error_message: e.to_string(),
+                })?;
             tracing::info!(outcome = ?outcome, "containment request handled");
-            Ok::<_, Error>(Some(outcome))
+            Ok::<_, Diagnostic>(Some(outcome))
         },
     ))
     .await

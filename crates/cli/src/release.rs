@@ -1,0 +1,56 @@
+//! `tripwire release`: lift containment. Removes the tripwire's inline policies through
+//! the same containment role the responder uses, then closes the incident so the next
+//! burst opens a new one. Standard credential chain; honours `AWS_ENDPOINT_URL*`.
+
+use anyhow::{Context, Result};
+use tripwire_aws::config::{containment_role, process_env, TABLE};
+use tripwire_aws::contain::Containment;
+use tripwire_aws::store::WindowStore;
+use tripwire_engine::principal::iam_entity;
+use tripwire_engine::Key;
+
+/// Releases `principal` for the incident in `account` (where the instances died).
+pub fn run(
+    account: &str,
+    principal: &str,
+    table: Option<String>,
+    role: Option<String>,
+) -> Result<()> {
+    let entity = iam_entity(principal).map_err(anyhow::Error::msg)?;
+    let role = match role {
+        Some(r) => r,
+        None => containment_role(&process_env).context("pass --containment-role or set it")?,
+    };
+    let table = table
+        .or_else(|| process_env(TABLE))
+        .with_context(|| format!("pass --table or set {TABLE}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let sdk = tripwire_aws::load_sdk_config().await;
+        let containment = Containment::new(&sdk, &role);
+        let removed = containment.release(&entity).await.with_context(|| {
+            format!(
+                "removing policies via {}",
+                containment.role_arn(&entity.partition, &entity.account)
+            )
+        })?;
+        let store = WindowStore::from_config(&sdk, table);
+        let key = Key {
+            principal_arn: principal.to_owned(),
+            account: account.to_owned(),
+        };
+        let closed = store.release(&key, tripwire_aws::system_clock()).await?;
+        if removed.is_empty() {
+            println!("{principal}: no tripwire policies were attached");
+        } else {
+            println!("{principal}: removed {}", removed.join(", "));
+        }
+        println!(
+            "incident for {principal} in {account}: {}",
+            if closed { "closed" } else { "none recorded" }
+        );
+        Ok(())
+    })
+}

@@ -1,0 +1,373 @@
+//! End to end on the local stack: real detector and responder binaries under
+//! cargo-lambda's runtime emulator, real DynamoDB/SNS/SQS/IAM/STS APIs from moto.
+
+use serde_json::{json, Value};
+use tripwire_engine::containment::{deny_actions_document, ContainmentRequest};
+use tripwire_engine::synth::{eventbridge_envelope, seed_scenario};
+use tripwire_localstack::{burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
+
+/// 2018-01-09T22:09:00Z, when the incident began.
+const BASE: i64 = 1_515_535_740_000;
+
+fn outcome(v: &Value) -> &str {
+    v[0]["outcome"].as_str().unwrap_or_default()
+}
+
+fn kinds(alerts: &[Received]) -> Vec<String> {
+    alerts
+        .iter()
+        .map(|a| a.attributes.get("kind").cloned().unwrap_or_default())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_seed_incident_is_detected_once_and_the_role_contained() {
+    let stack = Stack::start(Options::default()).await;
+    let mut events: Vec<(i64, Value)> = seed_scenario(BASE)
+        .into_iter()
+        .map(|(_, rec)| {
+            (
+                rec["eventTime"]
+                    .as_str()
+                    .map(|t| tripwire_engine::time::parse_event_time(t).unwrap())
+                    .unwrap(),
+                rec,
+            )
+        })
+        .collect();
+    events.sort_by_key(|(t, _)| *t);
+    let mut opened = Vec::new();
+    for (i, (_, rec)) in events.iter().enumerate() {
+        let out = stack
+            .invoke(&eventbridge_envelope(rec, &format!("eb-{i}")))
+            .await
+            .unwrap_or_else(|e| panic!("event {i}: {e:?}"));
+        if outcome(&out) == "opened" {
+            opened.push(out);
+        }
+    }
+    assert_eq!(opened.len(), 1, "{opened:?}");
+    assert_eq!(opened[0][0]["window_count"], 10);
+    assert_eq!(opened[0][0]["containment_requested"], true);
+
+    let alerts = stack.alerts().await;
+    let k = kinds(&alerts);
+    assert_eq!(k.iter().filter(|k| *k == "detected").count(), 1, "{k:?}");
+    assert_eq!(k.iter().filter(|k| *k == "contained").count(), 1, "{k:?}");
+    assert!(!k.iter().any(|k| k == "containment_failed"), "{k:?}");
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .unwrap();
+    assert_eq!(
+        detected.subject,
+        "TRIPWIRE: 10 instances terminated by role/vendor/cleanup-task in 222222222222"
+    );
+    assert_eq!(detected.attributes["severity"], "critical");
+    assert_eq!(detected.attributes["account"], PROD);
+    assert_eq!(
+        detected.body["principal_arn"],
+        "arn:aws:iam::222222222222:role/vendor/cleanup-task"
+    );
+    assert_eq!(detected.body["first_event_time"], "2018-01-09T22:09:00Z");
+    assert_eq!(detected.body["trigger_time"], "2018-01-09T22:09:13.500Z");
+    assert_eq!(detected.body["containment"]["action"], "revoke");
+
+    // Both policies, exactly as rendered: the revocation and the unconditional deny.
+    let policies = stack.role_policies(PROD, "cleanup-task").await;
+    assert_eq!(
+        policies.keys().collect::<Vec<_>>(),
+        ["tripwire-deny-actions", "tripwire-revoke-older-sessions"]
+    );
+    let deny: Value = serde_json::from_str(&deny_actions_document(&[
+        "ec2:TerminateInstances".to_string()
+    ]))
+    .unwrap();
+    assert_eq!(policies["tripwire-deny-actions"], deny);
+    let revoke = &policies["tripwire-revoke-older-sessions"];
+    assert_eq!(revoke["Statement"][0]["Effect"], "Deny");
+    assert_eq!(revoke["Statement"][0]["Action"], json!(["*"]));
+    assert!(
+        revoke["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    // The look-alikes: nothing on the development account's role of the same name.
+    assert!(stack
+        .role_policies(tripwire_localstack::DEV, "cleanup-task")
+        .await
+        .is_empty());
+    // Update alerts are throttled to one a minute: the 50 later calls ran in well under one.
+    assert!(k.iter().filter(|k| *k == "update").count() <= 1, "{k:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn duplicate_deliveries_do_not_double_count() {
+    let stack = Stack::start(Options::default()).await;
+    let events = burst(
+        "role/deploy/ci-deployer@222222222222",
+        None,
+        BASE,
+        9,
+        1000,
+        "dup",
+    );
+    for e in &events {
+        for _ in 0..3 {
+            stack.invoke(e).await.unwrap();
+        }
+    }
+    // Nine distinct instances, each delivered three times: below the threshold of ten.
+    let last = stack.invoke(&events[8]).await.unwrap();
+    assert_eq!(outcome(&last), "duplicate");
+    let one_more = burst(
+        "role/deploy/ci-deployer@222222222222",
+        None,
+        BASE + 9000,
+        1,
+        1000,
+        "more",
+    );
+    let out = stack.invoke(&one_more[0]).await.unwrap();
+    assert_eq!(
+        outcome(&out),
+        "opened",
+        "the tenth distinct instance crosses: {out}"
+    );
+    assert_eq!(out[0]["window_count"], 10);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn twenty_racing_containers_open_exactly_one_incident() {
+    let stack = Stack::start(Options {
+        detectors: 20,
+        ..Options::default()
+    })
+    .await;
+    let events = burst(
+        "role/vendor/cleanup-task@222222222222",
+        None,
+        BASE,
+        30,
+        500,
+        "race",
+    );
+    let stack = std::sync::Arc::new(stack);
+    let tasks: Vec<_> = events
+        .into_iter()
+        .map(|e| {
+            let s = stack.clone();
+            tokio::spawn(async move { s.invoke(&e).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.push(t.await.unwrap().expect("every invocation succeeds"));
+    }
+    let opened = outcomes.iter().filter(|o| outcome(o) == "opened").count();
+    assert_eq!(opened, 1, "{outcomes:?}");
+    let alerts = stack.alerts().await;
+    let k = kinds(&alerts);
+    assert_eq!(k.iter().filter(|k| *k == "detected").count(), 1, "{k:?}");
+    assert_eq!(k.iter().filter(|k| *k == "contained").count(), 1, "{k:?}");
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    // The containers really ran side by side: more than one process served events.
+    let served = (0..20)
+        .filter(|k| {
+            std::fs::read_to_string(stack.logs.join(format!("detector-{k}.log")))
+                .unwrap_or_default()
+                .contains("event processed")
+        })
+        .count();
+    assert!(served > 1, "only {served} detector process served events");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cross_account_principal_is_contained_in_its_home_account() {
+    let stack = Stack::start(Options::default()).await;
+    let e = burst(
+        "role/ops/fleet-admin@444444444444",
+        Some(PROD),
+        BASE,
+        1,
+        1000,
+        "xacct",
+    );
+    let out = stack.invoke(&e[0]).await.unwrap();
+    assert_eq!(outcome(&out), "opened", "{out}");
+    let policies = stack.role_policies(OTHER, "fleet-admin").await;
+    assert_eq!(
+        policies.len(),
+        2,
+        "contained in 444444444444 through its containment role"
+    );
+    let alerts = stack.alerts().await;
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .unwrap();
+    assert_eq!(detected.body["cross_account"], true);
+    assert_eq!(detected.body["containment"]["target_account"], OTHER);
+    assert_eq!(
+        detected.attributes["account"], PROD,
+        "the alert is about where instances died"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
+    let stack = Stack::start(Options::default()).await;
+    for (who, tag, reason) in [
+        (
+            "role/BreakGlassAdmin@222222222222",
+            "bg",
+            "protected principal",
+        ),
+        ("root@222222222222", "root", "root cannot be restricted"),
+    ] {
+        for e in burst(who, None, BASE, 10, 1000, tag) {
+            stack.invoke(&e).await.unwrap();
+        }
+        let alerts = stack.alerts().await;
+        assert_eq!(kinds(&alerts), ["detected"], "{who}");
+        let body = &alerts[0].body;
+        assert_eq!(body["containment"]["action"], "none");
+        assert_eq!(body["containment_status"]["state"], "not_attempted");
+        assert!(
+            body["containment"]["reason"]
+                .as_str()
+                .unwrap()
+                .contains(reason),
+            "{body}"
+        );
+    }
+    assert!(stack
+        .role_policies(PROD, "BreakGlassAdmin")
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_removes_the_policies_and_closes_the_incident() {
+    let stack = Stack::start(Options::default()).await;
+    let events = burst(
+        "role/vendor/cleanup-task@222222222222",
+        None,
+        BASE,
+        10,
+        1000,
+        "rel",
+    );
+    for e in &events {
+        stack.invoke(e).await.unwrap();
+    }
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    let out = stack
+        .cli()
+        .args([
+            "release",
+            "--account",
+            PROD,
+            "--principal",
+            "arn:aws:iam::222222222222:role/vendor/cleanup-task",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("tripwire-revoke-older-sessions") && stdout.contains("closed"),
+        "{stdout}"
+    );
+    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+    // Closed: the next burst opens a new incident instead of joining the old one.
+    let again = burst(
+        "role/vendor/cleanup-task@222222222222",
+        None,
+        BASE + 20_000,
+        10,
+        1000,
+        "again",
+    );
+    let mut opened = 0;
+    for e in &again {
+        opened += usize::from(outcome(&stack.invoke(e).await.unwrap()) == "opened");
+    }
+    assert_eq!(opened, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert() {
+    let stack = Stack::start(Options::default()).await;
+    // A role that does not exist: IAM answers NoSuchEntity.
+    for e in burst("role/ghost@222222222222", None, BASE, 10, 1000, "ghost") {
+        stack.invoke(&e).await.unwrap();
+    }
+    let alerts = stack.alerts().await;
+    let failed = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "containment_failed")
+        .expect("a failure alert");
+    assert!(
+        failed.subject.starts_with("TRIPWIRE CONTAINMENT FAILED"),
+        "{}",
+        failed.subject
+    );
+    assert!(
+        failed.body["containment_status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("NoSuchEntity"),
+        "{}",
+        failed.body
+    );
+
+    // A forged request aimed at the tripwire's own containment role: refused, untouched.
+    let policy = tripwire_engine::Policy::from_toml("containment = \"quarantine\"").unwrap();
+    let victim = tripwire_engine::principal::Principal {
+        arn: format!("arn:aws:iam::{PROD}:role/{CONTAINMENT_ROLE}"),
+        kind: tripwire_engine::PrincipalKind::Role {
+            name: CONTAINMENT_ROLE.into(),
+            path: "/".into(),
+        },
+        account: Some(PROD.into()),
+        partition: "aws".into(),
+        anomaly: None,
+    };
+    let plan = tripwire_engine::containment::plan(&policy, &victim, BASE);
+    let mut incident: tripwire_engine::Incident =
+        serde_json::from_value(alerts[0].body.clone()).unwrap();
+    incident.principal_arn = victim.arn.clone();
+    let forged = serde_json::to_value(ContainmentRequest { incident, plan }).unwrap();
+    let out = stack.invoke_responder(&forged).await.unwrap();
+    assert_eq!(out["outcome"], "refused", "{out}");
+    assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
+    let refused = stack.alerts().await;
+    assert_eq!(kinds(&refused), ["containment_failed"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn irrelevant_and_malformed_events_are_acknowledged() {
+    let stack = Stack::start(Options::default()).await;
+    let cases = [
+        (
+            json!({"detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {"state": "terminated"}}),
+            "skipped",
+        ),
+        (json!({"hello": "world"}), "skipped"),
+        (json!([1, 2, 3]), "skipped"),
+    ];
+    for (event, want) in cases {
+        let out = stack
+            .invoke(&event)
+            .await
+            .unwrap_or_else(|e| panic!("{event}: {e:?}"));
+        assert_eq!(outcome(&out), want, "{event}: {out}");
+    }
+    assert!(stack.alerts().await.is_empty());
+}
