@@ -5,7 +5,7 @@ CARGO ?= cargo
 VENV ?= .venv
 WORK ?= .work
 
-.PHONY: help setup build test lint demo bench bench-decision bench-backtest check-policy clean
+.PHONY: help setup build test lint demo demo-backtest package bench bench-decision bench-backtest check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -20,18 +20,27 @@ $(VENV)/.installed: requirements-dev.txt
 build: ## Build everything (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: ## Run every test: unit, property, corpus, scenario, CLI
+test: setup ## Every test: unit, property, corpus, scenarios, CLI, and end to end on the local stack
+	# The end-to-end tests run these binaries under the runtime emulator.
+	$(CARGO) build -p detector -p responder -p tripwire-cli
 	$(CARGO) test --workspace
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
-demo: ## Backtest a generated archive holding the seed incident and show what fires
+demo: setup ## The seed incident through the real functions on a local AWS stack, with measured latencies
+	$(CARGO) build -q -p detector -p responder
+	$(CARGO) run -q -p tripwire-localstack --bin local-demo
+
+demo-backtest: ## Backtest a generated archive holding the seed incident and show what fires
 	$(CARGO) build -q --release -p tripwire-cli
 	@rm -rf $(WORK)/demo-archive
 	./target/release/tripwire generate --out $(WORK)/demo-archive --size-mb 20
 	./target/release/tripwire backtest --policy config/policy.toml $(WORK)/demo-archive
+
+package: setup ## cargo lambda build --release: target/lambda/{detector,responder}/bootstrap
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder
 
 bench: bench-decision bench-backtest ## All benchmarks
 

@@ -371,3 +371,36 @@ async fn irrelevant_and_malformed_events_are_acknowledged() {
     }
     assert!(stack.alerts().await.is_empty());
 }
+
+#[test]
+fn a_bad_configuration_fails_the_cold_start_naming_the_variable() {
+    let cases = [
+        (
+            "TRIPWIRE_POLICY",
+            "threshold = 0",
+            "TRIPWIRE_POLICY: policy key `threshold`",
+        ),
+        (
+            "TRIPWIRE_TOPIC_ARN",
+            "alerts",
+            "TRIPWIRE_TOPIC_ARN=`alerts` is not an SNS topic ARN",
+        ),
+    ];
+    for (var, value, want) in cases {
+        let mut cmd = std::process::Command::new(tripwire_localstack::binary("detector"));
+        cmd.env("TRIPWIRE_POLICY", "threshold = 10")
+            .env("TRIPWIRE_TABLE", "tripwire")
+            .env(
+                "TRIPWIRE_TOPIC_ARN",
+                "arn:aws:sns:us-east-1:123456789012:tripwire",
+            )
+            .env("TRIPWIRE_RESPONDER_FUNCTION", "responder")
+            .env(var, value)
+            // Nothing listens here: the process must fail before it ever polls.
+            .env("AWS_LAMBDA_RUNTIME_API", "http://127.0.0.1:9/.rt");
+        let out = cmd.output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{var}: started anyway");
+        assert!(stderr.contains(want), "{var}: {stderr}");
+    }
+}

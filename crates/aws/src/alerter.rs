@@ -64,3 +64,51 @@ impl Alerter {
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_sns::operation::publish::PublishOutput;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use tripwire_engine::alert::{Alert, AlertKind};
+
+    #[tokio::test]
+    async fn one_message_per_protocol_with_filterable_attributes() {
+        let publish = mock!(Client::publish)
+            .match_requests(|r| {
+                let m: serde_json::Value =
+                    serde_json::from_str(r.message().unwrap_or("{}")).unwrap_or_default();
+                let attr = |k: &str| {
+                    r.message_attributes()
+                        .and_then(|a| a.get(k))
+                        .and_then(|v| v.string_value())
+                        .map(str::to_owned)
+                };
+                r.topic_arn() == Some("arn:aws:sns:us-east-1:123456789012:t")
+                    && r.message_structure() == Some("json")
+                    && r.subject() == Some("TRIPWIRE: test")
+                    && m["default"] == "text"
+                    && m["email"] == "text"
+                    && m["sqs"] == "{\"a\":1}"
+                    && m["lambda"] == "{\"a\":1}"
+                    && m["https"] == "{\"a\":1}"
+                    && attr("severity").as_deref() == Some("critical")
+                    && attr("kind").as_deref() == Some("detected")
+                    && attr("account").as_deref() == Some("222222222222")
+            })
+            .then_output(|| PublishOutput::builder().message_id("m-1").build());
+        let client = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&publish]);
+        let alert = Alert {
+            kind: AlertKind::Detected,
+            subject: "TRIPWIRE: test".into(),
+            text: "text".into(),
+            json: "{\"a\":1}".into(),
+            account: "222222222222".into(),
+        };
+        let id = Alerter::new(client, "arn:aws:sns:us-east-1:123456789012:t")
+            .publish(&alert)
+            .await
+            .unwrap();
+        assert_eq!(id, "m-1");
+    }
+}

@@ -74,66 +74,29 @@ impl Responder {
         }
     }
 
-    /// Whether the plan may be executed. The detector already decided; this re-checks
-    /// it, so a forged or buggy request can never restrict anyone it should not.
-    pub fn check(&self, req: &ContainmentRequest) -> Result<(), String> {
-        let plan = &req.plan;
-        if plan.action == Action::None {
-            return Err("the plan asks for no containment".into());
-        }
-        let arn = plan
-            .principal_arn
-            .as_deref()
-            .ok_or("the plan names no principal")?;
-        if arn != req.incident.principal_arn {
-            return Err(format!(
-                "the plan's principal {arn} is not the incident's {}",
-                req.incident.principal_arn
-            ));
-        }
-        if self.policy.is_protected(arn) {
-            return Err(format!("{arn} is a protected principal"));
-        }
-        if self.own_roles.iter().any(|g| g.matches(arn)) {
-            return Err(format!("{arn} is one of the tripwire's own roles"));
-        }
-        let entity = iam_entity(arn)?;
-        if entity.is_role && entity.name.eq_ignore_ascii_case(&self.containment_role) {
-            return Err(format!("{arn} is the containment role"));
-        }
-        let (name, is_role) = match (&plan.role_name, &plan.user_name) {
-            (Some(r), None) => (r, true),
-            (None, Some(u)) => (u, false),
-            _ => return Err("the plan must name exactly one role or user".into()),
-        };
-        if *name != entity.name
-            || is_role != entity.is_role
-            || plan.target_account.as_deref() != Some(&entity.account)
-            || plan.partition.as_deref() != Some(&entity.partition)
-        {
-            return Err(format!("the plan's target does not match {arn}"));
-        }
-        if plan.policies.is_empty() {
-            return Err("the plan carries no policy".into());
-        }
-        for p in &plan.policies {
-            if !ALL_POLICY_NAMES.contains(&p.name.as_str()) {
-                return Err(format!("`{}` is not a tripwire policy name", p.name));
-            }
-            if !deny_only(&p.document) {
-                return Err(format!(
-                    "policy `{}` grants something: the responder only writes denies",
-                    p.name
-                ));
-            }
-        }
-        Ok(())
-    }
-
     /// Handles one containment request.
     pub async fn handle(&self, req: ContainmentRequest) -> Result<ResponderOutcome, Error> {
         let incident = req.incident.id.clone();
-        let outcome = match self.check(&req) {
+        let key = Key {
+            principal_arn: req.incident.principal_arn.clone(),
+            account: req.incident.account.clone(),
+        };
+        // Only an incident the detector recorded can be contained: a request that names
+        // anything else did not come from the detector.
+        let recorded = self
+            .store
+            .incident(&key)
+            .await?
+            .is_some_and(|s| s.open.id == req.incident.id);
+        let checked = if recorded {
+            check_plan(&self.policy, &self.own_roles, &self.containment_role, &req)
+        } else {
+            Err(format!(
+                "no incident {} is recorded for {} in {}",
+                req.incident.id, key.principal_arn, key.account
+            ))
+        };
+        let outcome = match checked {
             Err(reason) => ResponderOutcome::Refused { incident, reason },
             Ok(()) => match self.containment.apply(&req.plan).await? {
                 Ok(()) => ResponderOutcome::Contained {
@@ -190,6 +153,67 @@ impl Responder {
     }
 }
 
+/// Whether a plan may be executed. The detector already decided; this re-checks it, so a
+/// forged or buggy request can never restrict anyone it should not.
+pub fn check_plan(
+    policy: &Policy,
+    own_roles: &[Glob],
+    containment_role: &str,
+    req: &ContainmentRequest,
+) -> Result<(), String> {
+    let plan = &req.plan;
+    if plan.action == Action::None {
+        return Err("the plan asks for no containment".into());
+    }
+    let arn = plan
+        .principal_arn
+        .as_deref()
+        .ok_or("the plan names no principal")?;
+    if arn != req.incident.principal_arn {
+        return Err(format!(
+            "the plan's principal {arn} is not the incident's {}",
+            req.incident.principal_arn
+        ));
+    }
+    if policy.is_protected(arn) {
+        return Err(format!("{arn} is a protected principal"));
+    }
+    if own_roles.iter().any(|g| g.matches(arn)) {
+        return Err(format!("{arn} is one of the tripwire's own roles"));
+    }
+    let entity = iam_entity(arn)?;
+    if entity.is_role && entity.name.eq_ignore_ascii_case(containment_role) {
+        return Err(format!("{arn} is the containment role"));
+    }
+    let (name, is_role) = match (&plan.role_name, &plan.user_name) {
+        (Some(r), None) => (r, true),
+        (None, Some(u)) => (u, false),
+        _ => return Err("the plan must name exactly one role or user".into()),
+    };
+    if *name != entity.name
+        || is_role != entity.is_role
+        || plan.target_account.as_deref() != Some(&entity.account)
+        || plan.partition.as_deref() != Some(&entity.partition)
+    {
+        return Err(format!("the plan's target does not match {arn}"));
+    }
+    if plan.policies.is_empty() {
+        return Err("the plan carries no policy".into());
+    }
+    for p in &plan.policies {
+        if !ALL_POLICY_NAMES.contains(&p.name.as_str()) {
+            return Err(format!("`{}` is not a tripwire policy name", p.name));
+        }
+        if !deny_only(&p.document) {
+            return Err(format!(
+                "policy `{}` grants something: the responder only writes denies",
+                p.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// A policy document whose every statement is a Deny.
 fn deny_only(document: &str) -> bool {
     #[derive(serde::Deserialize)]
@@ -204,4 +228,151 @@ fn deny_only(document: &str) -> bool {
     }
     serde_json::from_str::<Doc>(document)
         .is_ok_and(|d| !d.statement.is_empty() && d.statement.iter().all(|s| s.effect == "Deny"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tripwire_engine::containment::{plan, InlinePolicy};
+    use tripwire_engine::principal::{Principal, PrincipalKind};
+
+    fn request(arn: &str, name: &str, account: &str, mode: &str) -> ContainmentRequest {
+        let policy = Policy::from_toml(&format!("containment = \"{mode}\"")).unwrap();
+        let p = Principal {
+            arn: arn.into(),
+            kind: PrincipalKind::Role {
+                name: name.into(),
+                path: "/".into(),
+            },
+            account: Some(account.into()),
+            partition: "aws".into(),
+            anomaly: None,
+        };
+        let plan = plan(&policy, &p, 0);
+        let w = tripwire_engine::window::WindowCount {
+            count: 10,
+            first_time: 0,
+            last_time: 0,
+        };
+        let key = Key {
+            principal_arn: arn.into(),
+            account: account.into(),
+        };
+        let t = tripwire_engine::Termination {
+            event_id: "e".into(),
+            event_time: 0,
+            principal: p,
+            account: account.into(),
+            region: "us-east-1".into(),
+            instance_ids: vec!["i-1".into()],
+            error_code: None,
+            source_ip: None,
+            user_agent: None,
+        };
+        ContainmentRequest {
+            incident: tripwire_engine::Incident::open(&key, &t, w, 10, false, plan.summary()),
+            plan,
+        }
+    }
+
+    fn check(req: &ContainmentRequest) -> Result<(), String> {
+        let policy =
+            Policy::from_toml("protected_principals = [\"arn:aws:iam::*:role/BreakGlass*\"]")
+                .unwrap();
+        let own = vec![Glob::new("arn:*:iam::*:role/tripwire-*", true)];
+        check_plan(&policy, &own, "sec-containment", req)
+    }
+
+    #[test]
+    fn a_plan_the_detector_would_make_passes() {
+        assert_eq!(
+            check(&request(
+                "arn:aws:iam::222222222222:role/app",
+                "app",
+                "222222222222",
+                "revoke"
+            )),
+            Ok(())
+        );
+        assert_eq!(
+            check(&request(
+                "arn:aws:iam::222222222222:role/app",
+                "app",
+                "222222222222",
+                "quarantine"
+            )),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn forged_or_inconsistent_plans_are_refused() {
+        let ok = || {
+            request(
+                "arn:aws:iam::222222222222:role/app",
+                "app",
+                "222222222222",
+                "revoke",
+            )
+        };
+        let mut cases: Vec<(&str, ContainmentRequest)> = vec![
+            (
+                "protected",
+                request(
+                    "arn:aws:iam::222222222222:role/BreakGlassAdmin",
+                    "BreakGlassAdmin",
+                    "222222222222",
+                    "revoke",
+                ),
+            ),
+            (
+                "own role",
+                request(
+                    "arn:aws:iam::222222222222:role/tripwire-detector",
+                    "tripwire-detector",
+                    "222222222222",
+                    "revoke",
+                ),
+            ),
+            (
+                "containment role",
+                request(
+                    "arn:aws:iam::222222222222:role/sec-containment",
+                    "sec-containment",
+                    "222222222222",
+                    "revoke",
+                ),
+            ),
+            (
+                "no plan",
+                request(
+                    "arn:aws:iam::222222222222:role/app",
+                    "app",
+                    "222222222222",
+                    "off",
+                ),
+            ),
+        ];
+        let mut other_account = ok();
+        other_account.plan.target_account = Some("333333333333".into());
+        cases.push(("target account is not the principal's", other_account));
+        let mut other_name = ok();
+        other_name.plan.role_name = Some("admin".into());
+        cases.push(("name is not the principal's", other_name));
+        let mut allow = ok();
+        allow.plan.policies[0].document = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#.into();
+        cases.push(("grants", allow));
+        let mut odd_name = ok();
+        odd_name.plan.policies.push(InlinePolicy {
+            name: "AdministratorAccess".into(),
+            document: odd_name.plan.policies[0].document.clone(),
+        });
+        cases.push(("foreign policy name", odd_name));
+        let mut elsewhere = ok();
+        elsewhere.incident.principal_arn = "arn:aws:iam::222222222222:role/other".into();
+        cases.push(("incident is about someone else", elsewhere));
+        for (name, req) in cases {
+            assert!(check(&req).is_err(), "{name} was accepted");
+        }
+    }
 }

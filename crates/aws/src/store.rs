@@ -187,7 +187,8 @@ impl WindowStore {
                 .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
                 .expression_attribute_values(":pk", s(window_pk(key)))
                 .expression_attribute_values(":a", s(event_sk('E', from.max(0), "")))
-                .expression_attribute_values(":b", s(event_sk('E', to, "~")))
+                // Exclusive of the next millisecond: every event ID at `to`, whatever its characters.
+                .expression_attribute_values(":b", s(event_sk('E', to.saturating_add(1), "")))
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
@@ -491,4 +492,158 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
         alerted: get_bool(item, "alerted"),
         invoked: get_bool(item, "invoked"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
+    use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use tripwire_engine::synth::{terminate_record, Call, Caller};
+
+    fn termination() -> (Key, Termination) {
+        let caller = Caller::parse("role/vendor/cleanup-task@222222222222").unwrap();
+        let ids = vec!["i-0123456789abcdef0".to_string()];
+        let rec = terminate_record(&Call {
+            caller: &caller,
+            account: "222222222222",
+            region: "us-east-1",
+            time: 1_515_535_740_000,
+            instance_ids: &ids,
+            event_id: "ev-1",
+            error: None,
+            source_ip: "10.0.0.1",
+            user_agent: "test",
+            invoked_by: None,
+        });
+        let mut out = Vec::new();
+        tripwire_engine::scan(&rec.to_string(), &mut Default::default(), &mut out).unwrap();
+        let t = out.remove(0);
+        (
+            Key {
+                principal_arn: t.principal.arn.clone(),
+                account: t.account.clone(),
+            },
+            t,
+        )
+    }
+
+    fn condition_failed() -> PutItemError {
+        PutItemError::ConditionalCheckFailedException(
+            ConditionalCheckFailedException::builder()
+                .message("exists")
+                .build(),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_first_delivery_is_one_conditional_put_on_the_event_key() {
+        let put = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.table_name() == Some("tw")
+                    && r.condition_expression() == Some("attribute_not_exists(pk)")
+                    && r.item()
+                        .and_then(|i| i.get("pk"))
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some("W#222222222222|arn:aws:iam::222222222222:role/vendor/cleanup-task")
+                    && r.item()
+                        .and_then(|i| i.get("sk"))
+                        .and_then(|v| v.as_s().ok())
+                        .map(String::as_str)
+                        == Some("E#001515535740000#ev-1")
+                    && r.item()
+                        .and_then(|i| i.get("ids"))
+                        .and_then(|v| v.as_ss().ok())
+                        .map(|v| v.len())
+                        == Some(1)
+            })
+            .then_output(|| PutItemOutput::builder().build());
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put]);
+        let (key, t) = termination();
+        assert_eq!(
+            WindowStore::new(client, "tw")
+                .record(&key, &t, 0)
+                .await
+                .unwrap(),
+            Recorded::New
+        );
+        assert_eq!(put.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_is_a_duplicate_only_once_processing_finished() {
+        for (done, want) in [(true, Recorded::Duplicate), (false, Recorded::Unfinished)] {
+            let put = mock!(Client::put_item).then_error(condition_failed);
+            let get = mock!(Client::get_item)
+                .match_requests(|r| r.consistent_read() == Some(true))
+                .then_output(move || {
+                    GetItemOutput::builder()
+                        .item("done", AttributeValue::Bool(done))
+                        .build()
+                });
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put, &get]);
+            let (key, t) = termination();
+            assert_eq!(
+                WindowStore::new(client, "tw")
+                    .record(&key, &t, 0)
+                    .await
+                    .unwrap(),
+                want
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn opening_is_conditional_on_no_live_incident_and_a_lost_race_is_not_an_error() {
+        let (key, t) = termination();
+        let policy = tripwire_engine::Policy::from_toml("").unwrap();
+        let plan = tripwire_engine::containment::plan(&policy, &t.principal, 0);
+        let w = tripwire_engine::window::WindowCount {
+            count: 10,
+            first_time: t.event_time,
+            last_time: t.event_time,
+        };
+        let inc = Incident::open(&key, &t, w, 10, false, plan);
+        let lost = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression()
+                    == Some("attribute_not_exists(pk) OR #last < :stale OR #first > :fresh")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":stale"))
+                        .and_then(|v| v.as_n().ok())
+                        .map(String::as_str)
+                        == Some("1515535440000")
+            })
+            .then_error(condition_failed);
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&lost]);
+        let opened = WindowStore::new(client, "tw")
+            .open_incident(&key, &inc, t.event_time, 300_000, 0)
+            .await
+            .unwrap();
+        assert!(!opened);
+        assert_eq!(lost.num_calls(), 1);
+    }
+
+    #[tokio::test]
+    async fn throttling_is_a_transient_error() {
+        let throttled = mock!(Client::put_item).then_http_response(|| {
+            aws_smithy_runtime_api::http::Response::new(
+                aws_smithy_runtime_api::http::StatusCode::try_from(400).unwrap(),
+                aws_smithy_types::body::SdkBody::from(r#"{"__type":"com.amazonaws.dynamodb.v20120810#ThrottlingException","message":"slow down"}"#),
+            )
+        });
+        let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled]);
+        let (key, t) = termination();
+        let err = WindowStore::new(client, "tw")
+            .record(&key, &t, 0)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Aws { transient: true, code, .. } if code == "ThrottlingException"),
+            "{err:?}"
+        );
+    }
 }
