@@ -3,9 +3,11 @@ SHELL := /bin/bash
 .DEFAULT_GOAL := help
 CARGO ?= cargo
 VENV ?= .venv
+SAM_VENV ?= .venv-sam
 WORK ?= .work
+export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test lint demo demo-backtest package bench bench-decision bench-backtest check-policy clean
+.PHONY: help setup build test lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -20,10 +22,11 @@ $(VENV)/.installed: requirements-dev.txt
 build: ## Build everything (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: setup ## Every test: unit, property, corpus, scenarios, CLI, and end to end on the local stack
+test: setup ## Every test: unit, property, corpus, scenarios, CLI, end to end on the local stack, infra
 	# The end-to-end tests run these binaries under the runtime emulator.
 	$(CARGO) build -p detector -p responder -p tripwire-cli
 	$(CARGO) test --workspace
+	$(MAKE) validate-infra
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check
@@ -41,6 +44,26 @@ demo-backtest: ## Backtest a generated archive holding the seed incident and sho
 
 package: setup ## cargo lambda build --release: target/lambda/{detector,responder}/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder
+
+$(SAM_VENV)/.installed:
+	# Its own virtualenv: the SAM CLI pins boto versions that moto and checkov dislike.
+	python3 -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==1.170.0
+	touch $@
+
+validate-infra: setup $(SAM_VENV)/.installed ## cfn-lint, checkov, event pattern, IAM, parliament, sam validate and sam build
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/member.yaml
+	$(VENV)/bin/checkov -f infra/template.yaml -f infra/member.yaml --framework cloudformation --compact --quiet --skip-download
+	$(VENV)/bin/python -m pytest -q tests/infra
+	$(SAM_VENV)/bin/sam validate --lint --template infra/template.yaml
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build --template infra/template.yaml --build-dir $(WORK)/sam-build
+
+deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the central stack (needs AWS credentials)
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build --template infra/template.yaml --build-dir $(WORK)/sam-build
+	$(SAM_VENV)/bin/sam deploy --guided --template-file $(WORK)/sam-build/template.yaml --stack-name tripwire --capabilities CAPABILITY_NAMED_IAM
+
+deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
+	scripts/deploy-members.sh
 
 bench: bench-decision bench-backtest ## All benchmarks
 

@@ -100,6 +100,7 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
         .is_empty());
     // Update alerts are throttled to one a minute: the 50 later calls ran in well under one.
     assert!(k.iter().filter(|k| *k == "update").count() <= 1, "{k:?}");
+    stack.save_observed_actions("seed-incident").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -213,6 +214,14 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
         detected.attributes["account"], PROD,
         "the alert is about where instances died"
     );
+
+    // An IAM user has no sessions to revoke: it gets the action deny as a user policy.
+    for e in burst("user/ops/alice@222222222222", None, BASE, 10, 1000, "alice") {
+        stack.invoke(&e).await.unwrap();
+    }
+    let user = stack.user_policies(PROD, "alice").await;
+    assert_eq!(user.keys().collect::<Vec<_>>(), ["tripwire-deny-actions"]);
+    stack.save_observed_actions("cross-account-and-user").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -299,6 +308,7 @@ async fn release_removes_the_policies_and_closes_the_incident() {
         opened += usize::from(outcome(&stack.invoke(e).await.unwrap()) == "opened");
     }
     assert_eq!(opened, 1);
+    stack.save_observed_actions("release").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -349,6 +359,7 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
     assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
     let refused = stack.alerts().await;
     assert_eq!(kinds(&refused), ["containment_failed"]);
+    stack.save_observed_actions("refusals").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

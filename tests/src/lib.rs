@@ -95,12 +95,15 @@ fn venv_bin() -> PathBuf {
         .unwrap_or_else(|| repo().join(".venv/bin"))
 }
 
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
 /// The built binary `name` (the Makefile builds the functions and the CLI before tests).
 pub fn binary(name: &str) -> PathBuf {
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| repo().join("target"));
-    let path = target.join("debug").join(name);
+    let path = target_dir().join("debug").join(name);
     assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p tripwire-cli)", path.display());
     path
 }
@@ -124,11 +127,18 @@ fn wait_for_port(port: u16, what: &str, logs: &Path) {
     }
 }
 
+/// Access keys by caller, so the recording tells who called what.
+const HARNESS_KEY: &str = "AKIAHARNESS";
+const OPERATOR_KEY: &str = "AKIAOPERATOR";
+fn function_key(name: &str) -> String {
+    format!("AKIA{}", name.to_uppercase())
+}
+
 /// Environment every process talking to moto gets.
-fn aws_env(cmd: &mut Command, moto: &str) {
+fn aws_env(cmd: &mut Command, moto: &str, key: &str) {
     cmd.env("AWS_ENDPOINT_URL", moto)
         .env("AWS_REGION", "us-east-1")
-        .env("AWS_ACCESS_KEY_ID", "testing")
+        .env("AWS_ACCESS_KEY_ID", key)
         .env("AWS_SECRET_ACCESS_KEY", "testing")
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
@@ -159,6 +169,10 @@ impl Stack {
         children.push(
             Command::new(bin.join("moto_server"))
                 .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+                // Records every request, so tests can list the AWS actions each caller used.
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", logs.join("moto-recording"))
+                .current_dir(&logs)
                 .stdout(log("moto.log"))
                 .stderr(log("moto.err"))
                 .spawn()
@@ -189,7 +203,7 @@ impl Stack {
                 .region(Region::new("us-east-1"))
                 .endpoint_url(&moto)
                 .credentials_provider(aws_sdk_sts::config::Credentials::new(
-                    "testing",
+                    HARNESS_KEY,
                     "testing",
                     None,
                     None,
@@ -213,13 +227,15 @@ impl Stack {
         wait_for_port(det_port, "the detector emulator", &stack.logs);
         wait_for_port(resp_port, "the responder emulator", &stack.logs);
         stack.bootstrap().await;
+        stack.moto_api("recorder/reset-recording").await;
+        stack.moto_api("recorder/start-recording").await;
         for (name, port, count) in [
             ("detector", det_port, opts.detectors),
             ("responder", resp_port, opts.responders),
         ] {
             for k in 0..count {
                 let mut cmd = Command::new(binary(name));
-                aws_env(&mut cmd, &stack.moto);
+                aws_env(&mut cmd, &stack.moto, &function_key(name));
                 cmd.env(
                     "AWS_LAMBDA_RUNTIME_API",
                     format!("http://127.0.0.1:{port}/.rt"),
@@ -247,34 +263,93 @@ impl Stack {
         stack
     }
 
-    /// A client config acting inside `account` (moto maps assumed-role credentials to
-    /// the role's account), the way an operator in that account would.
-    pub async fn in_account(&self, account: &str) -> SdkConfig {
-        if account == CENTRAL {
-            return self.sdk.clone();
-        }
-        let sts = aws_sdk_sts::Client::new(&self.sdk);
-        let c = sts
-            .assume_role()
-            .role_arn(format!("arn:aws:iam::{account}:role/local-admin"))
-            .role_session_name("localstack")
+    /// An IAM client acting inside `account`, as an operator there would. moto takes the
+    /// account from a header, so no assumed-role credentials muddy the recording.
+    pub fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .interceptor(MotoAccount(account.to_owned()))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    async fn moto_api(&self, path: &str) {
+        let url = format!("{}/moto-api/{path}", self.moto);
+        let res = self
+            .http
+            .post(&url)
             .send()
             .await
-            .expect("AssumeRole")
-            .credentials
-            .expect("credentials");
-        self.sdk
-            .to_builder()
-            .credentials_provider(aws_sdk_sts::config::SharedCredentialsProvider::new(
-                aws_sdk_sts::config::Credentials::new(
-                    c.access_key_id(),
-                    c.secret_access_key(),
-                    Some(c.session_token().to_owned()),
-                    None,
-                    "localstack",
-                ),
-            ))
-            .build()
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(res.status().is_success(), "{url}: {}", res.status());
+    }
+
+    /// The AWS actions each caller made since the stack started, from moto's recording:
+    /// `detector`, `responder`, `operator` (the CLI), and `containment-role` (calls made
+    /// with credentials from AssumeRole, which only the responder and the CLI obtain).
+    pub async fn observed_actions(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        use base64::Engine as _;
+        let url = format!("{}/moto-api/recorder/download-recording", self.moto);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .expect("recording")
+            .text()
+            .await
+            .expect("recording text");
+        let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Value = serde_json::from_str(line).expect("recording line");
+            let auth = r["headers"]["Authorization"].as_str().unwrap_or_default();
+            let Some(scope) = auth.split("Credential=").nth(1) else {
+                continue;
+            };
+            let mut parts = scope.split('/');
+            let key = parts.next().unwrap_or_default();
+            let service = parts.nth(2).unwrap_or_default().to_owned();
+            let action = match r["headers"]["X-Amz-Target"].as_str() {
+                Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
+                None => {
+                    let body = r["body"].as_str().unwrap_or_default();
+                    let body = if r["body_encoded"].as_bool() == Some(true) {
+                        String::from_utf8(
+                            base64::engine::general_purpose::STANDARD
+                                .decode(body)
+                                .unwrap_or_default(),
+                        )
+                        .unwrap_or_default()
+                    } else {
+                        body.to_owned()
+                    };
+                    body.split('&')
+                        .find_map(|kv| kv.strip_prefix("Action="))
+                        .unwrap_or("?")
+                        .to_owned()
+                }
+            };
+            let caller = match key {
+                k if k == function_key("detector") => "detector",
+                k if k == function_key("responder") => "responder",
+                OPERATOR_KEY => "operator",
+                HARNESS_KEY => continue,
+                k if k.starts_with("ASIA") => "containment-role",
+                other => panic!("a request signed with an unexpected key {other}"),
+            };
+            out.entry(caller.to_owned())
+                .or_default()
+                .insert(format!("{service}:{action}"));
+        }
+        out
+    }
+
+    /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
+    /// the infrastructure tests compare with the roles in the templates.
+    pub async fn save_observed_actions(&self, name: &str) {
+        let dir = target_dir().join("aws-actions");
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = serde_json::to_string_pretty(&self.observed_actions().await).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
     }
 
     /// Table, topic with an SQS subscriber, and the IAM principals the tests contain.
@@ -358,7 +433,7 @@ impl Stack {
             (DEV, "/vendor/", "cleanup-task"),
         ];
         for (account, path, name) in principals {
-            let iam = aws_sdk_iam::Client::new(&self.in_account(account).await);
+            let iam = self.iam_in(account);
             iam.create_role()
                 .role_name(*name)
                 .path(*path)
@@ -367,7 +442,7 @@ impl Stack {
                 .await
                 .expect("CreateRole");
         }
-        let iam = aws_sdk_iam::Client::new(&self.in_account(PROD).await);
+        let iam = self.iam_in(PROD);
         iam.create_user()
             .user_name("alice")
             .path("/ops/")
@@ -475,7 +550,7 @@ impl Stack {
 
     /// The inline policies on a role in `account`, name to document, as IAM stores them.
     pub async fn role_policies(&self, account: &str, role: &str) -> BTreeMap<String, Value> {
-        let iam = aws_sdk_iam::Client::new(&self.in_account(account).await);
+        let iam = self.iam_in(account);
         let names = iam
             .list_role_policies()
             .role_name(role)
@@ -504,7 +579,7 @@ impl Stack {
 
     /// The inline policies on a user in `account`.
     pub async fn user_policies(&self, account: &str, user: &str) -> BTreeMap<String, Value> {
-        let iam = aws_sdk_iam::Client::new(&self.in_account(account).await);
+        let iam = self.iam_in(account);
         let names = iam
             .list_user_policies()
             .user_name(user)
@@ -533,11 +608,34 @@ impl Stack {
     /// Environment for running the `tripwire` CLI against this stack.
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(binary("tripwire"));
-        aws_env(&mut cmd, &self.moto);
+        aws_env(&mut cmd, &self.moto, OPERATOR_KEY);
         cmd.env("TRIPWIRE_TABLE", &self.table)
             .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
             .stdin(Stdio::null());
         cmd
+    }
+}
+
+/// Sets moto's account for a request, as `x-moto-account-id`.
+#[derive(Debug)]
+struct MotoAccount(String);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for MotoAccount {
+    fn name(&self) -> &'static str {
+        "MotoAccount"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("x-moto-account-id", self.0.clone());
+        Ok(())
     }
 }
 

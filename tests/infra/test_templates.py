@@ -1,0 +1,268 @@
+"""Checks on infra/: the templates lint clean, the event pattern matches exactly the
+TerminateInstances events (with EventBridge's own matching, via moto), and the roles
+grant exactly what the Rust code was seen calling in the end-to-end tests."""
+
+import json
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+import boto3
+import pytest
+from cfnlint.decode import cfn_yaml
+from parliament import analyze_policy_string
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+BIN = pathlib.Path(os.environ.get("TRIPWIRE_VENV_BIN", ROOT / ".venv" / "bin"))
+TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+CENTRAL = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
+MEMBER = cfn_yaml.load(str(ROOT / "infra" / "member.yaml"))
+FIXTURES = ROOT / "tests" / "fixtures" / "cloudtrail-corpus"
+
+
+def test_cfn_lint_finds_no_errors():
+    out = subprocess.run(
+        [str(BIN / "cfn-lint"), "--format", "json", "infra/template.yaml", "infra/member.yaml"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    findings = json.loads(out.stdout or "[]")
+    errors = [f for f in findings if f["Level"] == "Error"]
+    assert not errors, json.dumps(errors, indent=1)
+
+
+@pytest.mark.parametrize("template", ["infra/template.yaml", "infra/member.yaml"])
+def test_checkov_finds_no_failed_check(template):
+    out = subprocess.run(
+        [str(BIN / "checkov"), "-f", template, "--framework", "cloudformation", "--quiet",
+         "--skip-download", "-o", "json"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    report = json.loads(out.stdout)
+    summary = report["summary"]
+    assert summary["failed"] == 0, json.dumps(report["results"]["failed_checks"], indent=1)[:4000]
+    assert summary["passed"] > 0
+
+
+def test_every_checkov_skip_says_why():
+    for tpl in (CENTRAL, MEMBER):
+        for name, res in tpl["Resources"].items():
+            for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
+                assert len(skip.get("comment", "")) > 20, f"{name}: {skip}"
+
+
+# ---- the event pattern, matched by a real EventBridge implementation ----------------
+
+def _free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def moto(tmp_path_factory):
+    port = _free_port()
+    logs = tmp_path_factory.mktemp("moto")
+    proc = subprocess.Popen([str(BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+                            cwd=logs, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert time.time() < deadline, "moto_server did not start"
+            time.sleep(0.05)
+    yield dict(endpoint_url=f"http://127.0.0.1:{port}", region_name="us-east-1",
+               aws_access_key_id="testing", aws_secret_access_key="testing")
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+def _patterns():
+    events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
+    member_rule = MEMBER["Resources"]["ForwardTerminateInstances"]["Properties"]["EventPattern"]
+    return {
+        "central bus": events["OrganizationBus"]["Properties"]["Pattern"],
+        "central default bus": events["CentralAccountDefaultBus"]["Properties"]["Pattern"],
+        "member forwarding rule": member_rule,
+    }
+
+
+def _envelopes(path):
+    text = path.read_text()
+    docs = [json.loads(line) for line in text.splitlines() if line.strip()] if path.suffix == ".jsonl" else [json.loads(text)]
+    return [d for d in docs if isinstance(d, dict) and "detail-type" in d and isinstance(d.get("detail"), dict)]
+
+
+def _cases():
+    positives = [e for p in sorted((FIXTURES / "terminate").glob("*.eventbridge.json")) for e in _envelopes(p)]
+    negatives = []
+    for p in sorted((FIXTURES / "mixed").glob("*.jsonl")):
+        if "eventbridge" in p.name:
+            negatives += _envelopes(p)
+    base = positives[0]
+    for field, value in [("detail-type", "AWS Service Event via CloudTrail"), ("source", "custom.ec2"),
+                         ("detail.eventName", "StopInstances"), ("detail.eventSource", "ecs.amazonaws.com")]:
+        e = json.loads(json.dumps(base))
+        if field.startswith("detail."):
+            e["detail"][field.split(".")[1]] = value
+        else:
+            e[field] = value
+        negatives.append(e)
+    assert len(positives) == len(list((FIXTURES / "terminate").glob("*.eventbridge.json"))) >= 9
+    assert len(negatives) > 150
+    return positives, negatives
+
+
+@pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
+def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, which):
+    events = boto3.client("events", **moto)
+    sqs = boto3.client("sqs", **moto)
+    bus = f"bus-{abs(hash(which))}"
+    events.create_event_bus(Name=bus)
+    queue = sqs.create_queue(QueueName=bus)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(_patterns()[which]))
+    events.put_targets(Rule="r", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+    positives, negatives = _cases()
+
+    def matched(envelope):
+        events.put_events(Entries=[{"EventBusName": bus, "Source": envelope["source"],
+                                    "DetailType": envelope["detail-type"], "Detail": json.dumps(envelope["detail"])}])
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return len(got)
+
+    assert [matched(e) for e in positives] == [1] * len(positives)
+    missed = [(e["source"], e["detail-type"], e["detail"].get("eventName")) for e in negatives if matched(e)]
+    assert not missed
+
+
+# ---- IAM: granted exactly what the code calls -----------------------------------------
+
+# Calls made on the functions' behalf, which moto cannot see: the Lambda service writes
+# logs and dead letters, KMS serves the encrypted topic and environment, and the detector's
+# invoke goes to the runtime emulator in the end-to-end tests.
+SERVICE_SIDE = {
+    "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey",
+}
+NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set()}
+READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet")
+
+
+def _allowed(role):
+    actions = set()
+    for policy in role["Properties"]["Policies"]:
+        for st in policy["PolicyDocument"]["Statement"]:
+            if isinstance(st, dict) and st.get("Effect") == "Allow":
+                a = st["Action"]
+                actions.update([a] if isinstance(a, str) else a)
+    return actions
+
+
+OBSERVED = ROOT / "infra" / "observed-aws-actions.json"
+
+
+def _recorded_run():
+    """The union of what the last end-to-end run recorded, by caller."""
+    seen = {}
+    for f in sorted((TARGET / "aws-actions").glob("*.json")):
+        for caller, actions in json.loads(f.read_text()).items():
+            seen.setdefault(caller, set()).update(actions)
+    return seen
+
+
+def _observed():
+    doc = json.loads(OBSERVED.read_text())
+    return {k: set(v) for k, v in doc.items() if not k.startswith("_")}
+
+
+def test_the_committed_actions_match_the_last_end_to_end_run():
+    run = _recorded_run()
+    if not run:
+        pytest.skip("no end-to-end run in this checkout; `make test` runs one first")
+    assert run == _observed(), (
+        f"the code now calls {json.dumps({k: sorted(v) for k, v in run.items()}, indent=1)}; "
+        f"update {OBSERVED.relative_to(ROOT)} and the roles in infra/"
+    )
+
+
+def _iam_name(action):
+    # The wire name of lambda:Invoke is the IAM action lambda:InvokeFunction.
+    return {"lambda:Invoke": "lambda:InvokeFunction"}.get(action, action)
+
+
+@pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole")])
+def test_each_function_role_grants_what_it_calls_and_no_other_write(function, role):
+    seen = {_iam_name(a) for a in _observed().get(function, set())} | NOT_ON_MOTO[function]
+    granted = _allowed(CENTRAL["Resources"][role])
+    assert seen, f"no calls recorded for {function}"
+    assert seen <= granted, f"{function} calls {sorted(seen - granted)} that {role} does not grant"
+    extra_writes = {a for a in granted - seen - SERVICE_SIDE if not a.split(":")[1].startswith(READ_PREFIXES)}
+    assert not extra_writes, f"{role} grants writes the code never makes: {sorted(extra_writes)}"
+    assert not any(a.startswith("iam:") for a in granted), f"{role} must not touch IAM"
+
+
+def test_the_containment_role_grants_what_containment_and_release_call():
+    seen = _observed().get("containment-role", set())
+    granted = _allowed(MEMBER["Resources"]["ContainmentRole"])
+    assert {"iam:PutRolePolicy", "iam:PutUserPolicy", "iam:DeleteRolePolicy"} <= seen, seen
+    assert seen <= granted, sorted(seen - granted)
+    assert granted == {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy",
+                       "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy"}
+
+
+# ---- lint the identity policies with parliament ---------------------------------------
+
+ARN_OF = {
+    "AWS::DynamoDB::Table": "arn:aws:dynamodb:us-east-1:123456789012:table/{}",
+    "AWS::SNS::Topic": "arn:aws:sns:us-east-1:123456789012:{}",
+    "AWS::SQS::Queue": "arn:aws:sqs:us-east-1:123456789012:{}",
+    "AWS::KMS::Key": "arn:aws:kms:us-east-1:123456789012:key/{}",
+    "AWS::Logs::LogGroup": "arn:aws:logs:us-east-1:123456789012:log-group:{}",
+    "AWS::Events::EventBus": "arn:aws:events:us-east-1:123456789012:event-bus/{}",
+}
+PARAMS = {"CentralEventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus/tripwire",
+          "ResponderRoleArn": "arn:aws:iam::123456789012:role/tripwire-responder",
+          "ProtectedPrincipals": ["arn:aws:iam::*:role/BreakGlass*"]}
+
+
+def _resolve(node, tpl):
+    """Intrinsic functions to plausible literal ARNs, so policies can be linted."""
+    if isinstance(node, list):
+        return [_resolve(n, tpl) for n in node]
+    if not isinstance(node, dict):
+        return node
+    if "Ref" in node or "Fn::GetAtt" in node:
+        name = node.get("Ref") or node["Fn::GetAtt"][0]
+        if name in PARAMS:
+            return PARAMS[name]
+        res = tpl["Resources"].get(name)
+        return ARN_OF.get(res["Type"], "arn:aws:iam::123456789012:x/{}").format(name) if res else name
+    if "Fn::Sub" in node:
+        s = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
+        for k, v in {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
+                     "ContainmentRoleName": "tripwire-containment", "DetectorLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-detector"),
+                     "ResponderLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-responder")}.items():
+            s = s.replace("${" + k + "}", v)
+        return s
+    if "Fn::If" in node:
+        return _resolve(node["Fn::If"][1], tpl)
+    return {k: _resolve(v, tpl) for k, v in node.items()}
+
+
+def _identity_policies():
+    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole"]), (MEMBER, ["ForwarderRole", "ContainmentRole"])):
+        for role in roles:
+            for p in tpl["Resources"][role]["Properties"]["Policies"]:
+                yield f"{role}/{p['PolicyName']}", _resolve(p["PolicyDocument"], tpl)
+    yield "scp-protect-tripwire", json.loads((ROOT / "infra" / "scp-protect-tripwire.json").read_text())
+
+
+@pytest.mark.parametrize("name,doc", list(_identity_policies()), ids=lambda v: v if isinstance(v, str) else "")
+def test_parliament_finds_nothing(name, doc):
+    findings = analyze_policy_string(json.dumps(doc)).findings
+    assert not findings, [(f.issue, f.detail, f.location) for f in findings]
