@@ -7,7 +7,7 @@ SAM_VENV ?= .venv-sam
 WORK ?= .work
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest check-policy clean
+.PHONY: help setup build test lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -65,13 +65,17 @@ deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the cen
 deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
 	scripts/deploy-members.sh
 
-bench: bench-decision bench-backtest ## All benchmarks
+bench: bench-decision bench-backtest bench-local ## All benchmarks (figures in the README's Performance section)
 
 bench-decision: ## Criterion: one event through parse + engine, beside a serde_json::Value parse
 	$(CARGO) bench -p tripwire-engine --bench decision
 
 bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
 	scripts/bench-backtest.sh
+
+bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS calls, runaway script (release builds)
+	$(CARGO) build --release -p detector -p responder -p tripwire-localstack --bin hello-lambda --bin local-bench
+	TRIPWIRE_PROFILE=release ./target/release/local-bench
 
 check-policy: ## Validate config/policy.toml
 	$(CARGO) run -q -p tripwire-cli -- check-policy config/policy.toml

@@ -101,9 +101,11 @@ fn target_dir() -> PathBuf {
         .unwrap_or_else(|| repo().join("target"))
 }
 
-/// The built binary `name` (the Makefile builds the functions and the CLI before tests).
+/// The built binary `name` (the Makefile builds the functions and the CLI before tests);
+/// `TRIPWIRE_PROFILE=release` picks the release builds, as the benchmarks do.
 pub fn binary(name: &str) -> PathBuf {
-    let path = target_dir().join("debug").join(name);
+    let profile = std::env::var("TRIPWIRE_PROFILE").unwrap_or_else(|_| "debug".into());
+    let path = target_dir().join(profile).join(name);
     assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p tripwire-cli)", path.display());
     path
 }
@@ -685,7 +687,11 @@ pub fn burst(
     let account = account.or(caller.account()).expect("account").to_owned();
     (0..calls)
         .map(|k| {
-            let ids = vec![format!("i-{:017x}", k + 1000 * tag.len() as i64)];
+            // Distinct per tag and call: FNV-1a of the tag, plus the call number.
+            let tag_hash = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+            });
+            let ids = vec![format!("i-{:017x}", (tag_hash >> 8).wrapping_add(k as u64))];
             let event_id = format!("{tag}-{k}");
             let record = terminate_record(&Call {
                 caller: &caller,

@@ -60,7 +60,7 @@ impl Containment {
     pub fn new(base: &SdkConfig, role_name: impl Into<String>) -> Self {
         Containment {
             base: base.clone(),
-            sts: aws_sdk_sts::Client::new(base),
+            sts: client!(aws_sdk_sts, base),
             role_name: role_name.into(),
             cache: Mutex::new(HashMap::new()),
         }
@@ -102,6 +102,7 @@ impl Containment {
         let conf = aws_sdk_iam::config::Builder::from(&self.base)
             .credentials_provider(creds)
             .region(Region::new(iam_region(partition)))
+            .interceptor(crate::stages::StageTimer)
             .build();
         let client = aws_sdk_iam::Client::from_conf(conf);
         cache.insert(account.to_owned(), (client.clone(), until));

@@ -5,12 +5,25 @@
 //! Boundary: every SDK type stays in here; the engine never sees one, and the function
 //! binaries only wire these together.
 
+/// A service client from an `SdkConfig`, with the stage timer attached. Defined before
+/// the modules so every one of them can use it.
+macro_rules! client {
+    ($svc:ident, $sdk:expr) => {
+        $svc::Client::from_conf(
+            $svc::config::Builder::from($sdk)
+                .interceptor($crate::stages::StageTimer)
+                .build(),
+        )
+    };
+}
+
 pub mod alerter;
 pub mod config;
 pub mod contain;
 pub mod detector;
 pub mod invoke;
 pub mod responder;
+pub mod stages;
 pub mod store;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -144,9 +157,9 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detecto
     let sdk = load_sdk_config().await;
     Ok(detector::Detector::new(
         cfg.policy,
-        store::WindowStore::from_config(&sdk, cfg.table),
-        alerter::Alerter::new(aws_sdk_sns::Client::new(&sdk), cfg.topic_arn),
-        invoke::ResponderInvoker::new(aws_sdk_lambda::Client::new(&sdk), cfg.responder_function),
+        store::WindowStore::new(client!(aws_sdk_dynamodb, &sdk), cfg.table),
+        alerter::Alerter::new(client!(aws_sdk_sns, &sdk), cfg.topic_arn),
+        invoke::ResponderInvoker::new(client!(aws_sdk_lambda, &sdk), cfg.responder_function),
         system_clock,
     ))
 }
@@ -160,8 +173,8 @@ pub async fn responder_from_env(env: config::Env<'_>) -> Result<responder::Respo
         cfg.own_roles,
         cfg.containment_role.clone(),
         contain::Containment::new(&sdk, cfg.containment_role),
-        store::WindowStore::from_config(&sdk, cfg.table),
-        alerter::Alerter::new(aws_sdk_sns::Client::new(&sdk), cfg.topic_arn),
+        store::WindowStore::new(client!(aws_sdk_dynamodb, &sdk), cfg.table),
+        alerter::Alerter::new(client!(aws_sdk_sns, &sdk), cfg.topic_arn),
         system_clock,
     ))
 }

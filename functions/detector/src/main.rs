@@ -4,6 +4,7 @@
 use lambda_runtime::{run, service_fn, Diagnostic, Error, LambdaEvent};
 use serde_json::value::RawValue;
 use tripwire_aws::config::process_env;
+use tripwire_aws::stages::Invocation;
 
 #[tokio::main]
 async fn main() -> Result<(), Error> {
@@ -14,14 +15,17 @@ async fn main() -> Result<(), Error> {
     // The raw event goes to the engine's own tolerant parser: one CloudTrail model, and
     // a malformed event is acknowledged instead of failing deserialization and retrying.
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
-        let outcomes = detector.handle(event.payload.get()).await.inspect_err(|e| {
-            tracing::warn!(error = %e, request_id = %event.context.request_id, "event not finished; Lambda will retry it");
-        })
-        .map_err(|e| Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })?;
-        for o in &outcomes {
-            tracing::info!(outcome = ?o, request_id = %event.context.request_id, "event processed");
+        let timing = Invocation::start();
+        let result = detector.handle(event.payload.get()).await;
+        let (total_ms, aws_ms) = timing.finish();
+        let request_id = &event.context.request_id;
+        match &result {
+            Ok(outcomes) => outcomes.iter().for_each(|o| {
+                tracing::info!(outcome = ?o, total_ms, aws_ms = %aws_ms, request_id = %request_id, "event processed")
+            }),
+            Err(e) => tracing::warn!(error = %e, total_ms, request_id = %request_id, "event not finished; Lambda will retry it"),
         }
-        Ok::<_, Diagnostic>(outcomes)
+        result.map_err(|e| Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })
     }))
     .await
 }
