@@ -40,6 +40,8 @@ pub struct Options {
     pub detectors: usize,
     /// Concurrent responder containers.
     pub responders: usize,
+    /// Put the fault proxy (scripts/fault_proxy.py) between the functions and moto.
+    pub faults: bool,
 }
 
 impl Default for Options {
@@ -48,6 +50,7 @@ impl Default for Options {
             policy: POLICY.into(),
             detectors: 1,
             responders: 1,
+            faults: false,
         }
     }
 }
@@ -67,6 +70,8 @@ pub struct Received {
 pub struct Stack {
     /// moto's endpoint.
     pub moto: String,
+    /// Where the functions send AWS calls: moto, or the fault proxy in front of it.
+    pub functions_endpoint: String,
     /// The detector's Lambda Invoke endpoint.
     pub detector_url: String,
     /// The responder's Lambda Invoke endpoint.
@@ -213,6 +218,7 @@ impl Stack {
                 ))
                 .load()
                 .await,
+            functions_endpoint: moto.clone(),
             moto,
             detector_url: format!("http://127.0.0.1:{det_port}/2015-03-31/functions/_/invocations"),
             responder_url: format!(
@@ -228,6 +234,20 @@ impl Stack {
         wait_for_port(moto_port, "moto_server", &stack.logs);
         wait_for_port(det_port, "the detector emulator", &stack.logs);
         wait_for_port(resp_port, "the responder emulator", &stack.logs);
+        if opts.faults {
+            let port = free_port();
+            stack.children.push(
+                Command::new(bin.join("python"))
+                    .arg(repo().join("scripts/fault_proxy.py"))
+                    .args([port.to_string(), stack.moto.clone()])
+                    .stdout(log("fault-proxy.log"))
+                    .stderr(log("fault-proxy.err"))
+                    .spawn()
+                    .expect("the fault proxy starts"),
+            );
+            wait_for_port(port, "the fault proxy", &stack.logs);
+            stack.functions_endpoint = format!("http://127.0.0.1:{port}");
+        }
         stack.bootstrap().await;
         stack.moto_api("recorder/reset-recording").await;
         stack.moto_api("recorder/start-recording").await;
@@ -237,7 +257,7 @@ impl Stack {
         ] {
             for k in 0..count {
                 let mut cmd = Command::new(binary(name));
-                aws_env(&mut cmd, &stack.moto, &function_key(name));
+                aws_env(&mut cmd, &stack.functions_endpoint, &function_key(name));
                 cmd.env(
                     "AWS_LAMBDA_RUNTIME_API",
                     format!("http://127.0.0.1:{port}/.rt"),
@@ -497,6 +517,32 @@ impl Stack {
             })
             .and_then(|v| v.parse().ok())
             .unwrap_or(0)
+    }
+
+    /// Sets the fault proxy's rules, e.g. `{"dynamodb": {"throttle": 2}}`.
+    pub async fn set_faults(&self, rules: &Value) {
+        let url = format!("{}/__faults", self.functions_endpoint);
+        let res = self
+            .http
+            .post(&url)
+            .json(rules)
+            .send()
+            .await
+            .expect("fault proxy");
+        assert!(res.status().is_success());
+    }
+
+    /// What the fault proxy injected and forwarded so far, by service and kind.
+    pub async fn faults(&self) -> Value {
+        let url = format!("{}/__faults", self.functions_endpoint);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .expect("fault proxy")
+            .json()
+            .await
+            .expect("fault counts")
     }
 
     /// Every alert published so far that the subscriber has not yet read.

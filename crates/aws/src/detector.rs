@@ -14,6 +14,16 @@ use tripwire_engine::time::Millis;
 use tripwire_engine::window::{classify, decide, instances_in, Classification, Decision, Key};
 use tripwire_engine::{scan, Action, Incident, Policy, ScanCounts, Termination};
 
+/// The lease on a call: the invocation's deadline. Some runtime emulators pass the
+/// timeout itself (e.g. 600000) instead of an epoch deadline; then a minute from now.
+pub fn lease_until(deadline: Millis, now: Millis) -> Millis {
+    if deadline > now {
+        deadline
+    } else {
+        now + 60_000
+    }
+}
+
 /// Update alerts for one incident go out at most this often.
 pub const UPDATE_GAP_MS: Millis = 60_000;
 
@@ -65,6 +75,13 @@ pub enum Outcome {
         /// Whether the responder was asked to contain.
         containment_requested: bool,
     },
+    /// A late call inside an incident that already closed: counted, nothing reopened.
+    LateForClosedIncident {
+        /// eventID.
+        event_id: String,
+        /// The closed incident it belongs to.
+        incident: String,
+    },
     /// This call joined an open incident.
     Joined {
         /// eventID.
@@ -105,8 +122,9 @@ impl Detector {
         }
     }
 
-    /// Handles one event (normally one EventBridge envelope).
-    pub async fn handle(&self, event: &str) -> Result<Vec<Outcome>, Error> {
+    /// Handles one event (normally one EventBridge envelope). `deadline` is the
+    /// invocation's: until then, a concurrent duplicate leaves this call alone.
+    pub async fn handle(&self, event: &str, deadline: Millis) -> Result<Vec<Outcome>, Error> {
         let mut counts = ScanCounts::default();
         let mut terms = Vec::new();
         if scan(event, &mut counts, &mut terms).is_err() {
@@ -123,50 +141,122 @@ impl Detector {
             Outcome::OtherEvent,
             counts.other_events as usize,
         ));
+        let lease_until = lease_until(deadline, (self.clock)());
         for t in terms {
-            out.push(self.process(t).await?);
+            out.push(self.process(t, lease_until).await?);
         }
         Ok(out)
     }
 
-    async fn process(&self, t: Termination) -> Result<Outcome, Error> {
+    async fn process(&self, t: Termination, lease_until: Millis) -> Result<Outcome, Error> {
         let now = (self.clock)();
         let event_id = t.event_id.clone();
-        match classify(&self.policy, &t) {
-            Classification::NotCounted(r) => Ok(Outcome::NotCounted {
-                reason: r.as_str(),
-                event_id,
-            }),
+        let (key, result) = match classify(&self.policy, &t) {
+            Classification::NotCounted(r) => {
+                return Ok(Outcome::NotCounted {
+                    reason: r.as_str(),
+                    event_id,
+                })
+            }
             Classification::Attempt(key) => {
-                match self.store.record(&key, &t, now).await? {
-                    Recorded::Duplicate => return Ok(Outcome::Duplicate { event_id }),
-                    // Only a first delivery adds to the count: a retry may already have.
-                    Recorded::New => {
-                        if let Some(cur) = self.store.incident(&key).await? {
-                            if cur.open.admits(t.event_time, self.policy.window) {
-                                self.store.add_attempt(&key, &cur.open.id).await?;
+                let result = async {
+                    match self.store.record(&key, &t, now, lease_until).await? {
+                        Recorded::Duplicate => {
+                            return Ok(Outcome::Duplicate {
+                                event_id: event_id.clone(),
+                            })
+                        }
+                        // Only a first delivery adds to the count: a retry may already have.
+                        Recorded::New => {
+                            if let Some(cur) = self.store.incident(&key).await? {
+                                if cur.open.admits(t.event_time, self.policy.window) {
+                                    self.store.add_attempt(&key, &cur.open.id).await?;
+                                }
                             }
                         }
+                        Recorded::Unfinished => {}
                     }
-                    Recorded::Unfinished => {}
+                    self.store.mark_done(&key, &t).await?;
+                    Ok::<_, Error>(Outcome::Attempt {
+                        event_id: event_id.clone(),
+                    })
                 }
-                self.store.mark_done(&key, &t).await?;
-                Ok(Outcome::Attempt { event_id })
+                .await;
+                (key, result)
             }
             Classification::Counted {
                 key,
                 threshold,
                 cross_account,
             } => {
-                if self.store.record(&key, &t, now).await? == Recorded::Duplicate {
-                    return Ok(Outcome::Duplicate { event_id });
+                let result = async {
+                    if self.store.record(&key, &t, now, lease_until).await? == Recorded::Duplicate {
+                        return Ok(Outcome::Duplicate {
+                            event_id: event_id.clone(),
+                        });
+                    }
+                    let outcome = self
+                        .counted(&key, &t, threshold, cross_account, now)
+                        .await?;
+                    self.store.mark_done(&key, &t).await?;
+                    Ok::<_, Error>(outcome)
                 }
-                let outcome = self
-                    .counted(&key, &t, threshold, cross_account, now)
-                    .await?;
-                self.store.mark_done(&key, &t).await?;
-                Ok(outcome)
+                .await;
+                if let Err(e) = &result {
+                    if e.is_window_store() {
+                        self.degraded(&key, &t, threshold, cross_account, now).await;
+                    }
+                }
+                (key, result)
             }
+        };
+        if result.is_err() {
+            // Best effort: if DynamoDB itself is down the lease simply runs out, which
+            // happens before Lambda's first retry (a minute later).
+            let _ = self.store.release_lease(&key, &t).await;
+        }
+        result
+    }
+
+    /// The window store is down: alert on what this one call proves by itself (it alone
+    /// reaches the threshold, e.g. one cross-account instance or a call with many IDs),
+    /// saying the window is degraded. The caller still returns the error, so the event is
+    /// retried and, once the store is back, counted; a retry may repeat this alert, which
+    /// beats going blind. Containment waits: the responder acts only on recorded incidents.
+    async fn degraded(
+        &self,
+        key: &Key,
+        t: &Termination,
+        threshold: u32,
+        cross_account: bool,
+        now: Millis,
+    ) {
+        let count = u32::try_from(t.instance_ids.len()).unwrap_or(u32::MAX);
+        if count < threshold {
+            tracing::warn!(event_id = %t.event_id, "window store unavailable; this call alone is below the threshold");
+            return;
+        }
+        let w = tripwire_engine::window::WindowCount {
+            count,
+            first_time: t.event_time,
+            last_time: t.event_time,
+        };
+        let plan = containment::plan(&self.policy, &t.principal, now).summary();
+        let incident = Incident::open(key, t, w, threshold, cross_account, plan);
+        let status = ContainmentStatus {
+            state: "not_attempted".into(),
+            detail: "the window store is unavailable; containment waits until the incident can be recorded".into(),
+        };
+        let alert = render(
+            AlertKind::Detected,
+            &incident,
+            &status,
+            self.policy.window,
+            now,
+            true,
+        );
+        if let Err(e) = self.alerter.publish(&alert).await {
+            tracing::error!(error = %e, event_id = %t.event_id, "degraded alert failed too: neither the window store nor SNS is reachable");
         }
     }
 
@@ -179,78 +269,97 @@ impl Detector {
         now: Millis,
     ) -> Result<Outcome, Error> {
         let w = self.policy.window;
+        let event_id = t.event_id.clone();
         let events = self
             .store
             .window(key, t.event_time - w, t.event_time + w)
             .await?;
-        let current = self.store.incident(key).await?;
         let plan = || containment::plan(&self.policy, &t.principal, now);
-        // A retry of the call that opened the incident finishes what it started.
-        if let Some(cur) = current
-            .as_ref()
-            .filter(|c| c.incident.trigger_event_id == t.event_id && c.open.admits(t.event_time, w))
-        {
-            let requested = self.finish_open(key, cur, &plan(), now).await?;
-            let window_count = cur.incident.trigger_count;
-            return Ok(Outcome::Opened {
-                event_id: t.event_id.clone(),
-                incident: cur.open.id.clone(),
-                window_count,
-                containment_requested: requested,
-            });
-        }
-        match decide(
-            t.event_time,
-            threshold,
-            w,
-            &events,
-            current.as_ref().map(|c| &c.open),
-        ) {
-            Decision::Counted(wc) => Ok(Outcome::Counted {
-                event_id: t.event_id.clone(),
-                window_count: wc.count,
-                threshold,
-            }),
-            Decision::Join(_) => {
-                let id = current.map(|c| c.open.id).unwrap_or_default();
-                self.join(key, &id, t, now).await
+        // Another container may open or replace the incident between our read and our
+        // write; then read again and decide again. Three rounds settle any real race.
+        for _ in 0..3 {
+            let current = self.store.incident(key).await?;
+            let live = current.as_ref().filter(|c| c.open.admits(t.event_time, w));
+            // A retry of the call that opened the incident finishes what it started.
+            if let Some(cur) = live.filter(|c| c.incident.trigger_event_id == event_id) {
+                let requested = self.finish_open(key, cur, &plan(), now).await?;
+                let window_count = cur.incident.trigger_count;
+                return Ok(Outcome::Opened {
+                    event_id,
+                    incident: cur.open.id.clone(),
+                    window_count,
+                    containment_requested: requested,
+                });
             }
-            Decision::Open(wc) => {
-                let plan = plan();
-                let mut incident =
-                    Incident::open(key, t, wc, threshold, cross_account, plan.summary());
-                incident
-                    .instance_ids
-                    .extend(instances_in(&events, wc).cloned());
-                incident.instances = incident.instance_ids.len();
-                if self
-                    .store
-                    .open_incident(key, &incident, t.event_time, w, now)
-                    .await?
+            // A late delivery inside an incident that already closed belongs to it:
+            // counted in the window, but it opens nothing new and pages nobody twice.
+            if live.is_none() {
+                if let Some(closed) = current
+                    .as_ref()
+                    .and_then(|c| c.history.iter().find(|h| h.admits(t.event_time, w)))
                 {
-                    let stored = StoredIncident {
-                        open: incident.as_open(),
-                        incident,
-                        alerted: false,
-                        invoked: false,
-                    };
-                    let requested = self.finish_open(key, &stored, &plan, now).await?;
-                    Ok(Outcome::Opened {
-                        event_id: t.event_id.clone(),
-                        incident: stored.open.id,
+                    return Ok(Outcome::LateForClosedIncident {
+                        event_id,
+                        incident: closed.id.clone(),
+                    });
+                }
+            }
+            match decide(
+                t.event_time,
+                threshold,
+                w,
+                &events,
+                current.as_ref().map(|c| &c.open),
+            ) {
+                Decision::Counted(wc) => {
+                    return Ok(Outcome::Counted {
+                        event_id,
                         window_count: wc.count,
-                        containment_requested: requested,
+                        threshold,
                     })
-                } else {
-                    // Another container opened it first: this call belongs to that incident.
-                    let cur =
-                        self.store.incident(key).await?.ok_or_else(|| {
-                            Error::Data("incident vanished after a lost race".into())
-                        })?;
-                    self.join(key, &cur.open.id, t, now).await
+                }
+                Decision::Join(_) => {
+                    let id = current.map(|c| c.open.id).unwrap_or_default();
+                    if let Some(joined) = self.join(key, &id, t, now).await? {
+                        return Ok(joined);
+                    }
+                    // Replaced meanwhile: the next round reads what replaced it.
+                }
+                Decision::Open(wc) => {
+                    let plan = plan();
+                    let mut incident =
+                        Incident::open(key, t, wc, threshold, cross_account, plan.summary());
+                    incident
+                        .instance_ids
+                        .extend(instances_in(&events, wc).cloned());
+                    incident.instances = incident.instance_ids.len();
+                    if self
+                        .store
+                        .open_incident(key, &incident, current.as_ref(), now)
+                        .await?
+                    {
+                        let stored = StoredIncident {
+                            open: incident.as_open(),
+                            incident,
+                            alerted: false,
+                            invoked: false,
+                            history: Vec::new(),
+                        };
+                        let requested = self.finish_open(key, &stored, &plan, now).await?;
+                        return Ok(Outcome::Opened {
+                            event_id,
+                            incident: stored.open.id,
+                            window_count: wc.count,
+                            containment_requested: requested,
+                        });
+                    }
+                    // Lost the race: the next round sees the winner and joins it.
                 }
             }
         }
+        Err(Error::Data(
+            "the incident kept changing under this call; retrying".into(),
+        ))
     }
 
     /// Sends the DETECTED alert and asks the responder to contain, concurrently: a page
@@ -304,11 +413,10 @@ impl Detector {
         id: &str,
         t: &Termination,
         now: Millis,
-    ) -> Result<Outcome, Error> {
+    ) -> Result<Option<Outcome>, Error> {
+        // None: the incident was replaced between our read and this write.
         let Some(stored) = self.store.join_incident(key, id, t).await? else {
-            return Err(Error::Data(format!(
-                "incident {id} was replaced while joining; retrying"
-            )));
+            return Ok(None);
         };
         let update_alert = self
             .store
@@ -329,11 +437,11 @@ impl Detector {
             );
             self.alerter.publish(&a).await?;
         }
-        Ok(Outcome::Joined {
+        Ok(Some(Outcome::Joined {
             event_id: t.event_id.clone(),
             incident: id.to_owned(),
             instances: stored.incident.instances,
             update_alert,
-        })
+        }))
     }
 }

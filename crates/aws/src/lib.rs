@@ -127,6 +127,11 @@ impl Error {
         }
     }
 
+    /// Whether this is a failure of the DynamoDB window store.
+    pub fn is_window_store(&self) -> bool {
+        matches!(self, Error::Aws { op, .. } if op.starts_with("dynamodb:"))
+    }
+
     /// The AWS error code, if this is an AWS failure.
     pub fn code(&self) -> Option<&str> {
         match self {
@@ -146,7 +151,15 @@ pub fn system_clock() -> Millis {
 /// Loads the standard AWS configuration: credential chain, region, and the
 /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides. No network call.
 pub async fn load_sdk_config() -> aws_config::SdkConfig {
+    // Without these the SDK waits on a hung connection until Lambda kills the function
+    // (found by the fault proxy); with them a stuck attempt is retried in time.
+    let timeouts = aws_config::timeout::TimeoutConfig::builder()
+        .connect_timeout(std::time::Duration::from_secs(2))
+        .operation_attempt_timeout(std::time::Duration::from_secs(3))
+        .operation_timeout(std::time::Duration::from_secs(12))
+        .build();
     aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .timeout_config(timeouts)
         .load()
         .await
 }

@@ -28,9 +28,10 @@ const RETENTION_MS: Millis = 24 * 3600 * 1000;
 pub enum Recorded {
     /// First delivery.
     New,
-    /// Delivered before and fully processed: acknowledge and stop.
+    /// Delivered before, and finished or still in flight elsewhere: acknowledge and stop.
     Duplicate,
-    /// Delivered before but not finished (a retry): process again; every step is idempotent.
+    /// Delivered before, not finished, and no longer being worked on (a retry): process
+    /// again; every step is idempotent.
     Unfinished,
 }
 
@@ -45,7 +46,13 @@ pub struct StoredIncident {
     pub alerted: bool,
     /// The responder was invoked.
     pub invoked: bool,
+    /// Spans of the key's earlier, closed incidents (the latest few): a late delivery
+    /// that falls inside one of them belongs to it and must not open a new incident.
+    pub history: Vec<OpenIncident>,
 }
+
+/// How many closed incident spans a key remembers.
+const HISTORY: usize = 20;
 
 /// DynamoDB-backed window store.
 #[derive(Debug, Clone)]
@@ -85,6 +92,15 @@ fn window_pk(key: &Key) -> String {
 fn incident_pk(key: &Key) -> String {
     format!("I#{}", key.id())
 }
+/// The sort key of a call: `E#` counted, `A#` a failed attempt.
+fn call_sk(t: &Termination) -> String {
+    event_sk(
+        if t.is_attempt() { 'A' } else { 'E' },
+        t.event_time,
+        &t.event_id,
+    )
+}
+
 /// Fixed-width times sort as strings; event times are never negative (the engine checks).
 fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
     format!("{prefix}#{t:015}#{event_id}")
@@ -109,12 +125,14 @@ impl WindowStore {
     }
 
     /// Records a call (counted, or a failed attempt), deduplicating by eventID.
-    pub async fn record(&self, key: &Key, t: &Termination, now: Millis) -> Result<Recorded, Error> {
-        let sk = event_sk(
-            if t.is_attempt() { 'A' } else { 'E' },
-            t.event_time,
-            &t.event_id,
-        );
+    pub async fn record(
+        &self,
+        key: &Key,
+        t: &Termination,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let sk = call_sk(t);
         let mut put = self
             .client
             .put_item()
@@ -123,6 +141,7 @@ impl WindowStore {
             .item("sk", s(&sk))
             .item("t", n(t.event_time))
             .item("done", AttributeValue::Bool(false))
+            .item("lease", n(lease_until))
             .item("expires", expires(now))
             .condition_expression("attribute_not_exists(pk)");
         if !t.instance_ids.is_empty() {
@@ -131,36 +150,54 @@ impl WindowStore {
         if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
             return Ok(Recorded::New);
         }
-        let got = self
+        // Seen before. Unfinished work whose lease ran out (its attempt failed or was
+        // killed) is taken over; a delivery still in flight elsewhere, or finished, is
+        // a duplicate. Without the lease a concurrent duplicate would redo a live
+        // attempt's steps, and could page twice.
+        let claim = self
             .client
-            .get_item()
+            .update_item()
             .table_name(&self.table)
             .key("pk", s(window_pk(key)))
             .key("sk", s(&sk))
-            .consistent_read(true)
+            .update_expression("SET lease = :until")
+            .condition_expression("done = :no AND lease < :now")
+            .expression_attribute_values(":until", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
             .send()
-            .await
-            .map_err(|e| aws_error("dynamodb:GetItem", e))?;
-        let done = got.item().is_some_and(|i| get_bool(i, "done"));
-        Ok(if done {
-            Recorded::Duplicate
-        } else {
+            .await;
+        Ok(if conditional("dynamodb:UpdateItem", claim)?.is_some() {
             Recorded::Unfinished
+        } else {
+            Recorded::Duplicate
         })
+    }
+
+    /// Gives up the lease after a failed attempt, so Lambda's retry can take over at once.
+    pub async fn release_lease(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(window_pk(key)))
+            .key("sk", s(call_sk(t)))
+            .update_expression("SET lease = :zero")
+            .condition_expression("done = :no")
+            .expression_attribute_values(":zero", n(0))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .send()
+            .await;
+        conditional("dynamodb:UpdateItem", res).map(|_| ())
     }
 
     /// Marks a call fully processed, so a redelivery is acknowledged as a duplicate.
     pub async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
-        let sk = event_sk(
-            if t.is_attempt() { 'A' } else { 'E' },
-            t.event_time,
-            &t.event_id,
-        );
         self.client
             .update_item()
             .table_name(&self.table)
             .key("pk", s(window_pk(key)))
-            .key("sk", s(sk))
+            .key("sk", s(call_sk(t)))
             .update_expression("SET done = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
@@ -236,12 +273,23 @@ impl WindowStore {
         &self,
         key: &Key,
         incident: &Incident,
-        t: Millis,
-        window: Millis,
+        replacing: Option<&StoredIncident>,
         now: Millis,
     ) -> Result<bool, Error> {
         let doc = serde_json::to_string(incident).map_err(|e| Error::Data(e.to_string()))?;
-        let res = self
+        // The replaced incident joins the history, so its late calls still find it.
+        let history: Vec<AttributeValue> = replacing
+            .map(|old| {
+                old.history
+                    .iter()
+                    .chain([&old.open])
+                    .rev()
+                    .take(HISTORY)
+                    .map(|h| s(format!("{}:{}:{}", h.first_time, h.last_time, h.id)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -262,15 +310,16 @@ impl WindowStore {
             .item("last_update_alert", n(now))
             .item("containment_state", s("pending"))
             .item("expires", expires(now))
-            // A stored incident that no longer admits t is closed: replace it.
-            .condition_expression("attribute_not_exists(pk) OR #last < :stale OR #first > :fresh")
-            .expression_attribute_names("#last", "last")
-            .expression_attribute_names("#first", "first")
-            .expression_attribute_values(":stale", n(t - window))
-            .expression_attribute_values(":fresh", n(t + window))
-            .send()
-            .await;
-        Ok(conditional("dynamodb:PutItem", res)?.is_some())
+            .item("history", AttributeValue::L(history));
+        // Replace exactly the (closed) incident the caller read, or create the first:
+        // of containers racing to open the same burst, one write succeeds.
+        let put = match replacing {
+            Some(old) => put
+                .condition_expression("id = :old")
+                .expression_attribute_values(":old", s(&old.open.id)),
+            None => put.condition_expression("attribute_not_exists(pk)"),
+        };
+        Ok(conditional("dynamodb:PutItem", put.send().await)?.is_some())
     }
 
     /// Adds a counted call to the incident `id`: its instances, and its time to the span.
@@ -491,14 +540,35 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
         incident,
         alerted: get_bool(item, "alerted"),
         invoked: get_bool(item, "invoked"),
+        history: item
+            .get("history")
+            .and_then(|v| v.as_l().ok())
+            .map(|l| {
+                l.iter()
+                    .filter_map(|v| v.as_s().ok())
+                    .filter_map(|h| parse_span(h))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    })
+}
+
+fn parse_span(h: &str) -> Option<OpenIncident> {
+    let mut parts = h.splitn(3, ':');
+    let first_time = parts.next()?.parse().ok()?;
+    let last_time = parts.next()?.parse().ok()?;
+    Some(OpenIncident {
+        id: parts.next()?.to_owned(),
+        first_time,
+        last_time,
     })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use aws_sdk_dynamodb::operation::get_item::GetItemOutput;
     use aws_sdk_dynamodb::operation::put_item::PutItemOutput;
+    use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use tripwire_engine::synth::{terminate_record, Call, Caller};
@@ -565,7 +635,7 @@ mod tests {
         let (key, t) = termination();
         assert_eq!(
             WindowStore::new(client, "tw")
-                .record(&key, &t, 0)
+                .record(&key, &t, 0, 30_000)
                 .await
                 .unwrap(),
             Recorded::New
@@ -574,21 +644,39 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_redelivery_is_a_duplicate_only_once_processing_finished() {
-        for (done, want) in [(true, Recorded::Duplicate), (false, Recorded::Unfinished)] {
+    async fn a_redelivery_takes_over_only_an_expired_lease() {
+        // The claim succeeds only on unfinished work whose lease ran out; otherwise the
+        // delivery is a duplicate (finished, or in flight in another container).
+        for (claimed, want) in [(false, Recorded::Duplicate), (true, Recorded::Unfinished)] {
             let put = mock!(Client::put_item).then_error(condition_failed);
-            let get = mock!(Client::get_item)
-                .match_requests(|r| r.consistent_read() == Some(true))
-                .then_output(move || {
-                    GetItemOutput::builder()
-                        .item("done", AttributeValue::Bool(done))
-                        .build()
-                });
-            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put, &get]);
+            let matches = |r: &aws_sdk_dynamodb::operation::update_item::UpdateItemInput| {
+                r.condition_expression() == Some("done = :no AND lease < :now")
+                    && r.expression_attribute_values()
+                        .and_then(|v| v.get(":until"))
+                        .and_then(|v| v.as_n().ok())
+                        .map(String::as_str)
+                        == Some("30000")
+            };
+            let claim = if claimed {
+                mock!(Client::update_item)
+                    .match_requests(matches)
+                    .then_output(|| UpdateItemOutput::builder().build())
+            } else {
+                mock!(Client::update_item)
+                    .match_requests(matches)
+                    .then_error(|| {
+                        UpdateItemError::ConditionalCheckFailedException(
+                            ConditionalCheckFailedException::builder()
+                                .message("leased")
+                                .build(),
+                        )
+                    })
+            };
+            let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&put, &claim]);
             let (key, t) = termination();
             assert_eq!(
                 WindowStore::new(client, "tw")
-                    .record(&key, &t, 0)
+                    .record(&key, &t, 0, 30_000)
                     .await
                     .unwrap(),
                 want
@@ -608,19 +696,11 @@ mod tests {
         };
         let inc = Incident::open(&key, &t, w, 10, false, plan);
         let lost = mock!(Client::put_item)
-            .match_requests(|r| {
-                r.condition_expression()
-                    == Some("attribute_not_exists(pk) OR #last < :stale OR #first > :fresh")
-                    && r.expression_attribute_values()
-                        .and_then(|v| v.get(":stale"))
-                        .and_then(|v| v.as_n().ok())
-                        .map(String::as_str)
-                        == Some("1515535440000")
-            })
+            .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(pk)"))
             .then_error(condition_failed);
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&lost]);
         let opened = WindowStore::new(client, "tw")
-            .open_incident(&key, &inc, t.event_time, 300_000, 0)
+            .open_incident(&key, &inc, None, 0)
             .await
             .unwrap();
         assert!(!opened);
@@ -638,7 +718,7 @@ mod tests {
         let client = mock_client!(aws_sdk_dynamodb, RuleMode::MatchAny, [&throttled]);
         let (key, t) = termination();
         let err = WindowStore::new(client, "tw")
-            .record(&key, &t, 0)
+            .record(&key, &t, 0, 30_000)
             .await
             .unwrap_err();
         assert!(

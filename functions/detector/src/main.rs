@@ -16,12 +16,14 @@ async fn main() -> Result<(), Error> {
     // a malformed event is acknowledged instead of failing deserialization and retrying.
     run(service_fn(move |event: LambdaEvent<Box<RawValue>>| async move {
         let timing = Invocation::start();
-        let result = detector.handle(event.payload.get()).await;
+        // The lease on each call lasts until this invocation's deadline.
+        let deadline = event.context.deadline as i64;
+        let result = detector.handle(event.payload.get(), deadline).await;
         let (total_ms, aws_ms) = timing.finish();
         let request_id = &event.context.request_id;
         match &result {
             Ok(outcomes) => outcomes.iter().for_each(|o| {
-                tracing::info!(outcome = ?o, total_ms, aws_ms = %aws_ms, request_id = %request_id, "event processed")
+                tracing::info!(outcome = ?o, total_ms, aws_ms = %aws_ms, deadline, request_id = %request_id, "event processed")
             }),
             Err(e) => tracing::warn!(error = %e, total_ms, request_id = %request_id, "event not finished; Lambda will retry it"),
         }
