@@ -7,7 +7,7 @@ SAM_VENV ?= .venv-sam
 WORK ?= .work
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local check-policy clean
+.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -27,6 +27,13 @@ test: setup ## Every test: unit, property, corpus, scenarios, CLI, end to end on
 	$(CARGO) build -p detector -p responder -p tripwire-cli
 	$(CARGO) test --workspace
 	$(MAKE) validate-infra
+	$(MAKE) fuzz-smoke
+
+fuzz: ## cargo fuzz: every target for 10 minutes, seeded with the fixtures (nightly)
+	scripts/fuzz.sh 600
+
+fuzz-smoke: ## cargo fuzz: every target for 60 s (skipped, with a notice, without nightly)
+	scripts/fuzz.sh 60
 
 lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) fmt --all -- --check

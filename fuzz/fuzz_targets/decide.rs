@@ -3,63 +3,10 @@
 //! never get one, and no count exceeds the distinct instance IDs seen.
 #![no_main]
 
-use libfuzzer_sys::fuzz_target;
-use std::collections::{HashMap, HashSet};
-use tripwire_engine::containment::{plan, Action};
-use tripwire_engine::principal::{iam_entity, PrincipalKind};
-use tripwire_engine::replay::replay;
-use tripwire_engine::window::{classify, Classification};
-use tripwire_engine::{scan, Policy, ScanCounts};
+include!("../checks.rs");
 
-const POLICY: &str = r#"threshold = 3
-window = "5m"
-cross_account_threshold = 1
-allowed_accounts = ["111111111111"]
-ignore_principals = ["arn:aws:iam::*:role/ignored*"]
-protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
-containment = "revoke"
-"#;
-
-fuzz_target!(|data: &[u8]| {
-    let Ok(text) = std::str::from_utf8(data) else { return };
-    let policy = Policy::from_toml(POLICY).expect("the fuzz policy is valid");
-    let mut counts = ScanCounts::default();
-    let mut terms = Vec::new();
-    let _ = scan(text, &mut counts, &mut terms);
-    for t in &terms {
-        let p = plan(&policy, &t.principal, t.event_time);
-        if p.action != Action::None {
-            // Only the caller: its own account, and the name its own ARN carries.
-            let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");
-            assert_eq!(p.target_account.as_deref(), Some(entity.account.as_str()));
-            assert_eq!(t.principal.account.as_deref(), Some(entity.account.as_str()));
-            let name = p.role_name.as_deref().or(p.user_name.as_deref());
-            assert_eq!(name, Some(entity.name.as_str()));
-            assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. }));
-            assert!(!policy.is_protected(&t.principal.arn), "protected principal got a plan");
-            assert!(!t.principal.is_service_linked_role() && !t.principal.is_identity_center_role());
-        }
-        if policy.is_ignored(&t.principal.arn) {
-            assert!(matches!(classify(&policy, t), Classification::NotCounted(_)));
-        }
-    }
-    let mut distinct: HashMap<(String, String), HashSet<String>> = HashMap::new();
-    let mut seen = HashSet::new();
-    for t in &terms {
-        if seen.insert(t.event_id.clone()) && !t.is_attempt() {
-            distinct.entry((t.principal.arn.clone(), t.account.clone())).or_default().extend(t.instance_ids.iter().cloned());
-        }
-    }
-    let result = replay(&policy, terms);
-    for i in &result.incidents {
-        let ids = &distinct[&(i.principal_arn.clone(), i.account.clone())];
-        assert!(i.instances <= ids.len() && i.trigger_count as usize <= ids.len());
-        assert!(!policy.is_ignored(&i.principal_arn));
-        if policy.is_protected(&i.principal_arn) {
-            assert_eq!(i.containment.action, Action::None);
-        }
-    }
-    for p in &result.peaks {
-        assert!(p.peak as usize <= distinct[&(p.principal_arn.clone(), p.account.clone())].len());
+libfuzzer_sys::fuzz_target!(|data: &[u8]| {
+    if let Ok(text) = std::str::from_utf8(data) {
+        check_decide(text);
     }
 });

@@ -1,0 +1,79 @@
+// The invariants the fuzz targets assert, shared with the regression test in
+// crates/engine/tests/fuzz_regressions.rs (both `include!` this file).
+
+use std::collections::{HashMap, HashSet};
+use tripwire_engine::containment::{plan, Action};
+use tripwire_engine::principal::{iam_entity, PrincipalKind};
+use tripwire_engine::replay::replay;
+use tripwire_engine::window::{classify, Classification};
+use tripwire_engine::{scan, Policy, ScanCounts};
+
+const POLICY: &str = r#"threshold = 3
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+ignore_principals = ["arn:aws:iam::*:role/ignored*"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "revoke"
+"#;
+
+/// Any text, as any input form: no panic, nothing lost, consistent terminations.
+pub fn check_parse(text: &str) {
+    let mut counts = ScanCounts::default();
+    let mut terms = Vec::new();
+    let _ = scan(text, &mut counts, &mut terms);
+    // Nothing lost: every record found is a termination, another event, or a named skip.
+    let skipped: u64 = counts.skipped.values().sum();
+    assert_eq!(counts.records, terms.len() as u64 + counts.other_events + skipped);
+    for t in &terms {
+        assert!(t.event_time >= 0);
+        let mut ids = t.instance_ids.clone();
+        ids.dedup();
+        assert_eq!(ids.len(), t.instance_ids.len(), "instance IDs are distinct");
+        assert!(!t.event_id.is_empty());
+    }
+}
+
+/// Decisions over any text: plans only ever target the caller's own account and name,
+/// ignored or protected principals never get one, no count exceeds the IDs seen.
+pub fn check_decide(text: &str) {
+    let policy = Policy::from_toml(POLICY).expect("the fuzz policy is valid");
+    let mut counts = ScanCounts::default();
+    let mut terms = Vec::new();
+    let _ = scan(text, &mut counts, &mut terms);
+    for t in &terms {
+        let p = plan(&policy, &t.principal, t.event_time);
+        if p.action != Action::None {
+            // Only the caller: its own account, and the name its own ARN carries.
+            let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");
+            assert_eq!(p.target_account.as_deref(), Some(entity.account.as_str()));
+            assert_eq!(t.principal.account.as_deref(), Some(entity.account.as_str()));
+            let name = p.role_name.as_deref().or(p.user_name.as_deref());
+            assert_eq!(name, Some(entity.name.as_str()));
+            assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. }));
+            assert!(!policy.is_protected(&t.principal.arn), "protected principal got a plan");
+            assert!(!t.principal.is_service_linked_role() && !t.principal.is_identity_center_role());
+        }
+        if policy.is_ignored(&t.principal.arn) {
+            assert!(matches!(classify(&policy, t), Classification::NotCounted(_)));
+        }
+    }
+    // Every ID seen per key, over all copies: a forged record may reuse an eventID with
+    // other content, and the replay keeps the earliest copy, not necessarily the first.
+    let mut distinct: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    for t in terms.iter().filter(|t| !t.is_attempt()) {
+        distinct.entry((t.principal.arn.clone(), t.account.clone())).or_default().extend(t.instance_ids.iter().cloned());
+    }
+    let result = replay(&policy, terms);
+    for i in &result.incidents {
+        let ids = &distinct[&(i.principal_arn.clone(), i.account.clone())];
+        assert!(i.instances <= ids.len() && i.trigger_count as usize <= ids.len());
+        assert!(!policy.is_ignored(&i.principal_arn));
+        if policy.is_protected(&i.principal_arn) {
+            assert_eq!(i.containment.action, Action::None);
+        }
+    }
+    for p in &result.peaks {
+        assert!(p.peak as usize <= distinct[&(p.principal_arn.clone(), p.account.clone())].len());
+    }
+}
