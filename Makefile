@@ -81,7 +81,8 @@ bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zc
 	scripts/bench-backtest.sh
 
 bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS calls, runaway script (release builds)
-	$(CARGO) build --release -p detector -p responder -p tripwire-localstack --bin hello-lambda --bin local-bench
+	$(CARGO) build --release -p detector -p responder
+	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
 	TRIPWIRE_PROFILE=release ./target/release/local-bench
 
 check-policy: ## Validate config/policy.toml

@@ -119,6 +119,31 @@ impl WindowStore {
         }
     }
 
+    /// An update of the key's incident item.
+    fn update_incident(
+        &self,
+        key: &Key,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(incident_pk(key)))
+            .key("sk", s("CURRENT"))
+    }
+
+    /// An update of one call's window item.
+    fn update_call(
+        &self,
+        key: &Key,
+        t: &Termination,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(window_pk(key)))
+            .key("sk", s(call_sk(t)))
+    }
+
     /// A store on `table`, with a client built from `sdk`.
     pub fn from_config(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
         Self::new(Client::new(sdk), table)
@@ -155,11 +180,7 @@ impl WindowStore {
         // a duplicate. Without the lease a concurrent duplicate would redo a live
         // attempt's steps, and could page twice.
         let claim = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(window_pk(key)))
-            .key("sk", s(&sk))
+            .update_call(key, t)
             .update_expression("SET lease = :until")
             .condition_expression("done = :no AND lease < :now")
             .expression_attribute_values(":until", n(lease_until))
@@ -177,11 +198,7 @@ impl WindowStore {
     /// Gives up the lease after a failed attempt, so Lambda's retry can take over at once.
     pub async fn release_lease(&self, key: &Key, t: &Termination) -> Result<(), Error> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(window_pk(key)))
-            .key("sk", s(call_sk(t)))
+            .update_call(key, t)
             .update_expression("SET lease = :zero")
             .condition_expression("done = :no")
             .expression_attribute_values(":zero", n(0))
@@ -193,11 +210,7 @@ impl WindowStore {
 
     /// Marks a call fully processed, so a redelivery is acknowledged as a duplicate.
     pub async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
-        self.client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(window_pk(key)))
-            .key("sk", s(call_sk(t)))
+        self.update_call(key, t)
             .update_expression("SET done = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
@@ -331,11 +344,7 @@ impl WindowStore {
     ) -> Result<Option<StoredIncident>, Error> {
         // Set ADD is idempotent, so a retried join adds nothing twice.
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
+            .update_incident(key)
             .update_expression("ADD ids :ids")
             .condition_expression("id = :id")
             .expression_attribute_values(":ids", AttributeValue::Ss(t.instance_ids.clone()))
@@ -385,11 +394,7 @@ impl WindowStore {
         gap: Millis,
     ) -> Result<bool, Error> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
+            .update_incident(key)
             .update_expression("SET last_update_alert = :now")
             .condition_expression("id = :id AND alerted = :yes AND last_update_alert <= :before")
             .expression_attribute_values(":now", n(now))
@@ -424,11 +429,7 @@ impl WindowStore {
         detail: &str,
     ) -> Result<bool, Error> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
+            .update_incident(key)
             .update_expression("SET containment_state = :s, containment_detail = :d")
             .condition_expression("id = :id")
             .expression_attribute_values(":s", s(state))
@@ -442,11 +443,7 @@ impl WindowStore {
     /// Closes the key's incident after `tripwire release`. Returns whether one existed.
     pub async fn release(&self, key: &Key, now: Millis) -> Result<bool, Error> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
+            .update_incident(key)
             // Closing = its span ends long ago, so the next burst opens a new incident.
             .update_expression(
                 "SET containment_state = :r, released_at = :now, #last = :closed, #first = :closed",
@@ -472,11 +469,7 @@ impl WindowStore {
         value: AttributeValue,
     ) -> Result<bool, Error> {
         let res = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
+            .update_incident(key)
             .update_expression(update)
             .condition_expression(cond)
             .expression_attribute_names("#a", attr)
