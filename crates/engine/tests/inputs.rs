@@ -150,3 +150,27 @@ fn truncated_input_at_every_byte_never_panics() {
         let _ = run(&text[..cut]);
     }
 }
+
+#[test]
+fn an_event_near_eventbridges_256_kb_limit_is_read_whole() {
+    // 1000 IDs plus a large unrelated field, as a verbose SDK might send.
+    let items: Vec<Value> = (0..1000)
+        .map(|i| json!({ "instanceId": format!("i-{i:017x}") }))
+        .collect();
+    let mut rec = with(&[(
+        "/requestParameters",
+        json!({ "instancesSet": { "items": items } }),
+    )]);
+    let env = envelope(rec.clone(), "aws.ec2", "222222222222").to_string();
+    rec["requestParameters"]["clientToken"] = json!("x".repeat(250 * 1024 - env.len()));
+    let env = envelope(rec, "aws.ec2", "222222222222").to_string();
+    assert!(
+        env.len() > 249 * 1024 && env.len() < 256 * 1024,
+        "{}",
+        env.len()
+    );
+    match &run(&env)[0] {
+        Extracted::Termination(t) => assert_eq!(t.instance_ids.len(), 1000),
+        other => panic!("{other:?}"),
+    }
+}
