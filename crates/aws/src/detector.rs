@@ -16,7 +16,7 @@ use tripwire_engine::{scan, Action, Incident, Policy, ScanCounts, Termination};
 
 /// The lease on a call: the invocation's deadline. Some runtime emulators pass the
 /// timeout itself (e.g. 600000) instead of an epoch deadline; then a minute from now.
-pub fn lease_until(deadline: Millis, now: Millis) -> Millis {
+pub fn lease_end(deadline: Millis, now: Millis) -> Millis {
     if deadline > now {
         deadline
     } else {
@@ -141,7 +141,7 @@ impl Detector {
             Outcome::OtherEvent,
             counts.other_events as usize,
         ));
-        let lease_until = lease_until(deadline, (self.clock)());
+        let lease_until = lease_end(deadline, (self.clock)());
         for t in terms {
             out.push(self.process(t, lease_until).await?);
         }

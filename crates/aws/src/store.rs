@@ -678,7 +678,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn opening_is_conditional_on_no_live_incident_and_a_lost_race_is_not_an_error() {
+    async fn the_first_incident_is_a_conditional_put_and_a_lost_race_is_not_an_error() {
         let (key, t) = termination();
         let policy = tripwire_engine::Policy::from_toml("").unwrap();
         let plan = tripwire_engine::containment::plan(&policy, &t.principal, 0);
