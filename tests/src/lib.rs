@@ -734,9 +734,7 @@ pub fn burst(
     (0..calls)
         .map(|k| {
             // Distinct per tag and call: FNV-1a of the tag, plus the call number.
-            let tag_hash = tag.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-            });
+            let tag_hash = tripwire_engine::fnv1a(&[tag]);
             let ids = vec![format!("i-{:017x}", (tag_hash >> 8).wrapping_add(k as u64))];
             let event_id = format!("{tag}-{k}");
             let record = terminate_record(&Call {

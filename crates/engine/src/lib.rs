@@ -124,7 +124,7 @@ pub fn scan(
 
 /// FNV-1a over `parts`, NUL-separated: stable across runs and platforms (unlike std's
 /// randomised hasher), for IDs that the backtest and the detector must agree on.
-pub(crate) fn fnv1a(parts: &[&str]) -> u64 {
+pub fn fnv1a(parts: &[&str]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for (i, part) in parts.iter().enumerate() {
         let sep: &[u8] = if i == 0 { &[] } else { &[0] };

@@ -21,15 +21,6 @@ impl<'a> Lenient<'a> {
     pub fn get(&self) -> Option<&str> {
         self.0.as_deref().filter(|s| !s.is_empty())
     }
-
-    /// Reads `true`/`false` in any case, as CloudTrail writes both `true` and `"true"`.
-    pub fn as_bool(&self) -> Option<bool> {
-        match self.get()? {
-            s if s.eq_ignore_ascii_case("true") => Some(true),
-            s if s.eq_ignore_ascii_case("false") => Some(false),
-            _ => None,
-        }
-    }
 }
 
 impl<'de: 'a, 'a> Deserialize<'de> for Lenient<'a> {
