@@ -42,6 +42,9 @@ pub struct Options {
     pub responders: usize,
     /// Put the fault proxy (scripts/fault_proxy.py) between the functions and moto.
     pub faults: bool,
+    /// Also run `hello-lambda` behind its own emulator: the benchmarks' no-op function,
+    /// so a baseline pays the same Lambda Invoke hops as the real path.
+    pub hello: bool,
 }
 
 impl Default for Options {
@@ -51,6 +54,7 @@ impl Default for Options {
             detectors: 1,
             responders: 1,
             faults: false,
+            hello: false,
         }
     }
 }
@@ -76,6 +80,8 @@ pub struct Stack {
     pub detector_url: String,
     /// The responder's Lambda Invoke endpoint.
     pub responder_url: String,
+    /// `hello-lambda`'s Invoke endpoint, with [`Options::hello`].
+    pub hello_url: String,
     /// SDK configuration pointed at moto, as the central account.
     pub sdk: SdkConfig,
     /// DynamoDB table.
@@ -94,7 +100,8 @@ pub fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-fn venv_bin() -> PathBuf {
+/// The project virtualenv's `bin` directory (moto, cargo-lambda).
+pub fn venv_bin() -> PathBuf {
     std::env::var_os("TRIPWIRE_VENV_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join(".venv/bin"))
@@ -115,14 +122,16 @@ pub fn binary(name: &str) -> PathBuf {
     path
 }
 
-fn free_port() -> u16 {
+/// A free loopback port.
+pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free loopback port")
 }
 
-fn wait_for_port(port: u16, what: &str, logs: &Path) {
+/// Waits up to a minute for a server to listen on `port`; `logs` is named if it does not.
+pub fn wait_for_port(port: u16, what: &str, logs: &Path) {
     let start = Instant::now();
     while TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -170,7 +179,17 @@ impl Stack {
             "{} has no moto_server: run `make setup`",
             bin.display()
         );
-        let (moto_port, det_port, resp_port) = (free_port(), free_port(), free_port());
+        let (moto_port, det_port, resp_port, hello_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        let emulators: &[(u16, &str)] = if opts.hello {
+            &[
+                (det_port, "detector"),
+                (resp_port, "responder"),
+                (hello_port, "hello-lambda"),
+            ]
+        } else {
+            &[(det_port, "detector"), (resp_port, "responder")]
+        };
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
         children.push(
@@ -185,7 +204,7 @@ impl Stack {
                 .spawn()
                 .expect("moto_server starts"),
         );
-        for (port, name) in [(det_port, "detector"), (resp_port, "responder")] {
+        for &(port, name) in emulators {
             // The emulator needs a Cargo workspace to stand in; --ignore-changes keeps it
             // from restarting on file writes.
             children.push(
@@ -224,6 +243,7 @@ impl Stack {
             responder_url: format!(
                 "http://127.0.0.1:{resp_port}/2015-03-31/functions/_/invocations"
             ),
+            hello_url: format!("http://127.0.0.1:{hello_port}/2015-03-31/functions/_/invocations"),
             table: "tripwire".into(),
             topic_arn: String::new(),
             queue_url: String::new(),
@@ -232,8 +252,9 @@ impl Stack {
             http: reqwest::Client::new(),
         };
         wait_for_port(moto_port, "moto_server", &stack.logs);
-        wait_for_port(det_port, "the detector emulator", &stack.logs);
-        wait_for_port(resp_port, "the responder emulator", &stack.logs);
+        for &(port, name) in emulators {
+            wait_for_port(port, &format!("the {name} emulator"), &stack.logs);
+        }
         if opts.faults {
             let port = free_port();
             stack.children.push(
@@ -254,6 +275,7 @@ impl Stack {
         for (name, port, count) in [
             ("detector", det_port, opts.detectors),
             ("responder", resp_port, opts.responders),
+            ("hello-lambda", hello_port, usize::from(opts.hello)),
         ] {
             for k in 0..count {
                 let mut cmd = Command::new(binary(name));
@@ -479,6 +501,11 @@ impl Stack {
         self.invoke_at(&self.detector_url, event).await
     }
 
+    /// Invokes `hello-lambda` (see [`Options::hello`]), which echoes `event`.
+    pub async fn invoke_hello(&self, event: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.hello_url, event).await
+    }
+
     /// Invokes the responder directly, as anything able to call it could.
     pub async fn invoke_responder(&self, request: &Value) -> Result<Value, (u16, String)> {
         self.invoke_at(&self.responder_url, request).await
@@ -599,15 +626,8 @@ impl Stack {
     /// The inline policies on a role in `account`, name to document, as IAM stores them.
     pub async fn role_policies(&self, account: &str, role: &str) -> BTreeMap<String, Value> {
         let iam = self.iam_in(account);
-        let names = iam
-            .list_role_policies()
-            .role_name(role)
-            .send()
-            .await
-            .expect("ListRolePolicies")
-            .policy_names;
         let mut out = BTreeMap::new();
-        for name in names {
+        for name in self.role_policy_names(account, role).await {
             let doc = iam
                 .get_role_policy()
                 .role_name(role)
@@ -623,6 +643,18 @@ impl Stack {
             );
         }
         out
+    }
+
+    /// The names of the inline policies on a role in `account`: one IAM call, so a cheap
+    /// poll for "is a policy readable yet".
+    pub async fn role_policy_names(&self, account: &str, role: &str) -> Vec<String> {
+        self.iam_in(account)
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("ListRolePolicies")
+            .policy_names
     }
 
     /// The inline policies on a user in `account`.

@@ -1,7 +1,7 @@
 //! Configuration from the environment, read once at cold start. A bad value fails the
 //! cold start with a message that names the variable; nothing is read per event.
 
-use crate::Error;
+use crate::{Error, TlsRoots};
 use tripwire_engine::policy::Glob;
 use tripwire_engine::principal::valid_iam_name;
 use tripwire_engine::Policy;
@@ -20,6 +20,9 @@ pub const RESPONDER_FUNCTION: &str = "TRIPWIRE_RESPONDER_FUNCTION";
 pub const CONTAINMENT_ROLE: &str = "TRIPWIRE_CONTAINMENT_ROLE";
 /// Comma-separated ARN globs of the tripwire's own roles, never contained (responder).
 pub const OWN_ROLES: &str = "TRIPWIRE_OWN_ROLES";
+
+/// `amazon` (the default) or `system`: the root certificates the functions trust.
+pub const TLS_ROOTS: &str = "TRIPWIRE_TLS_ROOTS";
 
 /// The tripwire's own roles when `TRIPWIRE_OWN_ROLES` is unset.
 pub const DEFAULT_OWN_ROLES: &str = "arn:*:iam::*:role/tripwire-*,arn:*:iam::*:role/*/tripwire-*";
@@ -68,6 +71,16 @@ pub fn policy(env: Env) -> Result<Policy, Error> {
     Policy::from_toml(&text).map_err(|e| Error::Config(format!("{source}: {e}")))
 }
 
+fn tls_roots(env: Env) -> Result<TlsRoots, Error> {
+    match env(TLS_ROOTS).as_deref().map(str::trim) {
+        None | Some("") | Some("amazon") => Ok(TlsRoots::Amazon),
+        Some("system") => Ok(TlsRoots::System),
+        Some(other) => Err(Error::Config(format!(
+            "{TLS_ROOTS}=`{other}` is not `amazon` or `system`"
+        ))),
+    }
+}
+
 fn table(env: Env) -> Result<String, Error> {
     let t = required(env, TABLE)?;
     let ok = (3..=255).contains(&t.len())
@@ -104,6 +117,8 @@ pub struct DetectorConfig {
     pub topic_arn: String,
     /// Responder function name or ARN.
     pub responder_function: String,
+    /// Root certificates for AWS endpoints.
+    pub tls_roots: TlsRoots,
 }
 
 impl DetectorConfig {
@@ -114,6 +129,7 @@ impl DetectorConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             responder_function: required(env, RESPONDER_FUNCTION)?,
+            tls_roots: tls_roots(env)?,
         })
     }
 }
@@ -131,6 +147,8 @@ pub struct ResponderConfig {
     pub containment_role: String,
     /// The tripwire's own roles, never contained.
     pub own_roles: Vec<Glob>,
+    /// Root certificates for AWS endpoints.
+    pub tls_roots: TlsRoots,
 }
 
 impl ResponderConfig {
@@ -152,6 +170,7 @@ impl ResponderConfig {
             topic_arn: topic_arn(env)?,
             containment_role: containment_role(env)?,
             own_roles,
+            tls_roots: tls_roots(env)?,
         })
     }
 }
@@ -181,6 +200,14 @@ mod tests {
     fn a_good_environment_loads() {
         let d = DetectorConfig::from_env(&env(GOOD)).unwrap();
         assert_eq!(d.policy.threshold, 5);
+        assert_eq!(d.tls_roots, TlsRoots::Amazon);
+        let system: Vec<_> = GOOD
+            .iter()
+            .copied()
+            .chain([(TLS_ROOTS, "system")])
+            .collect();
+        let d = DetectorConfig::from_env(&env(&system)).unwrap();
+        assert_eq!(d.tls_roots, TlsRoots::System);
         let r = ResponderConfig::from_env(&env(GOOD)).unwrap();
         assert!(r
             .own_roles
@@ -207,6 +234,7 @@ mod tests {
             (RESPONDER_FUNCTION, Some(" "), RESPONDER_FUNCTION),
             (CONTAINMENT_ROLE, Some("role/x"), CONTAINMENT_ROLE),
             (OWN_ROLES, Some("tripwire-*"), OWN_ROLES),
+            (TLS_ROOTS, Some("native"), TLS_ROOTS),
         ];
         for (var, value, want) in cases {
             let mut pairs: Vec<(&str, &str)> =

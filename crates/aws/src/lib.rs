@@ -27,6 +27,7 @@ pub mod stages;
 pub mod store;
 
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
+use aws_smithy_runtime_api::client::http::SharedHttpClient;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use tripwire_engine::time::Millis;
 
@@ -148,9 +149,44 @@ pub fn system_clock() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
+/// The Amazon Trust Services roots that every AWS service endpoint chains to; see
+/// `certs/PROVENANCE.md`.
+const AMAZON_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
+
+/// Which root certificates the HTTPS client trusts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TlsRoots {
+    /// The five Amazon Trust Services roots, compiled in. The functions' default: no
+    /// filesystem scan at cold start, and no other CA can vouch for an AWS endpoint.
+    Amazon,
+    /// The platform's store (`SSL_CERT_FILE`, `/etc/ssl/certs`, ...): for operators'
+    /// machines behind TLS-inspecting proxies, and partitions whose endpoints do not
+    /// chain to Amazon Trust Services.
+    System,
+}
+
+/// The HTTPS client every SDK client shares.
+fn https_client(roots: TlsRoots) -> Result<SharedHttpClient, Error> {
+    use aws_smithy_http_client::tls;
+    let store = match roots {
+        TlsRoots::Amazon => tls::TrustStore::empty().with_pem_certificate(AMAZON_ROOTS),
+        TlsRoots::System => tls::TrustStore::default(),
+    };
+    let context = tls::TlsContext::builder()
+        .with_trust_store(store)
+        .build()
+        .map_err(|e| Error::Config(format!("TLS context: {e}")))?;
+    Ok(aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::AwsLc,
+        ))
+        .tls_context(context)
+        .build_https())
+}
+
 /// Loads the standard AWS configuration: credential chain, region, and the
 /// `AWS_ENDPOINT_URL` / `AWS_ENDPOINT_URL_<SERVICE>` overrides. No network call.
-pub async fn load_sdk_config() -> aws_config::SdkConfig {
+pub async fn load_sdk_config(roots: TlsRoots) -> Result<aws_config::SdkConfig, Error> {
     // Without these the SDK waits on a hung connection until Lambda kills the function
     // (found by the fault proxy); with them a stuck attempt is retried in time.
     let timeouts = aws_config::timeout::TimeoutConfig::builder()
@@ -158,16 +194,17 @@ pub async fn load_sdk_config() -> aws_config::SdkConfig {
         .operation_attempt_timeout(std::time::Duration::from_secs(3))
         .operation_timeout(std::time::Duration::from_secs(12))
         .build();
-    aws_config::defaults(aws_config::BehaviorVersion::latest())
+    Ok(aws_config::defaults(aws_config::BehaviorVersion::latest())
+        .http_client(https_client(roots)?)
         .timeout_config(timeouts)
         .load()
-        .await
+        .await)
 }
 
 /// The detector, built from the environment and the standard AWS configuration.
 pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detector, Error> {
     let cfg = config::DetectorConfig::from_env(env)?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config(cfg.tls_roots).await?;
     Ok(detector::Detector::new(
         cfg.policy,
         store::WindowStore::new(client!(aws_sdk_dynamodb, &sdk), cfg.table),
@@ -180,7 +217,7 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detecto
 /// The responder, built from the environment and the standard AWS configuration.
 pub async fn responder_from_env(env: config::Env<'_>) -> Result<responder::Responder, Error> {
     let cfg = config::ResponderConfig::from_env(env)?;
-    let sdk = load_sdk_config().await;
+    let sdk = load_sdk_config(cfg.tls_roots).await?;
     Ok(responder::Responder::new(
         cfg.policy,
         cfg.own_roles,
@@ -202,4 +239,42 @@ pub fn init_logging() {
         .with_current_span(false)
         .without_time()
         .try_init();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::CertificateDer;
+
+    /// SHA-256 of each root's DER, in file order; `certs/PROVENANCE.md` lists the same.
+    const FINGERPRINTS: [&str; 5] = [
+        "8ecde6884f3d87b1125ba31ac3fcb13d7016de7f57cc904fe1cb97c6ae98196e",
+        "1ba5b2aa8c65401a82960118f80bec4f62304d83cec4713a19c39c011ea46db4",
+        "18ce6cfe7bf14e60b2e347b8dfe868cb31d02ebb3ada271569f50343b46db3a4",
+        "e35d28419ed02025cfa69038cd623962458da5c695fbdea3c22b0bfb25897092",
+        "568d6905a2c88708a4b3025190edcfedb1974a606a13c6e5290fcb2ae63edab5",
+    ];
+
+    #[test]
+    fn the_compiled_in_roots_are_the_amazon_trust_services_roots() {
+        let certs = CertificateDer::pem_slice_iter(AMAZON_ROOTS)
+            .collect::<Result<Vec<_>, _>>()
+            .expect("PEM");
+        let got: Vec<String> = certs
+            .iter()
+            .map(|c| {
+                aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, c)
+                    .as_ref()
+                    .iter()
+                    .map(|b| format!("{b:02x}"))
+                    .collect()
+            })
+            .collect();
+        assert_eq!(got, FINGERPRINTS);
+        for c in &certs {
+            webpki::anchor_from_trusted_cert(c).expect("a usable trust anchor");
+        }
+        assert!(https_client(TlsRoots::Amazon).is_ok());
+    }
 }

@@ -2,6 +2,10 @@
 //! each AWS operation (retries included) and adds it to a per-process tally that the
 //! function logs with its outcome. A Lambda container runs one invocation at a time, so
 //! a process-wide tally is the invocation's tally.
+//!
+//! The tally also keeps the time during which at least one AWS call was in flight, so
+//! concurrent calls count once: the invocation's wall time minus that is the project's
+//! own time, with no AWS call to wait on.
 
 use aws_smithy_runtime_api::box_error::BoxError;
 use aws_smithy_runtime_api::client::interceptors::context::{
@@ -15,7 +19,47 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-static TALLY: Mutex<BTreeMap<String, Duration>> = Mutex::new(BTreeMap::new());
+struct Tally {
+    ops: BTreeMap<String, Duration>,
+    in_flight: usize,
+    busy_since: Option<Instant>,
+    busy: Duration,
+}
+
+impl Tally {
+    const fn new() -> Self {
+        Tally {
+            ops: BTreeMap::new(),
+            in_flight: 0,
+            busy_since: None,
+            busy: Duration::ZERO,
+        }
+    }
+
+    /// An AWS call starts at `now`.
+    fn begin(&mut self, now: Instant) {
+        if self.in_flight == 0 {
+            self.busy_since = Some(now);
+        }
+        self.in_flight += 1;
+    }
+
+    /// An AWS call that started at `started` ends at `now`.
+    fn end(&mut self, op: Option<String>, started: Instant, now: Instant) {
+        if let Some(op) = op {
+            *self.ops.entry(op).or_default() += now.saturating_duration_since(started);
+        }
+        // Saturating: a call from before the last reset may still report back.
+        self.in_flight = self.in_flight.saturating_sub(1);
+        if self.in_flight == 0 {
+            if let Some(since) = self.busy_since.take() {
+                self.busy += now.saturating_duration_since(since);
+            }
+        }
+    }
+}
+
+static TALLY: Mutex<Tally> = Mutex::new(Tally::new());
 
 #[derive(Debug, Clone, Copy)]
 struct Started(Instant);
@@ -38,7 +82,11 @@ impl Intercept for StageTimer {
         _: &BeforeSerializationInterceptorContextRef<'_>,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        cfg.interceptor_state().store_put(Started(Instant::now()));
+        let now = Instant::now();
+        if let Ok(mut tally) = TALLY.lock() {
+            tally.begin(now);
+        }
+        cfg.interceptor_state().store_put(Started(now));
         Ok(())
     }
 
@@ -48,39 +96,60 @@ impl Intercept for StageTimer {
         _: &RuntimeComponents,
         cfg: &mut ConfigBag,
     ) -> Result<(), BoxError> {
-        if let (Some(Started(t)), Some(m)) = (cfg.load::<Started>(), cfg.load::<Metadata>()) {
-            let name = format!("{}:{}", m.service().to_ascii_lowercase(), m.name());
-            if let Ok(mut tally) = TALLY.lock() {
-                *tally.entry(name).or_default() += t.elapsed();
-            }
+        if let (Some(Started(t)), Ok(mut tally)) = (cfg.load::<Started>(), TALLY.lock()) {
+            let op = cfg
+                .load::<Metadata>()
+                .map(|m| format!("{}:{}", m.service().to_ascii_lowercase(), m.name()));
+            tally.end(op, *t, Instant::now());
         }
         Ok(())
     }
 }
 
-/// Clears the tally: call at the start of an invocation.
+/// Clears the tally: call at the start of an invocation. A call abandoned mid-flight
+/// (its future dropped) never reports back; clearing keeps that from outliving the
+/// invocation.
 pub fn reset() {
     if let Ok(mut t) = TALLY.lock() {
-        t.clear();
+        *t = Tally::new();
     }
 }
 
 /// The tally since [`reset`], in milliseconds per `service:Operation`.
 pub fn take() -> BTreeMap<String, f64> {
-    TALLY
-        .lock()
-        .map(|mut t| {
-            std::mem::take(&mut *t)
-                .into_iter()
-                .map(|(k, v)| (k, v.as_secs_f64() * 1000.0))
-                .collect()
-        })
-        .unwrap_or_default()
+    take_all().0
+}
+
+/// The tally since [`reset`] and the time with an AWS call in flight; clears both.
+fn take_all() -> (BTreeMap<String, f64>, Duration) {
+    let Ok(mut guard) = TALLY.lock() else {
+        return Default::default();
+    };
+    let t = std::mem::replace(&mut *guard, Tally::new());
+    // A call still in flight counts as AWS time up to now.
+    let busy = t.busy + t.busy_since.map_or(Duration::ZERO, |since| since.elapsed());
+    let ops = t
+        .ops
+        .into_iter()
+        .map(|(k, v)| (k, v.as_secs_f64() * 1000.0))
+        .collect();
+    (ops, busy)
 }
 
 /// One invocation's timing: wall time, and AWS time per operation.
 #[derive(Debug)]
 pub struct Invocation(Instant);
+
+/// What [`Invocation::finish`] reports.
+#[derive(Debug, Clone)]
+pub struct Timing {
+    /// Wall milliseconds of the invocation.
+    pub total_ms: f64,
+    /// Milliseconds with no AWS call in flight: the project's own time.
+    pub own_ms: f64,
+    /// Milliseconds per `service:Operation`, as JSON.
+    pub aws_ms: String,
+}
 
 impl Invocation {
     /// Starts timing an invocation (and clears the tally).
@@ -89,9 +158,40 @@ impl Invocation {
         Invocation(Instant::now())
     }
 
-    /// Wall milliseconds since [`Invocation::start`], and the AWS tally as JSON.
-    pub fn finish(self) -> (f64, String) {
-        let total = self.0.elapsed().as_secs_f64() * 1000.0;
-        (total, serde_json::to_string(&take()).unwrap_or_default())
+    /// The invocation's timing; clears the tally.
+    pub fn finish(self) -> Timing {
+        let wall = self.0.elapsed();
+        let (ops, busy) = take_all();
+        Timing {
+            total_ms: wall.as_secs_f64() * 1000.0,
+            own_ms: wall.saturating_sub(busy).as_secs_f64() * 1000.0,
+            aws_ms: serde_json::to_string(&ops).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn concurrent_calls_count_once_and_gaps_are_own_time() {
+        let t0 = Instant::now();
+        let at = |ms: u64| t0 + Duration::from_millis(ms);
+        let mut t = Tally::new();
+        // [0, 10] and [5, 20] overlap: busy 20 ms, though the calls sum to 25 ms.
+        t.begin(at(0));
+        t.begin(at(5));
+        t.end(Some("sns:Publish".into()), at(0), at(10));
+        t.end(Some("lambda:Invoke".into()), at(5), at(20));
+        assert_eq!(t.busy, Duration::from_millis(20));
+        // A gap of 10 ms, then [30, 35].
+        t.begin(at(30));
+        t.end(Some("dynamodb:PutItem".into()), at(30), at(35));
+        assert_eq!(t.busy, Duration::from_millis(25));
+        assert_eq!(t.ops["lambda:Invoke"], Duration::from_millis(15));
+        // A stray end after a reset does not underflow or add time.
+        t.end(None, at(0), at(40));
+        assert_eq!((t.in_flight, t.busy), (0, Duration::from_millis(25)));
     }
 }

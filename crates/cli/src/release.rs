@@ -28,7 +28,8 @@ pub fn run(
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let sdk = tripwire_aws::load_sdk_config().await;
+        // An operator's machine: its own trust store, which a TLS-inspecting proxy needs.
+        let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
         let containment = Containment::new(&sdk, &role);
         let removed = containment.release(&entity).await.with_context(|| {
             format!(

@@ -19,13 +19,13 @@ async fn main() -> Result<(), Error> {
         // The lease on each call lasts until this invocation's deadline.
         let deadline = event.context.deadline as i64;
         let result = detector.handle(event.payload.get(), deadline).await;
-        let (total_ms, aws_ms) = timing.finish();
+        let t = timing.finish();
         let request_id = &event.context.request_id;
         match &result {
             Ok(outcomes) => outcomes.iter().for_each(|o| {
-                tracing::info!(outcome = ?o, total_ms, aws_ms = %aws_ms, deadline, request_id = %request_id, "event processed")
+                tracing::info!(outcome = ?o, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, deadline, request_id = %request_id, "event processed")
             }),
-            Err(e) => tracing::warn!(error = %e, total_ms, request_id = %request_id, "event not finished; Lambda will retry it"),
+            Err(e) => tracing::warn!(error = %e, total_ms = t.total_ms, request_id = %request_id, "event not finished; Lambda will retry it"),
         }
         result.map_err(|e| Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })
     }))

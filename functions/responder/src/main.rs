@@ -23,10 +23,10 @@ async fn main() -> Result<(), Error> {
         };
         let timing = Invocation::start();
         let result = responder.handle(request).await;
-        let (total_ms, aws_ms) = timing.finish();
+        let t = timing.finish();
         match &result {
-            Ok(outcome) => tracing::info!(outcome = ?outcome, total_ms, aws_ms = %aws_ms, "containment request handled"),
-            Err(e) => tracing::warn!(error = %e, total_ms, "containment not finished; Lambda will retry it"),
+            Ok(outcome) => tracing::info!(outcome = ?outcome, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, "containment request handled"),
+            Err(e) => tracing::warn!(error = %e, total_ms = t.total_ms, "containment not finished; Lambda will retry it"),
         }
         result.map(Some).map_err(|e| Diagnostic { error_type: e.kind().into(), error_message: e.to_string() })
     }))

@@ -9,6 +9,7 @@
 //! 3. Runaway: a cleanup script at the EC2 API's default throttle, until it is denied.
 
 use serde_json::Value;
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -197,46 +198,93 @@ fn aws_ms(v: &Value) -> Vec<(String, f64)> {
 }
 
 /// The AWS calls of one containment, made alone by plain SDK clients against the same
-/// moto, with the same shape: detector calls in order, then the alert beside the
-/// responder's calls. Returns milliseconds.
-async fn raw_calls(stack: &Stack, i: usize, assume: bool) -> f64 {
+/// moto, with the same shape and the same end: the delivery and the detector's calls in
+/// order (items, conditions and window size as the detector's), then the alert beside
+/// the responder's invoke and calls, then the same "is the policy readable" poll. Lambda
+/// Invoke hops go to a no-op function through the same emulator. `k` keeps repeated
+/// baselines apart. Returns milliseconds; the DynamoDB and SNS calls are tallied by the
+/// same stage timer the functions use.
+async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
     use aws_sdk_dynamodb::types::AttributeValue as A;
-    let ddb = aws_sdk_dynamodb::Client::new(&stack.sdk);
-    let sns = aws_sdk_sns::Client::new(&stack.sdk);
+    use tripwire_aws::stages::StageTimer;
+    let ddb = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
+            .interceptor(StageTimer)
+            .build(),
+    );
+    let sns = aws_sdk_sns::Client::from_conf(
+        aws_sdk_sns::config::Builder::from(&stack.sdk)
+            .interceptor(StageTimer)
+            .build(),
+    );
     let sts = aws_sdk_sts::Client::new(&stack.sdk);
     let iam = stack.iam_in(PROD);
-    let pk = format!("RAW#{i}");
-    let start = Instant::now();
-    let put = |sk: &str| {
+    let (window, incident) = (format!("RAWW#{i}#{k}"), format!("RAWI#{i}#{k}"));
+    let call = |n: usize| {
         ddb.put_item()
             .table_name(&stack.table)
-            .item("pk", A::S(pk.clone()))
-            .item("sk", A::S(sk.into()))
-            .item("t", A::N("1".into()))
+            .item("pk", A::S(window.clone()))
+            .item("sk", A::S(format!("E#{:013}#raw-{n}", BASE as usize + n)))
+            .item("t", A::N((BASE as usize + n).to_string()))
+            .item("done", A::Bool(false))
+            .item("lease", A::N(BASE.to_string()))
+            .item("expires", A::N(BASE.to_string()))
+            .item("ids", A::Ss(vec![format!("i-{n:017x}")]))
+            .condition_expression("attribute_not_exists(pk)")
             .send()
     };
-    put("E#1").await.unwrap();
+    // The window's first nine calls, as the detector's earlier invocations left them.
+    for n in 0..9 {
+        call(n).await.unwrap();
+    }
+    tripwire_aws::stages::reset();
+    let hop = serde_json::json!({ "raw": i });
+    let start = Instant::now();
+    // EventBridge's delivery to the detector.
+    stack.invoke_hello(&hop).await.unwrap();
+    call(9).await.unwrap();
     ddb.query()
         .table_name(&stack.table)
-        .key_condition_expression("pk = :p")
-        .expression_attribute_values(":p", A::S(pk.clone()))
+        .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
+        .expression_attribute_values(":p", A::S(window.clone()))
+        .expression_attribute_values(":a", A::S("E#".into()))
+        .expression_attribute_values(":b", A::S("E#~".into()))
         .consistent_read(true)
         .send()
         .await
         .unwrap();
-    ddb.get_item()
+    let current = || {
+        ddb.get_item()
+            .table_name(&stack.table)
+            .key("pk", A::S(incident.clone()))
+            .key("sk", A::S("CURRENT".into()))
+            .consistent_read(true)
+            .send()
+    };
+    current().await.unwrap();
+    ddb.put_item()
         .table_name(&stack.table)
-        .key("pk", A::S(pk.clone()))
-        .key("sk", A::S("CURRENT".into()))
-        .consistent_read(true)
+        .item("pk", A::S(incident.clone()))
+        .item("sk", A::S("CURRENT".into()))
+        .item("id", A::S(format!("raw-{i}-{k}")))
+        .item("first", A::N(BASE.to_string()))
+        .item("last", A::N(BASE.to_string()))
+        .item(
+            "ids",
+            A::Ss((0..10).map(|n| format!("i-{n:017x}")).collect()),
+        )
+        .item(
+            "principal",
+            A::S(format!("arn:aws:iam::{PROD}:role/bench/bench-{i}")),
+        )
+        .condition_expression("attribute_not_exists(pk)")
         .send()
         .await
         .unwrap();
-    put("CURRENT").await.unwrap();
     let update = |attr: &'static str| {
         ddb.update_item()
             .table_name(&stack.table)
-            .key("pk", A::S(pk.clone()))
+            .key("pk", A::S(incident.clone()))
             .key("sk", A::S("CURRENT".into()))
             .update_expression(format!("SET {attr} = :t"))
             .expression_attribute_values(":t", A::Bool(true))
@@ -253,14 +301,9 @@ async fn raw_calls(stack: &Stack, i: usize, assume: bool) -> f64 {
         update("alerted").await.unwrap();
     };
     let contain = async {
-        ddb.get_item()
-            .table_name(&stack.table)
-            .key("pk", A::S(pk.clone()))
-            .key("sk", A::S("CURRENT".into()))
-            .consistent_read(true)
-            .send()
-            .await
-            .unwrap();
+        // The detector's invoke of the responder.
+        stack.invoke_hello(&hop).await.unwrap();
+        current().await.unwrap();
         // The responder caches assumed-role credentials per account: only its first
         // containment in an account pays for AssumeRole, and so does the baseline.
         if assume {
@@ -292,12 +335,133 @@ async fn raw_calls(stack: &Stack, i: usize, assume: bool) -> f64 {
     };
     tokio::join!(alert, contain);
     update("done").await.unwrap();
-    start.elapsed().as_secs_f64() * 1000.0
+    assert!(!stack
+        .role_policy_names(PROD, &format!("bench-{i}"))
+        .await
+        .is_empty());
+    let elapsed = start.elapsed().as_secs_f64() * 1000.0;
+    // moto slows as the table grows: the baseline leaves nothing behind, so it adds no
+    // drift to the runs after it.
+    let deletes = (0..10)
+        .map(|n| {
+            (
+                window.clone(),
+                format!("E#{:013}#raw-{n}", BASE as usize + n),
+            )
+        })
+        .chain([(incident.clone(), "CURRENT".to_string())])
+        .map(|(pk, sk)| {
+            aws_sdk_dynamodb::types::WriteRequest::builder()
+                .delete_request(
+                    aws_sdk_dynamodb::types::DeleteRequest::builder()
+                        .key("pk", A::S(pk))
+                        .key("sk", A::S(sk))
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+        })
+        .collect();
+    ddb.batch_write_item()
+        .request_items(&stack.table, deletes)
+        .send()
+        .await
+        .unwrap();
+    elapsed
+}
+
+/// The stage an AWS operation belongs to, in the breakdown.
+fn stage_of(op: &str) -> &'static str {
+    match op {
+        k if k.starts_with("dynamodb") => "DynamoDB (both functions)",
+        k if k.starts_with("sns") => "SNS publish (both functions)",
+        k if k.starts_with("lambda") => "invoke (detector → responder, includes the responder)",
+        k if k.starts_with("sts") => "AssumeRole",
+        k if k.starts_with("iam") => "PutRolePolicy",
+        _ => "other AWS",
+    }
+}
+
+/// Sums a `service:Operation` tally by stage.
+fn by_stage(tally: impl IntoIterator<Item = (String, f64)>) -> BTreeMap<&'static str, f64> {
+    let mut out = BTreeMap::new();
+    for (op, ms) in tally {
+        *out.entry(stage_of(&op)).or_default() += ms;
+    }
+    out
+}
+
+/// Containment `i` through the functions, then its baseline twice. Returns (total,
+/// baseline, second baseline, the functions' own time), and adds to the stage
+/// breakdowns.
+async fn containment_run(
+    stack: &Stack,
+    i: usize,
+    stages: &mut BTreeMap<&'static str, Vec<f64>>,
+    alone: &mut BTreeMap<&'static str, Vec<f64>>,
+) -> (f64, f64, f64, f64) {
+    let events = burst(
+        &format!("role/bench/bench-{i}@{PROD}"),
+        None,
+        BASE,
+        10,
+        1000,
+        &format!("b{i}"),
+    );
+    for e in &events[..9] {
+        stack.invoke(e).await.unwrap();
+    }
+    let start = Instant::now();
+    let out = stack.invoke(&events[9]).await.unwrap();
+    assert_eq!(out[0]["outcome"], "opened", "{out}");
+    while stack
+        .role_policy_names(PROD, &format!("bench-{i}"))
+        .await
+        .is_empty()
+    {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let total = start.elapsed().as_secs_f64() * 1000.0;
+    // The baseline twice: its run-to-run difference is the noise floor of a paired
+    // difference, below which a per-run overhead cannot be resolved.
+    let raw = raw_calls(stack, i, 0, i == 0).await;
+    for (stage, ms) in by_stage(tripwire_aws::stages::take()) {
+        alone.entry(stage).or_default().push(ms);
+    }
+    let again = raw_calls(stack, i, 1, false).await;
+
+    let det =
+        last_log(&stack.logs.join("detector-0.log"), "event processed").expect("detector log");
+    let resp = last_log(
+        &stack.logs.join("responder-0.log"),
+        "containment request handled",
+    )
+    .expect("responder log");
+    let ms = |v: &Value| v["fields"]["total_ms"].as_f64().unwrap_or(0.0);
+    let own = |v: &Value| v["fields"]["own_ms"].as_f64().expect("own_ms in the log");
+    for (stage, v) in by_stage(aws_ms(&det).into_iter().chain(aws_ms(&resp))) {
+        stages.entry(stage).or_default().push(v);
+    }
+    // Wall time inside each function; the detector's includes the responder, since the
+    // emulator runs the "asynchronous" invoke inline.
+    for (stage, v) in [
+        ("detector, wall (handler start to return)", ms(&det)),
+        ("responder, wall", ms(&resp)),
+        ("detector, own time", own(&det)),
+        ("responder, own time", own(&resp)),
+    ] {
+        stages.entry(stage).or_default().push(v);
+    }
+    (total, raw, again, own(&det) + own(&resp))
 }
 
 async fn containment(runs: usize) -> Vec<String> {
-    let stack = Stack::start(Options::default()).await;
-    for i in 0..runs {
+    let stack = Stack::start(Options {
+        hello: true,
+        ..Options::default()
+    })
+    .await;
+    for i in 0..=runs {
         stack
             .iam_in(PROD)
             .create_role()
@@ -308,88 +472,62 @@ async fn containment(runs: usize) -> Vec<String> {
             .await
             .unwrap();
     }
-    let (mut totals, mut raws, mut overheads) = (Vec::new(), Vec::new(), Vec::new());
-    let mut stages: std::collections::BTreeMap<String, Vec<f64>> = Default::default();
-    for i in 0..runs {
-        let events = burst(
-            &format!("role/bench/bench-{i}@{PROD}"),
-            None,
-            BASE,
-            10,
-            1000,
-            &format!("b{i}"),
-        );
-        for e in &events[..9] {
-            stack.invoke(e).await.unwrap();
-        }
-        let start = Instant::now();
-        let out = stack.invoke(&events[9]).await.unwrap();
-        assert_eq!(out[0]["outcome"], "opened", "{out}");
-        while stack
-            .role_policies(PROD, &format!("bench-{i}"))
-            .await
-            .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        }
-        let total = start.elapsed().as_secs_f64() * 1000.0;
-        let raw = raw_calls(&stack, i, i == 0).await;
+    let (mut stages, mut alone) = (BTreeMap::new(), BTreeMap::new());
+    // The first containment is reported on its own: the responder's first invocation
+    // opens its connections and assumes the role, and so does the baseline's.
+    let first = containment_run(&stack, 0, &mut stages, &mut alone).await;
+    let first_own = first.3;
+    let (mut stages, mut alone) = (BTreeMap::new(), BTreeMap::new());
+    let (mut totals, mut raws, mut overheads, mut noise, mut owns) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for i in 1..=runs {
+        let (total, raw, again, own) = containment_run(&stack, i, &mut stages, &mut alone).await;
+        owns.push(own);
         totals.push(total);
         raws.push(raw);
         overheads.push(total - raw);
-        let det =
-            last_log(&stack.logs.join("detector-0.log"), "event processed").expect("detector log");
-        let resp = last_log(
-            &stack.logs.join("responder-0.log"),
-            "containment request handled",
-        )
-        .expect("responder log");
-        let (det_total, resp_total) = (
-            det["fields"]["total_ms"].as_f64().unwrap_or(0.0),
-            resp["fields"]["total_ms"].as_f64().unwrap_or(0.0),
-        );
-        let resp_aws: Vec<(String, f64)> = aws_ms(&resp);
-        for (k, v) in aws_ms(&det).into_iter().chain(resp_aws.iter().cloned()) {
-            let stage = match k.as_str() {
-                k if k.starts_with("dynamodb") => "DynamoDB (both functions)",
-                k if k.starts_with("sns") => "SNS publish (both functions)",
-                k if k.starts_with("lambda") => {
-                    "invoke (detector → responder, includes the responder)"
-                }
-                k if k.starts_with("sts") => "AssumeRole",
-                k if k.starts_with("iam") => "PutRolePolicy",
-                _ => "other AWS",
-            };
-            stages.entry(stage.into()).or_default().push(v);
-        }
-        // Wall time inside each function; the detector's includes the responder, since
-        // the emulator runs the "asynchronous" invoke inline.
-        stages
-            .entry("detector, wall (handler start to return)".into())
-            .or_default()
-            .push(det_total);
-        stages
-            .entry("responder, wall".into())
-            .or_default()
-            .push(resp_total);
-        let resp_compute = resp_total - resp_aws.iter().map(|(_, v)| v).sum::<f64>();
-        stages
-            .entry("responder compute (wall − its AWS calls)".into())
-            .or_default()
-            .push(resp_compute.max(0.0));
+        noise.push(again - raw);
     }
-    let (t, r, o) = (sorted(totals), sorted(raws), sorted(overheads));
+    let (t, r, o, n) = (
+        sorted(totals),
+        sorted(raws),
+        sorted(overheads),
+        sorted(noise),
+    );
+    let own = sorted(owns);
+    let p = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+    let row = |what: &str, (p50, p99): (f64, f64)| {
+        format!("| {what} | p50 {p50:.1} ms | p99 {p99:.1} ms | | | |")
+    };
     let mut rows = vec![
-        format!("| time to containment (invoke → policy readable), {runs} runs | p50 {:.1} ms | p99 {:.1} ms | | | |", percentile(&t, 0.5), percentile(&t, 0.99)),
-        format!("| the same AWS calls made alone (baseline) | p50 {:.1} ms | p99 {:.1} ms | | | |", percentile(&r, 0.5), percentile(&r, 0.99)),
-        format!("| **project overhead** (total − baseline) | p50 {:.1} ms | p99 {:.1} ms | | | |", percentile(&o, 0.5), percentile(&o, 0.99)),
+        format!(
+            "| first containment (responder's first call, AssumeRole) | {:.1} ms | | baseline {:.1} ms; own time {first_own:.1} ms | | |",
+            first.0, first.1
+        ),
+        row(
+            &format!("time to containment (invoke → policy readable), next {runs} runs"),
+            p(&t),
+        ),
+        row("the same AWS calls and invokes made alone (baseline)", p(&r)),
+        row(
+            "**project overhead**, by percentile (total's − baseline's)",
+            (p(&t).0 - p(&r).0, p(&t).1 - p(&r).1),
+        ),
+        row(
+            "**project overhead**, measured inside: the functions' own time (wall − time with an AWS call in flight), detector + responder",
+            p(&own),
+        ),
+        row("project overhead, per run (total − that run's baseline)", p(&o)),
+        row("noise floor: baseline − baseline, per run", p(&n)),
     ];
     for (stage, v) in stages {
-        let s = sorted(v);
+        let (p50, p99) = p(&sorted(v));
+        let base = alone.remove(stage).map_or(String::new(), |a| {
+            let (b50, b99) = p(&sorted(a));
+            format!("alone: p50 {b50:.2} ms, p99 {b99:.2} ms")
+        });
         rows.push(format!(
-            "| stage: {stage} | p50 {:.2} ms | p99 {:.2} ms | | | |",
-            percentile(&s, 0.5),
-            percentile(&s, 0.99)
+            "| stage: {stage} | p50 {p50:.2} ms | p99 {p99:.2} ms | {base} | | |"
         ));
     }
     rows
@@ -464,13 +602,22 @@ async fn main() {
         "| measure | p50 | p99 | ratio to baseline | peak RSS | zip |".to_string(),
         "|---|---:|---:|---:|---:|---:|".to_string(),
     ];
-    eprintln!("cold starts ({runs} each)...");
-    rows.extend(cold_starts(runs));
-    eprintln!("time to containment ({runs} runs)...");
-    rows.extend(containment(runs).await);
-    eprintln!("runaway simulations...");
-    for call_ms in [0, 50, 150] {
-        rows.push(runaway(call_ms).await);
+    // ONLY=cold,containment,runaway picks parts; all by default.
+    let only = std::env::var("ONLY").unwrap_or_default();
+    let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
+    if part("cold") {
+        eprintln!("cold starts ({runs} each)...");
+        rows.extend(cold_starts(runs));
+    }
+    if part("containment") {
+        eprintln!("time to containment ({runs} runs)...");
+        rows.extend(containment(runs).await);
+    }
+    if part("runaway") {
+        eprintln!("runaway simulations...");
+        for call_ms in [0, 50, 150] {
+            rows.push(runaway(call_ms).await);
+        }
     }
     let report = rows.join("\n");
     println!("{report}");
