@@ -7,7 +7,7 @@ SAM_VENV ?= .venv-sam
 WORK ?= .work
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local check-policy clean
+.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -84,6 +84,9 @@ bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS 
 	$(CARGO) build --release -p detector -p responder
 	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
 	TRIPWIRE_PROFILE=release ./target/release/local-bench
+
+bench-profiles: setup ## Candidate release profiles side by side: cold start, RSS, zip, decision cost (~40 min)
+	scripts/bench-profiles.sh
 
 check-policy: ## Validate config/policy.toml
 	$(CARGO) run -q -p tripwire-cli -- check-policy config/policy.toml

@@ -117,6 +117,11 @@ fn target_dir() -> PathBuf {
 /// `TRIPWIRE_PROFILE=release` picks the release builds, as the benchmarks do.
 pub fn binary(name: &str) -> PathBuf {
     let profile = std::env::var("TRIPWIRE_PROFILE").unwrap_or_else(|_| "debug".into());
+    binary_in(&profile, name)
+}
+
+/// The built binary `name` of Cargo profile `profile` (`debug` for the dev profile).
+pub fn binary_in(profile: &str, name: &str) -> PathBuf {
     let path = target_dir().join(profile).join(name);
     assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p tripwire-cli)", path.display());
     path

@@ -149,8 +149,8 @@ pub fn system_clock() -> Millis {
         .map_or(0, |d| d.as_millis() as Millis)
 }
 
-/// The Amazon Trust Services roots that every AWS service endpoint chains to; see
-/// `certs/PROVENANCE.md`.
+/// The Amazon Trust Services roots that the `aws` partition's service endpoints chain
+/// to; see `certs/PROVENANCE.md`.
 const AMAZON_ROOTS: &[u8] = include_bytes!("../certs/amazon-trust-services.pem");
 
 /// Which root certificates the HTTPS client trusts.

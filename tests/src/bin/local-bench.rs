@@ -12,10 +12,10 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tripwire_localstack::{binary, burst, Options, Stack, PROD};
+use tripwire_localstack::{binary_in, burst, Options, Stack, PROD};
 
 const BASE: i64 = 1_515_535_740_000;
 
@@ -65,7 +65,44 @@ fn peak_rss_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
+/// Serves one Runtime API connection: the first `/next` of the process gets one event
+/// needing no AWS call, so RSS covers a real invocation; the second `/next` means that
+/// invocation is done. Everything else is acknowledged. Sends the first `/next`'s time and
+/// the second's arrival on `tx`.
+fn serve_runtime_api(
+    stream: TcpStream,
+    nexts: &std::sync::atomic::AtomicUsize,
+    start: Instant,
+    tx: &std::sync::mpsc::Sender<Option<Duration>>,
+) {
+    let Ok(mut w) = stream.try_clone() else {
+        return;
+    };
+    let mut r = BufReader::new(stream);
+    while let Some((line, _)) = read_request(&mut r) {
+        if !line.contains("/runtime/invocation/next") {
+            let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+            continue;
+        }
+        if nexts.fetch_add(1, std::sync::atomic::Ordering::SeqCst) > 0 {
+            let _ = tx.send(None);
+            return;
+        }
+        let _ = tx.send(Some(start.elapsed()));
+        let body = br#"{"hello":"tripwire"}"#;
+        let deadline = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis()
+            + 30_000;
+        let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:bench\r\nContent-Length: {}\r\n\r\n", body.len());
+        let _ = w.write_all(body);
+    }
+}
+
 /// One cold start: (ms to the first /next, peak RSS in kB after serving one event).
+/// Each connection is served on its own thread, as the real Runtime API would: the
+/// runtime client may open more than one.
 fn cold_start(bin: &Path, env: &[(&str, String)]) -> (f64, u64) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -84,38 +121,27 @@ fn cold_start(bin: &Path, env: &[(&str, String)]) -> (f64, u64) {
     for (k, v) in env {
         cmd.env(k, v);
     }
+    let (tx, rx) = std::sync::mpsc::channel();
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap();
-    let (mut init, mut nexts) = (None, 0);
-    'serve: for stream in listener.incoming() {
-        let stream = stream.unwrap();
-        let mut w = stream.try_clone().unwrap();
-        let mut r = BufReader::new(stream);
-        while let Some((line, _)) = read_request(&mut r) {
-            if line.contains("/runtime/invocation/next") {
-                nexts += 1;
-                if nexts == 1 {
-                    init = Some(start.elapsed());
-                    // One event that needs no AWS call, so RSS covers a real invocation.
-                    let body = br#"{"hello":"tripwire"}"#;
-                    let deadline = std::time::SystemTime::now()
-                        .duration_since(std::time::UNIX_EPOCH)
-                        .unwrap()
-                        .as_millis()
-                        + 30_000;
-                    let _ = write!(w, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: req-1\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:123456789012:function:bench\r\nContent-Length: {}\r\n\r\n", body.len());
-                    let _ = w.write_all(body);
-                } else {
-                    break 'serve;
-                }
-            } else {
-                let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
-            }
+    std::thread::spawn(move || {
+        let nexts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        for stream in listener.incoming().flatten() {
+            let (nexts, tx) = (nexts.clone(), tx.clone());
+            std::thread::spawn(move || serve_runtime_api(stream, &nexts, start, &tx));
         }
-    }
+    });
+    let timeout = Duration::from_secs(10);
+    let init = rx.recv_timeout(timeout).ok().flatten();
+    let served = init.is_some() && rx.recv_timeout(timeout).is_ok();
     let rss = peak_rss_kb(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    assert!(
+        served,
+        "{} did not start and serve one event within {timeout:?}",
+        bin.display()
+    );
     (init.map_or(f64::NAN, |d| d.as_secs_f64() * 1000.0), rss)
 }
 
@@ -145,31 +171,50 @@ fn cold_starts(runs: usize) -> Vec<String> {
         ("TRIPWIRE_RESPONDER_FUNCTION", "tripwire-responder".into()),
         ("TRIPWIRE_CONTAINMENT_ROLE", "tripwire-containment".into()),
     ];
+    // Several Cargo profiles can be compared in one run (scripts/bench-profiles.sh);
+    // each function's ratio is to the hello-world built with the same profile.
+    let profiles: Vec<String> = std::env::var("COLD_PROFILES")
+        .or_else(|_| std::env::var("TRIPWIRE_PROFILE"))
+        .unwrap_or_else(|_| "release".into())
+        .split(',')
+        .map(str::to_owned)
+        .collect();
+    let names = ["hello-lambda", "detector", "responder"];
+    let bins: Vec<(String, &str, PathBuf)> = profiles
+        .iter()
+        .flat_map(|p| names.map(|n| (p.clone(), n, binary_in(p, n))))
+        .collect();
+    let mut inits = vec![Vec::new(); bins.len()];
+    let mut rss = vec![0u64; bins.len()];
+    // Interleaved, one of each in turn, so drift on a noisy machine hits all alike.
+    for _ in 0..runs {
+        for (k, (_, _, bin)) in bins.iter().enumerate() {
+            let (ms, kb) = cold_start(bin, &config);
+            inits[k].push(ms);
+            rss[k] = rss[k].max(kb);
+        }
+    }
+    let p50s: Vec<f64> = inits
+        .iter()
+        .map(|v| percentile(&sorted(v.clone()), 0.5))
+        .collect();
     let mut rows = Vec::new();
-    let mut hello_p50 = f64::NAN;
-    for name in ["hello-lambda", "detector", "responder"] {
-        let bin = binary(name);
-        let mut inits = Vec::new();
-        let mut rss = 0;
-        // Interleaving would be fairer still; runs are many and short, and the
-        // baseline runs first so a warm page cache favours the functions least.
-        for _ in 0..runs {
-            let (ms, kb) = cold_start(&bin, &config);
-            inits.push(ms);
-            rss = rss.max(kb);
-        }
-        let s = sorted(inits);
-        let p50 = percentile(&s, 0.5);
-        if name == "hello-lambda" {
-            hello_p50 = p50;
-        }
+    for (k, (profile, name, bin)) in bins.iter().enumerate() {
+        let s = sorted(inits[k].clone());
+        // The hello-world of the same profile: the first of each group of three.
+        let hello = p50s[k - k % names.len()];
+        let label = if profiles.len() > 1 {
+            format!("{name} ({profile})")
+        } else {
+            name.to_string()
+        };
         rows.push(format!(
-            "| cold start: {name} | {:.2} ms | {:.2} ms | {:.2}× | {:.1} MB | {:.2} MB |",
-            p50,
+            "| cold start: {label} | {:.2} ms | {:.2} ms | {:.2}× | {:.1} MB | {:.2} MB |",
+            p50s[k],
             percentile(&s, 0.99),
-            p50 / hello_p50,
-            rss as f64 / 1024.0,
-            zip_size(&bin) as f64 / 1_048_576.0
+            p50s[k] / hello,
+            rss[k] as f64 / 1024.0,
+            zip_size(bin) as f64 / 1_048_576.0
         ));
     }
     rows
