@@ -363,6 +363,49 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_repeated_containment_request_contains_again_but_pages_once() {
+    let stack = Stack::start(Options::default()).await;
+    for e in burst(
+        "role/vendor/cleanup-task@222222222222",
+        None,
+        BASE,
+        10,
+        1000,
+        "again",
+    ) {
+        stack.invoke(&e).await.unwrap();
+    }
+    let alerts = stack.alerts().await;
+    let mut first = kinds(&alerts);
+    first.sort();
+    assert_eq!(first, ["contained", "detected"]);
+    // The same request again, as a second delivery of the asynchronous invoke would be.
+    let policy = tripwire_engine::Policy::from_toml(tripwire_localstack::POLICY).unwrap();
+    let principal = tripwire_engine::principal::Principal {
+        arn: format!("arn:aws:iam::{PROD}:role/vendor/cleanup-task"),
+        kind: tripwire_engine::PrincipalKind::Role {
+            name: "cleanup-task".into(),
+            path: "/vendor/".into(),
+        },
+        account: Some(PROD.into()),
+        partition: "aws".into(),
+        anomaly: None,
+    };
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .unwrap();
+    let incident: tripwire_engine::Incident =
+        serde_json::from_value(detected.body.clone()).unwrap();
+    let plan = tripwire_engine::containment::plan(&policy, &principal, incident.last_event_time);
+    let again = serde_json::to_value(ContainmentRequest { incident, plan }).unwrap();
+    let out = stack.invoke_responder(&again).await.unwrap();
+    assert_eq!(out["outcome"], "contained", "{out}");
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    assert_eq!(kinds(&stack.alerts().await), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn irrelevant_and_malformed_events_are_acknowledged() {
     let stack = Stack::start(Options::default()).await;
     let cases = [

@@ -343,6 +343,7 @@ impl Detector {
                             incident,
                             alerted: false,
                             invoked: false,
+                            containment_alerted: None,
                             history: Vec::new(),
                         };
                         let requested = self.finish_open(key, &stored, &plan, now).await?;

@@ -83,11 +83,12 @@ impl Responder {
         };
         // Only an incident the detector recorded can be contained: a request that names
         // anything else did not come from the detector.
-        let recorded = self
+        let stored = self
             .store
             .incident(&key)
             .await?
-            .is_some_and(|s| s.open.id == req.incident.id);
+            .filter(|s| s.open.id == req.incident.id);
+        let recorded = stored.is_some();
         let checked = if recorded {
             check_plan(&self.policy, &self.own_roles, &self.containment_role, &req)
         } else {
@@ -133,13 +134,15 @@ impl Responder {
                 },
             ),
         };
-        let key = Key {
-            principal_arn: req.incident.principal_arn.clone(),
-            account: req.incident.account.clone(),
-        };
         self.store
             .record_containment(&key, &req.incident.id, &status.state, &status.detail)
             .await?;
+        // Lambda delivers an asynchronous invoke at least once: a repeated request
+        // re-applies the (idempotent) policies but does not page again for the same
+        // outcome. Marked after publishing, so a failed publish is retried, not lost.
+        if stored.and_then(|s| s.containment_alerted).as_deref() == Some(&status.state) {
+            return Ok(outcome);
+        }
         let alert = render(
             kind,
             &req.incident,
@@ -149,6 +152,11 @@ impl Responder {
             false,
         );
         self.alerter.publish(&alert).await?;
+        if recorded {
+            self.store
+                .mark_containment_alerted(&key, &req.incident.id, &status.state)
+                .await?;
+        }
         Ok(outcome)
     }
 }

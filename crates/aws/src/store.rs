@@ -46,6 +46,8 @@ pub struct StoredIncident {
     pub alerted: bool,
     /// The responder was invoked.
     pub invoked: bool,
+    /// The containment state whose alert went out, if one did.
+    pub containment_alerted: Option<String>,
     /// Spans of the key's earlier, closed incidents (the latest few): a late delivery
     /// that falls inside one of them belongs to it and must not open a new incident.
     pub history: Vec<OpenIncident>,
@@ -420,6 +422,25 @@ impl WindowStore {
         .map(|_| ())
     }
 
+    /// Notes that the alert for containment `state` of incident `id` went out.
+    pub async fn mark_containment_alerted(
+        &self,
+        key: &Key,
+        id: &str,
+        state: &str,
+    ) -> Result<(), Error> {
+        self.set_if(
+            key,
+            id,
+            "SET #a = :t",
+            "id = :id",
+            "containment_alerted",
+            s(state),
+        )
+        .await
+        .map(|_| ())
+    }
+
     /// Records the containment outcome on incident `id`.
     pub async fn record_containment(
         &self,
@@ -533,6 +554,10 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
         incident,
         alerted: get_bool(item, "alerted"),
         invoked: get_bool(item, "invoked"),
+        containment_alerted: item
+            .get("containment_alerted")
+            .and_then(|v| v.as_s().ok())
+            .cloned(),
         history: item
             .get("history")
             .and_then(|v| v.as_l().ok())
