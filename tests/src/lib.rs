@@ -186,15 +186,15 @@ impl Stack {
         );
         let (moto_port, det_port, resp_port, hello_port) =
             (free_port(), free_port(), free_port(), free_port());
-        let emulators: &[(u16, &str)] = if opts.hello {
-            &[
-                (det_port, "detector"),
-                (resp_port, "responder"),
-                (hello_port, "hello-lambda"),
-            ]
-        } else {
-            &[(det_port, "detector"), (resp_port, "responder")]
-        };
+        // Each function: its emulator's port and how many containers poll it.
+        let functions: Vec<(&str, u16, usize)> = [
+            ("detector", det_port, opts.detectors),
+            ("responder", resp_port, opts.responders),
+            ("hello-lambda", hello_port, usize::from(opts.hello)),
+        ]
+        .into_iter()
+        .filter(|&(name, _, _)| name != "hello-lambda" || opts.hello)
+        .collect();
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
         children.push(
@@ -209,7 +209,7 @@ impl Stack {
                 .spawn()
                 .expect("moto_server starts"),
         );
-        for &(port, name) in emulators {
+        for &(name, port, _) in &functions {
             // The emulator needs a Cargo workspace to stand in; --ignore-changes keeps it
             // from restarting on file writes.
             children.push(
@@ -257,7 +257,7 @@ impl Stack {
             http: reqwest::Client::new(),
         };
         wait_for_port(moto_port, "moto_server", &stack.logs);
-        for &(port, name) in emulators {
+        for &(name, port, _) in &functions {
             wait_for_port(port, &format!("the {name} emulator"), &stack.logs);
         }
         if opts.faults {
@@ -277,11 +277,7 @@ impl Stack {
         stack.bootstrap().await;
         stack.moto_api("recorder/reset-recording").await;
         stack.moto_api("recorder/start-recording").await;
-        for (name, port, count) in [
-            ("detector", det_port, opts.detectors),
-            ("responder", resp_port, opts.responders),
-            ("hello-lambda", hello_port, usize::from(opts.hello)),
-        ] {
+        for &(name, port, count) in &functions {
             for k in 0..count {
                 let mut cmd = Command::new(binary(name));
                 aws_env(&mut cmd, &stack.functions_endpoint, &function_key(name));

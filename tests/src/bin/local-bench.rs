@@ -194,13 +194,10 @@ fn cold_starts(runs: usize) -> Vec<String> {
             rss[k] = rss[k].max(kb);
         }
     }
-    let p50s: Vec<f64> = inits
-        .iter()
-        .map(|v| percentile(&sorted(v.clone()), 0.5))
-        .collect();
+    let inits: Vec<Vec<f64>> = inits.into_iter().map(sorted).collect();
+    let p50s: Vec<f64> = inits.iter().map(|s| percentile(s, 0.5)).collect();
     let mut rows = Vec::new();
     for (k, (profile, name, bin)) in bins.iter().enumerate() {
-        let s = sorted(inits[k].clone());
         // The hello-world of the same profile: the first of each group of three.
         let hello = p50s[k - k % names.len()];
         let label = if profiles.len() > 1 {
@@ -211,7 +208,7 @@ fn cold_starts(runs: usize) -> Vec<String> {
         rows.push(format!(
             "| cold start: {label} | {:.2} ms | {:.2} ms | {:.2}× | {:.1} MB | {:.2} MB |",
             p50s[k],
-            percentile(&s, 0.99),
+            percentile(&inits[k], 0.99),
             p50s[k] / hello,
             rss[k] as f64 / 1024.0,
             zip_size(bin) as f64 / 1_048_576.0
@@ -229,17 +226,8 @@ fn last_log(path: &Path, message: &str) -> Option<Value> {
         .find(|v| v["fields"]["message"] == message)
 }
 
-fn aws_ms(v: &Value) -> Vec<(String, f64)> {
-    let tally: Value =
-        serde_json::from_str(v["fields"]["aws_ms"].as_str().unwrap_or("{}")).unwrap_or_default();
-    tally
-        .as_object()
-        .map(|o| {
-            o.iter()
-                .map(|(k, v)| (k.clone(), v.as_f64().unwrap_or(0.0)))
-                .collect()
-        })
-        .unwrap_or_default()
+fn aws_ms(v: &Value) -> BTreeMap<String, f64> {
+    serde_json::from_str(v["fields"]["aws_ms"].as_str().unwrap_or("{}")).unwrap_or_default()
 }
 
 /// The AWS calls of one containment, made alone by plain SDK clients against the same
