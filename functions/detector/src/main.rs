@@ -6,7 +6,10 @@ use serde_json::value::RawValue;
 use tripwire_aws::config::process_env;
 use tripwire_aws::stages::Invocation;
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time and the work is waiting on
+// AWS, so worker threads add nothing but their start-up to every cold start (README
+// "Performance").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tripwire_aws::init_logging();
     // A bad configuration fails the cold start, naming the variable.

@@ -7,7 +7,10 @@ use serde_json::value::RawValue;
 use tripwire_aws::config::process_env;
 use tripwire_aws::stages::Invocation;
 
-#[tokio::main]
+// One thread: Lambda hands a function one event at a time and the work is waiting on
+// AWS, so worker threads add nothing but their start-up to every cold start (README
+// "Performance").
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), Error> {
     tripwire_aws::init_logging();
     let responder = tripwire_aws::responder_from_env(&process_env).await?;
