@@ -288,7 +288,7 @@ pub async fn function_sdk_config(
     Ok(sdk.build())
 }
 
-/// The detector, built from the environment and the standard AWS configuration.
+/// The detector, built from the environment and [`function_sdk_config`].
 pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detector, Error> {
     let cfg = config::DetectorConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
@@ -301,7 +301,7 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<detector::Detecto
     ))
 }
 
-/// The responder, built from the environment and the standard AWS configuration.
+/// The responder, built from the environment and [`function_sdk_config`].
 pub async fn responder_from_env(env: config::Env<'_>) -> Result<responder::Responder, Error> {
     let cfg = config::ResponderConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
