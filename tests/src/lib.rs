@@ -193,7 +193,7 @@ impl Stack {
             ("hello-lambda", hello_port, usize::from(opts.hello)),
         ]
         .into_iter()
-        .filter(|&(name, _, _)| name != "hello-lambda" || opts.hello)
+        .filter(|&(_, _, count)| count > 0)
         .collect();
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();

@@ -124,19 +124,30 @@ fn cold_start(bin: &Path, env: &[(&str, String)]) -> (f64, u64) {
     let (tx, rx) = std::sync::mpsc::channel();
     let start = Instant::now();
     let mut child = cmd.spawn().unwrap();
-    std::thread::spawn(move || {
-        let nexts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-        for stream in listener.incoming().flatten() {
-            let (nexts, tx) = (nexts.clone(), tx.clone());
-            std::thread::spawn(move || serve_runtime_api(stream, &nexts, start, &tx));
-        }
-    });
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let accepting = {
+        let done = done.clone();
+        std::thread::spawn(move || {
+            let nexts = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            for stream in listener.incoming().flatten() {
+                if done.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let (nexts, tx) = (nexts.clone(), tx.clone());
+                std::thread::spawn(move || serve_runtime_api(stream, &nexts, start, &tx));
+            }
+        })
+    };
     let timeout = Duration::from_secs(10);
     let init = rx.recv_timeout(timeout).ok().flatten();
     let served = init.is_some() && rx.recv_timeout(timeout).is_ok();
     let rss = peak_rss_kb(child.id());
     let _ = child.kill();
     let _ = child.wait();
+    // Wake the accept loop so it ends with this run instead of outliving it.
+    done.store(true, std::sync::atomic::Ordering::SeqCst);
+    let _ = TcpStream::connect(("127.0.0.1", port));
+    let _ = accepting.join();
     assert!(
         served,
         "{} did not start and serve one event within {timeout:?}",
