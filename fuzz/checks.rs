@@ -48,7 +48,7 @@ pub fn check_decide(text: &str) {
             let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");
             assert_eq!(p.target_account.as_deref(), Some(entity.account.as_str()));
             assert_eq!(t.principal.account.as_deref(), Some(entity.account.as_str()));
-            let name = p.role_name.as_deref().or(p.user_name.as_deref());
+            let name = p.target.as_ref().map(|t| t.name());
             assert_eq!(name, Some(entity.name.as_str()));
             assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. }));
             assert!(!policy.is_protected(&t.principal.arn), "protected principal got a plan");
@@ -67,7 +67,7 @@ pub fn check_decide(text: &str) {
     let result = replay(&policy, terms);
     for i in &result.incidents {
         let ids = &distinct[&(i.principal_arn.clone(), i.account.clone())];
-        assert!(i.instances <= ids.len() && i.trigger_count as usize <= ids.len());
+        assert!(i.instances() <= ids.len() && i.trigger_count as usize <= ids.len());
         assert!(!policy.is_ignored(&i.principal_arn));
         if policy.is_protected(&i.principal_arn) {
             assert_eq!(i.containment.action, Action::None);

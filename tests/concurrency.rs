@@ -6,8 +6,8 @@ use serde_json::Value;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use tokio::sync::Semaphore;
-use tripwire_engine::synth::{eventbridge_envelope, terminate_record, Call, Caller, SplitMix};
 use tripwire_localstack::{Options, Stack, OTHER, POLICY, PROD};
+use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller, SplitMix};
 
 const BASE: i64 = 1_515_535_740_000;
 const DELIVERIES: usize = 500;

@@ -3,8 +3,8 @@
 
 use serde_json::{json, Value};
 use tripwire_engine::containment::{deny_actions_document, ContainmentRequest};
-use tripwire_engine::synth::{eventbridge_envelope, seed_scenario};
 use tripwire_localstack::{burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
+use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
 /// 2018-01-09T22:09:00Z, when the incident began.
 const BASE: i64 = 1_515_535_740_000;

@@ -3,8 +3,8 @@
 //! alerting and containment must not wait on each other.
 
 use serde_json::{json, Value};
-use tripwire_engine::synth::{eventbridge_envelope, terminate_record, Call, Caller};
 use tripwire_localstack::{burst, Options, Received, Stack, OTHER, PROD};
+use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
 
 const BASE: i64 = 1_515_535_740_000;
 

@@ -761,7 +761,7 @@ pub fn burst(
     step: i64,
     tag: &str,
 ) -> Vec<Value> {
-    use tripwire_engine::synth::{eventbridge_envelope, terminate_record, Call, Caller};
+    use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
     let caller = Caller::parse(who).expect("caller spec");
     let account = account.or(caller.account()).expect("account").to_owned();
     (0..calls)

@@ -1,9 +1,10 @@
 //! Sends rendered alerts to SNS, with one message per protocol and filterable attributes.
 
-use crate::{aws_error, Error};
+use crate::error::{aws_error, Error, Port};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 use tripwire_engine::alert::Alert;
+use tripwire_pipeline::Alerts;
 
 /// The SNS alerter for one topic.
 #[derive(Debug, Clone)]
@@ -26,7 +27,7 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, Error> {
         .data_type("String")
         .string_value(value)
         .build()
-        .map_err(|e| Error::Data(e.to_string()))
+        .map_err(|e| Error::encoding("a message attribute", e))
 }
 
 impl Alerter {
@@ -37,9 +38,11 @@ impl Alerter {
             topic_arn: topic_arn.into(),
         }
     }
+}
 
+impl Alerts for Alerter {
     /// Publishes `alert`; returns the SNS message ID.
-    pub async fn publish(&self, alert: &Alert) -> Result<String, Error> {
+    async fn publish(&self, alert: &Alert) -> Result<String, Error> {
         let message = serde_json::to_string(&PerProtocol {
             default: &alert.text,
             email: &alert.text,
@@ -47,7 +50,7 @@ impl Alerter {
             lambda: &alert.json,
             https: &alert.json,
         })
-        .map_err(|e| Error::Data(e.to_string()))?;
+        .map_err(|e| Error::encoding("the alert", e))?;
         let out = self
             .client
             .publish()
@@ -60,7 +63,7 @@ impl Alerter {
             .message_attributes("kind", attribute(alert.kind.as_str())?)
             .send()
             .await
-            .map_err(|e| aws_error("sns:Publish", e))?;
+            .map_err(|e| aws_error(Port::Alerts, "sns:Publish", e))?;
         Ok(out.message_id().unwrap_or_default().to_owned())
     }
 }

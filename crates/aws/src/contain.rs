@@ -1,25 +1,22 @@
 //! Executes containment plans in member accounts: assume the containment role there,
 //! then write (or, on release, delete) the tripwire's fixed-name inline policies.
 
-use crate::{aws_error, Error};
+use crate::error::{aws_error, Error, Port};
+use crate::sdk::client;
 use aws_config::SdkConfig;
+use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::{Credentials, Region};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tripwire_engine::containment::{Plan, ALL_POLICY_NAMES};
+use tripwire_engine::containment::{Plan, Target, ALL_POLICY_NAMES};
 use tripwire_engine::principal::IamEntity;
+use tripwire_pipeline::Contain;
+pub use tripwire_pipeline::Refused;
 
 /// How long assumed-role credentials are requested for, and how early they are renewed.
 const SESSION: Duration = Duration::from_secs(900);
 const RENEW_BEFORE: Duration = Duration::from_secs(120);
-
-/// Why containment did not happen, in words an on-call engineer can act on.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Refused {
-    /// IAM or STS said no; the message explains.
-    Iam(String),
-}
 
 /// IAM/STS containment through a role of one name in every account.
 #[derive(Debug)]
@@ -60,7 +57,7 @@ impl Containment {
     pub fn new(base: &SdkConfig, role_name: impl Into<String>) -> Self {
         Containment {
             base: base.clone(),
-            sts: client!(aws_sdk_sts, base),
+            sts: client(base),
             role_name: role_name.into(),
             cache: Mutex::new(HashMap::new()),
         }
@@ -86,10 +83,14 @@ impl Containment {
             .duration_seconds(SESSION.as_secs() as i32)
             .send()
             .await
-            .map_err(|e| aws_error("sts:AssumeRole", e))?;
-        let c = out
-            .credentials()
-            .ok_or_else(|| Error::Data("AssumeRole returned no credentials".into()))?;
+            .map_err(|e| aws_error(Port::Containment, "sts:AssumeRole", e))?;
+        let c = out.credentials().ok_or_else(|| Error::Aws {
+            port: Port::Containment,
+            op: "sts:AssumeRole",
+            code: "MissingCredentials".into(),
+            message: "the response carried no credentials".into(),
+            transient: false,
+        })?;
         let until =
             SystemTime::try_from(*c.expiration()).unwrap_or_else(|_| SystemTime::now() + SESSION);
         let creds = Credentials::new(
@@ -99,30 +100,35 @@ impl Containment {
             Some(until),
             "tripwire-assumed-role",
         );
-        let conf = aws_sdk_iam::config::Builder::from(&self.base)
-            .credentials_provider(creds)
+        let assumed = self
+            .base
+            .to_builder()
+            .credentials_provider(SharedCredentialsProvider::new(creds))
             .region(Region::new(iam_region(partition)))
-            .interceptor(crate::stages::StageTimer)
             .build();
-        let client = aws_sdk_iam::Client::from_conf(conf);
+        let client: aws_sdk_iam::Client = client(&assumed);
         cache.insert(account.to_owned(), (client.clone(), until));
         Ok(client)
     }
 
     /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
     /// `Err(_)` is a transient failure worth a retry.
-    pub async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
-        let (Some(account), Some(partition)) =
-            (plan.target_account.as_deref(), plan.partition.as_deref())
-        else {
-            return Ok(Err(Refused::Iam("the plan names no target account".into())));
+    async fn apply_plan(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        let (Some(account), Some(partition), Some(target)) = (
+            plan.target_account.as_deref(),
+            plan.partition.as_deref(),
+            plan.target.as_ref(),
+        ) else {
+            return Ok(Err(Refused::Iam(
+                "the plan names no target account or entity".into(),
+            )));
         };
         let result = async {
             let iam = self.iam(partition, account).await?;
             for p in &plan.policies {
                 // Fixed names: writing the same policy again replaces it, so retries are harmless.
-                match (&plan.role_name, &plan.user_name) {
-                    (Some(role), _) => iam
+                match target {
+                    Target::Role(role) => iam
                         .put_role_policy()
                         .role_name(role)
                         .policy_name(&p.name)
@@ -130,8 +136,8 @@ impl Containment {
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(|e| aws_error("iam:PutRolePolicy", e))?,
-                    (None, Some(user)) => iam
+                        .map_err(|e| aws_error(Port::Containment, "iam:PutRolePolicy", e))?,
+                    Target::User(user) => iam
                         .put_user_policy()
                         .user_name(user)
                         .policy_name(&p.name)
@@ -139,10 +145,7 @@ impl Containment {
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(|e| aws_error("iam:PutUserPolicy", e))?,
-                    (None, None) => {
-                        return Err(Error::Data("the plan names no role or user".into()))
-                    }
+                        .map_err(|e| aws_error(Port::Containment, "iam:PutUserPolicy", e))?,
                 }
             }
             Ok(())
@@ -163,7 +166,7 @@ impl Containment {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| aws_error("iam:DeleteRolePolicy", e))
+                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteRolePolicy", e))
             } else {
                 iam.delete_user_policy()
                     .user_name(&entity.name)
@@ -171,7 +174,7 @@ impl Containment {
                     .send()
                     .await
                     .map(|_| ())
-                    .map_err(|e| aws_error("iam:DeleteUserPolicy", e))
+                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteUserPolicy", e))
             };
             match res {
                 Ok(()) => removed.push(name.to_owned()),
@@ -181,6 +184,12 @@ impl Containment {
             }
         }
         Ok(removed)
+    }
+}
+
+impl Contain for Containment {
+    async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        self.apply_plan(plan).await
     }
 }
 

@@ -1,11 +1,12 @@
 //! Hands a containment plan to the responder: an asynchronous Lambda invoke, so the
 //! detector never waits on IAM and only the responder holds IAM permissions.
 
-use crate::{aws_error, Error};
+use crate::error::{aws_error, Error, Port};
 use aws_sdk_lambda::primitives::Blob;
 use aws_sdk_lambda::types::InvocationType;
 use aws_sdk_lambda::Client;
 use tripwire_engine::containment::ContainmentRequest;
+use tripwire_pipeline::ContainmentQueue;
 
 /// The responder invoker.
 #[derive(Debug, Clone)]
@@ -22,10 +23,13 @@ impl ResponderInvoker {
             function: function.into(),
         }
     }
+}
 
+impl ContainmentQueue for ResponderInvoker {
     /// Queues `request` for the responder (`InvocationType=Event`).
-    pub async fn invoke(&self, request: &ContainmentRequest) -> Result<(), Error> {
-        let payload = serde_json::to_vec(request).map_err(|e| Error::Data(e.to_string()))?;
+    async fn request(&self, request: &ContainmentRequest) -> Result<(), Error> {
+        let payload = serde_json::to_vec(request)
+            .map_err(|e| Error::encoding("the containment request", e))?;
         let out = self
             .client
             .invoke()
@@ -34,7 +38,7 @@ impl ResponderInvoker {
             .payload(Blob::new(payload))
             .send()
             .await
-            .map_err(|e| aws_error("lambda:Invoke", e))?;
+            .map_err(|e| aws_error(Port::Queue, "lambda:Invoke", e))?;
         // Real Lambda answers 202 and never runs the function inline; an emulator may run
         // it synchronously and report its error here. Either way the request was delivered.
         if let Some(err) = out.function_error() {

@@ -8,53 +8,23 @@
 //! - `I#<key>` / `CURRENT`: the key's incident. Opening is one conditional put that only
 //!   succeeds when no live incident exists, so exactly one container opens it.
 
-use crate::{aws_error, Error};
+use crate::error::{aws_error, Error, Port};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_sdk_dynamodb::operation::{put_item::PutItemError, update_item::UpdateItemError};
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::HashMap;
+use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::time::Millis;
 use tripwire_engine::{Incident, Key, OpenIncident, Termination, WindowEvent};
+use tripwire_pipeline::{Flag, IncidentStore};
+pub use tripwire_pipeline::{Recorded, StoredIncident};
 
 type Item = HashMap<String, AttributeValue>;
 
 /// Items outlive the window by this much, so late deliveries still find their window.
 const RETENTION_MS: Millis = 24 * 3600 * 1000;
-
-/// Outcome of recording a call.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// First delivery.
-    New,
-    /// Delivered before, and finished or still in flight elsewhere: acknowledge and stop.
-    Duplicate,
-    /// Delivered before, not finished, and no longer being worked on (a retry): process
-    /// again; every step is idempotent.
-    Unfinished,
-}
-
-/// The key's current incident as stored.
-#[derive(Debug, Clone)]
-pub struct StoredIncident {
-    /// What the window rule needs.
-    pub open: OpenIncident,
-    /// The incident, with its running instance set and counters.
-    pub incident: Incident,
-    /// The DETECTED alert went out.
-    pub alerted: bool,
-    /// The responder was invoked.
-    pub invoked: bool,
-    /// The containment state whose alert went out, if one did.
-    pub containment_alerted: Option<String>,
-    /// Spans of the key's earlier, closed incidents (the latest few): a late delivery
-    /// that falls inside one of them belongs to it and must not open a new incident.
-    pub history: Vec<OpenIncident>,
-}
-
-/// How many closed incident spans a key remembers.
-const HISTORY: usize = 20;
 
 /// DynamoDB-backed window store.
 #[derive(Debug, Clone)]
@@ -73,13 +43,13 @@ fn get_s<'a>(item: &'a Item, k: &str) -> Result<&'a str, Error> {
     item.get(k)
         .and_then(|v| v.as_s().ok())
         .map(String::as_str)
-        .ok_or_else(|| Error::Data(format!("missing {k}")))
+        .ok_or_else(|| Error::Stored(format!("missing {k}")))
 }
 fn get_n(item: &Item, k: &str) -> Result<Millis, Error> {
     item.get(k)
         .and_then(|v| v.as_n().ok())
         .and_then(|v| v.parse().ok())
-        .ok_or_else(|| Error::Data(format!("missing number {k}")))
+        .ok_or_else(|| Error::Stored(format!("missing number {k}")))
 }
 fn get_bool(item: &Item, k: &str) -> bool {
     item.get(k)
@@ -88,14 +58,14 @@ fn get_bool(item: &Item, k: &str) -> bool {
         .unwrap_or(false)
 }
 
-fn window_pk(key: &Key) -> String {
+pub fn window_pk(key: &Key) -> String {
     format!("W#{}", key.id())
 }
-fn incident_pk(key: &Key) -> String {
+pub fn incident_pk(key: &Key) -> String {
     format!("I#{}", key.id())
 }
 /// The sort key of a call: `E#` counted, `A#` a failed attempt.
-fn call_sk(t: &Termination) -> String {
+pub fn call_sk(t: &Termination) -> String {
     event_sk(
         if t.is_attempt() { 'A' } else { 'E' },
         t.event_time,
@@ -104,7 +74,7 @@ fn call_sk(t: &Termination) -> String {
 }
 
 /// Fixed-width times sort as strings; event times are never negative (the engine checks).
-fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
+pub fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
     format!("{prefix}#{t:015}#{event_id}")
 }
 
@@ -145,14 +115,11 @@ impl WindowStore {
             .key("pk", s(window_pk(key)))
             .key("sk", s(call_sk(t)))
     }
+}
 
-    /// A store on `table`, with a client built from `sdk`.
-    pub fn from_config(sdk: &aws_config::SdkConfig, table: impl Into<String>) -> Self {
-        Self::new(Client::new(sdk), table)
-    }
-
+impl IncidentStore for WindowStore {
     /// Records a call (counted, or a failed attempt), deduplicating by eventID.
-    pub async fn record(
+    async fn record(
         &self,
         key: &Key,
         t: &Termination,
@@ -198,7 +165,7 @@ impl WindowStore {
     }
 
     /// Gives up the lease after a failed attempt, so Lambda's retry can take over at once.
-    pub async fn release_lease(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+    async fn release_lease(&self, key: &Key, t: &Termination) -> Result<(), Error> {
         let res = self
             .update_call(key, t)
             .update_expression("SET lease = :zero")
@@ -211,24 +178,19 @@ impl WindowStore {
     }
 
     /// Marks a call fully processed, so a redelivery is acknowledged as a duplicate.
-    pub async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+    async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
         self.update_call(key, t)
             .update_expression("SET done = :t")
             .expression_attribute_values(":t", AttributeValue::Bool(true))
             .send()
             .await
-            .map_err(|e| aws_error("dynamodb:UpdateItem", e))?;
+            .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))?;
         Ok(())
     }
 
     /// The key's counted calls with eventTime in `[from, to]`, read consistently so a
     /// container sees every write that finished before it asked.
-    pub async fn window(
-        &self,
-        key: &Key,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<WindowEvent>, Error> {
+    async fn window(&self, key: &Key, from: Millis, to: Millis) -> Result<Vec<WindowEvent>, Error> {
         let mut out = Vec::new();
         let mut start: Option<Item> = None;
         loop {
@@ -245,7 +207,7 @@ impl WindowStore {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| aws_error("dynamodb:Query", e))?;
+                .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
             for item in page.items() {
                 let sk = get_s(item, "sk")?;
                 let event_id = sk.splitn(3, '#').nth(2).unwrap_or_default().to_owned();
@@ -268,7 +230,7 @@ impl WindowStore {
     }
 
     /// The key's current incident, if any (live or stale: the caller asks `admits`).
-    pub async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
+    async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
         let got = self
             .client
             .get_item()
@@ -278,28 +240,26 @@ impl WindowStore {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| aws_error("dynamodb:GetItem", e))?;
+            .map_err(|e| aws_error(Port::State, "dynamodb:GetItem", e))?;
         got.item().map(stored_incident).transpose()
     }
 
     /// Opens `incident` for `key` unless a live one exists (one that admits `t`).
     /// Returns whether this call opened it: of racing containers, exactly one does.
-    pub async fn open_incident(
+    async fn open_incident(
         &self,
         key: &Key,
         incident: &Incident,
         replacing: Option<&StoredIncident>,
         now: Millis,
     ) -> Result<bool, Error> {
-        let doc = serde_json::to_string(incident).map_err(|e| Error::Data(e.to_string()))?;
+        let doc =
+            serde_json::to_string(incident).map_err(|e| Error::encoding("the incident", e))?;
         // The replaced incident joins the history, so its late calls still find it.
         let history: Vec<AttributeValue> = replacing
             .map(|old| {
-                old.history
+                old.history_after()
                     .iter()
-                    .chain([&old.open])
-                    .rev()
-                    .take(HISTORY)
                     .map(|h| s(format!("{}:{}:{}", h.first_time, h.last_time, h.id)))
                     .collect()
             })
@@ -323,7 +283,7 @@ impl WindowStore {
             .item("invoked", AttributeValue::Bool(false))
             // Updates are throttled from the moment of detection.
             .item("last_update_alert", n(now))
-            .item("containment_state", s("pending"))
+            .item("containment_state", s(ContainmentState::Pending.as_str()))
             .item("expires", expires(now))
             .item("history", AttributeValue::L(history));
         // Replace exactly the (closed) incident the caller read, or create the first:
@@ -338,7 +298,7 @@ impl WindowStore {
     }
 
     /// Adds a counted call to the incident `id`: its instances, and its time to the span.
-    pub async fn join_incident(
+    async fn join_incident(
         &self,
         key: &Key,
         id: &str,
@@ -381,14 +341,14 @@ impl WindowStore {
     }
 
     /// Counts a failed call against the incident `id`.
-    pub async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
+    async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
         self.set_if(key, id, "ADD #a :t", "id = :id", "attempts", n(1))
             .await
             .map(|_| ())
     }
 
     /// Takes the update-alert slot if the last alert for `id` is at least `gap` old.
-    pub async fn claim_update_slot(
+    async fn claim_update_slot(
         &self,
         key: &Key,
         id: &str,
@@ -409,13 +369,13 @@ impl WindowStore {
     }
 
     /// Sets a boolean flag (`alerted`, `invoked`) on incident `id`.
-    pub async fn set_flag(&self, key: &Key, id: &str, flag: &str) -> Result<(), Error> {
+    async fn set_flag(&self, key: &Key, id: &str, flag: Flag) -> Result<(), Error> {
         self.set_if(
             key,
             id,
             "SET #a = :t",
             "id = :id",
-            flag,
+            flag.as_str(),
             AttributeValue::Bool(true),
         )
         .await
@@ -423,11 +383,11 @@ impl WindowStore {
     }
 
     /// Notes that the alert for containment `state` of incident `id` went out.
-    pub async fn mark_containment_alerted(
+    async fn mark_containment_alerted(
         &self,
         key: &Key,
         id: &str,
-        state: &str,
+        state: ContainmentState,
     ) -> Result<(), Error> {
         self.set_if(
             key,
@@ -435,32 +395,34 @@ impl WindowStore {
             "SET #a = :t",
             "id = :id",
             "containment_alerted",
-            s(state),
+            s(state.as_str()),
         )
         .await
         .map(|_| ())
     }
 
     /// Records the containment outcome on incident `id`.
-    pub async fn record_containment(
+    async fn record_containment(
         &self,
         key: &Key,
         id: &str,
-        state: &str,
+        state: ContainmentState,
         detail: &str,
     ) -> Result<bool, Error> {
         let res = self
             .update_incident(key)
             .update_expression("SET containment_state = :s, containment_detail = :d")
             .condition_expression("id = :id")
-            .expression_attribute_values(":s", s(state))
+            .expression_attribute_values(":s", s(state.as_str()))
             .expression_attribute_values(":d", s(detail))
             .expression_attribute_values(":id", s(id))
             .send()
             .await;
         Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
     }
+}
 
+impl WindowStore {
     /// Closes the key's incident after `tripwire release`. Returns whether one existed.
     pub async fn release(&self, key: &Key, now: Millis) -> Result<bool, Error> {
         let res = self
@@ -472,7 +434,7 @@ impl WindowStore {
             .condition_expression("attribute_exists(pk)")
             .expression_attribute_names("#last", "last")
             .expression_attribute_names("#first", "first")
-            .expression_attribute_values(":r", s("released"))
+            .expression_attribute_values(":r", s(ContainmentState::Released.as_str()))
             .expression_attribute_values(":now", n(now))
             .expression_attribute_values(":closed", n(0))
             .send()
@@ -515,7 +477,7 @@ fn conditional<T, E: ConditionFailed>(
         {
             Ok(None)
         }
-        Err(e) => Err(aws_error(op, e)),
+        Err(e) => Err(aws_error(Port::State, op, e)),
     }
 }
 
@@ -535,8 +497,8 @@ impl ConditionFailed for UpdateItemError {
 }
 
 fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
-    let mut incident: Incident =
-        serde_json::from_str(get_s(item, "doc")?).map_err(|e| Error::Data(e.to_string()))?;
+    let mut incident: Incident = serde_json::from_str(get_s(item, "doc")?)
+        .map_err(|e| Error::Stored(format!("doc: {e}")))?;
     let open = OpenIncident {
         id: get_s(item, "id")?.to_owned(),
         first_time: get_n(item, "first")?,
@@ -544,7 +506,6 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
     };
     if let Some(ids) = item.get("ids").and_then(|v| v.as_ss().ok()) {
         incident.instance_ids = ids.iter().cloned().collect();
-        incident.instances = incident.instance_ids.len();
     }
     incident.first_event_time = incident.first_event_time.min(open.first_time);
     incident.last_event_time = incident.last_event_time.max(open.last_time);
@@ -557,7 +518,7 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
         containment_alerted: item
             .get("containment_alerted")
             .and_then(|v| v.as_s().ok())
-            .cloned(),
+            .and_then(|s| ContainmentState::parse(s)),
         history: item
             .get("history")
             .and_then(|v| v.as_l().ok())
@@ -589,7 +550,8 @@ mod tests {
     use aws_sdk_dynamodb::operation::update_item::UpdateItemOutput;
     use aws_sdk_dynamodb::types::error::ConditionalCheckFailedException;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
-    use tripwire_engine::synth::{terminate_record, Call, Caller};
+    use tripwire_pipeline::IncidentStore;
+    use tripwire_synth::{terminate_record, Call, Caller};
 
     fn termination() -> (Key, Termination) {
         let caller = Caller::parse("role/vendor/cleanup-task@222222222222").unwrap();

@@ -9,11 +9,10 @@
 use anyhow::Result;
 use flate2::{write::GzEncoder, Compression};
 use rayon::prelude::*;
-use std::fmt::Write as _;
 use std::io::Write;
 use std::path::Path;
-use tripwire_engine::synth::{seed_scenario, SplitMix, DEV, PROD};
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
+use tripwire_synth::{seed_scenario, write_record, ApiCall, Caller, SplitMix, DEV, PROD};
 
 const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
@@ -69,7 +68,11 @@ fn noise(rng: &mut SplitMix, t: Millis, account: &str, region: &str, buf: &mut S
     } else {
         CALLS[(pick % 7) as usize]
     };
-    let role = format!("app-{}", rng.below(20));
+    let caller = Caller::Role {
+        account: account.into(),
+        path: "/".into(),
+        name: format!("app-{}", rng.below(20)),
+    };
     let terminate_params;
     let params = if name == "TerminateInstances" {
         terminate_params = format!(
@@ -80,20 +83,34 @@ fn noise(rng: &mut SplitMix, t: Millis, account: &str, region: &str, buf: &mut S
     } else {
         params
     };
-    let _ = write!(
+    let (session, key) = (rng.hex(12), rng.hex(16).to_uppercase());
+    let user_agent = format!(
+        "aws-sdk-java/1.11.{} Linux/4.9.75 OpenJDK_64-Bit_Server_VM/25.151-b12 java/1.8.0_151",
+        rng.below(300)
+    );
+    let source_ip = format!("10.0.{}.{}", rng.below(256), rng.below(256));
+    let (request_id, event_id) = (rng.uuid(), rng.uuid());
+    write_record(
         buf,
-        r#"{{"eventVersion":"1.08","userIdentity":{{"type":"AssumedRole","principalId":"AROA{a}:{s}","arn":"arn:aws:sts::{a}:assumed-role/{role}/{s}","accountId":"{a}","accessKeyId":"ASIA{k}","sessionContext":{{"sessionIssuer":{{"type":"Role","principalId":"AROA{a}","arn":"arn:aws:iam::{a}:role/{role}","accountId":"{a}","userName":"{role}"}},"webIdFederationData":{{}},"attributes":{{"creationDate":"2018-01-09T20:00:00Z","mfaAuthenticated":"false"}}}}}},"eventTime":"{time}","eventSource":"{source}","eventName":"{name}","awsRegion":"{region}","sourceIPAddress":"10.0.{ip1}.{ip2}","userAgent":"aws-sdk-java/1.11.{ua} Linux/4.9.75 OpenJDK_64-Bit_Server_VM/25.151-b12 java/1.8.0_151","requestParameters":{params},"responseElements":null,"requestID":"{req}","eventID":"{ev}","readOnly":{ro},"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"{a}","eventCategory":"Management","tlsDetails":{{"tlsVersion":"TLSv1.2","cipherSuite":"ECDHE-RSA-AES128-GCM-SHA256","clientProvidedHostHeader":"{host}"}}}}"#,
-        a = account,
-        s = rng.hex(12),
-        k = rng.hex(16).to_uppercase(),
-        time = format_millis(t),
-        ip1 = rng.below(256),
-        ip2 = rng.below(256),
-        ua = rng.below(300),
-        req = rng.uuid(),
-        ev = rng.uuid(),
-        ro = name.starts_with("Describe") || name.starts_with("Get"),
-        host = source,
+        &ApiCall {
+            caller: &caller,
+            account,
+            region,
+            time: t,
+            event_source: source,
+            event_name: name,
+            request_parameters: params,
+            response_elements: "null",
+            request_id: &request_id,
+            event_id: &event_id,
+            error: None,
+            source_ip: &source_ip,
+            user_agent: &user_agent,
+            invoked_by: None,
+            session: &session,
+            access_key: &key,
+            read_only: name.starts_with("Describe") || name.starts_with("Get"),
+        },
     );
 }
 

@@ -70,11 +70,7 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
         )?;
     }
     for i in incidents {
-        let target = i
-            .containment
-            .role_name
-            .as_deref()
-            .or(i.containment.user_name.as_deref());
+        let target = i.containment.target.as_ref().map(|t| t.name());
         let containment = match target {
             Some(t) => format!(
                 "{:?} {t} in {}",
@@ -89,7 +85,7 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
             "  {:<24} {:<13} {:>9} {:>9}  {:<44} {}",
             format_millis(i.trigger_time),
             i.account,
-            i.instances,
+            i.instances(),
             format!("{}/{}", i.trigger_count, i.threshold),
             i.principal_arn,
             containment

@@ -8,6 +8,7 @@ use tripwire_aws::contain::Containment;
 use tripwire_aws::store::WindowStore;
 use tripwire_engine::principal::iam_entity;
 use tripwire_engine::Key;
+use tripwire_pipeline::{Clock, SystemClock};
 
 /// Releases `principal` for the incident in `account` (where the instances died).
 pub fn run(
@@ -37,12 +38,12 @@ pub fn run(
                 containment.role_arn(&entity.partition, &entity.account)
             )
         })?;
-        let store = WindowStore::from_config(&sdk, table);
+        let store = WindowStore::new(tripwire_aws::client(&sdk), table);
         let key = Key {
             principal_arn: principal.to_owned(),
             account: account.to_owned(),
         };
-        let closed = store.release(&key, tripwire_aws::system_clock()).await?;
+        let closed = store.release(&key, SystemClock.now()).await?;
         if removed.is_empty() {
             println!("{principal}: no tripwire policies were attached");
         } else {

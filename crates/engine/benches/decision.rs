@@ -3,9 +3,9 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion};
 use tripwire_engine::containment::plan;
-use tripwire_engine::synth::{eventbridge_envelope, terminate_record, Call, Caller};
 use tripwire_engine::window::{classify, decide, Classification, WindowEvent};
 use tripwire_engine::{scan, Policy, ScanCounts};
+use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
 
 fn bench(c: &mut Criterion) {
     let policy = Policy::from_toml(include_str!("../../../config/policy.toml")).unwrap();

@@ -58,11 +58,66 @@ pub struct Alert {
     pub account: String,
 }
 
+/// Where containment of an incident stands. The snake_case names are in the alerts'
+/// JSON (`containment_status.state`) and the incident item (`containment_state`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContainmentState {
+    /// Opened; the responder has not reported yet.
+    Pending,
+    /// The responder was asked to contain.
+    Requested,
+    /// The plan asks for no containment; the detail says why.
+    NotAttempted,
+    /// The policies are in place.
+    Contained,
+    /// IAM or STS refused.
+    Failed,
+    /// The responder refused the plan.
+    Refused,
+    /// `tripwire release` lifted containment and closed the incident.
+    Released,
+    /// An update alert: containment was reported in its own alert.
+    SeeEarlierAlerts,
+}
+
+impl ContainmentState {
+    /// The stable snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ContainmentState::Pending => "pending",
+            ContainmentState::Requested => "requested",
+            ContainmentState::NotAttempted => "not_attempted",
+            ContainmentState::Contained => "contained",
+            ContainmentState::Failed => "failed",
+            ContainmentState::Refused => "refused",
+            ContainmentState::Released => "released",
+            ContainmentState::SeeEarlierAlerts => "see_earlier_alerts",
+        }
+    }
+
+    /// The state named `s`, if it is one.
+    pub fn parse(s: &str) -> Option<Self> {
+        ALL_STATES.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+const ALL_STATES: [ContainmentState; 8] = [
+    ContainmentState::Pending,
+    ContainmentState::Requested,
+    ContainmentState::NotAttempted,
+    ContainmentState::Contained,
+    ContainmentState::Failed,
+    ContainmentState::Refused,
+    ContainmentState::Released,
+    ContainmentState::SeeEarlierAlerts,
+];
+
 /// What the alert says about containment.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct ContainmentStatus {
-    /// `requested`, `not_attempted`, `contained`, `failed` or `refused`.
-    pub state: String,
+    /// Where containment stands.
+    pub state: ContainmentState,
     /// Why, in a sentence.
     pub detail: String,
 }
@@ -70,15 +125,12 @@ pub struct ContainmentStatus {
 impl ContainmentStatus {
     /// The status implied by a fresh plan: requested, or not attempted and why.
     pub fn from_plan(incident: &Incident) -> Self {
-        match incident.containment.action {
-            Action::None => ContainmentStatus {
-                state: "not_attempted".into(),
-                detail: incident.containment.reason.clone(),
+        ContainmentStatus {
+            state: match incident.containment.action {
+                Action::None => ContainmentState::NotAttempted,
+                _ => ContainmentState::Requested,
             },
-            _ => ContainmentStatus {
-                state: "requested".into(),
-                detail: incident.containment.reason.clone(),
-            },
+            detail: incident.containment.reason.clone(),
         }
     }
 }
@@ -95,7 +147,7 @@ const SUBJECT_MAX: usize = 99;
 struct Machine<'a> {
     kind: AlertKind,
     #[serde(flatten)]
-    incident: &'a Incident,
+    incident: crate::incident::View<'a>,
     instance_ids_truncated: bool,
     containment_status: &'a ContainmentStatus,
     #[serde(with = "crate::time::rfc3339")]
@@ -137,7 +189,7 @@ pub fn render(
     window_degraded: bool,
 ) -> Alert {
     let who = short_principal(&incident.principal_arn);
-    let n = incident.instances;
+    let n = incident.instances();
     let subject = match kind {
         AlertKind::Detected => format!(
             "TRIPWIRE: {n} instances terminated by {who} in {}",
@@ -156,20 +208,10 @@ pub fn render(
         }
     };
     let text = text_body(kind, incident, status, window, now, window_degraded);
-    let mut sample = incident.clone();
-    let truncated = sample.instance_ids.len() > JSON_SAMPLE;
-    if truncated {
-        sample.instance_ids = sample
-            .instance_ids
-            .iter()
-            .take(JSON_SAMPLE)
-            .cloned()
-            .collect();
-    }
     let machine = Machine {
         kind,
-        incident: &sample,
-        instance_ids_truncated: truncated,
+        incident: incident.view(JSON_SAMPLE),
+        instance_ids_truncated: incident.instances() > JSON_SAMPLE,
         containment_status: status,
         alert_time: now,
         window_degraded,
@@ -208,7 +250,7 @@ fn text_body(
         t,
         "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}.",
         i.principal_arn,
-        i.instances,
+        i.instances(),
         i.account,
         i.threshold,
         window / 1000,
@@ -262,14 +304,14 @@ fn text_body(
     let _ = writeln!(t, "  user agent  {}", join(&i.user_agents));
     let _ = writeln!(t, "  region(s)   {}", join(&i.regions));
     let shown = i.instance_ids.len().min(TEXT_SAMPLE);
-    let _ = writeln!(t, "\nInstances ({}; {} shown)", i.instances, shown);
+    let _ = writeln!(t, "\nInstances ({}; {} shown)", i.instances(), shown);
     for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
         let _ = writeln!(t, "  {id}");
     }
     let _ = writeln!(
         t,
         "\nContainment: {}",
-        status.state.replace('_', " ").to_uppercase()
+        status.state.as_str().replace('_', " ").to_uppercase()
     );
     let _ = writeln!(t, "  {}", status.detail);
     let user = short_principal(&i.principal_arn)
@@ -305,7 +347,7 @@ fn text_body(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::containment::Plan;
+    use crate::containment::{Plan, Target};
     use std::collections::BTreeSet;
 
     fn incident(arn: &str, n: usize) -> Incident {
@@ -319,7 +361,6 @@ mod tests {
             account: "222222222222".into(),
             region: "us-east-1".into(),
             regions: ["us-east-1".to_string()].into(),
-            instances: n,
             instance_ids: ids,
             trigger_count: 10,
             threshold: 10,
@@ -335,8 +376,7 @@ mod tests {
                 action: Action::Revoke,
                 target_account: Some("222222222222".into()),
                 partition: None,
-                role_name: Some("cleanup-task".into()),
-                user_name: None,
+                target: Some(Target::Role("cleanup-task".into())),
                 principal_arn: None,
                 reason: "revoke".into(),
                 policies: vec![],

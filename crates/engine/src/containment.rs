@@ -40,31 +40,108 @@ pub struct InlinePolicy {
     pub document: String,
 }
 
+/// The IAM entity a plan restricts, by name without path (as `PutRolePolicy` and
+/// `PutUserPolicy` take it). In JSON: `role_name` or `user_name`, never both.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// An IAM role.
+    Role(String),
+    /// An IAM user.
+    User(String),
+}
+
+impl Target {
+    /// The entity's name.
+    pub fn name(&self) -> &str {
+        match self {
+            Target::Role(n) | Target::User(n) => n,
+        }
+    }
+
+    /// Whether it is a role.
+    pub fn is_role(&self) -> bool {
+        matches!(self, Target::Role(_))
+    }
+}
+
 /// A containment plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "PlanJson", into = "PlanJson")]
 pub struct Plan {
     /// What to do.
     pub action: Action,
     /// The principal's own account: where its IAM entity lives.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub target_account: Option<String>,
     /// Partition of the target, for building the containment role ARN.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub partition: Option<String>,
-    /// Role to restrict (name without path, as `PutRolePolicy` takes it).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub role_name: Option<String>,
-    /// User to restrict (name without path).
-    #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub user_name: Option<String>,
+    /// The role or user to restrict; `None` when the plan restricts nobody.
+    pub target: Option<Target>,
     /// The ARN of the principal the plan is for; the responder re-checks it.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub principal_arn: Option<String>,
     /// Why this action (or why none).
     pub reason: String,
     /// Policies to attach, in order.
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
     pub policies: Vec<InlinePolicy>,
+}
+
+/// A plan's JSON: the backtest's and the containment request's stable shape.
+#[derive(Serialize, Deserialize)]
+struct PlanJson {
+    action: Action,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    target_account: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    partition: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    role_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    user_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    principal_arn: Option<String>,
+    reason: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    policies: Vec<InlinePolicy>,
+}
+
+impl TryFrom<PlanJson> for Plan {
+    type Error = &'static str;
+    fn try_from(j: PlanJson) -> Result<Self, Self::Error> {
+        let target = match (j.role_name, j.user_name) {
+            (Some(r), None) => Some(Target::Role(r)),
+            (None, Some(u)) => Some(Target::User(u)),
+            (None, None) => None,
+            (Some(_), Some(_)) => return Err("a plan names a role or a user, not both"),
+        };
+        Ok(Plan {
+            action: j.action,
+            target_account: j.target_account,
+            partition: j.partition,
+            target,
+            principal_arn: j.principal_arn,
+            reason: j.reason,
+            policies: j.policies,
+        })
+    }
+}
+
+impl From<Plan> for PlanJson {
+    fn from(p: Plan) -> Self {
+        let (role_name, user_name) = match p.target {
+            Some(Target::Role(r)) => (Some(r), None),
+            Some(Target::User(u)) => (None, Some(u)),
+            None => (None, None),
+        };
+        PlanJson {
+            action: p.action,
+            target_account: p.target_account,
+            partition: p.partition,
+            role_name,
+            user_name,
+            principal_arn: p.principal_arn,
+            reason: p.reason,
+            policies: p.policies,
+        }
+    }
 }
 
 impl Plan {
@@ -73,8 +150,7 @@ impl Plan {
             action: Action::None,
             target_account: None,
             partition: None,
-            role_name: None,
-            user_name: None,
+            target: None,
             principal_arn: None,
             reason: reason.into(),
             policies: Vec::new(),
@@ -128,9 +204,9 @@ pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
     if let Some(reason) = refusal(policy, p) {
         return Plan::none(reason);
     }
-    let (role_name, user_name) = match &p.kind {
-        PrincipalKind::Role { name, .. } => (Some(name.clone()), None),
-        PrincipalKind::User { name, .. } => (None, Some(name.clone())),
+    let target = match &p.kind {
+        PrincipalKind::Role { name, .. } => Target::Role(name.clone()),
+        PrincipalKind::User { name, .. } => Target::User(name.clone()),
         // `refusal` already named a reason for every other kind.
         _ => return Plan::none("nothing to restrict"),
     };
@@ -147,7 +223,7 @@ pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
             }],
             "quarantine: every action denied".to_string(),
         ),
-        _ if role_name.is_some() => (
+        _ if target.is_role() => (
             Action::Revoke,
             vec![
                 InlinePolicy {
@@ -173,8 +249,7 @@ pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
         action,
         target_account: p.account.clone(),
         partition: Some(p.partition.clone()),
-        role_name,
-        user_name,
+        target: Some(target),
         principal_arn: Some(p.arn.clone()),
         reason,
         policies,

@@ -1,15 +1,17 @@
 //! An incident: one burst by one key, from the event that crossed the threshold until
 //! the key's window count falls to zero. Its JSON form is the backtest's stable output.
 
-use crate::containment::Plan;
+use crate::containment::{self, Plan};
+use crate::policy::Policy;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{Key, OpenIncident, WindowCount};
+use crate::window::{instances_in, Key, OpenIncident, WindowCount, WindowEvent};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeSet;
 
-/// One incident.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// One incident. Its JSON adds `instances`, the count of `instance_ids`: derived when
+/// written, never stored beside the set (see [`Incident::view`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct Incident {
     /// Always `"incident"`: the JSON-lines record type.
     #[serde(rename = "type")]
@@ -28,9 +30,7 @@ pub struct Incident {
     pub region: String,
     /// Every region the incident's calls were made in.
     pub regions: BTreeSet<String>,
-    /// Distinct instances terminated over the whole incident.
-    pub instances: usize,
-    /// Those instance IDs, sorted.
+    /// The distinct instances terminated over the whole incident, sorted.
     pub instance_ids: BTreeSet<String>,
     /// The window count when the incident opened.
     pub trigger_count: u32,
@@ -55,15 +55,57 @@ pub struct Incident {
     pub source_ips: BTreeSet<String>,
     /// User agents seen (at most [`SAMPLE`]).
     pub user_agents: BTreeSet<String>,
-    /// The containment plan (without policy documents).
-    #[serde(serialize_with = "as_summary")]
+    /// The containment plan; its JSON is the summary, without policy documents.
     pub containment: Plan,
+}
+
+/// The incident's JSON, field for field; `sample` caps how many instance IDs it lists
+/// (an alert must fit in an SNS message) while `instances` stays the full count.
+#[derive(Serialize)]
+pub struct View<'a> {
+    #[serde(rename = "type")]
+    record_type: &'a str,
+    id: &'a str,
+    principal_arn: &'a str,
+    principal_type: &'a str,
+    principal_account: &'a Option<String>,
+    account: &'a str,
+    region: &'a str,
+    regions: &'a BTreeSet<String>,
+    instances: usize,
+    #[serde(serialize_with = "first_ids")]
+    instance_ids: (&'a BTreeSet<String>, usize),
+    trigger_count: u32,
+    threshold: u32,
+    cross_account: bool,
+    #[serde(with = "crate::time::rfc3339")]
+    first_event_time: Millis,
+    #[serde(with = "crate::time::rfc3339")]
+    trigger_time: Millis,
+    #[serde(with = "crate::time::rfc3339")]
+    last_event_time: Millis,
+    trigger_event_id: &'a str,
+    attempts: u64,
+    source_ips: &'a BTreeSet<String>,
+    user_agents: &'a BTreeSet<String>,
+    #[serde(serialize_with = "as_summary")]
+    containment: &'a Plan,
+}
+
+fn first_ids<S: Serializer>(ids: &(&BTreeSet<String>, usize), s: S) -> Result<S::Ok, S::Error> {
+    s.collect_seq(ids.0.iter().take(ids.1))
+}
+
+impl Serialize for Incident {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.view(usize::MAX).serialize(s)
+    }
 }
 
 /// How many distinct source IPs and user agents an incident keeps.
 pub const SAMPLE: usize = 5;
 
-fn as_summary<S: Serializer>(p: &Plan, s: S) -> Result<S::Ok, S::Error> {
+fn as_summary<S: Serializer>(p: &&Plan, s: S) -> Result<S::Ok, S::Error> {
     p.summary().serialize(s)
 }
 
@@ -91,7 +133,6 @@ impl Incident {
             account: key.account.clone(),
             region: t.region.clone(),
             regions: BTreeSet::new(),
-            instances: 0,
             instance_ids: BTreeSet::new(),
             trigger_count: peak.count,
             threshold,
@@ -112,7 +153,6 @@ impl Incident {
     /// Adds a termination that belongs to this incident.
     pub fn absorb(&mut self, t: &Termination) {
         self.instance_ids.extend(t.instance_ids.iter().cloned());
-        self.instances = self.instance_ids.len();
         self.first_event_time = self.first_event_time.min(t.event_time);
         self.last_event_time = self.last_event_time.max(t.event_time);
         self.regions.insert(t.region.clone());
@@ -125,6 +165,59 @@ impl Incident {
                     set.insert(v.clone());
                 }
             }
+        }
+    }
+
+    /// Opens the incident that `t` triggers, `peak` being the window that crossed the
+    /// threshold: the containment plan for its principal (revoking sessions issued before
+    /// `plan_time`), and the instances of every call that filled that window. The one
+    /// way an incident opens, in the backtest and the detector alike.
+    #[allow(clippy::too_many_arguments)]
+    pub fn trigger(
+        policy: &Policy,
+        key: &Key,
+        t: &Termination,
+        peak: WindowCount,
+        threshold: u32,
+        cross_account: bool,
+        events: &[WindowEvent],
+        plan_time: Millis,
+    ) -> Self {
+        let plan = containment::plan(policy, &t.principal, plan_time);
+        let mut inc = Incident::open(key, t, peak, threshold, cross_account, plan);
+        inc.instance_ids.extend(instances_in(events, peak).cloned());
+        inc
+    }
+
+    /// Distinct instances terminated over the whole incident.
+    pub fn instances(&self) -> usize {
+        self.instance_ids.len()
+    }
+
+    /// The incident's JSON with at most `sample` instance IDs listed.
+    pub fn view(&self, sample: usize) -> View<'_> {
+        View {
+            record_type: &self.record_type,
+            id: &self.id,
+            principal_arn: &self.principal_arn,
+            principal_type: &self.principal_type,
+            principal_account: &self.principal_account,
+            account: &self.account,
+            region: &self.region,
+            regions: &self.regions,
+            instances: self.instances(),
+            instance_ids: (&self.instance_ids, sample),
+            trigger_count: self.trigger_count,
+            threshold: self.threshold,
+            cross_account: self.cross_account,
+            first_event_time: self.first_event_time,
+            trigger_time: self.trigger_time,
+            last_event_time: self.last_event_time,
+            trigger_event_id: &self.trigger_event_id,
+            attempts: self.attempts,
+            source_ips: &self.source_ips,
+            user_agents: &self.user_agents,
+            containment: &self.containment,
         }
     }
 

@@ -11,12 +11,11 @@ pub mod policy;
 pub mod principal;
 pub mod record;
 pub mod replay;
-pub mod synth;
 pub mod termination;
 pub mod time;
 pub mod window;
 
-pub use containment::{Action, Plan};
+pub use containment::{Action, Plan, Target};
 pub use incident::Incident;
 pub use policy::{Mode, Policy, PolicyError};
 pub use principal::{Principal, PrincipalKind};

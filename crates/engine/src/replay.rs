@@ -3,12 +3,11 @@
 //! Input order does not matter: calls are deduplicated by eventID and replayed in
 //! eventTime order, so the result is the same whichever file or thread read them first.
 
-use crate::containment;
 use crate::incident::Incident;
 use crate::policy::Policy;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{classify, decide, instances_in, Classification, Decision, Key, WindowEvent};
+use crate::window::{classify, decide, Classification, Decision, Key, WindowEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -137,12 +136,16 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                         }
                     }
                     Decision::Open(w) => {
-                        let plan = containment::plan(policy, &t.principal, t.event_time);
-                        let mut inc = Incident::open(&key, &t, w, threshold, cross_account, plan);
-                        // The calls that filled the triggering window belong to the incident.
-                        inc.instance_ids
-                            .extend(instances_in(state.events.make_contiguous(), w).cloned());
-                        inc.instances = inc.instance_ids.len();
+                        let inc = Incident::trigger(
+                            policy,
+                            &key,
+                            &t,
+                            w,
+                            threshold,
+                            cross_account,
+                            state.events.make_contiguous(),
+                            t.event_time,
+                        );
                         state.open = Some(out.incidents.len());
                         out.incidents.push(inc);
                     }

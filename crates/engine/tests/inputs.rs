@@ -115,7 +115,11 @@ fn every_case_gets_its_outcome() {
                 assert_eq!(p.action, *action, "{name}: {}", p.reason);
                 if p.action != Action::None {
                     // Only ever the caller: its own name and its own account.
-                    assert_eq!(p.role_name.as_deref(), Some("cleanup-task"), "{name}");
+                    assert_eq!(
+                        p.target,
+                        Some(tripwire_engine::Target::Role("cleanup-task".into())),
+                        "{name}"
+                    );
                     assert_eq!(p.target_account, t.principal.account, "{name}");
                 }
             }

@@ -5,9 +5,9 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tripwire_engine::replay::replay;
-use tripwire_engine::synth::{terminate_record, Call, Caller};
 use tripwire_engine::time::parse_event_time;
-use tripwire_engine::{policy::parse_duration, scan, Policy, ScanCounts};
+use tripwire_engine::{policy::parse_duration, scan, Policy, ScanCounts, Target};
+use tripwire_synth::{terminate_record, Call, Caller};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -183,14 +183,14 @@ fn check(s: &Scenario) -> Result<(), String> {
             Expect {
                 principal: i.principal_arn.clone(),
                 account: i.account.clone(),
-                instances: i.instances,
+                instances: i.instances(),
                 trigger_count: i.trigger_count,
                 containment: format!("{:?}", c.action).to_lowercase(),
                 cross_account: i.cross_account,
                 attempts: i.attempts,
-                target: match (&c.role_name, &c.user_name, &c.target_account) {
-                    (Some(r), _, Some(a)) => Some(format!("role:{r}@{a}")),
-                    (_, Some(u), Some(a)) => Some(format!("user:{u}@{a}")),
+                target: match (&c.target, &c.target_account) {
+                    (Some(Target::Role(r)), Some(a)) => Some(format!("role:{r}@{a}")),
+                    (Some(Target::User(u)), Some(a)) => Some(format!("user:{u}@{a}")),
                     _ => None,
                 },
                 reason: Some(c.reason.clone()),

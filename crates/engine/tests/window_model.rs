@@ -9,11 +9,11 @@
 use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tripwire_engine::replay::replay;
-use tripwire_engine::synth::{terminate_record, Call, Caller};
 use tripwire_engine::window::{
     classify, decide, Classification, Decision, Key, OpenIncident, WindowEvent,
 };
 use tripwire_engine::{scan, Policy, ScanCounts, Termination};
+use tripwire_synth::{terminate_record, Call, Caller};
 
 #[derive(Debug, Clone)]
 struct Ev {

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
-use tripwire_engine::synth::{eventbridge_envelope, seed_scenario};
 use tripwire_engine::time::parse_event_time;
 use tripwire_engine::Incident;
 use tripwire_localstack::{Options, Stack, POLICY, PROD};
+use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
 const CLEANUP_ROLE: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
 

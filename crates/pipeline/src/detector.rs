@@ -3,15 +3,14 @@
 //! fired together. Every step is idempotent, so a retried event finishes what a failed
 //! attempt started and counts nothing twice.
 
-use crate::alerter::Alerter;
-use crate::invoke::ResponderInvoker;
-use crate::store::{Recorded, StoredIncident, WindowStore};
-use crate::Error;
+use crate::{
+    Alerts, Clock, ContainmentQueue, Error, Flag, IncidentStore, Recorded, StoredIncident,
+};
 use serde::Serialize;
-use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
+use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, ContainmentRequest, Plan};
 use tripwire_engine::time::Millis;
-use tripwire_engine::window::{classify, decide, instances_in, Classification, Decision, Key};
+use tripwire_engine::window::{classify, decide, Classification, Decision, Key, WindowCount};
 use tripwire_engine::{scan, Action, Incident, Policy, ScanCounts, Termination};
 
 /// The lease on a call: the invocation's deadline. Some runtime emulators pass the
@@ -95,24 +94,18 @@ pub enum Outcome {
     },
 }
 
-/// The detector.
-pub struct Detector {
+/// The detector, over its ports.
+pub struct Detector<S, A, Q, C> {
     policy: Policy,
-    store: WindowStore,
-    alerter: Alerter,
-    invoker: ResponderInvoker,
-    clock: fn() -> Millis,
+    store: S,
+    alerter: A,
+    invoker: Q,
+    clock: C,
 }
 
-impl Detector {
-    /// A detector over its adapters; `clock` gives wall-clock milliseconds.
-    pub fn new(
-        policy: Policy,
-        store: WindowStore,
-        alerter: Alerter,
-        invoker: ResponderInvoker,
-        clock: fn() -> Millis,
-    ) -> Self {
+impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, Q, C> {
+    /// A detector over its ports.
+    pub fn new(policy: Policy, store: S, alerter: A, invoker: Q, clock: C) -> Self {
         Detector {
             policy,
             store,
@@ -141,7 +134,7 @@ impl Detector {
             Outcome::OtherEvent,
             counts.other_events as usize,
         ));
-        let lease_until = lease_end(deadline, (self.clock)());
+        let lease_until = lease_end(deadline, self.clock.now());
         for t in terms {
             out.push(self.process(t, lease_until).await?);
         }
@@ -149,7 +142,7 @@ impl Detector {
     }
 
     async fn process(&self, t: Termination, lease_until: Millis) -> Result<Outcome, Error> {
-        let now = (self.clock)();
+        let now = self.clock.now();
         let event_id = t.event_id.clone();
         let (key, result) = match classify(&self.policy, &t) {
             Classification::NotCounted(r) => {
@@ -236,7 +229,7 @@ impl Detector {
             tracing::warn!(event_id = %t.event_id, "window store unavailable; this call alone is below the threshold");
             return;
         }
-        let w = tripwire_engine::window::WindowCount {
+        let w = WindowCount {
             count,
             first_time: t.event_time,
             last_time: t.event_time,
@@ -244,7 +237,7 @@ impl Detector {
         let plan = containment::plan(&self.policy, &t.principal, now).summary();
         let incident = Incident::open(key, t, w, threshold, cross_account, plan);
         let status = ContainmentStatus {
-            state: "not_attempted".into(),
+            state: ContainmentState::NotAttempted,
             detail: "the window store is unavailable; containment waits until the incident can be recorded".into(),
         };
         let alert = render(
@@ -326,26 +319,23 @@ impl Detector {
                     // Replaced meanwhile: the next round reads what replaced it.
                 }
                 Decision::Open(wc) => {
-                    let plan = plan();
-                    let mut incident =
-                        Incident::open(key, t, wc, threshold, cross_account, plan.summary());
-                    incident
-                        .instance_ids
-                        .extend(instances_in(&events, wc).cloned());
-                    incident.instances = incident.instance_ids.len();
+                    let incident = Incident::trigger(
+                        &self.policy,
+                        key,
+                        t,
+                        wc,
+                        threshold,
+                        cross_account,
+                        &events,
+                        now,
+                    );
                     if self
                         .store
                         .open_incident(key, &incident, current.as_ref(), now)
                         .await?
                     {
-                        let stored = StoredIncident {
-                            open: incident.as_open(),
-                            incident,
-                            alerted: false,
-                            invoked: false,
-                            containment_alerted: None,
-                            history: Vec::new(),
-                        };
+                        let plan = incident.containment.clone();
+                        let stored = StoredIncident::opened(incident);
                         let requested = self.finish_open(key, &stored, &plan, now).await?;
                         return Ok(Outcome::Opened {
                             event_id,
@@ -358,9 +348,7 @@ impl Detector {
                 }
             }
         }
-        Err(Error::Data(
-            "the incident kept changing under this call; retrying".into(),
-        ))
+        Err(Error::Contention)
     }
 
     /// Sends the DETECTED alert and asks the responder to contain, concurrently: a page
@@ -387,19 +375,23 @@ impl Detector {
                     false,
                 );
                 self.alerter.publish(&a).await?;
-                self.store.set_flag(key, &incident.id, "alerted").await?;
+                self.store
+                    .set_flag(key, &incident.id, Flag::Alerted)
+                    .await?;
             }
             Ok::<_, Error>(())
         };
         let contain = async {
             if wants_containment && !stored.invoked {
                 self.invoker
-                    .invoke(&ContainmentRequest {
+                    .request(&ContainmentRequest {
                         incident: incident.clone(),
                         plan: plan.clone(),
                     })
                     .await?;
-                self.store.set_flag(key, &incident.id, "invoked").await?;
+                self.store
+                    .set_flag(key, &incident.id, Flag::Invoked)
+                    .await?;
             }
             Ok::<_, Error>(())
         };
@@ -425,7 +417,7 @@ impl Detector {
             .await?;
         if update_alert {
             let status = ContainmentStatus {
-                state: "see_earlier_alerts".into(),
+                state: ContainmentState::SeeEarlierAlerts,
                 detail: "containment was reported in its own alert".into(),
             };
             let a = render(
@@ -441,7 +433,7 @@ impl Detector {
         Ok(Some(Outcome::Joined {
             event_id: t.event_id.clone(),
             incident: id.to_owned(),
-            instances: stored.incident.instances,
+            instances: stored.incident.instances(),
             update_alert,
         }))
     }

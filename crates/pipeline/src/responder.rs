@@ -1,16 +1,12 @@
 //! The responder pipeline: check the plan (defense in depth), apply it through the
 //! containment role, record the outcome on the incident, and say so in an alert.
 
-use crate::alerter::Alerter;
-use crate::contain::{Containment, Refused};
-use crate::store::WindowStore;
-use crate::Error;
+use crate::{Alerts, Clock, Contain, Error, IncidentStore, Refused};
 use serde::Serialize;
-use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
+use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{ContainmentRequest, ALL_POLICY_NAMES};
 use tripwire_engine::policy::Glob;
 use tripwire_engine::principal::iam_entity;
-use tripwire_engine::time::Millis;
 use tripwire_engine::{Action, Key, Policy};
 
 /// What the responder did.
@@ -40,28 +36,27 @@ pub enum ResponderOutcome {
     },
 }
 
-/// The responder.
-pub struct Responder {
+/// The responder, over its ports.
+pub struct Responder<K, S, A, C> {
     policy: Policy,
     own_roles: Vec<Glob>,
     containment_role: String,
-    containment: Containment,
-    store: WindowStore,
-    alerter: Alerter,
-    clock: fn() -> Millis,
+    containment: K,
+    store: S,
+    alerter: A,
+    clock: C,
 }
 
-impl Responder {
-    /// A responder over its adapters.
-    #[allow(clippy::too_many_arguments)]
+impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
+    /// A responder over its ports. `own_roles` and `containment_role` are never contained.
     pub fn new(
         policy: Policy,
         own_roles: Vec<Glob>,
         containment_role: String,
-        containment: Containment,
-        store: WindowStore,
-        alerter: Alerter,
-        clock: fn() -> Millis,
+        containment: K,
+        store: S,
+        alerter: A,
+        clock: C,
     ) -> Self {
         Responder {
             policy,
@@ -71,6 +66,18 @@ impl Responder {
             store,
             alerter,
             clock,
+        }
+    }
+
+    /// Handles one event as Lambda delivers it: `None` when it is not a containment
+    /// request at all (refused loudly by the caller's log, never retried).
+    pub async fn handle_event(&self, event: &str) -> Result<Option<ResponderOutcome>, Error> {
+        match serde_json::from_str(event) {
+            Ok(req) => self.handle(req).await.map(Some),
+            Err(e) => {
+                tracing::error!(error = %e, "not a containment request");
+                Ok(None)
+            }
         }
     }
 
@@ -111,7 +118,7 @@ impl Responder {
             ResponderOutcome::Contained { policies, .. } => (
                 AlertKind::Contained,
                 ContainmentStatus {
-                    state: "contained".into(),
+                    state: ContainmentState::Contained,
                     detail: format!(
                         "{}; inline policies {} in place",
                         req.plan.reason,
@@ -122,25 +129,25 @@ impl Responder {
             ResponderOutcome::Failed { reason, .. } => (
                 AlertKind::ContainmentFailed,
                 ContainmentStatus {
-                    state: "failed".into(),
+                    state: ContainmentState::Failed,
                     detail: reason.clone(),
                 },
             ),
             ResponderOutcome::Refused { reason, .. } => (
                 AlertKind::ContainmentFailed,
                 ContainmentStatus {
-                    state: "refused".into(),
+                    state: ContainmentState::Refused,
                     detail: format!("the responder refused: {reason}"),
                 },
             ),
         };
         self.store
-            .record_containment(&key, &req.incident.id, &status.state, &status.detail)
+            .record_containment(&key, &req.incident.id, status.state, &status.detail)
             .await?;
         // Lambda delivers an asynchronous invoke at least once: a repeated request
         // re-applies the (idempotent) policies but does not page again for the same
         // outcome. Marked after publishing, so a failed publish is retried, not lost.
-        if stored.and_then(|s| s.containment_alerted).as_deref() == Some(&status.state) {
+        if stored.and_then(|s| s.containment_alerted) == Some(status.state) {
             return Ok(outcome);
         }
         let alert = render(
@@ -148,13 +155,13 @@ impl Responder {
             &req.incident,
             &status,
             self.policy.window,
-            (self.clock)(),
+            self.clock.now(),
             false,
         );
         self.alerter.publish(&alert).await?;
         if recorded {
             self.store
-                .mark_containment_alerted(&key, &req.incident.id, &status.state)
+                .mark_containment_alerted(&key, &req.incident.id, status.state)
                 .await?;
         }
         Ok(outcome)
@@ -193,13 +200,12 @@ pub fn check_plan(
     if entity.is_role && entity.name.eq_ignore_ascii_case(containment_role) {
         return Err(format!("{arn} is the containment role"));
     }
-    let (name, is_role) = match (&plan.role_name, &plan.user_name) {
-        (Some(r), None) => (r, true),
-        (None, Some(u)) => (u, false),
-        _ => return Err("the plan must name exactly one role or user".into()),
-    };
-    if *name != entity.name
-        || is_role != entity.is_role
+    let target = plan
+        .target
+        .as_ref()
+        .ok_or("the plan names no role or user")?;
+    if target.name() != entity.name
+        || target.is_role() != entity.is_role
         || plan.target_account.as_deref() != Some(&entity.account)
         || plan.partition.as_deref() != Some(&entity.partition)
     {
@@ -365,7 +371,7 @@ mod tests {
         other_account.plan.target_account = Some("333333333333".into());
         cases.push(("target account is not the principal's", other_account));
         let mut other_name = ok();
-        other_name.plan.role_name = Some("admin".into());
+        other_name.plan.target = Some(tripwire_engine::Target::Role("admin".into()));
         cases.push(("name is not the principal's", other_name));
         let mut allow = ok();
         allow.plan.policies[0].document = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"*","Resource":"*"}]}"#.into();

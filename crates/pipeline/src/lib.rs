@@ -1,0 +1,248 @@
+//! tripwire's pipelines: the detector (one CloudTrail event in; the shared window, at
+//! most one incident per burst, the alert and the containment request out) and the
+//! responder (a containment request in; checked, applied, recorded, alerted).
+//!
+//! Boundary: no AWS SDK. The pipelines are generic over the ports below; `tripwire-aws`
+//! implements them on DynamoDB, SNS, Lambda and IAM/STS, and the tests on memory. What
+//! the ports promise (conditional writes, idempotent flags) is written on each method,
+//! because the pipelines' exactly-once arguments rest on it.
+
+pub mod detector;
+pub mod error;
+pub mod responder;
+
+pub use detector::{Detector, Outcome};
+pub use error::{Error, Port};
+pub use responder::{Responder, ResponderOutcome};
+
+use std::future::Future;
+use tripwire_engine::alert::{Alert, ContainmentState};
+use tripwire_engine::containment::{ContainmentRequest, Plan};
+use tripwire_engine::time::Millis;
+use tripwire_engine::{Incident, Key, OpenIncident, Termination, WindowEvent};
+
+/// Outcome of recording a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// First delivery.
+    New,
+    /// Delivered before, and finished or still in flight elsewhere: acknowledge and stop.
+    Duplicate,
+    /// Delivered before, not finished, and no longer being worked on (a retry): process
+    /// again; every step is idempotent.
+    Unfinished,
+}
+
+/// A one-way flag on an incident: set once a step succeeded, so a retry skips it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flag {
+    /// The DETECTED alert went out.
+    Alerted,
+    /// The responder was asked to contain.
+    Invoked,
+}
+
+impl Flag {
+    /// The flag's attribute name in the incident item.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Flag::Alerted => "alerted",
+            Flag::Invoked => "invoked",
+        }
+    }
+}
+
+/// A key's current incident as stored.
+#[derive(Debug, Clone)]
+pub struct StoredIncident {
+    /// What the window rule needs.
+    pub open: OpenIncident,
+    /// The incident, with its running instance set and counters.
+    pub incident: Incident,
+    /// The DETECTED alert went out.
+    pub alerted: bool,
+    /// The responder was invoked.
+    pub invoked: bool,
+    /// The containment state whose alert went out, if one did.
+    pub containment_alerted: Option<ContainmentState>,
+    /// Spans of the key's earlier, closed incidents (the latest few): a late delivery
+    /// that falls inside one of them belongs to it and must not open a new incident.
+    pub history: Vec<OpenIncident>,
+}
+
+impl StoredIncident {
+    /// A freshly opened incident, before any of its steps.
+    pub fn opened(incident: Incident) -> Self {
+        StoredIncident {
+            open: incident.as_open(),
+            incident,
+            alerted: false,
+            invoked: false,
+            containment_alerted: None,
+            history: Vec::new(),
+        }
+    }
+
+    /// The key's history once this incident is replaced: this one, then its own
+    /// history, newest first, at most [`HISTORY`] spans.
+    pub fn history_after(&self) -> Vec<OpenIncident> {
+        std::iter::once(&self.open)
+            .chain(&self.history)
+            .take(HISTORY)
+            .cloned()
+            .collect()
+    }
+}
+
+/// How many closed incident spans a key remembers.
+pub const HISTORY: usize = 20;
+
+/// The shared window and incident state: every concurrent detector sees the same.
+/// Every write that names an incident `id` succeeds only while that incident is the
+/// key's current one; a write whose condition fails is `Ok(false)`/`Ok(None)`.
+pub trait IncidentStore: Send + Sync {
+    /// Records a call (counted, or a failed attempt), deduplicating by eventID. A call
+    /// seen before is taken over only when unfinished and its lease has run out.
+    fn record(
+        &self,
+        key: &Key,
+        t: &Termination,
+        now: Millis,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
+
+    /// Gives up the lease after a failed attempt, so Lambda's retry can take over at once.
+    fn release_lease(
+        &self,
+        key: &Key,
+        t: &Termination,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Marks a call fully processed, so a redelivery is acknowledged as a duplicate.
+    fn mark_done(
+        &self,
+        key: &Key,
+        t: &Termination,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The key's counted calls with eventTime in `[from, to]`, including every write
+    /// that finished before the read began.
+    fn window(
+        &self,
+        key: &Key,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<WindowEvent>, Error>> + Send;
+
+    /// The key's current incident, if any (live or stale: the caller asks `admits`).
+    fn incident(
+        &self,
+        key: &Key,
+    ) -> impl Future<Output = Result<Option<StoredIncident>, Error>> + Send;
+
+    /// Opens `incident` unless the key's current incident is no longer `replacing` (or,
+    /// with `None`, unless one exists); the replaced one joins the history. Returns
+    /// whether this call opened it: of racing callers, exactly one does.
+    fn open_incident(
+        &self,
+        key: &Key,
+        incident: &Incident,
+        replacing: Option<&StoredIncident>,
+        now: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Adds a counted call to incident `id`: its instances (a set: idempotent), and its
+    /// time to the span. `None` when `id` is no longer current.
+    fn join_incident(
+        &self,
+        key: &Key,
+        id: &str,
+        t: &Termination,
+    ) -> impl Future<Output = Result<Option<StoredIncident>, Error>> + Send;
+
+    /// Counts a failed call against incident `id`.
+    fn add_attempt(&self, key: &Key, id: &str) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Takes the update-alert slot if incident `id` was alerted and its last alert is at
+    /// least `gap` old. Opening an incident starts the gap.
+    fn claim_update_slot(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
+        gap: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Sets `flag` on incident `id`.
+    fn set_flag(
+        &self,
+        key: &Key,
+        id: &str,
+        flag: Flag,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records the containment outcome on incident `id`.
+    fn record_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        state: ContainmentState,
+        detail: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Notes that the alert for containment `state` of incident `id` went out.
+    fn mark_containment_alerted(
+        &self,
+        key: &Key,
+        id: &str,
+        state: ContainmentState,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Where alerts go.
+pub trait Alerts: Send + Sync {
+    /// Publishes `alert`; returns the message ID.
+    fn publish(&self, alert: &Alert) -> impl Future<Output = Result<String, Error>> + Send;
+}
+
+/// The queue to the responder: delivered at least once, never waited on.
+pub trait ContainmentQueue: Send + Sync {
+    /// Queues `request` for the responder.
+    fn request(
+        &self,
+        request: &ContainmentRequest,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Why containment did not happen, in words an on-call engineer can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// IAM or STS said no; the message explains.
+    Iam(String),
+}
+
+/// Containment itself: writes a plan's deny policies on its target.
+pub trait Contain: Send + Sync {
+    /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
+    /// `Err(_)` is a transient failure worth a retry.
+    fn apply(&self, plan: &Plan)
+        -> impl Future<Output = Result<Result<(), Refused>, Error>> + Send;
+}
+
+/// Wall-clock milliseconds; tests pass a clock they move by hand.
+pub trait Clock: Send + Sync {
+    /// Milliseconds since the Unix epoch.
+    fn now(&self) -> Millis;
+}
+
+/// The production clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> Millis {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as Millis)
+    }
+}

@@ -1,0 +1,449 @@
+//! The detector pipeline in-process, on the in-memory ports: redelivery, the race to
+//! open, lease takeover, degraded mode, late calls, update throttling, attempts.
+
+mod support;
+
+use serde_json::Value;
+use support::{key, Rig, POLICY, T0};
+use tripwire_engine::Termination;
+use tripwire_pipeline::detector::UPDATE_GAP_MS;
+use tripwire_pipeline::{IncidentStore, Outcome};
+use tripwire_synth::Burst;
+
+const CLEANUP: &str = "role/vendor/cleanup-task@222222222222";
+const CLEANUP_ARN: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
+const PROD: &str = "222222222222";
+
+/// The single outcome of delivering one event.
+async fn one(rig: &Rig, e: &Value) -> Outcome {
+    let mut out = rig.deliver_one(e).await.expect("delivered");
+    assert_eq!(out.len(), 1, "{out:?}");
+    out.remove(0)
+}
+
+fn opened(outcomes: &[Outcome]) -> Vec<&Outcome> {
+    outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Opened { .. }))
+        .collect()
+}
+
+fn termination(e: &Value) -> Termination {
+    let mut out = Vec::new();
+    tripwire_engine::scan(&e.to_string(), &mut Default::default(), &mut out).unwrap();
+    out.remove(0)
+}
+
+#[tokio::test]
+async fn a_burst_opens_one_incident_pages_once_and_asks_for_containment() {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "seed").calls(12).step(1500).envelopes();
+    let mut outcomes = Vec::new();
+    for e in &events {
+        outcomes.push(one(&rig, e).await);
+    }
+    for (k, o) in outcomes.iter().take(9).enumerate() {
+        assert!(
+            matches!(o, Outcome::Counted { window_count, threshold: 10, .. } if *window_count == k as u32 + 1),
+            "{k}: {o:?}"
+        );
+    }
+    assert!(
+        matches!(
+            &outcomes[9],
+            Outcome::Opened {
+                window_count: 10,
+                containment_requested: true,
+                ..
+            }
+        ),
+        "{:?}",
+        outcomes[9]
+    );
+    assert!(matches!(
+        &outcomes[10],
+        Outcome::Joined { instances: 11, .. }
+    ));
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    let queued = rig.queue.queued();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(queued[0].incident.principal_arn, CLEANUP_ARN);
+    assert_eq!(
+        queued[0].plan.policies.len(),
+        2,
+        "revoke: two deny policies"
+    );
+    let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+    assert!(stored.alerted && stored.invoked);
+    assert_eq!(stored.incident.instances(), 12);
+}
+
+#[tokio::test]
+async fn a_redelivered_call_counts_nothing_twice_and_pages_nobody_again() {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "redeliver").calls(10).envelopes();
+    rig.deliver(&events).await;
+    for e in &events {
+        assert!(
+            matches!(one(&rig, e).await, Outcome::Duplicate { .. }),
+            "a finished call is a duplicate"
+        );
+    }
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    assert_eq!(rig.queue.queued().len(), 1);
+    // A call inside the window delivered twice still adds one instance.
+    let more = Burst::new(CLEANUP, "more").at(T0 + 20_000).envelopes();
+    rig.deliver(&more).await;
+    rig.deliver(&more).await;
+    let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+    assert_eq!(stored.incident.instances(), 11);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn of_many_tasks_racing_over_the_threshold_exactly_one_opens_the_incident() {
+    for round in 0..20 {
+        let rig = Rig::new(POLICY);
+        let tag = format!("race{round}");
+        let events = Burst::new(CLEANUP, &tag).calls(40).step(100).envelopes();
+        let tasks: Vec<_> = events
+            .into_iter()
+            .map(|e| {
+                let detector = rig.detector.clone();
+                let deadline = T0 + 65_000;
+                tokio::spawn(async move { detector.handle(&e.to_string(), deadline).await })
+            })
+            .collect();
+        let mut outcomes = Vec::new();
+        for t in tasks {
+            outcomes.extend(t.await.unwrap().expect("no errors"));
+        }
+        assert_eq!(opened(&outcomes).len(), 1, "round {round}: {outcomes:?}");
+        assert_eq!(rig.alerts.kinds(), ["detected"], "round {round}");
+        assert_eq!(rig.queue.queued().len(), 1, "round {round}");
+        let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+        assert_eq!(
+            stored.incident.instances(),
+            40,
+            "round {round}: every instance joins"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_concurrent_duplicate_leaves_the_live_attempt_alone() {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "dup").calls(10).envelopes();
+    rig.deliver(&events[..9]).await;
+    // The threshold-crossing call, delivered eight times at once.
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let detector = rig.detector.clone();
+            let e = events[9].to_string();
+            tokio::spawn(async move { detector.handle(&e, T0 + 65_000).await })
+        })
+        .collect();
+    let mut outcomes = Vec::new();
+    for t in tasks {
+        outcomes.extend(t.await.unwrap().unwrap());
+    }
+    let dups = outcomes
+        .iter()
+        .filter(|o| matches!(o, Outcome::Duplicate { .. }))
+        .count();
+    assert_eq!((opened(&outcomes).len(), dups), (1, 7), "{outcomes:?}");
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+}
+
+#[tokio::test]
+async fn a_failed_attempt_gives_up_its_lease_and_the_retry_finishes_without_repeating_steps() {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "lease").calls(10).envelopes();
+    rig.deliver(&events[..9]).await;
+    // SNS fails on the opening call: the request was queued, the page was not.
+    rig.alerts.faults.fail_next("publish", 1);
+    let err = rig.deliver_one(&events[9]).await.unwrap_err();
+    assert!(err.to_string().contains("publish"), "{err}");
+    assert_eq!(rig.queue.queued().len(), 1);
+    // Lambda's retry takes over at once (the lease was released) and only pages.
+    assert!(matches!(
+        one(&rig, &events[9]).await,
+        Outcome::Opened {
+            containment_requested: true,
+            ..
+        }
+    ));
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    assert_eq!(rig.queue.queued().len(), 1, "the request is not repeated");
+    let t = termination(&events[9]);
+    assert!(rig.store.done(&key(CLEANUP_ARN, PROD), &t));
+}
+
+#[tokio::test]
+async fn a_lease_that_was_never_released_is_taken_over_only_after_it_runs_out() {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "crash").calls(10).envelopes();
+    rig.deliver(&events[..9]).await;
+    // The queue fails, and so does the lease release: as if the container died.
+    rig.queue.faults.fail_next("request", 1);
+    rig.store.faults.fail_next("release_lease", 1);
+    assert!(rig.deliver_one(&events[9]).await.is_err());
+    assert!(
+        matches!(one(&rig, &events[9]).await, Outcome::Duplicate { .. }),
+        "lease still held"
+    );
+    rig.clock.advance(61_000);
+    assert!(matches!(
+        one(&rig, &events[9]).await,
+        Outcome::Opened { .. }
+    ));
+    assert_eq!(rig.alerts.kinds(), ["detected"], "the page went out once");
+    assert_eq!(rig.queue.queued().len(), 1);
+}
+
+#[tokio::test]
+async fn with_the_window_store_down_a_call_that_alone_crosses_the_threshold_still_pages() {
+    let rig = Rig::new(POLICY);
+    rig.store.faults.down();
+    let big = Burst::new(CLEANUP, "big").ids_per_call(12).envelopes();
+    let err = rig.deliver_one(&big[0]).await.unwrap_err();
+    assert!(err.is_window_store(), "{err}");
+    let sent = rig.alerts.sent();
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    let body: Value = serde_json::from_str(&sent[0].json).unwrap();
+    assert_eq!(body["window_degraded"], true);
+    assert_eq!(body["instances"], 12);
+    assert_eq!(body["containment_status"]["state"], "not_attempted");
+    assert!(
+        rig.queue.queued().is_empty(),
+        "containment waits for a recorded incident"
+    );
+    // One call below the threshold: no page, still an error so Lambda retries it.
+    let small = Burst::new(CLEANUP, "small").envelopes();
+    assert!(rig.deliver_one(&small[0]).await.is_err());
+    assert_eq!(rig.alerts.sent().len(), 1);
+    // Once the store is back, the retry is counted and opens the incident for real.
+    rig.store.faults.up();
+    assert!(matches!(one(&rig, &big[0]).await, Outcome::Opened { .. }));
+    assert_eq!(rig.queue.queued().len(), 1);
+}
+
+#[tokio::test]
+async fn a_late_call_inside_a_closed_incident_belongs_to_it_and_opens_nothing() {
+    let rig = Rig::new(POLICY);
+    let first = Burst::new(CLEANUP, "first")
+        .calls(10)
+        .step(1000)
+        .envelopes();
+    rig.deliver(&first).await;
+    let first_id = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap().open.id;
+    // An hour later, a second burst opens a new incident; the first joins the history.
+    let later = T0 + 3_600_000;
+    rig.clock.set(later);
+    let second = Burst::new(CLEANUP, "second")
+        .at(later)
+        .calls(10)
+        .envelopes();
+    let outcomes: Vec<Outcome> = rig
+        .deliver(&second)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert_eq!(opened(&outcomes).len(), 1);
+    // A call from the first burst's span, delivered late.
+    let late = Burst::new(CLEANUP, "late").at(T0 + 4_500).envelopes();
+    match one(&rig, &late[0]).await {
+        Outcome::LateForClosedIncident { incident, .. } => assert_eq!(incident, first_id),
+        o => panic!("{o:?}"),
+    }
+    assert_eq!(rig.alerts.kinds(), ["detected", "detected"]);
+    let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+    assert_eq!(stored.history.len(), 1);
+    assert_eq!(stored.history[0].id, first_id);
+}
+
+#[tokio::test]
+async fn update_alerts_go_out_at_most_once_a_minute() {
+    let rig = Rig::new(POLICY);
+    let burst = Burst::new(CLEANUP, "upd").calls(10).envelopes();
+    rig.deliver(&burst).await;
+    let mut updates = Vec::new();
+    for k in 0..6 {
+        // Two joins every 30 s of wall clock: an update at most every UPDATE_GAP_MS.
+        rig.clock.advance(UPDATE_GAP_MS / 2);
+        let more = Burst::new(CLEANUP, &format!("upd{k}"))
+            .at(T0 + 10_000 + k * 1000)
+            .calls(2)
+            .envelopes();
+        for o in rig
+            .deliver(&more)
+            .await
+            .into_iter()
+            .flat_map(Result::unwrap)
+        {
+            match o {
+                Outcome::Joined { update_alert, .. } => updates.push(update_alert),
+                o => panic!("{o:?}"),
+            }
+        }
+    }
+    assert_eq!(
+        updates,
+        [false, false, true, false, false, false, true, false, false, false, true, false]
+    );
+    assert_eq!(
+        rig.alerts.kinds(),
+        ["detected", "update", "update", "update"]
+    );
+}
+
+#[tokio::test]
+async fn failed_calls_are_attempts_counted_on_the_incident_once() {
+    let rig = Rig::new(POLICY);
+    rig.deliver(&Burst::new(CLEANUP, "att").calls(10).envelopes())
+        .await;
+    let denied = Burst::new(CLEANUP, "denied")
+        .at(T0 + 12_000)
+        .calls(3)
+        .error("Client.UnauthorizedOperation")
+        .envelopes();
+    for e in &denied {
+        assert!(matches!(one(&rig, e).await, Outcome::Attempt { .. }));
+    }
+    assert!(matches!(
+        one(&rig, &denied[0]).await,
+        Outcome::Duplicate { .. }
+    ));
+    let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+    assert_eq!(
+        (stored.incident.attempts, stored.incident.instances()),
+        (3, 10)
+    );
+    // An attempt on its own opens nothing.
+    let other = Rig::new(POLICY);
+    let many = Burst::new(CLEANUP, "denied-only")
+        .calls(20)
+        .error("Client.UnauthorizedOperation")
+        .envelopes();
+    other.deliver(&many).await;
+    assert!(other.store.current(&key(CLEANUP_ARN, PROD)).is_none());
+    assert!(other.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn allowed_accounts_service_roles_and_bad_input_are_named_skips() {
+    let rig = Rig::new(POLICY);
+    let dev = Burst::new("role/vendor/cleanup-task@111111111111", "dev")
+        .calls(20)
+        .envelopes();
+    for e in &dev {
+        assert!(matches!(
+            one(&rig, e).await,
+            Outcome::NotCounted {
+                reason: "allowed_account",
+                ..
+            }
+        ));
+    }
+    let asg = Burst::new(
+        "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
+        "asg",
+    )
+    .envelopes();
+    assert!(matches!(
+        one(&rig, &asg[0]).await,
+        Outcome::NotCounted {
+            reason: "service_linked_role",
+            ..
+        }
+    ));
+    let out = rig.detector.handle("{not json", T0).await.unwrap();
+    assert_eq!(
+        out,
+        [Outcome::Skipped {
+            reason: "malformed_record"
+        }]
+    );
+    let other = serde_json::json!({"version": "0", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}});
+    let out = rig.detector.handle(&other.to_string(), T0).await.unwrap();
+    assert_eq!(
+        out,
+        [Outcome::Skipped {
+            reason: "not_cloudtrail"
+        }]
+    );
+    assert!(rig.alerts.sent().is_empty());
+}
+
+#[tokio::test]
+async fn in_alert_only_mode_the_detector_pages_and_asks_for_nothing() {
+    let rig = Rig::new(&POLICY.replace("containment = \"revoke\"", "containment = \"off\""));
+    let outcomes: Vec<Outcome> = rig
+        .deliver(&Burst::new(CLEANUP, "off").calls(10).envelopes())
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    assert!(matches!(
+        opened(&outcomes)[..],
+        [Outcome::Opened {
+            containment_requested: false,
+            ..
+        }]
+    ));
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    assert!(rig.queue.queued().is_empty());
+    let body: Value = serde_json::from_str(&rig.alerts.sent()[0].json).unwrap();
+    assert_eq!(body["containment_status"]["state"], "not_attempted");
+}
+
+#[tokio::test]
+async fn one_cross_account_instance_is_a_burst() {
+    let rig = Rig::new(POLICY);
+    let e = Burst::new("role/deployer@444444444444", "xacct")
+        .account(PROD)
+        .envelopes();
+    assert!(matches!(
+        one(&rig, &e[0]).await,
+        Outcome::Opened {
+            window_count: 1,
+            ..
+        }
+    ));
+}
+
+#[tokio::test]
+async fn the_detector_and_the_backtest_open_the_same_incident() {
+    let policy = tripwire_engine::Policy::from_toml(POLICY).unwrap();
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(CLEANUP, "same").calls(15).step(2000).envelopes();
+    rig.deliver(&events).await;
+    let terms: Vec<Termination> = events.iter().map(termination).collect();
+    let replayed = tripwire_engine::replay::replay(&policy, terms);
+    let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap().incident;
+    let backtest = &replayed.incidents[0];
+    assert_eq!(
+        (
+            &stored.id,
+            stored.trigger_count,
+            &stored.trigger_event_id,
+            stored.instances()
+        ),
+        (
+            &backtest.id,
+            backtest.trigger_count,
+            &backtest.trigger_event_id,
+            backtest.instances()
+        )
+    );
+    assert_eq!(stored.instance_ids, backtest.instance_ids);
+    // The incident document keeps no policy text; the request carries the full plan.
+    assert!(rig.queue.queued()[0].plan.policies.len() == 2);
+    assert!(stored.containment.policies.is_empty());
+    let _ = rig
+        .store
+        .incident(&key(CLEANUP_ARN, PROD))
+        .await
+        .unwrap()
+        .unwrap();
+}

@@ -1,0 +1,603 @@
+//! In-memory ports for the pipelines' tests. Each keeps the promises the port's
+//! documentation makes, the way the DynamoDB, SNS, Lambda and IAM adapters keep them:
+//! conditional writes on the current incident, an incident document that round-trips
+//! through JSON, leases on calls. Every operation yields first, so tasks on a
+//! multi-threaded runtime really interleave, and any operation can be made to fail.
+//! Each is a handle: clones share one state, so a test keeps one while a pipeline owns
+//! another.
+
+#![allow(dead_code)]
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::sync::{Arc, Mutex};
+use tripwire_engine::alert::{Alert, ContainmentState};
+use tripwire_engine::containment::{ContainmentRequest, Plan};
+use tripwire_engine::time::Millis;
+use tripwire_engine::{Incident, Key, OpenIncident, Policy, Termination, WindowEvent};
+use tripwire_pipeline::{
+    Alerts, Clock, Contain, ContainmentQueue, Detector, Error, Flag, IncidentStore, Port, Recorded,
+    Refused, Responder, StoredIncident,
+};
+
+/// A transient failure of `port`, as an adapter reports an outage.
+pub fn outage(port: Port, op: &'static str) -> Error {
+    Error::Aws {
+        port,
+        op,
+        code: "ServiceUnavailable".into(),
+        message: "injected".into(),
+        transient: true,
+    }
+}
+
+/// Failures to inject: by operation name, how many of the next calls fail; or all.
+#[derive(Default)]
+pub struct Faults {
+    down: AtomicBool,
+    next: Mutex<HashMap<&'static str, u32>>,
+}
+
+impl Faults {
+    /// Every operation fails until [`Faults::up`].
+    pub fn down(&self) {
+        self.down.store(true, Ordering::SeqCst);
+    }
+
+    /// Operations succeed again.
+    pub fn up(&self) {
+        self.down.store(false, Ordering::SeqCst);
+    }
+
+    /// The next `n` calls of `op` fail.
+    pub fn fail_next(&self, op: &'static str, n: u32) {
+        self.next.lock().unwrap().insert(op, n);
+    }
+
+    fn check(&self, port: Port, op: &'static str) -> Result<(), Error> {
+        if self.down.load(Ordering::SeqCst) {
+            return Err(outage(port, op));
+        }
+        let mut next = self.next.lock().unwrap();
+        match next.get_mut(op) {
+            Some(n) if *n > 0 => {
+                *n -= 1;
+                Err(outage(port, op))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    time: Millis,
+    ids: Vec<String>,
+    attempt: bool,
+    done: bool,
+    lease: Millis,
+}
+
+/// The incident item, attribute for attribute.
+#[derive(Debug, Clone)]
+struct Item {
+    id: String,
+    first: Millis,
+    last: Millis,
+    ids: BTreeSet<String>,
+    attempts: u64,
+    doc: String,
+    alerted: bool,
+    invoked: bool,
+    last_update_alert: Millis,
+    containment_state: ContainmentState,
+    containment_detail: Option<String>,
+    containment_alerted: Option<ContainmentState>,
+    history: Vec<OpenIncident>,
+}
+
+impl Item {
+    fn read(&self) -> StoredIncident {
+        let mut incident: Incident = serde_json::from_str(&self.doc).expect("stored doc");
+        incident.instance_ids = self.ids.clone();
+        incident.first_event_time = incident.first_event_time.min(self.first);
+        incident.last_event_time = incident.last_event_time.max(self.last);
+        incident.attempts = self.attempts;
+        StoredIncident {
+            open: OpenIncident {
+                id: self.id.clone(),
+                first_time: self.first,
+                last_time: self.last,
+            },
+            incident,
+            alerted: self.alerted,
+            invoked: self.invoked,
+            containment_alerted: self.containment_alerted,
+            history: self.history.clone(),
+        }
+    }
+}
+
+#[derive(Default)]
+struct Tables {
+    // Per key: calls by (eventTime, eventID, attempt).
+    calls: HashMap<Key, BTreeMap<(Millis, String, bool), Call>>,
+    incidents: HashMap<Key, Item>,
+}
+
+/// The window and incident state in memory.
+#[derive(Default, Clone)]
+pub struct MemoryStore {
+    tables: Arc<Mutex<Tables>>,
+    /// Failure injection.
+    pub faults: Arc<Faults>,
+}
+
+fn call_key(t: &Termination) -> (Millis, String, bool) {
+    (t.event_time, t.event_id.clone(), t.is_attempt())
+}
+
+impl MemoryStore {
+    async fn op(&self, op: &'static str) -> Result<std::sync::MutexGuard<'_, Tables>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::State, op)?;
+        Ok(self.tables.lock().unwrap())
+    }
+
+    /// The key's incident item as a reader would see it.
+    pub fn current(&self, key: &Key) -> Option<StoredIncident> {
+        self.tables
+            .lock()
+            .unwrap()
+            .incidents
+            .get(key)
+            .map(Item::read)
+    }
+
+    /// The recorded containment state and detail of the key's incident.
+    pub fn containment(&self, key: &Key) -> Option<(ContainmentState, Option<String>)> {
+        let t = self.tables.lock().unwrap();
+        let i = t.incidents.get(key)?;
+        Some((i.containment_state, i.containment_detail.clone()))
+    }
+
+    /// Whether the call is marked done.
+    pub fn done(&self, key: &Key, t: &Termination) -> bool {
+        let tables = self.tables.lock().unwrap();
+        tables
+            .calls
+            .get(key)
+            .and_then(|c| c.get(&call_key(t)))
+            .is_some_and(|c| c.done)
+    }
+
+    /// Closes the key's incident, as `tripwire release` does: its span ends long ago.
+    pub fn release(&self, key: &Key) {
+        if let Some(i) = self.tables.lock().unwrap().incidents.get_mut(key) {
+            i.containment_state = ContainmentState::Released;
+            i.first = 0;
+            i.last = 0;
+        }
+    }
+
+    fn with_current<T>(
+        &self,
+        tables: &mut Tables,
+        key: &Key,
+        id: &str,
+        f: impl FnOnce(&mut Item) -> T,
+    ) -> Option<T> {
+        tables.incidents.get_mut(key).filter(|i| i.id == id).map(f)
+    }
+}
+
+impl IncidentStore for MemoryStore {
+    async fn record(
+        &self,
+        key: &Key,
+        t: &Termination,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let mut tables = self.op("record").await?;
+        let calls = tables.calls.entry(key.clone()).or_default();
+        match calls.get_mut(&call_key(t)) {
+            None => {
+                calls.insert(
+                    call_key(t),
+                    Call {
+                        time: t.event_time,
+                        ids: t.instance_ids.clone(),
+                        attempt: t.is_attempt(),
+                        done: false,
+                        lease: lease_until,
+                    },
+                );
+                Ok(Recorded::New)
+            }
+            Some(c) if !c.done && c.lease < now => {
+                c.lease = lease_until;
+                Ok(Recorded::Unfinished)
+            }
+            Some(_) => Ok(Recorded::Duplicate),
+        }
+    }
+
+    async fn release_lease(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+        let mut tables = self.op("release_lease").await?;
+        if let Some(c) = tables
+            .calls
+            .get_mut(key)
+            .and_then(|c| c.get_mut(&call_key(t)))
+            .filter(|c| !c.done)
+        {
+            c.lease = 0;
+        }
+        Ok(())
+    }
+
+    async fn mark_done(&self, key: &Key, t: &Termination) -> Result<(), Error> {
+        let mut tables = self.op("mark_done").await?;
+        if let Some(c) = tables
+            .calls
+            .get_mut(key)
+            .and_then(|c| c.get_mut(&call_key(t)))
+        {
+            c.done = true;
+        }
+        Ok(())
+    }
+
+    async fn window(&self, key: &Key, from: Millis, to: Millis) -> Result<Vec<WindowEvent>, Error> {
+        let tables = self.op("window").await?;
+        Ok(tables
+            .calls
+            .get(key)
+            .into_iter()
+            .flat_map(|c| c.iter())
+            .filter(|((time, _, attempt), _)| !attempt && *time >= from.max(0) && *time <= to)
+            .map(|((time, id, _), c)| WindowEvent {
+                event_id: id.clone(),
+                event_time: *time,
+                instance_ids: c.ids.clone(),
+            })
+            .collect())
+    }
+
+    async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
+        let tables = self.op("incident").await?;
+        Ok(tables.incidents.get(key).map(Item::read))
+    }
+
+    async fn open_incident(
+        &self,
+        key: &Key,
+        incident: &Incident,
+        replacing: Option<&StoredIncident>,
+        now: Millis,
+    ) -> Result<bool, Error> {
+        let doc =
+            serde_json::to_string(incident).map_err(|e| Error::encoding("the incident", e))?;
+        let mut tables = self.op("open_incident").await?;
+        let current = tables.incidents.get(key).map(|i| i.id.clone());
+        let allowed = match replacing {
+            Some(old) => current.as_deref() == Some(old.open.id.as_str()),
+            None => current.is_none(),
+        };
+        if !allowed {
+            return Ok(false);
+        }
+        tables.incidents.insert(
+            key.clone(),
+            Item {
+                id: incident.id.clone(),
+                first: incident.first_event_time,
+                last: incident.last_event_time,
+                ids: incident.instance_ids.clone(),
+                attempts: 0,
+                doc,
+                alerted: false,
+                invoked: false,
+                last_update_alert: now,
+                containment_state: ContainmentState::Pending,
+                containment_detail: None,
+                containment_alerted: None,
+                history: replacing
+                    .map(StoredIncident::history_after)
+                    .unwrap_or_default(),
+            },
+        );
+        Ok(true)
+    }
+
+    async fn join_incident(
+        &self,
+        key: &Key,
+        id: &str,
+        t: &Termination,
+    ) -> Result<Option<StoredIncident>, Error> {
+        let mut tables = self.op("join_incident").await?;
+        Ok(self.with_current(&mut tables, key, id, |i| {
+            i.ids.extend(t.instance_ids.iter().cloned());
+            i.first = i.first.min(t.event_time);
+            i.last = i.last.max(t.event_time);
+            i.read()
+        }))
+    }
+
+    async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
+        let mut tables = self.op("add_attempt").await?;
+        self.with_current(&mut tables, key, id, |i| i.attempts += 1);
+        Ok(())
+    }
+
+    async fn claim_update_slot(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
+        gap: Millis,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("claim_update_slot").await?;
+        Ok(self
+            .with_current(&mut tables, key, id, |i| {
+                let free = i.alerted && i.last_update_alert <= now - gap;
+                if free {
+                    i.last_update_alert = now;
+                }
+                free
+            })
+            .unwrap_or(false))
+    }
+
+    async fn set_flag(&self, key: &Key, id: &str, flag: Flag) -> Result<(), Error> {
+        let mut tables = self.op("set_flag").await?;
+        self.with_current(&mut tables, key, id, |i| match flag {
+            Flag::Alerted => i.alerted = true,
+            Flag::Invoked => i.invoked = true,
+        });
+        Ok(())
+    }
+
+    async fn record_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        state: ContainmentState,
+        detail: &str,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("record_containment").await?;
+        Ok(self
+            .with_current(&mut tables, key, id, |i| {
+                i.containment_state = state;
+                i.containment_detail = Some(detail.to_owned());
+            })
+            .is_some())
+    }
+
+    async fn mark_containment_alerted(
+        &self,
+        key: &Key,
+        id: &str,
+        state: ContainmentState,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("mark_containment_alerted").await?;
+        self.with_current(&mut tables, key, id, |i| {
+            i.containment_alerted = Some(state)
+        });
+        Ok(())
+    }
+}
+
+/// Alerts kept in order.
+#[derive(Default, Clone)]
+pub struct MemoryAlerts {
+    sent: Arc<Mutex<Vec<Alert>>>,
+    /// Failure injection (`publish`).
+    pub faults: Arc<Faults>,
+}
+
+impl MemoryAlerts {
+    /// What was published.
+    pub fn sent(&self) -> Vec<Alert> {
+        self.sent.lock().unwrap().clone()
+    }
+
+    /// The kinds published, in order.
+    pub fn kinds(&self) -> Vec<&'static str> {
+        self.sent().iter().map(|a| a.kind.as_str()).collect()
+    }
+}
+
+impl Alerts for MemoryAlerts {
+    async fn publish(&self, alert: &Alert) -> Result<String, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Alerts, "publish")?;
+        let mut sent = self.sent.lock().unwrap();
+        sent.push(alert.clone());
+        Ok(format!("m-{}", sent.len()))
+    }
+}
+
+/// The containment queue, in memory: what the responder would receive.
+#[derive(Default, Clone)]
+pub struct MemoryQueue {
+    queued: Arc<Mutex<Vec<ContainmentRequest>>>,
+    /// Failure injection (`request`).
+    pub faults: Arc<Faults>,
+}
+
+impl MemoryQueue {
+    /// What was queued.
+    pub fn queued(&self) -> Vec<ContainmentRequest> {
+        self.queued.lock().unwrap().clone()
+    }
+}
+
+impl ContainmentQueue for MemoryQueue {
+    async fn request(&self, request: &ContainmentRequest) -> Result<(), Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Queue, "request")?;
+        // Through JSON, as Lambda carries it.
+        let wire = serde_json::to_string(request).map_err(|e| Error::encoding("request", e))?;
+        self.queued
+            .lock()
+            .unwrap()
+            .push(serde_json::from_str(&wire).expect("a request reads back"));
+        Ok(())
+    }
+}
+
+/// Containment in memory: the plans applied, and what IAM answers.
+#[derive(Default, Clone)]
+pub struct MemoryContain {
+    applied: Arc<Mutex<Vec<Plan>>>,
+    /// When set, IAM refuses with this reason.
+    pub refuse: Arc<Mutex<Option<String>>>,
+    /// Failure injection (`apply`).
+    pub faults: Arc<Faults>,
+}
+
+impl MemoryContain {
+    /// The plans applied, in order.
+    pub fn applied(&self) -> Vec<Plan> {
+        self.applied.lock().unwrap().clone()
+    }
+}
+
+impl Contain for MemoryContain {
+    async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "apply")?;
+        if let Some(reason) = self.refuse.lock().unwrap().clone() {
+            return Ok(Err(Refused::Iam(reason)));
+        }
+        self.applied.lock().unwrap().push(plan.clone());
+        Ok(Ok(()))
+    }
+}
+
+/// A clock moved by hand.
+#[derive(Default, Clone)]
+pub struct ManualClock(Arc<AtomicI64>);
+
+impl ManualClock {
+    /// Sets the time.
+    pub fn set(&self, t: Millis) {
+        self.0.store(t, Ordering::SeqCst);
+    }
+
+    /// Moves the time on by `ms`.
+    pub fn advance(&self, ms: Millis) {
+        self.0.fetch_add(ms, Ordering::SeqCst);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Millis {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// The detector as the tests run it.
+pub type TestDetector = Detector<MemoryStore, MemoryAlerts, MemoryQueue, ManualClock>;
+/// The responder as the tests run it.
+pub type TestResponder = Responder<MemoryContain, MemoryStore, MemoryAlerts, ManualClock>;
+
+/// A detector and a responder on one set of in-memory ports.
+pub struct Rig {
+    pub store: MemoryStore,
+    pub alerts: MemoryAlerts,
+    pub queue: MemoryQueue,
+    pub contain: MemoryContain,
+    pub clock: ManualClock,
+    pub detector: Arc<TestDetector>,
+    pub responder: TestResponder,
+}
+
+/// The local stack's policy: 10 instances in 5 minutes, any cross-account instance,
+/// development allowed, break-glass roles protected, revoke.
+pub const POLICY: &str = r#"threshold = 10
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "revoke"
+"#;
+
+/// The containment role's name.
+pub const CONTAINMENT_ROLE: &str = "tripwire-containment";
+
+/// The seed incident's first termination.
+pub const T0: Millis = 1_515_535_740_000;
+
+impl Rig {
+    /// A rig under `policy`, its clock a few seconds after `T0` (CloudTrail's delay).
+    pub fn new(policy: &str) -> Self {
+        let policy = Policy::from_toml(policy).expect("policy");
+        let store = MemoryStore::default();
+        let alerts = MemoryAlerts::default();
+        let queue = MemoryQueue::default();
+        let contain = MemoryContain::default();
+        let clock = ManualClock::default();
+        clock.set(T0 + 5_000);
+        let detector = Arc::new(Detector::new(
+            policy.clone(),
+            store.clone(),
+            alerts.clone(),
+            queue.clone(),
+            clock.clone(),
+        ));
+        let own = vec![tripwire_engine::policy::Glob::new(
+            "arn:*:iam::*:role/tripwire-*",
+            true,
+        )];
+        let responder = Responder::new(
+            policy,
+            own,
+            CONTAINMENT_ROLE.into(),
+            contain.clone(),
+            store.clone(),
+            alerts.clone(),
+            clock.clone(),
+        );
+        Rig {
+            store,
+            alerts,
+            queue,
+            contain,
+            clock,
+            detector,
+            responder,
+        }
+    }
+
+    /// Delivers each event to the detector in turn, with a deadline a minute on.
+    pub async fn deliver(
+        &self,
+        events: &[serde_json::Value],
+    ) -> Vec<Result<Vec<tripwire_pipeline::Outcome>, Error>> {
+        let mut out = Vec::new();
+        for e in events {
+            out.push(self.deliver_one(e).await);
+        }
+        out
+    }
+
+    /// Delivers one event.
+    pub async fn deliver_one(
+        &self,
+        e: &serde_json::Value,
+    ) -> Result<Vec<tripwire_pipeline::Outcome>, Error> {
+        let deadline = self.clock.now() + 60_000;
+        self.detector.handle(&e.to_string(), deadline).await
+    }
+}
+
+/// The key of a role principal terminating in `account`.
+pub fn key(principal_arn: &str, account: &str) -> Key {
+    Key {
+        principal_arn: principal_arn.into(),
+        account: account.into(),
+    }
+}
