@@ -22,7 +22,7 @@ $(VENV)/.installed: requirements-dev.txt
 build: ## Build everything (debug)
 	$(CARGO) build --workspace --all-targets
 
-test: setup ## Every test: unit, property, corpus, scenarios, CLI, end to end on the local stack, infra
+test: setup lint ## Every test: lint, unit, property, corpus, scenarios, pipelines in-process, CLI, end to end on the local stack, infra
 	# The end-to-end tests run these binaries under the runtime emulator.
 	$(CARGO) build -p detector -p responder -p tripwire-cli
 	$(CARGO) test --workspace

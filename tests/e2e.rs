@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use tripwire_engine::containment::{deny_actions_document, ContainmentRequest};
-use tripwire_localstack::{burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
+use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
 /// 2018-01-09T22:09:00Z, when the incident began.
@@ -106,14 +106,11 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deliveries_do_not_double_count() {
     let stack = Stack::start(Options::default()).await;
-    let events = burst(
-        "role/deploy/ci-deployer@222222222222",
-        None,
-        BASE,
-        9,
-        1000,
-        "dup",
-    );
+    let events = Burst::new("role/deploy/ci-deployer@222222222222", "dup")
+        .at(BASE)
+        .calls(9)
+        .step(1000)
+        .envelopes();
     for e in &events {
         for _ in 0..3 {
             stack.invoke(e).await.unwrap();
@@ -122,14 +119,11 @@ async fn duplicate_deliveries_do_not_double_count() {
     // Nine distinct instances, each delivered three times: below the threshold of ten.
     let last = stack.invoke(&events[8]).await.unwrap();
     assert_eq!(outcome(&last), "duplicate");
-    let one_more = burst(
-        "role/deploy/ci-deployer@222222222222",
-        None,
-        BASE + 9000,
-        1,
-        1000,
-        "more",
-    );
+    let one_more = Burst::new("role/deploy/ci-deployer@222222222222", "more")
+        .at(BASE + 9000)
+        .calls(1)
+        .step(1000)
+        .envelopes();
     let out = stack.invoke(&one_more[0]).await.unwrap();
     assert_eq!(
         outcome(&out),
@@ -146,14 +140,11 @@ async fn twenty_racing_containers_open_exactly_one_incident() {
         ..Options::default()
     })
     .await;
-    let events = burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        30,
-        500,
-        "race",
-    );
+    let events = Burst::new("role/vendor/cleanup-task@222222222222", "race")
+        .at(BASE)
+        .calls(30)
+        .step(500)
+        .envelopes();
     let stack = std::sync::Arc::new(stack);
     let tasks: Vec<_> = events
         .into_iter()
@@ -187,14 +178,12 @@ async fn twenty_racing_containers_open_exactly_one_incident() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cross_account_principal_is_contained_in_its_home_account() {
     let stack = Stack::start(Options::default()).await;
-    let e = burst(
-        "role/ops/fleet-admin@444444444444",
-        Some(PROD),
-        BASE,
-        1,
-        1000,
-        "xacct",
-    );
+    let e = Burst::new("role/ops/fleet-admin@444444444444", "xacct")
+        .account(PROD)
+        .at(BASE)
+        .calls(1)
+        .step(1000)
+        .envelopes();
     let out = stack.invoke(&e[0]).await.unwrap();
     assert_eq!(outcome(&out), "opened", "{out}");
     let policies = stack.role_policies(OTHER, "fleet-admin").await;
@@ -216,7 +205,12 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
     );
 
     // An IAM user has no sessions to revoke: it gets the action deny as a user policy.
-    for e in burst("user/ops/alice@222222222222", None, BASE, 10, 1000, "alice") {
+    for e in Burst::new("user/ops/alice@222222222222", "alice")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
         stack.invoke(&e).await.unwrap();
     }
     let user = stack.user_policies(PROD, "alice").await;
@@ -235,7 +229,12 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
         ),
         ("root@222222222222", "root", "root cannot be restricted"),
     ] {
-        for e in burst(who, None, BASE, 10, 1000, tag) {
+        for e in Burst::new(who, tag)
+            .at(BASE)
+            .calls(10)
+            .step(1000)
+            .envelopes()
+        {
             stack.invoke(&e).await.unwrap();
         }
         let alerts = stack.alerts().await;
@@ -260,14 +259,11 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_removes_the_policies_and_closes_the_incident() {
     let stack = Stack::start(Options::default()).await;
-    let events = burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "rel",
-    );
+    let events = Burst::new("role/vendor/cleanup-task@222222222222", "rel")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes();
     for e in &events {
         stack.invoke(e).await.unwrap();
     }
@@ -295,14 +291,11 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     );
     assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
     // Closed: the next burst opens a new incident instead of joining the old one.
-    let again = burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE + 20_000,
-        10,
-        1000,
-        "again",
-    );
+    let again = Burst::new("role/vendor/cleanup-task@222222222222", "again")
+        .at(BASE + 20_000)
+        .calls(10)
+        .step(1000)
+        .envelopes();
     let mut opened = 0;
     for e in &again {
         opened += usize::from(outcome(&stack.invoke(e).await.unwrap()) == "opened");
@@ -315,7 +308,12 @@ async fn release_removes_the_policies_and_closes_the_incident() {
 async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert() {
     let stack = Stack::start(Options::default()).await;
     // A role that does not exist: IAM answers NoSuchEntity.
-    for e in burst("role/ghost@222222222222", None, BASE, 10, 1000, "ghost") {
+    for e in Burst::new("role/ghost@222222222222", "ghost")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
         stack.invoke(&e).await.unwrap();
     }
     let alerts = stack.alerts().await;
@@ -365,14 +363,12 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_containment_request_contains_again_but_pages_once() {
     let stack = Stack::start(Options::default()).await;
-    for e in burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "again",
-    ) {
+    for e in Burst::new("role/vendor/cleanup-task@222222222222", "again")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
         stack.invoke(&e).await.unwrap();
     }
     let alerts = stack.alerts().await;

@@ -3,7 +3,7 @@
 //! alerting and containment must not wait on each other.
 
 use serde_json::{json, Value};
-use tripwire_localstack::{burst, Options, Received, Stack, OTHER, PROD};
+use tripwire_localstack::{Burst, Options, Received, Stack, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
 
 const BASE: i64 = 1_515_535_740_000;
@@ -41,14 +41,12 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
         }))
         .await;
     let mut opened = 0;
-    for e in burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "retry",
-    ) {
+    for e in Burst::new("role/vendor/cleanup-task@222222222222", "retry")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
         let out = stack
             .invoke(&e)
             .await
@@ -78,14 +76,11 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_event_is_kept_for_retry_and_then_counted_once() {
     let stack = Stack::start(with_faults()).await;
-    let events = burst(
-        "role/deploy/ci-deployer@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "kept",
-    );
+    let events = Burst::new("role/deploy/ci-deployer@222222222222", "kept")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes();
     stack
         .set_faults(&json!({"dynamodb": {"error500": 1.0}}))
         .await;
@@ -114,14 +109,11 @@ async fn a_failed_event_is_kept_for_retry_and_then_counted_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn containment_happens_while_sns_is_down_and_the_alert_follows_once() {
     let stack = Stack::start(with_faults()).await;
-    let events = burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "nosns",
-    );
+    let events = Burst::new("role/vendor/cleanup-task@222222222222", "nosns")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes();
     for e in &events[..9] {
         stack.invoke(e).await.unwrap();
     }
@@ -155,14 +147,12 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
     // STS down: the page still goes out; containment is retried later.
     stack.set_faults(&json!({"sts": {"error500": 1.0}})).await;
     let mut results = Vec::new();
-    for e in burst(
-        "role/vendor/cleanup-task@222222222222",
-        None,
-        BASE,
-        10,
-        1000,
-        "nosts",
-    ) {
+    for e in Burst::new("role/vendor/cleanup-task@222222222222", "nosts")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
         results.push(stack.invoke(&e).await);
     }
     assert!(
@@ -173,14 +163,13 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
     assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
     // IAM refuses (AccessDenied): a permanent failure, reported in words.
     stack.set_faults(&json!({"iam": {"denied": 1.0}})).await;
-    for e in burst(
-        "role/ops/fleet-admin@444444444444",
-        Some(PROD),
-        BASE,
-        1,
-        1000,
-        "denied",
-    ) {
+    for e in Burst::new("role/ops/fleet-admin@444444444444", "denied")
+        .account(PROD)
+        .at(BASE)
+        .calls(1)
+        .step(1000)
+        .envelopes()
+    {
         stack.invoke(&e).await.unwrap();
     }
     let alerts = stack.alerts().await;

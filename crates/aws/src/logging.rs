@@ -57,7 +57,9 @@ mod tests {
 
     #[test]
     fn lambda_logging_controls_are_honoured_and_rust_log_wins() {
-        let cases: &[(&[(&str, &str)], &str, bool)] = &[
+        type Vars = &'static [(&'static str, &'static str)];
+        // (environment, expected filter, JSON)
+        let cases: &[(Vars, &str, bool)] = &[
             (&[], "info", true),
             (&[(LAMBDA_LOG_LEVEL, "DEBUG")], "debug", true),
             (&[(LAMBDA_LOG_LEVEL, "FATAL")], "error", true),

@@ -3,6 +3,8 @@
 
 mod backtest;
 mod generate;
+// FFI to libdeflate: the project's one unsafe boundary.
+#[allow(unsafe_code)]
 mod gunzip;
 mod output;
 mod release;

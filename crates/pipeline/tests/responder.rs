@@ -38,7 +38,7 @@ async fn a_recorded_incident_is_contained_recorded_and_paged_once() {
             ],
         }
     );
-    assert_eq!(rig.contain.applied(), [req.plan.clone()]);
+    assert_eq!(rig.contain.applied(), std::slice::from_ref(&req.plan));
     let k = key(&req.incident.principal_arn, PROD);
     assert_eq!(
         rig.store.containment(&k).unwrap().0,

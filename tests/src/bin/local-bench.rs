@@ -15,7 +15,7 @@ use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use tripwire_localstack::{binary_in, burst, Options, Stack, PROD};
+use tripwire_localstack::{binary_in, Burst, Options, Stack, PROD};
 
 const BASE: i64 = 1_515_535_740_000;
 
@@ -272,25 +272,24 @@ fn aws_ms(v: &Value) -> BTreeMap<String, f64> {
 /// same stage timer the functions use.
 async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
     use aws_sdk_dynamodb::types::AttributeValue as A;
-    use tripwire_aws::stages::StageTimer;
-    let ddb = aws_sdk_dynamodb::Client::from_conf(
-        aws_sdk_dynamodb::config::Builder::from(&stack.sdk)
-            .interceptor(StageTimer)
-            .build(),
-    );
-    let sns = aws_sdk_sns::Client::from_conf(
-        aws_sdk_sns::config::Builder::from(&stack.sdk)
-            .interceptor(StageTimer)
-            .build(),
-    );
+    use tripwire_aws::store::{event_sk, incident_pk, window_pk};
+    // Timed by the same stage timer as the functions' clients.
+    let ddb: aws_sdk_dynamodb::Client = tripwire_aws::client(&stack.sdk);
+    let sns: aws_sdk_sns::Client = tripwire_aws::client(&stack.sdk);
     let sts = aws_sdk_sts::Client::new(&stack.sdk);
     let iam = stack.iam_in(PROD);
-    let (window, incident) = (format!("RAWW#{i}#{k}"), format!("RAWI#{i}#{k}"));
+    // The store's own key layout, for a principal of this baseline's own.
+    let key = tripwire_engine::Key {
+        principal_arn: format!("arn:aws:iam::{PROD}:role/bench/raw-{i}-{k}"),
+        account: PROD.into(),
+    };
+    let (window, incident) = (window_pk(&key), incident_pk(&key));
+    let call_sk = |n: usize| event_sk('E', BASE + n as i64, &format!("raw-{n}"));
     let call = |n: usize| {
         ddb.put_item()
             .table_name(&stack.table)
             .item("pk", A::S(window.clone()))
-            .item("sk", A::S(format!("E#{:013}#raw-{n}", BASE as usize + n)))
+            .item("sk", A::S(call_sk(n)))
             .item("t", A::N((BASE as usize + n).to_string()))
             .item("done", A::Bool(false))
             .item("lease", A::N(BASE.to_string()))
@@ -313,8 +312,8 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
         .table_name(&stack.table)
         .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
         .expression_attribute_values(":p", A::S(window.clone()))
-        .expression_attribute_values(":a", A::S("E#".into()))
-        .expression_attribute_values(":b", A::S("E#~".into()))
+        .expression_attribute_values(":a", A::S(event_sk('E', BASE - 300_000, "")))
+        .expression_attribute_values(":b", A::S(event_sk('E', BASE + 300_001, "")))
         .consistent_read(true)
         .send()
         .await
@@ -409,12 +408,7 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
     // moto slows as the table grows: the baseline leaves nothing behind, so it adds no
     // drift to the runs after it.
     let deletes = (0..10)
-        .map(|n| {
-            (
-                window.clone(),
-                format!("E#{:013}#raw-{n}", BASE as usize + n),
-            )
-        })
+        .map(|n| (window.clone(), call_sk(n)))
         .chain([(incident.clone(), "CURRENT".to_string())])
         .map(|(pk, sk)| {
             aws_sdk_dynamodb::types::WriteRequest::builder()
@@ -466,14 +460,11 @@ async fn containment_run(
     stages: &mut BTreeMap<&'static str, Vec<f64>>,
     alone: &mut BTreeMap<&'static str, Vec<f64>>,
 ) -> (f64, f64, f64, f64) {
-    let events = burst(
-        &format!("role/bench/bench-{i}@{PROD}"),
-        None,
-        BASE,
-        10,
-        1000,
-        &format!("b{i}"),
-    );
+    let events = Burst::new(&format!("role/bench/bench-{i}@{PROD}"), &format!("b{i}"))
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes();
     for e in &events[..9] {
         stack.invoke(e).await.unwrap();
     }
@@ -633,14 +624,14 @@ async fn runaway(call_ms: u64) -> String {
             crossed_at = Some(terminated);
         }
         // CloudTrail hands the call to EventBridge, which delivers it on its own.
-        let e = burst(
+        let e = Burst::new(
             &format!("role/vendor/runaway@{PROD}"),
-            None,
-            BASE + terminated as i64 * 200,
-            1,
-            1,
             &format!("run{terminated}"),
         )
+        .at(BASE + terminated as i64 * 200)
+        .calls(1)
+        .step(1)
+        .envelopes()
         .remove(0);
         let s = stack.clone();
         deliveries.push(tokio::spawn(async move { s.invoke(&e).await }));

@@ -1,0 +1,285 @@
+//! What the tests read back from the local stack: the alerts an SQS subscriber of the
+//! topic received, the policies IAM holds, and the AWS actions each caller made (moto's
+//! request recording), which the infra tests check the templates' IAM against.
+
+use crate::stack::{function_key, target_dir, Stack, HARNESS_KEY, OPERATOR_KEY};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// One alert as an SQS subscriber of the topic received it.
+#[derive(Debug, Clone)]
+pub struct Received {
+    /// SNS subject.
+    pub subject: String,
+    /// The JSON body (the `sqs` entry of the per-protocol message).
+    pub body: Value,
+    /// Message attributes, name to value.
+    pub attributes: BTreeMap<String, String>,
+}
+
+impl Stack {
+    /// An IAM client acting inside `account`, as an operator there would. moto takes the
+    /// account from a header, so no assumed-role credentials muddy the recording.
+    pub fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
+        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .interceptor(MotoAccount(account.to_owned()))
+            .build();
+        aws_sdk_iam::Client::from_conf(conf)
+    }
+
+    pub(crate) async fn moto_api(&self, path: &str) {
+        let url = format!("{}/moto-api/{path}", self.moto);
+        let res = self
+            .http
+            .post(&url)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("{url}: {e}"));
+        assert!(res.status().is_success(), "{url}: {}", res.status());
+    }
+
+    /// The AWS actions each caller made since the stack started, from moto's recording:
+    /// `detector`, `responder`, `operator` (the CLI), and `containment-role` (calls made
+    /// with credentials from AssumeRole, which only the responder and the CLI obtain).
+    pub async fn observed_actions(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        use base64::Engine as _;
+        let url = format!("{}/moto-api/recorder/download-recording", self.moto);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .expect("recording")
+            .text()
+            .await
+            .expect("recording text");
+        let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for line in text.lines().filter(|l| !l.trim().is_empty()) {
+            let r: Value = serde_json::from_str(line).expect("recording line");
+            let auth = r["headers"]["Authorization"].as_str().unwrap_or_default();
+            let Some(scope) = auth.split("Credential=").nth(1) else {
+                continue;
+            };
+            let mut parts = scope.split('/');
+            let key = parts.next().unwrap_or_default();
+            let service = parts.nth(2).unwrap_or_default().to_owned();
+            let action = match r["headers"]["X-Amz-Target"].as_str() {
+                Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
+                None => {
+                    let body = r["body"].as_str().unwrap_or_default();
+                    let body = if r["body_encoded"].as_bool() == Some(true) {
+                        String::from_utf8(
+                            base64::engine::general_purpose::STANDARD
+                                .decode(body)
+                                .unwrap_or_default(),
+                        )
+                        .unwrap_or_default()
+                    } else {
+                        body.to_owned()
+                    };
+                    body.split('&')
+                        .find_map(|kv| kv.strip_prefix("Action="))
+                        .unwrap_or("?")
+                        .to_owned()
+                }
+            };
+            let caller = match key {
+                k if k == function_key("detector") => "detector",
+                k if k == function_key("responder") => "responder",
+                OPERATOR_KEY => "operator",
+                HARNESS_KEY => continue,
+                k if k.starts_with("ASIA") => "containment-role",
+                other => panic!("a request signed with an unexpected key {other}"),
+            };
+            out.entry(caller.to_owned())
+                .or_default()
+                .insert(format!("{service}:{action}"));
+        }
+        out
+    }
+
+    /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
+    /// the infrastructure tests compare with the roles in the templates.
+    pub async fn save_observed_actions(&self, name: &str) {
+        let dir = target_dir().join("aws-actions");
+        std::fs::create_dir_all(&dir).unwrap();
+        let json = serde_json::to_string_pretty(&self.observed_actions().await).unwrap();
+        std::fs::write(dir.join(format!("{name}.json")), json).unwrap();
+    }
+
+    /// How many alerts wait in the subscriber queue, without consuming them.
+    pub async fn alerts_waiting(&self) -> usize {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let got = sqs
+            .get_queue_attributes()
+            .queue_url(&self.queue_url)
+            .attribute_names(aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            .send()
+            .await
+            .expect("GetQueueAttributes");
+        got.attributes()
+            .and_then(|a| {
+                a.get(&aws_sdk_sqs::types::QueueAttributeName::ApproximateNumberOfMessages)
+            })
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// Every alert published so far that the subscriber has not yet read.
+    pub async fn alerts(&self) -> Vec<Received> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut out = Vec::new();
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(&self.queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                let envelope: Value =
+                    serde_json::from_str(m.body().unwrap_or("{}")).expect("SNS envelope");
+                let body: Value =
+                    serde_json::from_str(envelope["Message"].as_str().unwrap_or("null"))
+                        .unwrap_or(Value::Null);
+                let attributes = envelope["MessageAttributes"]
+                    .as_object()
+                    .map(|o| {
+                        o.iter()
+                            .map(|(k, v)| {
+                                (
+                                    k.clone(),
+                                    v["Value"].as_str().unwrap_or_default().to_owned(),
+                                )
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                out.push(Received {
+                    subject: envelope["Subject"].as_str().unwrap_or_default().to_owned(),
+                    body,
+                    attributes,
+                });
+                sqs.delete_message()
+                    .queue_url(&self.queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+        }
+    }
+
+    /// The inline policies on a role in `account`, name to document, as IAM stores them.
+    pub async fn role_policies(&self, account: &str, role: &str) -> BTreeMap<String, Value> {
+        let iam = self.iam_in(account);
+        let mut out = BTreeMap::new();
+        for name in self.role_policy_names(account, role).await {
+            let doc = iam
+                .get_role_policy()
+                .role_name(role)
+                .policy_name(&name)
+                .send()
+                .await
+                .expect("GetRolePolicy")
+                .policy_document;
+            // IAM returns documents URL-encoded.
+            out.insert(
+                name,
+                serde_json::from_str(&percent_decode(&doc)).expect("policy JSON"),
+            );
+        }
+        out
+    }
+
+    /// The names of the inline policies on a role in `account`: one IAM call, so a cheap
+    /// poll for "is a policy readable yet".
+    pub async fn role_policy_names(&self, account: &str, role: &str) -> Vec<String> {
+        self.iam_in(account)
+            .list_role_policies()
+            .role_name(role)
+            .send()
+            .await
+            .expect("ListRolePolicies")
+            .policy_names
+    }
+
+    /// The inline policies on a user in `account`.
+    pub async fn user_policies(&self, account: &str, user: &str) -> BTreeMap<String, Value> {
+        let iam = self.iam_in(account);
+        let names = iam
+            .list_user_policies()
+            .user_name(user)
+            .send()
+            .await
+            .expect("ListUserPolicies")
+            .policy_names;
+        let mut out = BTreeMap::new();
+        for name in names {
+            let doc = iam
+                .get_user_policy()
+                .user_name(user)
+                .policy_name(&name)
+                .send()
+                .await
+                .expect("GetUserPolicy")
+                .policy_document;
+            out.insert(
+                name,
+                serde_json::from_str(&percent_decode(&doc)).expect("policy JSON"),
+            );
+        }
+        out
+    }
+}
+
+/// Sets moto's account for a request, as `x-moto-account-id`.
+#[derive(Debug)]
+struct MotoAccount(String);
+
+impl aws_smithy_runtime_api::client::interceptors::Intercept for MotoAccount {
+    fn name(&self) -> &'static str {
+        "MotoAccount"
+    }
+
+    fn modify_before_signing(
+        &self,
+        context: &mut aws_smithy_runtime_api::client::interceptors::context::BeforeTransmitInterceptorContextMut<'_>,
+        _: &aws_smithy_runtime_api::client::runtime_components::RuntimeComponents,
+        _: &mut aws_smithy_types::config_bag::ConfigBag,
+    ) -> Result<(), aws_smithy_runtime_api::box_error::BoxError> {
+        context
+            .request_mut()
+            .headers_mut()
+            .insert("x-moto-account-id", self.0.clone());
+        Ok(())
+    }
+}
+
+/// Decodes `%XX` escapes (IAM returns policy documents URL-encoded).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                Ok(v) => {
+                    out.push(v);
+                    i += 3;
+                    continue;
+                }
+                Err(_) => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}

@@ -1,0 +1,472 @@
+//! Process supervision and resources: moto server, the runtime emulators, the real
+//! function binaries polling them, and the table, topic, queue and IAM principals the
+//! tests use. Each [`Stack`] owns its own processes on free ports, so tests run in
+//! parallel without sharing state, and everything stops when it drops.
+
+use aws_config::{BehaviorVersion, Region, SdkConfig};
+use serde_json::Value;
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// The account the functions run in (moto's default for any plain credentials).
+pub const CENTRAL: &str = "123456789012";
+pub use tripwire_synth::{DEV, PROD};
+/// Another member account, for cross-account principals.
+pub const OTHER: &str = "444444444444";
+/// The containment role's name in every member account.
+pub const CONTAINMENT_ROLE: &str = "tripwire-containment";
+
+/// The policy the stack runs with unless a test says otherwise.
+pub const POLICY: &str = r#"threshold = 10
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "revoke"
+"#;
+
+/// How the stack is started.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Policy TOML for both functions.
+    pub policy: String,
+    /// Concurrent detector containers (bootstrap processes polling one emulator).
+    pub detectors: usize,
+    /// Concurrent responder containers.
+    pub responders: usize,
+    /// Put the fault proxy (scripts/fault_proxy.py) between the functions and moto.
+    pub faults: bool,
+    /// Also run `hello-lambda` behind its own emulator: the benchmarks' no-op function,
+    /// so a baseline pays the same Lambda Invoke hops as the real path.
+    pub hello: bool,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            policy: POLICY.into(),
+            detectors: 1,
+            responders: 1,
+            faults: false,
+            hello: false,
+        }
+    }
+}
+
+/// A running local stack.
+pub struct Stack {
+    /// moto's endpoint.
+    pub moto: String,
+    /// Where the functions send AWS calls: moto, or the fault proxy in front of it.
+    pub functions_endpoint: String,
+    /// The detector's Lambda Invoke endpoint.
+    pub detector_url: String,
+    /// The responder's Lambda Invoke endpoint.
+    pub responder_url: String,
+    /// `hello-lambda`'s Invoke endpoint, with [`Options::hello`].
+    pub hello_url: String,
+    /// SDK configuration pointed at moto, as the central account.
+    pub sdk: SdkConfig,
+    /// DynamoDB table.
+    pub table: String,
+    /// SNS topic.
+    pub topic_arn: String,
+    pub(crate) queue_url: String,
+    children: Vec<Child>,
+    /// Where process logs go (outside the workspace: the emulator restarts on writes).
+    pub logs: PathBuf,
+    pub(crate) http: reqwest::Client,
+}
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The project virtualenv's `bin` directory (moto, cargo-lambda).
+pub fn venv_bin() -> PathBuf {
+    std::env::var_os("TRIPWIRE_VENV_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join(".venv/bin"))
+}
+
+pub(crate) fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo().join("target"))
+}
+
+/// The built binary `name` (the Makefile builds the functions and the CLI before tests);
+/// `TRIPWIRE_PROFILE=release` picks the release builds, as the benchmarks do.
+pub fn binary(name: &str) -> PathBuf {
+    let profile = std::env::var("TRIPWIRE_PROFILE").unwrap_or_else(|_| "debug".into());
+    binary_in(&profile, name)
+}
+
+/// The built binary `name` of Cargo profile `profile` (`debug` for the dev profile).
+pub fn binary_in(profile: &str, name: &str) -> PathBuf {
+    let path = target_dir().join(profile).join(name);
+    assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p tripwire-cli)", path.display());
+    path
+}
+
+/// A free loopback port.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// Waits up to a minute for a server to listen on `port`; `logs` is named if it does not.
+pub fn wait_for_port(port: u16, what: &str, logs: &Path) {
+    let start = Instant::now();
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "{what} did not start on port {port}; see {}",
+            logs.display()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Access keys by caller, so the recording tells who called what.
+pub(crate) const HARNESS_KEY: &str = "AKIAHARNESS";
+pub(crate) const OPERATOR_KEY: &str = "AKIAOPERATOR";
+pub(crate) fn function_key(name: &str) -> String {
+    format!("AKIA{}", name.to_uppercase())
+}
+
+/// Environment every process talking to moto gets.
+fn aws_env(cmd: &mut Command, moto: &str, key: &str) {
+    cmd.env("AWS_ENDPOINT_URL", moto)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", key)
+        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .env_remove("AWS_PROFILE")
+        .env_remove("AWS_SESSION_TOKEN");
+}
+
+impl Stack {
+    /// Starts moto, two emulators (detector, responder), creates the resources, and
+    /// starts the function containers.
+    pub async fn start(opts: Options) -> Stack {
+        let logs = std::env::temp_dir().join(format!(
+            "tripwire-stack-{}-{}",
+            std::process::id(),
+            free_port()
+        ));
+        std::fs::create_dir_all(&logs).unwrap();
+        let log_dir = logs.clone();
+        let log = move |name: &str| std::fs::File::create(log_dir.join(name)).unwrap();
+        let bin = venv_bin();
+        assert!(
+            bin.join("moto_server").exists(),
+            "{} has no moto_server: run `make setup`",
+            bin.display()
+        );
+        let (moto_port, det_port, resp_port, hello_port) =
+            (free_port(), free_port(), free_port(), free_port());
+        // Each function: its emulator's port and how many containers poll it.
+        let functions: Vec<(&str, u16, usize)> = [
+            ("detector", det_port, opts.detectors),
+            ("responder", resp_port, opts.responders),
+            ("hello-lambda", hello_port, usize::from(opts.hello)),
+        ]
+        .into_iter()
+        .filter(|&(_, _, count)| count > 0)
+        .collect();
+        let moto = format!("http://127.0.0.1:{moto_port}");
+        let mut children = Vec::new();
+        children.push(
+            Command::new(bin.join("moto_server"))
+                .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
+                // Records every request, so tests can list the AWS actions each caller used.
+                .env("MOTO_ENABLE_RECORDING", "True")
+                .env("MOTO_RECORDER_FILEPATH", logs.join("moto-recording"))
+                .current_dir(&logs)
+                .stdout(log("moto.log"))
+                .stderr(log("moto.err"))
+                .spawn()
+                .expect("moto_server starts"),
+        );
+        for &(name, port, _) in &functions {
+            // The emulator needs a Cargo workspace to stand in; --ignore-changes keeps it
+            // from restarting on file writes.
+            children.push(
+                Command::new(bin.join("cargo-lambda"))
+                    .args([
+                        "lambda",
+                        "watch",
+                        "--only-lambda-apis",
+                        "--ignore-changes",
+                        "-P",
+                        &port.to_string(),
+                    ])
+                    .current_dir(repo())
+                    .stdout(log(&format!("emulator-{name}.log")))
+                    .stderr(log(&format!("emulator-{name}.err")))
+                    .spawn()
+                    .expect("cargo-lambda starts"),
+            );
+        }
+        let mut stack = Stack {
+            sdk: aws_config::defaults(BehaviorVersion::latest())
+                .region(Region::new("us-east-1"))
+                .endpoint_url(&moto)
+                .credentials_provider(aws_sdk_sts::config::Credentials::new(
+                    HARNESS_KEY,
+                    "testing",
+                    None,
+                    None,
+                    "localstack",
+                ))
+                .load()
+                .await,
+            functions_endpoint: moto.clone(),
+            moto,
+            detector_url: format!("http://127.0.0.1:{det_port}/2015-03-31/functions/_/invocations"),
+            responder_url: format!(
+                "http://127.0.0.1:{resp_port}/2015-03-31/functions/_/invocations"
+            ),
+            hello_url: format!("http://127.0.0.1:{hello_port}/2015-03-31/functions/_/invocations"),
+            table: "tripwire".into(),
+            topic_arn: String::new(),
+            queue_url: String::new(),
+            children,
+            logs,
+            http: reqwest::Client::new(),
+        };
+        wait_for_port(moto_port, "moto_server", &stack.logs);
+        for &(name, port, _) in &functions {
+            wait_for_port(port, &format!("the {name} emulator"), &stack.logs);
+        }
+        if opts.faults {
+            let port = free_port();
+            stack.children.push(
+                Command::new(bin.join("python"))
+                    .arg(repo().join("scripts/fault_proxy.py"))
+                    .args([port.to_string(), stack.moto.clone()])
+                    .stdout(log("fault-proxy.log"))
+                    .stderr(log("fault-proxy.err"))
+                    .spawn()
+                    .expect("the fault proxy starts"),
+            );
+            wait_for_port(port, "the fault proxy", &stack.logs);
+            stack.functions_endpoint = format!("http://127.0.0.1:{port}");
+        }
+        stack.bootstrap().await;
+        stack.moto_api("recorder/reset-recording").await;
+        stack.moto_api("recorder/start-recording").await;
+        for &(name, port, count) in &functions {
+            for k in 0..count {
+                let mut cmd = Command::new(binary(name));
+                aws_env(&mut cmd, &stack.functions_endpoint, &function_key(name));
+                cmd.env(
+                    "AWS_LAMBDA_RUNTIME_API",
+                    format!("http://127.0.0.1:{port}/.rt"),
+                )
+                .env("AWS_LAMBDA_FUNCTION_NAME", name)
+                .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
+                .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
+                .env("TRIPWIRE_POLICY", &opts.policy)
+                .env("TRIPWIRE_TABLE", &stack.table)
+                .env("TRIPWIRE_TOPIC_ARN", &stack.topic_arn)
+                .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
+                // The emulator serves one function per port, always named `_`.
+                .env("TRIPWIRE_RESPONDER_FUNCTION", "_")
+                .env(
+                    "AWS_ENDPOINT_URL_LAMBDA",
+                    format!("http://127.0.0.1:{resp_port}"),
+                )
+                .stdout(log(&format!("{name}-{k}.log")))
+                .stderr(log(&format!("{name}-{k}.err")));
+                stack
+                    .children
+                    .push(cmd.spawn().unwrap_or_else(|e| panic!("{name} starts: {e}")));
+            }
+        }
+        stack
+    }
+
+    /// Table, topic with an SQS subscriber, and the IAM principals the tests contain.
+    async fn bootstrap(&mut self) {
+        use aws_sdk_dynamodb::types::{
+            AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+            TimeToLiveSpecification,
+        };
+        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let attr = |n: &str| {
+            AttributeDefinition::builder()
+                .attribute_name(n)
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap()
+        };
+        let key = |n: &str, t| {
+            KeySchemaElement::builder()
+                .attribute_name(n)
+                .key_type(t)
+                .build()
+                .unwrap()
+        };
+        ddb.create_table()
+            .table_name(&self.table)
+            .attribute_definitions(attr("pk"))
+            .attribute_definitions(attr("sk"))
+            .key_schema(key("pk", KeyType::Hash))
+            .key_schema(key("sk", KeyType::Range))
+            .billing_mode(BillingMode::PayPerRequest)
+            .send()
+            .await
+            .expect("CreateTable");
+        ddb.update_time_to_live()
+            .table_name(&self.table)
+            .time_to_live_specification(
+                TimeToLiveSpecification::builder()
+                    .attribute_name("expires")
+                    .enabled(true)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("UpdateTimeToLive");
+        let sns = aws_sdk_sns::Client::new(&self.sdk);
+        self.topic_arn = sns
+            .create_topic()
+            .name("tripwire-alerts")
+            .send()
+            .await
+            .expect("CreateTopic")
+            .topic_arn
+            .unwrap();
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        self.queue_url = sqs
+            .create_queue()
+            .queue_name("tripwire-alerts-subscriber")
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .unwrap();
+        let queue_arn = format!("arn:aws:sqs:us-east-1:{CENTRAL}:tripwire-alerts-subscriber");
+        sns.subscribe()
+            .topic_arn(&self.topic_arn)
+            .protocol("sqs")
+            .endpoint(queue_arn)
+            .send()
+            .await
+            .expect("Subscribe");
+        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+        let principals: &[(&str, &str, &str)] = &[
+            (PROD, "/", CONTAINMENT_ROLE),
+            (PROD, "/vendor/", "cleanup-task"),
+            (PROD, "/", "BreakGlassAdmin"),
+            (PROD, "/deploy/", "ci-deployer"),
+            (OTHER, "/", CONTAINMENT_ROLE),
+            (OTHER, "/ops/", "fleet-admin"),
+            (DEV, "/", CONTAINMENT_ROLE),
+            (DEV, "/vendor/", "cleanup-task"),
+        ];
+        for (account, path, name) in principals {
+            let iam = self.iam_in(account);
+            iam.create_role()
+                .role_name(*name)
+                .path(*path)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .expect("CreateRole");
+        }
+        let iam = self.iam_in(PROD);
+        iam.create_user()
+            .user_name("alice")
+            .path("/ops/")
+            .send()
+            .await
+            .expect("CreateUser");
+    }
+
+    /// Delivers `event` to the detector as the Lambda Invoke API would. The body is the
+    /// detector's answer; an `Err` carries the status and body of a failed invocation.
+    pub async fn invoke(&self, event: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.detector_url, event).await
+    }
+
+    /// Invokes `hello-lambda` (see [`Options::hello`]), which echoes `event`.
+    pub async fn invoke_hello(&self, event: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.hello_url, event).await
+    }
+
+    /// Invokes the responder directly, as anything able to call it could.
+    pub async fn invoke_responder(&self, request: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.responder_url, request).await
+    }
+
+    async fn invoke_at(&self, url: &str, event: &Value) -> Result<Value, (u16, String)> {
+        let res = self
+            .http
+            .post(url)
+            .json(event)
+            .send()
+            .await
+            .map_err(|e| (0, e.to_string()))?;
+        let status = res.status().as_u16();
+        let body = res.text().await.map_err(|e| (status, e.to_string()))?;
+        if status == 200 {
+            serde_json::from_str(&body).map_err(|e| (status, format!("{e}: {body}")))
+        } else {
+            Err((status, body))
+        }
+    }
+
+    /// Sets the fault proxy's rules, e.g. `{"dynamodb": {"throttle": 2}}`.
+    pub async fn set_faults(&self, rules: &Value) {
+        let url = format!("{}/__faults", self.functions_endpoint);
+        let res = self
+            .http
+            .post(&url)
+            .json(rules)
+            .send()
+            .await
+            .expect("fault proxy");
+        assert!(res.status().is_success());
+    }
+
+    /// What the fault proxy injected and forwarded so far, by service and kind.
+    pub async fn faults(&self) -> Value {
+        let url = format!("{}/__faults", self.functions_endpoint);
+        self.http
+            .get(&url)
+            .send()
+            .await
+            .expect("fault proxy")
+            .json()
+            .await
+            .expect("fault counts")
+    }
+
+    /// Environment for running the `tripwire` CLI against this stack.
+    pub fn cli(&self) -> Command {
+        let mut cmd = Command::new(binary("tripwire"));
+        aws_env(&mut cmd, &self.moto, OPERATOR_KEY);
+        cmd.env("TRIPWIRE_TABLE", &self.table)
+            .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
+            .stdin(Stdio::null());
+        cmd
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        for c in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
