@@ -72,7 +72,7 @@ deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the cen
 deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
 	scripts/deploy-members.sh
 
-bench: bench-decision bench-backtest bench-local ## All benchmarks (figures in the README's Performance section)
+bench: bench-decision bench-backtest bench-local ## All benchmarks (figures in docs/testing.md, Performance)
 
 bench-decision: ## Criterion: one event through parse + engine, beside a serde_json::Value parse
 	$(CARGO) bench -p tripwire-engine --bench decision

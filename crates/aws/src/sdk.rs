@@ -90,7 +90,7 @@ fn env_flag(env: config::Env<'_>, name: &str) -> Result<bool, Error> {
 /// `AWS_ENDPOINT_URL*`, `AWS_USE_FIPS_ENDPOINT` and `AWS_USE_DUALSTACK_ENDPOINT`
 /// settings. The default chain also builds providers for profile files, SSO, web
 /// identity, containers and instance metadata, none of which a function uses; skipping
-/// it is a quarter of the SDK's share of the cold start (README "Performance"). The
+/// it is a quarter of the SDK's share of the cold start (docs/testing.md, "Performance"). The
 /// chain tries environment credentials first, so with them set both agree; without
 /// them (a function run outside Lambda) this is the chain.
 pub async fn function_sdk_config(

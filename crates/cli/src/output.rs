@@ -1,4 +1,4 @@
-//! Backtest output: JSON lines (the stable interface, documented in the README) or a table.
+//! Backtest output: JSON lines (the stable interface, documented in docs/policy-and-backtest.md) or a table.
 
 use crate::backtest::Report;
 use std::io::{Result, Write};

@@ -8,7 +8,7 @@
 use tripwire_aws::config::process_env;
 
 // One thread: Lambda hands a function one event at a time and the work is waiting on
-// AWS, so worker threads add nothing but their start-up to every cold start (README
+// AWS, so worker threads add nothing but their start-up to every cold start (docs/testing.md,
 // "Performance").
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> Result<(), lambda_runtime::Error> {
