@@ -111,9 +111,43 @@ impl Containment {
         Ok(client)
     }
 
+    /// Removes every tripwire inline policy from `entity`; returns the names removed.
+    pub async fn release(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
+        let iam = self.iam(&entity.partition, &entity.account).await?;
+        let mut removed = Vec::new();
+        for name in ALL_POLICY_NAMES {
+            let res = if entity.is_role {
+                iam.delete_role_policy()
+                    .role_name(&entity.name)
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteRolePolicy", e))
+            } else {
+                iam.delete_user_policy()
+                    .user_name(&entity.name)
+                    .policy_name(name)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteUserPolicy", e))
+            };
+            match res {
+                Ok(()) => removed.push(name.to_owned()),
+                // Not there: nothing to lift. Release is idempotent.
+                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(removed)
+    }
+}
+
+impl Contain for Containment {
     /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
     /// `Err(_)` is a transient failure worth a retry.
-    async fn apply_plan(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+    async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         let (Some(account), Some(partition), Some(target)) = (
             plan.target_account.as_deref(),
             plan.partition.as_deref(),
@@ -152,44 +186,6 @@ impl Containment {
         }
         .await;
         classify(result)
-    }
-
-    /// Removes every tripwire inline policy from `entity`; returns the names removed.
-    pub async fn release(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
-        let iam = self.iam(&entity.partition, &entity.account).await?;
-        let mut removed = Vec::new();
-        for name in ALL_POLICY_NAMES {
-            let res = if entity.is_role {
-                iam.delete_role_policy()
-                    .role_name(&entity.name)
-                    .policy_name(name)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteRolePolicy", e))
-            } else {
-                iam.delete_user_policy()
-                    .user_name(&entity.name)
-                    .policy_name(name)
-                    .send()
-                    .await
-                    .map(|_| ())
-                    .map_err(|e| aws_error(Port::Containment, "iam:DeleteUserPolicy", e))
-            };
-            match res {
-                Ok(()) => removed.push(name.to_owned()),
-                // Not there: nothing to lift. Release is idempotent.
-                Err(e) if e.code() == Some("NoSuchEntity") => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(removed)
-    }
-}
-
-impl Contain for Containment {
-    async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
-        self.apply_plan(plan).await
     }
 }
 

@@ -45,7 +45,13 @@ pub fn init_logging() {
         .with_env_filter(filter)
         .without_time();
     let _ = if s.json {
-        builder.json().with_current_span(false).try_init()
+        // The runtime's per-invocation span carries `requestId` and `xrayTraceId` onto
+        // every line logged inside an invocation, the pipelines' own warnings included.
+        builder
+            .json()
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init()
     } else {
         builder.with_ansi(false).try_init()
     };

@@ -75,7 +75,7 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
         match serde_json::from_str(event) {
             Ok(req) => self.handle(req).await.map(Some),
             Err(e) => {
-                tracing::error!(error = %e, "not a containment request");
+                tracing::error!(error = %e, "not a containment request; ignored");
                 Ok(None)
             }
         }
