@@ -123,6 +123,17 @@ fn main() -> Result<()> {
                 p.allowed_accounts.len(),
                 p.accounts.len()
             );
+            let any_partition = p
+                .protected_principals
+                .iter()
+                .chain(&p.ignore_principals)
+                .filter(|g| g.any_partition())
+                .count();
+            if any_partition > 0 {
+                println!(
+                    "note: {any_partition} glob(s) start `arn:aws:` and match every partition (aws, aws-us-gov, aws-cn, ...); name a partition, e.g. `arn:aws-us-gov:`, to match only that one"
+                );
+            }
             Ok(())
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),

@@ -183,6 +183,16 @@ fn check_policy_names_the_bad_key() {
     assert!(err.contains("accounts.333333333333.threshold"), "{err}");
     let (ok, out, _) = tripwire(&["check-policy", &policy()]);
     assert!(ok && out.starts_with("ok"), "{out}");
+    // The example protects `arn:aws:` globs, which cover every partition: it says so.
+    assert!(out.contains("match every partition"), "{out}");
+    let gov = dir.join("gov.toml");
+    std::fs::write(
+        &gov,
+        "protected_principals = [\"arn:aws-us-gov:iam::*:role/X\"]\n",
+    )
+    .unwrap();
+    let (ok, out, _) = tripwire(&["check-policy", gov.to_str().unwrap()]);
+    assert!(ok && !out.contains("every partition"), "{out}");
 }
 
 #[test]

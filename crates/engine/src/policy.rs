@@ -61,11 +61,19 @@ pub struct PolicyError {
 }
 
 /// An ARN glob: `*` matches any run of characters (slashes included, as in IAM), `?` one.
+/// A glob that starts `arn:aws:` matches that ARN in every partition (`aws-us-gov`,
+/// `aws-cn`, …): an organization writes its globs once, and a GovCloud break-glass role
+/// is protected as its commercial twin is. A glob naming another partition matches only
+/// that one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: String,
     case_insensitive: bool,
+    any_partition: bool,
 }
+
+/// The prefix that makes a glob partition-agnostic.
+pub const ANY_PARTITION_PREFIX: &str = "arn:aws:";
 
 impl Glob {
     /// A glob; `case_insensitive` folds ASCII case on both sides.
@@ -76,21 +84,39 @@ impl Glob {
             pattern.to_owned()
         };
         Glob {
+            any_partition: pattern.starts_with(ANY_PARTITION_PREFIX),
             pattern,
             case_insensitive,
         }
     }
 
+    /// Whether the glob matches ARNs in every partition.
+    pub fn any_partition(&self) -> bool {
+        self.any_partition
+    }
+
     /// Whether `text` matches.
     pub fn matches(&self, text: &str) -> bool {
-        if self.case_insensitive {
-            glob_match(
-                self.pattern.as_bytes(),
-                text.to_ascii_lowercase().as_bytes(),
-            )
+        let folded;
+        let mut text = if self.case_insensitive {
+            folded = text.to_ascii_lowercase();
+            folded.as_str()
         } else {
-            glob_match(self.pattern.as_bytes(), text.as_bytes())
+            text
+        };
+        let rewritten;
+        if self.any_partition {
+            // `arn:aws-us-gov:rest` is compared as `arn:aws:rest`; only AWS partitions.
+            if let Some((_, rest)) = text
+                .strip_prefix("arn:")
+                .and_then(|r| r.split_once(':'))
+                .filter(|(p, _)| p.starts_with("aws-"))
+            {
+                rewritten = format!("{ANY_PARTITION_PREFIX}{rest}");
+                text = rewritten.as_str();
+            }
         }
+        glob_match(self.pattern.as_bytes(), text.as_bytes())
     }
 }
 
@@ -436,6 +462,22 @@ threshold = 3
         assert!(!g.matches("arn:aws:iam::111111111111:role/CI/deployer"));
         assert!(Glob::new("arn:aws:iam::*:role/ci/*", true).matches("arn:aws:iam::1:role/CI/x"));
         assert!(Glob::new("a?c", false).matches("abc"));
+        // `arn:aws:` globs cover every partition; a named partition only itself.
+        let any = Glob::new("arn:aws:iam::*:role/BreakGlass*", true);
+        for arn in [
+            "arn:aws:iam::111111111111:role/BreakGlassAdmin",
+            "arn:aws-us-gov:iam::111111111111:role/BreakGlassAdmin",
+            "arn:aws-cn:iam::111111111111:role/breakglass",
+            "arn:aws-iso-b:iam::111111111111:role/BreakGlass",
+        ] {
+            assert!(any.matches(arn), "{arn}");
+        }
+        assert!(!any.matches("arn:other:iam::111111111111:role/BreakGlass"));
+        assert!(!any.matches("arn:aws-us-gov:iam::111111111111:role/app"));
+        let gov = Glob::new("arn:aws-us-gov:iam::*:role/BreakGlass*", true);
+        assert!(gov.matches("arn:aws-us-gov:iam::111111111111:role/BreakGlass"));
+        assert!(!gov.matches("arn:aws:iam::111111111111:role/BreakGlass"));
+        assert!(!gov.matches("arn:aws-cn:iam::111111111111:role/BreakGlass"));
         assert!(!Glob::new("a?c", false).matches("ac"));
         let long = "a".repeat(2000);
         assert!(!Glob::new("*a*a*a*a*a*b", false).matches(&long));
