@@ -454,3 +454,48 @@ fn a_bad_configuration_fails_the_cold_start_naming_the_variable() {
         assert!(stderr.contains(want), "{var}: {stderr}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_real_deaths_count_and_unconfirmed_ones_are_reported() {
+    let stack = Stack::start(Options::default()).await;
+    // A reaper re-terminating what Auto Scaling already killed: never counted.
+    for e in Burst::new("role/ops/reaper@222222222222", "reaper")
+        .at(BASE)
+        .calls(12)
+        .already_terminated(1)
+        .envelopes()
+    {
+        let out = stack.invoke(&e).await.unwrap();
+        assert_eq!(outcome(&out), "not_counted", "{out}");
+        assert_eq!(out[0]["reason"], "already_terminated");
+    }
+    // Termination protection on one of six: EC2 refuses the call and terminates the
+    // rest; the window item and the incident keep them apart as unconfirmed.
+    let refused = Burst::new("role/vendor/cleanup-task@222222222222", "prot")
+        .at(BASE)
+        .ids_per_call(6)
+        .error("Client.OperationNotPermitted")
+        .envelopes();
+    assert_eq!(
+        outcome(&stack.invoke(&refused[0]).await.unwrap()),
+        "counted"
+    );
+    let more = Burst::new("role/vendor/cleanup-task@222222222222", "prot-more")
+        .at(BASE + 1000)
+        .calls(6)
+        .envelopes();
+    let mut last = Value::Null;
+    for e in &more {
+        last = stack.invoke(e).await.unwrap();
+    }
+    assert_eq!(outcome(&last), "joined", "{last}");
+    let detected: Vec<Received> = stack
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| a.attributes["kind"] == "detected")
+        .collect();
+    assert_eq!(detected.len(), 1);
+    assert_eq!(detected[0].body["instances"], 10);
+    assert_eq!(detected[0].body["instances_unconfirmed"], 6);
+}

@@ -141,6 +141,9 @@ impl IncidentStore for WindowStore {
         if !t.instance_ids.is_empty() {
             put = put.item("ids", AttributeValue::Ss(t.instance_ids.clone()));
         }
+        if t.unconfirmed {
+            put = put.item("u", AttributeValue::Bool(true));
+        }
         if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
             return Ok(Recorded::New);
         }
@@ -220,6 +223,7 @@ impl IncidentStore for WindowStore {
                     event_id,
                     event_time: get_n(item, "t")?,
                     instance_ids,
+                    unconfirmed: get_bool(item, "u"),
                 });
             }
             match page.last_evaluated_key() {
@@ -264,7 +268,12 @@ impl IncidentStore for WindowStore {
                     .collect()
             })
             .unwrap_or_default();
-        let put = self
+        // `ids`: confirmed instances; `uids`: those only unconfirmed calls named (string
+        // sets cannot be empty, so each is written only when it has members).
+        let set = |ids: &std::collections::BTreeSet<String>| {
+            (!ids.is_empty()).then(|| AttributeValue::Ss(ids.iter().cloned().collect()))
+        };
+        let mut put = self
             .client
             .put_item()
             .table_name(&self.table)
@@ -273,10 +282,6 @@ impl IncidentStore for WindowStore {
             .item("id", s(&incident.id))
             .item("first", n(incident.first_event_time))
             .item("last", n(incident.last_event_time))
-            .item(
-                "ids",
-                AttributeValue::Ss(incident.instance_ids.iter().cloned().collect()),
-            )
             .item("attempts", n(0))
             .item("doc", s(doc))
             .item("alerted", AttributeValue::Bool(false))
@@ -286,6 +291,14 @@ impl IncidentStore for WindowStore {
             .item("containment_state", s(ContainmentState::Pending.as_str()))
             .item("expires", expires(now))
             .item("history", AttributeValue::L(history));
+        for (attr, ids) in [
+            ("ids", &incident.instance_ids),
+            ("uids", &incident.unconfirmed_ids),
+        ] {
+            if let Some(v) = set(ids) {
+                put = put.item(attr, v);
+            }
+        }
         // Replace exactly the (closed) incident the caller read, or create the first:
         // of containers racing to open the same burst, one write succeeds.
         let put = match replacing {
@@ -304,10 +317,15 @@ impl IncidentStore for WindowStore {
         id: &str,
         t: &Termination,
     ) -> Result<Option<StoredIncident>, Error> {
-        // Set ADD is idempotent, so a retried join adds nothing twice.
+        // Set ADD is idempotent, so a retried join adds nothing twice; and commutative,
+        // so racing joins of confirmed and unconfirmed calls agree in any order.
         let res = self
             .update_incident(key)
-            .update_expression("ADD ids :ids")
+            .update_expression(if t.unconfirmed {
+                "ADD uids :ids"
+            } else {
+                "ADD ids :ids"
+            })
             .condition_expression("id = :id")
             .expression_attribute_values(":ids", AttributeValue::Ss(t.instance_ids.clone()))
             .expression_attribute_values(":id", s(id))
@@ -504,9 +522,18 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
         first_time: get_n(item, "first")?,
         last_time: get_n(item, "last")?,
     };
-    if let Some(ids) = item.get("ids").and_then(|v| v.as_ss().ok()) {
-        incident.instance_ids = ids.iter().cloned().collect();
-    }
+    // The attributes are authoritative (joins add to them, not to `doc`).
+    let set = |attr: &str| -> std::collections::BTreeSet<String> {
+        item.get(attr)
+            .and_then(|v| v.as_ss().ok())
+            .map(|ids| ids.iter().cloned().collect())
+            .unwrap_or_default()
+    };
+    incident.instance_ids = set("ids");
+    incident.unconfirmed_ids = set("uids")
+        .difference(&incident.instance_ids)
+        .cloned()
+        .collect();
     incident.first_event_time = incident.first_event_time.min(open.first_time);
     incident.last_event_time = incident.last_event_time.max(open.last_time);
     incident.attempts = get_n(item, "attempts").unwrap_or(0) as u64;

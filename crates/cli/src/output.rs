@@ -18,6 +18,7 @@ struct Summary<'a> {
     counted_calls: u64,
     skipped: &'a std::collections::BTreeMap<&'static str, u64>,
     not_counted: &'a std::collections::BTreeMap<&'static str, u64>,
+    already_terminated_instances: u64,
     corrupt_files: &'a [crate::backtest::CorruptFile],
     incidents: usize,
 }
@@ -36,6 +37,7 @@ fn summary(r: &Report) -> Summary<'_> {
         counted_calls: c.counted_calls,
         skipped: &r.scan.skipped,
         not_counted: &c.not_counted,
+        already_terminated_instances: c.already_terminated_instances,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
     }

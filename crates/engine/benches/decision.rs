@@ -30,6 +30,7 @@ fn bench(c: &mut Criterion) {
             event_id: format!("e{k}"),
             event_time: call.time - k * 1500,
             instance_ids: vec![format!("i-{k:017x}")],
+            unconfirmed: false,
         })
         .collect();
 

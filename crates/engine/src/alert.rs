@@ -362,6 +362,7 @@ mod tests {
             region: "us-east-1".into(),
             regions: ["us-east-1".to_string()].into(),
             instance_ids: ids,
+            unconfirmed_ids: BTreeSet::new(),
             trigger_count: 10,
             threshold: 10,
             cross_account: false,

@@ -5,7 +5,7 @@ use crate::containment::{self, Plan};
 use crate::policy::Policy;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{instances_in, Key, OpenIncident, WindowCount, WindowEvent};
+use crate::window::{events_in, Key, OpenIncident, WindowCount, WindowEvent};
 use serde::{Deserialize, Serialize, Serializer};
 use std::collections::BTreeSet;
 
@@ -30,8 +30,14 @@ pub struct Incident {
     pub region: String,
     /// Every region the incident's calls were made in.
     pub regions: BTreeSet<String>,
-    /// The distinct instances terminated over the whole incident, sorted.
+    /// The distinct instances terminated over the whole incident, sorted (confirmed:
+    /// named by a call that succeeded).
     pub instance_ids: BTreeSet<String>,
+    /// Instances named only by `OperationNotPermitted` calls: counted as terminated,
+    /// but CloudTrail does not confirm which died. Disjoint from `instance_ids`; the
+    /// JSON lists both in `instance_ids` and counts these in `instances_unconfirmed`.
+    #[serde(skip)]
+    pub unconfirmed_ids: BTreeSet<String>,
     /// The window count when the incident opened.
     pub trigger_count: u32,
     /// The threshold that applied.
@@ -73,8 +79,9 @@ pub struct View<'a> {
     region: &'a str,
     regions: &'a BTreeSet<String>,
     instances: usize,
+    instances_unconfirmed: usize,
     #[serde(serialize_with = "first_ids")]
-    instance_ids: (&'a BTreeSet<String>, usize),
+    instance_ids: (&'a BTreeSet<String>, &'a BTreeSet<String>, usize),
     trigger_count: u32,
     threshold: u32,
     cross_account: bool,
@@ -92,8 +99,22 @@ pub struct View<'a> {
     containment: &'a Plan,
 }
 
-fn first_ids<S: Serializer>(ids: &(&BTreeSet<String>, usize), s: S) -> Result<S::Ok, S::Error> {
-    s.collect_seq(ids.0.iter().take(ids.1))
+/// The first `n` of two disjoint sorted sets, merged in order.
+fn first_ids<S: Serializer>(
+    ids: &(&BTreeSet<String>, &BTreeSet<String>, usize),
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    let (a, b, n) = *ids;
+    let (mut a, mut b) = (a.iter().peekable(), b.iter().peekable());
+    s.collect_seq(
+        std::iter::from_fn(|| match (a.peek(), b.peek()) {
+            (Some(x), Some(y)) if x <= y => a.next(),
+            (Some(_), Some(_)) => b.next(),
+            (Some(_), None) => a.next(),
+            (None, _) => b.next(),
+        })
+        .take(n),
+    )
 }
 
 impl Serialize for Incident {
@@ -134,6 +155,7 @@ impl Incident {
             region: t.region.clone(),
             regions: BTreeSet::new(),
             instance_ids: BTreeSet::new(),
+            unconfirmed_ids: BTreeSet::new(),
             trigger_count: peak.count,
             threshold,
             cross_account,
@@ -152,7 +174,7 @@ impl Incident {
 
     /// Adds a termination that belongs to this incident.
     pub fn absorb(&mut self, t: &Termination) {
-        self.instance_ids.extend(t.instance_ids.iter().cloned());
+        self.add_instances(&t.instance_ids, t.unconfirmed);
         self.first_event_time = self.first_event_time.min(t.event_time);
         self.last_event_time = self.last_event_time.max(t.event_time);
         self.regions.insert(t.region.clone());
@@ -185,13 +207,31 @@ impl Incident {
     ) -> Self {
         let plan = containment::plan(policy, &t.principal, plan_time);
         let mut inc = Incident::open(key, t, peak, threshold, cross_account, plan);
-        inc.instance_ids.extend(instances_in(events, peak).cloned());
+        for e in events_in(events, peak) {
+            inc.add_instances(&e.instance_ids, e.unconfirmed);
+        }
         inc
     }
 
-    /// Distinct instances terminated over the whole incident.
+    /// Adds a call's instances; `unconfirmed` for an `OperationNotPermitted` call. The
+    /// result does not depend on the order calls arrive in: an instance is unconfirmed
+    /// while no successful call has named it.
+    pub fn add_instances(&mut self, ids: &[String], unconfirmed: bool) {
+        for id in ids {
+            if unconfirmed {
+                if !self.instance_ids.contains(id) {
+                    self.unconfirmed_ids.insert(id.clone());
+                }
+            } else {
+                self.unconfirmed_ids.remove(id);
+                self.instance_ids.insert(id.clone());
+            }
+        }
+    }
+
+    /// Distinct instances terminated over the whole incident, unconfirmed included.
     pub fn instances(&self) -> usize {
-        self.instance_ids.len()
+        self.instance_ids.len() + self.unconfirmed_ids.len()
     }
 
     /// The incident's JSON with at most `sample` instance IDs listed.
@@ -206,7 +246,8 @@ impl Incident {
             region: &self.region,
             regions: &self.regions,
             instances: self.instances(),
-            instance_ids: (&self.instance_ids, sample),
+            instances_unconfirmed: self.unconfirmed_ids.len(),
+            instance_ids: (&self.instance_ids, &self.unconfirmed_ids, sample),
             trigger_count: self.trigger_count,
             threshold: self.threshold,
             cross_account: self.cross_account,

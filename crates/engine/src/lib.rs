@@ -55,6 +55,11 @@ pub enum SkipReason {
     AwsService,
     /// Matched `ignore_principals`.
     IgnoredPrincipal,
+    /// Every instance the call named was already shutting down or terminated
+    /// (TerminateInstances is idempotent): nothing died.
+    AlreadyTerminated,
+    /// More instance IDs than EC2 takes in one call (1,000): not a record EC2 wrote.
+    TooManyInstances,
 }
 
 impl SkipReason {
@@ -74,6 +79,8 @@ impl SkipReason {
             SkipReason::ServiceLinkedRole => "service_linked_role",
             SkipReason::AwsService => "aws_service",
             SkipReason::IgnoredPrincipal => "ignored_principal",
+            SkipReason::AlreadyTerminated => "already_terminated",
+            SkipReason::TooManyInstances => "too_many_instances",
         }
     }
 }

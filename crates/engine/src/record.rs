@@ -128,6 +128,9 @@ pub struct Document<'a> {
     pub user_identity: Option<&'a RawValue>,
     #[serde(borrow, default)]
     pub request_parameters: Option<&'a RawValue>,
+    /// Kept raw: only TerminateInstances records read it.
+    #[serde(borrow, default)]
+    pub response_elements: Option<&'a RawValue>,
 }
 
 /// One `Events[]` entry of a `LookupEvents` response: the record is a JSON string.
@@ -203,6 +206,16 @@ pub struct InstancesSet<'a> {
 pub struct InstanceItem<'a> {
     #[serde(borrow, default)]
     pub instance_id: Lenient<'a>,
+    /// In `responseElements`: the state before this call.
+    #[serde(borrow, default)]
+    pub previous_state: Option<InstanceState<'a>>,
+}
+
+/// An instance state (`{"code": 16, "name": "running"}`).
+#[derive(Debug, Default, Deserialize)]
+pub struct InstanceState<'a> {
+    #[serde(borrow, default)]
+    pub name: Lenient<'a>,
 }
 
 /// The EventBridge envelope a record arrived in, kept to cross-check the record.

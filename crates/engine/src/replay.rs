@@ -44,6 +44,9 @@ pub struct ReplayCounts {
     pub counted_calls: u64,
     /// Calls never counted, by reason.
     pub not_counted: BTreeMap<&'static str, u64>,
+    /// Instances that successful calls named but that were already shutting down or
+    /// terminated (`responseElements`), so were not counted.
+    pub already_terminated_instances: u64,
 }
 
 /// The outcome of a replay.
@@ -76,6 +79,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
             continue;
         }
         out.counts.terminate_calls += 1;
+        out.counts.already_terminated_instances += u64::from(t.already_terminated);
         match classify(policy, &t) {
             Classification::NotCounted(reason) => {
                 *out.counts.not_counted.entry(reason.as_str()).or_default() += 1
@@ -115,6 +119,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                     event_id: t.event_id.clone(),
                     event_time: t.event_time,
                     instance_ids: t.instance_ids.clone(),
+                    unconfirmed: t.unconfirmed,
                 });
                 let open = state.open.map(|i| out.incidents[i].as_open());
                 let decision = decide(

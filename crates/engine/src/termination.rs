@@ -1,7 +1,7 @@
 //! From a CloudTrail record to a [`Termination`]: the only event the engine decides on.
 
 use crate::principal::{self, sanitize, Principal};
-use crate::record::{Document, Envelope, Found, TerminateParameters, UserIdentity};
+use crate::record::{Document, Envelope, Found, InstancesSet, TerminateParameters, UserIdentity};
 use crate::time::{parse_event_time, Millis};
 use crate::SkipReason;
 use serde::Serialize;
@@ -19,10 +19,18 @@ pub struct Termination {
     pub account: String,
     /// `awsRegion`.
     pub region: String,
-    /// Distinct instance IDs asked for, sorted.
+    /// Distinct instance IDs this call terminated, sorted: those it asked for, less any
+    /// that `responseElements` shows were already shutting down or terminated.
     pub instance_ids: Vec<String>,
-    /// Set when the call failed (denied, dry run, …): then nothing was terminated.
+    /// How many of the IDs asked for were already shutting down or terminated.
+    pub already_terminated: u32,
+    /// Set when the call failed (denied, dry run, …): then nothing was terminated,
+    /// unless the call is [`unconfirmed`](Termination::unconfirmed).
     pub error_code: Option<String>,
+    /// `OperationNotPermitted`: termination protection stopped one of the instances,
+    /// yet EC2 terminates the others (in other Availability Zones). CloudTrail does not
+    /// say which, so every ID asked for counts, reported as unconfirmed.
+    pub unconfirmed: bool,
     /// `sourceIPAddress`.
     pub source_ip: Option<String>,
     /// `userAgent`.
@@ -32,7 +40,7 @@ pub struct Termination {
 impl Termination {
     /// A failed call terminated nothing; it only counts as an attempt.
     pub fn is_attempt(&self) -> bool {
-        self.error_code.is_some()
+        self.error_code.is_some() && !self.unconfirmed
     }
 }
 
@@ -51,6 +59,16 @@ pub enum Extracted {
 pub const EVENT_SOURCE: &str = "ec2.amazonaws.com";
 /// The one call this engine watches.
 pub const EVENT_NAME: &str = "TerminateInstances";
+/// The most instance IDs EC2 takes in one TerminateInstances call.
+pub const MAX_IDS_PER_CALL: usize = 1000;
+
+/// The error of a call that still terminated some of its instances.
+fn is_partial_failure(code: &str) -> bool {
+    code.strip_prefix("Client.").unwrap_or(code) == "OperationNotPermitted"
+}
+
+/// The previous states of instances a call did not kill.
+const ALREADY_DEAD: [&str; 2] = ["shutting-down", "terminated"];
 
 /// Turns a found record into a termination, another event, or a named skip.
 pub fn extract(found: Found<'_>) -> Extracted {
@@ -98,10 +116,21 @@ fn from_record(
         .or(principal.account.as_deref())
         .ok_or(SkipReason::NoAccount)?;
     let error_code = doc.error_code.get().map(sanitize);
-    let instance_ids = instance_ids(doc)?;
-    if instance_ids.is_empty() && error_code.is_none() {
+    let asked = instance_ids(doc)?;
+    if asked.is_empty() && error_code.is_none() {
         return Err(SkipReason::NoInstances);
     }
+    let unconfirmed = error_code.as_deref().is_some_and(is_partial_failure);
+    // Only a successful call has `responseElements`; an absent or unreadable one leaves
+    // the request's IDs counted.
+    let dead = if error_code.is_none() {
+        already_dead(doc)
+    } else {
+        Vec::new()
+    };
+    let (instance_ids, already): (Vec<String>, Vec<String>) = asked
+        .into_iter()
+        .partition(|id| dead.binary_search(id).is_err());
     let event_id = match doc.event_id.get() {
         Some(id) => sanitize(id),
         None => content_id(&[
@@ -118,8 +147,10 @@ fn from_record(
         event_time,
         account: sanitize(account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
+        already_terminated: u32::try_from(already.len()).unwrap_or(u32::MAX),
         instance_ids,
         error_code,
+        unconfirmed,
         source_ip: doc.source_ip_address.get().map(sanitize),
         user_agent: doc.user_agent.get().map(sanitize),
         principal,
@@ -144,7 +175,42 @@ fn instance_ids(doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {
         .collect();
     ids.sort_unstable();
     ids.dedup();
+    if ids.len() > MAX_IDS_PER_CALL {
+        return Err(SkipReason::TooManyInstances);
+    }
     Ok(ids)
+}
+
+/// The IDs `responseElements` shows were already shutting down or terminated, sorted.
+fn already_dead(doc: &Document<'_>) -> Vec<String> {
+    #[derive(serde::Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    struct Response<'a> {
+        #[serde(borrow, default)]
+        instances_set: Option<InstancesSet<'a>>,
+    }
+    let Some(raw) = doc.response_elements else {
+        return Vec::new();
+    };
+    let Ok(resp) = serde_json::from_str::<Response>(raw.get()) else {
+        return Vec::new();
+    };
+    let mut dead: Vec<String> = resp
+        .instances_set
+        .and_then(|s| s.items)
+        .unwrap_or_default()
+        .iter()
+        .filter(|i| {
+            i.previous_state
+                .as_ref()
+                .and_then(|s| s.name.get())
+                .is_some_and(|n| ALREADY_DEAD.contains(&n))
+        })
+        .filter_map(|i| i.instance_id.get())
+        .map(sanitize)
+        .collect();
+    dead.sort_unstable();
+    dead
 }
 
 /// A stable stand-in ID for records without `eventID`, from the fields a redelivery

@@ -68,6 +68,10 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if t.is_attempt() {
         return Classification::Attempt(key);
     }
+    if t.instance_ids.is_empty() {
+        // Successful, but every instance was already dying: a re-terminating reaper.
+        return Classification::NotCounted(SkipReason::AlreadyTerminated);
+    }
     let cross_account = p.account.as_deref().is_some_and(|a| a != t.account);
     Classification::Counted {
         threshold: policy.threshold_for(&t.account, cross_account),
@@ -85,6 +89,9 @@ pub struct WindowEvent {
     pub event_time: Millis,
     /// Distinct instance IDs.
     pub instance_ids: Vec<String>,
+    /// From an `OperationNotPermitted` call: counted, but not confirmed terminated.
+    #[serde(default)]
+    pub unconfirmed: bool,
 }
 
 /// A window's distinct-instance count and the span it covers.
@@ -183,12 +190,11 @@ pub enum Decision {
     Join(WindowCount),
 }
 
-/// The instances of the events inside `w`: what a newly opened incident starts with.
-pub fn instances_in(events: &[WindowEvent], w: WindowCount) -> impl Iterator<Item = &String> {
+/// The events inside `w`: the calls a newly opened incident starts with.
+pub fn events_in(events: &[WindowEvent], w: WindowCount) -> impl Iterator<Item = &WindowEvent> {
     events
         .iter()
         .filter(move |e| e.event_time >= w.first_time && e.event_time <= w.last_time)
-        .flat_map(|e| e.instance_ids.iter())
 }
 
 /// The burst rule for one new (not duplicate) counted event at `t`, given the key's
@@ -217,6 +223,7 @@ mod tests {
             event_id: id.into(),
             event_time: secs * 1000,
             instance_ids: ids.iter().map(|s| s.to_string()).collect(),
+            unconfirmed: false,
         }
     }
 
@@ -266,6 +273,7 @@ mod tests {
                     event_id: format!("e{k}"),
                     event_time: next(20) as Millis * 30_000,
                     instance_ids: (0..next(4)).map(|_| format!("i-{}", next(25))).collect(),
+                    unconfirmed: false,
                 })
                 .collect();
             let t = next(20) as Millis * 30_000;

@@ -26,6 +26,9 @@ struct Scenario {
     expect: Vec<Expect>,
     #[serde(default)]
     counts: Option<Counts>,
+    /// Records the scan must skip, by reason (none unless listed).
+    #[serde(default)]
+    skipped: BTreeMap<String, u64>,
 }
 
 #[derive(Deserialize)]
@@ -44,6 +47,10 @@ struct Run {
     #[serde(default)]
     duplicate: bool,
     invoked_by: Option<String>,
+    /// How many of each call's IDs `responseElements` shows as already shutting down
+    /// (a reaper re-terminating what Auto Scaling already killed).
+    #[serde(default)]
+    already_terminated: usize,
 }
 
 #[derive(Deserialize)]
@@ -78,6 +85,8 @@ struct Expect {
     cross_account: bool,
     #[serde(default)]
     attempts: u64,
+    #[serde(default)]
+    instances_unconfirmed: usize,
     /// `role:NAME@ACCOUNT` or `user:NAME@ACCOUNT`.
     target: Option<String>,
     /// A phrase the containment reason must contain.
@@ -92,6 +101,7 @@ struct Counts {
     attempts: Option<u64>,
     counted_calls: Option<u64>,
     not_counted: Option<BTreeMap<String, u64>>,
+    already_terminated_instances: Option<u64>,
 }
 
 fn scenario_files() -> Vec<PathBuf> {
@@ -147,7 +157,15 @@ fn render(s: &Scenario) -> String {
                 user_agent: "scenario",
                 invoked_by: run.invoked_by.as_deref(),
             };
-            let line = terminate_record(&call).to_string();
+            let mut record = terminate_record(&call);
+            if let Some(items) = record["responseElements"]["instancesSet"]["items"].as_array_mut()
+            {
+                for item in items.iter_mut().take(run.already_terminated) {
+                    item["previousState"] =
+                        serde_json::json!({"code": 32, "name": "shutting-down"});
+                }
+            }
+            let line = record.to_string();
             if run.duplicate {
                 lines.push(line.clone());
             }
@@ -168,10 +186,15 @@ fn check(s: &Scenario) -> Result<(), String> {
     let mut counts = ScanCounts::default();
     let mut terms = Vec::new();
     scan(&text, &mut counts, &mut terms).map_err(|e| e.to_string())?;
-    if !counts.skipped.is_empty() {
+    let skipped: BTreeMap<String, u64> = counts
+        .skipped
+        .iter()
+        .map(|(k, v)| (k.to_string(), *v))
+        .collect();
+    if skipped != s.skipped {
         return Err(format!(
-            "scenario records were skipped: {:?}",
-            counts.skipped
+            "skipped: expected {:?}, got {skipped:?}",
+            s.skipped
         ));
     }
     let result = replay(&policy, terms);
@@ -188,6 +211,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 containment: format!("{:?}", c.action).to_lowercase(),
                 cross_account: i.cross_account,
                 attempts: i.attempts,
+                instances_unconfirmed: i.unconfirmed_ids.len(),
                 target: match (&c.target, &c.target_account) {
                     (Some(Target::Role(r)), Some(a)) => Some(format!("role:{r}@{a}")),
                     (Some(Target::User(u)), Some(a)) => Some(format!("user:{u}@{a}")),
@@ -221,6 +245,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             &g.containment,
             g.cross_account,
             g.attempts,
+            g.instances_unconfirmed,
         ) == (
             &e.principal,
             &e.account,
@@ -229,6 +254,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             &e.containment,
             e.cross_account,
             e.attempts,
+            e.instances_unconfirmed,
         );
         if !(same && reason_ok && target_ok) {
             return Err(format!("expected {e:#?}\ngot {g:#?}"));
@@ -241,6 +267,11 @@ fn check(s: &Scenario) -> Result<(), String> {
             ("duplicates", want.duplicates, c.duplicates),
             ("attempts", want.attempts, c.attempts),
             ("counted_calls", want.counted_calls, c.counted_calls),
+            (
+                "already_terminated_instances",
+                want.already_terminated_instances,
+                c.already_terminated_instances,
+            ),
         ];
         for (name, w, g) in pairs {
             if w.is_some_and(|w| w != g) {

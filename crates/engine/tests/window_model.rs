@@ -202,7 +202,7 @@ proptest! {
             }
             let Classification::Counted { key, threshold, .. } = classify(&policy, t) else { continue };
             let evs = store.entry(key.clone()).or_default();
-            evs.push(WindowEvent { event_id: t.event_id.clone(), event_time: t.event_time, instance_ids: t.instance_ids.clone() });
+            evs.push(WindowEvent { event_id: t.event_id.clone(), event_time: t.event_time, instance_ids: t.instance_ids.clone(), unconfirmed: t.unconfirmed });
             let near: Vec<WindowEvent> = evs.iter().filter(|e| (e.event_time - t.event_time).abs() <= policy.window).cloned().collect();
             match decide(t.event_time, threshold, policy.window, &near, open.get(&key)) {
                 Decision::Open(w) => {

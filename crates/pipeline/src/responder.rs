@@ -147,12 +147,16 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
         // Lambda delivers an asynchronous invoke at least once: a repeated request
         // re-applies the (idempotent) policies but does not page again for the same
         // outcome. Marked after publishing, so a failed publish is retried, not lost.
-        if stored.and_then(|s| s.containment_alerted) == Some(status.state) {
+        if stored.as_ref().and_then(|s| s.containment_alerted) == Some(status.state) {
             return Ok(outcome);
         }
+        // The recorded incident is the authority (its counts are current, and what a
+        // request carries is only what the detector sent); an unrecorded one has only
+        // the request.
+        let incident = stored.as_ref().map_or(&req.incident, |s| &s.incident);
         let alert = render(
             kind,
-            &req.incident,
+            incident,
             &status,
             self.policy.window,
             self.clock.now(),
@@ -279,7 +283,9 @@ mod tests {
             account: account.into(),
             region: "us-east-1".into(),
             instance_ids: vec!["i-1".into()],
+            already_terminated: 0,
             error_code: None,
+            unconfirmed: false,
             source_ip: None,
             user_agent: None,
         };

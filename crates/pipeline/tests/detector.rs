@@ -447,3 +447,86 @@ async fn the_detector_and_the_backtest_open_the_same_incident() {
         .unwrap()
         .unwrap();
 }
+
+#[tokio::test]
+async fn a_reaper_re_terminating_dead_instances_is_never_counted() {
+    let rig = Rig::new(POLICY);
+    let reaper = Burst::new(CLEANUP, "reaper")
+        .calls(30)
+        .already_terminated(1)
+        .envelopes();
+    for e in &reaper {
+        assert!(
+            matches!(
+                one(&rig, e).await,
+                Outcome::NotCounted {
+                    reason: "already_terminated",
+                    ..
+                }
+            ),
+            "a dead instance died before this call"
+        );
+    }
+    assert!(rig.store.current(&key(CLEANUP_ARN, PROD)).is_none());
+    assert!(rig.alerts.sent().is_empty() && rig.queue.queued().is_empty());
+}
+
+#[tokio::test]
+async fn unconfirmed_instances_are_counted_and_reported_as_the_backtest_does() {
+    let policy = tripwire_engine::Policy::from_toml(POLICY).unwrap();
+    // Termination protection on one instance: EC2 refuses the call yet terminates the
+    // others. Then successful calls name half of the same instances again.
+    let refused = Burst::new(CLEANUP, "prot")
+        .ids_per_call(6)
+        .error("Client.OperationNotPermitted")
+        .envelopes();
+    let mut confirmed = Burst::new(CLEANUP, "prot")
+        .at(T0 + 1000)
+        .calls(1)
+        .ids_per_call(3)
+        .envelopes();
+    // Same tag: its IDs are the refused call's first three; a new event ID.
+    confirmed[0]["detail"]["eventID"] = "prot-confirmed".into();
+    let more = Burst::new(CLEANUP, "more")
+        .at(T0 + 2000)
+        .calls(5)
+        .envelopes();
+    let events: Vec<Value> = refused.into_iter().chain(confirmed).chain(more).collect();
+    for forwards in [true, false] {
+        let rig = Rig::new(POLICY);
+        let order: Vec<Value> = if forwards {
+            events.clone()
+        } else {
+            events.iter().rev().cloned().collect()
+        };
+        rig.deliver(&order).await.into_iter().for_each(|r| {
+            r.unwrap();
+        });
+        let stored = rig
+            .store
+            .current(&key(CLEANUP_ARN, PROD))
+            .expect("an incident");
+        assert_eq!(
+            (
+                stored.incident.instances(),
+                stored.incident.unconfirmed_ids.len()
+            ),
+            (11, 3),
+            "forwards {forwards}"
+        );
+        let body: Value = serde_json::from_str(&rig.alerts.sent()[0].json).unwrap();
+        // The page went out when the incident opened (10 or 11 instances, by order).
+        assert_eq!(body["instances_unconfirmed"], 3, "forwards {forwards}");
+        assert_eq!(
+            body["instance_ids"].as_array().unwrap().len() as u64,
+            body["instances"].as_u64().unwrap()
+        );
+        let replayed =
+            tripwire_engine::replay::replay(&policy, events.iter().map(termination).collect());
+        assert_eq!(replayed.incidents[0].instances(), 11);
+        assert_eq!(
+            replayed.incidents[0].unconfirmed_ids,
+            stored.incident.unconfirmed_ids
+        );
+    }
+}

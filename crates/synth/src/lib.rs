@@ -406,6 +406,7 @@ pub struct Burst {
     calls: i64,
     step: Millis,
     ids_per_call: usize,
+    already_terminated: usize,
     error: Option<String>,
     tag: String,
 }
@@ -427,6 +428,7 @@ impl Burst {
             calls: 1,
             step: 1000,
             ids_per_call: 1,
+            already_terminated: 0,
             error: None,
             tag: tag.into(),
         }
@@ -468,6 +470,13 @@ impl Burst {
         self
     }
 
+    /// The first `n` instances of each call were already shutting down
+    /// (`responseElements` `previousState`): a re-termination.
+    pub fn already_terminated(mut self, n: usize) -> Self {
+        self.already_terminated = n;
+        self
+    }
+
     /// Every call fails with `code` (an attempt).
     pub fn error(mut self, code: &str) -> Self {
         self.error = Some(code.into());
@@ -486,7 +495,7 @@ impl Burst {
                     })
                     .collect();
                 let event_id = format!("{}-{k}", self.tag);
-                terminate_record(&Call {
+                let mut record = terminate_record(&Call {
                     caller: &self.caller,
                     account: &self.account,
                     region: &self.region,
@@ -497,7 +506,15 @@ impl Burst {
                     source_ip: "10.20.0.15",
                     user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
                     invoked_by: None,
-                })
+                });
+                if let Some(items) =
+                    record["responseElements"]["instancesSet"]["items"].as_array_mut()
+                {
+                    for item in items.iter_mut().take(self.already_terminated) {
+                        item["previousState"] = json!({"code": 32, "name": "shutting-down"});
+                    }
+                }
+                record
             })
             .collect()
     }

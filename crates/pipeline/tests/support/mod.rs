@@ -73,6 +73,7 @@ impl Faults {
 struct Call {
     time: Millis,
     ids: Vec<String>,
+    unconfirmed: bool,
     attempt: bool,
     done: bool,
     lease: Millis,
@@ -85,6 +86,7 @@ struct Item {
     first: Millis,
     last: Millis,
     ids: BTreeSet<String>,
+    uids: BTreeSet<String>,
     attempts: u64,
     doc: String,
     alerted: bool,
@@ -100,6 +102,7 @@ impl Item {
     fn read(&self) -> StoredIncident {
         let mut incident: Incident = serde_json::from_str(&self.doc).expect("stored doc");
         incident.instance_ids = self.ids.clone();
+        incident.unconfirmed_ids = self.uids.difference(&self.ids).cloned().collect();
         incident.first_event_time = incident.first_event_time.min(self.first);
         incident.last_event_time = incident.last_event_time.max(self.last);
         incident.attempts = self.attempts;
@@ -208,6 +211,7 @@ impl IncidentStore for MemoryStore {
                     Call {
                         time: t.event_time,
                         ids: t.instance_ids.clone(),
+                        unconfirmed: t.unconfirmed,
                         attempt: t.is_attempt(),
                         done: false,
                         lease: lease_until,
@@ -260,6 +264,7 @@ impl IncidentStore for MemoryStore {
                 event_id: id.clone(),
                 event_time: *time,
                 instance_ids: c.ids.clone(),
+                unconfirmed: c.unconfirmed,
             })
             .collect())
     }
@@ -294,6 +299,7 @@ impl IncidentStore for MemoryStore {
                 first: incident.first_event_time,
                 last: incident.last_event_time,
                 ids: incident.instance_ids.clone(),
+                uids: incident.unconfirmed_ids.clone(),
                 attempts: 0,
                 doc,
                 alerted: false,
@@ -318,7 +324,12 @@ impl IncidentStore for MemoryStore {
     ) -> Result<Option<StoredIncident>, Error> {
         let mut tables = self.op("join_incident").await?;
         Ok(self.with_current(&mut tables, key, id, |i| {
-            i.ids.extend(t.instance_ids.iter().cloned());
+            let set = if t.unconfirmed {
+                &mut i.uids
+            } else {
+                &mut i.ids
+            };
+            set.extend(t.instance_ids.iter().cloned());
             i.first = i.first.min(t.event_time);
             i.last = i.last.max(t.event_time);
             i.read()
