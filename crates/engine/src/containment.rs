@@ -170,7 +170,7 @@ impl Plan {
 
 /// Why a principal is not contained, or `None` if it may be.
 pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
-    if policy.containment == Mode::Off {
+    if policy.containment_for(&p.arn) == Mode::Off {
         return Some("containment is off (alert-only mode)".into());
     }
     if policy.is_protected(&p.arn) {
@@ -214,7 +214,7 @@ pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
         name: DENY_ACTIONS_POLICY.into(),
         document: deny_actions_document(&policy.deny_actions),
     };
-    let (action, policies, reason) = match policy.containment {
+    let (action, policies, reason) = match policy.containment_for(&p.arn) {
         Mode::Quarantine => (
             Action::Quarantine,
             vec![InlinePolicy {

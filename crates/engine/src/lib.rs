@@ -60,6 +60,8 @@ pub enum SkipReason {
     AlreadyTerminated,
     /// More instance IDs than EC2 takes in one call (1,000): not a record EC2 wrote.
     TooManyInstances,
+    /// Inside a declared `[[change_windows]]` entry: planned work.
+    ChangeWindow,
 }
 
 impl SkipReason {
@@ -81,6 +83,7 @@ impl SkipReason {
             SkipReason::IgnoredPrincipal => "ignored_principal",
             SkipReason::AlreadyTerminated => "already_terminated",
             SkipReason::TooManyInstances => "too_many_instances",
+            SkipReason::ChangeWindow => "change_window",
         }
     }
 }

@@ -27,7 +27,45 @@ pub struct Policy {
     pub deny_actions: Vec<String>,
     /// Per-account threshold overrides, keyed by the account where instances die.
     pub accounts: BTreeMap<String, AccountOverride>,
+    /// Per-principal rules, in file order; the first whose glob matches applies.
+    pub principals: Vec<PrincipalRule>,
+    /// Planned work during which a principal's terminations are not counted.
+    pub change_windows: Vec<ChangeWindow>,
 }
+
+/// `[principals."GLOB"]`: a principal's own threshold, window and containment, for
+/// routine bursts (a node autoscaler consolidating nightly, a cluster service role)
+/// that must stay visible without paging on every run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrincipalRule {
+    /// Which principals.
+    pub glob: Glob,
+    /// Overrides the account's and the default threshold.
+    pub threshold: Option<u32>,
+    /// Overrides the cross-account threshold.
+    pub cross_account_threshold: Option<u32>,
+    /// Overrides the window.
+    pub window: Option<Millis>,
+    /// Overrides the containment mode.
+    pub containment: Option<Mode>,
+}
+
+/// `[[change_windows]]`: a principal's terminations, in an optional account, between
+/// `from` and `until` are planned work, counted as `not_counted.change_window`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChangeWindow {
+    /// Which principals.
+    pub principal: Glob,
+    /// Where the instances die; any account when unset.
+    pub account: Option<String>,
+    /// Start, inclusive.
+    pub from: Millis,
+    /// End, inclusive.
+    pub until: Millis,
+}
+
+/// The longest change window: a planned change is hours, not an open-ended exemption.
+pub const MAX_CHANGE_WINDOW: Millis = 24 * 3600 * 1000;
 
 /// Containment modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -170,6 +208,11 @@ struct RawPolicy {
     deny_actions: Vec<String>,
     #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
+    /// Kept as a table to keep file order: the first matching rule wins.
+    #[serde(default)]
+    principals: toml::Table,
+    #[serde(default)]
+    change_windows: Vec<RawChangeWindow>,
 }
 
 #[derive(Deserialize)]
@@ -177,6 +220,24 @@ struct RawPolicy {
 struct RawOverride {
     threshold: Option<i64>,
     cross_account_threshold: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawPrincipalRule {
+    threshold: Option<i64>,
+    cross_account_threshold: Option<i64>,
+    window: Option<String>,
+    containment: Option<Mode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawChangeWindow {
+    principal: String,
+    account: Option<String>,
+    from: String,
+    until: String,
 }
 
 fn default_threshold() -> i64 {
@@ -235,16 +296,7 @@ impl Policy {
         let globs = |key: &str, list: &[String], ci: bool| -> Result<Vec<Glob>, PolicyError> {
             list.iter()
                 .enumerate()
-                .map(|(i, g)| {
-                    if !g.starts_with("arn:") || g.len() > 2048 || g.chars().any(char::is_control) {
-                        Err(err(
-                            &format!("{key}[{i}]"),
-                            format!("`{g}` is not an ARN glob (must start with `arn:`)"),
-                        ))
-                    } else {
-                        Ok(Glob::new(g, ci))
-                    }
-                })
+                .map(|(i, g)| arn_glob(&format!("{key}[{i}]"), g, ci))
                 .collect()
         };
         // Ignoring is exact-case (ignore no more than asked); protecting is case-insensitive
@@ -292,6 +344,74 @@ impl Policy {
             };
             accounts.insert(acct, over);
         }
+        let window_of = |key: &str, w: &str| -> Result<Millis, PolicyError> {
+            parse_duration(w).map_err(|m| err(key, m)).and_then(|ms| {
+                (1000..=MAX_WINDOW)
+                    .contains(&ms)
+                    .then_some(ms)
+                    .ok_or_else(|| err(key, format!("`{w}` must be between 1s and 24h")))
+            })
+        };
+        let mut principals = Vec::new();
+        for (glob, value) in raw.principals {
+            let key = format!("principals.\"{glob}\"");
+            let r: RawPrincipalRule = value
+                .try_into()
+                .map_err(|e: toml::de::Error| err(&key, e.message().to_owned()))?;
+            let threshold = |name: &str, v: Option<i64>| {
+                v.map(|t| check_threshold(&format!("{key}.{name}"), t))
+                    .transpose()
+            };
+            principals.push(PrincipalRule {
+                glob: arn_glob(&key, &glob, true)?,
+                threshold: threshold("threshold", r.threshold)?,
+                cross_account_threshold: threshold(
+                    "cross_account_threshold",
+                    r.cross_account_threshold,
+                )?,
+                window: r
+                    .window
+                    .as_deref()
+                    .map(|w| window_of(&format!("{key}.window"), w))
+                    .transpose()?,
+                containment: r.containment,
+            });
+        }
+        let mut change_windows = Vec::new();
+        for (i, c) in raw.change_windows.iter().enumerate() {
+            let key = format!("change_windows[{i}]");
+            let time = |name: &str, v: &str| {
+                crate::time::parse_event_time(v).ok_or_else(|| {
+                    err(
+                        &format!("{key}.{name}"),
+                        format!("`{v}` is not an RFC 3339 time like 2026-12-01T22:00:00Z"),
+                    )
+                })
+            };
+            let (from, until) = (time("from", &c.from)?, time("until", &c.until)?);
+            if until <= from {
+                return Err(err(&key, "`until` must be after `from`".into()));
+            }
+            if until - from > MAX_CHANGE_WINDOW {
+                return Err(err(
+                    &key,
+                    "a change window lasts at most 24 hours; declare each change on its own".into(),
+                ));
+            }
+            if let Some(a) = c.account.as_deref().filter(|a| !valid_account(a)) {
+                return Err(err(
+                    &format!("{key}.account"),
+                    format!("`{a}` is not a 12-digit account ID"),
+                ));
+            }
+            change_windows.push(ChangeWindow {
+                // Exact case, as `ignore_principals`: exempt no more than asked.
+                principal: arn_glob(&format!("{key}.principal"), &c.principal, false)?,
+                account: c.account.clone(),
+                from,
+                until,
+            });
+        }
         Ok(Policy {
             threshold,
             window,
@@ -302,18 +422,54 @@ impl Policy {
             containment: raw.containment,
             deny_actions: raw.deny_actions,
             accounts,
+            principals,
+            change_windows,
         })
     }
 
-    /// The threshold for a termination in `account`, cross-account or not.
-    pub fn threshold_for(&self, account: &str, cross_account: bool) -> u32 {
+    /// The first `[principals]` rule matching `arn`.
+    pub fn rule_for(&self, arn: &str) -> Option<&PrincipalRule> {
+        self.principals.iter().find(|r| r.glob.matches(arn))
+    }
+
+    /// The threshold for `arn` terminating in `account`, cross-account or not: the
+    /// principal's rule, else the account's override, else the default.
+    pub fn threshold_for(&self, arn: &str, account: &str, cross_account: bool) -> u32 {
+        let rule = self.rule_for(arn);
         let o = self.accounts.get(account);
         if cross_account {
-            o.and_then(|o| o.cross_account_threshold)
+            rule.and_then(|r| r.cross_account_threshold)
+                .or(o.and_then(|o| o.cross_account_threshold))
                 .unwrap_or(self.cross_account_threshold)
         } else {
-            o.and_then(|o| o.threshold).unwrap_or(self.threshold)
+            rule.and_then(|r| r.threshold)
+                .or(o.and_then(|o| o.threshold))
+                .unwrap_or(self.threshold)
         }
+    }
+
+    /// The window `arn` is counted in.
+    pub fn window_for(&self, arn: &str) -> Millis {
+        self.rule_for(arn)
+            .and_then(|r| r.window)
+            .unwrap_or(self.window)
+    }
+
+    /// The containment mode for `arn`.
+    pub fn containment_for(&self, arn: &str) -> Mode {
+        self.rule_for(arn)
+            .and_then(|r| r.containment)
+            .unwrap_or(self.containment)
+    }
+
+    /// Whether a termination by `arn` in `account` at `t` is inside a change window.
+    pub fn in_change_window(&self, arn: &str, account: &str, t: Millis) -> bool {
+        self.change_windows.iter().any(|c| {
+            c.from <= t
+                && t <= c.until
+                && !matches!(c.account.as_deref(), Some(a) if a != account)
+                && c.principal.matches(arn)
+        })
     }
 
     /// Whether `arn` is protected: alerted on, never contained.
@@ -324,6 +480,18 @@ impl Policy {
     /// Whether `arn` is ignored outright.
     pub fn is_ignored(&self, arn: &str) -> bool {
         self.ignore_principals.iter().any(|g| g.matches(arn))
+    }
+}
+
+/// An ARN glob from the policy, checked.
+fn arn_glob(key: &str, g: &str, case_insensitive: bool) -> Result<Glob, PolicyError> {
+    if !g.starts_with("arn:") || g.len() > 2048 || g.chars().any(char::is_control) {
+        Err(PolicyError {
+            key: key.into(),
+            message: format!("`{g}` is not an ARN glob (must start with `arn:`)"),
+        })
+    } else {
+        Ok(Glob::new(g, case_insensitive))
     }
 }
 
@@ -404,9 +572,10 @@ threshold = 3
         )
         .unwrap();
         assert_eq!(p.window, 300_000);
-        assert_eq!(p.threshold_for("333333333333", false), 3);
-        assert_eq!(p.threshold_for("333333333333", true), 1);
-        assert_eq!(p.threshold_for("222222222222", false), 10);
+        let arn = "arn:aws:iam::333333333333:role/app";
+        assert_eq!(p.threshold_for(arn, "333333333333", false), 3);
+        assert_eq!(p.threshold_for(arn, "333333333333", true), 1);
+        assert_eq!(p.threshold_for(arn, "222222222222", false), 10);
         assert!(p.is_protected("arn:aws:iam::222222222222:role/breakglass-admin"));
         assert!(!p.is_protected("arn:aws:iam::222222222222:role/vendor/cleanup-task"));
         assert_eq!(p.containment, Mode::Revoke);
@@ -445,6 +614,42 @@ threshold = 3
                 "accounts.333333333333.threshold",
             ),
             ("[accounts.\"333333333333\"]\nthreshhold = 3", "threshhold"),
+            (
+                "[principals.\"role/karpenter\"]\nthreshold = 3",
+                "principals.\"role/karpenter\"",
+            ),
+            (
+                "[principals.\"arn:aws:iam::*:role/k\"]\nthreshold = 0",
+                "principals.\"arn:aws:iam::*:role/k\".threshold",
+            ),
+            (
+                "[principals.\"arn:aws:iam::*:role/k\"]\nwindow = \"2d\"",
+                "principals.\"arn:aws:iam::*:role/k\".window",
+            ),
+            (
+                "[principals.\"arn:aws:iam::*:role/k\"]\nthreshhold = 3",
+                "principals.\"arn:aws:iam::*:role/k\"",
+            ),
+            (
+                "[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-03T20:00:00Z\"",
+                "change_windows[0]",
+            ),
+            (
+                "[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-01T19:00:00Z\"",
+                "change_windows[0]",
+            ),
+            (
+                "[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\nfrom = \"tonight\"\nuntil = \"2026-12-01T19:00:00Z\"",
+                "change_windows[0].from",
+            ),
+            (
+                "[[change_windows]]\nprincipal = \"*\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-01T21:00:00Z\"",
+                "change_windows[0].principal",
+            ),
+            (
+                "[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\naccount = \"42\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-01T21:00:00Z\"",
+                "change_windows[0].account",
+            ),
         ];
         for (text, key) in cases {
             let e = Policy::from_toml(text).unwrap_err();
@@ -452,6 +657,27 @@ threshold = 3
         }
         let e = Policy::from_toml("containment = \"nuke\"").unwrap_err();
         assert!(e.message.contains("nuke"), "{e}");
+        let e = Policy::from_toml("[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-01T20:00:00Z\"").unwrap_err();
+        assert!(e.message.contains("after"), "{e}");
+    }
+
+    #[test]
+    fn principal_rules_apply_in_file_order() {
+        // BTreeMap order would put `arn:aws:iam::*:role/a*` first; file order wins.
+        let p = Policy::from_toml(
+            "threshold = 10\n[principals.\"arn:aws:iam::*:role/ab*\"]\nthreshold = 7\n[principals.\"arn:aws:iam::*:role/a*\"]\nthreshold = 5\ncontainment = \"quarantine\"",
+        )
+        .unwrap();
+        let ab = "arn:aws:iam::222222222222:role/abc";
+        let a = "arn:aws:iam::222222222222:role/axe";
+        assert_eq!(p.threshold_for(ab, "222222222222", false), 7);
+        assert_eq!(p.threshold_for(a, "222222222222", false), 5);
+        assert_eq!(p.containment_for(ab), Mode::Off);
+        assert_eq!(p.containment_for(a), Mode::Quarantine);
+        assert_eq!(
+            p.threshold_for("arn:aws:iam::222222222222:role/z", "222222222222", false),
+            10
+        );
     }
 
     #[test]

@@ -79,6 +79,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
             continue;
         }
         out.counts.terminate_calls += 1;
+        let window = policy.window_for(&t.principal.arn);
         out.counts.already_terminated_instances += u64::from(t.already_terminated);
         match classify(policy, &t) {
             Classification::NotCounted(reason) => {
@@ -90,8 +91,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                     .get(&key)
                     .and_then(|k| k.open)
                     .map(|i| &mut out.incidents[i]);
-                if let Some(inc) = open.filter(|i| i.as_open().admits(t.event_time, policy.window))
-                {
+                if let Some(inc) = open.filter(|i| i.as_open().admits(t.event_time, window)) {
                     inc.attempts += 1;
                 }
             }
@@ -111,7 +111,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                 while state
                     .events
                     .front()
-                    .is_some_and(|e| e.event_time < t.event_time - policy.window)
+                    .is_some_and(|e| e.event_time < t.event_time - window)
                 {
                     state.events.pop_front();
                 }
@@ -125,7 +125,7 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                 let decision = decide(
                     t.event_time,
                     threshold,
-                    policy.window,
+                    window,
                     state.events.make_contiguous(),
                     open.as_ref(),
                 );

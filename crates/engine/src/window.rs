@@ -61,6 +61,9 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if policy.is_ignored(&p.arn) {
         return Classification::NotCounted(SkipReason::IgnoredPrincipal);
     }
+    if policy.in_change_window(&p.arn, &t.account, t.event_time) {
+        return Classification::NotCounted(SkipReason::ChangeWindow);
+    }
     let key = Key {
         principal_arn: p.arn.clone(),
         account: t.account.clone(),
@@ -74,7 +77,7 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     }
     let cross_account = p.account.as_deref().is_some_and(|a| a != t.account);
     Classification::Counted {
-        threshold: policy.threshold_for(&t.account, cross_account),
+        threshold: policy.threshold_for(&p.arn, &t.account, cross_account),
         key,
         cross_account,
     }

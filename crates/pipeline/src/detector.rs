@@ -162,7 +162,10 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         // Only a first delivery adds to the count: a retry may already have.
                         Recorded::New => {
                             if let Some(cur) = self.store.incident(&key).await? {
-                                if cur.open.admits(t.event_time, self.policy.window) {
+                                if cur
+                                    .open
+                                    .admits(t.event_time, self.policy.window_for(&t.principal.arn))
+                                {
                                     self.store.add_attempt(&key, &cur.open.id).await?;
                                 }
                             }
@@ -244,7 +247,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             AlertKind::Detected,
             &incident,
             &status,
-            self.policy.window,
+            self.policy.window_for(&t.principal.arn),
             now,
             true,
         );
@@ -261,7 +264,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         cross_account: bool,
         now: Millis,
     ) -> Result<Outcome, Error> {
-        let w = self.policy.window;
+        let w = self.policy.window_for(&t.principal.arn);
         let event_id = t.event_id.clone();
         let events = self
             .store
@@ -370,7 +373,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                     AlertKind::Detected,
                     incident,
                     &status,
-                    self.policy.window,
+                    self.policy.window_for(&incident.principal_arn),
                     now,
                     false,
                 );
@@ -424,7 +427,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                 AlertKind::Update,
                 &stored.incident,
                 &status,
-                self.policy.window,
+                self.policy.window_for(&t.principal.arn),
                 now,
                 false,
             );

@@ -158,7 +158,7 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
             kind,
             incident,
             &status,
-            self.policy.window,
+            self.policy.window_for(&incident.principal_arn),
             self.clock.now(),
             false,
         );

@@ -530,3 +530,71 @@ async fn unconfirmed_instances_are_counted_and_reported_as_the_backtest_does() {
         );
     }
 }
+
+#[tokio::test]
+async fn principal_rules_and_change_windows_decide_as_in_the_backtest() {
+    let policy_text = format!(
+        "{POLICY}\n[principals.\"arn:aws:iam::*:role/emr/*\"]\nthreshold = 5\nwindow = \"1m\"\ncontainment = \"off\"\n\n[[change_windows]]\nprincipal = \"arn:aws:iam::222222222222:role/deploy/ci-deployer\"\nfrom = \"2018-01-09T22:00:00Z\"\nuntil = \"2018-01-09T23:00:00Z\"\n"
+    );
+    let policy = tripwire_engine::Policy::from_toml(&policy_text).unwrap();
+    let rig = Rig::new(&policy_text);
+    // Every 20 s: at most four in the rule's one-minute window, though 8 in five minutes.
+    let slow = Burst::new("role/emr/EMR_DefaultRole_V2@222222222222", "emr")
+        .calls(8)
+        .step(20_000)
+        .envelopes();
+    // Five in ten seconds: the rule's threshold, alert only.
+    let fast = Burst::new("role/emr/EMR_DefaultRole_V2@222222222222", "emr-fast")
+        .at(T0 + 600_000)
+        .calls(5)
+        .step(2000)
+        .envelopes();
+    let planned = Burst::new("role/deploy/ci-deployer@222222222222", "planned")
+        .calls(20)
+        .envelopes();
+    let events: Vec<Value> = slow.into_iter().chain(fast).chain(planned).collect();
+    let outcomes: Vec<Outcome> = rig
+        .deliver(&events)
+        .await
+        .into_iter()
+        .flat_map(Result::unwrap)
+        .collect();
+    let opened: Vec<&Outcome> = opened(&outcomes);
+    assert!(
+        matches!(
+            opened[..],
+            [Outcome::Opened {
+                window_count: 5,
+                containment_requested: false,
+                ..
+            }]
+        ),
+        "{outcomes:?}"
+    );
+    let planned_skips = outcomes
+        .iter()
+        .filter(|o| {
+            matches!(
+                o,
+                Outcome::NotCounted {
+                    reason: "change_window",
+                    ..
+                }
+            )
+        })
+        .count();
+    assert_eq!(planned_skips, 20);
+    let replayed =
+        tripwire_engine::replay::replay(&policy, events.iter().map(termination).collect());
+    assert_eq!(replayed.incidents.len(), 1);
+    let emr = "arn:aws:iam::222222222222:role/emr/EMR_DefaultRole_V2";
+    let stored = rig.store.current(&key(emr, PROD)).unwrap().incident;
+    assert_eq!(
+        (stored.id, stored.trigger_count),
+        (
+            replayed.incidents[0].id.clone(),
+            replayed.incidents[0].trigger_count
+        )
+    );
+    assert_eq!(replayed.counts.not_counted.get("change_window"), Some(&20));
+}
