@@ -74,8 +74,9 @@ deploy-members: ## Print the StackSet commands for every account and region (RUN
 
 bench: bench-decision bench-backtest bench-local ## All benchmarks (figures in docs/testing.md, Performance)
 
-bench-decision: ## Criterion: one event through parse + engine, beside a serde_json::Value parse
+bench-decision: ## One event through parse + engine beside a serde_json::Value parse: criterion time, then callgrind instructions
 	$(CARGO) bench -p tripwire-engine --bench decision
+	scripts/bench-decision-instructions.sh
 
 bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
 	scripts/bench-backtest.sh
