@@ -15,17 +15,7 @@ pub const CENTRAL: &str = "123456789012";
 pub use tripwire_synth::{DEV, PROD};
 /// Another member account, for cross-account principals.
 pub const OTHER: &str = "444444444444";
-/// The containment role's name in every member account.
-pub const CONTAINMENT_ROLE: &str = "tripwire-containment";
-
-/// The policy the stack runs with unless a test says otherwise.
-pub const POLICY: &str = r#"threshold = 10
-window = "5m"
-cross_account_threshold = 1
-allowed_accounts = ["111111111111"]
-protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
-containment = "revoke"
-"#;
+pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
 
 /// How the stack is started.
 #[derive(Debug, Clone)]

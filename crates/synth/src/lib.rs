@@ -531,6 +531,19 @@ impl Burst {
     }
 }
 
+/// The policy the tests run with unless one says otherwise: 10 instances in 5 minutes,
+/// any cross-account instance, development allowed, break-glass roles protected, revoke.
+pub const TEST_POLICY: &str = r#"threshold = 10
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "revoke"
+"#;
+
+/// The containment role's name in every member account, in the tests.
+pub const CONTAINMENT_ROLE: &str = "tripwire-containment";
+
 /// Production: where the seed incident happens.
 pub const PROD: &str = "222222222222";
 /// Development: where the same tool runs legitimately (an allowed account).

@@ -526,18 +526,7 @@ pub struct Rig {
     pub responder: TestResponder,
 }
 
-/// The local stack's policy: 10 instances in 5 minutes, any cross-account instance,
-/// development allowed, break-glass roles protected, revoke.
-pub const POLICY: &str = r#"threshold = 10
-window = "5m"
-cross_account_threshold = 1
-allowed_accounts = ["111111111111"]
-protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
-containment = "revoke"
-"#;
-
-/// The containment role's name.
-pub const CONTAINMENT_ROLE: &str = "tripwire-containment";
+pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
 
 /// The seed incident's first termination.
 pub const T0: Millis = 1_515_535_740_000;
