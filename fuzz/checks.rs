@@ -3,7 +3,7 @@
 
 use std::collections::{HashMap, HashSet};
 use tripwire_engine::containment::{plan, Action};
-use tripwire_engine::principal::{iam_entity, PrincipalKind};
+use tripwire_engine::principal::{iam_entity, FederationIssuer, PrincipalKind};
 use tripwire_engine::replay::replay;
 use tripwire_engine::window::{classify, Classification};
 use tripwire_engine::{scan, Policy, ScanCounts};
@@ -50,7 +50,7 @@ pub fn check_decide(text: &str) {
             assert_eq!(t.principal.account.as_deref(), Some(entity.account.as_str()));
             let name = p.target.as_ref().map(|t| t.name());
             assert_eq!(name, Some(entity.name.as_str()));
-            assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. }));
+            assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. } | PrincipalKind::FederatedUser { issuer: FederationIssuer::User { .. } }));
             assert!(!policy.is_protected(&t.principal.arn), "protected principal got a plan");
             assert!(!t.principal.is_service_linked_role() && !t.principal.is_identity_center_role());
         }

@@ -2,7 +2,7 @@
 //! It is executed elsewhere (the responder); nothing here calls AWS.
 
 use crate::policy::{Mode, Policy};
-use crate::principal::{Principal, PrincipalKind};
+use crate::principal::{FederationIssuer, Principal, PrincipalKind};
 use crate::time::{format_millis, Millis};
 use serde::{Deserialize, Serialize};
 
@@ -190,8 +190,12 @@ pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
     match &p.kind {
         PrincipalKind::Role { .. } | PrincipalKind::User { .. } => None,
         PrincipalKind::Root => Some("root cannot be restricted by IAM policies; use an SCP and rotate root credentials".into()),
-        PrincipalKind::FederatedUser => Some(
-            "federated-user sessions take their permissions from an IAM user CloudTrail does not name; revoke it by hand".into(),
+        PrincipalKind::FederatedUser { issuer: FederationIssuer::User { .. } } => None,
+        PrincipalKind::FederatedUser { issuer: FederationIssuer::Root } => Some(
+            "the federation token was issued by the root user, which IAM policies cannot restrict; use an SCP and rotate root credentials".into(),
+        ),
+        PrincipalKind::FederatedUser { issuer: FederationIssuer::Unknown } => Some(
+            "the record does not name the IAM user that issued this federated-user token (sessionContext.sessionIssuer); find it with CloudTrail's GetFederationToken events and revoke it by hand".into(),
         ),
         PrincipalKind::IdentityCenterUser => Some("IAM Identity Center users have no IAM entity to restrict".into()),
         PrincipalKind::AwsService => Some("AWS service principals cannot be restricted".into()),
@@ -206,7 +210,10 @@ pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
     }
     let target = match &p.kind {
         PrincipalKind::Role { name, .. } => Target::Role(name.clone()),
-        PrincipalKind::User { name, .. } => Target::User(name.clone()),
+        PrincipalKind::User { name, .. }
+        | PrincipalKind::FederatedUser {
+            issuer: FederationIssuer::User { name, .. },
+        } => Target::User(name.clone()),
         // `refusal` already named a reason for every other kind.
         _ => return Plan::none("nothing to restrict"),
     };

@@ -41,14 +41,35 @@ pub enum PrincipalKind {
     },
     /// The account root user.
     Root,
-    /// A `GetFederationToken` session.
-    FederatedUser,
+    /// A `GetFederationToken` session, keyed by whoever issued the token: the name a
+    /// caller picks for the session is not an identity, so a token broker minting many
+    /// names still counts as one principal.
+    FederatedUser {
+        /// Who called `GetFederationToken` (`sessionContext.sessionIssuer`).
+        issuer: FederationIssuer,
+    },
     /// An IAM Identity Center user acting directly.
     IdentityCenterUser,
     /// An AWS service acting on its own behalf.
     AwsService,
     /// Any other or unknown `userIdentity.type`, kept as given (sanitised).
     Other(String),
+}
+
+/// The issuer of a federation token.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub enum FederationIssuer {
+    /// An IAM user: the principal is that user, and containing it binds its sessions.
+    User {
+        /// User name, without path.
+        name: String,
+        /// User path.
+        path: String,
+    },
+    /// The account root user, which IAM policies cannot restrict.
+    Root,
+    /// The record does not say.
+    Unknown,
 }
 
 impl PrincipalKind {
@@ -58,7 +79,7 @@ impl PrincipalKind {
             PrincipalKind::Role { .. } => "AssumedRole",
             PrincipalKind::User { .. } => "IAMUser",
             PrincipalKind::Root => "Root",
-            PrincipalKind::FederatedUser => "FederatedUser",
+            PrincipalKind::FederatedUser { .. } => "FederatedUser",
             PrincipalKind::IdentityCenterUser => "IdentityCenterUser",
             PrincipalKind::AwsService => "AWSService",
             PrincipalKind::Other(t) => t,
@@ -231,7 +252,17 @@ pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
             }),
             (None, None) => Err(Unidentifiable),
         },
-        "FederatedUser" => as_given(PrincipalKind::FederatedUser, None),
+        "FederatedUser" => resolve_federated(ui).map_or_else(
+            || {
+                as_given(
+                    PrincipalKind::FederatedUser {
+                        issuer: FederationIssuer::Unknown,
+                    },
+                    None,
+                )
+            },
+            Ok,
+        ),
         "IdentityCenterUser" => as_given(PrincipalKind::IdentityCenterUser, None),
         "AWSService" => as_given(PrincipalKind::AwsService, None),
         "" => as_given(PrincipalKind::Other("Unknown".into()), None),
@@ -292,6 +323,45 @@ fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Princ
         kind: PrincipalKind::Role { name, path },
         account: Some(account),
         partition,
+        anomaly,
+    })
+}
+
+/// A federation session resolves to the IAM user (or root) that issued its token, from
+/// `sessionContext.sessionIssuer`; `None` when the record does not name it.
+fn resolve_federated(ui: &UserIdentity<'_>) -> Option<Principal> {
+    let issuer = ui
+        .session_context
+        .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
+        .and_then(|c| c.session_issuer)?;
+    let text = issuer.arn.get()?;
+    let a = Arn::parse(text)?;
+    if a.service != "iam" {
+        return None;
+    }
+    let (kind, anomaly) = match (issuer.kind.get(), path_and_name(a.resource, "user")) {
+        (Some("IAMUser"), Some((path, name))) => (
+            FederationIssuer::User {
+                name: name.into(),
+                path: path.into(),
+            },
+            identity_anomaly(a.account, path, name),
+        ),
+        (Some("Root"), _) if a.resource == "root" => (FederationIssuer::Root, None),
+        _ => return None,
+    };
+    // A session of one account issued by another's user is no record STS writes.
+    let anomaly = anomaly.or_else(|| {
+        ui.account_id
+            .get()
+            .is_some_and(|own| own != a.account)
+            .then_some("the session and its issuer are in different accounts")
+    });
+    Some(Principal {
+        arn: sanitize(text),
+        kind: PrincipalKind::FederatedUser { issuer: kind },
+        account: Some(a.account.to_owned()),
+        partition: a.partition.to_owned(),
         anomaly,
     })
 }

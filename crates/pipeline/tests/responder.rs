@@ -260,3 +260,23 @@ async fn an_event_that_is_not_a_containment_request_is_ignored() {
         .unwrap();
     assert!(matches!(out, Some(ResponderOutcome::Contained { .. })));
 }
+
+#[tokio::test]
+async fn a_token_brokers_sessions_are_contained_as_the_user_that_issued_them() {
+    let rig = Rig::new(POLICY);
+    let req = request_for(
+        &rig,
+        "federated/session-7+user/brokers/token-broker@222222222222",
+    )
+    .await;
+    assert_eq!(
+        req.incident.principal_arn,
+        "arn:aws:iam::222222222222:user/brokers/token-broker"
+    );
+    assert_eq!(req.plan.target, Some(Target::User("token-broker".into())));
+    let out = rig.responder.handle(req).await.unwrap();
+    assert!(
+        matches!(&out, ResponderOutcome::Contained { policies, .. } if policies == &["tripwire-deny-actions"]),
+        "{out:?}"
+    );
+}

@@ -9,7 +9,9 @@ use std::fmt::Write as _;
 use tripwire_engine::time::{format_millis, Millis};
 
 /// Who makes a call, written `role/PATH/NAME@ACCOUNT`, `user/PATH/NAME@ACCOUNT`,
-/// `root@ACCOUNT`, `federated/NAME@ACCOUNT` or `awsservice:HOST`.
+/// `root@ACCOUNT`, `federated/NAME@ACCOUNT` (a federation session whose record does not
+/// name its issuer), `federated/NAME+user/PATH/USER@ACCOUNT` or `federated/NAME+root@ACCOUNT`
+/// (issued by that IAM user, or by root), or `awsservice:HOST`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Caller {
     /// An assumed-role session of `arn:aws:iam::{account}:role{path}{name}`.
@@ -39,8 +41,11 @@ pub enum Caller {
     Federated {
         /// The account.
         account: String,
-        /// Federated user name.
+        /// Federated user name (the caller's choice).
         name: String,
+        /// `sessionContext.sessionIssuer`: `Some(None)` root, `Some(Some((path, user)))`
+        /// an IAM user, `None` absent.
+        issuer: Option<Option<(String, String)>>,
     },
     /// An AWS service.
     Service {
@@ -79,10 +84,19 @@ impl Caller {
                 path,
                 name,
             })
-        } else if let Some(name) = who.strip_prefix("federated/") {
+        } else if let Some(rest) = who.strip_prefix("federated/") {
+            let (name, issuer) = match rest.split_once('+') {
+                None => (rest, None),
+                Some((name, "root")) => (name, Some(None)),
+                Some((name, user)) => match user.strip_prefix("user/") {
+                    Some(u) => (name, Some(Some(split(u)))),
+                    None => return Err(format!("`{spec}`: the issuer is root or user/NAME")),
+                },
+            };
             Ok(Caller::Federated {
                 account,
                 name: name.into(),
+                issuer,
             })
         } else {
             Err(format!("`{spec}`: unknown caller kind"))
@@ -144,13 +158,37 @@ impl Caller {
                     a = esc(account),
                 );
             }
-            Caller::Federated { account, name } => {
+            Caller::Federated {
+                account,
+                name,
+                issuer,
+            } => {
                 let _ = write!(
                     b,
-                    r#"{{"type":"FederatedUser","principalId":"{a}:{n}","arn":"arn:aws:sts::{a}:federated-user/{n}","accountId":"{a}""#,
+                    r#"{{"type":"FederatedUser","principalId":"{a}:{n}","arn":"arn:aws:sts::{a}:federated-user/{n}","accountId":"{a}","accessKeyId":"ASIA{key}""#,
                     a = esc(account),
                     n = esc(name),
                 );
+                let attributes = r#""attributes":{"creationDate":"2018-01-09T20:00:00Z","mfaAuthenticated":"false"}"#;
+                match issuer {
+                    None => {}
+                    Some(None) => {
+                        let _ = write!(
+                            b,
+                            r#","sessionContext":{{"sessionIssuer":{{"type":"Root","principalId":"{a}","arn":"arn:aws:iam::{a}:root","accountId":"{a}"}},{attributes}}}"#,
+                            a = esc(account),
+                        );
+                    }
+                    Some(Some((path, user))) => {
+                        let _ = write!(
+                            b,
+                            r#","sessionContext":{{"sessionIssuer":{{"type":"IAMUser","principalId":"AIDA{key}","arn":"arn:aws:iam::{a}:user{p}{u}","accountId":"{a}","userName":"{u}"}},{attributes}}}"#,
+                            a = esc(account),
+                            p = esc(path),
+                            u = esc(user),
+                        );
+                    }
+                }
             }
             Caller::Service { host } => {
                 let _ = write!(b, r#"{{"type":"AWSService","invokedBy":"{}""#, esc(host));
@@ -661,6 +699,8 @@ mod tests {
             "user/ops/al\"ice@222222222222",
             "root@222222222222",
             "federated/bob@222222222222",
+            "federated/bob+user/brokers/token-broker@222222222222",
+            "federated/bob+root@222222222222",
             "awsservice:ec2.amazonaws.com",
         ] {
             let caller = Caller::parse(spec).unwrap();
