@@ -168,8 +168,45 @@ impl Plan {
     }
 }
 
+/// Customer-managed roles that only an AWS service assumes, created under these names by
+/// the services' consoles and CLIs: containing one breaks the service for everyone
+/// (every EMR cluster, every Spot Fleet), so they are alerted on, never contained,
+/// unless a `[principals]` rule sets their containment. Names as IAM compares them.
+const AWS_SERVICE_ROLES: [(&str, &str); 7] = [
+    ("emr_defaultrole", "Amazon EMR"),
+    ("emr_defaultrole_v2", "Amazon EMR"),
+    (
+        "emr_autoscaling_defaultrole",
+        "Amazon EMR automatic scaling",
+    ),
+    ("aws-ec2-spot-fleet-tagging-role", "EC2 Spot Fleet"),
+    ("awsbatchservicerole", "AWS Batch"),
+    ("aws-elasticbeanstalk-service-role", "AWS Elastic Beanstalk"),
+    ("datapipelinedefaultrole", "AWS Data Pipeline"),
+];
+
+/// The AWS service a customer-managed service role belongs to, by its name.
+fn aws_service_role(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    AWS_SERVICE_ROLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, service)| *service)
+}
+
+/// Control Tower's roles, which its own SCP forbids anyone else to edit.
+fn is_control_tower_role(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    name == "awscontroltowerexecution" || name.starts_with("aws-controltower-")
+}
+
 /// Why a principal is not contained, or `None` if it may be.
 pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
+    // A `[principals]` rule that sets containment is the operator's explicit choice,
+    // and overrides the service-role defaults below (never the checks before them).
+    let explicit = policy
+        .rule_for(&p.arn)
+        .is_some_and(|r| r.containment.is_some());
     if policy.containment_for(&p.arn) == Mode::Off {
         return Some("containment is off (alert-only mode)".into());
     }
@@ -178,6 +215,18 @@ pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
     }
     if let Some(a) = p.anomaly {
         return Some(format!("not contained: {a}"));
+    }
+    if let (PrincipalKind::Role { name, .. }, false) = (&p.kind, explicit) {
+        if let Some(service) = aws_service_role(name) {
+            return Some(format!(
+                "an AWS service role that only {service} assumes: containing it would stop {service} for everyone; alert only (a [principals] rule with `containment` overrides this)"
+            ));
+        }
+        if is_control_tower_role(name) {
+            return Some(
+                "an AWS Control Tower role: Control Tower's own SCP forbids editing it, so containment in that account goes through an SCP on the account (a [principals] rule with `containment` overrides this)".into(),
+            );
+        }
     }
     if p.is_service_linked_role() {
         return Some("AWS service-linked roles cannot be edited".into());
