@@ -50,6 +50,7 @@ fn events() -> Vec<Value> {
                 source_ip: "10.0.0.9",
                 user_agent: "concurrency-test",
                 invoked_by: None,
+                already_terminated: 0,
             });
             out.push(eventbridge_envelope(&rec, &format!("eb-{id}")));
         }

@@ -204,6 +204,7 @@ fn one_call(who: &str, account: &str, instances: usize, tag: &str) -> Value {
         source_ip: "10.20.0.15",
         user_agent: "fault-test",
         invoked_by: None,
+        already_terminated: 0,
     });
     eventbridge_envelope(&rec, &id)
 }

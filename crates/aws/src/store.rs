@@ -594,6 +594,7 @@ mod tests {
             source_ip: "10.0.0.1",
             user_agent: "test",
             invoked_by: None,
+            already_terminated: 0,
         });
         let mut out = Vec::new();
         tripwire_engine::scan(&rec.to_string(), &mut Default::default(), &mut out).unwrap();

@@ -156,16 +156,9 @@ fn render(s: &Scenario) -> String {
                 source_ip: "198.51.100.7",
                 user_agent: "scenario",
                 invoked_by: run.invoked_by.as_deref(),
+                already_terminated: run.already_terminated,
             };
-            let mut record = terminate_record(&call);
-            if let Some(items) = record["responseElements"]["instancesSet"]["items"].as_array_mut()
-            {
-                for item in items.iter_mut().take(run.already_terminated) {
-                    item["previousState"] =
-                        serde_json::json!({"code": 32, "name": "shutting-down"});
-                }
-            }
-            let line = record.to_string();
+            let line = terminate_record(&call).to_string();
             if run.duplicate {
                 lines.push(line.clone());
             }

@@ -68,6 +68,7 @@ fn terminations(events: &[Ev], delivery: &[usize]) -> Vec<Termination> {
                 source_ip: "198.51.100.7",
                 user_agent: "proptest",
                 invoked_by: None,
+                already_terminated: 0,
             })
             .to_string()
         })

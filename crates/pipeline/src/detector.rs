@@ -237,7 +237,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             first_time: t.event_time,
             last_time: t.event_time,
         };
-        let plan = containment::plan(&self.policy, &t.principal, now).summary();
+        let plan = containment::plan(&self.policy, &t.principal, now);
         let incident = Incident::open(key, t, w, threshold, cross_account, plan);
         let status = ContainmentStatus {
             state: ContainmentState::NotAttempted,

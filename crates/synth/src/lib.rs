@@ -114,13 +114,6 @@ impl Caller {
         }
     }
 
-    /// The `userIdentity` CloudTrail writes for this caller.
-    pub fn user_identity(&self, session: &str) -> Value {
-        let mut buf = String::new();
-        self.write_user_identity(&mut buf, session, "EXAMPLEEXAMPLE00", None);
-        serde_json::from_str(&buf).unwrap_or_default()
-    }
-
     /// Writes the `userIdentity` object; `key` is the access key ID's tail.
     fn write_user_identity(&self, b: &mut String, session: &str, key: &str, by: Option<&str>) {
         match self {
@@ -309,6 +302,9 @@ pub struct Call<'a> {
     pub user_agent: &'a str,
     /// userIdentity.invokedBy, for calls made through a service.
     pub invoked_by: Option<&'a str>,
+    /// How many of the first IDs were already shutting down before the call
+    /// (`responseElements` `previousState`): a re-termination.
+    pub already_terminated: usize,
 }
 
 /// The CloudTrail record of `call`, as CloudTrail writes a TerminateInstances event.
@@ -328,7 +324,11 @@ pub fn write_terminate(b: &mut String, call: &Call<'_>) {
             }
             let _ = write!(out, r#"{{"instanceId":"{}""#, esc(i));
             if with_states {
-                out.push_str(r#","currentState":{"code":32,"name":"shutting-down"},"previousState":{"code":16,"name":"running"}"#);
+                out.push_str(if k < call.already_terminated {
+                    r#","currentState":{"code":32,"name":"shutting-down"},"previousState":{"code":32,"name":"shutting-down"}"#
+                } else {
+                    r#","currentState":{"code":32,"name":"shutting-down"},"previousState":{"code":16,"name":"running"}"#
+                });
             }
             out.push('}');
         }
@@ -533,7 +533,7 @@ impl Burst {
                     })
                     .collect();
                 let event_id = format!("{}-{k}", self.tag);
-                let mut record = terminate_record(&Call {
+                terminate_record(&Call {
                     caller: &self.caller,
                     account: &self.account,
                     region: &self.region,
@@ -544,15 +544,8 @@ impl Burst {
                     source_ip: "10.20.0.15",
                     user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
                     invoked_by: None,
-                });
-                if let Some(items) =
-                    record["responseElements"]["instancesSet"]["items"].as_array_mut()
-                {
-                    for item in items.iter_mut().take(self.already_terminated) {
-                        item["previousState"] = json!({"code": 32, "name": "shutting-down"});
-                    }
-                }
-                record
+                    already_terminated: self.already_terminated,
+                })
             })
             .collect()
     }
@@ -680,6 +673,7 @@ pub fn seed_scenario(base: Millis) -> Vec<(&'static str, Value)> {
                 source_ip: b.ip,
                 user_agent: b.ua,
                 invoked_by: (b.ip == ASG).then_some(ASG),
+                already_terminated: 0,
             };
             out.push((b.account, terminate_record(&call)));
         }
@@ -719,6 +713,7 @@ mod tests {
                         source_ip: "10.0.0.1",
                         user_agent: "test",
                         invoked_by: None,
+                        already_terminated: 0,
                     },
                 );
                 let v: Value =

@@ -29,6 +29,7 @@ pub fn input() -> Input {
         source_ip: "10.20.0.15",
         user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
         invoked_by: None,
+        already_terminated: 0,
     };
     let event = eventbridge_envelope(&terminate_record(&call), "eb-1").to_string();
     // Nine earlier calls in the window: the tenth crosses the threshold.
