@@ -342,6 +342,7 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
         kind: tripwire_engine::PrincipalKind::Role {
             name: CONTAINMENT_ROLE.into(),
             path: "/".into(),
+            path_known: true,
         },
         account: Some(PROD.into()),
         partition: "aws".into(),
@@ -382,6 +383,7 @@ async fn a_repeated_containment_request_contains_again_but_pages_once() {
         kind: tripwire_engine::PrincipalKind::Role {
             name: "cleanup-task".into(),
             path: "/vendor/".into(),
+            path_known: true,
         },
         account: Some(PROD.into()),
         partition: "aws".into(),

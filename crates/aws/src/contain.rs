@@ -145,6 +145,46 @@ impl Containment {
 }
 
 impl Contain for Containment {
+    async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
+        let (Some(account), Some(partition), Some(target)) = (
+            plan.target_account.as_deref(),
+            plan.partition.as_deref(),
+            plan.target.as_ref(),
+        ) else {
+            return Ok(Err(Refused::Iam(
+                "the plan names no target account or entity".into(),
+            )));
+        };
+        let result = async {
+            let iam = self.iam(partition, account).await?;
+            match target {
+                Target::Role(role) => {
+                    let out = iam
+                        .get_role()
+                        .role_name(role)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(Port::Containment, "iam:GetRole", e))?;
+                    Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
+                }
+                Target::User(user) => {
+                    let out = iam
+                        .get_user()
+                        .user_name(user)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(Port::Containment, "iam:GetUser", e))?;
+                    Ok(out.user().map(|u| u.arn().to_owned()).unwrap_or_default())
+                }
+            }
+        }
+        .await;
+        match result {
+            Ok(arn) => Ok(Ok(arn)),
+            Err(e) => classify(Err(e)).map(|r| r.map(|()| String::new())),
+        }
+    }
+
     /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
     /// `Err(_)` is a transient failure worth a retry.
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {

@@ -7,6 +7,9 @@
 //!   deduplication, and `done` tells a redelivery from a retry of unfinished work.
 //! - `I#<key>` / `CURRENT`: the key's incident. Opening is one conditional put that only
 //!   succeeds when no live incident exists, so exactly one container opens it.
+//! - `K#<access key>` / `ISSUE`: the `AssumeRole*` call that issued a session, with its
+//!   resolved origin (`doc`), or `conflict`; it expires with the session.
+//! - `N#<account>#<region>` / `<eventTime>#<eventID>`: an initiator call (`doc`).
 
 use crate::error::{aws_error, Error, Port};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
@@ -16,9 +19,13 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::HashMap;
 use tripwire_engine::alert::ContainmentState;
+use tripwire_engine::provenance::{self, Issued};
 use tripwire_engine::time::Millis;
-use tripwire_engine::{Incident, Key, OpenIncident, Termination, WindowEvent};
-use tripwire_pipeline::{Flag, IncidentStore};
+use tripwire_engine::window::Lane;
+use tripwire_engine::{
+    Incident, Initiation, Key, OpenIncident, SkipReason, Termination, WindowEvent,
+};
+use tripwire_pipeline::{Flag, IncidentStore, IssueState, INITIATOR_RETENTION_MS};
 pub use tripwire_pipeline::{Recorded, StoredIncident};
 
 type Item = HashMap<String, AttributeValue>;
@@ -64,13 +71,18 @@ pub fn window_pk(key: &Key) -> String {
 pub fn incident_pk(key: &Key) -> String {
     format!("I#{}", key.id())
 }
-/// The sort key of a call: `E#` counted, `A#` a failed attempt.
-pub fn call_sk(t: &Termination) -> String {
-    event_sk(
-        if t.is_attempt() { 'A' } else { 'E' },
-        t.event_time,
-        &t.event_id,
-    )
+/// The sort key of a call: `E#` counted, `A#` a failed attempt on the burst lane (the
+/// attempt lane counts failed calls, so they are its `E#` items).
+pub fn call_sk(key: &Key, t: &Termination) -> String {
+    let attempt = t.is_attempt() && key.lane != Lane::Attempt;
+    event_sk(if attempt { 'A' } else { 'E' }, t.event_time, &t.event_id)
+}
+
+fn issue_pk(access_key: &str) -> String {
+    format!("K#{access_key}")
+}
+fn initiator_pk(account: &str, region: &str) -> String {
+    format!("N#{account}#{region}")
 }
 
 /// Fixed-width times sort as strings; event times are never negative (the engine checks).
@@ -113,7 +125,7 @@ impl WindowStore {
             .update_item()
             .table_name(&self.table)
             .key("pk", s(window_pk(key)))
-            .key("sk", s(call_sk(t)))
+            .key("sk", s(call_sk(key, t)))
     }
 }
 
@@ -126,7 +138,8 @@ impl IncidentStore for WindowStore {
         now: Millis,
         lease_until: Millis,
     ) -> Result<Recorded, Error> {
-        let sk = call_sk(t);
+        let sk = call_sk(key, t);
+        let event = WindowEvent::of(t, key.lane);
         let mut put = self
             .client
             .put_item()
@@ -138,11 +151,20 @@ impl IncidentStore for WindowStore {
             .item("lease", n(lease_until))
             .item("expires", expires(now))
             .condition_expression("attribute_not_exists(pk)");
-        if !t.instance_ids.is_empty() {
-            put = put.item("ids", AttributeValue::Ss(t.instance_ids.clone()));
+        if !event.instance_ids.is_empty() {
+            put = put.item("ids", AttributeValue::Ss(event.instance_ids.clone()));
         }
-        if t.unconfirmed {
+        if event.unconfirmed {
             put = put.item("u", AttributeValue::Bool(true));
+        }
+        for (attr, v) in [
+            ("s", &event.session),
+            ("p", &event.principal),
+            ("ec", &event.error_code),
+        ] {
+            if let Some(v) = v {
+                put = put.item(attr, s(v));
+            }
         }
         if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
             return Ok(Recorded::New);
@@ -224,6 +246,9 @@ impl IncidentStore for WindowStore {
                     event_time: get_n(item, "t")?,
                     instance_ids,
                     unconfirmed: get_bool(item, "u"),
+                    session: get_s(item, "s").ok().map(str::to_owned),
+                    principal: get_s(item, "p").ok().map(str::to_owned),
+                    error_code: get_s(item, "ec").ok().map(str::to_owned),
                 });
             }
             match page.last_evaluated_key() {
@@ -282,7 +307,8 @@ impl IncidentStore for WindowStore {
             .item("id", s(&incident.id))
             .item("first", n(incident.first_event_time))
             .item("last", n(incident.last_event_time))
-            .item("attempts", n(0))
+            // The attempt lane opens with its window's calls; the others with none.
+            .item("attempts", n(incident.attempts))
             .item("doc", s(doc))
             .item("alerted", AttributeValue::Bool(false))
             .item("invoked", AttributeValue::Bool(false))
@@ -318,16 +344,18 @@ impl IncidentStore for WindowStore {
         t: &Termination,
     ) -> Result<Option<StoredIncident>, Error> {
         // Set ADD is idempotent, so a retried join adds nothing twice; and commutative,
-        // so racing joins of confirmed and unconfirmed calls agree in any order.
+        // so racing joins of confirmed and unconfirmed calls agree in any order. The
+        // attempt lane counts calls: a set of their eventIDs, for the same reasons.
+        let (expr, ids) = match key.lane {
+            Lane::Attempt => ("ADD calls :ids", vec![t.event_id.clone()]),
+            _ if t.unconfirmed => ("ADD uids :ids", t.instance_ids.clone()),
+            _ => ("ADD ids :ids", t.instance_ids.clone()),
+        };
         let res = self
             .update_incident(key)
-            .update_expression(if t.unconfirmed {
-                "ADD uids :ids"
-            } else {
-                "ADD ids :ids"
-            })
+            .update_expression(expr)
             .condition_expression("id = :id")
-            .expression_attribute_values(":ids", AttributeValue::Ss(t.instance_ids.clone()))
+            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
             .expression_attribute_values(":id", s(id))
             .return_values(ReturnValue::AllNew)
             .send()
@@ -398,6 +426,135 @@ impl IncidentStore for WindowStore {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn issued(&self, access_key: &str) -> Result<Option<IssueState>, Error> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(issue_pk(access_key)))
+            .key("sk", s("ISSUE"))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error(Port::State, "dynamodb:GetItem", e))?;
+        let Some(item) = got.item() else {
+            return Ok(None);
+        };
+        if get_bool(item, "conflict") {
+            return Ok(Some(IssueState::Conflicted));
+        }
+        let issued: Issued = serde_json::from_str(get_s(item, "doc")?)
+            .map_err(|e| Error::Stored(format!("issue doc: {e}")))?;
+        Ok(Some(IssueState::Issued(issued)))
+    }
+
+    async fn record_issue(
+        &self,
+        access_key: &str,
+        issued: &Issued,
+    ) -> Result<Result<(), SkipReason>, Error> {
+        let doc = serde_json::to_string(issued).map_err(|e| Error::encoding("the issue", e))?;
+        // Kept an hour past the session's end: a late call still finds its origin.
+        let expires = n((issued.expires + 3_600_000) / 1000);
+        let put = |doc: String| {
+            self.client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(issue_pk(access_key)))
+                .item("sk", s("ISSUE"))
+                .item("doc", s(doc))
+                .item("expires", expires.clone())
+        };
+        let first = put(doc.clone())
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        if conditional("dynamodb:PutItem", first)?.is_some() {
+            return Ok(Ok(()));
+        }
+        let kept = match self.issued(access_key).await? {
+            Some(IssueState::Issued(old)) => provenance::merge(&old, issued).map(|k| (old, k)),
+            _ => Err(SkipReason::AccessKeyReused),
+        };
+        match kept {
+            Ok((old, kept)) if kept != old => {
+                let doc =
+                    serde_json::to_string(&kept).map_err(|e| Error::encoding("the issue", e))?;
+                put(doc)
+                    .condition_expression("attribute_not_exists(conflict)")
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))?;
+                Ok(Ok(()))
+            }
+            Ok(_) => Ok(Ok(())),
+            Err(r) => {
+                self.client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(issue_pk(access_key)))
+                    .key("sk", s("ISSUE"))
+                    .update_expression("SET conflict = :t")
+                    .expression_attribute_values(":t", AttributeValue::Bool(true))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))?;
+                Ok(Err(r))
+            }
+        }
+    }
+
+    async fn record_initiation(&self, i: &Initiation, now: Millis) -> Result<(), Error> {
+        let doc = serde_json::to_string(i).map_err(|e| Error::encoding("the initiator", e))?;
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(initiator_pk(&i.account, &i.region)))
+            .item("sk", s(event_sk('N', i.event_time, &i.event_id)))
+            .item("doc", s(doc))
+            .item("expires", n((now + INITIATOR_RETENTION_MS) / 1000))
+            .send()
+            .await
+            .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))?;
+        Ok(())
+    }
+
+    async fn initiations(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Initiation>, Error> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(initiator_pk(account, region)))
+                .expression_attribute_values(":a", s(event_sk('N', from.max(0), "")))
+                .expression_attribute_values(":b", s(event_sk('N', to.saturating_add(1), "")))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
+            for item in page.items() {
+                out.push(
+                    serde_json::from_str(get_s(item, "doc")?)
+                        .map_err(|e| Error::Stored(format!("initiator doc: {e}")))?,
+                );
+            }
+            match page.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => return Ok(out),
+            }
+        }
     }
 
     /// Notes that the alert for containment `state` of incident `id` went out.
@@ -537,6 +694,11 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
     incident.first_event_time = incident.first_event_time.min(open.first_time);
     incident.last_event_time = incident.last_event_time.max(open.last_time);
     incident.attempts = get_n(item, "attempts").unwrap_or(0) as u64;
+    // The attempt lane's joined calls, a set so a retried join counts once.
+    incident.attempts += item
+        .get("calls")
+        .and_then(|v| v.as_ss().ok())
+        .map_or(0, |c| c.len()) as u64;
     Ok(StoredIncident {
         open,
         incident,
@@ -600,10 +762,11 @@ mod tests {
         tripwire_engine::scan(&rec.to_string(), &mut Default::default(), &mut out).unwrap();
         let t = out.remove(0);
         (
-            Key {
-                principal_arn: t.principal.arn.clone(),
-                account: t.account.clone(),
-            },
+            Key::new(
+                tripwire_engine::window::Lane::Burst,
+                &t.principal.arn,
+                &t.account,
+            ),
             t,
         )
     }

@@ -118,7 +118,8 @@ fn main() -> Result<()> {
                 "ok: threshold {} in {}s (cross-account {}), containment {:?}, {} allowed account(s), {} override(s)",
                 p.threshold,
                 p.window / 1000,
-                p.cross_account_threshold,
+                p.cross_account_threshold
+                    .map_or_else(|| "the same".to_owned(), |t| t.to_string()),
                 p.containment,
                 p.allowed_accounts.len(),
                 p.accounts.len()

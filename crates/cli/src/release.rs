@@ -39,10 +39,7 @@ pub fn run(
             )
         })?;
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
-        let key = Key {
-            principal_arn: principal.to_owned(),
-            account: account.to_owned(),
-        };
+        let key = Key::new(tripwire_engine::window::Lane::Burst, principal, account);
         let closed = store.release(&key, SystemClock.now()).await?;
         if removed.is_empty() {
             println!("{principal}: no tripwire policies were attached");

@@ -5,6 +5,7 @@
 use crate::containment::Action;
 use crate::incident::Incident;
 use crate::time::{format_millis, Millis};
+use crate::window::Lane;
 use serde::Serialize;
 use std::fmt::Write as _;
 
@@ -188,29 +189,41 @@ pub fn render(
     now: Millis,
     window_degraded: bool,
 ) -> Alert {
-    let who = short_principal(&incident.principal_arn);
+    let who = match incident.kind {
+        Lane::Account => "every principal",
+        _ => short_principal(&incident.principal_arn),
+    };
     let n = incident.instances();
-    let subject = match kind {
-        AlertKind::Detected => format!(
+    let subject = match (kind, incident.kind) {
+        (AlertKind::Detected | AlertKind::Update, Lane::Attempt) => format!(
+            "TRIPWIRE: {} failed TerminateInstances calls by {who} in {}",
+            incident.attempts, incident.account
+        ),
+        (AlertKind::Detected | AlertKind::Update, Lane::Account) => format!(
+            "TRIPWIRE: {n} instances terminated in {} by {} principals",
+            incident.account,
+            incident.principals.len()
+        ),
+        (AlertKind::Detected, _) => format!(
             "TRIPWIRE: {n} instances terminated by {who} in {}",
             incident.account
         ),
-        AlertKind::Update => format!(
+        (AlertKind::Update, _) => format!(
             "TRIPWIRE update: {n} instances terminated by {who} in {}",
             incident.account
         ),
-        AlertKind::Contained => format!(
+        (AlertKind::Contained, _) => format!(
             "TRIPWIRE CONTAINED: {who} ({n} instances in {})",
             incident.account
         ),
-        AlertKind::ContainmentFailed => {
+        (AlertKind::ContainmentFailed, _) => {
             format!("TRIPWIRE CONTAINMENT FAILED: {who} in {}", incident.account)
         }
     };
     let text = text_body(kind, incident, status, window, now, window_degraded);
     let machine = Machine {
         kind,
-        incident: incident.view(JSON_SAMPLE),
+        incident: incident.alert_view(JSON_SAMPLE),
         instance_ids_truncated: incident.instances() > JSON_SAMPLE,
         containment_status: status,
         alert_time: now,
@@ -246,20 +259,53 @@ fn text_body(
     };
     let _ = writeln!(t, "{headline}\n");
     let _ = writeln!(t, "What happened");
-    let _ = writeln!(
-        t,
-        "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}.",
-        i.principal_arn,
-        i.instances(),
-        i.account,
-        i.threshold,
-        window / 1000,
-        if i.cross_account {
-            " (a principal from another account)"
-        } else {
-            ""
+    match i.kind {
+        Lane::Attempt => {
+            let _ = writeln!(
+                t,
+                "  {} made {} failed TerminateInstances call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
+                i.principal_arn,
+                i.attempts,
+                i.account,
+                i.threshold,
+                window / 1000,
+                i.error_codes.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
         }
-    );
+        Lane::Account => {
+            let _ = writeln!(
+                t,
+                "  {} instance(s) terminated in account {} by {} principal(s), crossing the account threshold {} within {}s: {}. Alert only.",
+                i.instances(),
+                i.account,
+                i.principals.len(),
+                i.threshold,
+                window / 1000,
+                i.principals.iter().cloned().collect::<Vec<_>>().join(", ")
+            );
+        }
+        lane => {
+            let _ = writeln!(
+                t,
+                "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}{}.",
+                i.principal_arn,
+                i.instances(),
+                i.account,
+                i.threshold,
+                window / 1000,
+                if i.cross_account {
+                    " (a session chained from another account)"
+                } else {
+                    ""
+                },
+                if lane == Lane::Service {
+                    " (an AWS service acting on its own: alert only)"
+                } else {
+                    ""
+                }
+            );
+        }
+    }
     if degraded {
         let _ = writeln!(
             t,
@@ -303,6 +349,73 @@ fn text_body(
     let _ = writeln!(t, "  source IP   {}", join(&i.source_ips));
     let _ = writeln!(t, "  user agent  {}", join(&i.user_agents));
     let _ = writeln!(t, "  region(s)   {}", join(&i.regions));
+    if let Some(o) = &i.origin {
+        let who = o
+            .principal_arn
+            .as_deref()
+            .or(o.principal_id.as_deref())
+            .or(o.subject.as_deref())
+            .unwrap_or("unknown");
+        let _ = writeln!(
+            t,
+            "  origin      {who} in {} via {} ({} hop(s)){}{}",
+            o.account
+                .as_deref()
+                .or(o.provider.as_deref())
+                .unwrap_or("unknown"),
+            o.via,
+            o.hops,
+            o.subject
+                .as_deref()
+                .map(|s| format!(", subject {s}"))
+                .unwrap_or_default(),
+            o.source_identity
+                .as_deref()
+                .map(|s| format!(", source identity {s}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(n) = &i.initiator {
+        let _ = writeln!(
+            t,
+            "  decided by  {} ({} at {})",
+            n.principal_arn,
+            n.event_name,
+            format_millis(n.event_time)
+        );
+    }
+    if !i.sessions.is_empty() {
+        let mut v: Vec<(&String, &u64)> = i.sessions.iter().collect();
+        v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let list: Vec<String> = v
+            .iter()
+            .take(crate::incident::SESSIONS_LISTED)
+            .map(|(n, c)| format!("{n} ({c})"))
+            .collect();
+        let _ = writeln!(t, "  sessions    {}", list.join(", "));
+    }
+    let a = &i.attribution;
+    for (label, set) in [
+        ("principal ID", &a.principal_ids),
+        ("source ID  ", &a.source_identities),
+        ("access key ", &a.access_key_ids),
+        ("VPC endpoint", &a.vpc_endpoint_ids),
+        ("web identity", &a.web_identity_providers),
+        ("invoked by ", &a.invoked_by),
+    ] {
+        if !set.is_empty() {
+            let _ = writeln!(t, "  {label} {}", join(set));
+        }
+    }
+    if a.from_console {
+        let _ = writeln!(
+            t,
+            "  console     some calls used console session credentials"
+        );
+    }
+    if a.instance_profile {
+        let _ = writeln!(t, "  instance profile  some calls used instance-profile credentials: every instance sharing the profile holds them");
+    }
     let shown = i.instance_ids.len().min(TEXT_SAMPLE);
     let _ = writeln!(t, "\nInstances ({}; {} shown)", i.instances(), shown);
     for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
@@ -382,6 +495,13 @@ mod tests {
                 reason: "revoke".into(),
                 policies: vec![],
             },
+            kind: crate::window::Lane::Burst,
+            origin: None,
+            initiator: None,
+            sessions: Default::default(),
+            principals: BTreeSet::new(),
+            error_codes: BTreeSet::new(),
+            attribution: Default::default(),
         }
     }
 

@@ -145,6 +145,11 @@ impl From<Plan> for PlanJson {
 }
 
 impl Plan {
+    /// A plan that restricts nobody, with the reason.
+    pub fn alert_only(reason: impl Into<String>) -> Plan {
+        Plan::none(reason)
+    }
+
     fn none(reason: impl Into<String>) -> Plan {
         Plan {
             action: Action::None,
@@ -186,7 +191,7 @@ const AWS_SERVICE_ROLES: [(&str, &str); 7] = [
 ];
 
 /// The AWS service a customer-managed service role belongs to, by its name.
-fn aws_service_role(name: &str) -> Option<&'static str> {
+pub fn aws_service_role(name: &str) -> Option<&'static str> {
     let name = name.to_ascii_lowercase();
     AWS_SERVICE_ROLES
         .iter()

@@ -2,12 +2,14 @@
 //! the key's window count falls to zero. Its JSON form is the backtest's stable output.
 
 use crate::containment::{self, Plan};
+use crate::initiator::Initiator;
 use crate::policy::Policy;
+use crate::provenance::Origin;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{events_in, Key, OpenIncident, WindowCount, WindowEvent};
-use serde::{Deserialize, Serialize, Serializer};
-use std::collections::BTreeSet;
+use crate::window::{events_in, Key, Lane, OpenIncident, WindowCount, WindowEvent};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use std::collections::{BTreeMap, BTreeSet};
 
 /// One incident. Its JSON adds `instances`, the count of `instance_ids`: derived when
 /// written, never stored beside the set (see [`Incident::view`]).
@@ -18,7 +20,12 @@ pub struct Incident {
     pub record_type: String,
     /// Stable ID, derived from the key and the trigger event.
     pub id: String,
-    /// The principal (role ARN with path, user ARN, …).
+    /// Which rule opened it: `burst`, `service_burst`, `attempt_burst`, `account_burst`.
+    #[serde(default)]
+    pub kind: Lane,
+    /// The principal (role ARN with path, user ARN, …); empty for an account burst,
+    /// whose JSON says `null` and lists the `principals`.
+    #[serde(deserialize_with = "null_as_empty")]
     pub principal_arn: String,
     /// CloudTrail `userIdentity.type`.
     pub principal_type: String,
@@ -63,6 +70,118 @@ pub struct Incident {
     pub user_agents: BTreeSet<String>,
     /// The containment plan; its JSON is the summary, without policy documents.
     pub containment: Plan,
+    /// Where the chain of sessions behind the trigger call began, when joined.
+    #[serde(default)]
+    pub origin: Option<Origin>,
+    /// Who decided the terminations a service carried out, when known.
+    #[serde(default)]
+    pub initiator: Option<Initiator>,
+    /// Instances per session name (counted per call), at most [`SESSIONS_KEPT`] names;
+    /// the JSON lists the top ten.
+    #[serde(default, deserialize_with = "sessions_from_json")]
+    pub sessions: BTreeMap<String, u64>,
+    /// Account bursts: the principals that contributed (at most [`PRINCIPALS_KEPT`]).
+    #[serde(default)]
+    pub principals: BTreeSet<String>,
+    /// Attempt bursts: the error codes seen.
+    #[serde(default)]
+    pub error_codes: BTreeSet<String>,
+    /// What identified the sessions behind the calls.
+    #[serde(default)]
+    pub attribution: Attribution,
+}
+
+/// The identifiers seen on an incident's calls (each set at most [`SAMPLE`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attribution {
+    /// `userIdentity.principalId`.
+    #[serde(default)]
+    pub principal_ids: BTreeSet<String>,
+    /// `sourceIdentity`.
+    #[serde(default)]
+    pub source_identities: BTreeSet<String>,
+    /// `userIdentity.accessKeyId`.
+    #[serde(default)]
+    pub access_key_ids: BTreeSet<String>,
+    /// `vpcEndpointId`: the calls came from inside a network through this endpoint.
+    #[serde(default)]
+    pub vpc_endpoint_ids: BTreeSet<String>,
+    /// `webIdFederationData.federatedProvider`.
+    #[serde(default)]
+    pub web_identity_providers: BTreeSet<String>,
+    /// `invokedBy`: services that made calls on the principal's behalf.
+    #[serde(default)]
+    pub invoked_by: BTreeSet<String>,
+    /// Any call made with console session credentials.
+    #[serde(default)]
+    pub from_console: bool,
+    /// Any call made with instance-profile credentials (`ec2RoleDelivery`): every
+    /// instance sharing the profile holds them.
+    #[serde(default)]
+    pub instance_profile: bool,
+}
+
+impl Attribution {
+    /// Adds what one call's session shows.
+    pub fn add(&mut self, s: &crate::termination::Session) {
+        for (set, v) in [
+            (&mut self.principal_ids, &s.principal_id),
+            (&mut self.source_identities, &s.source_identity),
+            (&mut self.access_key_ids, &s.access_key_id),
+            (&mut self.vpc_endpoint_ids, &s.vpc_endpoint_id),
+            (&mut self.web_identity_providers, &s.web_identity_provider),
+            (&mut self.invoked_by, &s.invoked_by),
+        ] {
+            if let Some(v) = v {
+                if set.len() < SAMPLE {
+                    set.insert(v.clone());
+                }
+            }
+        }
+        self.from_console |= s.from_console;
+        self.instance_profile |= s.ec2_role_delivery.is_some();
+    }
+}
+
+/// How many session names an incident counts instances for; later names are summed
+/// under [`OTHER_SESSIONS`], so a script minting a session per call cannot grow it.
+pub const SESSIONS_KEPT: usize = 100;
+/// The name the sessions beyond [`SESSIONS_KEPT`] are counted under.
+pub const OTHER_SESSIONS: &str = "(other sessions)";
+/// How many sessions the JSON lists.
+pub const SESSIONS_LISTED: usize = 10;
+/// How many contributing principals an account burst lists.
+pub const PRINCIPALS_KEPT: usize = 50;
+
+fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+}
+
+/// A session and its instances, as the JSON lists it.
+#[derive(Serialize, Deserialize)]
+struct SessionCount {
+    name: String,
+    instances: u64,
+}
+
+fn sessions_from_json<'de, D: Deserializer<'de>>(d: D) -> Result<BTreeMap<String, u64>, D::Error> {
+    Ok(Vec::<SessionCount>::deserialize(d)?
+        .into_iter()
+        .map(|s| (s.name, s.instances))
+        .collect())
+}
+
+fn top_sessions<S: Serializer>(m: &&BTreeMap<String, u64>, s: S) -> Result<S::Ok, S::Error> {
+    let mut v: Vec<(&String, &u64)> = m.iter().collect();
+    v.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+    s.collect_seq(
+        v.into_iter()
+            .take(SESSIONS_LISTED)
+            .map(|(n, i)| SessionCount {
+                name: n.clone(),
+                instances: *i,
+            }),
+    )
 }
 
 /// The incident's JSON, field for field; `sample` caps how many instance IDs it lists
@@ -72,7 +191,12 @@ pub struct View<'a> {
     #[serde(rename = "type")]
     record_type: &'a str,
     id: &'a str,
-    principal_arn: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    kind: Option<Lane>,
+    /// In an alert, whose own `kind` is the alert's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    incident_kind: Option<Lane>,
+    principal_arn: Option<&'a str>,
     principal_type: &'a str,
     principal_account: &'a Option<String>,
     account: &'a str,
@@ -97,6 +221,13 @@ pub struct View<'a> {
     user_agents: &'a BTreeSet<String>,
     #[serde(serialize_with = "as_summary")]
     containment: &'a Plan,
+    origin: &'a Option<Origin>,
+    initiator: &'a Option<Initiator>,
+    #[serde(serialize_with = "top_sessions")]
+    sessions: &'a BTreeMap<String, u64>,
+    principals: &'a BTreeSet<String>,
+    error_codes: &'a BTreeSet<String>,
+    attribution: &'a Attribution,
 }
 
 /// The first `n` of two disjoint sorted sets, merged in order.
@@ -148,7 +279,12 @@ impl Incident {
         let mut inc = Incident {
             record_type: "incident".into(),
             id: incident_id(key, &t.event_id),
-            principal_arn: key.principal_arn.clone(),
+            kind: key.lane,
+            principal_arn: if key.lane == Lane::Account {
+                String::new()
+            } else {
+                t.principal.arn.clone()
+            },
             principal_type: t.principal.kind.type_name().to_owned(),
             principal_account: t.principal.account.clone(),
             account: key.account.clone(),
@@ -167,6 +303,12 @@ impl Incident {
             source_ips: BTreeSet::new(),
             user_agents: BTreeSet::new(),
             containment: plan,
+            origin: t.origin.clone(),
+            initiator: None,
+            sessions: BTreeMap::new(),
+            principals: BTreeSet::new(),
+            error_codes: BTreeSet::new(),
+            attribution: Attribution::default(),
         };
         inc.absorb(t);
         inc
@@ -174,7 +316,7 @@ impl Incident {
 
     /// Adds a termination that belongs to this incident.
     pub fn absorb(&mut self, t: &Termination) {
-        self.add_instances(&t.instance_ids, t.unconfirmed);
+        self.count(&WindowEvent::of(t, self.kind));
         self.first_event_time = self.first_event_time.min(t.event_time);
         self.last_event_time = self.last_event_time.max(t.event_time);
         self.regions.insert(t.region.clone());
@@ -188,12 +330,47 @@ impl Incident {
                 }
             }
         }
+        self.attribution.add(&t.session);
+        if self.origin.is_none() {
+            self.origin.clone_from(&t.origin);
+        }
+    }
+
+    /// Counts one call as the incident's lane does: its instances (attempts for the
+    /// attempt lane), its session, and for an account burst its principal.
+    pub fn count(&mut self, e: &WindowEvent) {
+        if self.kind == Lane::Attempt {
+            self.attempts += 1;
+            if let Some(code) = &e.error_code {
+                self.error_codes.insert(code.clone());
+            }
+            return;
+        }
+        self.add_instances(&e.instance_ids, e.unconfirmed);
+        if let Some(name) = &e.session {
+            self.add_session(name, e.instance_ids.len() as u64);
+        }
+        if let Some(p) = &e.principal {
+            if self.principals.len() < PRINCIPALS_KEPT {
+                self.principals.insert(p.clone());
+            }
+        }
+    }
+
+    /// Adds `instances` to session `name`'s count.
+    pub fn add_session(&mut self, name: &str, instances: u64) {
+        let name = if self.sessions.contains_key(name) || self.sessions.len() < SESSIONS_KEPT {
+            name
+        } else {
+            OTHER_SESSIONS
+        };
+        *self.sessions.entry(name.to_owned()).or_default() += instances;
     }
 
     /// Opens the incident that `t` triggers, `peak` being the window that crossed the
     /// threshold: the containment plan for its principal (revoking sessions issued before
-    /// `plan_time`), and the instances of every call that filled that window. The one
-    /// way an incident opens, in the backtest and the detector alike.
+    /// `plan_time`; none for the alert-only lanes), and every call that filled that
+    /// window. The one way an incident opens, in the backtest and the detector alike.
     #[allow(clippy::too_many_arguments)]
     pub fn trigger(
         policy: &Policy,
@@ -205,10 +382,16 @@ impl Incident {
         events: &[WindowEvent],
         plan_time: Millis,
     ) -> Self {
-        let plan = containment::plan(policy, &t.principal, plan_time);
+        let plan = match key.lane {
+            Lane::Burst => containment::plan(policy, &t.principal, plan_time),
+            lane => Plan::alert_only(format!(
+                "alert only: the {} lane never contains",
+                lane.kind()
+            )),
+        };
         let mut inc = Incident::open(key, t, peak, threshold, cross_account, plan);
-        for e in events_in(events, peak) {
-            inc.add_instances(&e.instance_ids, e.unconfirmed);
+        for e in events_in(events, peak).filter(|e| e.event_id != t.event_id) {
+            inc.count(e);
         }
         inc
     }
@@ -239,7 +422,9 @@ impl Incident {
         View {
             record_type: &self.record_type,
             id: &self.id,
-            principal_arn: &self.principal_arn,
+            kind: Some(self.kind),
+            incident_kind: None,
+            principal_arn: (self.kind != Lane::Account).then_some(self.principal_arn.as_str()),
             principal_type: &self.principal_type,
             principal_account: &self.principal_account,
             account: &self.account,
@@ -259,7 +444,28 @@ impl Incident {
             source_ips: &self.source_ips,
             user_agents: &self.user_agents,
             containment: &self.containment,
+            origin: &self.origin,
+            initiator: &self.initiator,
+            sessions: &self.sessions,
+            principals: &self.principals,
+            error_codes: &self.error_codes,
+            attribution: &self.attribution,
         }
+    }
+
+    /// [`Incident::view`] for an alert's JSON, where `kind` is the alert's and the
+    /// incident's is `incident_kind`.
+    pub fn alert_view(&self, sample: usize) -> View<'_> {
+        View {
+            kind: None,
+            incident_kind: Some(self.kind),
+            ..self.view(sample)
+        }
+    }
+
+    /// The window key this incident was counted under.
+    pub fn key(&self) -> Key {
+        Key::new(self.kind, &self.principal_arn, &self.account)
     }
 
     /// The part of this incident the window rule needs.

@@ -7,8 +7,10 @@
 pub mod alert;
 pub mod containment;
 pub mod incident;
+pub mod initiator;
 pub mod policy;
 pub mod principal;
+pub mod provenance;
 pub mod record;
 pub mod replay;
 pub mod termination;
@@ -17,9 +19,11 @@ pub mod window;
 
 pub use containment::{Action, Plan, Target};
 pub use incident::Incident;
+pub use initiator::{Initiation, Initiator};
 pub use policy::{Mode, Policy, PolicyError};
 pub use principal::{Principal, PrincipalKind};
-pub use termination::{Extracted, Termination};
+pub use provenance::{Assumption, Origin};
+pub use termination::{Extracted, Session, Termination};
 pub use window::{Classification, Decision, Key, OpenIncident, WindowEvent};
 
 use serde::Serialize;
@@ -62,6 +66,15 @@ pub enum SkipReason {
     TooManyInstances,
     /// Inside a declared `[[change_windows]]` entry: planned work.
     ChangeWindow,
+    /// An `AssumeRole*` record without a usable access key or role: joins nothing.
+    BadAssumeRole,
+    /// An `AssumeRole*` record whose session issued itself.
+    OriginLoop,
+    /// Two different sessions behind one access key: no call made with it gets an origin.
+    AccessKeyReused,
+    /// A call whose access key was issued to another role (or outside its lifetime):
+    /// counted as its own principal, without an origin.
+    OriginMismatch,
 }
 
 impl SkipReason {
@@ -84,6 +97,10 @@ impl SkipReason {
             SkipReason::AlreadyTerminated => "already_terminated",
             SkipReason::TooManyInstances => "too_many_instances",
             SkipReason::ChangeWindow => "change_window",
+            SkipReason::BadAssumeRole => "bad_assume_role",
+            SkipReason::OriginLoop => "origin_loop",
+            SkipReason::AccessKeyReused => "access_key_reused",
+            SkipReason::OriginMismatch => "origin_mismatch",
         }
     }
 }
@@ -110,18 +127,38 @@ impl ScanCounts {
     }
 }
 
-/// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations.
+/// Every record the engine decides on, from one scan.
+#[derive(Debug, Clone, Default)]
+pub struct Events {
+    /// TerminateInstances calls.
+    pub terminations: Vec<Termination>,
+    /// `AssumeRole*` calls: where sessions came from.
+    pub assumptions: Vec<Assumption>,
+    /// Calls that decide terminations a service carries out.
+    pub initiations: Vec<Initiation>,
+}
+
+/// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations,
+/// role assumptions and initiator calls.
 ///
 /// On a syntax error the documents before it are kept and the error is returned.
-pub fn scan(
+pub fn scan_events(
     text: &str,
     counts: &mut ScanCounts,
-    out: &mut Vec<Termination>,
+    out: &mut Events,
 ) -> Result<(), serde_json::Error> {
     let mut on_found = |found: record::Found<'_>| {
         counts.records += 1;
         match termination::extract(found) {
-            Extracted::Termination(t) => out.push(*t),
+            Extracted::Termination(t) => out.terminations.push(*t),
+            Extracted::Assumption(a) => {
+                counts.other_events += 1;
+                out.assumptions.push(*a)
+            }
+            Extracted::Initiation(i) => {
+                counts.other_events += 1;
+                out.initiations.push(*i)
+            }
             Extracted::OtherEvent => counts.other_events += 1,
             Extracted::Skip(r) => *counts.skipped.entry(r.as_str()).or_default() += 1,
         }
@@ -129,6 +166,18 @@ pub fn scan(
     record::walk_stream(text, &mut on_found)
         .map(|_| ())
         .map_err(|(_, e)| e)
+}
+
+/// [`scan_events`], keeping only the terminations.
+pub fn scan(
+    text: &str,
+    counts: &mut ScanCounts,
+    out: &mut Vec<Termination>,
+) -> Result<(), serde_json::Error> {
+    let mut events = Events::default();
+    let result = scan_events(text, counts, &mut events);
+    out.append(&mut events.terminations);
+    result
 }
 
 /// FNV-1a over `parts`, NUL-separated: stable across runs and platforms (unlike std's

@@ -13,8 +13,18 @@ pub struct Policy {
     pub threshold: u32,
     /// The sliding window of CloudTrail `eventTime`.
     pub window: Millis,
-    /// The threshold when the caller's own account is not where the instances die.
-    pub cross_account_threshold: u32,
+    /// The threshold when the chain behind the caller began in another account; unset,
+    /// the same threshold as any other call (hub-and-spoke CI reaches production from a
+    /// tooling account on every deploy).
+    pub cross_account_threshold: Option<u32>,
+    /// The service lane: distinct instances by one service-linked role or AWS service
+    /// identity; alert only. Off when unset.
+    pub service_threshold: Option<u32>,
+    /// The attempt lane: failed calls by one principal; alert only. Off when unset.
+    pub attempt_threshold: Option<u32>,
+    /// The account lane: distinct instances by every counted principal in one account;
+    /// alert only. Off when unset.
+    pub account_threshold: Option<u32>,
     /// Accounts where terminations are never counted (e.g. sandboxes, CI).
     pub allowed_accounts: BTreeSet<String>,
     /// Principals never counted, on top of AWS service roles.
@@ -194,8 +204,10 @@ struct RawPolicy {
     threshold: i64,
     #[serde(default = "default_window")]
     window: String,
-    #[serde(default = "default_cross_account_threshold")]
-    cross_account_threshold: i64,
+    cross_account_threshold: Option<i64>,
+    service_threshold: Option<i64>,
+    attempt_threshold: Option<i64>,
+    account_threshold: Option<i64>,
     #[serde(default)]
     allowed_accounts: Vec<String>,
     #[serde(default)]
@@ -246,9 +258,6 @@ fn default_threshold() -> i64 {
 fn default_window() -> String {
     "5m".into()
 }
-fn default_cross_account_threshold() -> i64 {
-    1
-}
 fn default_mode() -> Mode {
     // Alert-only until a team has watched and backtested: containment is opt-in.
     Mode::Off
@@ -274,8 +283,12 @@ impl Policy {
             message,
         };
         let threshold = check_threshold("threshold", raw.threshold)?;
+        let optional = |key: &str, v: Option<i64>| v.map(|t| check_threshold(key, t)).transpose();
         let cross_account_threshold =
-            check_threshold("cross_account_threshold", raw.cross_account_threshold)?;
+            optional("cross_account_threshold", raw.cross_account_threshold)?;
+        let service_threshold = optional("service_threshold", raw.service_threshold)?;
+        let attempt_threshold = optional("attempt_threshold", raw.attempt_threshold)?;
+        let account_threshold = optional("account_threshold", raw.account_threshold)?;
         let window = parse_duration(&raw.window).map_err(|m| err("window", m))?;
         if !(1000..=MAX_WINDOW).contains(&window) {
             return Err(err(
@@ -416,6 +429,9 @@ impl Policy {
             threshold,
             window,
             cross_account_threshold,
+            service_threshold,
+            attempt_threshold,
+            account_threshold,
             allowed_accounts,
             ignore_principals,
             protected_principals,
@@ -433,18 +449,22 @@ impl Policy {
     }
 
     /// The threshold for `arn` terminating in `account`, cross-account or not: the
-    /// principal's rule, else the account's override, else the default.
+    /// principal's rule, else the account's override, else the default. A cross-account
+    /// threshold set nowhere is the same-account one.
     pub fn threshold_for(&self, arn: &str, account: &str, cross_account: bool) -> u32 {
         let rule = self.rule_for(arn);
         let o = self.accounts.get(account);
+        let same = rule
+            .and_then(|r| r.threshold)
+            .or(o.and_then(|o| o.threshold))
+            .unwrap_or(self.threshold);
         if cross_account {
             rule.and_then(|r| r.cross_account_threshold)
                 .or(o.and_then(|o| o.cross_account_threshold))
-                .unwrap_or(self.cross_account_threshold)
+                .or(self.cross_account_threshold)
+                .unwrap_or(same)
         } else {
-            rule.and_then(|r| r.threshold)
-                .or(o.and_then(|o| o.threshold))
-                .unwrap_or(self.threshold)
+            same
         }
     }
 
@@ -586,8 +606,10 @@ threshold = 3
         let p = Policy::from_toml("").unwrap();
         assert_eq!(
             (p.threshold, p.window, p.cross_account_threshold),
-            (10, 300_000, 1)
+            (10, 300_000, None)
         );
+        // Unset, a cross-account chain counts like any other call.
+        assert_eq!(p.threshold_for("arn:aws:iam::1:role/x", "2", true), 10);
         assert_eq!(p.containment, Mode::Off);
         assert_eq!(p.deny_actions, vec!["ec2:TerminateInstances".to_string()]);
     }

@@ -31,6 +31,9 @@ pub enum PrincipalKind {
         name: String,
         /// Role path, `/` when the record did not carry it.
         path: String,
+        /// Whether the record carried the path (a session issuer); when not, the backtest
+        /// learns it from other records and the responder asks IAM before acting.
+        path_known: bool,
     },
     /// An IAM user.
     User {
@@ -88,6 +91,28 @@ impl PrincipalKind {
 }
 
 impl Principal {
+    /// The role with the path another record showed, when this record omitted it.
+    pub fn with_learned_path(&mut self, learned: &str) {
+        if let PrincipalKind::Role {
+            name,
+            path,
+            path_known: path_known @ false,
+        } = &mut self.kind
+        {
+            if valid_iam_path(learned) {
+                *path = learned.to_owned();
+                *path_known = true;
+                self.arn = format!(
+                    "arn:{}:iam::{}:role{}{}",
+                    self.partition,
+                    self.account.as_deref().unwrap_or_default(),
+                    path,
+                    name
+                );
+            }
+        }
+    }
+
     /// AWS service-linked roles, e.g. Auto Scaling scale-in: never counted.
     pub fn is_service_linked_role(&self) -> bool {
         matches!(&self.kind, PrincipalKind::Role { path, .. } if path.starts_with("/aws-service-role/"))
@@ -289,6 +314,7 @@ fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Princ
         let name = rest.split('/').next()?;
         (a.service == "sts").then_some((a, name))
     });
+    let path_known = from_issuer.is_some();
     let (partition, account, path, name, arn, mut anomaly) = match (from_issuer, from_session) {
         (Some((a, path, name, text)), session) => {
             let disagrees =
@@ -320,7 +346,11 @@ fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Princ
     anomaly = anomaly.or(identity_anomaly(&account, &path, &name));
     Some(Principal {
         arn: sanitize(&arn),
-        kind: PrincipalKind::Role { name, path },
+        kind: PrincipalKind::Role {
+            name,
+            path,
+            path_known,
+        },
         account: Some(account),
         partition,
         anomaly,

@@ -131,6 +131,12 @@ pub struct Document<'a> {
     /// Kept raw: only TerminateInstances records read it.
     #[serde(borrow, default)]
     pub response_elements: Option<&'a RawValue>,
+    /// Set when the call came through a VPC endpoint: which network it came from.
+    #[serde(borrow, default)]
+    pub vpc_endpoint_id: Lenient<'a>,
+    /// `true` when the session's credentials came from the console.
+    #[serde(borrow, default)]
+    pub session_credential_from_console: Lenient<'a>,
 }
 
 /// One `Events[]` entry of a `LookupEvents` response: the record is a JSON string.
@@ -158,6 +164,13 @@ pub struct UserIdentity<'a> {
     pub user_name: Lenient<'a>,
     #[serde(borrow, default)]
     pub invoked_by: Lenient<'a>,
+    /// The credentials' access key (`ASIA…` for a session): what joins a session to
+    /// the `AssumeRole*` call that created it.
+    #[serde(borrow, default)]
+    pub access_key_id: Lenient<'a>,
+    /// `SAMLUser` and `WebIdentityUser`: the identity provider.
+    #[serde(borrow, default)]
+    pub identity_provider: Lenient<'a>,
     /// Kept raw: a malformed session context must not cost us the rest of the identity.
     #[serde(borrow, default)]
     pub session_context: Option<&'a RawValue>,
@@ -169,6 +182,22 @@ pub struct UserIdentity<'a> {
 pub struct SessionContext<'a> {
     #[serde(borrow, default)]
     pub session_issuer: Option<SessionIssuer<'a>>,
+    /// The source identity set when the role was assumed (it survives role chaining).
+    #[serde(borrow, default)]
+    pub source_identity: Lenient<'a>,
+    #[serde(borrow, default)]
+    pub web_id_federation_data: Option<WebIdFederationData<'a>>,
+    /// Set on instance-profile credentials delivered by the instance metadata service.
+    #[serde(borrow, default)]
+    pub ec2_role_delivery: Lenient<'a>,
+}
+
+/// `userIdentity.sessionContext.webIdFederationData`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WebIdFederationData<'a> {
+    #[serde(borrow, default)]
+    pub federated_provider: Lenient<'a>,
 }
 
 /// `userIdentity.sessionContext.sessionIssuer`.

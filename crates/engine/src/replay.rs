@@ -4,10 +4,14 @@
 //! eventTime order, so the result is the same whichever file or thread read them first.
 
 use crate::incident::Incident;
+use crate::initiator::{self, Initiation};
 use crate::policy::Policy;
+use crate::principal::PrincipalKind;
+use crate::provenance::{Provenance, RoleRef};
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{classify, decide, Classification, Decision, Key, WindowEvent};
+use crate::window::{classify, decide, lanes, Classification, Decision, Key, Lane, WindowEvent};
+use crate::Events;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -47,6 +51,14 @@ pub struct ReplayCounts {
     /// Instances that successful calls named but that were already shutting down or
     /// terminated (`responseElements`), so were not counted.
     pub already_terminated_instances: u64,
+    /// `AssumeRole*` records read, and calls given an origin through them.
+    pub assume_role_records: u64,
+    /// Calls joined to the `AssumeRole*` record that issued their access key.
+    pub calls_with_origin: u64,
+    /// Records and calls the provenance join refused, by reason.
+    pub provenance_skipped: BTreeMap<&'static str, u64>,
+    /// Initiator calls (`DeleteAutoScalingGroup`, `DeleteStack`, …) read.
+    pub initiator_records: u64,
 }
 
 /// The outcome of a replay.
@@ -65,32 +77,117 @@ struct KeyState {
     open: Option<usize>,
     peak: (u32, Millis),
     threshold: u32,
+    /// The principal as the incident names it (a role with its path when known).
+    display: String,
 }
 
 /// Replays `terms` (any order, duplicates allowed) under `policy`.
-pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
-    terms.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+pub fn replay(policy: &Policy, terms: Vec<Termination>) -> ReplayResult {
+    replay_events(
+        policy,
+        Events {
+            terminations: terms,
+            ..Events::default()
+        },
+    )
+}
+
+/// One record of the merged history, in the order the replay reads it.
+enum Step {
+    Assume(usize),
+    Initiate(usize),
+    Terminate(Termination),
+}
+
+/// Replays terminations, role assumptions and initiator calls (any order, duplicates
+/// allowed) under `policy`. Each call is joined only to what came before it in
+/// eventTime, as the detector can only join what has arrived.
+pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
+    let Events {
+        terminations: mut terms,
+        assumptions,
+        initiations,
+    } = events;
     let mut out = ReplayResult::default();
-    let mut seen: HashSet<String> = HashSet::with_capacity(terms.len());
-    let mut keys: HashMap<Key, KeyState> = HashMap::new();
+    learn_role_paths(&mut terms, &assumptions);
+    let mut steps: Vec<(Millis, u8, String, Step)> =
+        Vec::with_capacity(terms.len() + assumptions.len() + initiations.len());
+    for (i, a) in assumptions.iter().enumerate() {
+        steps.push((a.event_time, 0, a.event_id.clone(), Step::Assume(i)));
+    }
+    for (i, n) in initiations.iter().enumerate() {
+        steps.push((n.event_time, 1, n.event_id.clone(), Step::Initiate(i)));
+    }
     for t in terms {
+        steps.push((t.event_time, 2, t.event_id.clone(), Step::Terminate(t)));
+    }
+    steps.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
+    let mut seen: HashSet<String> = HashSet::new();
+    let mut seen_other: HashSet<(u8, String)> = HashSet::new();
+    let mut keys: HashMap<Key, KeyState> = HashMap::new();
+    let mut provenance = Provenance::default();
+    let mut initiated: HashMap<&str, Vec<&Initiation>> = HashMap::new();
+    for (_, order, event_id, step) in steps {
+        let mut t = match step {
+            Step::Assume(i) => {
+                if seen_other.insert((order, event_id)) {
+                    out.counts.assume_role_records += 1;
+                    if let Err(r) = provenance.learn(&assumptions[i]) {
+                        *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1;
+                    }
+                }
+                continue;
+            }
+            Step::Initiate(i) => {
+                if seen_other.insert((order, event_id)) {
+                    out.counts.initiator_records += 1;
+                    let n = &initiations[i];
+                    initiated.entry(n.account.as_str()).or_default().push(n);
+                }
+                continue;
+            }
+            Step::Terminate(t) => t,
+        };
         if !seen.insert(t.event_id.clone()) {
             out.counts.duplicates += 1;
             continue;
         }
         out.counts.terminate_calls += 1;
-        let window = policy.window_for(&t.principal.arn);
+        match provenance.origin(&t) {
+            Ok(origin) => {
+                out.counts.calls_with_origin += u64::from(origin.is_some());
+                t.origin = origin;
+            }
+            Err(r) => *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1,
+        }
         out.counts.already_terminated_instances += u64::from(t.already_terminated);
-        match classify(policy, &t) {
+        let primary = classify(policy, &t);
+        let extra = lanes(policy, &t, &primary);
+        let window = policy.window_for(&t.principal.arn);
+        let cross = matches!(
+            primary,
+            Classification::Counted {
+                cross_account: true,
+                ..
+            }
+        );
+        let mut ctx = Ctx {
+            policy,
+            keys: &mut keys,
+            incidents: &mut out.incidents,
+            initiated: &initiated,
+        };
+        match primary {
             Classification::NotCounted(reason) => {
                 *out.counts.not_counted.entry(reason.as_str()).or_default() += 1
             }
             Classification::Attempt(key) => {
                 out.counts.attempts += 1;
-                let open = keys
+                let open = ctx
+                    .keys
                     .get(&key)
                     .and_then(|k| k.open)
-                    .map(|i| &mut out.incidents[i]);
+                    .map(|i| &mut ctx.incidents[i]);
                 if let Some(inc) = open.filter(|i| i.as_open().admits(t.event_time, window)) {
                     inc.attempts += 1;
                 }
@@ -101,68 +198,20 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
                 cross_account,
             } => {
                 out.counts.counted_calls += 1;
-                let state = keys.entry(key.clone()).or_insert_with(|| KeyState {
-                    events: VecDeque::new(),
-                    open: None,
-                    peak: (0, t.event_time),
-                    threshold,
-                });
-                // Sorted replay: nothing older than one window can matter again.
-                while state
-                    .events
-                    .front()
-                    .is_some_and(|e| e.event_time < t.event_time - window)
-                {
-                    state.events.pop_front();
-                }
-                state.events.push_back(WindowEvent {
-                    event_id: t.event_id.clone(),
-                    event_time: t.event_time,
-                    instance_ids: t.instance_ids.clone(),
-                    unconfirmed: t.unconfirmed,
-                });
-                let open = state.open.map(|i| out.incidents[i].as_open());
-                let decision = decide(
-                    t.event_time,
-                    threshold,
-                    window,
-                    state.events.make_contiguous(),
-                    open.as_ref(),
-                );
-                let (Decision::Counted(w) | Decision::Open(w) | Decision::Join(w)) = &decision;
-                if w.count > state.peak.0 {
-                    state.peak = (w.count, t.event_time);
-                }
-                match decision {
-                    Decision::Counted(_) => {}
-                    Decision::Join(_) => {
-                        if let Some(i) = state.open {
-                            out.incidents[i].absorb(&t);
-                        }
-                    }
-                    Decision::Open(w) => {
-                        let inc = Incident::trigger(
-                            policy,
-                            &key,
-                            &t,
-                            w,
-                            threshold,
-                            cross_account,
-                            state.events.make_contiguous(),
-                            t.event_time,
-                        );
-                        state.open = Some(out.incidents.len());
-                        out.incidents.push(inc);
-                    }
-                }
+                let event = WindowEvent::of(&t, Lane::Burst);
+                ctx.count(&t, key, threshold, cross_account, window, event);
             }
+        }
+        for lane in extra {
+            ctx.count(&t, lane.key, lane.threshold, cross, window, lane.event);
         }
     }
     let mut peaks: Vec<Peak> = keys
         .into_iter()
+        .filter(|(k, _)| k.lane == Lane::Burst)
         .map(|(k, s)| Peak {
             record_type: "peak",
-            principal_arn: k.principal_arn,
+            principal_arn: s.display,
             account: k.account,
             peak: s.peak.0,
             peak_time: s.peak.1,
@@ -176,4 +225,134 @@ pub fn replay(policy: &Policy, mut terms: Vec<Termination>) -> ReplayResult {
     });
     out.peaks = peaks;
     out
+}
+
+/// What counting one call in one lane touches.
+struct Ctx<'a, 'b> {
+    policy: &'a Policy,
+    keys: &'a mut HashMap<Key, KeyState>,
+    incidents: &'a mut Vec<Incident>,
+    initiated: &'a HashMap<&'b str, Vec<&'b Initiation>>,
+}
+
+impl Ctx<'_, '_> {
+    fn count(
+        &mut self,
+        t: &Termination,
+        key: Key,
+        threshold: u32,
+        cross_account: bool,
+        window: Millis,
+        event: WindowEvent,
+    ) {
+        let state = self.keys.entry(key.clone()).or_insert_with(|| KeyState {
+            events: VecDeque::new(),
+            open: None,
+            peak: (0, t.event_time),
+            threshold,
+            display: t.principal.arn.clone(),
+        });
+        // Sorted replay: nothing older than one window can matter again.
+        while state
+            .events
+            .front()
+            .is_some_and(|e| e.event_time < t.event_time - window)
+        {
+            state.events.pop_front();
+        }
+        state.events.push_back(event);
+        let open = state.open.map(|i| self.incidents[i].as_open());
+        let decision = decide(
+            t.event_time,
+            threshold,
+            window,
+            state.events.make_contiguous(),
+            open.as_ref(),
+        );
+        let (Decision::Counted(w) | Decision::Open(w) | Decision::Join(w)) = &decision;
+        if w.count > state.peak.0 {
+            state.peak = (w.count, t.event_time);
+        }
+        match decision {
+            Decision::Counted(_) => {}
+            Decision::Join(_) => {
+                if let Some(i) = state.open {
+                    self.incidents[i].absorb(t);
+                }
+            }
+            Decision::Open(w) => {
+                let mut inc = Incident::trigger(
+                    self.policy,
+                    &key,
+                    t,
+                    w,
+                    threshold,
+                    cross_account,
+                    state.events.make_contiguous(),
+                    t.event_time,
+                );
+                if let Some(service) = initiator::carried_out_by(t) {
+                    let candidates = self.initiated.get(key.account.as_str());
+                    inc.initiator = initiator::pick(
+                        candidates.into_iter().flatten().copied(),
+                        service,
+                        &key.account,
+                        &t.region,
+                        inc.first_event_time,
+                        t.event_time,
+                    );
+                }
+                state.open = Some(self.incidents.len());
+                self.incidents.push(inc);
+            }
+        }
+    }
+}
+
+/// Fills in the path of roles whose records omitted it, from any termination or
+/// `AssumeRole*` record that carried it (a role's name is unique in its account).
+fn learn_role_paths(terms: &mut [Termination], assumptions: &[crate::provenance::Assumption]) {
+    let mut paths: HashMap<RoleRef, String> = HashMap::new();
+    for t in terms.iter() {
+        if let PrincipalKind::Role {
+            name,
+            path,
+            path_known: true,
+        } = &t.principal.kind
+        {
+            if let Some(account) = &t.principal.account {
+                paths
+                    .entry(RoleRef {
+                        account: account.clone(),
+                        name: name.to_ascii_lowercase(),
+                    })
+                    .or_insert_with(|| path.clone());
+            }
+        }
+    }
+    for a in assumptions {
+        if let Some(p) = &a.role_path {
+            paths.entry(a.role.clone()).or_insert_with(|| p.clone());
+        }
+    }
+    for t in terms.iter_mut() {
+        if let (
+            PrincipalKind::Role {
+                name,
+                path_known: false,
+                ..
+            },
+            Some(account),
+        ) = (&t.principal.kind, &t.principal.account)
+        {
+            let role = RoleRef {
+                account: account.clone(),
+                name: name.to_ascii_lowercase(),
+            };
+            if let Some(p) = paths.get(&role) {
+                let p = p.clone();
+                t.principal.with_learned_path(&p);
+            }
+        }
+    }
 }

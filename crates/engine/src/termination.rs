@@ -1,7 +1,9 @@
 //! From a CloudTrail record to a [`Termination`]: the only event the engine decides on.
 
-use crate::principal::{self, sanitize, Principal};
-use crate::record::{Document, Envelope, Found, InstancesSet, TerminateParameters, UserIdentity};
+use crate::principal::{self, sanitize, Arn, Principal};
+use crate::record::{
+    Document, Envelope, Found, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
+};
 use crate::time::{parse_event_time, Millis};
 use crate::SkipReason;
 use serde::Serialize;
@@ -35,6 +37,69 @@ pub struct Termination {
     pub source_ip: Option<String>,
     /// `userAgent`.
     pub user_agent: Option<String>,
+    /// What identifies the session behind the call.
+    pub session: Session,
+    /// Where the chain of sessions behind the call began, once joined to the
+    /// `AssumeRole*` record that issued its access key (see [`crate::provenance`]).
+    pub origin: Option<crate::provenance::Origin>,
+}
+
+/// What a record says about the session behind a call: evidence for the on-call
+/// engineer (which person behind a shared role, which network), never a decision input.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Session {
+    /// The role session name (`assumed-role/ROLE/NAME`), or the federated user's name.
+    pub name: Option<String>,
+    /// `userIdentity.principalId`.
+    pub principal_id: Option<String>,
+    /// `sessionContext.sourceIdentity`, which survives role chaining.
+    pub source_identity: Option<String>,
+    /// `userIdentity.accessKeyId`: joins the call to the `AssumeRole*` that issued it.
+    pub access_key_id: Option<String>,
+    /// `vpcEndpointId`: the call came through this endpoint (a network, not the internet).
+    pub vpc_endpoint_id: Option<String>,
+    /// `sessionContext.webIdFederationData.federatedProvider`.
+    pub web_identity_provider: Option<String>,
+    /// `sessionCredentialFromConsole`.
+    pub from_console: bool,
+    /// `sessionContext.ec2RoleDelivery`: instance-profile credentials from the instance
+    /// metadata service (every instance sharing the profile holds them).
+    pub ec2_role_delivery: Option<String>,
+    /// `userIdentity.invokedBy`: a service made the call on the principal's behalf.
+    pub invoked_by: Option<String>,
+}
+
+impl Session {
+    fn from_record(doc: &Document<'_>, ui: &UserIdentity<'_>) -> Self {
+        let ctx = ui
+            .session_context
+            .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
+            .unwrap_or_default();
+        let text = |l: &crate::record::Lenient<'_>| l.get().map(sanitize);
+        // `assumed-role/ROLE/SESSION` and `federated-user/NAME` end in the session's name.
+        let name = ui.arn.get().and_then(Arn::parse).and_then(|a| {
+            let rest = a
+                .resource
+                .strip_prefix("assumed-role/")
+                .and_then(|r| r.split_once('/').map(|(_, s)| s))
+                .or_else(|| a.resource.strip_prefix("federated-user/"))?;
+            (!rest.is_empty()).then(|| sanitize(rest))
+        });
+        Session {
+            name,
+            principal_id: text(&ui.principal_id),
+            source_identity: text(&ctx.source_identity),
+            access_key_id: text(&ui.access_key_id),
+            vpc_endpoint_id: text(&doc.vpc_endpoint_id),
+            web_identity_provider: ctx
+                .web_id_federation_data
+                .as_ref()
+                .and_then(|w| text(&w.federated_provider)),
+            from_console: doc.session_credential_from_console.get() == Some("true"),
+            ec2_role_delivery: text(&ctx.ec2_role_delivery),
+            invoked_by: text(&ui.invoked_by),
+        }
+    }
 }
 
 impl Termination {
@@ -49,6 +114,10 @@ impl Termination {
 pub enum Extracted {
     /// A TerminateInstances call.
     Termination(Box<Termination>),
+    /// A successful `AssumeRole*` call.
+    Assumption(Box<crate::provenance::Assumption>),
+    /// A call that decides terminations a service carries out.
+    Initiation(Box<crate::initiator::Initiation>),
     /// A usable record of another API call.
     OtherEvent,
     /// Unusable, with the reason.
@@ -76,10 +145,33 @@ pub fn extract(found: Found<'_>) -> Extracted {
         Found::Skip(r) => Extracted::Skip(r),
         Found::Record(doc, envelope) => match from_record(&doc, envelope.as_ref()) {
             Ok(Some(t)) => Extracted::Termination(Box::new(t)),
-            Ok(None) => Extracted::OtherEvent,
+            Ok(None) => other(&doc, envelope.as_ref()),
             Err(r) => Extracted::Skip(r),
         },
     }
+}
+
+/// A record of another call: a role assumption, an initiator, or neither.
+fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
+    let found = match crate::provenance::from_record(doc) {
+        Ok(Some(a)) => Extracted::Assumption(Box::new(a)),
+        Err(r) => return Extracted::Skip(r),
+        Ok(None) => match crate::initiator::from_record(doc) {
+            Ok(Some(i)) => Extracted::Initiation(Box::new(i)),
+            Ok(None) => return Extracted::OtherEvent,
+            Err(r) => return Extracted::Skip(r),
+        },
+    };
+    // Only AWS emits `aws.*` sources, stamped with the emitting account: a provenance or
+    // initiator record that says otherwise was crafted to steer an incident's story.
+    if let Some(env) = envelope {
+        let forged = !env.source.get().is_some_and(|s| s.starts_with("aws."))
+            || matches!((env.account.get(), doc.recipient_account_id.get()), (Some(a), Some(r)) if a != r);
+        if forged {
+            return Extracted::Skip(SkipReason::EnvelopeMismatch);
+        }
+    }
+    found
 }
 
 fn from_record(
@@ -153,6 +245,8 @@ fn from_record(
         unconfirmed,
         source_ip: doc.source_ip_address.get().map(sanitize),
         user_agent: doc.user_agent.get().map(sanitize),
+        session: Session::from_record(doc, &ui),
+        origin: None,
         principal,
     }))
 }

@@ -12,20 +12,91 @@ use crate::SkipReason;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 
-/// What is counted separately: the principal, and the account where the instances die.
+/// What is counted separately: the lane, the principal, and the account where the
+/// instances die.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Key {
-    /// The principal's ARN (role ARN with path for assumed roles).
+    /// The principal. A role is keyed by account and name alone (IAM role names are
+    /// unique per account regardless of case), so a record that omits the path counts
+    /// with one that has it: see [`Key::new`]. Empty for the account lane.
     pub principal_arn: String,
     /// The account where the instances die.
     pub account: String,
+    /// Which rule counts it.
+    #[serde(default)]
+    pub lane: Lane,
+}
+
+/// The counting rules. Every lane but `Burst` is off by default and alert-only.
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Lane {
+    /// Distinct instances by one principal: the rule that contains.
+    #[default]
+    #[serde(rename = "burst")]
+    Burst,
+    /// Distinct instances by one service-linked role or AWS service identity.
+    #[serde(rename = "service_burst")]
+    Service,
+    /// Failed calls by one principal.
+    #[serde(rename = "attempt_burst")]
+    Attempt,
+    /// Distinct instances by every counted principal in one account.
+    #[serde(rename = "account_burst")]
+    Account,
+}
+
+impl Lane {
+    /// The incident `kind` this lane opens.
+    pub fn kind(self) -> &'static str {
+        match self {
+            Lane::Burst => "burst",
+            Lane::Service => "service_burst",
+            Lane::Attempt => "attempt_burst",
+            Lane::Account => "account_burst",
+        }
+    }
 }
 
 impl Key {
+    /// The key of `principal_arn` in `account` on `lane`.
+    pub fn new(lane: Lane, principal_arn: &str, account: &str) -> Self {
+        Key {
+            principal_arn: if lane == Lane::Account {
+                String::new()
+            } else {
+                canonical(principal_arn)
+            },
+            account: account.to_owned(),
+            lane,
+        }
+    }
+
     /// A printable, stable identifier (the DynamoDB partition key).
     pub fn id(&self) -> String {
-        format!("{}|{}", self.account, self.principal_arn)
+        match self.lane {
+            Lane::Burst => format!("{}|{}", self.account, self.principal_arn),
+            lane => format!("{}|{}|{}", lane.kind(), self.account, self.principal_arn),
+        }
     }
+}
+
+/// A role ARN without its path and with its name lower-cased; any other ARN as given.
+fn canonical(arn: &str) -> String {
+    if let Some(a) = crate::principal::Arn::parse(arn).filter(|a| a.service == "iam") {
+        if let Some(rest) = a.resource.strip_prefix("role/") {
+            let name = rest.rsplit('/').next().unwrap_or(rest);
+            return format!(
+                "arn:{}:iam::{}:role/{}",
+                a.partition,
+                a.account,
+                name.to_ascii_lowercase()
+            );
+        }
+    }
+    arn.to_owned()
 }
 
 /// How a termination is treated by the policy.
@@ -41,7 +112,8 @@ pub enum Classification {
         key: Key,
         /// The threshold that applies.
         threshold: u32,
-        /// Whether the caller's own account differs from where the instances die.
+        /// Whether the chain behind the call began outside the account where the
+        /// instances die (its origin, or the caller's own account).
         cross_account: bool,
     },
 }
@@ -64,10 +136,7 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if policy.in_change_window(&p.arn, &t.account, t.event_time) {
         return Classification::NotCounted(SkipReason::ChangeWindow);
     }
-    let key = Key {
-        principal_arn: p.arn.clone(),
-        account: t.account.clone(),
-    };
+    let key = Key::new(Lane::Burst, &p.arn, &t.account);
     if t.is_attempt() {
         return Classification::Attempt(key);
     }
@@ -75,12 +144,50 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
         // Successful, but every instance was already dying: a re-terminating reaper.
         return Classification::NotCounted(SkipReason::AlreadyTerminated);
     }
-    let cross_account = p.account.as_deref().is_some_and(|a| a != t.account);
+    let cross_account = p.account.as_deref().is_some_and(|a| a != t.account)
+        || t.origin
+            .as_ref()
+            .and_then(|o| o.account.as_deref())
+            .is_some_and(|a| a != t.account);
     Classification::Counted {
         threshold: policy.threshold_for(&p.arn, &t.account, cross_account),
         key,
         cross_account,
     }
+}
+
+/// One alert-only lane a termination also counts in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LaneCount {
+    /// The lane's key.
+    pub key: Key,
+    /// Its threshold.
+    pub threshold: u32,
+    /// The call as that lane counts it.
+    pub event: WindowEvent,
+}
+
+/// The alert-only lanes a termination counts in besides its `primary` classification.
+pub fn lanes(policy: &Policy, t: &Termination, primary: &Classification) -> Vec<LaneCount> {
+    let allowed = policy.allowed_accounts.contains(&t.account);
+    let (lane, threshold) = match primary {
+        Classification::NotCounted(SkipReason::ServiceLinkedRole | SkipReason::AwsService)
+            if !allowed && !t.instance_ids.is_empty() && !t.is_attempt() =>
+        {
+            (Lane::Service, policy.service_threshold)
+        }
+        Classification::Attempt(_) => (Lane::Attempt, policy.attempt_threshold),
+        Classification::Counted { .. } => (Lane::Account, policy.account_threshold),
+        Classification::NotCounted(_) => return Vec::new(),
+    };
+    let Some(threshold) = threshold else {
+        return Vec::new();
+    };
+    vec![LaneCount {
+        key: Key::new(lane, &t.principal.arn, &t.account),
+        threshold,
+        event: WindowEvent::of(t, lane),
+    }]
 }
 
 /// One counted call as the window keeps it.
@@ -95,6 +202,38 @@ pub struct WindowEvent {
     /// From an `OperationNotPermitted` call: counted, but not confirmed terminated.
     #[serde(default)]
     pub unconfirmed: bool,
+    /// The caller's session name, for the incident's `sessions`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub session: Option<String>,
+    /// The account lane's caller, for the incident's `principals`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal: Option<String>,
+    /// The attempt lane's error code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+}
+
+impl WindowEvent {
+    /// `t` as `lane` counts it: instances, or for the attempt lane the call itself.
+    pub fn of(t: &Termination, lane: Lane) -> Self {
+        WindowEvent {
+            event_id: t.event_id.clone(),
+            event_time: t.event_time,
+            instance_ids: if lane == Lane::Attempt {
+                vec![t.event_id.clone()]
+            } else {
+                t.instance_ids.clone()
+            },
+            unconfirmed: t.unconfirmed,
+            session: t.session.name.clone(),
+            principal: (lane == Lane::Account).then(|| t.principal.arn.clone()),
+            error_code: if lane == Lane::Attempt {
+                t.error_code.clone()
+            } else {
+                None
+            },
+        }
+    }
 }
 
 /// A window's distinct-instance count and the span it covers.
@@ -227,6 +366,9 @@ mod tests {
             event_time: secs * 1000,
             instance_ids: ids.iter().map(|s| s.to_string()).collect(),
             unconfirmed: false,
+            session: None,
+            principal: None,
+            error_code: None,
         }
     }
 
@@ -277,6 +419,9 @@ mod tests {
                     event_time: next(20) as Millis * 30_000,
                     instance_ids: (0..next(4)).map(|_| format!("i-{}", next(25))).collect(),
                     unconfirmed: false,
+                    session: None,
+                    principal: None,
+                    error_code: None,
                 })
                 .collect();
             let t = next(20) as Millis * 30_000;

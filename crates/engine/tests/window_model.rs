@@ -10,7 +10,7 @@ use proptest::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use tripwire_engine::replay::replay;
 use tripwire_engine::window::{
-    classify, decide, Classification, Decision, Key, OpenIncident, WindowEvent,
+    classify, decide, lanes, Classification, Decision, Key, Lane, OpenIncident, WindowEvent,
 };
 use tripwire_engine::{scan, Policy, ScanCounts, Termination};
 use tripwire_synth::{terminate_record, Call, Caller};
@@ -83,43 +83,71 @@ fn terminations(events: &[Ev], delivery: &[usize]) -> Vec<Termination> {
 /// (key, trigger_count, instances, first, trigger, last) per incident.
 type ModelIncident = (Key, u32, BTreeSet<String>, i64, i64, i64);
 
+/// What `lane` counts of `t`: its key, threshold and the IDs it adds (the call itself
+/// for the attempt lane), straight from the definitions.
+fn counted_in(policy: &Policy, t: &Termination, lane: Lane) -> Option<(Key, u32, Vec<String>)> {
+    let primary = classify(policy, t);
+    if lane == Lane::Burst {
+        let Classification::Counted { key, threshold, .. } = primary else {
+            return None;
+        };
+        return Some((key, threshold, t.instance_ids.clone()));
+    }
+    lanes(policy, t, &primary)
+        .into_iter()
+        .find(|l| l.key.lane == lane)
+        .map(|l| {
+            let ids = if lane == Lane::Attempt {
+                vec![t.event_id.clone()]
+            } else {
+                t.instance_ids.clone()
+            };
+            (l.key, l.threshold, ids)
+        })
+}
+
 /// The naive model: per key, sort, and at every event recount its window from scratch.
 fn model(policy: &Policy, distinct: &[Termination]) -> (Vec<ModelIncident>, BTreeMap<Key, u32>) {
-    let mut by_key: BTreeMap<Key, (u32, Vec<&Termination>)> = BTreeMap::new();
+    model_lane(policy, distinct, Lane::Burst)
+}
+
+fn model_lane(
+    policy: &Policy,
+    distinct: &[Termination],
+    lane: Lane,
+) -> (Vec<ModelIncident>, BTreeMap<Key, u32>) {
+    let mut by_key: BTreeMap<Key, (u32, Vec<(&Termination, Vec<String>)>)> = BTreeMap::new();
     for t in distinct {
-        if let Classification::Counted { key, threshold, .. } = classify(policy, t) {
+        if let Some((key, threshold, ids)) = counted_in(policy, t, lane) {
             by_key
                 .entry(key)
                 .or_insert((threshold, Vec::new()))
                 .1
-                .push(t);
+                .push((t, ids));
         }
     }
     let mut incidents = Vec::new();
     let mut peaks = BTreeMap::new();
     for (key, (threshold, mut evs)) in by_key {
-        evs.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+        evs.sort_by(|a, b| (a.0.event_time, &a.0.event_id).cmp(&(b.0.event_time, &b.0.event_id)));
         let mut open: Option<usize> = None;
         let mut peak = 0;
-        for (i, e) in evs.iter().enumerate() {
-            let window: Vec<&&Termination> = evs[..=i]
+        for (i, (e, e_ids)) in evs.iter().enumerate() {
+            let window: Vec<&(&Termination, Vec<String>)> = evs[..=i]
                 .iter()
-                .filter(|f| f.event_time >= e.event_time - policy.window)
+                .filter(|f| f.0.event_time >= e.event_time - policy.window)
                 .collect();
-            let ids: BTreeSet<String> = window
-                .iter()
-                .flat_map(|f| f.instance_ids.iter().cloned())
-                .collect();
+            let ids: BTreeSet<String> = window.iter().flat_map(|f| f.1.iter().cloned()).collect();
             let count = ids.len() as u32;
             peak = peak.max(count);
             match open {
                 Some(j) if e.event_time <= incidents_last(&incidents, j) + policy.window => {
                     let inc: &mut ModelIncident = &mut incidents[j];
-                    inc.2.extend(e.instance_ids.iter().cloned());
+                    inc.2.extend(e_ids.iter().cloned());
                     inc.5 = e.event_time;
                 }
                 _ if count >= threshold => {
-                    let first = window.iter().map(|f| f.event_time).min().unwrap();
+                    let first = window.iter().map(|f| f.0.event_time).min().unwrap();
                     incidents.push((key.clone(), count, ids, first, e.event_time, e.event_time));
                     open = Some(incidents.len() - 1);
                 }
@@ -137,6 +165,11 @@ fn incidents_last(incidents: &[ModelIncident], j: usize) -> i64 {
 
 fn policy(threshold: u32, window_secs: u32) -> Policy {
     Policy::from_toml(&format!("threshold = {threshold}\nwindow = \"{window_secs}s\"\ncross_account_threshold = {threshold}\ncontainment = \"revoke\"")).unwrap()
+}
+
+/// The same, with the attempt and account lanes on.
+fn lane_policy(threshold: u32, window_secs: u32) -> Policy {
+    Policy::from_toml(&format!("threshold = {threshold}\nwindow = \"{window_secs}s\"\nattempt_threshold = {}\naccount_threshold = {}\ncontainment = \"revoke\"", threshold.div_ceil(3).max(2), threshold + 2)).unwrap()
 }
 
 /// A delivery: a permutation of every event plus some duplicates.
@@ -167,7 +200,7 @@ proptest! {
         let result = replay(&policy, delivered);
         let (want, want_peaks) = model(&policy, &distinct);
         let got: Vec<ModelIncident> = result.incidents.iter().map(|i| (
-            Key { principal_arn: i.principal_arn.clone(), account: i.account.clone() },
+            i.key(),
             i.trigger_count,
             i.instance_ids.clone(),
             i.first_event_time,
@@ -179,10 +212,54 @@ proptest! {
         let mut want_sorted = want.clone();
         want_sorted.sort();
         prop_assert_eq!(got_sorted, want_sorted);
-        let got_peaks: BTreeMap<Key, u32> = result.peaks.iter().map(|p| (Key { principal_arn: p.principal_arn.clone(), account: p.account.clone() }, p.peak)).collect();
+        let got_peaks: BTreeMap<Key, u32> = result.peaks.iter().map(|p| (Key::new(Lane::Burst, &p.principal_arn, &p.account), p.peak)).collect();
         prop_assert_eq!(got_peaks, want_peaks);
         prop_assert_eq!(result.counts.duplicates as usize, order.len() - events.len());
         prop_assert_eq!(result.counts.attempts as usize, events.iter().filter(|e| e.failed).count());
+    }
+
+    #[test]
+    fn the_alert_only_lanes_equal_the_brute_force_model((events, order, threshold, window) in case()) {
+        let policy = lane_policy(threshold, window);
+        let delivered = terminations(&events, &order);
+        let distinct = terminations(&events, &(0..events.len()).collect::<Vec<_>>());
+        let result = replay(&policy, delivered);
+        for lane in [Lane::Burst, Lane::Attempt, Lane::Account] {
+            let (want, _) = model_lane(&policy, &distinct, lane);
+            let mut got: Vec<ModelIncident> = result.incidents.iter().filter(|i| i.kind == lane).map(|i| (
+                i.key(),
+                i.trigger_count,
+                i.instance_ids.clone(),
+                i.first_event_time,
+                i.trigger_time,
+                i.last_event_time,
+            )).collect();
+            let mut want: Vec<ModelIncident> = want.into_iter().map(|mut m| {
+                // An attempt burst counts calls; it names no instance.
+                if lane == Lane::Attempt { m.2.clear(); }
+                m
+            }).collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(&got, &want, "{:?}", lane);
+            for i in result.incidents.iter().filter(|i| i.kind == lane) {
+                let json = serde_json::to_value(i).unwrap();
+                prop_assert_eq!(json["kind"].as_str(), Some(lane.kind()));
+                match lane {
+                    Lane::Account => {
+                        prop_assert!(json["principal_arn"].is_null());
+                        prop_assert!(!i.principals.is_empty());
+                        prop_assert_eq!(&i.containment.action, &tripwire_engine::Action::None);
+                    }
+                    Lane::Attempt => {
+                        prop_assert_eq!(json["instances"].as_u64(), Some(0));
+                        prop_assert!(i.attempts >= u64::from(i.trigger_count));
+                        prop_assert!(i.error_codes.contains("Client.UnauthorizedOperation"));
+                    }
+                    _ => {}
+                }
+            }
+        }
     }
 
     #[test]
@@ -203,7 +280,7 @@ proptest! {
             }
             let Classification::Counted { key, threshold, .. } = classify(&policy, t) else { continue };
             let evs = store.entry(key.clone()).or_default();
-            evs.push(WindowEvent { event_id: t.event_id.clone(), event_time: t.event_time, instance_ids: t.instance_ids.clone(), unconfirmed: t.unconfirmed });
+            evs.push(WindowEvent::of(t, Lane::Burst));
             let near: Vec<WindowEvent> = evs.iter().filter(|e| (e.event_time - t.event_time).abs() <= policy.window).cloned().collect();
             match decide(t.event_time, threshold, policy.window, &near, open.get(&key)) {
                 Decision::Open(w) => {

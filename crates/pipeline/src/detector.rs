@@ -4,14 +4,20 @@
 //! attempt started and counts nothing twice.
 
 use crate::{
-    Alerts, Clock, ContainmentQueue, Error, Flag, IncidentStore, Recorded, StoredIncident,
+    Alerts, Clock, ContainmentQueue, Error, Flag, IncidentStore, IssueState, Recorded,
+    StoredIncident,
 };
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, ContainmentRequest, Plan};
 use tripwire_engine::time::Millis;
-use tripwire_engine::window::{classify, decide, Classification, Decision, Key, WindowCount};
-use tripwire_engine::{scan, Action, Incident, Policy, ScanCounts, Termination};
+use tripwire_engine::window::{
+    classify, decide, lanes, Classification, Decision, Key, Lane, WindowCount,
+};
+use tripwire_engine::{
+    initiator, provenance, scan_events, Action, Assumption, Events, Incident, Policy, ScanCounts,
+    Termination,
+};
 
 /// The lease on a call: the invocation's deadline. Some runtime emulators pass the
 /// timeout itself (e.g. 600000) instead of an epoch deadline; then a minute from now.
@@ -81,6 +87,29 @@ pub enum Outcome {
         /// The closed incident it belongs to.
         incident: String,
     },
+    /// An `AssumeRole*` call: the origin of the session it issued, kept for its calls.
+    Provenance {
+        /// eventID.
+        event_id: String,
+        /// Whether it was recorded; otherwise `reason` says why not.
+        recorded: bool,
+        /// The named skip, when not recorded.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        reason: Option<&'static str>,
+    },
+    /// A call that decides terminations a service carries out, kept for their incidents.
+    Initiator {
+        /// eventID.
+        event_id: String,
+    },
+    /// The same call in an alert-only lane (`service_burst`, `attempt_burst`,
+    /// `account_burst`).
+    Lane {
+        /// The lane's incident kind.
+        kind: &'static str,
+        /// What the lane did with it.
+        result: Box<Outcome>,
+    },
     /// This call joined an open incident.
     Joined {
         /// eventID.
@@ -119,8 +148,8 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
     /// invocation's: until then, a concurrent duplicate leaves this call alone.
     pub async fn handle(&self, event: &str, deadline: Millis) -> Result<Vec<Outcome>, Error> {
         let mut counts = ScanCounts::default();
-        let mut terms = Vec::new();
-        if scan(event, &mut counts, &mut terms).is_err() {
+        let mut events = Events::default();
+        if scan_events(event, &mut counts, &mut events).is_err() {
             return Ok(vec![Outcome::Skipped {
                 reason: "malformed_record",
             }]);
@@ -130,30 +159,102 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             .iter()
             .flat_map(|(reason, n)| std::iter::repeat_n(Outcome::Skipped { reason }, *n as usize))
             .collect();
-        out.extend(std::iter::repeat_n(
-            Outcome::OtherEvent,
-            counts.other_events as usize,
-        ));
+        let others =
+            counts.other_events as usize - events.assumptions.len() - events.initiations.len();
+        out.extend(std::iter::repeat_n(Outcome::OtherEvent, others));
         let lease_until = lease_end(deadline, self.clock.now());
-        for t in terms {
-            out.push(self.process(t, lease_until).await?);
+        for a in &events.assumptions {
+            out.push(self.assumption(a).await?);
+        }
+        for i in &events.initiations {
+            self.store.record_initiation(i, self.clock.now()).await?;
+            out.push(Outcome::Initiator {
+                event_id: i.event_id.clone(),
+            });
+        }
+        for mut t in events.terminations {
+            self.join_origin(&mut t).await;
+            let primary = classify(&self.policy, &t);
+            let extra = lanes(&self.policy, &t, &primary);
+            out.push(self.process(&t, primary, lease_until).await?);
+            for lane in extra {
+                let kind = lane.key.lane.kind();
+                let result = self
+                    .count_call(&t, lane.key, lane.threshold, false, lease_until)
+                    .await?;
+                out.push(Outcome::Lane {
+                    kind,
+                    result: Box::new(result),
+                });
+            }
         }
         Ok(out)
     }
 
-    async fn process(&self, t: Termination, lease_until: Millis) -> Result<Outcome, Error> {
+    /// Records the issue of an `AssumeRole*` call's session, its origin resolved
+    /// through the caller's own session for a chain.
+    async fn assumption(&self, a: &Assumption) -> Result<Outcome, Error> {
+        let parent = match &a.caller_key {
+            Some(k) => match self.store.issued(k).await? {
+                Some(IssueState::Issued(i)) => Some(i),
+                _ => None,
+            },
+            None => None,
+        };
+        let recorded = match provenance::resolve(a, parent.as_ref()) {
+            Ok(issued) => self.store.record_issue(&a.access_key_id, &issued).await?,
+            Err(r) => Err(r),
+        };
+        if let Err(r) = recorded {
+            tracing::warn!(event_id = %a.event_id, reason = r.as_str(), "AssumeRole record not used for provenance");
+        }
+        Ok(Outcome::Provenance {
+            event_id: a.event_id.clone(),
+            recorded: recorded.is_ok(),
+            reason: recorded.err().map(|r| r.as_str()),
+        })
+    }
+
+    /// Joins a termination to the issue of its access key, as the backtest does.
+    async fn join_origin(&self, t: &mut Termination) {
+        let Some(k) = t.session.access_key_id.clone() else {
+            return;
+        };
+        // Provenance is evidence and a threshold choice, never a reason to go blind: with
+        // the store down the call is counted as its own principal (and the degraded
+        // path still pages on it).
+        let issued = match self.store.issued(&k).await {
+            Ok(Some(IssueState::Issued(i))) => Some(i),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::warn!(event_id = %t.event_id, error = %e, "session issue unavailable; counted without an origin");
+                None
+            }
+        };
+        match provenance::join(t, issued.as_ref()) {
+            Ok(origin) => t.origin = origin,
+            Err(r) => {
+                tracing::warn!(event_id = %t.event_id, reason = r.as_str(), "call not joined to its session's issue; counted as its own principal")
+            }
+        }
+    }
+
+    async fn process(
+        &self,
+        t: &Termination,
+        classification: Classification,
+        lease_until: Millis,
+    ) -> Result<Outcome, Error> {
         let now = self.clock.now();
         let event_id = t.event_id.clone();
-        let (key, result) = match classify(&self.policy, &t) {
-            Classification::NotCounted(r) => {
-                return Ok(Outcome::NotCounted {
-                    reason: r.as_str(),
-                    event_id,
-                })
-            }
+        match classification {
+            Classification::NotCounted(r) => Ok(Outcome::NotCounted {
+                reason: r.as_str(),
+                event_id,
+            }),
             Classification::Attempt(key) => {
                 let result = async {
-                    match self.store.record(&key, &t, now, lease_until).await? {
+                    match self.store.record(&key, t, now, lease_until).await? {
                         Recorded::Duplicate => {
                             return Ok(Outcome::Duplicate {
                                 event_id: event_id.clone(),
@@ -172,44 +273,57 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         }
                         Recorded::Unfinished => {}
                     }
-                    self.store.mark_done(&key, &t).await?;
+                    self.store.mark_done(&key, t).await?;
                     Ok::<_, Error>(Outcome::Attempt {
                         event_id: event_id.clone(),
                     })
                 }
                 .await;
-                (key, result)
+                if result.is_err() {
+                    let _ = self.store.release_lease(&key, t).await;
+                }
+                result
             }
             Classification::Counted {
                 key,
                 threshold,
                 cross_account,
             } => {
-                let result = async {
-                    if self.store.record(&key, &t, now, lease_until).await? == Recorded::Duplicate {
-                        return Ok(Outcome::Duplicate {
-                            event_id: event_id.clone(),
-                        });
-                    }
-                    let outcome = self
-                        .counted(&key, &t, threshold, cross_account, now)
-                        .await?;
-                    self.store.mark_done(&key, &t).await?;
-                    Ok::<_, Error>(outcome)
-                }
-                .await;
-                if let Err(e) = &result {
-                    if e.is_window_store() {
-                        self.degraded(&key, &t, threshold, cross_account, now).await;
-                    }
-                }
-                (key, result)
+                self.count_call(t, key, threshold, cross_account, lease_until)
+                    .await
             }
-        };
-        if result.is_err() {
+        }
+    }
+
+    /// Counts a call under `key` (any lane), deduplicated by eventID.
+    async fn count_call(
+        &self,
+        t: &Termination,
+        key: Key,
+        threshold: u32,
+        cross_account: bool,
+        lease_until: Millis,
+    ) -> Result<Outcome, Error> {
+        let now = self.clock.now();
+        let event_id = t.event_id.clone();
+        let result = async {
+            if self.store.record(&key, t, now, lease_until).await? == Recorded::Duplicate {
+                return Ok(Outcome::Duplicate {
+                    event_id: event_id.clone(),
+                });
+            }
+            let outcome = self.counted(&key, t, threshold, cross_account, now).await?;
+            self.store.mark_done(&key, t).await?;
+            Ok::<_, Error>(outcome)
+        }
+        .await;
+        if let Err(e) = &result {
+            if e.is_window_store() && key.lane == Lane::Burst {
+                self.degraded(&key, t, threshold, cross_account, now).await;
+            }
             // Best effort: if DynamoDB itself is down the lease simply runs out, which
             // happens before Lambda's first retry (a minute later).
-            let _ = self.store.release_lease(&key, &t).await;
+            let _ = self.store.release_lease(&key, t).await;
         }
         result
     }
@@ -322,7 +436,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                     // Replaced meanwhile: the next round reads what replaced it.
                 }
                 Decision::Open(wc) => {
-                    let incident = Incident::trigger(
+                    let mut incident = Incident::trigger(
                         &self.policy,
                         key,
                         t,
@@ -332,6 +446,25 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         &events,
                         now,
                     );
+                    if let Some(service) = initiator::carried_out_by(t) {
+                        let candidates = self
+                            .store
+                            .initiations(
+                                &key.account,
+                                &t.region,
+                                incident.first_event_time - initiator::LOOKBACK_MS,
+                                t.event_time,
+                            )
+                            .await?;
+                        incident.initiator = initiator::pick(
+                            &candidates,
+                            service,
+                            &key.account,
+                            &t.region,
+                            incident.first_event_time,
+                            t.event_time,
+                        );
+                    }
                     if self
                         .store
                         .open_incident(key, &incident, current.as_ref(), now)

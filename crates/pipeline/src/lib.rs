@@ -15,11 +15,26 @@ pub use detector::{Detector, Outcome};
 pub use error::{Error, Port};
 pub use responder::{Responder, ResponderOutcome};
 
+/// How long a recorded initiator call is kept: beyond any lookback that can name it.
+pub const INITIATOR_RETENTION_MS: Millis = 24 * 3600 * 1000;
+
 use std::future::Future;
 use tripwire_engine::alert::{Alert, ContainmentState};
 use tripwire_engine::containment::{ContainmentRequest, Plan};
+use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::Millis;
-use tripwire_engine::{Incident, Key, OpenIncident, Termination, WindowEvent};
+use tripwire_engine::{
+    Incident, Initiation, Key, OpenIncident, SkipReason, Termination, WindowEvent,
+};
+
+/// What the store knows of a session's access key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IssueState {
+    /// The `AssumeRole*` call that issued it, with its resolved origin.
+    Issued(Issued),
+    /// Two different issues named this key: no call made with it gets an origin.
+    Conflicted,
+}
 
 /// Outcome of recording a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -190,6 +205,37 @@ pub trait IncidentStore: Send + Sync {
         detail: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 
+    /// The issue of the session behind `access_key`, if recorded and not expired.
+    fn issued(
+        &self,
+        access_key: &str,
+    ) -> impl Future<Output = Result<Option<IssueState>, Error>> + Send;
+
+    /// Records the issue of `access_key`'s session, kept until the session expires. The
+    /// same issue again is a no-op; a different one marks the key conflicting and is
+    /// `Ok(Err(AccessKeyReused))`.
+    fn record_issue(
+        &self,
+        access_key: &str,
+        issued: &Issued,
+    ) -> impl Future<Output = Result<Result<(), SkipReason>, Error>> + Send;
+
+    /// Records an initiator call (idempotent by eventID).
+    fn record_initiation(
+        &self,
+        initiation: &Initiation,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The initiator calls in `account` and `region` with eventTime in `[from, to]`.
+    fn initiations(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<Initiation>, Error>> + Send;
+
     /// Notes that the alert for containment `state` of incident `id` went out.
     fn mark_containment_alerted(
         &self,
@@ -223,6 +269,14 @@ pub enum Refused {
 
 /// Containment itself: writes a plan's deny policies on its target.
 pub trait Contain: Send + Sync {
+    /// The target's ARN as IAM has it now (with its path): records may omit a role's
+    /// path, and protection is decided on the full ARN. `Ok(Err(_))` when IAM refuses
+    /// or the entity is gone.
+    fn current_arn(
+        &self,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Result<String, Refused>, Error>> + Send;
+
     /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
     /// `Err(_)` is a transient failure worth a retry.
     fn apply(&self, plan: &Plan)

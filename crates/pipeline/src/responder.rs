@@ -7,7 +7,7 @@ use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentSta
 use tripwire_engine::containment::{ContainmentRequest, ALL_POLICY_NAMES};
 use tripwire_engine::policy::Glob;
 use tripwire_engine::principal::iam_entity;
-use tripwire_engine::{Action, Key, Policy};
+use tripwire_engine::{Action, Policy};
 
 /// What the responder did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -84,10 +84,7 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
     /// Handles one containment request.
     pub async fn handle(&self, req: ContainmentRequest) -> Result<ResponderOutcome, Error> {
         let incident = req.incident.id.clone();
-        let key = Key {
-            principal_arn: req.incident.principal_arn.clone(),
-            account: req.incident.account.clone(),
-        };
+        let key = req.incident.key();
         // Only an incident the detector recorded can be contained: a request that names
         // anything else did not come from the detector.
         let stored = self
@@ -103,6 +100,16 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
                 "no incident {} is recorded for {} in {}",
                 req.incident.id, key.principal_arn, key.account
             ))
+        };
+        // Records may omit a role's path; what IAM says decides protection.
+        let checked = match checked {
+            Ok(()) => match self.containment.current_arn(&req.plan).await? {
+                Ok(arn) => check_current(&self.policy, &self.own_roles, &req, &arn),
+                Err(Refused::Iam(reason)) => Err(format!(
+                    "IAM could not confirm the principal's ARN, so nothing was changed: {reason}"
+                )),
+            },
+            Err(e) => Err(e),
         };
         let outcome = match checked {
             Err(reason) => ResponderOutcome::Refused { incident, reason },
@@ -174,6 +181,35 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
 
 /// Whether a plan may be executed. The detector already decided; this re-checks it, so a
 /// forged or buggy request can never restrict anyone it should not.
+/// Checks the plan again against the ARN IAM has for its target (`current`, with the
+/// path a record may have omitted): the same entity, and neither protected nor ours.
+pub fn check_current(
+    policy: &Policy,
+    own_roles: &[Glob],
+    req: &ContainmentRequest,
+    current: &str,
+) -> Result<(), String> {
+    let want = iam_entity(req.plan.principal_arn.as_deref().unwrap_or_default())?;
+    let got = iam_entity(current).map_err(|e| format!("IAM returned an unexpected ARN: {e}"))?;
+    if (got.is_role, &got.account, got.name.to_ascii_lowercase())
+        != (want.is_role, &want.account, want.name.to_ascii_lowercase())
+    {
+        return Err(format!(
+            "IAM names {current}, not the plan's {}",
+            req.incident.principal_arn
+        ));
+    }
+    if policy.is_protected(current) {
+        return Err(format!(
+            "{current} is a protected principal (its path confirmed with IAM)"
+        ));
+    }
+    if own_roles.iter().any(|g| g.matches(current)) {
+        return Err(format!("{current} is one of the tripwire's own roles"));
+    }
+    Ok(())
+}
+
 pub fn check_plan(
     policy: &Policy,
     own_roles: &[Glob],
@@ -261,6 +297,7 @@ mod tests {
             kind: PrincipalKind::Role {
                 name: name.into(),
                 path: "/".into(),
+                path_known: true,
             },
             account: Some(account.into()),
             partition: "aws".into(),
@@ -272,10 +309,7 @@ mod tests {
             first_time: 0,
             last_time: 0,
         };
-        let key = Key {
-            principal_arn: arn.into(),
-            account: account.into(),
-        };
+        let key = tripwire_engine::Key::new(tripwire_engine::window::Lane::Burst, arn, account);
         let t = tripwire_engine::Termination {
             event_id: "e".into(),
             event_time: 0,
@@ -288,6 +322,8 @@ mod tests {
             unconfirmed: false,
             source_ip: None,
             user_agent: None,
+            session: Default::default(),
+            origin: None,
         };
         ContainmentRequest {
             incident: tripwire_engine::Incident::open(&key, &t, w, 10, false, plan.summary()),

@@ -160,6 +160,7 @@ async fn protected_own_and_containment_roles_are_never_contained() {
             kind: tripwire_engine::PrincipalKind::Role {
                 name: name.into(),
                 path: "/".into(),
+                path_known: true,
             },
             account: Some(PROD.into()),
             partition: "aws".into(),

@@ -279,10 +279,11 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
     let sts = aws_sdk_sts::Client::new(&stack.sdk);
     let iam = stack.iam_in(PROD);
     // The store's own key layout, for a principal of this baseline's own.
-    let key = tripwire_engine::Key {
-        principal_arn: format!("arn:aws:iam::{PROD}:role/bench/raw-{i}-{k}"),
-        account: PROD.into(),
-    };
+    let key = tripwire_engine::Key::new(
+        tripwire_engine::window::Lane::Burst,
+        &format!("arn:aws:iam::{PROD}:role/bench/raw-{i}-{k}"),
+        PROD,
+    );
     let (window, incident) = (window_pk(&key), incident_pk(&key));
     let call_sk = |n: usize| event_sk('E', BASE + n as i64, &format!("raw-{n}"));
     let call = |n: usize| {

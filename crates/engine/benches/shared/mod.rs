@@ -39,6 +39,9 @@ pub fn input() -> Input {
             event_time: call.time - k * 1500,
             instance_ids: vec![format!("i-{k:017x}")],
             unconfirmed: false,
+            session: None,
+            principal: None,
+            error_code: None,
         })
         .collect();
     Input {

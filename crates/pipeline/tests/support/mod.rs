@@ -13,11 +13,15 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tripwire_engine::alert::{Alert, ContainmentState};
 use tripwire_engine::containment::{ContainmentRequest, Plan};
+use tripwire_engine::provenance::{self, Issued};
 use tripwire_engine::time::Millis;
-use tripwire_engine::{Incident, Key, OpenIncident, Policy, Termination, WindowEvent};
+use tripwire_engine::window::Lane;
+use tripwire_engine::{
+    Incident, Initiation, Key, OpenIncident, Policy, SkipReason, Termination, WindowEvent,
+};
 use tripwire_pipeline::{
-    Alerts, Clock, Contain, ContainmentQueue, Detector, Error, Flag, IncidentStore, Port, Recorded,
-    Refused, Responder, StoredIncident,
+    Alerts, Clock, Contain, ContainmentQueue, Detector, Error, Flag, IncidentStore, IssueState,
+    Port, Recorded, Refused, Responder, StoredIncident,
 };
 
 /// A transient failure of `port`, as an adapter reports an outage.
@@ -71,9 +75,7 @@ impl Faults {
 
 #[derive(Debug, Clone)]
 struct Call {
-    time: Millis,
-    ids: Vec<String>,
-    unconfirmed: bool,
+    event: WindowEvent,
     attempt: bool,
     done: bool,
     lease: Millis,
@@ -88,6 +90,8 @@ struct Item {
     ids: BTreeSet<String>,
     uids: BTreeSet<String>,
     attempts: u64,
+    /// The attempt lane's joined calls.
+    calls: BTreeSet<String>,
     doc: String,
     alerted: bool,
     invoked: bool,
@@ -105,7 +109,7 @@ impl Item {
         incident.unconfirmed_ids = self.uids.difference(&self.ids).cloned().collect();
         incident.first_event_time = incident.first_event_time.min(self.first);
         incident.last_event_time = incident.last_event_time.max(self.last);
-        incident.attempts = self.attempts;
+        incident.attempts = self.attempts + self.calls.len() as u64;
         StoredIncident {
             open: OpenIncident {
                 id: self.id.clone(),
@@ -126,6 +130,8 @@ struct Tables {
     // Per key: calls by (eventTime, eventID, attempt).
     calls: HashMap<Key, BTreeMap<(Millis, String, bool), Call>>,
     incidents: HashMap<Key, Item>,
+    issues: HashMap<String, IssueState>,
+    initiations: BTreeMap<(String, String, Millis, String), Initiation>,
 }
 
 /// The window and incident state in memory.
@@ -136,8 +142,11 @@ pub struct MemoryStore {
     pub faults: Arc<Faults>,
 }
 
-fn call_key(t: &Termination) -> (Millis, String, bool) {
-    (t.event_time, t.event_id.clone(), t.is_attempt())
+/// As the DynamoDB sort key: a failed call is an attempt item except on the attempt
+/// lane, which counts failed calls.
+fn call_key(key: &Key, t: &Termination) -> (Millis, String, bool) {
+    let attempt = t.is_attempt() && key.lane != Lane::Attempt;
+    (t.event_time, t.event_id.clone(), attempt)
 }
 
 impl MemoryStore {
@@ -170,7 +179,7 @@ impl MemoryStore {
         tables
             .calls
             .get(key)
-            .and_then(|c| c.get(&call_key(t)))
+            .and_then(|c| c.get(&call_key(key, t)))
             .is_some_and(|c| c.done)
     }
 
@@ -204,15 +213,13 @@ impl IncidentStore for MemoryStore {
     ) -> Result<Recorded, Error> {
         let mut tables = self.op("record").await?;
         let calls = tables.calls.entry(key.clone()).or_default();
-        match calls.get_mut(&call_key(t)) {
+        match calls.get_mut(&call_key(key, t)) {
             None => {
                 calls.insert(
-                    call_key(t),
+                    call_key(key, t),
                     Call {
-                        time: t.event_time,
-                        ids: t.instance_ids.clone(),
-                        unconfirmed: t.unconfirmed,
-                        attempt: t.is_attempt(),
+                        event: WindowEvent::of(t, key.lane),
+                        attempt: t.is_attempt() && key.lane != Lane::Attempt,
                         done: false,
                         lease: lease_until,
                     },
@@ -232,7 +239,7 @@ impl IncidentStore for MemoryStore {
         if let Some(c) = tables
             .calls
             .get_mut(key)
-            .and_then(|c| c.get_mut(&call_key(t)))
+            .and_then(|c| c.get_mut(&call_key(key, t)))
             .filter(|c| !c.done)
         {
             c.lease = 0;
@@ -245,7 +252,7 @@ impl IncidentStore for MemoryStore {
         if let Some(c) = tables
             .calls
             .get_mut(key)
-            .and_then(|c| c.get_mut(&call_key(t)))
+            .and_then(|c| c.get_mut(&call_key(key, t)))
         {
             c.done = true;
         }
@@ -260,12 +267,7 @@ impl IncidentStore for MemoryStore {
             .into_iter()
             .flat_map(|c| c.iter())
             .filter(|((time, _, attempt), _)| !attempt && *time >= from.max(0) && *time <= to)
-            .map(|((time, id, _), c)| WindowEvent {
-                event_id: id.clone(),
-                event_time: *time,
-                instance_ids: c.ids.clone(),
-                unconfirmed: c.unconfirmed,
-            })
+            .map(|(_, c)| c.event.clone())
             .collect())
     }
 
@@ -300,7 +302,8 @@ impl IncidentStore for MemoryStore {
                 last: incident.last_event_time,
                 ids: incident.instance_ids.clone(),
                 uids: incident.unconfirmed_ids.clone(),
-                attempts: 0,
+                attempts: incident.attempts,
+                calls: BTreeSet::new(),
                 doc,
                 alerted: false,
                 invoked: false,
@@ -324,16 +327,72 @@ impl IncidentStore for MemoryStore {
     ) -> Result<Option<StoredIncident>, Error> {
         let mut tables = self.op("join_incident").await?;
         Ok(self.with_current(&mut tables, key, id, |i| {
-            let set = if t.unconfirmed {
-                &mut i.uids
+            if key.lane == Lane::Attempt {
+                i.calls.insert(t.event_id.clone());
+            } else if t.unconfirmed {
+                i.uids.extend(t.instance_ids.iter().cloned());
             } else {
-                &mut i.ids
-            };
-            set.extend(t.instance_ids.iter().cloned());
+                i.ids.extend(t.instance_ids.iter().cloned());
+            }
             i.first = i.first.min(t.event_time);
             i.last = i.last.max(t.event_time);
             i.read()
         }))
+    }
+
+    async fn issued(&self, access_key: &str) -> Result<Option<IssueState>, Error> {
+        let tables = self.op("issued").await?;
+        Ok(tables.issues.get(access_key).cloned())
+    }
+
+    async fn record_issue(
+        &self,
+        access_key: &str,
+        issued: &Issued,
+    ) -> Result<Result<(), SkipReason>, Error> {
+        let mut tables = self.op("record_issue").await?;
+        let next = match tables.issues.get(access_key) {
+            None => Ok(issued.clone()),
+            Some(IssueState::Issued(old)) => provenance::merge(old, issued),
+            Some(IssueState::Conflicted) => Err(SkipReason::AccessKeyReused),
+        };
+        let (state, result) = match next {
+            Ok(kept) => (IssueState::Issued(kept), Ok(())),
+            Err(r) => (IssueState::Conflicted, Err(r)),
+        };
+        tables.issues.insert(access_key.to_owned(), state);
+        Ok(result)
+    }
+
+    async fn record_initiation(&self, i: &Initiation, _now: Millis) -> Result<(), Error> {
+        let mut tables = self.op("record_initiation").await?;
+        tables.initiations.insert(
+            (
+                i.account.clone(),
+                i.region.clone(),
+                i.event_time,
+                i.event_id.clone(),
+            ),
+            i.clone(),
+        );
+        Ok(())
+    }
+
+    async fn initiations(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Initiation>, Error> {
+        let tables = self.op("initiations").await?;
+        Ok(tables
+            .initiations
+            .values()
+            .filter(|i| i.account == account && i.region == region)
+            .filter(|i| i.event_time >= from && i.event_time <= to)
+            .cloned()
+            .collect())
     }
 
     async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
@@ -467,6 +526,9 @@ pub struct MemoryContain {
     pub refuse: Arc<Mutex<Option<String>>>,
     /// Failure injection (`apply`).
     pub faults: Arc<Faults>,
+    /// What IAM says a principal's ARN is, when it differs from the plan's (a path the
+    /// records omitted).
+    pub paths: Arc<Mutex<std::collections::HashMap<String, String>>>,
 }
 
 impl MemoryContain {
@@ -477,6 +539,19 @@ impl MemoryContain {
 }
 
 impl Contain for MemoryContain {
+    async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "current_arn")?;
+        let arn = plan.principal_arn.clone().unwrap_or_default();
+        Ok(Ok(self
+            .paths
+            .lock()
+            .unwrap()
+            .get(&arn)
+            .cloned()
+            .unwrap_or(arn)))
+    }
+
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         tokio::task::yield_now().await;
         self.faults.check(Port::Containment, "apply")?;
@@ -596,8 +671,5 @@ impl Rig {
 
 /// The key of a role principal terminating in `account`.
 pub fn key(principal_arn: &str, account: &str) -> Key {
-    Key {
-        principal_arn: principal_arn.into(),
-        account: account.into(),
-    }
+    Key::new(tripwire_engine::window::Lane::Burst, principal_arn, account)
 }
