@@ -447,7 +447,7 @@ impl IncidentStore for WindowStore {
         }
         let issued: Issued = serde_json::from_str(get_s(item, "doc")?)
             .map_err(|e| Error::Stored(format!("issue doc: {e}")))?;
-        Ok(Some(IssueState::Issued(issued)))
+        Ok(Some(IssueState::Issued(Box::new(issued))))
     }
 
     async fn record_issue(
@@ -475,7 +475,7 @@ impl IncidentStore for WindowStore {
             return Ok(Ok(()));
         }
         let kept = match self.issued(access_key).await? {
-            Some(IssueState::Issued(old)) => provenance::merge(&old, issued).map(|k| (old, k)),
+            Some(IssueState::Issued(old)) => provenance::merge(&old, issued).map(|k| (*old, k)),
             _ => Err(SkipReason::AccessKeyReused),
         };
         match kept {

@@ -96,7 +96,7 @@ pub fn replay(policy: &Policy, terms: Vec<Termination>) -> ReplayResult {
 enum Step {
     Assume(usize),
     Initiate(usize),
-    Terminate(Termination),
+    Terminate(usize),
 }
 
 /// Replays terminations, role assumptions and initiator calls (any order, duplicates
@@ -118,8 +118,8 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
     for (i, n) in initiations.iter().enumerate() {
         steps.push((n.event_time, 1, n.event_id.clone(), Step::Initiate(i)));
     }
-    for t in terms {
-        steps.push((t.event_time, 2, t.event_id.clone(), Step::Terminate(t)));
+    for (i, t) in terms.iter().enumerate() {
+        steps.push((t.event_time, 2, t.event_id.clone(), Step::Terminate(i)));
     }
     steps.sort_by(|a, b| (a.0, a.1, &a.2).cmp(&(b.0, b.1, &b.2)));
     let mut seen: HashSet<String> = HashSet::new();
@@ -146,7 +146,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                 }
                 continue;
             }
-            Step::Terminate(t) => t,
+            Step::Terminate(i) => terms[i].clone(),
         };
         if !seen.insert(t.event_id.clone()) {
             out.counts.duplicates += 1;

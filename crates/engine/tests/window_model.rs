@@ -116,7 +116,8 @@ fn model_lane(
     distinct: &[Termination],
     lane: Lane,
 ) -> (Vec<ModelIncident>, BTreeMap<Key, u32>) {
-    let mut by_key: BTreeMap<Key, (u32, Vec<(&Termination, Vec<String>)>)> = BTreeMap::new();
+    type Calls<'a> = Vec<(&'a Termination, Vec<String>)>;
+    let mut by_key: BTreeMap<Key, (u32, Calls)> = BTreeMap::new();
     for t in distinct {
         if let Some((key, threshold, ids)) = counted_in(policy, t, lane) {
             by_key

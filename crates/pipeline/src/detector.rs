@@ -196,7 +196,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
     async fn assumption(&self, a: &Assumption) -> Result<Outcome, Error> {
         let parent = match &a.caller_key {
             Some(k) => match self.store.issued(k).await? {
-                Some(IssueState::Issued(i)) => Some(i),
+                Some(IssueState::Issued(i)) => Some(*i),
                 _ => None,
             },
             None => None,
@@ -224,7 +224,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         // the store down the call is counted as its own principal (and the degraded
         // path still pages on it).
         let issued = match self.store.issued(&k).await {
-            Ok(Some(IssueState::Issued(i))) => Some(i),
+            Ok(Some(IssueState::Issued(i))) => Some(*i),
             Ok(_) => None,
             Err(e) => {
                 tracing::warn!(event_id = %t.event_id, error = %e, "session issue unavailable; counted without an origin");

@@ -31,7 +31,7 @@ use tripwire_engine::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IssueState {
     /// The `AssumeRole*` call that issued it, with its resolved origin.
-    Issued(Issued),
+    Issued(Box<Issued>),
     /// Two different issues named this key: no call made with it gets an origin.
     Conflicted,
 }

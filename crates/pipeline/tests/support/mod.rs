@@ -357,7 +357,7 @@ impl IncidentStore for MemoryStore {
             Some(IssueState::Conflicted) => Err(SkipReason::AccessKeyReused),
         };
         let (state, result) = match next {
-            Ok(kept) => (IssueState::Issued(kept), Ok(())),
+            Ok(kept) => (IssueState::Issued(Box::new(kept)), Ok(())),
             Err(r) => (IssueState::Conflicted, Err(r)),
         };
         tables.issues.insert(access_key.to_owned(), state);
