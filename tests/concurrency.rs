@@ -51,6 +51,8 @@ fn events() -> Vec<Value> {
                 user_agent: "concurrency-test",
                 invoked_by: None,
                 already_terminated: 0,
+                session: "session",
+                access_key: "EXAMPLEEXAMPLE00",
             });
             out.push(eventbridge_envelope(&rec, &format!("eb-{id}")));
         }

@@ -205,6 +205,8 @@ fn one_call(who: &str, account: &str, instances: usize, tag: &str) -> Value {
         user_agent: "fault-test",
         invoked_by: None,
         already_terminated: 0,
+        session: "session",
+        access_key: "EXAMPLEEXAMPLE00",
     });
     eventbridge_envelope(&rec, &id)
 }

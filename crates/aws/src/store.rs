@@ -757,6 +757,8 @@ mod tests {
             user_agent: "test",
             invoked_by: None,
             already_terminated: 0,
+            session: "session",
+            access_key: "EXAMPLEEXAMPLE00",
         });
         let mut out = Vec::new();
         tripwire_engine::scan(&rec.to_string(), &mut Default::default(), &mut out).unwrap();

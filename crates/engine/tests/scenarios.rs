@@ -4,10 +4,12 @@
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tripwire_engine::replay::replay;
+use tripwire_engine::replay::replay_events;
 use tripwire_engine::time::parse_event_time;
-use tripwire_engine::{policy::parse_duration, scan, Policy, ScanCounts, Target};
-use tripwire_synth::{terminate_record, Call, Caller};
+use tripwire_engine::{policy::parse_duration, scan_events, Events, Policy, ScanCounts, Target};
+use tripwire_synth::{
+    assume_role_record, initiator_record, terminate_record, Assume, Call, Caller,
+};
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,6 +25,12 @@ struct Scenario {
     #[serde(default)]
     deliver: Option<String>,
     calls: Vec<Run>,
+    /// `AssumeRole*` records, rendered before the calls.
+    #[serde(default)]
+    assume: Vec<AssumeRun>,
+    /// Initiator calls (`DeleteAutoScalingGroup`, …), rendered before the calls.
+    #[serde(default)]
+    initiate: Vec<InitRun>,
     expect: Vec<Expect>,
     #[serde(default)]
     counts: Option<Counts>,
@@ -51,6 +59,32 @@ struct Run {
     /// (a reaper re-terminating what Auto Scaling already killed).
     #[serde(default)]
     already_terminated: usize,
+    /// The session name (default `session`).
+    session: Option<String>,
+    /// The access key tail after `ASIA` (default `EXAMPLEEXAMPLE00`).
+    key: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssumeRun {
+    who: String,
+    /// The caller's own access key tail, for a role session assuming another role.
+    caller_key: Option<String>,
+    role: String,
+    session: String,
+    key: String,
+    at: String,
+    source_identity: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct InitRun {
+    who: String,
+    at: String,
+    source: String,
+    name: String,
 }
 
 #[derive(Deserialize)]
@@ -91,6 +125,20 @@ struct Expect {
     target: Option<String>,
     /// A phrase the containment reason must contain.
     reason: Option<String>,
+    /// `burst` unless given.
+    #[serde(default = "burst")]
+    kind: String,
+    /// The origin's account, when the incident has one.
+    origin_account: Option<String>,
+    /// The initiator's principal, when the incident has one.
+    initiator: Option<String>,
+    /// How many contributing principals an account burst lists.
+    #[serde(default)]
+    principals: usize,
+}
+
+fn burst() -> String {
+    "burst".into()
 }
 
 #[derive(Deserialize, Default)]
@@ -102,6 +150,17 @@ struct Counts {
     counted_calls: Option<u64>,
     not_counted: Option<BTreeMap<String, u64>>,
     already_terminated_instances: Option<u64>,
+    calls_with_origin: Option<u64>,
+    provenance_skipped: Option<BTreeMap<String, u64>>,
+}
+
+fn time_of(at: &str) -> i64 {
+    let at = if at.len() <= 12 {
+        format!("2018-01-09T{at}Z")
+    } else {
+        at.to_owned()
+    };
+    parse_event_time(&at).unwrap_or_else(|| panic!("bad time {at}"))
 }
 
 fn scenario_files() -> Vec<PathBuf> {
@@ -119,6 +178,32 @@ fn scenario_files() -> Vec<PathBuf> {
 /// Renders the scenario's calls as JSON lines, in delivery order.
 fn render(s: &Scenario) -> String {
     let mut lines = Vec::new();
+    for (k, a) in s.assume.iter().enumerate() {
+        let caller = Caller::parse(&a.who).unwrap();
+        let id = format!("assume-{k}");
+        lines.push(
+            assume_role_record(&Assume {
+                caller: &caller,
+                caller_key: a.caller_key.as_deref().unwrap_or("CALLERCALLER0000"),
+                role_arn: &a.role,
+                session: &a.session,
+                access_key: &a.key,
+                time: time_of(&a.at),
+                event_id: &id,
+                source_identity: a.source_identity.as_deref(),
+            })
+            .to_string(),
+        );
+    }
+    for (k, i) in s.initiate.iter().enumerate() {
+        let caller = Caller::parse(&i.who).unwrap();
+        let account = caller.account().expect("account").to_owned();
+        let id = format!("init-{k}");
+        lines.push(
+            initiator_record(&caller, &account, time_of(&i.at), &i.source, &i.name, &id)
+                .to_string(),
+        );
+    }
     let mut serial = 0;
     for (r, run) in s.calls.iter().enumerate() {
         let caller = Caller::parse(&run.who).unwrap();
@@ -127,12 +212,7 @@ fn render(s: &Scenario) -> String {
             .clone()
             .or(caller.account().map(str::to_owned))
             .expect("account");
-        let at = if run.at.len() <= 12 {
-            format!("2018-01-09T{}Z", run.at)
-        } else {
-            run.at.clone()
-        };
-        let start = parse_event_time(&at).unwrap_or_else(|| panic!("bad time {at}"));
+        let start = time_of(&run.at);
         let step = parse_duration(&run.every).unwrap();
         for k in 0..run.calls {
             let ids: Vec<String> = match &run.ids {
@@ -157,6 +237,8 @@ fn render(s: &Scenario) -> String {
                 user_agent: "scenario",
                 invoked_by: run.invoked_by.as_deref(),
                 already_terminated: run.already_terminated,
+                session: run.session.as_deref().unwrap_or("session"),
+                access_key: run.key.as_deref().unwrap_or("EXAMPLEEXAMPLE00"),
             };
             let line = terminate_record(&call).to_string();
             if run.duplicate {
@@ -177,8 +259,8 @@ fn check(s: &Scenario) -> Result<(), String> {
     let policy = Policy::from_toml(&s.policy).map_err(|e| e.to_string())?;
     let text = render(s);
     let mut counts = ScanCounts::default();
-    let mut terms = Vec::new();
-    scan(&text, &mut counts, &mut terms).map_err(|e| e.to_string())?;
+    let mut events = Events::default();
+    scan_events(&text, &mut counts, &mut events).map_err(|e| e.to_string())?;
     let skipped: BTreeMap<String, u64> = counts
         .skipped
         .iter()
@@ -190,7 +272,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             s.skipped
         ));
     }
-    let result = replay(&policy, terms);
+    let result = replay_events(&policy, events);
     let got: Vec<Expect> = result
         .incidents
         .iter()
@@ -198,6 +280,10 @@ fn check(s: &Scenario) -> Result<(), String> {
             let c = &i.containment;
             Expect {
                 principal: i.principal_arn.clone(),
+                kind: i.kind.kind().to_owned(),
+                origin_account: i.origin.as_ref().and_then(|o| o.account.clone()),
+                initiator: i.initiator.as_ref().map(|n| n.principal_arn.clone()),
+                principals: i.principals.len(),
                 account: i.account.clone(),
                 instances: i.instances(),
                 trigger_count: i.trigger_count,
@@ -239,6 +325,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             g.cross_account,
             g.attempts,
             g.instances_unconfirmed,
+            (&g.kind, &g.origin_account, &g.initiator, g.principals),
         ) == (
             &e.principal,
             &e.account,
@@ -248,6 +335,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             e.cross_account,
             e.attempts,
             e.instances_unconfirmed,
+            (&e.kind, &e.origin_account, &e.initiator, e.principals),
         );
         if !(same && reason_ok && target_ok) {
             return Err(format!("expected {e:#?}\ngot {g:#?}"));
@@ -265,10 +353,25 @@ fn check(s: &Scenario) -> Result<(), String> {
                 want.already_terminated_instances,
                 c.already_terminated_instances,
             ),
+            (
+                "calls_with_origin",
+                want.calls_with_origin,
+                c.calls_with_origin,
+            ),
         ];
         for (name, w, g) in pairs {
             if w.is_some_and(|w| w != g) {
                 return Err(format!("{name}: expected {w:?}, got {g}"));
+            }
+        }
+        if let Some(ps) = &want.provenance_skipped {
+            let got: BTreeMap<String, u64> = c
+                .provenance_skipped
+                .iter()
+                .map(|(k, v)| (k.to_string(), *v))
+                .collect();
+            if &got != ps {
+                return Err(format!("provenance_skipped: expected {ps:?}, got {got:?}"));
             }
         }
         if let Some(nc) = &want.not_counted {

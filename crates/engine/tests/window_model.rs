@@ -69,6 +69,8 @@ fn terminations(events: &[Ev], delivery: &[usize]) -> Vec<Termination> {
                 user_agent: "proptest",
                 invoked_by: None,
                 already_terminated: 0,
+                session: "session",
+                access_key: "EXAMPLEEXAMPLE00",
             })
             .to_string()
         })

@@ -47,6 +47,24 @@ pub enum Caller {
         /// an IAM user, `None` absent.
         issuer: Option<Option<(String, String)>>,
     },
+    /// Another account's principal, as the role's account logs a cross-account
+    /// `AssumeRole` (`userIdentity.type` `AWSAccount`): `account/PRINCIPALID@ACCOUNT`.
+    OtherAccount {
+        /// The caller's account.
+        account: String,
+        /// Its `principalId` (`AROA…:session`).
+        principal_id: String,
+    },
+    /// A web-identity (OIDC) or SAML caller of `AssumeRoleWith*`:
+    /// `webidentity/PROVIDER+SUBJECT` or `saml/PROVIDER+SUBJECT`.
+    Federation {
+        /// `WebIdentityUser` or `SAMLUser`.
+        kind: &'static str,
+        /// `identityProvider`.
+        provider: String,
+        /// The token's subject (`userName`).
+        subject: String,
+    },
     /// An AWS service.
     Service {
         /// e.g. `ec2.amazonaws.com`.
@@ -59,6 +77,18 @@ impl Caller {
     pub fn parse(spec: &str) -> Result<Caller, String> {
         if let Some(host) = spec.strip_prefix("awsservice:") {
             return Ok(Caller::Service { host: host.into() });
+        }
+        for (prefix, kind) in [("webidentity/", "WebIdentityUser"), ("saml/", "SAMLUser")] {
+            if let Some(rest) = spec.strip_prefix(prefix) {
+                let (provider, subject) = rest
+                    .split_once('+')
+                    .ok_or_else(|| format!("`{spec}`: PROVIDER+SUBJECT"))?;
+                return Ok(Caller::Federation {
+                    kind,
+                    provider: provider.into(),
+                    subject: subject.into(),
+                });
+            }
         }
         let (who, account) = spec
             .rsplit_once('@')
@@ -83,6 +113,19 @@ impl Caller {
                 account,
                 path,
                 name,
+            })
+        } else if let Some(name) = who.strip_prefix("session/") {
+            // A service-invoked session whose record has no `sessionIssuer`: the role's
+            // path is nowhere in it (an empty path marks that).
+            Ok(Caller::Role {
+                account,
+                path: String::new(),
+                name: name.into(),
+            })
+        } else if let Some(principal_id) = who.strip_prefix("account/") {
+            Ok(Caller::OtherAccount {
+                account,
+                principal_id: principal_id.into(),
             })
         } else if let Some(rest) = who.strip_prefix("federated/") {
             let (name, issuer) = match rest.split_once('+') {
@@ -109,14 +152,28 @@ impl Caller {
             Caller::Role { account, .. }
             | Caller::User { account, .. }
             | Caller::Root { account }
-            | Caller::Federated { account, .. } => Some(account),
-            Caller::Service { .. } => None,
+            | Caller::Federated { account, .. }
+            | Caller::OtherAccount { account, .. } => Some(account),
+            Caller::Service { .. } | Caller::Federation { .. } => None,
         }
     }
 
     /// Writes the `userIdentity` object; `key` is the access key ID's tail.
     fn write_user_identity(&self, b: &mut String, session: &str, key: &str, by: Option<&str>) {
         match self {
+            Caller::Role {
+                account,
+                path,
+                name,
+            } if path.is_empty() => {
+                let _ = write!(
+                    b,
+                    r#"{{"type":"AssumedRole","principalId":"AROA{a}:{s}","arn":"arn:aws:sts::{a}:assumed-role/{n}/{s}","accountId":"{a}","accessKeyId":"ASIA{key}","sessionContext":{{"attributes":{{"creationDate":"2018-01-09T20:00:00Z","mfaAuthenticated":"false"}}}}"#,
+                    a = esc(account),
+                    s = esc(session),
+                    n = esc(name),
+                );
+            }
             Caller::Role {
                 account,
                 path,
@@ -185,6 +242,29 @@ impl Caller {
             }
             Caller::Service { host } => {
                 let _ = write!(b, r#"{{"type":"AWSService","invokedBy":"{}""#, esc(host));
+            }
+            Caller::OtherAccount {
+                account,
+                principal_id,
+            } => {
+                let _ = write!(
+                    b,
+                    r#"{{"type":"AWSAccount","principalId":"{}","accountId":"{}""#,
+                    esc(principal_id),
+                    esc(account)
+                );
+            }
+            Caller::Federation {
+                kind,
+                provider,
+                subject,
+            } => {
+                let _ = write!(
+                    b,
+                    r#"{{"type":"{kind}","principalId":"{p}:{s}","userName":"{s}","identityProvider":"{p}""#,
+                    p = esc(provider),
+                    s = esc(subject),
+                );
             }
         }
         if let Some(by) = by.filter(|_| !matches!(self, Caller::Service { .. })) {
@@ -305,6 +385,10 @@ pub struct Call<'a> {
     /// How many of the first IDs were already shutting down before the call
     /// (`responseElements` `previousState`): a re-termination.
     pub already_terminated: usize,
+    /// The role session name (or federated user's), in the session ARN.
+    pub session: &'a str,
+    /// The access key ID's tail after `ASIA` (`AKIA` for a user).
+    pub access_key: &'a str,
 }
 
 /// The CloudTrail record of `call`, as CloudTrail writes a TerminateInstances event.
@@ -362,11 +446,140 @@ pub fn write_terminate(b: &mut String, call: &Call<'_>) {
             source_ip: call.source_ip,
             user_agent: call.user_agent,
             invoked_by: call.invoked_by,
-            session: "session",
-            access_key: "EXAMPLEEXAMPLE00",
+            session: call.session,
+            access_key: call.access_key,
             read_only: false,
         },
     );
+}
+
+/// One `AssumeRole*` call to render, as the role's account logs it.
+#[derive(Debug, Clone)]
+pub struct Assume<'a> {
+    /// Who assumed it (a role session, another account, a web identity, SAML).
+    pub caller: &'a Caller,
+    /// The caller's own access key tail, for a role session (role chaining).
+    pub caller_key: &'a str,
+    /// The role assumed, with its path.
+    pub role_arn: &'a str,
+    /// Its session name.
+    pub session: &'a str,
+    /// The tail after `ASIA` of the access key it returns.
+    pub access_key: &'a str,
+    /// eventTime.
+    pub time: Millis,
+    /// eventID.
+    pub event_id: &'a str,
+    /// A source identity set on the session.
+    pub source_identity: Option<&'a str>,
+}
+
+/// The CloudTrail record of an `AssumeRole*` call (by the caller's kind).
+pub fn assume_role_record(a: &Assume<'_>) -> Value {
+    let account = a.role_arn.split(':').nth(4).unwrap_or_default();
+    let name = a.role_arn.rsplit('/').next().unwrap_or_default();
+    let event_name = match a.caller {
+        Caller::Federation {
+            kind: "WebIdentityUser",
+            ..
+        } => "AssumeRoleWithWebIdentity",
+        Caller::Federation { .. } => "AssumeRoleWithSAML",
+        _ => "AssumeRole",
+    };
+    let source = a
+        .source_identity
+        .map(|s| format!(r#","sourceIdentity":"{}""#, esc(s)))
+        .unwrap_or_default();
+    let subject = match a.caller {
+        Caller::Federation {
+            kind: "WebIdentityUser",
+            provider,
+            subject,
+        } => format!(
+            r#","subjectFromWebIdentityToken":"{}","provider":"{}","audience":"sts.amazonaws.com""#,
+            esc(subject),
+            esc(provider)
+        ),
+        Caller::Federation { subject, .. } => {
+            format!(
+                r#","subject":"{}","subjectType":"persistent""#,
+                esc(subject)
+            )
+        }
+        _ => String::new(),
+    };
+    let request = format!(
+        r#"{{"roleArn":"{}","roleSessionName":"{}","durationSeconds":3600{source}}}"#,
+        esc(a.role_arn),
+        esc(a.session)
+    );
+    let response = format!(
+        r#"{{"credentials":{{"accessKeyId":"ASIA{k}","sessionToken":"x","expiration":"Jan 9, 2018, 10:00:00 PM"}},"assumedRoleUser":{{"assumedRoleId":"AROA{acct}:{s}","arn":"arn:aws:sts::{acct}:assumed-role/{n}/{s}"}}{source}{subject}}}"#,
+        k = esc(a.access_key),
+        acct = esc(account),
+        n = esc(name),
+        s = esc(a.session),
+    );
+    let mut b = String::new();
+    write_record(
+        &mut b,
+        &ApiCall {
+            caller: a.caller,
+            account,
+            region: "us-east-1",
+            time: a.time,
+            event_source: "sts.amazonaws.com",
+            event_name,
+            request_parameters: &request,
+            response_elements: &response,
+            request_id: a.event_id,
+            event_id: a.event_id,
+            error: None,
+            source_ip: "198.51.100.9",
+            user_agent: "aws-cli/2.13.0",
+            invoked_by: None,
+            session: a.session,
+            access_key: a.caller_key,
+            read_only: true,
+        },
+    );
+    serde_json::from_str(&b).unwrap_or_default()
+}
+
+/// The CloudTrail record of a call that decides terminations (`DeleteAutoScalingGroup`,
+/// `DeleteStack`, …) by `caller` in `account`.
+pub fn initiator_record(
+    caller: &Caller,
+    account: &str,
+    time: Millis,
+    event_source: &str,
+    event_name: &str,
+    event_id: &str,
+) -> Value {
+    let mut b = String::new();
+    write_record(
+        &mut b,
+        &ApiCall {
+            caller,
+            account,
+            region: "us-east-1",
+            time,
+            event_source,
+            event_name,
+            request_parameters: r#"{"autoScalingGroupName":"web","forceDelete":true}"#,
+            response_elements: "null",
+            request_id: event_id,
+            event_id,
+            error: None,
+            source_ip: "198.51.100.9",
+            user_agent: "aws-cli/2.13.0",
+            invoked_by: None,
+            session: "operator",
+            access_key: "OPERATOROPERATOR",
+            read_only: false,
+        },
+    );
+    serde_json::from_str(&b).unwrap_or_default()
 }
 
 /// Wraps a record the way EventBridge delivers it ("AWS API Call via CloudTrail").
@@ -445,6 +658,9 @@ pub struct Burst {
     step: Millis,
     ids_per_call: usize,
     already_terminated: usize,
+    session: String,
+    access_key: String,
+    invoked_by: Option<String>,
     error: Option<String>,
     tag: String,
 }
@@ -467,6 +683,9 @@ impl Burst {
             step: 1000,
             ids_per_call: 1,
             already_terminated: 0,
+            session: "session".into(),
+            access_key: "EXAMPLEEXAMPLE00".into(),
+            invoked_by: None,
             error: None,
             tag: tag.into(),
         }
@@ -515,6 +734,25 @@ impl Burst {
         self
     }
 
+    /// The session name in the session ARN (default `session`).
+    pub fn session(mut self, name: &str) -> Self {
+        self.session = name.into();
+        self
+    }
+
+    /// The access key ID's tail after `ASIA` (default `EXAMPLEEXAMPLE00`): what joins
+    /// the calls to the `AssumeRole` that issued the session.
+    pub fn access_key(mut self, tail: &str) -> Self {
+        self.access_key = tail.into();
+        self
+    }
+
+    /// `userIdentity.invokedBy`: a service made the calls on the caller's behalf.
+    pub fn invoked_by(mut self, host: &str) -> Self {
+        self.invoked_by = Some(host.into());
+        self
+    }
+
     /// Every call fails with `code` (an attempt).
     pub fn error(mut self, code: &str) -> Self {
         self.error = Some(code.into());
@@ -543,8 +781,10 @@ impl Burst {
                     error: self.error.as_deref(),
                     source_ip: "10.20.0.15",
                     user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
-                    invoked_by: None,
+                    invoked_by: self.invoked_by.as_deref(),
                     already_terminated: self.already_terminated,
+                    session: &self.session,
+                    access_key: &self.access_key,
                 })
             })
             .collect()
@@ -674,6 +914,8 @@ pub fn seed_scenario(base: Millis) -> Vec<(&'static str, Value)> {
                 user_agent: b.ua,
                 invoked_by: (b.ip == ASG).then_some(ASG),
                 already_terminated: 0,
+                session: "session",
+                access_key: "EXAMPLEEXAMPLE00",
             };
             out.push((b.account, terminate_record(&call)));
         }
@@ -714,6 +956,8 @@ mod tests {
                         user_agent: "test",
                         invoked_by: None,
                         already_terminated: 0,
+                        session: "session",
+                        access_key: "EXAMPLEEXAMPLE00",
                     },
                 );
                 let v: Value =

@@ -30,6 +30,8 @@ pub fn input() -> Input {
         user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
         invoked_by: None,
         already_terminated: 0,
+        session: "session",
+        access_key: "EXAMPLEEXAMPLE00",
     };
     let event = eventbridge_envelope(&terminate_record(&call), "eb-1").to_string();
     // Nine earlier calls in the window: the tenth crosses the threshold.
