@@ -598,3 +598,247 @@ async fn principal_rules_and_change_windows_decide_as_in_the_backtest() {
     );
     assert_eq!(replayed.counts.not_counted.get("change_window"), Some(&20));
 }
+
+/// An `AssumeRole` envelope as the role's account delivers it.
+fn assume(who: &str, role: &str, session: &str, key: &str, at: i64, caller_key: &str) -> Value {
+    let caller = tripwire_synth::Caller::parse(who).unwrap();
+    let rec = tripwire_synth::assume_role_record(&tripwire_synth::Assume {
+        caller: &caller,
+        caller_key,
+        role_arn: role,
+        session,
+        access_key: key,
+        time: at,
+        event_id: &format!("assume-{key}"),
+        source_identity: Some("alice@example.com"),
+    });
+    tripwire_synth::eventbridge_envelope(&rec, &format!("eb-assume-{key}"))
+}
+
+const CHAIN_POLICY: &str = r#"
+threshold = 10
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+containment = "revoke"
+"#;
+
+#[tokio::test]
+async fn a_chain_from_another_account_is_joined_across_invocations_and_pages_at_the_cross_account_threshold(
+) {
+    let rig = Rig::new(CHAIN_POLICY);
+    let role = "arn:aws:iam::222222222222:role/ops/admin";
+    let a = assume(
+        "account/AROADEVTOOL:cleanup@111111111111",
+        role,
+        "cleanup",
+        "PRODADMIN0000001",
+        T0 - 60_000,
+        "",
+    );
+    assert!(
+        matches!(
+            one(&rig, &a).await,
+            Outcome::Provenance { recorded: true, .. }
+        ),
+        "the issue is recorded"
+    );
+    // A later invocation: the join comes from the store, not from memory.
+    let calls = Burst::new("role/ops/admin@222222222222", "chain")
+        .session("cleanup")
+        .access_key("PRODADMIN0000001")
+        .envelopes();
+    let out = one(&rig, &calls[0]).await;
+    assert!(
+        matches!(
+            out,
+            Outcome::Opened {
+                window_count: 1,
+                ..
+            }
+        ),
+        "one instance is a burst from another account: {out:?}"
+    );
+    let stored = rig.store.current(&key(role, PROD)).unwrap().incident;
+    let origin = stored.origin.expect("origin");
+    assert_eq!(origin.account.as_deref(), Some("111111111111"));
+    assert_eq!(origin.via, "AssumeRole");
+    assert_eq!(origin.source_identity.as_deref(), Some("alice@example.com"));
+    assert!(stored.cross_account);
+    let alert = &rig.alerts.sent()[0];
+    assert!(
+        alert
+            .text
+            .contains("origin      AROADEVTOOL:cleanup in 111111111111 via AssumeRole"),
+        "{}",
+        alert.text
+    );
+    // The same call by a role the key was not issued to gets no origin and counts as
+    // its own principal at the ordinary threshold.
+    let stolen = Burst::new("role/victim@222222222222", "stolen")
+        .access_key("PRODADMIN0000001")
+        .envelopes();
+    assert!(matches!(
+        one(&rig, &stolen[0]).await,
+        Outcome::Counted { threshold: 10, .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_reused_access_key_is_refused_and_poisons_the_join() {
+    let rig = Rig::new(CHAIN_POLICY);
+    let first = assume(
+        "account/AROAA:a@111111111111",
+        "arn:aws:iam::222222222222:role/a",
+        "a",
+        "REUSED0000000001",
+        T0 - 60_000,
+        "",
+    );
+    let second = assume(
+        "account/AROAB:b@111111111111",
+        "arn:aws:iam::222222222222:role/b",
+        "b",
+        "REUSED0000000001",
+        T0 - 30_000,
+        "",
+    );
+    assert!(matches!(
+        one(&rig, &first).await,
+        Outcome::Provenance { recorded: true, .. }
+    ));
+    assert!(matches!(
+        one(&rig, &second).await,
+        Outcome::Provenance {
+            recorded: false,
+            reason: Some("access_key_reused"),
+            ..
+        }
+    ));
+    // Even the first role's calls now count without an origin.
+    let calls = Burst::new("role/a@222222222222", "a")
+        .access_key("REUSED0000000001")
+        .envelopes();
+    assert!(matches!(
+        one(&rig, &calls[0]).await,
+        Outcome::Counted { threshold: 10, .. }
+    ));
+}
+
+#[tokio::test]
+async fn the_alert_only_lanes_page_with_their_kind_and_never_ask_for_containment() {
+    let rig = Rig::new(
+        r#"
+threshold = 10
+account_threshold = 12
+attempt_threshold = 5
+service_threshold = 20
+containment = "revoke"
+"#,
+    );
+    let mut out = Vec::new();
+    for (who, tag, at) in [
+        ("role/a@222222222222", "a", T0),
+        ("role/b@222222222222", "b", T0 + 30_000),
+        ("role/c@222222222222", "c", T0 + 60_000),
+    ] {
+        for e in Burst::new(who, tag).at(at).calls(5).step(5000).envelopes() {
+            out.extend(rig.deliver_one(&e).await.unwrap());
+        }
+    }
+    let lane_opened: Vec<&str> = out
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Lane { kind, result }
+                if matches!(
+                    **result,
+                    Outcome::Opened {
+                        containment_requested: false,
+                        ..
+                    }
+                ) =>
+            {
+                Some(*kind)
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(lane_opened, ["account_burst"]);
+    for e in Burst::new("role/recon@222222222222", "recon")
+        .at(T0 + 100_000)
+        .calls(6)
+        .error("Client.DryRunOperation")
+        .envelopes()
+    {
+        out.extend(rig.deliver_one(&e).await.unwrap());
+    }
+    // An initiator, then the service-linked role carrying it out.
+    let alice = tripwire_synth::Caller::parse("user/alice@222222222222").unwrap();
+    let init = tripwire_synth::initiator_record(
+        &alice,
+        PROD,
+        T0 + 110_000,
+        "autoscaling.amazonaws.com",
+        "DeleteAutoScalingGroup",
+        "init-1",
+    );
+    let init = tripwire_synth::eventbridge_envelope(&init, "eb-init-1");
+    assert!(matches!(one(&rig, &init).await, Outcome::Initiator { .. }));
+    for e in Burst::new(
+        "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
+        "asg",
+    )
+    .at(T0 + 120_000)
+    .calls(2)
+    .ids_per_call(10)
+    .invoked_by("autoscaling.amazonaws.com")
+    .envelopes()
+    {
+        out.extend(rig.deliver_one(&e).await.unwrap());
+    }
+    assert!(
+        rig.queue.queued().is_empty(),
+        "no lane asks for containment"
+    );
+    let kinds: Vec<String> = rig
+        .alerts
+        .sent()
+        .iter()
+        .map(|a| {
+            serde_json::from_str::<Value>(&a.json).unwrap()["incident_kind"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, ["account_burst", "attempt_burst", "service_burst"]);
+    let svc = rig
+        .store
+        .current(&tripwire_engine::Key::new(
+            tripwire_engine::window::Lane::Service,
+            "arn:aws:iam::222222222222:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+            PROD,
+        ))
+        .unwrap()
+        .incident;
+    assert_eq!(
+        svc.initiator.map(|i| (i.principal_arn, i.event_name)),
+        Some((
+            "arn:aws:iam::222222222222:user/alice".to_owned(),
+            "DeleteAutoScalingGroup".to_owned()
+        ))
+    );
+    let attempts = rig
+        .store
+        .current(&tripwire_engine::Key::new(
+            tripwire_engine::window::Lane::Attempt,
+            "arn:aws:iam::222222222222:role/recon",
+            PROD,
+        ))
+        .unwrap()
+        .incident;
+    assert_eq!(
+        (attempts.attempts, attempts.instances()),
+        (6, 0),
+        "five opened it, the sixth joined"
+    );
+}

@@ -281,3 +281,27 @@ async fn a_token_brokers_sessions_are_contained_as_the_user_that_issued_them() {
         "{out:?}"
     );
 }
+
+#[tokio::test]
+async fn a_path_the_records_omitted_is_confirmed_with_iam_and_a_protected_role_is_refused() {
+    let rig = Rig::new(&POLICY.replace(
+        "role/BreakGlass*\"]",
+        "role/BreakGlass*\", \"arn:aws:iam::*:role/breakglass/*\"]",
+    ));
+    // The records carry no session issuer, so no path: the plan names `role/oncall`.
+    let req = request_for(&rig, "session/oncall@222222222222").await;
+    assert_eq!(
+        req.plan.principal_arn.as_deref(),
+        Some("arn:aws:iam::222222222222:role/oncall")
+    );
+    rig.contain.paths.lock().unwrap().insert(
+        "arn:aws:iam::222222222222:role/oncall".into(),
+        "arn:aws:iam::222222222222:role/breakglass/oncall".into(),
+    );
+    let out = rig.responder.handle(req).await.unwrap();
+    assert!(
+        matches!(&out, ResponderOutcome::Refused { reason, .. } if reason.contains("breakglass/oncall is a protected principal")),
+        "{out:?}"
+    );
+    assert!(rig.contain.applied().is_empty(), "nothing written");
+}
