@@ -141,6 +141,81 @@ def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, 
     assert not missed
 
 
+def _context_patterns():
+    events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
+    member = MEMBER["Resources"]
+    return {
+        "issues": [member["ForwardSessionIssues"]["Properties"]["EventPattern"],
+                   events["OrganizationBusSessionIssues"]["Properties"]["Pattern"],
+                   events["CentralAccountSessionIssues"]["Properties"]["Pattern"]],
+        "initiators": [member["ForwardInitiators"]["Properties"]["EventPattern"],
+                       events["OrganizationBusInitiators"]["Properties"]["Pattern"],
+                       events["CentralAccountInitiators"]["Properties"]["Pattern"]],
+    }
+
+
+def _call(source, event_source, name, identity, error=None):
+    detail = {"eventSource": event_source, "eventName": name, "userIdentity": {"type": identity}}
+    if error:
+        detail["errorCode"] = error
+    return {"source": source, "detail-type": "AWS API Call via CloudTrail", "detail": detail}
+
+
+# What the detector reads for provenance and initiators, and what it must not be sent.
+CONTEXT_CASES = {
+    "issues": (
+        [_call("aws.sts", "sts.amazonaws.com", "AssumeRole", "AWSAccount"),
+         _call("aws.sts", "sts.amazonaws.com", "AssumeRoleWithWebIdentity", "WebIdentityUser"),
+         _call("aws.sts", "sts.amazonaws.com", "AssumeRoleWithSAML", "SAMLUser")],
+        # Same-account assumptions are most of STS's traffic and carry no origin.
+        [_call("aws.sts", "sts.amazonaws.com", "AssumeRole", "AssumedRole"),
+         _call("aws.sts", "sts.amazonaws.com", "AssumeRole", "AWSService"),
+         _call("aws.sts", "sts.amazonaws.com", "AssumeRole", "AWSAccount", error="AccessDenied"),
+         _call("aws.sts", "sts.amazonaws.com", "GetCallerIdentity", "AWSAccount"),
+         _call("custom.sts", "sts.amazonaws.com", "AssumeRole", "AWSAccount")],
+    ),
+    "initiators": (
+        [_call("aws.autoscaling", "autoscaling.amazonaws.com", "DeleteAutoScalingGroup", "IAMUser"),
+         _call("aws.eks", "eks.amazonaws.com", "DeleteNodegroup", "AssumedRole"),
+         _call("aws.cloudformation", "cloudformation.amazonaws.com", "DeleteStack", "AssumedRole"),
+         _call("aws.ec2", "ec2.amazonaws.com", "DeleteFleets", "AssumedRole")],
+        [_call("aws.autoscaling", "autoscaling.amazonaws.com", "DeleteAutoScalingGroup", "IAMUser",
+               error="AccessDenied"),
+         _call("aws.ec2", "ec2.amazonaws.com", "TerminateInstances", "AssumedRole"),
+         _call("aws.cloudformation", "cloudformation.amazonaws.com", "CreateStack", "AssumedRole")],
+    ),
+}
+
+
+def test_the_member_and_central_context_patterns_are_one_pattern():
+    for name, patterns in _context_patterns().items():
+        assert all(p == patterns[0] for p in patterns), name
+
+
+@pytest.mark.parametrize("which", ["issues", "initiators"])
+def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(moto, which):
+    events = boto3.client("events", **moto)
+    sqs = boto3.client("sqs", **moto)
+    bus = f"ctx-{which}"
+    events.create_event_bus(Name=bus)
+    queue = sqs.create_queue(QueueName=bus)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(_context_patterns()[which][0]))
+    events.put_targets(Rule="r", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
+
+    def matched(envelope):
+        events.put_events(Entries=[{"EventBusName": bus, "Source": envelope["source"],
+                                    "DetailType": envelope["detail-type"], "Detail": json.dumps(envelope["detail"])}])
+        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        for m in got:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+        return len(got)
+
+    positives, negatives = CONTEXT_CASES[which]
+    assert [matched(e) for e in positives] == [1] * len(positives)
+    assert [matched(e) for e in negatives] == [0] * len(negatives)
+
+
 # ---- IAM: granted exactly what the code calls -----------------------------------------
 
 # Calls made on the functions' behalf, which moto cannot see: the Lambda service writes
@@ -212,7 +287,8 @@ def test_the_containment_role_grants_what_containment_and_release_call():
     assert {"iam:PutRolePolicy", "iam:PutUserPolicy", "iam:DeleteRolePolicy"} <= seen, seen
     assert seen <= granted, sorted(seen - granted)
     assert granted == {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy",
-                       "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy"}
+                       "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy",
+                       "iam:GetRole", "iam:GetUser"}
 
 
 # ---- lint the identity policies with parliament ---------------------------------------
