@@ -4,9 +4,9 @@
 use std::collections::{HashMap, HashSet};
 use tripwire_engine::containment::{plan, Action};
 use tripwire_engine::principal::{iam_entity, FederationIssuer, PrincipalKind};
-use tripwire_engine::replay::replay;
-use tripwire_engine::window::{classify, Classification};
-use tripwire_engine::{scan, Policy, ScanCounts};
+use tripwire_engine::replay::replay_events;
+use tripwire_engine::window::{classify, Classification, Key, Lane};
+use tripwire_engine::{scan_events, Events, Policy, ScanCounts};
 
 const POLICY: &str = r#"threshold = 3
 window = "5m"
@@ -15,17 +15,23 @@ allowed_accounts = ["111111111111"]
 ignore_principals = ["arn:aws:iam::*:role/ignored*"]
 protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
 containment = "revoke"
+service_threshold = 3
+attempt_threshold = 3
+account_threshold = 4
 "#;
 
 /// Any text, as any input form: no panic, nothing lost, consistent terminations.
 pub fn check_parse(text: &str) {
     let mut counts = ScanCounts::default();
-    let mut terms = Vec::new();
-    let _ = scan(text, &mut counts, &mut terms);
+    let mut events = Events::default();
+    let _ = scan_events(text, &mut counts, &mut events);
+    let terms = &events.terminations;
+    // Role assumptions and initiator calls are usable records of other calls.
+    assert!(events.assumptions.len() + events.initiations.len() <= counts.other_events as usize);
     // Nothing lost: every record found is a termination, another event, or a named skip.
     let skipped: u64 = counts.skipped.values().sum();
     assert_eq!(counts.records, terms.len() as u64 + counts.other_events + skipped);
-    for t in &terms {
+    for t in terms {
         assert!(t.event_time >= 0);
         let mut ids = t.instance_ids.clone();
         ids.dedup();
@@ -39,8 +45,9 @@ pub fn check_parse(text: &str) {
 pub fn check_decide(text: &str) {
     let policy = Policy::from_toml(POLICY).expect("the fuzz policy is valid");
     let mut counts = ScanCounts::default();
-    let mut terms = Vec::new();
-    let _ = scan(text, &mut counts, &mut terms);
+    let mut events = Events::default();
+    let _ = scan_events(text, &mut counts, &mut events);
+    let terms = events.terminations.clone();
     for t in &terms {
         let p = plan(&policy, &t.principal, t.event_time);
         if p.action != Action::None {
@@ -60,20 +67,36 @@ pub fn check_decide(text: &str) {
     }
     // Every ID seen per key, over all copies: a forged record may reuse an eventID with
     // other content, and the replay keeps the earliest copy, not necessarily the first.
-    let mut distinct: HashMap<(String, String), HashSet<String>> = HashMap::new();
+    // Keyed as the window keys them: a role by account and name, whatever the path.
+    let mut distinct: HashMap<Key, HashSet<String>> = HashMap::new();
+    let mut callers: HashSet<String> = HashSet::new();
     for t in terms.iter().filter(|t| !t.is_attempt()) {
-        distinct.entry((t.principal.arn.clone(), t.account.clone())).or_default().extend(t.instance_ids.iter().cloned());
+        callers.insert(t.principal.arn.clone());
+        for k in [Key::new(Lane::Burst, &t.principal.arn, &t.account), Key::new(Lane::Account, "", &t.account)] {
+            distinct.entry(k).or_default().extend(t.instance_ids.iter().cloned());
+        }
     }
-    let result = replay(&policy, terms);
+    let result = replay_events(&policy, events);
     for i in &result.incidents {
-        let ids = &distinct[&(i.principal_arn.clone(), i.account.clone())];
-        assert!(i.instances() <= ids.len() && i.trigger_count as usize <= ids.len());
-        assert!(!policy.is_ignored(&i.principal_arn));
-        if policy.is_protected(&i.principal_arn) {
-            assert_eq!(i.containment.action, Action::None);
+        if i.kind == Lane::Attempt {
+            assert_eq!(i.instances(), 0, "an attempt burst names no instance");
+        } else if i.kind != Lane::Service {
+            let ids = &distinct[&i.key()];
+            assert!(i.instances() <= ids.len() && i.trigger_count as usize <= ids.len());
+        }
+        if i.kind != Lane::Burst || policy.is_protected(&i.principal_arn) {
+            assert_eq!(i.containment.action, Action::None, "only the burst lane contains");
+        }
+        if i.containment.action != Action::None {
+            // Never a containment of someone who did not act: origins and initiators
+            // are evidence, the target is a caller of the terminations.
+            assert!(callers.iter().any(|c| Key::new(Lane::Burst, c, &i.account) == i.key()));
+        }
+        if i.kind == Lane::Burst {
+            assert!(!policy.is_ignored(&i.principal_arn));
         }
     }
     for p in &result.peaks {
-        assert!(p.peak as usize <= distinct[&(p.principal_arn.clone(), p.account.clone())].len());
+        assert!(p.peak as usize <= distinct[&Key::new(Lane::Burst, &p.principal_arn, &p.account)].len());
     }
 }

@@ -501,3 +501,249 @@ async fn only_real_deaths_count_and_unconfirmed_ones_are_reported() {
     assert_eq!(detected[0].body["instances"], 10);
     assert_eq!(detected[0].body["instances_unconfirmed"], 6);
 }
+
+/// A policy with the cross-account threshold, a path-based protected glob, and every
+/// alert-only lane on.
+const CONTEXT_POLICY: &str = r#"threshold = 10
+window = "5m"
+cross_account_threshold = 1
+allowed_accounts = ["111111111111"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*", "arn:aws:iam::*:role/breakglass/*"]
+containment = "revoke"
+service_threshold = 20
+attempt_threshold = 5
+account_threshold = 12
+"#;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_with_iam() {
+    let stack = Stack::start(Options {
+        policy: CONTEXT_POLICY.into(),
+        ..Options::default()
+    })
+    .await;
+    // The production account's record of a development tool assuming a production role.
+    let caller = tripwire_synth::Caller::parse("account/AROADEVTOOL:cleanup@111111111111").unwrap();
+    let assume = tripwire_synth::assume_role_record(&tripwire_synth::Assume {
+        caller: &caller,
+        caller_key: "",
+        role_arn: "arn:aws:iam::222222222222:role/ops/admin",
+        session: "cleanup",
+        access_key: "PRODADMIN0000001",
+        time: BASE - 60_000,
+        event_id: "assume-1",
+        source_identity: Some("vendor-tool"),
+    });
+    let out = stack
+        .invoke(&eventbridge_envelope(&assume, "eb-assume-1"))
+        .await
+        .unwrap();
+    assert_eq!(
+        (outcome(&out), &out[0]["recorded"]),
+        ("provenance", &json!(true)),
+        "{out}"
+    );
+    // A later invocation joins through DynamoDB: one instance is a burst from elsewhere.
+    let calls = Burst::new("role/ops/admin@222222222222", "chain")
+        .at(BASE)
+        .session("cleanup")
+        .access_key("PRODADMIN0000001")
+        .envelopes();
+    let out = stack.invoke(&calls[0]).await.unwrap();
+    assert_eq!(outcome(&out), "opened", "{out}");
+    let alerts = stack.alerts().await;
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .expect("detected");
+    assert_eq!(detected.body["origin"]["account"], "111111111111");
+    assert_eq!(
+        detected.body["origin"]["principal_id"],
+        "AROADEVTOOL:cleanup"
+    );
+    assert_eq!(detected.body["origin"]["source_identity"], "vendor-tool");
+    assert_eq!(detected.body["cross_account"], true);
+    assert_eq!(detected.body["incident_kind"], "burst");
+    assert_eq!(detected.body["sessions"][0]["name"], "cleanup");
+    assert_eq!(
+        stack.role_policy_names(PROD, "admin").await.len(),
+        2,
+        "contained"
+    );
+
+    // Records without a session issuer name `role/oncall`; IAM says it is
+    // `role/breakglass/oncall`, which is protected: nothing is written.
+    for e in Burst::new("session/oncall@222222222222", "oncall")
+        .at(BASE)
+        .calls(10)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let failed: Vec<Received> = stack
+        .alerts()
+        .await
+        .into_iter()
+        .filter(|a| a.attributes["kind"] == "containment_failed")
+        .collect();
+    assert_eq!(failed.len(), 1, "{}", kinds(&failed).join(","));
+    let detail = failed[0].body["containment_status"]["detail"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(
+        detail.contains("role/breakglass/oncall is a protected principal"),
+        "{detail}"
+    );
+    assert!(stack.role_policy_names(PROD, "oncall").await.is_empty());
+    stack.save_observed_actions("provenance-and-paths").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
+    let stack = Stack::start(Options {
+        policy: CONTEXT_POLICY.into(),
+        ..Options::default()
+    })
+    .await;
+    let mut lane_outcomes = Vec::new();
+    // Three roles at five instances each: no principal burst, an account burst.
+    for (who, tag, at) in [
+        ("role/a@222222222222", "a", BASE),
+        ("role/b@222222222222", "b", BASE + 30_000),
+        ("role/c@222222222222", "c", BASE + 60_000),
+    ] {
+        for e in Burst::new(who, tag).at(at).calls(5).step(5000).envelopes() {
+            let out = stack.invoke(&e).await.unwrap();
+            assert_eq!(outcome(&out), "counted", "{out}");
+            lane_outcomes.push(
+                out[1]["result"]["outcome"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            );
+        }
+    }
+    assert_eq!(lane_outcomes.iter().filter(|o| *o == "opened").count(), 1);
+    // Dry-run probing: an attempt burst with no instance.
+    for e in Burst::new("role/recon@222222222222", "recon")
+        .at(BASE + 100_000)
+        .calls(5)
+        .error("Client.DryRunOperation")
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    // Who deleted the group, then Auto Scaling's service-linked role terminating it.
+    let alice = tripwire_synth::Caller::parse("user/ops/alice@222222222222").unwrap();
+    let init = tripwire_synth::initiator_record(
+        &alice,
+        PROD,
+        BASE + 110_000,
+        "autoscaling.amazonaws.com",
+        "DeleteAutoScalingGroup",
+        "init-1",
+    );
+    let out = stack
+        .invoke(&eventbridge_envelope(&init, "eb-init-1"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&out), "initiator", "{out}");
+    for e in Burst::new(
+        "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
+        "asg",
+    )
+    .at(BASE + 120_000)
+    .calls(2)
+    .ids_per_call(10)
+    .invoked_by("autoscaling.amazonaws.com")
+    .envelopes()
+    {
+        let out = stack.invoke(&e).await.unwrap();
+        assert_eq!(out[0]["reason"], "service_linked_role", "{out}");
+    }
+    let alerts = stack.alerts().await;
+    let by_kind: Vec<(&str, &Value)> = alerts
+        .iter()
+        .map(|a| {
+            (
+                a.body["incident_kind"].as_str().unwrap_or_default(),
+                &a.body,
+            )
+        })
+        .collect();
+    let kinds_seen: Vec<&str> = by_kind.iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        kinds_seen,
+        ["account_burst", "attempt_burst", "service_burst"]
+    );
+    let (_, account) = by_kind[0];
+    assert!(account["principal_arn"].is_null());
+    assert_eq!(account["principals"].as_array().map(Vec::len), Some(3));
+    let (_, attempts) = by_kind[1];
+    assert_eq!(
+        (
+            attempts["instances"].as_u64(),
+            attempts["attempts"].as_u64()
+        ),
+        (Some(0), Some(5))
+    );
+    assert_eq!(attempts["error_codes"], json!(["Client.DryRunOperation"]));
+    let (_, service) = by_kind[2];
+    assert_eq!(
+        service["initiator"]["principal_arn"],
+        "arn:aws:iam::222222222222:user/ops/alice"
+    );
+    assert_eq!(service["initiator"]["event_name"], "DeleteAutoScalingGroup");
+    for (_, body) in &by_kind {
+        assert_eq!(body["containment"]["action"], "none", "alert only");
+    }
+    // The backtest decides the same from the same records.
+    let mut records: Vec<Value> = Vec::new();
+    for (who, tag, at) in [
+        ("role/a@222222222222", "a", BASE),
+        ("role/b@222222222222", "b", BASE + 30_000),
+        ("role/c@222222222222", "c", BASE + 60_000),
+    ] {
+        records.extend(Burst::new(who, tag).at(at).calls(5).step(5000).records());
+    }
+    records.extend(
+        Burst::new("role/recon@222222222222", "recon")
+            .at(BASE + 100_000)
+            .calls(5)
+            .error("Client.DryRunOperation")
+            .records(),
+    );
+    records.push(init);
+    records.extend(
+        Burst::new(
+            "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
+            "asg",
+        )
+        .at(BASE + 120_000)
+        .calls(2)
+        .ids_per_call(10)
+        .invoked_by("autoscaling.amazonaws.com")
+        .records(),
+    );
+    let text: Vec<String> = records.iter().map(Value::to_string).collect();
+    let mut events = tripwire_engine::Events::default();
+    tripwire_engine::scan_events(&text.join("\n"), &mut Default::default(), &mut events).unwrap();
+    let policy = tripwire_engine::Policy::from_toml(CONTEXT_POLICY).unwrap();
+    let replayed = tripwire_engine::replay::replay_events(&policy, events);
+    let backtest: Vec<(&str, String, u32)> = replayed
+        .incidents
+        .iter()
+        .map(|i| (i.kind.kind(), i.id.clone(), i.trigger_count))
+        .collect();
+    let detector: Vec<(&str, String, u32)> = by_kind
+        .iter()
+        .map(|(k, b)| {
+            (
+                *k,
+                b["id"].as_str().unwrap_or_default().to_owned(),
+                b["trigger_count"].as_u64().unwrap_or_default() as u32,
+            )
+        })
+        .collect();
+    assert_eq!(detector, backtest);
+}

@@ -358,6 +358,8 @@ impl Stack {
             (PROD, "/vendor/", "cleanup-task"),
             (PROD, "/", "BreakGlassAdmin"),
             (PROD, "/deploy/", "ci-deployer"),
+            (PROD, "/ops/", "admin"),
+            (PROD, "/breakglass/", "oncall"),
             (OTHER, "/", CONTAINMENT_ROLE),
             (OTHER, "/ops/", "fleet-admin"),
             (DEV, "/", CONTAINMENT_ROLE),

@@ -21,7 +21,9 @@ pub struct Incident {
     /// Stable ID, derived from the key and the trigger event.
     pub id: String,
     /// Which rule opened it: `burst`, `service_burst`, `attempt_burst`, `account_burst`.
-    #[serde(default)]
+    /// (An alert's JSON, whose `kind` is the alert's, reads as `burst`: alerts carry the
+    /// incident's as `incident_kind`.)
+    #[serde(default, deserialize_with = "lane_or_burst")]
     pub kind: Lane,
     /// The principal (role ARN with path, user ARN, …); empty for an account burst,
     /// whose JSON says `null` and lists the `principals`.
@@ -152,6 +154,14 @@ pub const OTHER_SESSIONS: &str = "(other sessions)";
 pub const SESSIONS_LISTED: usize = 10;
 /// How many contributing principals an account burst lists.
 pub const PRINCIPALS_KEPT: usize = 50;
+
+fn lane_or_burst<'de, D: Deserializer<'de>>(d: D) -> Result<Lane, D::Error> {
+    let v = Option::<String>::deserialize(d)?;
+    Ok(
+        v.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok())
+            .unwrap_or_default(),
+    )
+}
 
 fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
     Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
