@@ -6,8 +6,8 @@ use anyhow::Result;
 use rayon::prelude::*;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-use tripwire_engine::replay::{replay, ReplayResult};
-use tripwire_engine::{scan, Policy, ScanCounts, Termination};
+use tripwire_engine::replay::{replay_events, ReplayResult};
+use tripwire_engine::{scan_events, Events, Policy, ScanCounts};
 
 /// A file that could not be read completely.
 #[derive(Debug, Clone, serde::Serialize)]
@@ -53,7 +53,7 @@ fn walk(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
 struct FileScan {
     bytes: u64,
     counts: ScanCounts,
-    terms: Vec<Termination>,
+    events: Events,
     corrupt: Option<CorruptFile>,
 }
 
@@ -73,7 +73,7 @@ fn scan_file(path: &Path) -> FileScan {
     let mut fs = FileScan {
         bytes: 0,
         counts: ScanCounts::default(),
-        terms: Vec::new(),
+        events: Events::default(),
         corrupt: None,
     };
     let corrupt = |error: String| {
@@ -85,7 +85,7 @@ fn scan_file(path: &Path) -> FileScan {
     match read_text(path) {
         Ok(text) => {
             fs.bytes = text.len() as u64;
-            if let Err(e) = scan(&text, &mut fs.counts, &mut fs.terms) {
+            if let Err(e) = scan_events(&text, &mut fs.counts, &mut fs.events) {
                 fs.corrupt = corrupt(format!("JSON: {e}"));
             }
         }
@@ -106,16 +106,18 @@ pub fn run(policy: &Policy, paths: &[PathBuf]) -> Result<Report> {
     }
     let scans: Vec<FileScan> = files.par_iter().map(|p| scan_file(p)).collect();
     let mut scan_counts = ScanCounts::default();
-    let mut terms = Vec::new();
+    let mut events = Events::default();
     let mut corrupt_files = Vec::new();
     let mut bytes = 0;
     for s in scans {
         bytes += s.bytes;
         scan_counts.merge(&s.counts);
-        terms.extend(s.terms);
+        events.terminations.extend(s.events.terminations);
+        events.assumptions.extend(s.events.assumptions);
+        events.initiations.extend(s.events.initiations);
         corrupt_files.extend(s.corrupt);
     }
-    let result = replay(policy, terms);
+    let result = replay_events(policy, events);
     Ok(Report {
         files: files.len(),
         bytes,

@@ -19,6 +19,10 @@ struct Summary<'a> {
     skipped: &'a std::collections::BTreeMap<&'static str, u64>,
     not_counted: &'a std::collections::BTreeMap<&'static str, u64>,
     already_terminated_instances: u64,
+    assume_role_records: u64,
+    calls_with_origin: u64,
+    provenance_skipped: &'a std::collections::BTreeMap<&'static str, u64>,
+    initiator_records: u64,
     corrupt_files: &'a [crate::backtest::CorruptFile],
     incidents: usize,
 }
@@ -38,6 +42,10 @@ fn summary(r: &Report) -> Summary<'_> {
         skipped: &r.scan.skipped,
         not_counted: &c.not_counted,
         already_terminated_instances: c.already_terminated_instances,
+        assume_role_records: c.assume_role_records,
+        calls_with_origin: c.calls_with_origin,
+        provenance_skipped: &c.provenance_skipped,
+        initiator_records: c.initiator_records,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
     }
@@ -89,9 +97,29 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
             i.account,
             i.instances(),
             format!("{}/{}", i.trigger_count, i.threshold),
-            i.principal_arn,
+            match i.kind {
+                tripwire_engine::window::Lane::Burst => i.principal_arn.clone(),
+                tripwire_engine::window::Lane::Account => {
+                    format!("({}: {} principals)", i.kind.kind(), i.principals.len())
+                }
+                lane => format!("{} ({})", i.principal_arn, lane.kind()),
+            },
             containment
         )?;
+        if let Some(o) = &i.origin {
+            writeln!(
+                w,
+                "    origin: {} via {}",
+                o.account
+                    .as_deref()
+                    .or(o.provider.as_deref())
+                    .unwrap_or("unknown"),
+                o.via
+            )?;
+        }
+        if let Some(n) = &i.initiator {
+            writeln!(w, "    decided by: {} ({})", n.principal_arn, n.event_name)?;
+        }
     }
     let peaks = &r.result.peaks;
     writeln!(
@@ -142,6 +170,14 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
     };
     writeln!(w, "  skipped: {}", list(s.skipped))?;
     writeln!(w, "  not counted: {}", list(s.not_counted))?;
+    writeln!(
+        w,
+        "  role assumptions {}  calls with an origin {}  initiator calls {}  provenance skipped: {}",
+        s.assume_role_records,
+        s.calls_with_origin,
+        s.initiator_records,
+        list(s.provenance_skipped)
+    )?;
     writeln!(w, "  corrupt files: {}", s.corrupt_files.len())?;
     for c in s.corrupt_files {
         writeln!(w, "    {}: {}", c.path, c.error)?;

@@ -211,3 +211,62 @@ fn the_table_names_the_incident_and_the_missing_path_is_an_error() {
     ]);
     assert!(!ok && err.contains("no such file"), "{err}");
 }
+
+#[test]
+fn an_assume_role_in_one_file_gives_calls_in_another_their_origin() {
+    let dir = scratch("origin");
+    // The role's account logs the cross-account assumption; the calls are in a later
+    // log file, as CloudTrail delivers them.
+    let caller = tripwire_synth::Caller::parse("account/AROADEVTOOL:cleanup@111111111111").unwrap();
+    let assume = tripwire_synth::assume_role_record(&tripwire_synth::Assume {
+        caller: &caller,
+        caller_key: "",
+        role_arn: "arn:aws:iam::222222222222:role/ops/admin",
+        session: "cleanup",
+        access_key: "PRODADMIN0000001",
+        time: 1_515_535_680_000,
+        event_id: "assume-1",
+        source_identity: None,
+    });
+    std::fs::write(
+        dir.join("b-assume.json"),
+        serde_json::json!({ "Records": [assume] }).to_string(),
+    )
+    .unwrap();
+    let calls: Vec<Value> = tripwire_synth::Burst::new("role/ops/admin@222222222222", "x")
+        .session("cleanup")
+        .access_key("PRODADMIN0000001")
+        .records();
+    std::fs::write(
+        dir.join("a-calls.json"),
+        serde_json::json!({ "Records": calls }).to_string(),
+    )
+    .unwrap();
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--policy",
+        &policy(),
+        "--json",
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let out = lines(&out);
+    let incident = out
+        .iter()
+        .find(|v| v["type"] == "incident")
+        .expect("an incident");
+    assert_eq!(incident["kind"], "burst");
+    assert_eq!(incident["origin"]["account"], "111111111111");
+    assert_eq!(
+        incident["cross_account"], true,
+        "the example policy's cross-account threshold is 1"
+    );
+    let summary = out.last().unwrap();
+    assert_eq!(
+        (
+            summary["assume_role_records"].as_u64(),
+            summary["calls_with_origin"].as_u64()
+        ),
+        (Some(1), Some(1))
+    );
+}
