@@ -214,6 +214,22 @@ pub struct Unidentifiable;
 
 /// Resolves `userIdentity` to the principal that holds the permissions.
 pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
+    resolve_in(ui, session_context(ui).as_ref())
+}
+
+/// `userIdentity.sessionContext`, parsed; `None` when absent or malformed (a malformed
+/// one must not cost the rest of the identity).
+pub fn session_context<'a>(ui: &UserIdentity<'a>) -> Option<SessionContext<'a>> {
+    ui.session_context
+        .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
+}
+
+/// [`resolve`] with the session context already parsed (the termination path reads it
+/// once for the principal and the session evidence).
+pub fn resolve_in(
+    ui: &UserIdentity<'_>,
+    ctx: Option<&SessionContext<'_>>,
+) -> Result<Principal, Unidentifiable> {
     let kind = ui.kind.get().unwrap_or("");
     let arn = ui.arn.get().and_then(Arn::parse);
     let own_account = ui.account_id.get().map(str::to_owned);
@@ -235,7 +251,7 @@ pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
         })
     };
     match kind {
-        "AssumedRole" => resolve_role(ui, arn).map_or_else(
+        "AssumedRole" => resolve_role(ctx, arn).map_or_else(
             || {
                 as_given(
                     PrincipalKind::Other("AssumedRole".into()),
@@ -277,7 +293,7 @@ pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
             }),
             (None, None) => Err(Unidentifiable),
         },
-        "FederatedUser" => resolve_federated(ui).map_or_else(
+        "FederatedUser" => resolve_federated(ui, ctx).map_or_else(
             || {
                 as_given(
                     PrincipalKind::FederatedUser {
@@ -297,11 +313,8 @@ pub fn resolve(ui: &UserIdentity<'_>) -> Result<Principal, Unidentifiable> {
 
 /// An assumed-role session resolves to its role: from the session issuer when present,
 /// else derived from the `assumed-role` ARN (which carries no path).
-fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Principal> {
-    let issuer = ui
-        .session_context
-        .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
-        .and_then(|c| c.session_issuer);
+fn resolve_role(ctx: Option<&SessionContext<'_>>, session: Option<Arn<'_>>) -> Option<Principal> {
+    let issuer = ctx.and_then(|c| c.session_issuer.as_ref());
     let issuer_arn_text = issuer.as_ref().and_then(|i| i.arn.get().map(str::to_owned));
     let from_issuer = issuer_arn_text.as_deref().and_then(|t| {
         let a = Arn::parse(t)?;
@@ -359,11 +372,8 @@ fn resolve_role(ui: &UserIdentity<'_>, session: Option<Arn<'_>>) -> Option<Princ
 
 /// A federation session resolves to the IAM user (or root) that issued its token, from
 /// `sessionContext.sessionIssuer`; `None` when the record does not name it.
-fn resolve_federated(ui: &UserIdentity<'_>) -> Option<Principal> {
-    let issuer = ui
-        .session_context
-        .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
-        .and_then(|c| c.session_issuer)?;
+fn resolve_federated(ui: &UserIdentity<'_>, ctx: Option<&SessionContext<'_>>) -> Option<Principal> {
+    let issuer = ctx.and_then(|c| c.session_issuer.as_ref())?;
     let text = issuer.arn.get()?;
     let a = Arn::parse(text)?;
     if a.service != "iam" {
@@ -411,6 +421,17 @@ fn identity_anomaly(account: &str, path: &str, name: &str) -> Option<&'static st
 
 /// Caps length and drops control characters: identities end up in pager subjects and logs.
 pub fn sanitize(s: &str) -> String {
+    // Nearly every field is short and clean: a byte scan (C0 controls and DEL are ASCII;
+    // C1 controls are U+0080..U+009F, encoded 0xC2 0x80..0x9F) settles it and copies once.
+    let bytes = s.as_bytes();
+    let clean = s.len() <= 512
+        && !bytes.iter().any(|&b| b < 0x20 || b == 0x7f)
+        && !bytes
+            .windows(2)
+            .any(|w| w[0] == 0xc2 && (0x80..=0x9f).contains(&w[1]));
+    if clean {
+        return s.to_owned();
+    }
     s.chars().filter(|c| !c.is_control()).take(512).collect()
 }
 
@@ -455,6 +476,24 @@ pub fn iam_entity(arn: &str) -> Result<IamEntity, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sanitize_drops_every_control_character_and_caps_the_length() {
+        for (input, want) in [
+            ("role/x", "role/x".to_owned()),
+            ("a\u{0}b\nc\u{7f}d\u{85}e\u{9f}f", "abcdef".to_owned()),
+            ("é€ok", "é€ok".to_owned()),
+        ] {
+            assert_eq!(sanitize(input), want, "{input:?}");
+        }
+        let long = "x".repeat(600);
+        assert_eq!(sanitize(&long).len(), 512);
+        // Whatever the input, the fast path and the definition agree.
+        for s in ["\u{c2}", "a\u{80}", "ÿ\u{9f}", "\u{a0}\u{c2}"] {
+            let slow: String = s.chars().filter(|c| !c.is_control()).take(512).collect();
+            assert_eq!(sanitize(s), slow, "{s:?}");
+        }
+    }
 
     #[test]
     fn iam_entities_from_arns() {

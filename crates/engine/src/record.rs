@@ -294,6 +294,12 @@ fn walk_object<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
     let Ok(doc) = serde_json::from_str::<Document>(raw) else {
         return out(Found::Skip(R::MalformedRecord));
     };
+    dispatch(doc, out)
+}
+
+/// What a parsed object is: a log file, a LookupEvents response, an envelope or a record.
+fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
+    use crate::SkipReason as R;
     if let Some(records) = doc.records {
         for rec in records {
             out(inner_record(rec.get(), None));
@@ -459,6 +465,27 @@ fn is_record(d: &Document<'_>) -> bool {
             .is_some_and(|s| s.ends_with(".amazonaws.com"))
 }
 
+/// Most buffers are one object (a Lambda event, a log file): parsed once, without the
+/// stream's extra pass over it. `false`, having emitted nothing, when the buffer is
+/// anything else (JSON lines, an array, malformed): the stream walker takes it, at the
+/// cost of one document parsed twice.
+fn walk_single<F: for<'b> FnMut(Found<'b>)>(text: &str, out: &mut F) -> bool {
+    if !text.trim_start().starts_with('{') {
+        return false;
+    }
+    if let Some(found) = log_file_fast(text) {
+        found.into_iter().for_each(out);
+        return true;
+    }
+    match serde_json::from_str::<Document>(text) {
+        Ok(doc) => {
+            dispatch(doc, out);
+            true
+        }
+        Err(_) => false,
+    }
+}
+
 /// Walks a buffer holding any number of JSON documents (one, or JSON lines).
 ///
 /// Returns the number of documents read, or the first syntax error with how many
@@ -467,6 +494,9 @@ pub fn walk_stream<F: for<'b> FnMut(Found<'b>)>(
     text: &str,
     out: &mut F,
 ) -> Result<usize, (usize, serde_json::Error)> {
+    if walk_single(text, out) {
+        return Ok(1);
+    }
     let mut n = 0;
     for doc in serde_json::Deserializer::from_str(text).into_iter::<&RawValue>() {
         match doc {
@@ -504,6 +534,36 @@ mod tests {
             .into_iter()
             .map(|r| inner_record(r.get(), None))
             .collect()
+    }
+
+    #[test]
+    fn a_single_document_is_walked_as_the_stream_walks_it() {
+        let rec = r#"{"eventVersion":"1.08","eventSource":"ec2.amazonaws.com","eventName":"TerminateInstances","eventID":"a","userIdentity":{"type":"Root"}}"#;
+        let env = format!(
+            r#"{{"detail-type":"AWS API Call via CloudTrail","source":"aws.ec2","account":"1","detail":{rec}}}"#
+        );
+        for text in [
+            rec.to_owned(),
+            format!("  {env}\n"),
+            format!(r#"{{"Records":[{rec}]}}"#),
+            format!("{rec}\n{env}"),
+            format!("{rec}{rec}"),
+            format!(r#"{{"eventName":"A","eventName":"B"}}"#),
+            "{\"detail\": 1}".to_owned(),
+            format!("[{rec}]"),
+        ] {
+            let mut got = Vec::new();
+            let r = walk_stream(&text, &mut |f: Found<'_>| got.push(outline(&[f]).remove(0)));
+            let mut want = Vec::new();
+            let mut n = 0;
+            for doc in serde_json::Deserializer::from_str(&text).into_iter::<&RawValue>() {
+                n += 1;
+                walk_document(doc.unwrap().get(), &mut |f: Found<'_>| {
+                    want.push(outline(&[f]).remove(0))
+                });
+            }
+            assert_eq!((got, r.unwrap()), (want, n), "{text}");
+        }
     }
 
     #[test]

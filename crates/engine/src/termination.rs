@@ -70,11 +70,13 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_record(doc: &Document<'_>, ui: &UserIdentity<'_>) -> Self {
-        let ctx = ui
-            .session_context
-            .and_then(|raw| serde_json::from_str::<SessionContext>(raw.get()).ok())
-            .unwrap_or_default();
+    fn from_record(
+        doc: &Document<'_>,
+        ui: &UserIdentity<'_>,
+        ctx: Option<&SessionContext<'_>>,
+    ) -> Self {
+        let default = SessionContext::default();
+        let ctx = ctx.unwrap_or(&default);
         let text = |l: &crate::record::Lenient<'_>| l.get().map(sanitize);
         // `assumed-role/ROLE/SESSION` and `federated-user/NAME` end in the session's name.
         let name = ui.arn.get().and_then(Arn::parse).and_then(|a| {
@@ -202,7 +204,9 @@ fn from_record(
     let ui_raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;
     let ui: UserIdentity =
         serde_json::from_str(ui_raw.get()).map_err(|_| SkipReason::NoUserIdentity)?;
-    let principal = principal::resolve(&ui).map_err(|_| SkipReason::NoUserIdentity)?;
+    let ctx = principal::session_context(&ui);
+    let principal =
+        principal::resolve_in(&ui, ctx.as_ref()).map_err(|_| SkipReason::NoUserIdentity)?;
     let account = recipient
         .or(envelope.and_then(|e| e.account.get()))
         .or(principal.account.as_deref())
@@ -245,7 +249,7 @@ fn from_record(
         unconfirmed,
         source_ip: doc.source_ip_address.get().map(sanitize),
         user_agent: doc.user_agent.get().map(sanitize),
-        session: Session::from_record(doc, &ui),
+        session: Session::from_record(doc, &ui, ctx.as_ref()),
         origin: None,
         principal,
     }))
