@@ -548,7 +548,7 @@ mod tests {
             format!(r#"{{"Records":[{rec}]}}"#),
             format!("{rec}\n{env}"),
             format!("{rec}{rec}"),
-            format!(r#"{{"eventName":"A","eventName":"B"}}"#),
+            r#"{"eventName":"A","eventName":"B"}"#.to_owned(),
             "{\"detail\": 1}".to_owned(),
             format!("[{rec}]"),
         ] {
