@@ -791,7 +791,8 @@ mod tests {
                         .and_then(|i| i.get("pk"))
                         .and_then(|v| v.as_s().ok())
                         .map(String::as_str)
-                        == Some("W#222222222222|arn:aws:iam::222222222222:role/vendor/cleanup-task")
+                        // One key per role: account and name, whatever path a record shows.
+                        == Some("W#222222222222|arn:aws:iam::222222222222:role/cleanup-task")
                     && r.item()
                         .and_then(|i| i.get("sk"))
                         .and_then(|v| v.as_s().ok())

@@ -265,10 +265,11 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Assumption>, SkipReason>
     }))
 }
 
-/// STS access keys are 16–128 characters of `[A-Z0-9]` (`ASIA…`); anything else
-/// (a redacted sample, an empty string) joins nothing.
+/// STS session keys are `ASIA` and 16–128 characters of `[A-Z0-9]` in all; anything
+/// else (a redacted sample, an empty string) joins nothing.
 fn valid_access_key(k: &str) -> bool {
-    (16..=128).contains(&k.len())
+    k.starts_with("ASIA")
+        && (16..=128).contains(&k.len())
         && k.bytes()
             .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit())
 }

@@ -172,7 +172,10 @@ pub fn lanes(policy: &Policy, t: &Termination, primary: &Classification) -> Vec<
     let allowed = policy.allowed_accounts.contains(&t.account);
     let (lane, threshold) = match primary {
         Classification::NotCounted(SkipReason::ServiceLinkedRole | SkipReason::AwsService)
-            if !allowed && !t.instance_ids.is_empty() && !t.is_attempt() =>
+            if !allowed
+                && !policy.is_ignored(&t.principal.arn)
+                && !t.instance_ids.is_empty()
+                && !t.is_attempt() =>
         {
             (Lane::Service, policy.service_threshold)
         }

@@ -176,11 +176,18 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             self.join_origin(&mut t).await;
             let primary = classify(&self.policy, &t);
             let extra = lanes(&self.policy, &t, &primary);
+            let cross = matches!(
+                primary,
+                Classification::Counted {
+                    cross_account: true,
+                    ..
+                }
+            );
             out.push(self.process(&t, primary, lease_until).await?);
             for lane in extra {
                 let kind = lane.key.lane.kind();
                 let result = self
-                    .count_call(&t, lane.key, lane.threshold, false, lease_until)
+                    .count_call(&t, lane.key, lane.threshold, cross, lease_until)
                     .await?;
                 out.push(Outcome::Lane {
                     kind,
@@ -217,7 +224,14 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
 
     /// Joins a termination to the issue of its access key, as the backtest does.
     async fn join_origin(&self, t: &mut Termination) {
-        let Some(k) = t.session.access_key_id.clone() else {
+        // Only session keys (`ASIA…`) come from an `AssumeRole*`; a user's long-term
+        // `AKIA…` key has no issue to look up.
+        let Some(k) = t
+            .session
+            .access_key_id
+            .clone()
+            .filter(|k| k.starts_with("ASIA"))
+        else {
             return;
         };
         // Provenance is evidence and a threshold choice, never a reason to go blind: with
