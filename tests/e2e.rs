@@ -605,35 +605,21 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         ..Options::default()
     })
     .await;
-    let mut lane_outcomes = Vec::new();
-    // Three roles at five instances each: no principal burst, an account burst.
-    for (who, tag, at) in [
+    // Three roles at five instances each (no principal burst, an account burst); dry-run
+    // probing (an attempt burst); Auto Scaling's service-linked role scaling in a group
+    // someone deleted (a service burst with its initiator).
+    let roles: Vec<Burst> = [
         ("role/a@222222222222", "a", BASE),
         ("role/b@222222222222", "b", BASE + 30_000),
         ("role/c@222222222222", "c", BASE + 60_000),
-    ] {
-        for e in Burst::new(who, tag).at(at).calls(5).step(5000).envelopes() {
-            let out = stack.invoke(&e).await.unwrap();
-            assert_eq!(outcome(&out), "counted", "{out}");
-            lane_outcomes.push(
-                out[1]["result"]["outcome"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            );
-        }
-    }
-    assert_eq!(lane_outcomes.iter().filter(|o| *o == "opened").count(), 1);
-    // Dry-run probing: an attempt burst with no instance.
-    for e in Burst::new("role/recon@222222222222", "recon")
+    ]
+    .into_iter()
+    .map(|(who, tag, at)| Burst::new(who, tag).at(at).calls(5).step(5000))
+    .collect();
+    let recon = Burst::new("role/recon@222222222222", "recon")
         .at(BASE + 100_000)
         .calls(5)
-        .error("Client.DryRunOperation")
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
-    // Who deleted the group, then Auto Scaling's service-linked role terminating it.
+        .error("Client.DryRunOperation");
     let alice = tripwire_synth::Caller::parse("user/ops/alice@222222222222").unwrap();
     let init = tripwire_synth::initiator_record(
         &alice,
@@ -643,21 +629,36 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         "DeleteAutoScalingGroup",
         "init-1",
     );
-    let out = stack
-        .invoke(&eventbridge_envelope(&init, "eb-init-1"))
-        .await
-        .unwrap();
-    assert_eq!(outcome(&out), "initiator", "{out}");
-    for e in Burst::new(
+    let asg = Burst::new(
         "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
         "asg",
     )
     .at(BASE + 120_000)
     .calls(2)
     .ids_per_call(10)
-    .invoked_by("autoscaling.amazonaws.com")
-    .envelopes()
-    {
+    .invoked_by("autoscaling.amazonaws.com");
+
+    let mut lane_outcomes = Vec::new();
+    for e in roles.iter().flat_map(Burst::envelopes) {
+        let out = stack.invoke(&e).await.unwrap();
+        assert_eq!(outcome(&out), "counted", "{out}");
+        lane_outcomes.push(
+            out[1]["result"]["outcome"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned(),
+        );
+    }
+    assert_eq!(lane_outcomes.iter().filter(|o| *o == "opened").count(), 1);
+    for e in recon.envelopes() {
+        stack.invoke(&e).await.unwrap();
+    }
+    let out = stack
+        .invoke(&eventbridge_envelope(&init, "eb-init-1"))
+        .await
+        .unwrap();
+    assert_eq!(outcome(&out), "initiator", "{out}");
+    for e in asg.envelopes() {
         let out = stack.invoke(&e).await.unwrap();
         assert_eq!(out[0]["reason"], "service_linked_role", "{out}");
     }
@@ -698,36 +699,17 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         assert_eq!(body["containment"]["action"], "none", "alert only");
     }
     // The backtest decides the same from the same records.
-    let mut records: Vec<Value> = Vec::new();
-    for (who, tag, at) in [
-        ("role/a@222222222222", "a", BASE),
-        ("role/b@222222222222", "b", BASE + 30_000),
-        ("role/c@222222222222", "c", BASE + 60_000),
-    ] {
-        records.extend(Burst::new(who, tag).at(at).calls(5).step(5000).records());
-    }
-    records.extend(
-        Burst::new("role/recon@222222222222", "recon")
-            .at(BASE + 100_000)
-            .calls(5)
-            .error("Client.DryRunOperation")
-            .records(),
-    );
-    records.push(init);
-    records.extend(
-        Burst::new(
-            "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
-            "asg",
-        )
-        .at(BASE + 120_000)
-        .calls(2)
-        .ids_per_call(10)
-        .invoked_by("autoscaling.amazonaws.com")
-        .records(),
-    );
-    let text: Vec<String> = records.iter().map(Value::to_string).collect();
+    let records: Vec<String> = roles
+        .iter()
+        .chain([&recon])
+        .flat_map(Burst::records)
+        .chain([init])
+        .chain(asg.records())
+        .map(|r| r.to_string())
+        .collect();
     let mut events = tripwire_engine::Events::default();
-    tripwire_engine::scan_events(&text.join("\n"), &mut Default::default(), &mut events).unwrap();
+    tripwire_engine::scan_events(&records.join("\n"), &mut Default::default(), &mut events)
+        .unwrap();
     let policy = tripwire_engine::Policy::from_toml(CONTEXT_POLICY).unwrap();
     let replayed = tripwire_engine::replay::replay_events(&policy, events);
     let backtest: Vec<(&str, String, u32)> = replayed

@@ -116,17 +116,16 @@ def _cases():
     return positives, negatives
 
 
-@pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
-def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, which):
+def _rule_on_moto(moto, bus, pattern):
+    """A rule with `pattern` on a fresh bus of moto's EventBridge, delivering to SQS; returns
+    a function that puts an envelope on the bus and says how many deliveries it made."""
     events = boto3.client("events", **moto)
     sqs = boto3.client("sqs", **moto)
-    bus = f"bus-{abs(hash(which))}"
     events.create_event_bus(Name=bus)
     queue = sqs.create_queue(QueueName=bus)["QueueUrl"]
     arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(_patterns()[which]))
+    events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(pattern))
     events.put_targets(Rule="r", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-    positives, negatives = _cases()
 
     def matched(envelope):
         events.put_events(Entries=[{"EventBusName": bus, "Source": envelope["source"],
@@ -136,6 +135,13 @@ def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, 
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
         return len(got)
 
+    return matched
+
+
+@pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
+def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, which):
+    matched = _rule_on_moto(moto, f"bus-{abs(hash(which))}", _patterns()[which])
+    positives, negatives = _cases()
     assert [matched(e) for e in positives] == [1] * len(positives)
     missed = [(e["source"], e["detail-type"], e["detail"].get("eventName")) for e in negatives if matched(e)]
     assert not missed
@@ -194,23 +200,7 @@ def test_the_member_and_central_context_patterns_are_one_pattern():
 
 @pytest.mark.parametrize("which", ["issues", "initiators"])
 def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(moto, which):
-    events = boto3.client("events", **moto)
-    sqs = boto3.client("sqs", **moto)
-    bus = f"ctx-{which}"
-    events.create_event_bus(Name=bus)
-    queue = sqs.create_queue(QueueName=bus)["QueueUrl"]
-    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
-    events.put_rule(Name="r", EventBusName=bus, EventPattern=json.dumps(_context_patterns()[which][0]))
-    events.put_targets(Rule="r", EventBusName=bus, Targets=[{"Id": "q", "Arn": arn}])
-
-    def matched(envelope):
-        events.put_events(Entries=[{"EventBusName": bus, "Source": envelope["source"],
-                                    "DetailType": envelope["detail-type"], "Detail": json.dumps(envelope["detail"])}])
-        got = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
-        for m in got:
-            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
-        return len(got)
-
+    matched = _rule_on_moto(moto, f"ctx-{which}", _context_patterns()[which][0])
     positives, negatives = CONTEXT_CASES[which]
     assert [matched(e) for e in positives] == [1] * len(positives)
     assert [matched(e) for e in negatives] == [0] * len(negatives)
