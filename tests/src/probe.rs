@@ -54,8 +54,10 @@ impl Stack {
             .await
             .expect("recording text");
         let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.trim().is_empty()) {
-            let r: Value = serde_json::from_str(line).expect("recording line");
+        // moto's threaded server appends entries without a lock, so two can share a line:
+        // read the recording as a stream of JSON values, not as lines.
+        for r in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
+            let r = r.expect("recording entry");
             let auth = r["headers"]["Authorization"].as_str().unwrap_or_default();
             let Some(scope) = auth.split("Credential=").nth(1) else {
                 continue;
