@@ -206,6 +206,35 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
     assert [matched(e) for e in negatives] == [0] * len(negatives)
 
 
+def _rendered_policy(cross_account_threshold):
+    """The central stack's TRIPWIRE_POLICY as CloudFormation renders it with the default
+    parameters (no allowed accounts or protected principals) and `cross_account_threshold`."""
+    sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::Sub"]
+    text, names = sub[0], dict(sub[1])
+    params = {k: str(v.get("Default", "")) for k, v in CENTRAL["Parameters"].items()}
+    params["CrossAccountThreshold"] = cross_account_threshold
+    values = {**params, "Allowed": "", "Protected": "",
+              "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else ""}
+    assert set(names) == {"CrossAccount", "Allowed", "Protected"}, names
+    for k, v in values.items():
+        text = text.replace("${" + k + "}", v)
+    assert "${" not in text, text
+    return text
+
+
+@pytest.mark.parametrize("cross", ["", "1"])
+def test_the_rendered_policy_is_valid_and_cross_account_defaults_to_the_threshold(cross, tmp_path):
+    tripwire = TARGET / "debug" / "tripwire"
+    if not tripwire.exists():
+        pytest.skip("no tripwire binary; `make test` builds it first")
+    path = tmp_path / "policy.toml"
+    path.write_text(_rendered_policy(cross))
+    out = subprocess.run([str(tripwire), "check-policy", str(path)], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    want = "(cross-account the same)" if not cross else f"(cross-account {cross})"
+    assert want in out.stdout, out.stdout
+
+
 # ---- IAM: granted exactly what the code calls -----------------------------------------
 
 # Calls made on the functions' behalf, which moto cannot see: the Lambda service writes
