@@ -146,11 +146,7 @@ impl Containment {
 
 impl Contain for Containment {
     async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
-        let (Some(account), Some(partition), Some(target)) = (
-            plan.target_account.as_deref(),
-            plan.partition.as_deref(),
-            plan.target.as_ref(),
-        ) else {
+        let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
                 "the plan names no target account or entity".into(),
             )));
@@ -188,11 +184,7 @@ impl Contain for Containment {
     /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
     /// `Err(_)` is a transient failure worth a retry.
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
-        let (Some(account), Some(partition), Some(target)) = (
-            plan.target_account.as_deref(),
-            plan.partition.as_deref(),
-            plan.target.as_ref(),
-        ) else {
+        let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
                 "the plan names no target account or entity".into(),
             )));
@@ -227,6 +219,15 @@ impl Contain for Containment {
         .await;
         classify(result)
     }
+}
+
+/// The plan's target: its account, partition and entity, when it names all three.
+fn target_of(plan: &Plan) -> Option<(&str, &str, &Target)> {
+    Some((
+        plan.target_account.as_deref()?,
+        plan.partition.as_deref()?,
+        plan.target.as_ref()?,
+    ))
 }
 
 fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {

@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::HashMap;
 use tripwire_engine::alert::ContainmentState;
-use tripwire_engine::provenance::{self, Issued};
+use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::Lane;
 use tripwire_engine::{
@@ -100,6 +100,47 @@ impl WindowStore {
         WindowStore {
             client,
             table: table.into(),
+        }
+    }
+
+    /// One item, read consistently.
+    async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        let got = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("pk", s(pk))
+            .key("sk", s(sk))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(|e| aws_error(Port::State, "dynamodb:GetItem", e))?;
+        Ok(got.item)
+    }
+
+    /// Every item of `pk` with a sort key in `[from, to]`, read consistently, page by page.
+    async fn range(&self, pk: String, from: String, to: String) -> Result<Vec<Item>, Error> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+                .expression_attribute_values(":pk", s(&pk))
+                .expression_attribute_values(":a", s(&from))
+                .expression_attribute_values(":b", s(&to))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
+            out.extend(page.items.unwrap_or_default());
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
         }
     }
 
@@ -216,61 +257,42 @@ impl IncidentStore for WindowStore {
     /// The key's counted calls with eventTime in `[from, to]`, read consistently so a
     /// container sees every write that finished before it asked.
     async fn window(&self, key: &Key, from: Millis, to: Millis) -> Result<Vec<WindowEvent>, Error> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":pk", s(window_pk(key)))
-                .expression_attribute_values(":a", s(event_sk('E', from.max(0), "")))
+        let items = self
+            .range(
+                window_pk(key),
+                event_sk('E', from.max(0), ""),
                 // Exclusive of the next millisecond: every event ID at `to`, whatever its characters.
-                .expression_attribute_values(":b", s(event_sk('E', to.saturating_add(1), "")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
-            for item in page.items() {
+                event_sk('E', to.saturating_add(1), ""),
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
                 let sk = get_s(item, "sk")?;
-                let event_id = sk.splitn(3, '#').nth(2).unwrap_or_default().to_owned();
-                let instance_ids = item
-                    .get("ids")
-                    .and_then(|v| v.as_ss().ok())
-                    .cloned()
-                    .unwrap_or_default();
-                out.push(WindowEvent {
-                    event_id,
+                Ok(WindowEvent {
+                    event_id: sk.splitn(3, '#').nth(2).unwrap_or_default().to_owned(),
                     event_time: get_n(item, "t")?,
-                    instance_ids,
+                    instance_ids: item
+                        .get("ids")
+                        .and_then(|v| v.as_ss().ok())
+                        .cloned()
+                        .unwrap_or_default(),
                     unconfirmed: get_bool(item, "u"),
                     session: get_s(item, "s").ok().map(str::to_owned),
                     principal: get_s(item, "p").ok().map(str::to_owned),
                     error_code: get_s(item, "ec").ok().map(str::to_owned),
-                });
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+                })
+            })
+            .collect()
     }
 
     /// The key's current incident, if any (live or stale: the caller asks `admits`).
     async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(incident_pk(key)))
-            .key("sk", s("CURRENT"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_error(Port::State, "dynamodb:GetItem", e))?;
-        got.item().map(stored_incident).transpose()
+        self.get(incident_pk(key), "CURRENT")
+            .await?
+            .as_ref()
+            .map(stored_incident)
+            .transpose()
     }
 
     /// Opens `incident` for `key` unless a live one exists (one that admits `t`).
@@ -429,23 +451,14 @@ impl IncidentStore for WindowStore {
     }
 
     async fn issued(&self, access_key: &str) -> Result<Option<IssueState>, Error> {
-        let got = self
-            .client
-            .get_item()
-            .table_name(&self.table)
-            .key("pk", s(issue_pk(access_key)))
-            .key("sk", s("ISSUE"))
-            .consistent_read(true)
-            .send()
-            .await
-            .map_err(|e| aws_error(Port::State, "dynamodb:GetItem", e))?;
-        let Some(item) = got.item() else {
+        let got = self.get(issue_pk(access_key), "ISSUE").await?;
+        let Some(item) = got else {
             return Ok(None);
         };
-        if get_bool(item, "conflict") {
+        if get_bool(&item, "conflict") {
             return Ok(Some(IssueState::Conflicted));
         }
-        let issued: Issued = serde_json::from_str(get_s(item, "doc")?)
+        let issued: Issued = serde_json::from_str(get_s(&item, "doc")?)
             .map_err(|e| Error::Stored(format!("issue doc: {e}")))?;
         Ok(Some(IssueState::Issued(Box::new(issued))))
     }
@@ -474,23 +487,21 @@ impl IncidentStore for WindowStore {
         if conditional("dynamodb:PutItem", first)?.is_some() {
             return Ok(Ok(()));
         }
-        let kept = match self.issued(access_key).await? {
-            Some(IssueState::Issued(old)) => provenance::merge(&old, issued).map(|k| (*old, k)),
-            _ => Err(SkipReason::AccessKeyReused),
-        };
-        match kept {
-            Ok((old, kept)) if kept != old => {
+        // Seen before: the same issue again, a fuller copy of it, or a conflict.
+        let existing = self.issued(access_key).await?;
+        let (state, result) = IssueState::after(existing.as_ref(), issued);
+        match (state, existing) {
+            (IssueState::Issued(kept), Some(IssueState::Issued(old))) if kept != old => {
                 let doc =
                     serde_json::to_string(&kept).map_err(|e| Error::encoding("the issue", e))?;
-                put(doc)
+                // A conflict recorded meanwhile stands.
+                let res = put(doc)
                     .condition_expression("attribute_not_exists(conflict)")
                     .send()
-                    .await
-                    .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))?;
-                Ok(Ok(()))
+                    .await;
+                conditional("dynamodb:PutItem", res)?;
             }
-            Ok(_) => Ok(Ok(())),
-            Err(r) => {
+            (IssueState::Conflicted, Some(IssueState::Issued(_))) => {
                 self.client
                     .update_item()
                     .table_name(&self.table)
@@ -501,9 +512,10 @@ impl IncidentStore for WindowStore {
                     .send()
                     .await
                     .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))?;
-                Ok(Err(r))
             }
+            _ => {}
         }
+        Ok(result)
     }
 
     async fn record_initiation(&self, i: &Initiation, now: Millis) -> Result<(), Error> {
@@ -528,33 +540,20 @@ impl IncidentStore for WindowStore {
         from: Millis,
         to: Millis,
     ) -> Result<Vec<Initiation>, Error> {
-        let mut out = Vec::new();
-        let mut start: Option<Item> = None;
-        loop {
-            let page = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
-                .expression_attribute_values(":pk", s(initiator_pk(account, region)))
-                .expression_attribute_values(":a", s(event_sk('N', from.max(0), "")))
-                .expression_attribute_values(":b", s(event_sk('N', to.saturating_add(1), "")))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
-            for item in page.items() {
-                out.push(
-                    serde_json::from_str(get_s(item, "doc")?)
-                        .map_err(|e| Error::Stored(format!("initiator doc: {e}")))?,
-                );
-            }
-            match page.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => return Ok(out),
-            }
-        }
+        let items = self
+            .range(
+                initiator_pk(account, region),
+                event_sk('N', from.max(0), ""),
+                event_sk('N', to.saturating_add(1), ""),
+            )
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                serde_json::from_str(get_s(item, "doc")?)
+                    .map_err(|e| Error::Stored(format!("initiator doc: {e}")))
+            })
+            .collect()
     }
 
     /// Notes that the alert for containment `state` of incident `id` went out.

@@ -7,7 +7,7 @@
 use crate::principal::{self, sanitize, Principal, PrincipalKind};
 use crate::record::{Document, UserIdentity};
 use crate::termination::Termination;
-use crate::time::{parse_event_time, Millis};
+use crate::time::Millis;
 use crate::SkipReason;
 use serde::{Deserialize, Serialize};
 
@@ -80,9 +80,7 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason>
     if doc.error_code.get().is_some() {
         return Ok(None);
     }
-    let event_time = parse_event_time(doc.event_time.get().ok_or(SkipReason::MissingEventTime)?)
-        .filter(|t| *t >= 0)
-        .ok_or(SkipReason::BadEventTime)?;
+    let event_time = doc.time()?;
     let ui: UserIdentity = doc
         .user_identity
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
@@ -95,10 +93,7 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason>
         .ok_or(SkipReason::NoAccount)?;
     Ok(Some(Initiation {
         event_id: doc.event_id.get().map(sanitize).unwrap_or_else(|| {
-            format!(
-                "content-{:016x}",
-                crate::fnv1a(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
-            )
+            crate::record::content_id(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
         }),
         event_time,
         account: sanitize(account),

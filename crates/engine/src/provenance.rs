@@ -12,7 +12,7 @@
 use crate::principal::{self, sanitize, Arn, PrincipalKind};
 use crate::record::{Document, Lenient, SessionContext, UserIdentity};
 use crate::termination::Termination;
-use crate::time::{parse_event_time, Millis};
+use crate::time::Millis;
 use crate::SkipReason;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
@@ -110,9 +110,7 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Assumption>, SkipReason>
     if doc.error_code.get().is_some() {
         return Ok(None);
     }
-    let event_time = parse_event_time(doc.event_time.get().ok_or(SkipReason::MissingEventTime)?)
-        .filter(|t| *t >= 0)
-        .ok_or(SkipReason::BadEventTime)?;
+    let event_time = doc.time()?;
     #[derive(Deserialize, Default)]
     #[serde(rename_all = "camelCase")]
     struct Request<'a> {
@@ -238,10 +236,7 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Assumption>, SkipReason>
         }
     }
     let event_id = text(&doc.event_id).unwrap_or_else(|| {
-        format!(
-            "content-{:016x}",
-            crate::fnv1a(&["assume", &access_key_id, doc.event_time.get().unwrap_or("")])
-        )
+        crate::record::content_id(&["assume", &access_key_id, doc.event_time.get().unwrap_or("")])
     });
     let role_path = req
         .role_arn

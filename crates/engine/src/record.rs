@@ -139,6 +139,26 @@ pub struct Document<'a> {
     pub session_credential_from_console: Lenient<'a>,
 }
 
+impl Document<'_> {
+    /// `eventTime` in milliseconds: missing, unparsable, and before 1970 (window keys sort
+    /// times as unsigned digits) are named skips.
+    pub fn time(&self) -> Result<crate::time::Millis, crate::SkipReason> {
+        let text = self
+            .event_time
+            .get()
+            .ok_or(crate::SkipReason::MissingEventTime)?;
+        crate::time::parse_event_time(text)
+            .filter(|t| *t >= 0)
+            .ok_or(crate::SkipReason::BadEventTime)
+    }
+}
+
+/// A stable stand-in ID for records without `eventID`, from the fields a redelivery
+/// repeats (not the raw bytes: an envelope or a log file may re-indent the record).
+pub fn content_id(parts: &[&str]) -> String {
+    format!("content-{:016x}", crate::fnv1a(parts))
+}
+
 /// One `Events[]` entry of a `LookupEvents` response: the record is a JSON string.
 #[derive(Debug, Default, Deserialize)]
 pub struct LookupEvent<'a> {

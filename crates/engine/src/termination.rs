@@ -4,7 +4,7 @@ use crate::principal::{self, sanitize, Arn, Principal};
 use crate::record::{
     Document, Envelope, Found, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
 };
-use crate::time::{parse_event_time, Millis};
+use crate::time::Millis;
 use crate::SkipReason;
 use serde::Serialize;
 
@@ -196,11 +196,8 @@ fn from_record(
             }
         }
     }
-    let time = doc.event_time.get().ok_or(SkipReason::MissingEventTime)?;
-    // Before 1970 is no CloudTrail time, and window keys sort times as unsigned digits.
-    let event_time = parse_event_time(time)
-        .filter(|t| *t >= 0)
-        .ok_or(SkipReason::BadEventTime)?;
+    let event_time = doc.time()?;
+    let time = doc.event_time.get().unwrap_or_default();
     let ui_raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;
     let ui: UserIdentity =
         serde_json::from_str(ui_raw.get()).map_err(|_| SkipReason::NoUserIdentity)?;
@@ -229,7 +226,7 @@ fn from_record(
         .partition(|id| dead.binary_search(id).is_err());
     let event_id = match doc.event_id.get() {
         Some(id) => sanitize(id),
-        None => content_id(&[
+        None => crate::record::content_id(&[
             doc.request_id.get().unwrap_or(""),
             time,
             account,
@@ -309,10 +306,4 @@ fn already_dead(doc: &Document<'_>) -> Vec<String> {
         .collect();
     dead.sort_unstable();
     dead
-}
-
-/// A stable stand-in ID for records without `eventID`, from the fields a redelivery
-/// repeats (not the raw bytes: an envelope or a log file may re-indent the record).
-fn content_id(parts: &[&str]) -> String {
-    format!("content-{:016x}", crate::fnv1a(parts))
 }

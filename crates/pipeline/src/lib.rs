@@ -36,6 +36,26 @@ pub enum IssueState {
     Conflicted,
 }
 
+impl IssueState {
+    /// A key's state once `new` is recorded over `existing`, and whether `new` stood:
+    /// the same issue again (or a fuller copy) is kept once, a different one makes the
+    /// key conflicting for good. Every store records by this.
+    pub fn after(
+        existing: Option<&IssueState>,
+        new: &Issued,
+    ) -> (IssueState, Result<(), SkipReason>) {
+        let next = match existing {
+            None => Ok(new.clone()),
+            Some(IssueState::Issued(old)) => tripwire_engine::provenance::merge(old, new),
+            Some(IssueState::Conflicted) => Err(SkipReason::AccessKeyReused),
+        };
+        match next {
+            Ok(kept) => (IssueState::Issued(Box::new(kept)), Ok(())),
+            Err(r) => (IssueState::Conflicted, Err(r)),
+        }
+    }
+}
+
 /// Outcome of recording a call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Recorded {

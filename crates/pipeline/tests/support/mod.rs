@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use tripwire_engine::alert::{Alert, ContainmentState};
 use tripwire_engine::containment::{ContainmentRequest, Plan};
-use tripwire_engine::provenance::{self, Issued};
+use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::Lane;
 use tripwire_engine::{
@@ -351,15 +351,7 @@ impl IncidentStore for MemoryStore {
         issued: &Issued,
     ) -> Result<Result<(), SkipReason>, Error> {
         let mut tables = self.op("record_issue").await?;
-        let next = match tables.issues.get(access_key) {
-            None => Ok(issued.clone()),
-            Some(IssueState::Issued(old)) => provenance::merge(old, issued),
-            Some(IssueState::Conflicted) => Err(SkipReason::AccessKeyReused),
-        };
-        let (state, result) = match next {
-            Ok(kept) => (IssueState::Issued(Box::new(kept)), Ok(())),
-            Err(r) => (IssueState::Conflicted, Err(r)),
-        };
+        let (state, result) = IssueState::after(tables.issues.get(access_key), issued);
         tables.issues.insert(access_key.to_owned(), state);
         Ok(result)
     }
