@@ -5,6 +5,7 @@ CARGO ?= cargo
 VENV ?= .venv
 SAM_VENV ?= .venv-sam
 WORK ?= .work
+POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
 .PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local bench-profiles check-policy clean
@@ -67,10 +68,15 @@ validate-infra: setup $(SAM_VENV)/.installed ## cfn-lint, checkov, event pattern
 
 deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the central stack (needs AWS credentials)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build --template infra/template.yaml --build-dir $(WORK)/sam-build
-	$(SAM_VENV)/bin/sam deploy --guided --template-file $(WORK)/sam-build/template.yaml --stack-name tripwire --capabilities CAPABILITY_NAMED_IAM
+	# One list of protected principals and denied actions, from the policy file, for
+	# this stack and (scripts/deploy-members.sh) the member stacks.
+	$(CARGO) build -q --release -p tripwire-cli
+	$(SAM_VENV)/bin/sam deploy --guided --template-file $(WORK)/sam-build/template.yaml --stack-name tripwire --capabilities CAPABILITY_NAMED_IAM \
+	  --parameter-overrides "ProtectedPrincipals=$$(./target/release/tripwire check-policy $(POLICY) --get protected_principals)" "DenyActions=$$(./target/release/tripwire check-policy $(POLICY) --get deny_actions)"
 
 deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
-	scripts/deploy-members.sh
+	$(CARGO) build -q --release -p tripwire-cli
+	POLICY=$(POLICY) scripts/deploy-members.sh
 
 bench: bench-decision bench-backtest bench-local ## All benchmarks (figures in docs/testing.md, Performance)
 

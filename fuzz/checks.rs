@@ -2,7 +2,7 @@
 // crates/engine/tests/fuzz_regressions.rs (both `include!` this file).
 
 use std::collections::{HashMap, HashSet};
-use tripwire_engine::containment::{plan, Action};
+use tripwire_engine::containment::{plan, Action, Culprit};
 use tripwire_engine::principal::{iam_entity, FederationIssuer, PrincipalKind};
 use tripwire_engine::replay::replay_events;
 use tripwire_engine::window::{classify, Classification, Key, Lane};
@@ -49,7 +49,7 @@ pub fn check_decide(text: &str) {
     let _ = scan_events(text, &mut counts, &mut events);
     let terms = events.terminations.clone();
     for t in &terms {
-        let p = plan(&policy, &t.principal, t.event_time);
+        let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.event_time);
         if p.action != Action::None {
             // Only the caller: its own account, and the name its own ARN carries.
             let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");

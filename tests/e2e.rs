@@ -2,7 +2,9 @@
 //! cargo-lambda's runtime emulator, real DynamoDB/SNS/SQS/IAM/STS APIs from moto.
 
 use serde_json::{json, Value};
-use tripwire_engine::containment::{deny_actions_document, ContainmentRequest};
+use tripwire_engine::containment::{
+    revoke_sessions_document, scope_document, Condition, ContainmentRequest,
+};
 use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
@@ -73,25 +75,22 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
     assert_eq!(detected.body["trigger_time"], "2018-01-09T22:09:13.500Z");
     assert_eq!(detected.body["containment"]["action"], "revoke");
 
-    // Both policies, exactly as rendered: the revocation and the unconditional deny.
-    let policies = stack.role_policies(PROD, "cleanup-task").await;
+    // One stable session made every call: the brake on the role, and the session
+    // alone denied everything, exactly as rendered.
+    assert_eq!(detected.body["containment"]["scope"], "session");
     assert_eq!(
-        policies.keys().collect::<Vec<_>>(),
-        ["tripwire-deny-actions", "tripwire-revoke-older-sessions"]
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"]
     );
-    let deny: Value = serde_json::from_str(&deny_actions_document(&[
-        "ec2:TerminateInstances".to_string()
-    ]))
+    let policies = stack.role_policies(PROD, "cleanup-task").await;
+    let scope: Value = serde_json::from_str(&scope_document(&Condition {
+        key: "aws:userid".into(),
+        values: vec!["AROA222222222222:session".into()],
+    }))
     .unwrap();
-    assert_eq!(policies["tripwire-deny-actions"], deny);
-    let revoke = &policies["tripwire-revoke-older-sessions"];
-    assert_eq!(revoke["Statement"][0]["Effect"], "Deny");
-    assert_eq!(revoke["Statement"][0]["Action"], json!(["*"]));
-    assert!(
-        revoke["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-            .as_str()
-            .unwrap()
-            .ends_with('Z')
+    assert_eq!(
+        policies,
+        [("tripwire-contain-scope".to_string(), scope)].into()
     );
     // The look-alikes: nothing on the development account's role of the same name.
     assert!(stack
@@ -163,7 +162,11 @@ async fn twenty_racing_containers_open_exactly_one_incident() {
     let k = kinds(&alerts);
     assert_eq!(k.iter().filter(|k| *k == "detected").count(), 1, "{k:?}");
     assert_eq!(k.iter().filter(|k| *k == "contained").count(), 1, "{k:?}");
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"]
+    );
     // The containers really ran side by side: more than one process served events.
     let served = (0..20)
         .filter(|k| {
@@ -186,10 +189,9 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
         .envelopes();
     let out = stack.invoke(&e[0]).await.unwrap();
     assert_eq!(outcome(&out), "opened", "{out}");
-    let policies = stack.role_policies(OTHER, "fleet-admin").await;
     assert_eq!(
-        policies.len(),
-        2,
+        stack.attached(OTHER, "role/fleet-admin").await,
+        ["tripwire-brake"],
         "contained in 444444444444 through its containment role"
     );
     let alerts = stack.alerts().await;
@@ -204,7 +206,7 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
         "the alert is about where instances died"
     );
 
-    // An IAM user has no sessions to revoke: it gets the action deny as a user policy.
+    // An IAM user: the brake, and its session tokens issued before the cutoff revoked.
     for e in Burst::new("user/ops/alice@222222222222", "alice")
         .at(BASE)
         .calls(10)
@@ -213,8 +215,12 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
     {
         stack.invoke(&e).await.unwrap();
     }
+    assert_eq!(stack.attached(PROD, "user/alice").await, ["tripwire-brake"]);
     let user = stack.user_policies(PROD, "alice").await;
-    assert_eq!(user.keys().collect::<Vec<_>>(), ["tripwire-deny-actions"]);
+    assert_eq!(
+        user.keys().collect::<Vec<_>>(),
+        ["tripwire-revoke-older-sessions"]
+    );
     stack.save_observed_actions("cross-account-and-user").await;
 }
 
@@ -267,7 +273,10 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     for e in &events {
         stack.invoke(e).await.unwrap();
     }
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 1);
+    // Through the release role (tripwire-release, trusting the operator), not the
+    // containment role, which may not detach or delete anything.
     let out = stack
         .cli()
         .args([
@@ -286,10 +295,11 @@ async fn release_removes_the_policies_and_closes_the_incident() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("tripwire-revoke-older-sessions") && stdout.contains("closed"),
+        stdout.contains("tripwire-brake, tripwire-contain-scope") && stdout.contains("closed"),
         "{stdout}"
     );
     assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
     // Closed: the next burst opens a new incident instead of joining the old one.
     let again = Burst::new("role/vendor/cleanup-task@222222222222", "again")
         .at(BASE + 20_000)
@@ -335,29 +345,46 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
         failed.body
     );
 
-    // A forged request aimed at the tripwire's own containment role: refused, untouched.
-    let policy = tripwire_engine::Policy::from_toml("containment = \"quarantine\"").unwrap();
-    let victim = tripwire_engine::principal::Principal {
-        arn: format!("arn:aws:iam::{PROD}:role/{CONTAINMENT_ROLE}"),
-        kind: tripwire_engine::PrincipalKind::Role {
-            name: CONTAINMENT_ROLE.into(),
-            path: "/".into(),
-            path_known: true,
-        },
-        account: Some(PROD.into()),
-        partition: "aws".into(),
-        anomaly: None,
-    };
-    let plan = tripwire_engine::containment::plan(&policy, &victim, BASE);
-    let mut incident: tripwire_engine::Incident =
-        serde_json::from_value(alerts[0].body.clone()).unwrap();
-    incident.principal_arn = victim.arn.clone();
-    let forged = serde_json::to_value(ContainmentRequest { incident, plan }).unwrap();
+    // A burst by the tripwire's own containment role: the detector pages, and the
+    // responder refuses to touch the role.
+    for e in Burst::new(&format!("role/{CONTAINMENT_ROLE}@{PROD}"), "own")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let own = stack.alerts().await;
+    let failed = own
+        .iter()
+        .find(|a| a.attributes["kind"] == "containment_failed")
+        .expect("a refusal alert");
+    assert!(
+        failed.body["containment_status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("member roles"),
+        "{}",
+        failed.body
+    );
+    assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
+    assert!(stack
+        .attached(PROD, &format!("role/{CONTAINMENT_ROLE}"))
+        .await
+        .is_empty());
+    // A forged request naming the containment role under a real incident's ID: there
+    // is no such incident, so nothing is written and there is nothing to page about.
+    let forged = serde_json::to_value(ContainmentRequest {
+        incident_id: alerts[0].body["id"].as_str().unwrap().into(),
+        principal_arn: format!("arn:aws:iam::{OTHER}:role/fleet-admin"),
+        account: OTHER.into(),
+    })
+    .unwrap();
     let out = stack.invoke_responder(&forged).await.unwrap();
     assert_eq!(out["outcome"], "refused", "{out}");
-    assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
-    let refused = stack.alerts().await;
-    assert_eq!(kinds(&refused), ["containment_failed"]);
+    assert!(stack.attached(OTHER, "role/fleet-admin").await.is_empty());
+    assert!(stack.alerts().await.is_empty());
     stack.save_observed_actions("refusals").await;
 }
 
@@ -377,29 +404,20 @@ async fn a_repeated_containment_request_contains_again_but_pages_once() {
     first.sort();
     assert_eq!(first, ["contained", "detected"]);
     // The same request again, as a second delivery of the asynchronous invoke would be.
-    let policy = tripwire_engine::Policy::from_toml(tripwire_localstack::POLICY).unwrap();
-    let principal = tripwire_engine::principal::Principal {
-        arn: format!("arn:aws:iam::{PROD}:role/vendor/cleanup-task"),
-        kind: tripwire_engine::PrincipalKind::Role {
-            name: "cleanup-task".into(),
-            path: "/vendor/".into(),
-            path_known: true,
-        },
-        account: Some(PROD.into()),
-        partition: "aws".into(),
-        anomaly: None,
-    };
     let detected = alerts
         .iter()
         .find(|a| a.attributes["kind"] == "detected")
         .unwrap();
-    let incident: tripwire_engine::Incident =
-        serde_json::from_value(detected.body.clone()).unwrap();
-    let plan = tripwire_engine::containment::plan(&policy, &principal, incident.last_event_time);
-    let again = serde_json::to_value(ContainmentRequest { incident, plan }).unwrap();
+    let again = serde_json::to_value(ContainmentRequest {
+        incident_id: detected.body["id"].as_str().unwrap().into(),
+        principal_arn: detected.body["principal_arn"].as_str().unwrap().into(),
+        account: PROD.into(),
+    })
+    .unwrap();
     let out = stack.invoke_responder(&again).await.unwrap();
     assert_eq!(out["outcome"], "contained", "{out}");
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 1);
     assert_eq!(kinds(&stack.alerts().await), Vec::<String>::new());
 }
 
@@ -413,6 +431,11 @@ async fn irrelevant_and_malformed_events_are_acknowledged() {
         ),
         (json!({"hello": "world"}), "skipped"),
         (json!([1, 2, 3]), "skipped"),
+        // A bare record has no envelope to check: the Lambda path takes envelopes only.
+        (
+            Burst::new("role/vendor/cleanup-task@222222222222", "bare").records()[0].clone(),
+            "skipped",
+        ),
     ];
     for (event, want) in cases {
         let out = stack
@@ -566,10 +589,11 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
     assert_eq!(detected.body["incident_kind"], "burst");
     assert_eq!(detected.body["sessions"][0]["name"], "cleanup");
     assert_eq!(
-        stack.role_policy_names(PROD, "admin").await.len(),
-        2,
+        stack.role_policy_names(PROD, "admin").await,
+        ["tripwire-contain-scope"],
         "contained"
     );
+    assert_eq!(stack.attached(PROD, "role/admin").await, ["tripwire-brake"]);
 
     // Records without a session issuer name `role/oncall`; IAM says it is
     // `role/breakglass/oncall`, which is protected: nothing is written.
@@ -728,4 +752,186 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         })
         .collect();
     assert_eq!(detector, backtest);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
+    let stack = Stack::start(Options::default()).await;
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let bursts = [
+        // The seed incident as it happens on EC2: the vendor's VM shares the web
+        // fleet's instance profile.
+        Burst::new("role/web-fleet@222222222222", "fleet")
+            .session("i-0a1b2c3d4e5f60718")
+            .instance_profile(),
+        // A SAML admin role the operations team shares: one person's session.
+        Burst::new("role/OpsAdmin@222222222222", "saml").session("jane@example.com"),
+        // A node autoscaler: a new session per credential refresh.
+        Burst::new("role/KarpenterController@222222222222", "karpenter")
+            .sessions(&["1515535740000000001", "1515535740000000002"]),
+        // A federation broker: tokens for many names, issued by one IAM user.
+        Burst::new(
+            "federated/session-7+user/brokers/token-broker@222222222222",
+            "broker",
+        ),
+    ];
+    for b in bursts {
+        for e in b.at(BASE).calls(10).step(1000).envelopes() {
+            stack.invoke(&e).await.unwrap();
+        }
+    }
+    let doc = |s: String| -> Value { serde_json::from_str(&s).unwrap() };
+    let scoped = |key: &str, value: &str| {
+        doc(scope_document(&Condition {
+            key: key.into(),
+            values: vec![value.into()],
+        }))
+    };
+    assert_eq!(
+        stack.role_policies(PROD, "web-fleet").await,
+        [(
+            "tripwire-contain-scope".to_string(),
+            scoped(
+                "ec2:SourceInstanceARN",
+                "arn:aws:ec2:*:222222222222:instance/i-0a1b2c3d4e5f60718"
+            )
+        )]
+        .into()
+    );
+    assert_eq!(
+        stack.role_policies(PROD, "OpsAdmin").await,
+        [(
+            "tripwire-contain-scope".to_string(),
+            scoped("aws:userid", "AROA222222222222:jane@example.com")
+        )]
+        .into()
+    );
+    // The role and the user: sessions issued before the responder wrote are revoked,
+    // by the responder's clock (the records are from 2018).
+    for policies in [
+        stack.role_policies(PROD, "KarpenterController").await,
+        stack.user_policies(PROD, "token-broker").await,
+    ] {
+        let revoke = &policies["tripwire-revoke-older-sessions"];
+        let cutoff = revoke["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
+            .as_str()
+            .unwrap();
+        let cutoff = tripwire_engine::time::parse_event_time(cutoff).unwrap();
+        assert!(
+            cutoff >= started / 1000 * 1000,
+            "cutoff {cutoff} is before the test began"
+        );
+        assert_eq!(*revoke, doc(revoke_sessions_document(cutoff)));
+        assert_eq!(policies.len(), 1);
+    }
+    // What IAM stores, for the independent evaluator in tests/infra, which checks that
+    // these documents deny the culprit and spare the rest of the role.
+    let mut stored = serde_json::Map::new();
+    for entity in [
+        "role/web-fleet",
+        "role/OpsAdmin",
+        "role/KarpenterController",
+        "user/token-broker",
+    ] {
+        let attached = stack.attached(PROD, entity).await;
+        assert_eq!(attached, ["tripwire-brake"], "{entity}");
+        let (kind, name) = entity.split_once('/').unwrap();
+        let inline = if kind == "role" {
+            stack.role_policies(PROD, name).await
+        } else {
+            stack.user_policies(PROD, name).await
+        };
+        let path = if name == "token-broker" {
+            "/brokers/"
+        } else {
+            "/"
+        };
+        stored.insert(
+            name.into(),
+            json!({"arn": format!("arn:aws:iam::{PROD}:{kind}{path}{name}"), "attached": attached, "inline": inline}),
+        );
+    }
+    let dir = tripwire_localstack::target_dir().join("iam-documents");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("scopes.json"),
+        serde_json::to_string_pretty(&stored).unwrap(),
+    )
+    .unwrap();
+    let alerts = stack.alerts().await;
+    let scopes: std::collections::BTreeMap<String, String> = alerts
+        .iter()
+        .filter(|a| a.attributes["kind"] == "contained")
+        .map(|a| {
+            (
+                a.body["principal_arn"]
+                    .as_str()
+                    .unwrap()
+                    .rsplit('/')
+                    .next()
+                    .unwrap()
+                    .to_owned(),
+                a.body["containment_status"]["detail"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(scopes.len(), 4, "{scopes:?}");
+    for (who, phrase) in [
+        ("web-fleet", "revoke, scope instance"),
+        ("OpsAdmin", "revoke, scope session"),
+        ("KarpenterController", "revoke, scope role"),
+        ("token-broker", "revoke, scope user"),
+    ] {
+        assert!(scopes[who].starts_with(phrase), "{who}: {}", scopes[who]);
+    }
+    stack.save_observed_actions("scopes").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_nothing_is_written()
+{
+    let stack = Stack::start(Options::default()).await;
+    // The role's own inline policies leave less room than the tripwire's deny needs
+    // (IAM counts 10,240 characters for a role, whitespace not counted).
+    let padding = "x".repeat(10_100);
+    let customer = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Pad", "Effect": "Allow",
+        "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{padding}/*")}]});
+    stack
+        .iam_in(PROD)
+        .put_role_policy()
+        .role_name("crowded")
+        .policy_name("customer")
+        .policy_document(customer.to_string())
+        .send()
+        .await
+        .expect("PutRolePolicy");
+    for e in Burst::new("role/crowded@222222222222", "crowded")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let alerts = stack.alerts().await;
+    let failed = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "containment_failed")
+        .expect("a failure alert");
+    let detail = failed.body["containment_status"]["detail"]
+        .as_str()
+        .unwrap();
+    assert!(
+        detail.contains("10240 characters") && detail.contains("nothing was written"),
+        "{detail}"
+    );
+    // Nothing partial: not even the brake.
+    assert!(stack.attached(PROD, "role/crowded").await.is_empty());
+    assert_eq!(stack.role_policy_names(PROD, "crowded").await, ["customer"]);
 }

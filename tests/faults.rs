@@ -70,7 +70,11 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
     }
     assert_eq!(opened, 1);
     assert_eq!(kinds(&stack.alerts().await), ["contained", "detected"]);
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 2);
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -123,8 +127,8 @@ async fn containment_happens_while_sns_is_down_and_the_alert_follows_once() {
         "the alert failed, so the event is retried"
     );
     assert_eq!(
-        stack.role_policies(PROD, "cleanup-task").await.len(),
-        2,
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"],
         "contained although SNS is down"
     );
     assert!(stack.alerts().await.is_empty());

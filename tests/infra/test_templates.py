@@ -208,14 +208,15 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
 
 def _rendered_policy(cross_account_threshold):
     """The central stack's TRIPWIRE_POLICY as CloudFormation renders it with the default
-    parameters (no allowed accounts or protected principals) and `cross_account_threshold`."""
+    parameters and `cross_account_threshold`."""
     sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::Sub"]
     text, names = sub[0], dict(sub[1])
     params = {k: str(v.get("Default", "")) for k, v in CENTRAL["Parameters"].items()}
     params["CrossAccountThreshold"] = cross_account_threshold
-    values = {**params, "Allowed": "", "Protected": "",
+    quoted = lambda name: ", ".join(f'"{v}"' for v in _default(CENTRAL, name))
+    values = {**params, "Allowed": "", "Protected": quoted("ProtectedPrincipals"), "Deny": quoted("DenyActions"),
               "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else ""}
-    assert set(names) == {"CrossAccount", "Allowed", "Protected"}, names
+    assert set(names) == {"CrossAccount", "Allowed", "Protected", "Deny"}, names
     for k, v in values.items():
         text = text.replace("${" + k + "}", v)
     assert "${" not in text, text
@@ -300,14 +301,71 @@ def test_each_function_role_grants_what_it_calls_and_no_other_write(function, ro
     assert not any(a.startswith("iam:") for a in granted), f"{role} must not touch IAM"
 
 
-def test_the_containment_role_grants_what_containment_and_release_call():
+def _statements(role):
+    for policy in role["Properties"]["Policies"]:
+        yield from policy["PolicyDocument"]["Statement"]
+
+
+def test_the_containment_role_may_only_add_the_tripwires_denies():
     seen = _observed().get("containment-role", set())
-    granted = _allowed(MEMBER["Resources"]["ContainmentRole"])
-    assert {"iam:PutRolePolicy", "iam:PutUserPolicy", "iam:DeleteRolePolicy"} <= seen, seen
+    role = MEMBER["Resources"]["ContainmentRole"]
+    granted = _allowed(role)
+    assert {"iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:AttachUserPolicy", "iam:PutUserPolicy"} <= seen, seen
     assert seen <= granted, sorted(seen - granted)
-    assert granted == {"iam:PutRolePolicy", "iam:DeleteRolePolicy", "iam:GetRolePolicy",
-                       "iam:PutUserPolicy", "iam:DeleteUserPolicy", "iam:GetUserPolicy",
-                       "iam:GetRole", "iam:GetUser"}
+    assert granted == {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:PutRolePolicy", "iam:PutUserPolicy",
+                       "iam:GetRole", "iam:GetUser", "iam:ListRolePolicies", "iam:GetRolePolicy",
+                       "iam:ListUserPolicies", "iam:GetUserPolicy"}
+    # Nothing that removes or loosens: no Delete, Detach or Untag.
+    assert not [a for a in granted if a.split(":")[1].startswith(("Delete", "Detach", "Untag", "Update", "Tag"))]
+    attach = next(st for st in _statements(role) if isinstance(st, dict) and "iam:AttachRolePolicy" in st["Action"]
+                  and st["Effect"] == "Allow")
+    assert attach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [{"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}]}}
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"] for t in trust] == [{"AWS": {"Ref": "ResponderRoleArn"}}]
+
+
+def test_the_release_role_is_the_operators_and_lifts_only_what_release_lifts():
+    seen = _observed().get("release-role", set())
+    role = MEMBER["Resources"]["ReleaseRole"]
+    granted = _allowed(role)
+    assert {"iam:DetachRolePolicy", "iam:DeleteRolePolicy"} <= seen, seen
+    assert seen <= granted, sorted(seen - granted)
+    assert granted == {"iam:DetachRolePolicy", "iam:DetachUserPolicy", "iam:DeleteRolePolicy", "iam:DeleteUserPolicy"}
+    detach = next(st for st in _statements(role) if "iam:DetachRolePolicy" in st["Action"] and st["Effect"] == "Allow")
+    assert detach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [{"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}]}}
+    trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"] for t in trust] == [{"AWS": {"Ref": "ReleasePrincipals"}}]
+    assert role["Condition"] == "CreatesReleaseRole"
+
+
+def _tripwire(*args):
+    tripwire = TARGET / "debug" / "tripwire"
+    if not tripwire.exists():
+        pytest.skip("no tripwire binary; `make test` builds it first")
+    return subprocess.run([str(tripwire), *args], capture_output=True, text=True, check=True).stdout
+
+
+def _default(tpl, name):
+    param = tpl["Parameters"][name]
+    return [v for v in param["Default"].split(",") if v] if param["Type"] == "CommaDelimitedList" else param["Default"]
+
+
+POLICY = str(ROOT / "config" / "policy.toml")
+
+
+@pytest.mark.parametrize("key,param", [("protected_principals", "ProtectedPrincipals"), ("deny_actions", "DenyActions")])
+def test_one_list_for_both_stacks_and_the_policy(key, param):
+    want = _tripwire("check-policy", POLICY, "--get", key).strip().split(",")
+    assert _default(CENTRAL, param) == want, f"infra/template.yaml {param} differs from {key} in config/policy.toml"
+    assert _default(MEMBER, param) == want, f"infra/member.yaml {param} differs from {key} in config/policy.toml"
+
+
+def test_the_member_stacks_managed_policies_are_what_the_engine_renders():
+    want = json.loads(_tripwire("managed-policies", POLICY))
+    for res, name in (("BrakePolicy", "tripwire-brake"), ("QuarantinePolicy", "tripwire-quarantine")):
+        p = MEMBER["Resources"][res]["Properties"]
+        assert (p["ManagedPolicyName"], p["Path"]) == (name, "/tripwire/")
+        assert _resolve(p["PolicyDocument"], MEMBER) == want[name], name
 
 
 # ---- lint the identity policies with parliament ---------------------------------------
@@ -319,10 +377,14 @@ ARN_OF = {
     "AWS::KMS::Key": "arn:aws:kms:us-east-1:123456789012:key/{}",
     "AWS::Logs::LogGroup": "arn:aws:logs:us-east-1:123456789012:log-group:{}",
     "AWS::Events::EventBus": "arn:aws:events:us-east-1:123456789012:event-bus/{}",
+    "AWS::IAM::ManagedPolicy": "arn:aws:iam::123456789012:policy/tripwire/{}",
 }
 PARAMS = {"CentralEventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus/tripwire",
           "ResponderRoleArn": "arn:aws:iam::123456789012:role/tripwire-responder",
-          "ProtectedPrincipals": ["arn:aws:iam::*:role/BreakGlass*"]}
+          # The shipped list, as the deploy scripts pass it.
+          "ProtectedPrincipals": MEMBER["Parameters"]["ProtectedPrincipals"]["Default"].split(","),
+          "DenyActions": ["ec2:TerminateInstances"],
+          "ReleasePrincipals": ["arn:aws:iam::123456789012:role/security-operator"]}
 
 
 def _resolve(node, tpl):
@@ -346,15 +408,25 @@ def _resolve(node, tpl):
         return s
     if "Fn::If" in node:
         return _resolve(node["Fn::If"][1], tpl)
+    if "Fn::Join" in node:
+        sep, parts = node["Fn::Join"]
+        return sep.join(_resolve(parts, tpl))
+    if "Fn::Split" in node:
+        sep, text = node["Fn::Split"]
+        return _resolve(text, tpl).split(sep)
     return {k: _resolve(v, tpl) for k, v in node.items()}
 
 
 def _identity_policies():
-    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole"]), (MEMBER, ["ForwarderRole", "ContainmentRole"])):
+    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole"]),
+                       (MEMBER, ["ForwarderRole", "ContainmentRole", "ReleaseRole"])):
         for role in roles:
             for p in tpl["Resources"][role]["Properties"]["Policies"]:
                 yield f"{role}/{p['PolicyName']}", _resolve(p["PolicyDocument"], tpl)
+    for res in ("BrakePolicy", "QuarantinePolicy"):
+        yield res, _resolve(MEMBER["Resources"][res]["Properties"]["PolicyDocument"], MEMBER)
     yield "scp-protect-tripwire", json.loads((ROOT / "infra" / "scp-protect-tripwire.json").read_text())
+    yield "scp-protect-security-account", json.loads((ROOT / "infra" / "scp-protect-security-account.json").read_text())
 
 
 @pytest.mark.parametrize("name,doc", list(_identity_policies()), ids=lambda v: v if isinstance(v, str) else "")

@@ -39,8 +39,9 @@ impl Stack {
     }
 
     /// The AWS actions each caller made since the stack started, from moto's recording:
-    /// `detector`, `responder`, `operator` (the CLI), and `containment-role` (calls made
-    /// with credentials from AssumeRole, which only the responder and the CLI obtain).
+    /// `detector`, `responder`, `operator` (the CLI), and for credentials from
+    /// AssumeRole the role they belong to: `containment-role` (the responder's) and
+    /// `release-role` (the CLI's).
     pub async fn observed_actions(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
         use base64::Engine as _;
         let url = format!("{}/moto-api/recorder/download-recording", self.moto);
@@ -54,6 +55,7 @@ impl Stack {
             .await
             .expect("recording text");
         let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        let mut assumed: BTreeMap<String, &'static str> = BTreeMap::new();
         // moto's threaded server appends entries without a lock, so two can share a line:
         // read the recording as a stream of JSON values, not as lines.
         for r in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
@@ -90,7 +92,20 @@ impl Stack {
                 k if k == function_key("responder") => "responder",
                 OPERATOR_KEY => "operator",
                 HARNESS_KEY => continue,
-                k if k.starts_with("ASIA") => "containment-role",
+                k if k.starts_with("ASIA") => {
+                    // The probe's own lookup below, recorded by an earlier call.
+                    if action == "GetCallerIdentity" {
+                        continue;
+                    }
+                    match assumed.get(k) {
+                        Some(role) => *role,
+                        None => {
+                            let role = self.assumed_role_of(k).await;
+                            assumed.insert(k.to_owned(), role);
+                            role
+                        }
+                    }
+                }
                 other => panic!("a request signed with an unexpected key {other}"),
             };
             out.entry(caller.to_owned())
@@ -98,6 +113,29 @@ impl Stack {
                 .insert(format!("{service}:{action}"));
         }
         out
+    }
+
+    /// Which of the tripwire's member roles an AssumeRole key belongs to. moto answers
+    /// GetCallerIdentity by the key alone.
+    async fn assumed_role_of(&self, key: &str) -> &'static str {
+        let creds = aws_sdk_sts::config::Credentials::new(key, "probe", None, None, "probe");
+        let conf = aws_sdk_sts::config::Builder::from(&self.sdk)
+            .credentials_provider(creds)
+            .build();
+        let arn = aws_sdk_sts::Client::from_conf(conf)
+            .get_caller_identity()
+            .send()
+            .await
+            .expect("GetCallerIdentity")
+            .arn
+            .unwrap_or_default();
+        if arn.contains(&format!(":assumed-role/{}/", crate::stack::RELEASE_ROLE)) {
+            "release-role"
+        } else if arn.contains(&format!(":assumed-role/{}/", crate::CONTAINMENT_ROLE)) {
+            "containment-role"
+        } else {
+            panic!("credentials of an unexpected role: {arn}")
+        }
     }
 
     /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
@@ -200,6 +238,38 @@ impl Stack {
         out
     }
 
+    /// The managed policies attached to a role (`role/NAME`) or user (`user/NAME`) in
+    /// `account`, by name.
+    pub async fn attached(&self, account: &str, entity: &str) -> Vec<String> {
+        let iam = self.iam_in(account);
+        let policies = match entity.split_once('/') {
+            Some(("role", name)) => {
+                iam.list_attached_role_policies()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .expect("ListAttachedRolePolicies")
+                    .attached_policies
+            }
+            Some(("user", name)) => {
+                iam.list_attached_user_policies()
+                    .user_name(name)
+                    .send()
+                    .await
+                    .expect("ListAttachedUserPolicies")
+                    .attached_policies
+            }
+            _ => panic!("`{entity}`: role/NAME or user/NAME"),
+        };
+        let mut names: Vec<String> = policies
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|p| p.policy_name)
+            .collect();
+        names.sort();
+        names
+    }
+
     /// The names of the inline policies on a role in `account`: one IAM call, so a cheap
     /// poll for "is a policy readable yet".
     pub async fn role_policy_names(&self, account: &str, role: &str) -> Vec<String> {
@@ -264,24 +334,5 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MotoAccount {
     }
 }
 
-/// Decodes `%XX` escapes (IAM returns policy documents URL-encoded).
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'%' if i + 2 < b.len() => match u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                Ok(v) => {
-                    out.push(v);
-                    i += 3;
-                    continue;
-                }
-                Err(_) => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
+/// IAM returns policy documents URL-encoded.
+pub use tripwire_aws::contain::percent_decode;

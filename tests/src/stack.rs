@@ -15,7 +15,12 @@ pub const CENTRAL: &str = "123456789012";
 pub use tripwire_synth::{DEV, PROD};
 /// Another member account, for cross-account principals.
 pub const OTHER: &str = "444444444444";
+use tripwire_engine::containment;
 pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
+/// The member stacks' release role, which `tripwire release` assumes.
+pub const RELEASE_ROLE: &str = "tripwire-release";
+/// The operator the release roles trust (the member stack's `ReleasePrincipals`).
+pub const OPERATOR_ARN: &str = "arn:aws:iam::123456789012:role/security-operator";
 
 /// How the stack is started.
 #[derive(Debug, Clone)]
@@ -64,6 +69,8 @@ pub struct Stack {
     /// SNS topic.
     pub topic_arn: String,
     pub(crate) queue_url: String,
+    /// The functions' policy TOML.
+    pub policy: String,
     children: Vec<Child>,
     /// Where process logs go (outside the workspace: the emulator restarts on writes).
     pub logs: PathBuf,
@@ -82,7 +89,8 @@ pub fn venv_bin() -> PathBuf {
         .unwrap_or_else(|| repo().join(".venv/bin"))
 }
 
-pub(crate) fn target_dir() -> PathBuf {
+/// Cargo's target directory, where tests leave what later checks read.
+pub fn target_dir() -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo().join("target"))
@@ -227,6 +235,7 @@ impl Stack {
             table: "tripwire".into(),
             topic_arn: String::new(),
             queue_url: String::new(),
+            policy: opts.policy.clone(),
             children,
             logs,
             http: reqwest::Client::new(),
@@ -352,17 +361,62 @@ impl Stack {
             .send()
             .await
             .expect("Subscribe");
-        let trust = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}"#;
+        // The tripwire's member roles and managed policies, as infra/member.yaml creates
+        // them in every member account: the containment role trusts only the
+        // responder's role, the release role only the operators the stack names.
+        let trusting = |who: &str| {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": who}, "Action": "sts:AssumeRole"}]})
+            .to_string()
+        };
+        let policy = tripwire_engine::Policy::from_toml(&self.policy).expect("the stack's policy");
+        for account in [PROD, OTHER, DEV] {
+            let iam = self.iam_in(account);
+            for (name, trust) in [
+                (
+                    CONTAINMENT_ROLE,
+                    trusting(&format!("arn:aws:iam::{CENTRAL}:role/tripwire-responder")),
+                ),
+                (RELEASE_ROLE, trusting(OPERATOR_ARN)),
+            ] {
+                iam.create_role()
+                    .role_name(name)
+                    .assume_role_policy_document(trust)
+                    .send()
+                    .await
+                    .expect("CreateRole");
+            }
+            for (name, document) in [
+                (
+                    containment::BRAKE_POLICY,
+                    containment::brake_document(&policy.deny_actions),
+                ),
+                (
+                    containment::QUARANTINE_MANAGED_POLICY,
+                    containment::quarantine_document(),
+                ),
+            ] {
+                iam.create_policy()
+                    .policy_name(name)
+                    .path(containment::MANAGED_PATH)
+                    .policy_document(document)
+                    .send()
+                    .await
+                    .expect("CreatePolicy");
+            }
+        }
+        let trust = trusting(&format!("arn:aws:iam::{CENTRAL}:root"));
         let principals: &[(&str, &str, &str)] = &[
-            (PROD, "/", CONTAINMENT_ROLE),
             (PROD, "/vendor/", "cleanup-task"),
             (PROD, "/", "BreakGlassAdmin"),
             (PROD, "/deploy/", "ci-deployer"),
             (PROD, "/ops/", "admin"),
             (PROD, "/breakglass/", "oncall"),
-            (OTHER, "/", CONTAINMENT_ROLE),
+            (PROD, "/", "web-fleet"),
+            (PROD, "/", "OpsAdmin"),
+            (PROD, "/", "KarpenterController"),
+            (PROD, "/", "crowded"),
             (OTHER, "/ops/", "fleet-admin"),
-            (DEV, "/", CONTAINMENT_ROLE),
             (DEV, "/vendor/", "cleanup-task"),
         ];
         for (account, path, name) in principals {
@@ -370,11 +424,18 @@ impl Stack {
             iam.create_role()
                 .role_name(*name)
                 .path(*path)
-                .assume_role_policy_document(trust)
+                .assume_role_policy_document(&trust)
                 .send()
                 .await
                 .expect("CreateRole");
         }
+        let iam = self.iam_in(PROD);
+        iam.create_user()
+            .user_name("token-broker")
+            .path("/brokers/")
+            .send()
+            .await
+            .expect("CreateUser");
         let iam = self.iam_in(PROD);
         iam.create_user()
             .user_name("alice")

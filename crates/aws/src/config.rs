@@ -2,7 +2,6 @@
 //! cold start with a message that names the variable; nothing is read per event.
 
 use crate::{Error, TlsRoots};
-use tripwire_engine::policy::Glob;
 use tripwire_engine::principal::valid_iam_name;
 use tripwire_engine::Policy;
 
@@ -18,14 +17,17 @@ pub const TOPIC_ARN: &str = "TRIPWIRE_TOPIC_ARN";
 pub const RESPONDER_FUNCTION: &str = "TRIPWIRE_RESPONDER_FUNCTION";
 /// The containment role's name in every member account (responder and `tripwire release`).
 pub const CONTAINMENT_ROLE: &str = "TRIPWIRE_CONTAINMENT_ROLE";
-/// Comma-separated ARN globs of the tripwire's own roles, never contained (responder).
+/// The role `tripwire release` assumes in the principal's account.
+pub const RELEASE_ROLE: &str = "TRIPWIRE_RELEASE_ROLE";
+/// The member stack's release role name.
+pub const DEFAULT_RELEASE_ROLE: &str = "tripwire-release";
+
+/// Comma-separated exact ARNs of the tripwire's own roles in the security account, never
+/// contained (responder). The member stacks' roles are refused by their fixed names.
 pub const OWN_ROLES: &str = "TRIPWIRE_OWN_ROLES";
 
 /// `amazon` (the default) or `system`: the root certificates the functions trust.
 pub const TLS_ROOTS: &str = "TRIPWIRE_TLS_ROOTS";
-
-/// The tripwire's own roles when `TRIPWIRE_OWN_ROLES` is unset.
-pub const DEFAULT_OWN_ROLES: &str = "arn:*:iam::*:role/tripwire-*,arn:*:iam::*:role/*/tripwire-*";
 
 /// An environment lookup; tests pass a map instead of the process environment.
 pub type Env<'a> = &'a dyn Fn(&str) -> Option<String>;
@@ -106,6 +108,14 @@ pub fn containment_role(env: Env) -> Result<String, Error> {
         .ok_or_else(|| Error::Config(format!("{CONTAINMENT_ROLE}=`{r}` is not an IAM role name")))
 }
 
+/// The release role's name: `TRIPWIRE_RELEASE_ROLE`, else the member stack's.
+pub fn release_role(env: Env) -> Result<String, Error> {
+    let r = env(RELEASE_ROLE).unwrap_or_else(|| DEFAULT_RELEASE_ROLE.to_owned());
+    valid_iam_name(&r)
+        .then_some(r.clone())
+        .ok_or_else(|| Error::Config(format!("{RELEASE_ROLE}=`{r}` is not an IAM role name")))
+}
+
 /// The detector's configuration.
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
@@ -145,8 +155,8 @@ pub struct ResponderConfig {
     pub topic_arn: String,
     /// Containment role name.
     pub containment_role: String,
-    /// The tripwire's own roles, never contained.
-    pub own_roles: Vec<Glob>,
+    /// The tripwire's own roles in the security account (exact ARNs), never contained.
+    pub own_roles: Vec<String>,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
 }
@@ -154,15 +164,19 @@ pub struct ResponderConfig {
 impl ResponderConfig {
     /// Reads every variable the responder needs.
     pub fn from_env(env: Env) -> Result<Self, Error> {
-        let own = env(OWN_ROLES).unwrap_or_else(|| DEFAULT_OWN_ROLES.to_string());
+        let own = env(OWN_ROLES).unwrap_or_default();
         let mut own_roles = Vec::new();
-        for g in own.split(',').map(str::trim).filter(|g| !g.is_empty()) {
-            if !g.starts_with("arn:") {
-                return Err(Error::Config(format!(
-                    "{OWN_ROLES}: `{g}` is not an ARN glob"
-                )));
+        // Exact ARNs: a glob such as `tripwire-*` would let anyone who names a role that
+        // way escape containment.
+        for a in own.split(',').map(str::trim).filter(|a| !a.is_empty()) {
+            match tripwire_engine::principal::iam_entity(a) {
+                Ok(e) if e.is_role => own_roles.push(a.to_owned()),
+                _ => {
+                    return Err(Error::Config(format!(
+                        "{OWN_ROLES}: `{a}` is not a role ARN (exact, no wildcards)"
+                    )))
+                }
             }
-            own_roles.push(Glob::new(g, true));
         }
         Ok(ResponderConfig {
             policy: policy(env)?,
@@ -210,10 +224,20 @@ mod tests {
         let d = DetectorConfig::from_env(&env(&system)).unwrap();
         assert_eq!(d.tls_roots, TlsRoots::System);
         let r = ResponderConfig::from_env(&env(GOOD)).unwrap();
-        assert!(r
-            .own_roles
+        assert!(r.own_roles.is_empty());
+        let own: Vec<_> = GOOD
             .iter()
-            .any(|g| g.matches("arn:aws:iam::1:role/tripwire-containment")));
+            .copied()
+            .chain([(
+                OWN_ROLES,
+                "arn:aws:iam::123456789012:role/tripwire-responder",
+            )])
+            .collect();
+        let r = ResponderConfig::from_env(&env(&own)).unwrap();
+        assert_eq!(
+            r.own_roles,
+            ["arn:aws:iam::123456789012:role/tripwire-responder"]
+        );
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Executes containment plans in member accounts: assume the containment role there,
-//! then write (or, on release, delete) the tripwire's fixed-name inline policies.
+//! attach the tripwire's managed policies and write its fixed-name inline policies; or,
+//! through the release role, detach and delete them again.
 
 use crate::error::{aws_error, Error, Port};
 use crate::sdk::client;
@@ -9,7 +10,10 @@ use aws_sdk_iam::config::{Credentials, Region};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tripwire_engine::containment::{Plan, Target, ALL_POLICY_NAMES};
+use tripwire_engine::containment::{
+    fits_quota, managed_policy_arn, policy_size, Plan, Target, ALL_MANAGED_POLICIES,
+    ALL_POLICY_NAMES,
+};
 use tripwire_engine::principal::IamEntity;
 use tripwire_pipeline::Contain;
 pub use tripwire_pipeline::Refused;
@@ -24,6 +28,7 @@ pub struct Containment {
     base: SdkConfig,
     sts: aws_sdk_sts::Client,
     role_name: String,
+    session_name: &'static str,
     // Per account: AssumeRole costs a round trip, and a burst means repeated plans.
     cache: Mutex<HashMap<String, (aws_sdk_iam::Client, SystemTime)>>,
 }
@@ -55,10 +60,20 @@ fn explain(e: &Error) -> Option<String> {
 impl Containment {
     /// Containment via `role_name` in each target account, using `base` credentials to assume it.
     pub fn new(base: &SdkConfig, role_name: impl Into<String>) -> Self {
+        Self::via(base, role_name.into(), "tripwire-containment")
+    }
+
+    /// Release via `role_name` (the member stacks' release role) in each account.
+    pub fn release_via(base: &SdkConfig, role_name: impl Into<String>) -> Self {
+        Self::via(base, role_name.into(), "tripwire-release")
+    }
+
+    fn via(base: &SdkConfig, role_name: String, session_name: &'static str) -> Self {
         Containment {
             base: base.clone(),
             sts: client(base),
-            role_name: role_name.into(),
+            role_name,
+            session_name,
             cache: Mutex::new(HashMap::new()),
         }
     }
@@ -79,7 +94,7 @@ impl Containment {
             .sts
             .assume_role()
             .role_arn(self.role_arn(partition, account))
-            .role_session_name("tripwire-containment")
+            .role_session_name(self.session_name)
             .duration_seconds(SESSION.as_secs() as i32)
             .send()
             .await
@@ -111,10 +126,36 @@ impl Containment {
         Ok(client)
     }
 
-    /// Removes every tripwire inline policy from `entity`; returns the names removed.
+    /// Detaches every tripwire managed policy from `entity` and removes every tripwire
+    /// inline policy; returns the names removed.
     pub async fn release(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
         let iam = self.iam(&entity.partition, &entity.account).await?;
         let mut removed = Vec::new();
+        for name in ALL_MANAGED_POLICIES {
+            let arn = managed_policy_arn(&entity.partition, &entity.account, name);
+            let res = if entity.is_role {
+                iam.detach_role_policy()
+                    .role_name(&entity.name)
+                    .policy_arn(&arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error(Port::Containment, "iam:DetachRolePolicy", e))
+            } else {
+                iam.detach_user_policy()
+                    .user_name(&entity.name)
+                    .policy_arn(&arn)
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error(Port::Containment, "iam:DetachUserPolicy", e))
+            };
+            match res {
+                Ok(()) => removed.push(name.to_owned()),
+                Err(e) if e.code() == Some("NoSuchEntity") => {}
+                Err(e) => return Err(e),
+            }
+        }
         for name in ALL_POLICY_NAMES {
             let res = if entity.is_role {
                 iam.delete_role_policy()
@@ -181,8 +222,10 @@ impl Contain for Containment {
         }
     }
 
-    /// Writes the plan's policies. `Ok(Err(_))` is a refusal that retrying will not fix;
-    /// `Err(_)` is a transient failure worth a retry.
+    /// Puts the plan in place: the quota checked first, then the managed policies
+    /// attached (the brake matters most, and a full attachment quota fails before
+    /// anything is written), then the inline policies written. `Ok(Err(_))` is a refusal
+    /// that retrying will not fix; `Err(_)` is a transient failure worth a retry.
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
@@ -191,6 +234,32 @@ impl Contain for Containment {
         };
         let result = async {
             let iam = self.iam(partition, account).await?;
+            let existing = inline_sizes(&iam, target).await?;
+            if let Err(reason) = fits_quota(plan, &existing) {
+                return Ok(Err(Refused::Iam(reason)));
+            }
+            for name in &plan.managed {
+                let arn = managed_policy_arn(partition, account, name);
+                // Attaching an attached policy succeeds, so retries are harmless.
+                match target {
+                    Target::Role(role) => iam
+                        .attach_role_policy()
+                        .role_name(role)
+                        .policy_arn(&arn)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error(Port::Containment, "iam:AttachRolePolicy", e))?,
+                    Target::User(user) => iam
+                        .attach_user_policy()
+                        .user_name(user)
+                        .policy_arn(&arn)
+                        .send()
+                        .await
+                        .map(|_| ())
+                        .map_err(|e| aws_error(Port::Containment, "iam:AttachUserPolicy", e))?,
+                }
+            }
             for p in &plan.policies {
                 // Fixed names: writing the same policy again replaces it, so retries are harmless.
                 match target {
@@ -214,11 +283,98 @@ impl Contain for Containment {
                         .map_err(|e| aws_error(Port::Containment, "iam:PutUserPolicy", e))?,
                 }
             }
-            Ok(())
+            Ok(Ok(()))
         }
         .await;
-        classify(result)
+        match result {
+            Ok(r) => Ok(r),
+            Err(e) => classify(Err(e)),
+        }
     }
+}
+
+/// The names and sizes (as IAM counts them) of `target`'s inline policies.
+async fn inline_sizes(
+    iam: &aws_sdk_iam::Client,
+    target: &Target,
+) -> Result<Vec<(String, usize)>, Error> {
+    let mut out = Vec::new();
+    match target {
+        Target::Role(role) => {
+            let mut pages = iam
+                .list_role_policies()
+                .role_name(role)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| aws_error(Port::Containment, "iam:ListRolePolicies", e))?;
+                for name in page.policy_names() {
+                    let doc = iam
+                        .get_role_policy()
+                        .role_name(role)
+                        .policy_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(Port::Containment, "iam:GetRolePolicy", e))?;
+                    out.push((
+                        name.clone(),
+                        policy_size(&percent_decode(doc.policy_document())),
+                    ));
+                }
+            }
+        }
+        Target::User(user) => {
+            let mut pages = iam
+                .list_user_policies()
+                .user_name(user)
+                .into_paginator()
+                .send();
+            while let Some(page) = pages.next().await {
+                let page =
+                    page.map_err(|e| aws_error(Port::Containment, "iam:ListUserPolicies", e))?;
+                for name in page.policy_names() {
+                    let doc = iam
+                        .get_user_policy()
+                        .user_name(user)
+                        .policy_name(name)
+                        .send()
+                        .await
+                        .map_err(|e| aws_error(Port::Containment, "iam:GetUserPolicy", e))?;
+                    out.push((
+                        name.clone(),
+                        policy_size(&percent_decode(doc.policy_document())),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// IAM returns policy documents URL-encoded (RFC 3986); sizes count the document itself.
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The plan's target: its account, partition and entity, when it names all three.
@@ -241,5 +397,21 @@ fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {
         Err(e) => Ok(Err(Refused::Iam(
             explain(&e).unwrap_or_else(|| e.to_string()),
         ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::percent_decode;
+
+    #[test]
+    fn documents_come_back_decoded() {
+        assert_eq!(
+            percent_decode("%7B%22Version%22%3A%222012-10-17%22%7D"),
+            r#"{"Version":"2012-10-17"}"#
+        );
+        // Not an escape: kept as it is.
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 }

@@ -200,6 +200,7 @@ impl IncidentStore for WindowStore {
         }
         for (attr, v) in [
             ("s", &event.session),
+            ("si", &event.source_identity),
             ("p", &event.principal),
             ("ec", &event.error_code),
         ] {
@@ -279,6 +280,7 @@ impl IncidentStore for WindowStore {
                         .unwrap_or_default(),
                     unconfirmed: get_bool(item, "u"),
                     session: get_s(item, "s").ok().map(str::to_owned),
+                    source_identity: get_s(item, "si").ok().map(str::to_owned),
                     principal: get_s(item, "p").ok().map(str::to_owned),
                     error_code: get_s(item, "ec").ok().map(str::to_owned),
                 })
@@ -336,6 +338,8 @@ impl IncidentStore for WindowStore {
             .item("invoked", AttributeValue::Bool(false))
             // Updates are throttled from the moment of detection.
             .item("last_update_alert", n(now))
+            // When the detector opened it: the responder refuses requests long after.
+            .item("opened_at", n(now))
             .item("containment_state", s(ContainmentState::Pending.as_str()))
             .item("expires", expires(now))
             .item("history", AttributeValue::L(history));
@@ -707,6 +711,11 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
             .get("containment_alerted")
             .and_then(|v| v.as_s().ok())
             .and_then(|s| ContainmentState::parse(s)),
+        opened_at: get_n(item, "opened_at").ok(),
+        containment_state: item
+            .get("containment_state")
+            .and_then(|v| v.as_s().ok())
+            .and_then(|s| ContainmentState::parse(s)),
         history: item
             .get("history")
             .and_then(|v| v.as_l().ok())
@@ -861,7 +870,12 @@ mod tests {
     async fn the_first_incident_is_a_conditional_put_and_a_lost_race_is_not_an_error() {
         let (key, t) = termination();
         let policy = tripwire_engine::Policy::from_toml("").unwrap();
-        let plan = tripwire_engine::containment::plan(&policy, &t.principal, 0);
+        let plan = tripwire_engine::containment::plan(
+            &policy,
+            &t.principal,
+            &tripwire_engine::containment::Culprit::of_call(&t),
+            0,
+        );
         let w = tripwire_engine::window::WindowCount {
             count: 10,
             first_time: t.event_time,

@@ -46,8 +46,19 @@ enum Command {
     CheckPolicy {
         /// The policy file (TOML).
         file: PathBuf,
+        /// Print one list key comma-separated instead (`protected_principals`,
+        /// `deny_actions`): what the deploy scripts pass to both stacks.
+        #[arg(long)]
+        get: Option<String>,
     },
-    /// Lift containment: remove the tripwire's inline policies and close the incident.
+    /// Print the managed policies containment attaches, as the member stack must create
+    /// them for this policy: a JSON object of name to document.
+    ManagedPolicies {
+        /// The policy file (TOML).
+        file: PathBuf,
+    },
+    /// Lift containment: detach the tripwire's managed policies, remove its inline
+    /// policies and close the incident, through the release role in the principal's account.
     Release {
         /// The account where the instances died (the incident's account).
         #[arg(long)]
@@ -58,8 +69,14 @@ enum Command {
         /// DynamoDB table (default: $TRIPWIRE_TABLE).
         #[arg(long)]
         table: Option<String>,
-        /// Containment role name in the principal's account (default: $TRIPWIRE_CONTAINMENT_ROLE).
+        /// Release role name in the principal's account (default: $TRIPWIRE_RELEASE_ROLE,
+        /// else `tripwire-release`, the member stack's).
         #[arg(long)]
+        release_role: Option<String>,
+        /// The role to assume instead of the release role (kept for scripts; the
+        /// containment role may not detach or delete, so it works only on member stacks
+        /// from before the release role).
+        #[arg(long, hide = true)]
         containment_role: Option<String>,
     },
     /// Write a synthetic CloudTrail archive (S3 layout, .json.gz) holding the seed incident.
@@ -112,7 +129,38 @@ fn main() -> Result<()> {
             );
             Ok(())
         }
-        Command::CheckPolicy { file } => {
+        Command::CheckPolicy {
+            file,
+            get: Some(key),
+        } => {
+            let p = load_policy(&file)?;
+            let values: Vec<String> = match key.as_str() {
+                "protected_principals" => p
+                    .protected_principals
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                "deny_actions" => p.deny_actions.clone(),
+                other => {
+                    anyhow::bail!("--get takes protected_principals or deny_actions, not `{other}`")
+                }
+            };
+            println!("{}", values.join(","));
+            Ok(())
+        }
+        Command::ManagedPolicies { file } => {
+            use tripwire_engine::containment::{
+                brake_document, quarantine_document, BRAKE_POLICY, QUARANTINE_MANAGED_POLICY,
+            };
+            let p = load_policy(&file)?;
+            let docs = serde_json::json!({
+                BRAKE_POLICY: serde_json::from_str::<serde_json::Value>(&brake_document(&p.deny_actions))?,
+                QUARANTINE_MANAGED_POLICY: serde_json::from_str::<serde_json::Value>(&quarantine_document())?,
+            });
+            println!("{}", serde_json::to_string_pretty(&docs)?);
+            Ok(())
+        }
+        Command::CheckPolicy { file, get: None } => {
             let p = load_policy(&file)?;
             println!(
                 "ok: threshold {} in {}s (cross-account {}), containment {:?}, {} allowed account(s), {} override(s)",
@@ -142,7 +190,13 @@ fn main() -> Result<()> {
             account,
             principal,
             table,
+            release_role,
             containment_role,
-        } => release::run(&account, &principal, table, containment_role),
+        } => release::run(
+            &account,
+            &principal,
+            table,
+            release_role.or(containment_role),
+        ),
     }
 }

@@ -1,9 +1,10 @@
-//! `tripwire release`: lift containment. Removes the tripwire's inline policies through
-//! the same containment role the responder uses, then closes the incident so the next
-//! burst opens a new one. Standard credential chain; honours `AWS_ENDPOINT_URL*`.
+//! `tripwire release`: lift containment. Detaches the tripwire's managed policies and
+//! removes its inline policies through the member stack's release role (the containment
+//! role may only add denies), then closes the incident so the next burst opens a new
+//! one. Standard credential chain; honours `AWS_ENDPOINT_URL*`.
 
 use anyhow::{Context, Result};
-use tripwire_aws::config::{containment_role, process_env, TABLE};
+use tripwire_aws::config::{process_env, release_role, TABLE};
 use tripwire_aws::contain::Containment;
 use tripwire_aws::store::WindowStore;
 use tripwire_engine::principal::iam_entity;
@@ -20,7 +21,7 @@ pub fn run(
     let entity = iam_entity(principal).map_err(anyhow::Error::msg)?;
     let role = match role {
         Some(r) => r,
-        None => containment_role(&process_env).context("pass --containment-role or set it")?,
+        None => release_role(&process_env)?,
     };
     let table = table
         .or_else(|| process_env(TABLE))
@@ -31,7 +32,7 @@ pub fn run(
     runtime.block_on(async {
         // An operator's machine: its own trust store, which a TLS-inspecting proxy needs.
         let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
-        let containment = Containment::new(&sdk, &role);
+        let containment = Containment::release_via(&sdk, &role);
         let removed = containment.release(&entity).await.with_context(|| {
             format!(
                 "removing policies via {}",

@@ -488,6 +488,9 @@ mod tests {
             user_agents: BTreeSet::new(),
             containment: Plan {
                 action: Action::Revoke,
+                scope: Some(crate::containment::Scope::Role),
+                condition: None,
+                managed: vec![],
                 target_account: Some("222222222222".into()),
                 partition: None,
                 target: Some(Target::Role("cleanup-task".into())),

@@ -6,18 +6,87 @@ use crate::principal::{FederationIssuer, Principal, PrincipalKind};
 use crate::time::{format_millis, Millis};
 use serde::{Deserialize, Serialize};
 
-/// Inline policy name for the "revoke older sessions" deny; fixed, so a retry overwrites.
+/// Inline policy name for the "revoke older sessions" deny of a role or user; fixed, so
+/// a retry overwrites. Written per incident: its cutoff is the time the responder acts.
 pub const REVOKE_SESSIONS_POLICY: &str = "tripwire-revoke-older-sessions";
-/// Inline policy name for the unconditional deny of the watched actions.
+/// Inline policy name for the deny of everything to the culprit alone (an instance, a
+/// session): its condition names the culprit, so it is written per incident.
+pub const SCOPE_POLICY: &str = "tripwire-contain-scope";
+/// Inline policy name of the unconditional action deny that earlier releases wrote;
+/// kept so `tripwire release` still lifts it.
 pub const DENY_ACTIONS_POLICY: &str = "tripwire-deny-actions";
-/// Inline policy name for quarantine (deny everything).
+/// Inline policy name of the deny-everything policy that earlier releases wrote.
 pub const QUARANTINE_POLICY: &str = "tripwire-quarantine";
 /// Every inline policy name the tripwire may write; `tripwire release` removes these.
-pub const ALL_POLICY_NAMES: [&str; 3] = [
+pub const ALL_POLICY_NAMES: [&str; 4] = [
     REVOKE_SESSIONS_POLICY,
+    SCOPE_POLICY,
     DENY_ACTIONS_POLICY,
     QUARANTINE_POLICY,
 ];
+
+/// The roles every member stack creates under these fixed names (with the containment
+/// role, whose name is a parameter). A role name is unique in its account whatever its
+/// path, and the SCP keeps anyone but StackSets from creating these, so the name alone
+/// identifies them; nothing else named `tripwire-*` is exempt.
+pub const MEMBER_ROLES: [&str; 2] = ["tripwire-forwarder", "tripwire-release"];
+
+/// The IAM path of the managed policies each member stack creates. The containment role
+/// may attach exactly these (`iam:PolicyARN` pinned), so what it attaches is fixed by the
+/// stack, not by the code that calls it.
+pub const MANAGED_PATH: &str = "/tripwire/";
+/// Managed policy: every session of the principal is denied `deny_actions`, the calls
+/// that decide terminations, and undoing containment.
+pub const BRAKE_POLICY: &str = "tripwire-brake";
+/// Managed policy: every session of the principal is denied everything.
+pub const QUARANTINE_MANAGED_POLICY: &str = "tripwire-quarantine";
+/// Every managed policy the tripwire attaches; `tripwire release` detaches these.
+pub const ALL_MANAGED_POLICIES: [&str; 2] = [BRAKE_POLICY, QUARANTINE_MANAGED_POLICY];
+
+/// The ARN of one of the tripwire's managed policies in `account`.
+pub fn managed_policy_arn(partition: &str, account: &str, name: &str) -> String {
+    format!("arn:{partition}:iam::{account}:policy{MANAGED_PATH}{name}")
+}
+
+/// IAM's quota on the aggregate size of a principal's inline policies, in characters
+/// with whitespace not counted: 10,240 for a role, 2,048 for a user.
+pub fn inline_quota(is_role: bool) -> usize {
+    if is_role {
+        10_240
+    } else {
+        2_048
+    }
+}
+
+/// A policy document's size as IAM counts it against the inline quota.
+pub fn policy_size(document: &str) -> usize {
+    document.chars().filter(|c| !c.is_whitespace()).count()
+}
+
+/// Whether the plan's inline policies fit IAM's quota beside the principal's `existing`
+/// ones (name and size): a policy of the same name is replaced, not added. A plan that
+/// does not fit is refused before anything is written.
+pub fn fits_quota(plan: &Plan, existing: &[(String, usize)]) -> Result<(), String> {
+    let Some(target) = &plan.target else {
+        return Ok(());
+    };
+    let quota = inline_quota(target.is_role());
+    let replaced = |n: &str| plan.policies.iter().any(|p| p.name == n);
+    let kept: usize = existing
+        .iter()
+        .filter(|(n, _)| !replaced(n))
+        .map(|(_, size)| size)
+        .sum();
+    let added: usize = plan.policies.iter().map(|p| policy_size(&p.document)).sum();
+    if kept + added > quota {
+        return Err(format!(
+            "the {} {} has {kept} of IAM's {quota} characters of inline policies in use and the tripwire's need {added}, so nothing was written (LimitExceeded): shrink or remove one of its inline policies, or contain it by hand with an SCP",
+            if target.is_role() { "role" } else { "user" },
+            target.name()
+        ));
+    }
+    Ok(())
+}
 
 /// What containment does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -25,13 +94,63 @@ pub const ALL_POLICY_NAMES: [&str; 3] = [
 pub enum Action {
     /// Nothing; `reason` says why.
     None,
-    /// Revoke sessions and deny the watched actions.
+    /// Deny the culprit everything (its older sessions, for a role or user scope) and
+    /// brake every session of the principal.
     Revoke,
-    /// Deny everything.
+    /// Brake only: every session of the principal is denied `deny_actions`, the calls
+    /// that decide terminations, and undoing containment.
+    Brake,
+    /// Deny every session of the principal everything.
     Quarantine,
 }
 
-/// One inline policy to attach.
+/// Whom a plan's deny of everything reaches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    /// One EC2 instance's role credentials (`ec2:SourceInstanceARN`).
+    Instance,
+    /// One role session (`aws:SourceIdentity` or `aws:userid`).
+    Session,
+    /// Every session of the role.
+    Role,
+    /// An IAM user, with the sessions it issued.
+    User,
+}
+
+impl Scope {
+    /// The name the JSON and the alerts use.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Instance => "instance",
+            Scope::Session => "session",
+            Scope::Role => "role",
+            Scope::User => "user",
+        }
+    }
+}
+
+/// The IAM condition that narrows a scope: `key` is one of `values`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Condition {
+    /// `ec2:SourceInstanceARN`, `aws:SourceIdentity` or `aws:userid`.
+    pub key: String,
+    /// What the key must be.
+    pub values: Vec<String>,
+}
+
+impl Condition {
+    /// The IAM operator the key takes.
+    fn operator(&self) -> &'static str {
+        if self.key == "ec2:SourceInstanceARN" {
+            "ArnLike"
+        } else {
+            "StringEquals"
+        }
+    }
+}
+
+/// One inline policy to write.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct InlinePolicy {
     /// Fixed policy name.
@@ -70,6 +189,10 @@ impl Target {
 pub struct Plan {
     /// What to do.
     pub action: Action,
+    /// Whom the deny of everything reaches; `None` when the plan restricts nobody.
+    pub scope: Option<Scope>,
+    /// The condition that narrows the scope to the culprit (instance and session).
+    pub condition: Option<Condition>,
     /// The principal's own account: where its IAM entity lives.
     pub target_account: Option<String>,
     /// Partition of the target, for building the containment role ARN.
@@ -78,16 +201,22 @@ pub struct Plan {
     pub target: Option<Target>,
     /// The ARN of the principal the plan is for; the responder re-checks it.
     pub principal_arn: Option<String>,
-    /// Why this action (or why none).
+    /// Why this action and scope (or why none).
     pub reason: String,
-    /// Policies to attach, in order.
+    /// The tripwire's managed policies to attach, by name (see [`managed_policy_arn`]).
+    pub managed: Vec<String>,
+    /// Inline policies to write, in order.
     pub policies: Vec<InlinePolicy>,
 }
 
-/// A plan's JSON: the backtest's and the containment request's stable shape.
+/// A plan's JSON: the backtest's and the alerts' stable shape.
 #[derive(Serialize, Deserialize)]
 struct PlanJson {
     action: Action,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    scope: Option<Scope>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    condition: Option<Condition>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     target_account: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none", default)]
@@ -99,6 +228,8 @@ struct PlanJson {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     principal_arn: Option<String>,
     reason: String,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    managed_policies: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     policies: Vec<InlinePolicy>,
 }
@@ -114,11 +245,14 @@ impl TryFrom<PlanJson> for Plan {
         };
         Ok(Plan {
             action: j.action,
+            scope: j.scope,
+            condition: j.condition,
             target_account: j.target_account,
             partition: j.partition,
             target,
             principal_arn: j.principal_arn,
             reason: j.reason,
+            managed: j.managed_policies,
             policies: j.policies,
         })
     }
@@ -133,12 +267,15 @@ impl From<Plan> for PlanJson {
         };
         PlanJson {
             action: p.action,
+            scope: p.scope,
+            condition: p.condition,
             target_account: p.target_account,
             partition: p.partition,
             role_name,
             user_name,
             principal_arn: p.principal_arn,
             reason: p.reason,
+            managed_policies: p.managed,
             policies: p.policies,
         }
     }
@@ -153,11 +290,14 @@ impl Plan {
     fn none(reason: impl Into<String>) -> Plan {
         Plan {
             action: Action::None,
+            scope: None,
+            condition: None,
             target_account: None,
             partition: None,
             target: None,
             principal_arn: None,
             reason: reason.into(),
+            managed: Vec::new(),
             policies: Vec::new(),
         }
     }
@@ -170,6 +310,15 @@ impl Plan {
             principal_arn: None,
             ..self.clone()
         }
+    }
+
+    /// Every policy the plan puts in place, by name: managed, then inline.
+    pub fn policy_names(&self) -> Vec<String> {
+        self.managed
+            .iter()
+            .cloned()
+            .chain(self.policies.iter().map(|p| p.name.clone()))
+            .collect()
     }
 }
 
@@ -257,62 +406,266 @@ pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
     }
 }
 
-/// Renders the plan for `p`. `now` is when sessions count as "older" for revocation.
-pub fn plan(policy: &Policy, p: &Principal, now: Millis) -> Plan {
+/// What an incident's counted calls show about who made them: the evidence a scope is
+/// chosen on. Built from the incident, so the detector and the responder choose alike.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Culprit {
+    /// Session names with the instances each terminated; [`crate::incident::OTHER_SESSIONS`]
+    /// stands for names beyond those kept.
+    pub sessions: Vec<String>,
+    /// `userIdentity.principalId` values seen (role ID and session name).
+    pub principal_ids: Vec<String>,
+    /// `sourceIdentity` values seen.
+    pub source_identities: Vec<String>,
+    /// Counted calls that carried no `sourceIdentity`.
+    pub without_source_identity: u64,
+    /// Any call used instance-profile credentials (`ec2RoleDelivery`).
+    pub instance_profile: bool,
+}
+
+impl Culprit {
+    /// The evidence an incident holds.
+    pub fn of(incident: &crate::incident::Incident) -> Self {
+        let a = &incident.attribution;
+        Culprit {
+            sessions: incident.sessions.keys().cloned().collect(),
+            principal_ids: a.principal_ids.iter().cloned().collect(),
+            source_identities: a.source_identities.iter().cloned().collect(),
+            without_source_identity: a.without_source_identity,
+            instance_profile: a.instance_profile,
+        }
+    }
+
+    /// The evidence one call holds by itself.
+    pub fn of_call(t: &crate::termination::Termination) -> Self {
+        let s = &t.session;
+        Culprit {
+            sessions: s.name.iter().cloned().collect(),
+            principal_ids: s.principal_id.iter().cloned().collect(),
+            source_identities: s.source_identity.iter().cloned().collect(),
+            without_source_identity: u64::from(s.source_identity.is_none()),
+            instance_profile: s.ec2_role_delivery.is_some(),
+        }
+    }
+}
+
+/// An EC2 instance ID: the session name of an instance's role credentials.
+fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
+/// Session names that do not identify one run: generated per session by SDKs and tools
+/// (so the runaway's next session has another), or one constant every run uses (so the
+/// name is everyone's). Denying such a name would miss the culprit or hit everyone.
+fn volatile_session(name: &str) -> Option<&'static str> {
+    // Defaults of widely used tools, shared by every run that does not set a name.
+    const CONSTANT: [&str; 3] = [
+        "GitHubActions", // aws-actions/configure-aws-credentials
+        "aws-go-sdk",
+        "botocore-session",
+    ];
+    // Prefixes SDKs put before a timestamp or a random number.
+    const GENERATED: [&str; 6] = [
+        "botocore-session-",
+        "aws-go-sdk-",
+        "aws-sdk-java-",
+        "aws-sdk-js-",
+        "aws-sdk-rust-",
+        "Boto3Session",
+    ];
+    if CONSTANT.contains(&name) {
+        return Some("a constant every run of the tool uses");
+    }
+    if GENERATED.iter().any(|p| name.starts_with(p)) {
+        return Some("generated by an SDK for each session");
+    }
+    let digits = name.bytes().filter(u8::is_ascii_digit).count();
+    if !name.is_empty() && digits == name.len() {
+        return Some("numeric (a timestamp or counter)");
+    }
+    // A UUID or a long run of digits: unique per run.
+    let hexdash = name.len() == 36
+        && name.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+        && name.bytes().filter(|b| *b == b'-').count() == 4;
+    if hexdash
+        || name
+            .as_bytes()
+            .windows(10)
+            .any(|w| w.iter().all(u8::is_ascii_digit))
+    {
+        return Some("unique per run (a UUID or a timestamp)");
+    }
+    None
+}
+
+/// The scope a role's containment narrows to, its condition, and why.
+fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) {
+    let account = p.account.as_deref().unwrap_or_default();
+    if let [one] = c.source_identities.as_slice() {
+        if c.without_source_identity == 0 {
+            return (
+                Scope::Session,
+                Some(Condition {
+                    key: "aws:SourceIdentity".into(),
+                    values: vec![one.clone()],
+                }),
+                format!("every counted call carried source identity `{one}`, which survives role chaining and new sessions"),
+            );
+        }
+    }
+    let [name] = c.sessions.as_slice() else {
+        return (
+            Scope::Role,
+            None,
+            if c.sessions.is_empty() {
+                "the calls name no session".into()
+            } else {
+                format!("{} sessions made the counted calls", c.sessions.len())
+            },
+        );
+    };
+    if name == crate::incident::OTHER_SESSIONS {
+        return (Scope::Role, None, "too many sessions to name one".into());
+    }
+    if is_instance_id(name) {
+        return (
+            Scope::Instance,
+            Some(Condition {
+                key: "ec2:SourceInstanceARN".into(),
+                values: vec![format!("arn:{}:ec2:*:{account}:instance/{name}", p.partition)],
+            }),
+            format!(
+                "every counted call used instance {name}'s role credentials{}; the deny holds across credential rotation",
+                if c.instance_profile { " (ec2RoleDelivery)" } else { "" }
+            ),
+        );
+    }
+    if c.instance_profile {
+        return (
+            Scope::Role,
+            None,
+            format!(
+                "instance-profile credentials under session `{name}`, which is not an instance ID"
+            ),
+        );
+    }
+    if let Some(why) = volatile_session(name) {
+        return (Scope::Role, None, format!("session name `{name}` is {why}"));
+    }
+    let suffix = format!(":{name}");
+    match c.principal_ids.as_slice() {
+        [id] if id.ends_with(&suffix) && id.len() > suffix.len() => (
+            Scope::Session,
+            Some(Condition {
+                key: "aws:userid".into(),
+                values: vec![id.clone()],
+            }),
+            format!("one stable session, `{name}`, made every counted call"),
+        ),
+        _ => (
+            Scope::Role,
+            None,
+            format!("session `{name}` has no single principal ID to deny"),
+        ),
+    }
+}
+
+/// Renders the plan for `p`, whose incident's calls show `culprit`. `now` is the cutoff
+/// for revoking older sessions: the responder's clock as it writes.
+pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> Plan {
     if let Some(reason) = refusal(policy, p) {
         return Plan::none(reason);
     }
-    let target = match &p.kind {
-        PrincipalKind::Role { name, .. } => Target::Role(name.clone()),
-        PrincipalKind::User { name, .. }
-        | PrincipalKind::FederatedUser {
-            issuer: FederationIssuer::User { name, .. },
-        } => Target::User(name.clone()),
+    let (target, account) = match (&p.kind, &p.account) {
+        (PrincipalKind::Role { name, .. }, Some(a)) => (Target::Role(name.clone()), a),
+        (
+            PrincipalKind::User { name, .. }
+            | PrincipalKind::FederatedUser {
+                issuer: FederationIssuer::User { name, .. },
+            },
+            Some(a),
+        ) => (Target::User(name.clone()), a),
         // `refusal` already named a reason for every other kind.
         _ => return Plan::none("nothing to restrict"),
     };
-    let deny = InlinePolicy {
-        name: DENY_ACTIONS_POLICY.into(),
-        document: deny_actions_document(&policy.deny_actions),
+    let (scope, condition, why) = if target.is_role() {
+        role_scope(p, culprit)
+    } else if matches!(p.kind, PrincipalKind::FederatedUser { .. }) {
+        (
+            Scope::User,
+            None,
+            "federation tokens are bound by the IAM user that issued them".into(),
+        )
+    } else {
+        (Scope::User, None, "an IAM user".into())
     };
-    let (action, policies, reason) = match policy.containment_for(&p.arn) {
+    let whole = if target.is_role() { "role" } else { "user" };
+    let brake = format!(
+        "every session of the {whole} is denied {} and undoing containment ({BRAKE_POLICY})",
+        policy.deny_actions.join(", ")
+    );
+    let mode = policy.containment_for(&p.arn);
+    let (action, scope, condition, managed, policies, what) = match mode {
         Mode::Quarantine => (
             Action::Quarantine,
-            vec![InlinePolicy {
-                name: QUARANTINE_POLICY.into(),
-                document: quarantine_document(),
-            }],
-            "quarantine: every action denied".to_string(),
+            if target.is_role() { Scope::Role } else { Scope::User },
+            None,
+            vec![QUARANTINE_MANAGED_POLICY.to_string()],
+            Vec::new(),
+            format!("quarantine: every session of the {whole} is denied everything ({QUARANTINE_MANAGED_POLICY})"),
         ),
-        _ if target.is_role() => (
-            Action::Revoke,
-            vec![
-                InlinePolicy {
+        Mode::Brake => (
+            Action::Brake,
+            if target.is_role() { Scope::Role } else { Scope::User },
+            None,
+            vec![BRAKE_POLICY.to_string()],
+            Vec::new(),
+            format!("brake: {brake}"),
+        ),
+        _ => match condition {
+            Some(c) => {
+                let doc = scope_document(&c);
+                (
+                    Action::Revoke,
+                    scope,
+                    Some(c),
+                    vec![BRAKE_POLICY.to_string()],
+                    vec![InlinePolicy { name: SCOPE_POLICY.into(), document: doc }],
+                    format!(
+                        "revoke, scope {}: {why}; it is denied everything ({SCOPE_POLICY}), and {brake}",
+                        scope.as_str()
+                    ),
+                )
+            }
+            None => (
+                Action::Revoke,
+                scope,
+                None,
+                vec![BRAKE_POLICY.to_string()],
+                vec![InlinePolicy {
                     name: REVOKE_SESSIONS_POLICY.into(),
                     document: revoke_sessions_document(now),
-                },
-                deny,
-            ],
-            format!(
-                "revoke: sessions issued before {} denied, and {} denied for new sessions",
-                format_millis(now),
-                policy.deny_actions.join(", ")
+                }],
+                format!(
+                    "revoke, scope {}: {why}; sessions issued before {} are denied everything ({REVOKE_SESSIONS_POLICY}), and {brake}",
+                    scope.as_str(),
+                    format_millis(now)
+                ),
             ),
-        ),
-        // Long-term user keys have no token issue time, so only the action deny applies.
-        _ => (
-            Action::Revoke,
-            vec![deny],
-            format!("revoke: {} denied", policy.deny_actions.join(", ")),
-        ),
+        },
     };
     Plan {
         action,
-        target_account: p.account.clone(),
+        scope: Some(scope),
+        condition,
+        target_account: Some(account.clone()),
         partition: Some(p.partition.clone()),
         target: Some(target),
         principal_arn: Some(p.arn.clone()),
-        reason,
+        reason: what,
+        managed,
         policies,
     }
 }
@@ -322,7 +675,7 @@ struct Document<'a> {
     #[serde(rename = "Version")]
     version: &'static str,
     #[serde(rename = "Statement")]
-    statement: [Statement<'a>; 1],
+    statement: Vec<Statement<'a>>,
 }
 
 #[derive(Serialize)]
@@ -332,53 +685,259 @@ struct Statement<'a> {
     #[serde(rename = "Effect")]
     effect: &'static str,
     #[serde(rename = "Action")]
-    action: &'a [String],
+    action: Vec<&'a str>,
     #[serde(rename = "Resource")]
-    resource: [&'static str; 1],
+    resource: &'a str,
     #[serde(rename = "Condition", skip_serializing_if = "Option::is_none")]
     condition: Option<serde_json::Value>,
 }
 
-fn render(sid: &'static str, action: &[String], condition: Option<serde_json::Value>) -> String {
-    let doc = Document {
+fn deny<'a>(
+    sid: &'static str,
+    action: Vec<&'a str>,
+    resource: &'a str,
+    condition: Option<serde_json::Value>,
+) -> Statement<'a> {
+    Statement {
+        sid,
+        effect: "Deny",
+        action,
+        resource,
+        condition,
+    }
+}
+
+fn render(statement: Vec<Statement<'_>>) -> String {
+    serde_json::to_string(&Document {
         version: "2012-10-17",
-        statement: [Statement {
-            sid,
-            effect: "Deny",
-            action,
-            resource: ["*"],
-            condition,
-        }],
-    };
-    serde_json::to_string(&doc).unwrap_or_default()
+        statement,
+    })
+    .unwrap_or_default()
 }
 
 /// The AWS "revoke older sessions" deny: every session issued before `now` loses all access.
 pub fn revoke_sessions_document(now: Millis) -> String {
     let when = format_millis(now);
     let cond = serde_json::json!({ "DateLessThan": { "aws:TokenIssueTime": when } });
-    render(
+    render(vec![deny(
         "TripwireRevokeOlderSessions",
-        &["*".to_string()],
+        vec!["*"],
+        "*",
         Some(cond),
-    )
+    )])
 }
 
-/// Unconditional deny of the watched actions: covers sessions issued after the revocation.
-pub fn deny_actions_document(actions: &[String]) -> String {
-    render("TripwireDenyActions", actions, None)
+/// The culprit alone (an instance, a session) is denied everything.
+pub fn scope_document(c: &Condition) -> String {
+    let cond = serde_json::json!({ c.operator(): { c.key.as_str(): c.values } });
+    render(vec![deny(
+        "TripwireContainScope",
+        vec!["*"],
+        "*",
+        Some(cond),
+    )])
 }
 
-/// Deny everything.
+/// IAM calls that would undo containment: policies, boundaries, trust, tags and keys.
+/// Denied on every resource, not only the principal itself: a braked principal that
+/// may edit another role it can assume would otherwise walk around its brake.
+pub const UNDO_ACTIONS: [&str; 28] = [
+    "iam:PutRolePolicy",
+    "iam:DeleteRolePolicy",
+    "iam:AttachRolePolicy",
+    "iam:DetachRolePolicy",
+    "iam:PutRolePermissionsBoundary",
+    "iam:DeleteRolePermissionsBoundary",
+    "iam:UpdateAssumeRolePolicy",
+    "iam:UpdateRole",
+    "iam:TagRole",
+    "iam:UntagRole",
+    "iam:DeleteRole",
+    "iam:PutUserPolicy",
+    "iam:DeleteUserPolicy",
+    "iam:AttachUserPolicy",
+    "iam:DetachUserPolicy",
+    "iam:PutUserPermissionsBoundary",
+    "iam:DeleteUserPermissionsBoundary",
+    "iam:TagUser",
+    "iam:UntagUser",
+    "iam:DeleteUser",
+    "iam:CreateAccessKey",
+    "iam:UpdateAccessKey",
+    "iam:CreateLoginProfile",
+    "iam:UpdateLoginProfile",
+    // The brake itself is a managed policy: no new version of it, no deleting it.
+    "iam:CreatePolicyVersion",
+    "iam:SetDefaultPolicyVersion",
+    "iam:DeletePolicyVersion",
+    "iam:DeletePolicy",
+];
+
+/// The IAM actions of the calls that decide terminations a service then carries out.
+pub fn initiator_actions() -> Vec<String> {
+    crate::initiator::INITIATOR_CALLS
+        .iter()
+        .map(|(source, name)| {
+            let service = source.strip_suffix(".amazonaws.com").unwrap_or(source);
+            format!("{service}:{name}")
+        })
+        .collect()
+}
+
+/// The managed brake: every session of the principal it is attached to is denied
+/// `deny_actions` and the calls that decide terminations, and may not undo containment.
+/// Static, so the member stack creates it once per account.
+pub fn brake_document(deny_actions: &[String]) -> String {
+    let initiators = initiator_actions();
+    let mut stop: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
+    stop.extend(
+        initiators
+            .iter()
+            .map(String::as_str)
+            .filter(|a| !deny_actions.iter().any(|d| d == a)),
+    );
+    render(vec![
+        deny("TripwireBrake", stop, "*", None),
+        deny(
+            "TripwireNoUndoingContainment",
+            UNDO_ACTIONS.to_vec(),
+            "*",
+            None,
+        ),
+    ])
+}
+
+/// The managed quarantine: deny everything.
 pub fn quarantine_document() -> String {
-    render("TripwireQuarantine", &["*".to_string()], None)
+    render(vec![deny("TripwireQuarantine", vec!["*"], "*", None)])
 }
 
-/// What the detector asks the responder to do: the plan, and the incident it is for.
+/// What the detector asks the responder to do: contain the principal of the incident
+/// it recorded. Only the key and the ID: the responder reads the incident from the
+/// table and plans from its own policy, so a forged request can name nothing else.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainmentRequest {
-    /// The incident, as alerted.
-    pub incident: crate::incident::Incident,
-    /// The full plan, with policy documents.
-    pub plan: Plan,
+    /// The incident's ID.
+    pub incident_id: String,
+    /// The incident key's principal.
+    pub principal_arn: String,
+    /// The incident key's account (where the instances died).
+    pub account: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn role_plan(mode: &str, culprit: &Culprit) -> Plan {
+        let policy = Policy::from_toml(&format!("containment = \"{mode}\"")).unwrap();
+        let p = Principal {
+            arn: "arn:aws:iam::222222222222:role/app".into(),
+            kind: PrincipalKind::Role {
+                name: "app".into(),
+                path: "/".into(),
+                path_known: true,
+            },
+            account: Some("222222222222".into()),
+            partition: "aws-us-gov".into(),
+            anomaly: None,
+        };
+        plan(&policy, &p, culprit, 1_515_535_740_000)
+    }
+
+    #[test]
+    fn documents_are_exactly_what_iam_stores() {
+        let one = Culprit {
+            sessions: vec!["i-0a1b2c3d4e5f60718".into()],
+            instance_profile: true,
+            ..Culprit::default()
+        };
+        let p = role_plan("revoke", &one);
+        assert_eq!(
+            p.policies[0].document,
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"TripwireContainScope","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"ArnLike":{"ec2:SourceInstanceARN":["arn:aws-us-gov:ec2:*:222222222222:instance/i-0a1b2c3d4e5f60718"]}}}]}"#
+        );
+        let p = role_plan("revoke", &Culprit::default());
+        assert_eq!(
+            p.policies[0].document,
+            r#"{"Version":"2012-10-17","Statement":[{"Sid":"TripwireRevokeOlderSessions","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2018-01-09T22:09:00Z"}}}]}"#
+        );
+        assert_eq!(p.managed, [BRAKE_POLICY]);
+        assert_eq!(
+            managed_policy_arn("aws-us-gov", "222222222222", BRAKE_POLICY),
+            "arn:aws-us-gov:iam::222222222222:policy/tripwire/tripwire-brake"
+        );
+    }
+
+    #[test]
+    fn the_brake_denies_the_actions_the_initiators_and_undoing_itself() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&brake_document(&["ec2:TerminateInstances".into()])).unwrap();
+        let st = doc["Statement"].as_array().unwrap();
+        assert!(st.iter().all(|s| s["Effect"] == "Deny"));
+        let actions = |i: usize| -> Vec<&str> {
+            st[i]["Action"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter_map(|a| a.as_str())
+                .collect()
+        };
+        assert_eq!(actions(0)[0], "ec2:TerminateInstances");
+        for a in [
+            "autoscaling:DeleteAutoScalingGroup",
+            "eks:DeleteNodegroup",
+            "cloudformation:DeleteStack",
+        ] {
+            assert!(actions(0).contains(&a), "{a}");
+        }
+        assert!(
+            actions(1).contains(&"iam:DeleteRolePolicy")
+                && actions(1).contains(&"iam:DetachRolePolicy")
+        );
+        assert_eq!(st[1]["Resource"], "*");
+        // Given twice, an action is listed once.
+        let twice = brake_document(&["ec2:DeleteFleets".into()]);
+        assert_eq!(twice.matches("ec2:DeleteFleets").count(), 1);
+    }
+
+    #[test]
+    fn a_plan_that_would_pass_the_inline_quota_writes_nothing() {
+        let p = role_plan("revoke", &Culprit::default());
+        let size = policy_size(&p.policies[0].document);
+        let full = vec![("customer".to_string(), 10_240 - size)];
+        assert_eq!(fits_quota(&p, &full), Ok(()));
+        let over = vec![("customer".to_string(), 10_240 - size + 1)];
+        let err = fits_quota(&p, &over).unwrap_err();
+        assert!(err.contains("nothing was written"), "{err}");
+        // The tripwire's own earlier policy of the same name is replaced, not added.
+        let ours = vec![
+            ("customer".to_string(), 10_240 - size),
+            (REVOKE_SESSIONS_POLICY.to_string(), size),
+        ];
+        assert_eq!(fits_quota(&p, &ours), Ok(()));
+        assert_eq!(policy_size("{ \"a\" :\n 1 }"), 7);
+    }
+
+    #[test]
+    fn volatile_and_instance_session_names() {
+        for name in [
+            "1515535740",
+            "botocore-session-1515535740",
+            "GitHubActions",
+            "3f2504e0-4f89-11d3-9a0c-0305e82c3301",
+            "deploy-20180109221500",
+        ] {
+            assert!(volatile_session(name).is_some(), "{name}");
+        }
+        for name in ["jane@example.com", "cleanup", "i-0a1b2c3d"] {
+            assert!(volatile_session(name).is_none(), "{name}");
+        }
+        assert!(is_instance_id("i-0a1b2c3d") && is_instance_id("i-0a1b2c3d4e5f60718"));
+        assert!(
+            !is_instance_id("i-0A1B2C3D")
+                && !is_instance_id("i-0a1b2c3d4")
+                && !is_instance_id("session")
+        );
+    }
 }

@@ -121,6 +121,10 @@ pub struct Attribution {
     /// instance sharing the profile holds them.
     #[serde(default)]
     pub instance_profile: bool,
+    /// Counted calls that carried no `sourceIdentity`: a scope by source identity needs
+    /// every call to carry one.
+    #[serde(default)]
+    pub without_source_identity: u64,
 }
 
 impl Attribution {
@@ -128,7 +132,6 @@ impl Attribution {
     pub fn add(&mut self, s: &crate::termination::Session) {
         for (set, v) in [
             (&mut self.principal_ids, &s.principal_id),
-            (&mut self.source_identities, &s.source_identity),
             (&mut self.access_key_ids, &s.access_key_id),
             (&mut self.vpc_endpoint_ids, &s.vpc_endpoint_id),
             (&mut self.web_identity_providers, &s.web_identity_provider),
@@ -142,6 +145,20 @@ impl Attribution {
         }
         self.from_console |= s.from_console;
         self.instance_profile |= s.ec2_role_delivery.is_some();
+    }
+
+    /// Adds one counted call's source identity (or its absence).
+    pub fn add_source_identity(&mut self, source_identity: Option<&String>) {
+        match source_identity {
+            Some(v)
+                if self.source_identities.len() < SAMPLE || self.source_identities.contains(v) =>
+            {
+                self.source_identities.insert(v.clone());
+            }
+            // Past the sample, a new identity still means more than one.
+            Some(_) => {}
+            None => self.without_source_identity += 1,
+        }
     }
 }
 
@@ -357,6 +374,8 @@ impl Incident {
             return;
         }
         self.add_instances(&e.instance_ids, e.unconfirmed);
+        self.attribution
+            .add_source_identity(e.source_identity.as_ref());
         if let Some(name) = &e.session {
             self.add_session(name, e.instance_ids.len() as u64);
         }
@@ -392,17 +411,23 @@ impl Incident {
         events: &[WindowEvent],
         plan_time: Millis,
     ) -> Self {
-        let plan = match key.lane {
-            Lane::Burst => containment::plan(policy, &t.principal, plan_time),
+        let mut inc = Incident::open(key, t, peak, threshold, cross_account, Plan::alert_only(""));
+        for e in events_in(events, peak).filter(|e| e.event_id != t.event_id) {
+            inc.count(e);
+        }
+        // The scope is chosen on every call that filled the window.
+        inc.containment = match key.lane {
+            Lane::Burst => containment::plan(
+                policy,
+                &t.principal,
+                &containment::Culprit::of(&inc),
+                plan_time,
+            ),
             lane => Plan::alert_only(format!(
                 "alert only: the {} lane never contains",
                 lane.kind()
             )),
         };
-        let mut inc = Incident::open(key, t, peak, threshold, cross_account, plan);
-        for e in events_in(events, peak).filter(|e| e.event_id != t.event_id) {
-            inc.count(e);
-        }
         inc
     }
 

@@ -83,8 +83,12 @@ pub const MAX_CHANGE_WINDOW: Millis = 24 * 3600 * 1000;
 pub enum Mode {
     /// Alert only.
     Off,
-    /// Revoke existing sessions and deny the watched actions.
+    /// Deny the culprit everything (narrowed to its instance or session where the calls
+    /// show one) and brake every session of the principal.
     Revoke,
+    /// Brake only: every session of the principal is denied the watched actions and
+    /// undoing containment, and keeps every other permission.
+    Brake,
     /// Deny everything.
     Quarantine,
 }
@@ -116,6 +120,8 @@ pub struct PolicyError {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Glob {
     pattern: String,
+    /// As written, for passing on to IAM (which compares resource ARNs case-sensitively).
+    written: String,
     case_insensitive: bool,
     any_partition: bool,
 }
@@ -126,6 +132,7 @@ pub const ANY_PARTITION_PREFIX: &str = "arn:aws:";
 impl Glob {
     /// A glob; `case_insensitive` folds ASCII case on both sides.
     pub fn new(pattern: &str, case_insensitive: bool) -> Self {
+        let written = pattern;
         let pattern = if case_insensitive {
             pattern.to_ascii_lowercase()
         } else {
@@ -134,6 +141,7 @@ impl Glob {
         Glob {
             any_partition: pattern.starts_with(ANY_PARTITION_PREFIX),
             pattern,
+            written: written.to_owned(),
             case_insensitive,
         }
     }
@@ -170,7 +178,7 @@ impl Glob {
 
 impl fmt::Display for Glob {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.pattern)
+        f.write_str(&self.written)
     }
 }
 

@@ -444,6 +444,8 @@ pub struct IamEntity {
     pub account: String,
     /// `true` for a role, `false` for a user.
     pub is_role: bool,
+    /// Path, `/` at least.
+    pub path: String,
     /// Name without path.
     pub name: String,
 }
@@ -469,7 +471,34 @@ pub fn iam_entity(arn: &str) -> Result<IamEntity, String> {
         partition: a.partition.into(),
         account: a.account.into(),
         is_role,
+        path: path.into(),
         name: name.into(),
+    })
+}
+
+/// The principal an incident names, rebuilt from what the table keeps (its role or user
+/// ARN and the record's identity type), so the responder can plan for itself.
+pub fn principal_of(arn: &str, principal_type: &str) -> Result<Principal, String> {
+    let e = iam_entity(arn)?;
+    let (name, path) = (e.name, e.path);
+    let kind = match (e.is_role, principal_type) {
+        (true, "AssumedRole") => PrincipalKind::Role {
+            name,
+            path,
+            path_known: true,
+        },
+        (false, "IAMUser") => PrincipalKind::User { name, path },
+        (false, "FederatedUser") => PrincipalKind::FederatedUser {
+            issuer: FederationIssuer::User { name, path },
+        },
+        _ => return Err(format!("a {principal_type} incident cannot name {arn}")),
+    };
+    Ok(Principal {
+        arn: arn.to_owned(),
+        kind,
+        account: Some(e.account),
+        partition: e.partition,
+        anomaly: None,
     })
 }
 

@@ -98,6 +98,9 @@ pub struct Document<'a> {
     /// EventBridge envelope account: where the event was emitted.
     #[serde(borrow, default)]
     pub account: Lenient<'a>,
+    /// EventBridge envelope region: where the event was emitted.
+    #[serde(borrow, default)]
+    pub region: Lenient<'a>,
     /// The CloudTrail record inside an EventBridge envelope.
     #[serde(borrow, default)]
     pub detail: Option<&'a RawValue>,
@@ -274,6 +277,27 @@ pub struct Envelope<'a> {
     pub source: Lenient<'a>,
     /// `account`, the account that emitted the event.
     pub account: Lenient<'a>,
+    /// `region`, the region that emitted the event.
+    pub region: Lenient<'a>,
+}
+
+impl Envelope<'_> {
+    /// Whether the envelope disagrees with the record it carries: a source that is not
+    /// `source` (or not `aws.*` when `None`), or another account or region. Only AWS can
+    /// emit `aws.*` sources, and EventBridge stamps the emitting account and region, so a
+    /// record that disagrees with its envelope was crafted and is never acted on.
+    pub fn disagrees(&self, doc: &Document<'_>, source: Option<&str>) -> bool {
+        let bad_source = match (self.source.get(), source) {
+            (Some(s), Some(want)) => s != want,
+            (Some(s), None) => !s.starts_with("aws."),
+            (None, _) => true,
+        };
+        let differs =
+            |a: Option<&str>, b: Option<&str>| matches!((a, b), (Some(a), Some(b)) if a != b);
+        bad_source
+            || differs(self.account.get(), doc.recipient_account_id.get())
+            || differs(self.region.get(), doc.aws_region.get())
+    }
 }
 
 /// One CloudTrail record found in a document, or why a document part was unusable.
@@ -337,6 +361,7 @@ fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
                 let envelope = Envelope {
                     source: doc.source,
                     account: doc.account,
+                    region: doc.region,
                 };
                 out(inner_record(detail.get(), Some(envelope)))
             }

@@ -164,14 +164,10 @@ fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
             Err(r) => return Extracted::Skip(r),
         },
     };
-    // Only AWS emits `aws.*` sources, stamped with the emitting account: a provenance or
-    // initiator record that says otherwise was crafted to steer an incident's story.
-    if let Some(env) = envelope {
-        let forged = !env.source.get().is_some_and(|s| s.starts_with("aws."))
-            || matches!((env.account.get(), doc.recipient_account_id.get()), (Some(a), Some(r)) if a != r);
-        if forged {
-            return Extracted::Skip(SkipReason::EnvelopeMismatch);
-        }
+    // A provenance or initiator record its envelope disagrees with was crafted to steer
+    // an incident's story.
+    if envelope.is_some_and(|env| env.disagrees(doc, None)) {
+        return Extracted::Skip(SkipReason::EnvelopeMismatch);
     }
     found
 }
@@ -183,19 +179,10 @@ fn from_record(
     if doc.event_source.get() != Some(EVENT_SOURCE) || doc.event_name.get() != Some(EVENT_NAME) {
         return Ok(None);
     }
-    let recipient = doc.recipient_account_id.get();
-    if let Some(env) = envelope {
-        // Only AWS can emit `aws.*` sources, and EventBridge stamps the emitting account:
-        // a record that disagrees with its envelope was crafted, so it is never acted on.
-        if env.source.get() != Some("aws.ec2") {
-            return Err(SkipReason::EnvelopeMismatch);
-        }
-        if let (Some(a), Some(r)) = (env.account.get(), recipient) {
-            if a != r {
-                return Err(SkipReason::EnvelopeMismatch);
-            }
-        }
+    if envelope.is_some_and(|env| env.disagrees(doc, Some("aws.ec2"))) {
+        return Err(SkipReason::EnvelopeMismatch);
     }
+    let recipient = doc.recipient_account_id.get();
     let event_time = doc.time()?;
     let time = doc.event_time.get().unwrap_or_default();
     let ui_raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;

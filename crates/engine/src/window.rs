@@ -208,6 +208,9 @@ pub struct WindowEvent {
     /// The caller's session name, for the incident's `sessions`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub session: Option<String>,
+    /// The caller's `sourceIdentity`, for the containment scope.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_identity: Option<String>,
     /// The account lane's caller, for the incident's `principals`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
@@ -229,6 +232,7 @@ impl WindowEvent {
             },
             unconfirmed: t.unconfirmed,
             session: t.session.name.clone(),
+            source_identity: t.session.source_identity.clone(),
             principal: (lane == Lane::Account).then(|| t.principal.arn.clone()),
             error_code: if lane == Lane::Attempt {
                 t.error_code.clone()
@@ -370,6 +374,7 @@ mod tests {
             instance_ids: ids.iter().map(|s| s.to_string()).collect(),
             unconfirmed: false,
             session: None,
+            source_identity: None,
             principal: None,
             error_code: None,
         }
@@ -423,6 +428,7 @@ mod tests {
                     instance_ids: (0..next(4)).map(|_| format!("i-{}", next(25))).collect(),
                     unconfirmed: false,
                     session: None,
+                    source_identity: None,
                     principal: None,
                     error_code: None,
                 })

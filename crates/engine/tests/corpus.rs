@@ -5,7 +5,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::io::Read;
 use std::path::{Path, PathBuf};
-use tripwire_engine::containment::plan;
+use tripwire_engine::containment::{plan, Culprit};
 use tripwire_engine::window::{classify, Classification};
 use tripwire_engine::{scan, Policy, ScanCounts, Termination};
 
@@ -122,7 +122,7 @@ fn terminate_records_resolve_to_the_right_principal_in_every_shape() {
             Classification::Counted { cross_account, .. } => {
                 assert!(e.not_counted.is_none(), "{name} should not be counted");
                 assert_eq!(cross_account, e.cross_account, "{name}");
-                let p = plan(&policy, &t.principal, t.event_time);
+                let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.event_time);
                 assert_eq!(
                     Some(format!("{:?}", p.action).to_lowercase()),
                     e.contain,

@@ -2,7 +2,7 @@
 //! none may yield a plan aimed at anyone but the caller.
 
 use serde_json::{json, Value};
-use tripwire_engine::containment::plan;
+use tripwire_engine::containment::{plan, Culprit};
 use tripwire_engine::termination::extract;
 use tripwire_engine::{record, Action, Extracted, Policy};
 
@@ -111,7 +111,7 @@ fn every_case_gets_its_outcome() {
         match (&got[0], &want) {
             (Extracted::Termination(t), Want::Term(arn, action)) => {
                 assert_eq!(&t.principal.arn, arn, "{name}");
-                let p = plan(&policy, &t.principal, t.event_time);
+                let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.event_time);
                 assert_eq!(p.action, *action, "{name}: {}", p.reason);
                 if p.action != Action::None {
                     // Only ever the caller: its own name and its own account.

@@ -8,7 +8,8 @@ use tripwire_engine::replay::replay_events;
 use tripwire_engine::time::parse_event_time;
 use tripwire_engine::{policy::parse_duration, scan_events, Events, Policy, ScanCounts, Target};
 use tripwire_synth::{
-    assume_role_record, initiator_record, terminate_record, Assume, Call, Caller,
+    assume_role_record, initiator_record, set_session_context, terminate_record, Assume, Call,
+    Caller,
 };
 
 #[derive(Deserialize)]
@@ -61,6 +62,13 @@ struct Run {
     already_terminated: usize,
     /// The session name (default `session`).
     session: Option<String>,
+    /// Session names the calls take in turn (overrides `session`).
+    sessions: Option<Vec<String>>,
+    /// `sessionContext.sourceIdentity` on every call.
+    source_identity: Option<String>,
+    /// Instance-profile credentials (`sessionContext.ec2RoleDelivery`).
+    #[serde(default)]
+    instance_profile: bool,
     /// The access key tail after `ASIA` (default `EXAMPLEEXAMPLE00`).
     key: Option<String>,
 }
@@ -135,6 +143,12 @@ struct Expect {
     /// How many contributing principals an account burst lists.
     #[serde(default)]
     principals: usize,
+    /// The containment scope, when given.
+    scope: Option<String>,
+    /// The scope's condition as `KEY=VALUE`, when given (`none` for no condition).
+    condition: Option<String>,
+    /// The managed policies containment attaches, when given.
+    managed: Option<Vec<String>>,
 }
 
 fn burst() -> String {
@@ -237,10 +251,19 @@ fn render(s: &Scenario) -> String {
                 user_agent: "scenario",
                 invoked_by: run.invoked_by.as_deref(),
                 already_terminated: run.already_terminated,
-                session: run.session.as_deref().unwrap_or("session"),
+                session: match &run.sessions {
+                    Some(names) => &names[k as usize % names.len()],
+                    None => run.session.as_deref().unwrap_or("session"),
+                },
                 access_key: run.key.as_deref().unwrap_or("EXAMPLEEXAMPLE00"),
             };
-            let line = terminate_record(&call).to_string();
+            let mut record = terminate_record(&call);
+            set_session_context(
+                &mut record,
+                run.source_identity.as_deref(),
+                run.instance_profile,
+            );
+            let line = record.to_string();
             if run.duplicate {
                 lines.push(line.clone());
             }
@@ -297,6 +320,12 @@ fn check(s: &Scenario) -> Result<(), String> {
                     _ => None,
                 },
                 reason: Some(c.reason.clone()),
+                scope: c.scope.map(|s| s.as_str().to_owned()),
+                condition: Some(match &c.condition {
+                    Some(c) => format!("{}={}", c.key, c.values.join(",")),
+                    None => "none".into(),
+                }),
+                managed: Some(c.managed.clone()),
             }
         })
         .collect();
@@ -316,6 +345,9 @@ fn check(s: &Scenario) -> Result<(), String> {
             None => true,
         };
         let target_ok = e.target.is_none() || e.target == g.target;
+        let scope_ok = (e.scope.is_none() || e.scope == g.scope)
+            && (e.condition.is_none() || e.condition == g.condition)
+            && (e.managed.is_none() || e.managed == g.managed);
         let same = (
             &g.principal,
             &g.account,
@@ -337,7 +369,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             e.instances_unconfirmed,
             (&e.kind, &e.origin_account, &e.initiator, e.principals),
         );
-        if !(same && reason_ok && target_ok) {
+        if !(same && reason_ok && target_ok && scope_ok) {
             return Err(format!("expected {e:#?}\ngot {g:#?}"));
         }
     }

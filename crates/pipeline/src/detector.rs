@@ -8,8 +8,10 @@ use crate::{
     StoredIncident,
 };
 use serde::Serialize;
+use serde_json::value::RawValue;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
-use tripwire_engine::containment::{self, ContainmentRequest, Plan};
+use tripwire_engine::containment::{self, ContainmentRequest};
+use tripwire_engine::record::CLOUDTRAIL_DETAIL_TYPE;
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::{
     classify, decide, lanes, Classification, Decision, Key, Lane, WindowCount,
@@ -28,6 +30,9 @@ pub fn lease_end(deadline: Millis, now: Millis) -> Millis {
         now + 60_000
     }
 }
+
+/// The skip reason for a Lambda event that is not an EventBridge CloudTrail envelope.
+pub const NOT_EVENTBRIDGE: &str = "not_an_eventbridge_event";
 
 /// Update alerts for one incident go out at most this often.
 pub const UPDATE_GAP_MS: Millis = 60_000;
@@ -142,6 +147,28 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             invoker,
             clock,
         }
+    }
+
+    /// Handles one event as the Lambda path receives it: only an EventBridge envelope of
+    /// a CloudTrail API call, with the account and region EventBridge stamps (the engine
+    /// then checks that the record agrees with them). A bare record or an array has no
+    /// envelope to check, so it is a named skip, acknowledged and never retried; the
+    /// backtest keeps every input form through [`Detector::handle`].
+    pub async fn handle_eventbridge(
+        &self,
+        event: &str,
+        deadline: Millis,
+    ) -> Result<Vec<Outcome>, Error> {
+        type Envelope = aws_lambda_events::eventbridge::EventBridgeEvent<Box<RawValue>>;
+        let stamped = serde_json::from_str::<Envelope>(event).is_ok_and(|e| {
+            e.detail_type == CLOUDTRAIL_DETAIL_TYPE && e.account.is_some() && e.region.is_some()
+        });
+        if !stamped {
+            return Ok(vec![Outcome::Skipped {
+                reason: NOT_EVENTBRIDGE,
+            }]);
+        }
+        self.handle(event, deadline).await
     }
 
     /// Handles one event (normally one EventBridge envelope). `deadline` is the
@@ -365,8 +392,20 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             first_time: t.event_time,
             last_time: t.event_time,
         };
-        let plan = containment::plan(&self.policy, &t.principal, now);
-        let incident = Incident::open(key, t, w, threshold, cross_account, plan);
+        let mut incident = Incident::open(
+            key,
+            t,
+            w,
+            threshold,
+            cross_account,
+            containment::Plan::alert_only(""),
+        );
+        incident.containment = containment::plan(
+            &self.policy,
+            &t.principal,
+            &containment::Culprit::of(&incident),
+            now,
+        );
         let status = ContainmentStatus {
             state: ContainmentState::NotAttempted,
             detail: "the window store is unavailable; containment waits until the incident can be recorded".into(),
@@ -398,7 +437,6 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             .store
             .window(key, t.event_time - w, t.event_time + w)
             .await?;
-        let plan = || containment::plan(&self.policy, &t.principal, now);
         // Another container may open or replace the incident between our read and our
         // write; then read again and decide again. Three rounds settle any real race.
         for _ in 0..3 {
@@ -406,7 +444,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             let live = current.as_ref().filter(|c| c.open.admits(t.event_time, w));
             // A retry of the call that opened the incident finishes what it started.
             if let Some(cur) = live.filter(|c| c.incident.trigger_event_id == event_id) {
-                let requested = self.finish_open(key, cur, &plan(), now).await?;
+                let requested = self.finish_open(key, cur, now).await?;
                 let window_count = cur.incident.trigger_count;
                 return Ok(Outcome::Opened {
                     event_id,
@@ -484,9 +522,8 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         .open_incident(key, &incident, current.as_ref(), now)
                         .await?
                     {
-                        let plan = incident.containment.clone();
                         let stored = StoredIncident::opened(incident);
-                        let requested = self.finish_open(key, &stored, &plan, now).await?;
+                        let requested = self.finish_open(key, &stored, now).await?;
                         return Ok(Outcome::Opened {
                             event_id,
                             incident: stored.open.id,
@@ -508,11 +545,10 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         &self,
         key: &Key,
         stored: &StoredIncident,
-        plan: &Plan,
         now: Millis,
     ) -> Result<bool, Error> {
         let incident = &stored.incident;
-        let wants_containment = plan.action != Action::None;
+        let wants_containment = incident.containment.action != Action::None;
         let alert = async {
             if !stored.alerted {
                 let status = ContainmentStatus::from_plan(incident);
@@ -535,8 +571,9 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             if wants_containment && !stored.invoked {
                 self.invoker
                     .request(&ContainmentRequest {
-                        incident: incident.clone(),
-                        plan: plan.clone(),
+                        incident_id: incident.id.clone(),
+                        principal_arn: incident.principal_arn.clone(),
+                        account: incident.account.clone(),
                     })
                     .await?;
                 self.store

@@ -100,6 +100,10 @@ pub struct StoredIncident {
     pub invoked: bool,
     /// The containment state whose alert went out, if one did.
     pub containment_alerted: Option<ContainmentState>,
+    /// Where containment stands, as last recorded (`released` after `tripwire release`).
+    pub containment_state: Option<ContainmentState>,
+    /// When the detector opened it, by its clock (unknown for items older than the field).
+    pub opened_at: Option<Millis>,
     /// Spans of the key's earlier, closed incidents (the latest few): a late delivery
     /// that falls inside one of them belongs to it and must not open a new incident.
     pub history: Vec<OpenIncident>,
@@ -114,6 +118,8 @@ impl StoredIncident {
             alerted: false,
             invoked: false,
             containment_alerted: None,
+            containment_state: None,
+            opened_at: None,
             history: Vec::new(),
         }
     }

@@ -67,13 +67,9 @@ async fn a_burst_opens_one_incident_pages_once_and_asks_for_containment() {
     assert_eq!(rig.alerts.kinds(), ["detected"]);
     let queued = rig.queue.queued();
     assert_eq!(queued.len(), 1);
-    assert_eq!(queued[0].incident.principal_arn, CLEANUP_ARN);
-    assert_eq!(
-        queued[0].plan.policies.len(),
-        2,
-        "revoke: two deny policies"
-    );
+    assert_eq!(queued[0].principal_arn, CLEANUP_ARN);
     let stored = rig.store.current(&key(CLEANUP_ARN, PROD)).unwrap();
+    assert_eq!(queued[0].incident_id, stored.open.id);
     assert!(stored.alerted && stored.invoked);
     assert_eq!(stored.incident.instances(), 12);
 }
@@ -437,8 +433,8 @@ async fn the_detector_and_the_backtest_open_the_same_incident() {
         )
     );
     assert_eq!(stored.instance_ids, backtest.instance_ids);
-    // The incident document keeps no policy text; the request carries the full plan.
-    assert!(rig.queue.queued()[0].plan.policies.len() == 2);
+    // The incident document keeps no policy text, and the request carries none.
+    assert_eq!(rig.queue.queued()[0].incident_id, stored.id);
     assert!(stored.containment.policies.is_empty());
     let _ = rig
         .store
@@ -841,4 +837,58 @@ containment = "revoke"
         (6, 0),
         "five opened it, the sixth joined"
     );
+}
+
+#[tokio::test]
+async fn the_lambda_path_takes_only_eventbridge_envelopes_that_agree_with_their_record() {
+    let rig = Rig::new(POLICY);
+    let deadline = T0 + 60_000;
+    let envelope = Burst::new("role/app@222222222222", "eb")
+        .envelopes()
+        .remove(0);
+    let record = envelope["detail"].clone();
+    let mut other_region = envelope.clone();
+    other_region["region"] = "eu-west-1".into();
+    let mut other_account = envelope.clone();
+    other_account["account"] = "333333333333".into();
+    let mut unstamped = envelope.clone();
+    unstamped.as_object_mut().unwrap().remove("region");
+    let cases = [
+        ("a bare record", record.clone(), "not_an_eventbridge_event"),
+        (
+            "an array of records",
+            Value::Array(vec![record.clone(), record]),
+            "not_an_eventbridge_event",
+        ),
+        (
+            "an envelope without a region",
+            unstamped,
+            "not_an_eventbridge_event",
+        ),
+        (
+            "another region than the record's",
+            other_region,
+            "envelope_mismatch",
+        ),
+        (
+            "another account than the record's",
+            other_account,
+            "envelope_mismatch",
+        ),
+    ];
+    for (name, event, reason) in cases {
+        let out = rig
+            .detector
+            .handle_eventbridge(&event.to_string(), deadline)
+            .await
+            .unwrap();
+        assert_eq!(out, [Outcome::Skipped { reason }], "{name}");
+    }
+    // The envelope as EventBridge delivers it counts.
+    let out = rig
+        .detector
+        .handle_eventbridge(&envelope.to_string(), deadline)
+        .await
+        .unwrap();
+    assert!(matches!(out[..], [Outcome::Counted { .. }]), "{out:?}");
 }

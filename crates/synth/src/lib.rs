@@ -645,6 +645,27 @@ impl SplitMix {
     }
 }
 
+/// Adds `sessionContext.sourceIdentity` and (for instance-profile credentials)
+/// `sessionContext.ec2RoleDelivery` `2.0` to a role session's record, where CloudTrail
+/// writes them.
+pub fn set_session_context(
+    record: &mut Value,
+    source_identity: Option<&str>,
+    ec2_role_delivery: bool,
+) {
+    if let Some(ctx) = record
+        .pointer_mut("/userIdentity/sessionContext")
+        .and_then(Value::as_object_mut)
+    {
+        if let Some(id) = source_identity {
+            ctx.insert("sourceIdentity".into(), id.into());
+        }
+        if ec2_role_delivery {
+            ctx.insert("ec2RoleDelivery".into(), "2.0".into());
+        }
+    }
+}
+
 /// A run of TerminateInstances calls by one caller, as the detector receives them:
 /// `calls` calls `step` ms apart from `at`, each naming `ids_per_call` instances that
 /// are distinct per tag and call. Event IDs are `{tag}-{k}`, so a test can redeliver one.
@@ -659,6 +680,9 @@ pub struct Burst {
     ids_per_call: usize,
     already_terminated: usize,
     session: String,
+    sessions: Vec<String>,
+    source_identity: Option<String>,
+    ec2_role_delivery: bool,
     access_key: String,
     invoked_by: Option<String>,
     error: Option<String>,
@@ -684,6 +708,9 @@ impl Burst {
             ids_per_call: 1,
             already_terminated: 0,
             session: "session".into(),
+            sessions: Vec::new(),
+            source_identity: None,
+            ec2_role_delivery: false,
             access_key: "EXAMPLEEXAMPLE00".into(),
             invoked_by: None,
             error: None,
@@ -740,6 +767,25 @@ impl Burst {
         self
     }
 
+    /// Calls take these session names in turn (overrides [`Burst::session`]).
+    pub fn sessions(mut self, names: &[&str]) -> Self {
+        self.sessions = names.iter().map(|n| (*n).to_owned()).collect();
+        self
+    }
+
+    /// `sessionContext.sourceIdentity` on every call.
+    pub fn source_identity(mut self, id: &str) -> Self {
+        self.source_identity = Some(id.into());
+        self
+    }
+
+    /// Instance-profile credentials: `sessionContext.ec2RoleDelivery` `2.0` on every
+    /// call (set the session to the instance ID, as EC2 does).
+    pub fn instance_profile(mut self) -> Self {
+        self.ec2_role_delivery = true;
+        self
+    }
+
     /// The access key ID's tail after `ASIA` (default `EXAMPLEEXAMPLE00`): what joins
     /// the calls to the `AssumeRole` that issued the session.
     pub fn access_key(mut self, tail: &str) -> Self {
@@ -771,7 +817,11 @@ impl Burst {
                     })
                     .collect();
                 let event_id = format!("{}-{k}", self.tag);
-                terminate_record(&Call {
+                let session = match self.sessions.len() {
+                    0 => &self.session,
+                    n => &self.sessions[k as usize % n],
+                };
+                let mut record = terminate_record(&Call {
                     caller: &self.caller,
                     account: &self.account,
                     region: &self.region,
@@ -783,9 +833,15 @@ impl Burst {
                     user_agent: "vendor-cleanup/2.3 aws-sdk-go/1.12.0",
                     invoked_by: self.invoked_by.as_deref(),
                     already_terminated: self.already_terminated,
-                    session: &self.session,
+                    session,
                     access_key: &self.access_key,
-                })
+                });
+                set_session_context(
+                    &mut record,
+                    self.source_identity.as_deref(),
+                    self.ec2_role_delivery,
+                );
+                record
             })
             .collect()
     }

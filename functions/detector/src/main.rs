@@ -16,11 +16,12 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     // A bad configuration fails the cold start, naming the variable.
     let detector = tripwire_aws::detector_from_env(&process_env).await?;
     let detector = &detector;
-    // The raw event goes to the engine's own tolerant parser: one CloudTrail model, and
-    // a malformed event is acknowledged instead of failing deserialization and retrying.
-    // The lease on each call lasts until the invocation's deadline.
+    // The raw event is read in the handler, not by the runtime: only an EventBridge
+    // envelope that agrees with its record is processed, the record by the engine's own
+    // tolerant parser, and anything malformed is acknowledged instead of failing
+    // deserialization and retrying. The lease on each call lasts until the deadline.
     tripwire_aws::function::run("event", |event, deadline| async move {
-        detector.handle(event.get(), deadline).await
+        detector.handle_eventbridge(event.get(), deadline).await
     })
     .await
 }

@@ -148,6 +148,10 @@ async fn main() {
             indent(&text)
         );
     }
+    println!(
+        "Managed policies attached to {CLEANUP_ROLE} (every session): {}",
+        stack.attached(PROD, "role/cleanup-task").await.join(", ")
+    );
     println!("Inline policies now on {CLEANUP_ROLE}, as IAM stores them:");
     for (name, doc) in stack.role_policies(PROD, "cleanup-task").await {
         println!("  {name}: {doc}");

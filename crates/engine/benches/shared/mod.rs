@@ -2,7 +2,7 @@
 //! the instruction-count run under callgrind (`make bench-decision`), so both measure
 //! the same thing.
 
-use tripwire_engine::containment::plan;
+use tripwire_engine::containment::{plan, Culprit};
 use tripwire_engine::window::{classify, decide, Classification, WindowEvent};
 use tripwire_engine::{scan, Policy, ScanCounts};
 use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
@@ -42,6 +42,7 @@ pub fn input() -> Input {
             instance_ids: vec![format!("i-{k:017x}")],
             unconfirmed: false,
             session: None,
+            source_identity: None,
             principal: None,
             error_code: None,
         })
@@ -62,7 +63,7 @@ pub fn decision(i: &Input) -> impl Sized {
     match classify(&i.policy, t) {
         Classification::Counted { threshold, .. } => Some((
             decide(t.event_time, threshold, i.policy.window, &i.window, None),
-            plan(&i.policy, &t.principal, t.event_time),
+            plan(&i.policy, &t.principal, &Culprit::of_call(t), t.event_time),
         )),
         _ => None,
     }

@@ -96,6 +96,7 @@ struct Item {
     alerted: bool,
     invoked: bool,
     last_update_alert: Millis,
+    opened_at: Millis,
     containment_state: ContainmentState,
     containment_detail: Option<String>,
     containment_alerted: Option<ContainmentState>,
@@ -120,6 +121,8 @@ impl Item {
             alerted: self.alerted,
             invoked: self.invoked,
             containment_alerted: self.containment_alerted,
+            containment_state: Some(self.containment_state),
+            opened_at: Some(self.opened_at),
             history: self.history.clone(),
         }
     }
@@ -308,6 +311,7 @@ impl IncidentStore for MemoryStore {
                 alerted: false,
                 invoked: false,
                 last_update_alert: now,
+                opened_at: now,
                 containment_state: ContainmentState::Pending,
                 containment_detail: None,
                 containment_alerted: None,
@@ -595,13 +599,23 @@ pub struct Rig {
 
 pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
 
+/// The responder's own role in the security account, as its configuration names it.
+pub const OWN_ROLE: &str = "arn:aws:iam::123456789012:role/tripwire-responder";
+
 /// The seed incident's first termination.
 pub const T0: Millis = 1_515_535_740_000;
 
 impl Rig {
     /// A rig under `policy`, its clock a few seconds after `T0` (CloudTrail's delay).
     pub fn new(policy: &str) -> Self {
+        Self::with_responder_policy(policy, policy)
+    }
+
+    /// A rig whose responder reads `responder_policy` (its own configuration) while the
+    /// detector reads `policy`.
+    pub fn with_responder_policy(policy: &str, responder_policy: &str) -> Self {
         let policy = Policy::from_toml(policy).expect("policy");
+        let responder_policy = Policy::from_toml(responder_policy).expect("responder policy");
         let store = MemoryStore::default();
         let alerts = MemoryAlerts::default();
         let queue = MemoryQueue::default();
@@ -615,13 +629,9 @@ impl Rig {
             queue.clone(),
             clock.clone(),
         ));
-        let own = vec![tripwire_engine::policy::Glob::new(
-            "arn:*:iam::*:role/tripwire-*",
-            true,
-        )];
         let responder = Responder::new(
-            policy,
-            own,
+            responder_policy,
+            vec![OWN_ROLE.to_owned()],
             CONTAINMENT_ROLE.into(),
             contain.clone(),
             store.clone(),

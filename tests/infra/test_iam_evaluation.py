@@ -1,0 +1,286 @@
+"""Containment and its guards, checked by an IAM evaluator that is not ours:
+principalmapper's local policy simulation, which evaluates condition operators against a
+request context the test states (moto ignores conditions, so on moto a scoped deny stops
+every session).
+
+The documents are what the end-to-end tests left behind (target/iam-documents, the exact
+documents moto's IAM stored), the member stack's roles and managed policies, and the SCP.
+Where the evaluator cannot model something, the test says so and names what covers it."""
+
+import collections
+import collections.abc
+import copy
+import json
+import pathlib
+
+import pytest
+
+# principalmapper 1.1.5 predates Python 3.10's removal of these aliases.
+collections.Mapping = collections.abc.Mapping
+collections.MutableMapping = collections.abc.MutableMapping
+
+from principalmapper.common import Node, Policy  # noqa: E402
+from principalmapper.querying.query_interface import local_check_authorization_full  # noqa: E402
+
+from test_templates import MEMBER, ROOT, TARGET, _resolve, _tripwire  # noqa: E402
+
+PROD = "222222222222"
+NOW = "2026-12-02T12:00:00Z"
+BEFORE = "2000-01-01T00:00:00Z"
+ADMIN = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+SCP = json.loads((ROOT / "infra" / "scp-protect-tripwire.json").read_text())
+FULL_ACCESS = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*", "Resource": "*"}]}
+
+
+def _stored():
+    path = TARGET / "iam-documents" / "scopes.json"
+    if not path.exists():
+        pytest.skip("no end-to-end run in this checkout; `make test` runs one first")
+    return json.loads(path.read_text())
+
+
+def _managed():
+    return json.loads(_tripwire("managed-policies", str(ROOT / "config" / "policy.toml")))
+
+
+def _node(arn, docs, role_id="AROA222222222222"):
+    """A principal with administrator rights plus the given policies."""
+    policies = [Policy(arn, "admin", copy.deepcopy(ADMIN))]
+    policies += [Policy(f"arn:aws:iam::{PROD}:policy/tripwire/{name}", name, doc) for name, doc in docs.items()]
+    is_role = ":role/" in arn
+    return Node(arn, role_id if is_role else "AIDA222222222222", policies, [],
+                {"Version": "2012-10-17", "Statement": []} if is_role else None,
+                None, 0, False, True, None, False, None)
+
+
+def _contained(name):
+    entry = _stored()[name]
+    managed = _managed()
+    docs = {n: managed[n] for n in entry["attached"]}
+    docs.update(entry["inline"])
+    return entry["arn"], _node(entry["arn"], docs)
+
+
+def _allowed(node, action, resource, context):
+    return local_check_authorization_full(node, action, resource, context)
+
+
+def _role_session(role, session, issued, **extra):
+    return {"aws:userid": f"AROA222222222222:{session}", "aws:TokenIssueTime": issued,
+            "aws:PrincipalArn": f"arn:aws:iam::{PROD}:role/{role}", "aws:CurrentTime": NOW, **extra}
+
+
+def _instance(i):
+    return f"arn:aws:ec2:us-east-1:{PROD}:instance/{i}"
+
+
+TERMINATE = ("ec2:TerminateInstances", f"arn:aws:ec2:us-east-1:{PROD}:instance/i-0123456789abcdef0")
+READ = ("s3:GetObject", "arn:aws:s3:::app-bucket/key")
+
+
+def _undo(arn):
+    return ("iam:DeleteRolePolicy" if ":role/" in arn else "iam:DeleteUserPolicy", arn)
+
+
+# Each case: the contained principal, the culprit's sessions (also a fresh one) and the
+# others that must keep working.
+SCOPES = {
+    "web-fleet": {
+        "culprit": [
+            _role_session("web-fleet", "i-0a1b2c3d4e5f60718", BEFORE, **{"ec2:SourceInstanceARN": _instance("i-0a1b2c3d4e5f60718")}),
+            # The instance's credentials rotate: a fresh session of the same instance.
+            _role_session("web-fleet", "i-0a1b2c3d4e5f60718", NOW, **{"ec2:SourceInstanceARN": _instance("i-0a1b2c3d4e5f60718")}),
+        ],
+        "others": [_role_session("web-fleet", "i-0fffffffffffffff0", BEFORE, **{"ec2:SourceInstanceARN": _instance("i-0fffffffffffffff0")})],
+    },
+    "OpsAdmin": {
+        "culprit": [_role_session("OpsAdmin", "jane@example.com", BEFORE),
+                    # Signing in again under the same name.
+                    _role_session("OpsAdmin", "jane@example.com", NOW)],
+        "others": [_role_session("OpsAdmin", "oncall@example.com", BEFORE)],
+    },
+    "KarpenterController": {
+        # The role scope: every session issued before the cutoff is the culprit's.
+        "culprit": [_role_session("KarpenterController", "1515535740000000001", BEFORE)],
+        # A session issued after the cutoff keeps everything but the brake.
+        "others": [_role_session("KarpenterController", "1515535740000000009", "2099-01-01T00:00:00Z")],
+    },
+    "token-broker": {
+        # Federation tokens the user issued before the cutoff.
+        "culprit": [{"aws:userid": f"{PROD}:session-7", "aws:TokenIssueTime": BEFORE,
+                     "aws:PrincipalArn": f"arn:aws:sts::{PROD}:federated-user/session-7", "aws:CurrentTime": NOW}],
+        # Its long-term access key has no token issue time: only the brake applies (see
+        # docs/threat-model.md on users' keys).
+        "others": [{"aws:userid": "AIDA222222222222", "aws:PrincipalArn": f"arn:aws:iam::{PROD}:user/brokers/token-broker",
+                    "aws:CurrentTime": NOW}],
+    },
+}
+
+
+@pytest.mark.parametrize("name", sorted(SCOPES))
+def test_the_culprit_is_denied_everything_and_cannot_undo_it(name):
+    arn, node = _contained(name)
+    for ctx in SCOPES[name]["culprit"]:
+        for action, resource in (TERMINATE, READ, _undo(arn)):
+            assert not _allowed(node, action, resource, ctx), (name, action, ctx)
+
+
+@pytest.mark.parametrize("name", sorted(SCOPES))
+def test_the_rest_of_the_principal_keeps_working_but_is_braked(name):
+    arn, node = _contained(name)
+    for ctx in SCOPES[name]["others"]:
+        assert _allowed(node, *READ, ctx), (name, "other sessions keep their permissions", ctx)
+        assert not _allowed(node, *TERMINATE, ctx), (name, "the brake holds for every session", ctx)
+        assert not _allowed(node, *_undo(arn), ctx), (name, "no session may lift the brake", ctx)
+        assert not _allowed(node, "autoscaling:DeleteAutoScalingGroup", "*", ctx), name
+    # Without containment the same sessions could do all of it: the denies decide.
+    free = _node(arn, {})
+    for ctx in SCOPES[name]["others"] + SCOPES[name]["culprit"]:
+        assert _allowed(free, *TERMINATE, ctx) and _allowed(free, *READ, ctx)
+
+
+# ---- the containment role may only add the tripwire's denies ------------------------
+
+def _member_role(resource):
+    docs = {p["PolicyName"]: _resolve(p["PolicyDocument"], MEMBER)
+            for p in MEMBER["Resources"][resource]["Properties"]["Policies"]}
+    arn = f"arn:aws:iam::123456789012:role/{MEMBER['Resources'][resource]['Properties']['RoleName']}"
+    if isinstance(MEMBER["Resources"][resource]["Properties"]["RoleName"], dict):
+        arn = "arn:aws:iam::123456789012:role/tripwire-containment"
+    policies = [Policy(arn, n, d) for n, d in docs.items()]
+    return Node(arn, "AROACONTAIN", policies, [], {"Version": "2012-10-17", "Statement": []},
+                None, 0, False, False, None, False, None)
+
+
+ACCOUNT = "123456789012"  # the account _resolve renders the member stack in
+BRAKE_ARN = f"arn:aws:iam::{ACCOUNT}:policy/tripwire/BrakePolicy"  # _resolve's name for Ref BrakePolicy
+APP = f"arn:aws:iam::{ACCOUNT}:role/app"
+UNTOUCHABLE = [f"arn:aws:iam::{ACCOUNT}:role/{r}" for r in (
+    "tripwire-containment", "tripwire-forwarder", "tripwire-release", "stacksets-exec-0123abcd",
+    "AWSControlTowerExecution", "aws-controltower-AdministratorExecutionRole", "BreakGlassAdmin",
+    "OrganizationAccountAccessRole")] + [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"]
+
+
+def test_the_containment_role_attaches_only_the_tripwires_policies():
+    node = _member_role("ContainmentRole")
+    ctx = {"aws:PrincipalArn": node.arn}
+    assert _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    for other in ("arn:aws:iam::aws:policy/AdministratorAccess", f"arn:aws:iam::{ACCOUNT}:policy/customer-admin"):
+        assert not _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": other}), other
+    # It may write an inline policy, and IAM cannot say what the document holds: that it
+    # is only ever a deny the responder rendered for a recorded incident is shown by
+    # crates/pipeline/tests/responder.rs (forged requests) and tests/e2e.rs.
+    assert _allowed(node, "iam:PutRolePolicy", APP, ctx)
+    for action in ("iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:UntagRole", "iam:DeleteRole",
+                   "iam:UpdateAssumeRolePolicy", "iam:CreatePolicyVersion", "iam:DeleteUserPolicy"):
+        assert not _allowed(node, action, APP, {**ctx, "iam:PolicyARN": BRAKE_ARN}), action
+
+
+@pytest.mark.parametrize("target", UNTOUCHABLE)
+def test_the_containment_role_cannot_touch_protected_tripwire_or_aws_roles(target):
+    node = _member_role("ContainmentRole")
+    ctx = {"aws:PrincipalArn": node.arn, "iam:PolicyARN": BRAKE_ARN}
+    for action in ("iam:AttachRolePolicy", "iam:PutRolePolicy"):
+        assert not _allowed(node, action, target, ctx), (action, target)
+
+
+def test_the_release_role_detaches_only_the_tripwires_policies():
+    node = _member_role("ReleaseRole")
+    ctx = {"aws:PrincipalArn": node.arn}
+    assert _allowed(node, "iam:DetachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert not _allowed(node, "iam:DetachRolePolicy", APP, {**ctx, "iam:PolicyARN": "arn:aws:iam::aws:policy/SecurityAudit"})
+    assert not _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert not _allowed(node, "iam:PutRolePolicy", APP, ctx)
+    for target in UNTOUCHABLE:
+        assert not _allowed(node, "iam:DeleteRolePolicy", target, ctx), target
+
+
+# ---- the SCP: a member account's administrator cannot disarm the tripwire -----------
+
+def _member_admin(arn=f"arn:aws:iam::{PROD}:role/Admin"):
+    return Node(arn, "AROAADMIN", [Policy(arn, "admin", copy.deepcopy(ADMIN))], [],
+                {"Version": "2012-10-17", "Statement": []}, None, 0, False, True, None, False, None)
+
+
+def _under_scp(node, action, resource):
+    scps = [[Policy("arn:aws:organizations::1:policy/p-full", "FullAWSAccess", FULL_ACCESS),
+             Policy("arn:aws:organizations::1:policy/p-tripwire", "protect-tripwire", copy.deepcopy(SCP))]]
+    ctx = {"aws:PrincipalArn": node.arn}
+    return local_check_authorization_full(node, action, resource, ctx, service_control_policy_groups=scps)
+
+
+DISARM = [
+    ("iam:DeleteRole", f"arn:aws:iam::{PROD}:role/tripwire-containment"),
+    ("iam:PutRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-forwarder"),
+    ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-release"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/stacksets-exec-x"),
+    ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd"),
+    ("sts:AssumeRole", f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd"),
+    ("iam:CreatePolicyVersion", f"arn:aws:iam::{PROD}:policy/tripwire/tripwire-brake"),
+    ("iam:DeletePolicy", f"arn:aws:iam::{PROD}:policy/tripwire/tripwire-brake"),
+    ("events:DisableRule", f"arn:aws:events:us-east-1:{PROD}:rule/tripwire-forward-terminate-instances"),
+    ("events:RemoveTargets", f"arn:aws:events:eu-west-1:{PROD}:rule/tripwire-forward-session-issues"),
+    ("cloudtrail:StopLogging", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
+    ("cloudtrail:PutEventSelectors", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
+    ("cloudtrail:DeleteTrail", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
+    ("cloudtrail:UpdateTrail", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
+    # The same in GovCloud: the SCP names every partition.
+    ("iam:DeleteRole", f"arn:aws-us-gov:iam::{PROD}:role/tripwire-containment"),
+    ("events:DisableRule", f"arn:aws-us-gov:events:us-gov-west-1:{PROD}:rule/tripwire-forward-terminate-instances"),
+]
+
+
+@pytest.mark.parametrize("action,resource", DISARM, ids=[f"{a} {r.split(':', 5)[-1]}" for a, r in DISARM])
+def test_a_member_admin_under_the_scp_cannot_disarm_the_tripwire(action, resource):
+    admin = _member_admin()
+    assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the SCP it could"
+    assert not _under_scp(admin, action, resource)
+
+
+def test_the_scp_leaves_stacksets_and_everyday_work_alone():
+    stacksets = _member_admin(f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd")
+    assert _under_scp(stacksets, "iam:PutRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-containment")
+    assert _under_scp(stacksets, "events:PutRule", f"arn:aws:events:us-east-1:{PROD}:rule/tripwire-forward-terminate-instances")
+    admin = _member_admin()
+    for action, resource in (("iam:CreateRole", f"arn:aws:iam::{PROD}:role/app"),
+                             ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/tripwire-cleanup"),
+                             ("events:PutRule", f"arn:aws:events:us-east-1:{PROD}:rule/app"),
+                             ("ec2:TerminateInstances", TERMINATE[1])):
+        assert _under_scp(admin, action, resource), (action, resource)
+
+
+def test_the_scp_fits_the_organizations_size_limit():
+    # SCPs are at most 5,120 characters; the deploy walkthrough submits it minified.
+    assert len(json.dumps(SCP, separators=(",", ":"))) <= 5120
+
+
+# ---- the security account: only the deploying principal changes the functions ------
+
+GUARD = json.loads((ROOT / "infra" / "scp-protect-security-account.json").read_text())
+SECURITY = "999999999999"
+GUARDED = [
+    ("lambda:UpdateFunctionCode", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-responder"),
+    ("lambda:UpdateFunctionConfiguration", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-detector"),
+    ("lambda:DeleteFunctionCodeSigningConfig", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-responder"),
+    ("iam:PutRolePolicy", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
+    # Running other code as the responder: a new function given its role.
+    ("iam:PassRole", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
+    ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
+    ("sts:AssumeRole", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
+]
+
+
+def _guarded(node, action, resource):
+    scps = [[Policy("arn:aws:organizations::1:policy/p-full", "FullAWSAccess", FULL_ACCESS),
+             Policy("arn:aws:organizations::1:policy/p-guard", "protect-security-account", copy.deepcopy(GUARD))]]
+    return local_check_authorization_full(node, action, resource, {"aws:PrincipalArn": node.arn},
+                                          service_control_policy_groups=scps)
+
+
+@pytest.mark.parametrize("action,resource", GUARDED, ids=[a for a, _ in GUARDED])
+def test_only_the_deployer_changes_the_security_accounts_functions_and_roles(action, resource):
+    admin = _member_admin(f"arn:aws:iam::{SECURITY}:role/Admin")
+    assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the guard it could"
+    assert not _guarded(admin, action, resource)
+    deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
+    assert _guarded(deployer, action, resource)
