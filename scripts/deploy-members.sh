@@ -37,18 +37,19 @@ command -v "$TRIPWIRE" >/dev/null || TRIPWIRE=./target/release/tripwire
 [ -x "$TRIPWIRE" ] || command -v "$TRIPWIRE" >/dev/null || { echo "build the CLI first: cargo build --release -p tripwire-cli" >&2; exit 1; }
 PROTECTED=$("$TRIPWIRE" check-policy "$POLICY" --get protected_principals)
 DENY=$("$TRIPWIRE" check-policy "$POLICY" --get deny_actions)
+DEACTIVATE=$("$TRIPWIRE" check-policy "$POLICY" --get deactivate_keys)
 RELEASE_PRINCIPALS=${RELEASE_PRINCIPALS:-}
 CONTAIN_MANAGEMENT=$([ "${CONTAIN_MANAGEMENT:-0}" = 1 ] && echo true || echo false)
 # CloudFormation's shorthand splits on commas: a list value escapes its own.
 esc() { printf '%s' "$1" | sed 's/,/\\,/g'; }
-PARAMS="ParameterKey=OrgId,ParameterValue=$ORG_ID ParameterKey=CentralEventBusArn,ParameterValue=$BUS ParameterKey=ResponderRoleArn,ParameterValue=$ROLE ParameterKey=PrimaryRegion,ParameterValue=$PRIMARY_REGION ParameterKey=ProtectedPrincipals,ParameterValue='$(esc "$PROTECTED")' ParameterKey=DenyActions,ParameterValue='$(esc "$DENY")' ParameterKey=ReleasePrincipals,ParameterValue='$(esc "$RELEASE_PRINCIPALS")'"
+PARAMS="ParameterKey=OrgId,ParameterValue=$ORG_ID ParameterKey=CentralEventBusArn,ParameterValue=$BUS ParameterKey=ResponderRoleArn,ParameterValue=$ROLE ParameterKey=PrimaryRegion,ParameterValue=$PRIMARY_REGION ParameterKey=ProtectedPrincipals,ParameterValue='$(esc "$PROTECTED")' ParameterKey=DenyActions,ParameterValue='$(esc "$DENY")' ParameterKey=DeactivateKeys,ParameterValue=$DEACTIVATE ParameterKey=ReleasePrincipals,ParameterValue='$(esc "$RELEASE_PRINCIPALS")'"
 commands=(
   "aws cloudformation create-stack-set --call-as DELEGATED_ADMIN --stack-set-name tripwire-member --template-body file://infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --permission-model SERVICE_MANAGED --auto-deployment Enabled=true,RetainStacksOnAccountRemoval=false --parameters $PARAMS"
   "aws cloudformation create-stack-instances --call-as DELEGATED_ADMIN --stack-set-name tripwire-member --deployment-targets OrganizationalUnitIds=$ROOT_OU --regions ${ORDER//,/ } --operation-preferences RegionConcurrencyType=SEQUENTIAL,RegionOrder=$ORDER,FailureTolerancePercentage=10,MaxConcurrentPercentage=25"
 )
 for region in ${ORDER//,/ }; do
   commands+=("# in the MANAGEMENT account (StackSets never deploy there), region $region:")
-  commands+=("aws cloudformation deploy --region $region --stack-name tripwire-member --template-file infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --parameter-overrides OrgId=$ORG_ID CentralEventBusArn=$BUS ResponderRoleArn=$ROLE PrimaryRegion=$PRIMARY_REGION 'ProtectedPrincipals=$PROTECTED' 'DenyActions=$DENY' 'ReleasePrincipals=$RELEASE_PRINCIPALS' ContainInThisAccount=$CONTAIN_MANAGEMENT")
+  commands+=("aws cloudformation deploy --region $region --stack-name tripwire-member --template-file infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --parameter-overrides OrgId=$ORG_ID CentralEventBusArn=$BUS ResponderRoleArn=$ROLE PrimaryRegion=$PRIMARY_REGION 'ProtectedPrincipals=$PROTECTED' 'DenyActions=$DENY' DeactivateKeys=$DEACTIVATE 'ReleasePrincipals=$RELEASE_PRINCIPALS' ContainInThisAccount=$CONTAIN_MANAGEMENT")
 done
 for c in "${commands[@]}"; do
   echo "$c"

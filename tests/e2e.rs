@@ -935,3 +935,100 @@ async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_n
     assert!(stack.attached(PROD, "role/crowded").await.is_empty());
     assert_eq!(stack.role_policy_names(PROD, "crowded").await, ["customer"]);
 }
+
+/// The status of each of `user`'s access keys in production, by key ID.
+async fn key_statuses(stack: &Stack, user: &str) -> Vec<(String, String)> {
+    let out = stack
+        .iam_in(PROD)
+        .list_access_keys()
+        .user_name(user)
+        .send()
+        .await
+        .expect("ListAccessKeys");
+    out.access_key_metadata()
+        .iter()
+        .map(|k| {
+            (
+                k.access_key_id().unwrap_or_default().to_owned(),
+                k.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates_it_on_request() {
+    let stack = Stack::start(Options {
+        // Top-level keys go before the policy's tables.
+        policy: format!("deactivate_keys = true\n{}", tripwire_localstack::POLICY),
+        ..Options::default()
+    })
+    .await;
+    let iam = stack.iam_in(PROD);
+    let mut keys = Vec::new();
+    for _ in 0..2 {
+        let k = iam
+            .create_access_key()
+            .user_name("alice")
+            .send()
+            .await
+            .expect("CreateAccessKey");
+        keys.push(k.access_key().unwrap().access_key_id().to_owned());
+    }
+    let (used, unused) = (&keys[0], &keys[1]);
+    let tail = used.strip_prefix("AKIA").expect("a long-term key");
+    for e in Burst::new("user/ops/alice@222222222222", "alice")
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .access_key(tail)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let status = |want_used: &str| {
+        vec![
+            (used.clone(), want_used.to_owned()),
+            (unused.clone(), "Active".to_owned()),
+        ]
+    };
+    let mut got = key_statuses(&stack, "alice").await;
+    got.sort_by_key(|(k, _)| keys.iter().position(|x| x == k));
+    // Only the key the burst used; the user's other key was never seen, so it stays.
+    assert_eq!(got, status("Inactive"));
+    assert!(!stack.user_policies(PROD, "alice").await.is_empty());
+    let contained = stack
+        .alerts()
+        .await
+        .into_iter()
+        .find(|a| a.attributes["kind"] == "contained")
+        .expect("a contained alert");
+    assert!(
+        contained.body.to_string().contains(used.as_str()),
+        "the alert names the deactivated key: {}",
+        contained.body
+    );
+    let out = stack
+        .cli()
+        .args([
+            "release",
+            "--account",
+            PROD,
+            "--principal",
+            "arn:aws:iam::222222222222:user/ops/alice",
+            "--reactivate-keys",
+        ])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains(&format!("reactivated access keys {used}")),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mut got = key_statuses(&stack, "alice").await;
+    got.sort_by_key(|(k, _)| keys.iter().position(|x| x == k));
+    assert_eq!(got, status("Active"));
+    assert!(stack.user_policies(PROD, "alice").await.is_empty());
+    stack.save_observed_actions("deactivate-keys").await;
+}

@@ -306,12 +306,24 @@ def _statements(role):
         yield from policy["PolicyDocument"]["Statement"]
 
 
+def _key_status_grant(role, sid):
+    """The statement granting iam:UpdateAccessKey, present only with DeactivateKeys=true."""
+    grants = [st["Fn::If"] for st in _statements(role) if "Fn::If" in st and st["Fn::If"][1].get("Sid") == sid]
+    assert len(grants) == 1, f"{sid}: one conditional statement"
+    condition, statement, otherwise = grants[0]
+    assert condition == "DeactivatesKeys" and otherwise == {"Ref": "AWS::NoValue"}
+    assert statement["Effect"] == "Allow" and statement["Action"] == "iam:UpdateAccessKey"
+    assert statement["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:user/*"}
+    return {"iam:UpdateAccessKey"}
+
+
 def test_the_containment_role_may_only_add_the_tripwires_denies():
     seen = _observed().get("containment-role", set())
     role = MEMBER["Resources"]["ContainmentRole"]
     granted = _allowed(role)
     assert {"iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:AttachUserPolicy", "iam:PutUserPolicy"} <= seen, seen
-    assert seen <= granted, sorted(seen - granted)
+    # deactivate_keys, where a deployment turns it on.
+    assert seen <= granted | _key_status_grant(role, "DeactivateTheBurstsAccessKeys"), sorted(seen - granted)
     assert granted == {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:PutRolePolicy", "iam:PutUserPolicy",
                        "iam:GetRole", "iam:GetUser", "iam:ListRolePolicies", "iam:GetRolePolicy",
                        "iam:ListUserPolicies", "iam:GetUserPolicy"}
@@ -329,7 +341,7 @@ def test_the_release_role_is_the_operators_and_lifts_only_what_release_lifts():
     role = MEMBER["Resources"]["ReleaseRole"]
     granted = _allowed(role)
     assert {"iam:DetachRolePolicy", "iam:DeleteRolePolicy"} <= seen, seen
-    assert seen <= granted, sorted(seen - granted)
+    assert seen <= granted | _key_status_grant(role, "ReactivateKeysOnRequest"), sorted(seen - granted)
     assert granted == {"iam:DetachRolePolicy", "iam:DetachUserPolicy", "iam:DeleteRolePolicy", "iam:DeleteUserPolicy"}
     detach = next(st for st in _statements(role) if "iam:DetachRolePolicy" in st["Action"] and st["Effect"] == "Allow")
     assert detach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [{"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}]}}
@@ -358,6 +370,13 @@ def test_one_list_for_both_stacks_and_the_policy(key, param):
     want = _tripwire("check-policy", POLICY, "--get", key).strip().split(",")
     assert _default(CENTRAL, param) == want, f"infra/template.yaml {param} differs from {key} in config/policy.toml"
     assert _default(MEMBER, param) == want, f"infra/member.yaml {param} differs from {key} in config/policy.toml"
+
+
+def test_deactivate_keys_is_one_setting_for_both_stacks_and_the_policy():
+    want = _tripwire("check-policy", POLICY, "--get", "deactivate_keys").strip()
+    assert _default(CENTRAL, "DeactivateKeys") == want
+    assert _default(MEMBER, "DeactivateKeys") == want
+    assert f"deactivate_keys = {want}" in _rendered_policy("")
 
 
 def test_the_member_stacks_managed_policies_are_what_the_engine_renders():

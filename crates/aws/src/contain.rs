@@ -7,6 +7,7 @@ use crate::sdk::client;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::{Credentials, Region};
+use aws_sdk_iam::types::StatusType;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
@@ -185,6 +186,37 @@ impl Containment {
     }
 }
 
+impl Containment {
+    /// Sets the status of `user`'s access key `key` (deactivated by containment,
+    /// reactivated by `tripwire release --reactivate-keys`).
+    pub async fn set_key_status(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        user: &str,
+        key: &str,
+        status: StatusType,
+    ) -> Result<(), Error> {
+        iam.update_access_key()
+            .user_name(user)
+            .access_key_id(key)
+            .status(status)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::Containment, "iam:UpdateAccessKey", e))
+    }
+
+    /// Reactivates `keys` of the IAM user `entity` through the release role.
+    pub async fn reactivate_keys(&self, entity: &IamEntity, keys: &[String]) -> Result<(), Error> {
+        let iam = self.iam(&entity.partition, &entity.account).await?;
+        for key in keys {
+            self.set_key_status(&iam, &entity.name, key, StatusType::Active)
+                .await?;
+        }
+        Ok(())
+    }
+}
+
 impl Contain for Containment {
     async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
@@ -281,6 +313,17 @@ impl Contain for Containment {
                         .await
                         .map(|_| ())
                         .map_err(|e| aws_error(Port::Containment, "iam:PutUserPolicy", e))?,
+                }
+            }
+            // Last: the denies already stop the keys, and deactivating is the one step
+            // an operator may not want undone on release (see `tripwire release`).
+            if let Target::User(user) = target {
+                for key in &plan.deactivate_keys {
+                    match self.set_key_status(&iam, user, key, StatusType::Inactive).await {
+                        // Deleted since the burst: nothing left to deactivate.
+                        Err(e) if e.code() == Some("NoSuchEntity") => {}
+                        other => other?,
+                    }
                 }
             }
             Ok(Ok(()))

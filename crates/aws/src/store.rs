@@ -201,6 +201,7 @@ impl IncidentStore for WindowStore {
         for (attr, v) in [
             ("s", &event.session),
             ("si", &event.source_identity),
+            ("ak", &event.access_key),
             ("p", &event.principal),
             ("ec", &event.error_code),
         ] {
@@ -281,6 +282,7 @@ impl IncidentStore for WindowStore {
                     unconfirmed: get_bool(item, "u"),
                     session: get_s(item, "s").ok().map(str::to_owned),
                     source_identity: get_s(item, "si").ok().map(str::to_owned),
+                    access_key: get_s(item, "ak").ok().map(str::to_owned),
                     principal: get_s(item, "p").ok().map(str::to_owned),
                     error_code: get_s(item, "ec").ok().map(str::to_owned),
                 })

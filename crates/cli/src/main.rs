@@ -46,8 +46,8 @@ enum Command {
     CheckPolicy {
         /// The policy file (TOML).
         file: PathBuf,
-        /// Print one list key comma-separated instead (`protected_principals`,
-        /// `deny_actions`): what the deploy scripts pass to both stacks.
+        /// Print one key instead, a list comma-separated (`protected_principals`,
+        /// `deny_actions`, `deactivate_keys`): what the deploy scripts pass to both stacks.
         #[arg(long)]
         get: Option<String>,
     },
@@ -78,6 +78,10 @@ enum Command {
         /// from before the release role).
         #[arg(long, hide = true)]
         containment_role: Option<String>,
+        /// Also reactivate the access keys containment deactivated (`deactivate_keys`).
+        /// Without it they stay inactive: a key a runaway used is better rotated.
+        #[arg(long)]
+        reactivate_keys: bool,
     },
     /// Write a synthetic CloudTrail archive (S3 layout, .json.gz) holding the seed incident.
     #[command(hide = true)]
@@ -141,8 +145,9 @@ fn main() -> Result<()> {
                     .map(ToString::to_string)
                     .collect(),
                 "deny_actions" => p.deny_actions.clone(),
+                "deactivate_keys" => vec![p.deactivate_keys.to_string()],
                 other => {
-                    anyhow::bail!("--get takes protected_principals or deny_actions, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions or deactivate_keys, not `{other}`")
                 }
             };
             println!("{}", values.join(","));
@@ -192,11 +197,13 @@ fn main() -> Result<()> {
             table,
             release_role,
             containment_role,
+            reactivate_keys,
         } => release::run(
             &account,
             &principal,
             table,
             release_role.or(containment_role),
+            reactivate_keys,
         ),
     }
 }

@@ -9,7 +9,7 @@ use tripwire_aws::contain::Containment;
 use tripwire_aws::store::WindowStore;
 use tripwire_engine::principal::iam_entity;
 use tripwire_engine::Key;
-use tripwire_pipeline::{Clock, SystemClock};
+use tripwire_pipeline::{Clock, IncidentStore, SystemClock};
 
 /// Releases `principal` for the incident in `account` (where the instances died).
 pub fn run(
@@ -17,6 +17,7 @@ pub fn run(
     principal: &str,
     table: Option<String>,
     role: Option<String>,
+    reactivate_keys: bool,
 ) -> Result<()> {
     let entity = iam_entity(principal).map_err(anyhow::Error::msg)?;
     let role = match role {
@@ -41,11 +42,31 @@ pub fn run(
         })?;
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
         let key = Key::new(tripwire_engine::window::Lane::Burst, principal, account);
+        // The keys the incident's plan deactivated, read before the incident is closed.
+        let keys = store
+            .incident(&key)
+            .await?
+            .map(|s| s.incident.containment.deactivate_keys)
+            .unwrap_or_default();
         let closed = store.release(&key, SystemClock.now()).await?;
         if removed.is_empty() {
             println!("{principal}: no tripwire policies were attached");
         } else {
             println!("{principal}: removed {}", removed.join(", "));
+        }
+        if !keys.is_empty() {
+            if reactivate_keys {
+                containment
+                    .reactivate_keys(&entity, &keys)
+                    .await
+                    .context("reactivating access keys")?;
+                println!("{principal}: reactivated access keys {}", keys.join(", "));
+            } else {
+                println!(
+                    "{principal}: access keys {} stay inactive (rotate them, or pass --reactivate-keys)",
+                    keys.join(", ")
+                );
+            }
         }
         println!(
             "incident for {principal} in {account}: {}",

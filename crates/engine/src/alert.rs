@@ -497,6 +497,7 @@ mod tests {
                 principal_arn: None,
                 reason: "revoke".into(),
                 policies: vec![],
+                deactivate_keys: vec![],
             },
             kind: crate::window::Lane::Burst,
             origin: None,

@@ -207,6 +207,9 @@ pub struct Plan {
     pub managed: Vec<String>,
     /// Inline policies to write, in order.
     pub policies: Vec<InlinePolicy>,
+    /// An IAM user's long-term access keys seen in the burst, to deactivate
+    /// (`deactivate_keys = true`); written after the policies, so the deny lands first.
+    pub deactivate_keys: Vec<String>,
 }
 
 /// A plan's JSON: the backtest's and the alerts' stable shape.
@@ -232,6 +235,8 @@ struct PlanJson {
     managed_policies: Vec<String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     policies: Vec<InlinePolicy>,
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    deactivate_access_keys: Vec<String>,
 }
 
 impl TryFrom<PlanJson> for Plan {
@@ -254,6 +259,7 @@ impl TryFrom<PlanJson> for Plan {
             reason: j.reason,
             managed: j.managed_policies,
             policies: j.policies,
+            deactivate_keys: j.deactivate_access_keys,
         })
     }
 }
@@ -277,6 +283,7 @@ impl From<Plan> for PlanJson {
             reason: p.reason,
             managed_policies: p.managed,
             policies: p.policies,
+            deactivate_access_keys: p.deactivate_keys,
         }
     }
 }
@@ -299,6 +306,7 @@ impl Plan {
             reason: reason.into(),
             managed: Vec::new(),
             policies: Vec::new(),
+            deactivate_keys: Vec::new(),
         }
     }
 
@@ -421,6 +429,8 @@ pub struct Culprit {
     pub without_source_identity: u64,
     /// Any call used instance-profile credentials (`ec2RoleDelivery`).
     pub instance_profile: bool,
+    /// `userIdentity.accessKeyId` values seen.
+    pub access_keys: Vec<String>,
 }
 
 impl Culprit {
@@ -433,6 +443,7 @@ impl Culprit {
             source_identities: a.source_identities.iter().cloned().collect(),
             without_source_identity: a.without_source_identity,
             instance_profile: a.instance_profile,
+            access_keys: a.access_key_ids.iter().cloned().collect(),
         }
     }
 
@@ -445,6 +456,7 @@ impl Culprit {
             source_identities: s.source_identity.iter().cloned().collect(),
             without_source_identity: u64::from(s.source_identity.is_none()),
             instance_profile: s.ec2_role_delivery.is_some(),
+            access_keys: s.access_key_id.iter().cloned().collect(),
         }
     }
 }
@@ -656,6 +668,28 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> P
             ),
         },
     };
+    // Only an IAM user's own long-term keys (`AKIA`): session keys (`ASIA`) cannot be
+    // deactivated and are already denied by issue time, and a federated user's keys
+    // belong to the broker's sessions, not to a key of the user's own.
+    let deactivate_keys: Vec<String> =
+        if policy.deactivate_keys && matches!(p.kind, PrincipalKind::User { .. }) {
+            culprit
+                .access_keys
+                .iter()
+                .filter(|k| k.starts_with("AKIA"))
+                .cloned()
+                .collect()
+        } else {
+            Vec::new()
+        };
+    let what = if deactivate_keys.is_empty() {
+        what
+    } else {
+        format!(
+            "{what}; access keys {} deactivated",
+            deactivate_keys.join(", ")
+        )
+    };
     Plan {
         action,
         scope: Some(scope),
@@ -667,6 +701,7 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> P
         reason: what,
         managed,
         policies,
+        deactivate_keys,
     }
 }
 

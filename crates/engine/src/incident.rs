@@ -376,6 +376,11 @@ impl Incident {
         self.add_instances(&e.instance_ids, e.unconfirmed);
         self.attribution
             .add_source_identity(e.source_identity.as_ref());
+        if let Some(k) = &e.access_key {
+            if self.attribution.access_key_ids.len() < SAMPLE {
+                self.attribution.access_key_ids.insert(k.clone());
+            }
+        }
         if let Some(name) = &e.session {
             self.add_session(name, e.instance_ids.len() as u64);
         }

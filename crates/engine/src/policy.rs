@@ -35,6 +35,8 @@ pub struct Policy {
     pub containment: Mode,
     /// Actions the containment policy denies outright.
     pub deny_actions: Vec<String>,
+    /// Containing an IAM user also deactivates the long-term access keys its burst used.
+    pub deactivate_keys: bool,
     /// Per-account threshold overrides, keyed by the account where instances die.
     pub accounts: BTreeMap<String, AccountOverride>,
     /// Per-principal rules, in file order; the first whose glob matches applies.
@@ -226,6 +228,8 @@ struct RawPolicy {
     containment: Mode,
     #[serde(default = "default_deny_actions")]
     deny_actions: Vec<String>,
+    #[serde(default)]
+    deactivate_keys: bool,
     #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
     /// Kept as a table to keep file order: the first matching rule wins.
@@ -445,6 +449,7 @@ impl Policy {
             protected_principals,
             containment: raw.containment,
             deny_actions: raw.deny_actions,
+            deactivate_keys: raw.deactivate_keys,
             accounts,
             principals,
             change_windows,

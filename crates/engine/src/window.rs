@@ -211,6 +211,10 @@ pub struct WindowEvent {
     /// The caller's `sourceIdentity`, for the containment scope.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub source_identity: Option<String>,
+    /// The caller's long-term access key (`AKIA…`, an IAM user's), which containment
+    /// can deactivate; session keys expire by themselves and are not kept.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub access_key: Option<String>,
     /// The account lane's caller, for the incident's `principals`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub principal: Option<String>,
@@ -233,6 +237,11 @@ impl WindowEvent {
             unconfirmed: t.unconfirmed,
             session: t.session.name.clone(),
             source_identity: t.session.source_identity.clone(),
+            access_key: t
+                .session
+                .access_key_id
+                .clone()
+                .filter(|k| k.starts_with("AKIA")),
             principal: (lane == Lane::Account).then(|| t.principal.arn.clone()),
             error_code: if lane == Lane::Attempt {
                 t.error_code.clone()
@@ -375,6 +384,7 @@ mod tests {
             unconfirmed: false,
             session: None,
             source_identity: None,
+            access_key: None,
             principal: None,
             error_code: None,
         }
@@ -429,6 +439,7 @@ mod tests {
                     unconfirmed: false,
                     session: None,
                     source_identity: None,
+                    access_key: None,
                     principal: None,
                     error_code: None,
                 })

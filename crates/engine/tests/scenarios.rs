@@ -149,6 +149,8 @@ struct Expect {
     condition: Option<String>,
     /// The managed policies containment attaches, when given.
     managed: Option<Vec<String>>,
+    /// The access keys containment deactivates, when given.
+    deactivate_keys: Option<Vec<String>>,
 }
 
 fn burst() -> String {
@@ -326,6 +328,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                     None => "none".into(),
                 }),
                 managed: Some(c.managed.clone()),
+                deactivate_keys: Some(c.deactivate_keys.clone()),
             }
         })
         .collect();
@@ -347,7 +350,8 @@ fn check(s: &Scenario) -> Result<(), String> {
         let target_ok = e.target.is_none() || e.target == g.target;
         let scope_ok = (e.scope.is_none() || e.scope == g.scope)
             && (e.condition.is_none() || e.condition == g.condition)
-            && (e.managed.is_none() || e.managed == g.managed);
+            && (e.managed.is_none() || e.managed == g.managed)
+            && (e.deactivate_keys.is_none() || e.deactivate_keys == g.deactivate_keys);
         let same = (
             &g.principal,
             &g.account,

@@ -43,6 +43,7 @@ pub fn input() -> Input {
             unconfirmed: false,
             session: None,
             source_identity: None,
+            access_key: None,
             principal: None,
             error_code: None,
         })
