@@ -934,6 +934,8 @@ async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_n
     // Nothing partial: not even the brake.
     assert!(stack.attached(PROD, "role/crowded").await.is_empty());
     assert_eq!(stack.role_policy_names(PROD, "crowded").await, ["customer"]);
+    // Sizing a role's own inline policies reads them (iam:GetRolePolicy).
+    stack.save_observed_actions("quota").await;
 }
 
 /// The status of each of `user`'s access keys in production, by key ID.
@@ -950,7 +952,9 @@ async fn key_statuses(stack: &Stack, user: &str) -> Vec<(String, String)> {
         .map(|k| {
             (
                 k.access_key_id().unwrap_or_default().to_owned(),
-                k.status().map(|s| s.as_str().to_owned()).unwrap_or_default(),
+                k.status()
+                    .map(|s| s.as_str().to_owned())
+                    .unwrap_or_default(),
             )
         })
         .collect()
@@ -965,6 +969,14 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     })
     .await;
     let iam = stack.iam_in(PROD);
+    // The user's own inline policy, which containment sizes and release leaves alone.
+    iam.put_user_policy()
+        .user_name("alice")
+        .policy_name("customer")
+        .policy_document(r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"ec2:*","Resource":"*"}]}"#)
+        .send()
+        .await
+        .expect("PutUserPolicy");
     let mut keys = Vec::new();
     for _ in 0..2 {
         let k = iam
@@ -996,7 +1008,11 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     got.sort_by_key(|(k, _)| keys.iter().position(|x| x == k));
     // Only the key the burst used; the user's other key was never seen, so it stays.
     assert_eq!(got, status("Inactive"));
-    assert!(!stack.user_policies(PROD, "alice").await.is_empty());
+    let names = |p: std::collections::BTreeMap<String, Value>| p.into_keys().collect::<Vec<_>>();
+    assert_eq!(
+        names(stack.user_policies(PROD, "alice").await),
+        ["customer", "tripwire-revoke-older-sessions"]
+    );
     let contained = stack
         .alerts()
         .await
@@ -1029,6 +1045,50 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     let mut got = key_statuses(&stack, "alice").await;
     got.sort_by_key(|(k, _)| keys.iter().position(|x| x == k));
     assert_eq!(got, status("Active"));
-    assert!(stack.user_policies(PROD, "alice").await.is_empty());
+    assert_eq!(
+        names(stack.user_policies(PROD, "alice").await),
+        ["customer"]
+    );
     stack.save_observed_actions("deactivate-keys").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
+    // The functions and the member roles hold only the actions the other tests record
+    // for them, so this also shows those lists suffice for a whole containment.
+    let stack = std::sync::Arc::new(
+        Stack::start(Options {
+            enforce_iam: true,
+            ..Options::default()
+        })
+        .await,
+    );
+    let run = tripwire_localstack::runaway::run(stack.clone(), 80, 100, 0).await;
+    let ok: Vec<_> = run.calls.iter().filter(|c| c.ok).collect();
+    let refused: Vec<_> = run.calls.iter().filter(|c| !c.ok).collect();
+    assert_eq!(run.calls.len(), 80, "one call per running instance");
+    assert!(run.opened.is_some(), "the burst opened an incident");
+    // What EC2 says died is exactly what the task's successful calls terminated.
+    assert_eq!(run.states.get("terminated").copied(), Some(ok.len() as i64));
+    assert!(ok.len() >= 10, "the threshold is 10: {}", ok.len());
+    let (_, brake_ms) = run.brake_seen.expect("the brake was attached");
+    // Causality, not timing: no call that began after the brake was visible succeeded,
+    // and every refusal is IAM's.
+    assert!(
+        ok.iter().all(|c| c.at_ms <= brake_ms),
+        "a call after the brake succeeded"
+    );
+    assert!(!refused.is_empty(), "the task outlived containment");
+    assert!(
+        refused
+            .iter()
+            .all(|c| c.error.as_deref() == Some("AccessDenied")),
+        "{:?}",
+        refused.iter().map(|c| &c.error).collect::<Vec<_>>()
+    );
+    // Refused from the first refusal on: once denied, never allowed again.
+    let first_refused = run.calls.iter().position(|c| !c.ok).unwrap();
+    assert!(run.calls[first_refused..].iter().all(|c| !c.ok));
+    let kinds = kinds(&stack.alerts().await);
+    assert!(kinds.contains(&"contained".to_owned()), "{kinds:?}");
 }

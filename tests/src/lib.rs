@@ -4,10 +4,12 @@
 //!
 //! - [`stack`]: the processes and the resources, and invoking the functions;
 //! - [`probe`]: what tests read back (alerts, IAM policies, the actions each caller made);
-//! - [`events`]: what tests send, built by `tripwire-synth`.
+//! - [`events`]: what tests send, built by `tripwire-synth`;
+//! - [`runaway`]: a real runaway through moto's EC2 with IAM enforced.
 
 pub mod events;
 pub mod probe;
+pub mod runaway;
 pub mod stack;
 
 pub use events::Burst;

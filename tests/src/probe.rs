@@ -21,9 +21,15 @@ impl Stack {
     /// An IAM client acting inside `account`, as an operator there would. moto takes the
     /// account from a header, so no assumed-role credentials muddy the recording.
     pub fn iam_in(&self, account: &str) -> aws_sdk_iam::Client {
-        let conf = aws_sdk_iam::config::Builder::from(&self.sdk)
-            .interceptor(MotoAccount(account.to_owned()))
-            .build();
+        let mut conf = aws_sdk_iam::config::Builder::from(&self.sdk)
+            .interceptor(MotoAccount(account.to_owned()));
+        // Enforced, moto looks the key up in the account it acts in.
+        if let Some((key, secret)) = self.keys.get(&format!("harness@{account}")) {
+            conf = conf.credentials_provider(aws_sdk_iam::config::Credentials::new(
+                key, secret, None, None, "harness",
+            ));
+        }
+        let conf = conf.build();
         aws_sdk_iam::Client::from_conf(conf)
     }
 

@@ -36,6 +36,12 @@ pub struct Options {
     /// Also run `hello-lambda` behind its own emulator: the benchmarks' no-op function,
     /// so a baseline pays the same Lambda Invoke hops as the real path.
     pub hello: bool,
+    /// moto enforces IAM once the stack is set up (`/moto-api/reset-auth`): every caller
+    /// signs with a key IAM issued and holds only what its policies allow; the functions
+    /// and the member roles exactly the actions the end-to-end tests recorded for them
+    /// (infra/observed-aws-actions.json). moto ignores conditions, so a scoped deny
+    /// denies every session of the role.
+    pub enforce_iam: bool,
 }
 
 impl Default for Options {
@@ -46,6 +52,7 @@ impl Default for Options {
             responders: 1,
             faults: false,
             hello: false,
+            enforce_iam: false,
         }
     }
 }
@@ -75,6 +82,9 @@ pub struct Stack {
     /// Where process logs go (outside the workspace: the emulator restarts on writes).
     pub logs: PathBuf,
     pub(crate) http: reqwest::Client,
+    /// Keys by caller (`detector`, `responder`, `operator`, `harness@ACCOUNT`), when
+    /// moto enforces IAM; otherwise every caller uses a fixed key moto never checks.
+    pub(crate) keys: std::collections::HashMap<String, (String, String)>,
 }
 
 /// The repository root.
@@ -139,11 +149,11 @@ pub(crate) fn function_key(name: &str) -> String {
 }
 
 /// Environment every process talking to moto gets.
-fn aws_env(cmd: &mut Command, moto: &str, key: &str) {
+fn aws_env(cmd: &mut Command, moto: &str, (key, secret): (&str, &str)) {
     cmd.env("AWS_ENDPOINT_URL", moto)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", key)
-        .env("AWS_SECRET_ACCESS_KEY", "testing")
+        .env("AWS_SECRET_ACCESS_KEY", secret)
         .env("AWS_EC2_METADATA_DISABLED", "true")
         .env_remove("AWS_PROFILE")
         .env_remove("AWS_SESSION_TOKEN");
@@ -180,8 +190,16 @@ impl Stack {
         .collect();
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
-        children.push(
+        let mut moto_server = if opts.enforce_iam {
+            // moto_server with its SigV4 check fixed for the Rust SDK's form bodies.
+            let mut c = Command::new(bin.join("python"));
+            c.arg(repo().join("scripts/moto_server_enforcing.py"));
+            c
+        } else {
             Command::new(bin.join("moto_server"))
+        };
+        children.push(
+            moto_server
                 .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
                 // Records every request, so tests can list the AWS actions each caller used.
                 .env("MOTO_ENABLE_RECORDING", "True")
@@ -239,6 +257,7 @@ impl Stack {
             children,
             logs,
             http: reqwest::Client::new(),
+            keys: Default::default(),
         };
         wait_for_port(moto_port, "moto_server", &stack.logs);
         for &(name, port, _) in &functions {
@@ -259,12 +278,20 @@ impl Stack {
             stack.functions_endpoint = format!("http://127.0.0.1:{port}");
         }
         stack.bootstrap().await;
+        if opts.enforce_iam {
+            stack.enforce_iam().await;
+        }
         stack.moto_api("recorder/reset-recording").await;
         stack.moto_api("recorder/start-recording").await;
         for &(name, port, count) in &functions {
             for k in 0..count {
                 let mut cmd = Command::new(binary(name));
-                aws_env(&mut cmd, &stack.functions_endpoint, &function_key(name));
+                let key = function_key(name);
+                aws_env(
+                    &mut cmd,
+                    &stack.functions_endpoint,
+                    stack.key_of(name, &key),
+                );
                 cmd.env(
                     "AWS_LAMBDA_RUNTIME_API",
                     format!("http://127.0.0.1:{port}/.rt"),
@@ -445,6 +472,110 @@ impl Stack {
             .expect("CreateUser");
     }
 
+    /// The key `caller` signs with: IAM's, when moto enforces it, else `fixed`.
+    pub(crate) fn key_of<'a>(&'a self, caller: &str, fixed: &'a str) -> (&'a str, &'a str) {
+        self.keys
+            .get(caller)
+            .map_or((fixed, "testing"), |(k, s)| (k.as_str(), s.as_str()))
+    }
+
+    /// The key and secret IAM issued `caller` (`harness@ACCOUNT`, ...), with
+    /// [`Options::enforce_iam`].
+    pub fn key(&self, caller: &str) -> (String, String) {
+        self.keys
+            .get(caller)
+            .cloned()
+            .unwrap_or_else(|| panic!("no key for {caller}: start the stack with enforce_iam"))
+    }
+
+    /// Gives every caller a key IAM issued and policies, then turns enforcement on.
+    async fn enforce_iam(&mut self) {
+        let observed: Value = serde_json::from_str(
+            &std::fs::read_to_string(repo().join("infra/observed-aws-actions.json"))
+                .expect("infra/observed-aws-actions.json"),
+        )
+        .expect("observed actions JSON");
+        let allow = |actions: &Value| {
+            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Action": actions, "Resource": "*"}]})
+            .to_string()
+        };
+        let mut users = vec![
+            ("detector", CENTRAL, allow(&observed["detector"])),
+            ("responder", CENTRAL, allow(&observed["responder"])),
+            ("operator", CENTRAL, allow(&observed["operator"])),
+        ];
+        // The harness sets up and observes, as an administrator in each account.
+        let harness: Vec<String> = [CENTRAL, PROD, OTHER, DEV]
+            .iter()
+            .map(|a| format!("harness@{a}"))
+            .collect();
+        for (name, account) in harness.iter().zip([CENTRAL, PROD, OTHER, DEV]) {
+            users.push((name.as_str(), account, allow(&"*".into())));
+        }
+        for (caller, account, policy) in users {
+            let iam = self.iam_in(account);
+            let user = caller.split('@').next().unwrap_or(caller);
+            iam.create_user()
+                .user_name(user)
+                .send()
+                .await
+                .expect("CreateUser");
+            iam.put_user_policy()
+                .user_name(user)
+                .policy_name("observed")
+                .policy_document(policy)
+                .send()
+                .await
+                .expect("PutUserPolicy");
+            let key = iam
+                .create_access_key()
+                .user_name(user)
+                .send()
+                .await
+                .expect("CreateAccessKey");
+            let key = key.access_key().expect("an access key");
+            self.keys.insert(
+                caller.to_owned(),
+                (
+                    key.access_key_id().to_owned(),
+                    key.secret_access_key().to_owned(),
+                ),
+            );
+        }
+        for account in [PROD, OTHER, DEV] {
+            let iam = self.iam_in(account);
+            for (role, caller) in [
+                (CONTAINMENT_ROLE, "containment-role"),
+                (RELEASE_ROLE, "release-role"),
+            ] {
+                iam.put_role_policy()
+                    .role_name(role)
+                    .policy_name("observed")
+                    .policy_document(allow(&observed[caller]))
+                    .send()
+                    .await
+                    .expect("PutRolePolicy");
+            }
+        }
+        let (key, secret) = self.keys[&format!("harness@{CENTRAL}")].clone();
+        self.sdk = self
+            .sdk
+            .to_builder()
+            .credentials_provider(
+                aws_credential_types::provider::SharedCredentialsProvider::new(
+                    aws_sdk_sts::config::Credentials::new(key, secret, None, None, "harness"),
+                ),
+            )
+            .build();
+        let url = format!("{}/moto-api/reset-auth", self.moto);
+        let res = self.http.post(&url).body("0").send().await;
+        assert!(
+            res.is_ok_and(|r| r.status().is_success()),
+            "{url}: enforcement did not turn on"
+        );
+    }
+
     /// Delivers `event` to the detector as the Lambda Invoke API would. The body is the
     /// detector's answer; an `Err` carries the status and body of a failed invocation.
     pub async fn invoke(&self, event: &Value) -> Result<Value, (u16, String)> {
@@ -507,7 +638,7 @@ impl Stack {
     /// Environment for running the `tripwire` CLI against this stack.
     pub fn cli(&self) -> Command {
         let mut cmd = Command::new(binary("tripwire"));
-        aws_env(&mut cmd, &self.moto, OPERATOR_KEY);
+        aws_env(&mut cmd, &self.moto, self.key_of("operator", OPERATOR_KEY));
         cmd.env("TRIPWIRE_TABLE", &self.table)
             .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
             .stdin(Stdio::null());

@@ -319,7 +319,10 @@ impl Contain for Containment {
             // an operator may not want undone on release (see `tripwire release`).
             if let Target::User(user) = target {
                 for key in &plan.deactivate_keys {
-                    match self.set_key_status(&iam, user, key, StatusType::Inactive).await {
+                    match self
+                        .set_key_status(&iam, user, key, StatusType::Inactive)
+                        .await
+                    {
                         // Deleted since the burst: nothing left to deactivate.
                         Err(e) if e.code() == Some("NoSuchEntity") => {}
                         other => other?,

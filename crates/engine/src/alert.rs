@@ -445,7 +445,7 @@ fn text_body(
     );
     let _ = writeln!(
         t,
-        "  2. If it is legitimate, lift containment (removes only the tripwire-* inline policies):"
+        "  2. If it is legitimate, lift containment (detaches the tripwire-* managed policies and removes only the tripwire-* inline ones):"
     );
     let _ = writeln!(
         t,

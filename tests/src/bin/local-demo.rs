@@ -1,28 +1,28 @@
-//! `make demo`: the seed incident replayed through the real functions on the local stack,
-//! with a timeline of measured latencies, the alert as sent and the policies as stored.
+//! `make demo`: the seed incident as it happens. A vendor's cleanup task
+//! (tests/demo/cleanup_task.py) terminates production instances through moto's EC2 with
+//! IAM enforced, one call at a time; each call reaches the real detector as the CloudTrail
+//! record EventBridge would deliver; the responder's denies land in IAM, and the task's
+//! calls start failing with AccessDenied. The demo shows what died, what survived, and the
+//! times as measured.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-use tokio::sync::Mutex;
+use std::time::Instant;
 use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
-use tripwire_engine::time::parse_event_time;
+use tripwire_engine::time::{format_millis, parse_event_time};
 use tripwire_engine::Incident;
-use tripwire_localstack::{Options, Stack, POLICY, PROD};
+use tripwire_localstack::runaway::{self, ROLE, SESSION};
+use tripwire_localstack::{Options, Stack, CENTRAL, POLICY, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
-const CLEANUP_ROLE: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
+/// Production instances the task will find.
+const FLEET: usize = 60;
+/// The task's pace: one TerminateInstances call every PACE_MS.
+const PACE_MS: u64 = 100;
 
-/// When each thing first became visible to an outside observer.
-#[derive(Default)]
-struct Seen {
-    alert: Option<Instant>,
-    policy: Option<Instant>,
-}
-
-fn after(from: Instant, to: Option<Instant>) -> String {
+fn since(from: Instant, to: Option<Instant>) -> String {
     to.map_or("not seen".into(), |t| {
         format!(
-            "+{:.1} ms",
+            "+{:>7.1} ms",
             t.saturating_duration_since(from).as_secs_f64() * 1000.0
         )
     })
@@ -34,96 +34,139 @@ fn indent(s: &str) -> String {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    println!("Starting the local stack: moto server, cargo-lambda's runtime emulator, the detector and responder binaries...");
-    let stack = Arc::new(Stack::start(Options::default()).await);
+    println!("Starting the local stack: moto server (IAM enforced), cargo-lambda's runtime emulator, the detector and responder binaries...");
+    let stack = Arc::new(
+        Stack::start(Options {
+            enforce_iam: true,
+            ..Options::default()
+        })
+        .await,
+    );
     println!("Policy:\n{}", indent(POLICY));
+    // CloudTrail's own delivery delay is seconds in AWS (best effort); by default the
+    // records go to the detector as soon as each call returns.
+    let delivery_ms: u64 = std::env::var("TRIPWIRE_DEMO_DELIVERY_MS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
 
-    // The incident happens now: event times are the wall clock, as they would be live.
+    // The rest of that morning first: an Auto Scaling scale-in, the same tool in the
+    // development account and a rolling deploy, none of which may page.
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64);
-    // The burst has just finished: its 60 calls ran over the last 90 seconds.
-    let mut events: Vec<_> = seed_scenario(now - 95_000)
+    let (mut counted, mut not_counted) = (0, 0);
+    for (i, (_, rec)) in seed_scenario(now - 95_000)
         .into_iter()
-        .map(|(_, r)| r)
-        .collect();
-    events.sort_by_key(|r| {
-        parse_event_time(r["eventTime"].as_str().unwrap_or_default()).unwrap_or_default()
-    });
-    println!("Replaying {} CloudTrail events: a vendor cleanup role terminating 60 production instances in 90 s,", events.len());
-    println!("alongside an Auto Scaling scale-in, the same tool in the development account, and a rolling deploy.\n");
-
-    // An observer polls what a human would see: the topic's subscriber queue and IAM.
-    let seen = Arc::new(Mutex::new(Seen::default()));
-    let watcher = {
-        let (stack, seen) = (stack.clone(), seen.clone());
-        tokio::spawn(async move {
-            loop {
-                let alert = stack.alerts_waiting().await > 0;
-                let policy = !stack.role_policies(PROD, "cleanup-task").await.is_empty();
-                let mut s = seen.lock().await;
-                let t = Instant::now();
-                if alert && s.alert.is_none() {
-                    s.alert = Some(t);
-                }
-                if policy && s.policy.is_none() {
-                    s.policy = Some(t);
-                }
-                if s.alert.is_some() && s.policy.is_some() {
-                    return;
-                }
-                drop(s);
-                tokio::time::sleep(Duration::from_millis(2)).await;
-            }
-        })
-    };
-
-    let (mut crossing, mut counted, mut not_counted) = (None, 0, 0);
-    for (i, rec) in events.iter().enumerate() {
-        let sent = Instant::now();
+        .filter(|(_, r)| r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] != ROLE)
+        .enumerate()
+    {
         let out = stack
-            .invoke(&eventbridge_envelope(rec, &format!("demo-{i}")))
+            .invoke(&eventbridge_envelope(&rec, &format!("background-{i}")))
             .await
-            .unwrap_or_else(|e| panic!("event {i}: {e:?}"));
-        let returned = Instant::now();
+            .unwrap_or_else(|e| panic!("background event {i}: {e:?}"));
         match out[0]["outcome"].as_str() {
-            Some("opened") => crossing = Some((rec.clone(), out[0].clone(), sent, returned)),
             Some("not_counted") => not_counted += 1,
             _ => counted += 1,
         }
     }
-    let _ = tokio::time::timeout(Duration::from_secs(10), watcher).await;
-    let (trigger, result, sent, returned) = crossing.expect("the seed incident opens an incident");
-    let seen = seen.lock().await;
-    let first = events
-        .iter()
-        .find(|r| r["userIdentity"]["sessionContext"]["sessionIssuer"]["arn"] == CLEANUP_ROLE)
-        .expect("cleanup calls");
-    println!("Timeline");
+    println!("{FLEET} production instances run in {PROD}. The vendor's cleanup task starts from a development VM");
+    println!("as {ROLE} (session {SESSION}), one TerminateInstances call every {PACE_MS} ms,");
     println!(
-        "  first termination    {}   (CloudTrail eventTime)",
-        first["eventTime"].as_str().unwrap_or_default()
+        "each delivered to the detector {} after the call returns.\n",
+        if delivery_ms == 0 {
+            "at once".to_owned()
+        } else {
+            format!("{delivery_ms} ms")
+        }
+    );
+    let run = runaway::run(stack.clone(), FLEET, PACE_MS, delivery_ms).await;
+    let calls = &run.calls;
+
+    // The timeline, from when the first call returned (the task's clock and ours agree
+    // on a call's duration, not on the instant it began).
+    let Some(first) = calls.first() else {
+        println!("The task found no instances to terminate.");
+        return;
+    };
+    let mut terminated = 0;
+    let threshold = calls.iter().find(|c| {
+        terminated += if c.ok { c.ids.len() } else { 0 };
+        terminated >= 10
+    });
+    let refused: Vec<&runaway::Call> = calls.iter().filter(|c| !c.ok).collect();
+    let last_ok = calls.iter().rev().find(|c| c.ok);
+    let eventtime = format!("eventTime {}", format_millis(first.at_ms));
+    let incident = format!(
+        "opened {}; it waits for the responder's answer",
+        run.opened.as_ref().map_or("no incident", |o| o.1.as_str())
+    );
+    let iam_read = format!("ListAttachedRolePolicies in {PROD}");
+    let mut rows = vec![
+        (
+            "first termination",
+            Some(first.returned),
+            eventtime.as_str(),
+        ),
+        (
+            "10th instance terminated",
+            threshold.map(|c| c.returned),
+            "",
+        ),
+        (
+            "detector returned",
+            run.opened.as_ref().map(|o| o.0),
+            incident.as_str(),
+        ),
+        (
+            "alert in the queue",
+            run.alert_seen,
+            "the topic's SQS subscriber",
+        ),
+        (
+            "brake attached in IAM",
+            run.brake_seen.map(|b| b.0),
+            iam_read.as_str(),
+        ),
+        (
+            "first call refused",
+            refused.first().map(|c| c.returned),
+            refused
+                .first()
+                .and_then(|c| c.error.as_deref())
+                .unwrap_or("none refused"),
+        ),
+        ("last termination", last_ok.map(|c| c.returned), ""),
+    ];
+    // In the order they happened; what never happened last.
+    rows.sort_by_key(|&(_, t, _)| (t.is_none(), t));
+    println!("Timeline (measured; +0 is when the task's first termination returned; the observer");
+    println!("polls the queue and IAM every 10 ms, so what it saw may trail what the task met)");
+    for (what, t, note) in rows {
+        let line = format!("  {what:<25} {}   {note}", since(first.returned, t));
+        println!("{}", line.trim_end());
+    }
+    if let (Some(t), Some((b, _))) = (threshold, run.brake_seen) {
+        println!(
+            "  threshold to brake        {:>8.1} ms",
+            b.saturating_duration_since(t.returned).as_secs_f64() * 1000.0
+        );
+    }
+    println!(
+        "\nThe task made {} calls: {} terminated an instance, {} were refused.",
+        calls.len(),
+        calls.len() - refused.len(),
+        refused.len()
+    );
+    let state = |s: &str| run.states.get(s).copied().unwrap_or(0);
+    println!(
+        "Production, as EC2 reports it now: {} terminated, {} still running, of {}.",
+        state("terminated"),
+        state("running"),
+        run.fleet
     );
     println!(
-        "  threshold crossed    {}   (10th instance; incident {})",
-        trigger["eventTime"].as_str().unwrap_or_default(),
-        result["incident"].as_str().unwrap_or_default()
-    );
-    println!(
-        "  detector answered    {}   after that event was delivered",
-        after(sent, Some(returned))
-    );
-    println!(
-        "  alert in the queue   {}   (the topic's SQS subscriber)",
-        after(sent, seen.alert)
-    );
-    println!(
-        "  policy in place      {}   (GetRolePolicy on the role in {PROD})",
-        after(sent, seen.policy)
-    );
-    println!(
-        "  other events         {} counted, {} never counted (Auto Scaling, allowed account)\n",
-        counted, not_counted
+        "Earlier that morning: {counted} other calls counted, {not_counted} never counted (Auto Scaling, allowed account).\n"
     );
 
     let alerts = stack.alerts().await;
@@ -149,13 +192,26 @@ async fn main() {
         );
     }
     println!(
-        "Managed policies attached to {CLEANUP_ROLE} (every session): {}",
+        "Managed policies attached to {ROLE} (every session): {}",
         stack.attached(PROD, "role/cleanup-task").await.join(", ")
     );
-    println!("Inline policies now on {CLEANUP_ROLE}, as IAM stores them:");
+    println!("Inline policies now on {ROLE}, as IAM stores them:");
     for (name, doc) in stack.role_policies(PROD, "cleanup-task").await {
-        println!("  {name}: {doc}");
+        if name.starts_with("tripwire-") {
+            println!("  {name}: {doc}");
+        }
     }
-    println!("\nLift it with: tripwire release --account {PROD} --principal {CLEANUP_ROLE}");
+    println!(
+        "\nmoto enforces IAM by action and resource and ignores conditions, so here the session's"
+    );
+    println!(
+        "scoped deny stops every session of the role; tests/infra/test_iam_evaluation.py shows"
+    );
+    println!(
+        "with conditions that in AWS only this session is denied everything and the rest of the"
+    );
+    println!("role only the brake. The functions ran as users holding exactly the actions the");
+    println!("end-to-end tests record for them, in the security account {CENTRAL}.");
+    println!("\nLift it with: tripwire release --account {PROD} --principal {ROLE}");
     println!("Local stack stopped.");
 }
