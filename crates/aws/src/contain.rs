@@ -184,9 +184,7 @@ impl Containment {
         }
         Ok(removed)
     }
-}
 
-impl Containment {
     /// Sets the status of `user`'s access key `key` (deactivated by containment,
     /// reactivated by `tripwire release --reactivate-keys`).
     pub async fn set_key_status(
