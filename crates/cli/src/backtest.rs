@@ -115,6 +115,8 @@ pub fn run(policy: &Policy, paths: &[PathBuf]) -> Result<Report> {
         events.terminations.extend(s.events.terminations);
         events.assumptions.extend(s.events.assumptions);
         events.initiations.extend(s.events.initiations);
+        events.heartbeats.extend(s.events.heartbeats);
+        events.tampers.extend(s.events.tampers);
         corrupt_files.extend(s.corrupt);
     }
     let result = replay_events(policy, events);

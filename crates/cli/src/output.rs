@@ -25,6 +25,17 @@ struct Summary<'a> {
     initiator_records: u64,
     corrupt_files: &'a [crate::backtest::CorruptFile],
     incidents: usize,
+    heartbeats: u64,
+    tamper_events: usize,
+}
+
+/// A tamper event's JSON line.
+#[derive(serde::Serialize)]
+struct TamperLine<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    #[serde(flatten)]
+    tamper: &'a tripwire_engine::armed::Tamper,
 }
 
 fn summary(r: &Report) -> Summary<'_> {
@@ -48,10 +59,12 @@ fn summary(r: &Report) -> Summary<'_> {
         initiator_records: c.initiator_records,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
+        heartbeats: r.result.coverage.iter().map(|c| c.heartbeats).sum(),
+        tamper_events: r.result.tampers.len(),
     }
 }
 
-/// Incidents, then peaks, then one summary line.
+/// Incidents, then peaks, coverage and tamper events, then one summary line.
 pub fn json(w: &mut impl Write, r: &Report) -> Result<()> {
     for i in &r.result.incidents {
         serde_json::to_writer(&mut *w, i)?;
@@ -59,6 +72,20 @@ pub fn json(w: &mut impl Write, r: &Report) -> Result<()> {
     }
     for p in &r.result.peaks {
         serde_json::to_writer(&mut *w, p)?;
+        writeln!(w)?;
+    }
+    for c in &r.result.coverage {
+        serde_json::to_writer(&mut *w, c)?;
+        writeln!(w)?;
+    }
+    for t in &r.result.tampers {
+        serde_json::to_writer(
+            &mut *w,
+            &TamperLine {
+                record_type: "tamper",
+                tamper: t,
+            },
+        )?;
         writeln!(w)?;
     }
     serde_json::to_writer(&mut *w, &summary(r))?;
@@ -144,6 +171,49 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
             format_millis(p.peak_time),
             p.account,
             p.principal_arn
+        )?;
+    }
+    let coverage = &r.result.coverage;
+    writeln!(
+        w,
+        "\nCOVERAGE ({} account-regions with canary heartbeats)",
+        coverage.len()
+    )?;
+    if !coverage.is_empty() {
+        writeln!(
+            w,
+            "  {:<13} {:<15} {:>10}  {:<24} {:<24} {:>9}",
+            "ACCOUNT", "REGION", "HEARTBEATS", "FIRST", "LAST", "MAX GAP S"
+        )?;
+    }
+    for c in coverage {
+        writeln!(
+            w,
+            "  {:<13} {:<15} {:>10}  {:<24} {:<24} {:>9}",
+            c.account,
+            c.region,
+            c.heartbeats,
+            format_millis(c.first),
+            format_millis(c.last),
+            c.max_gap_s
+        )?;
+    }
+    let tampers = &r.result.tampers;
+    writeln!(w, "\nTAMPER ({})", tampers.len())?;
+    for t in tampers {
+        writeln!(
+            w,
+            "  {:<24} {:<13} {:<15} {:<18} {} by {}{}",
+            format_millis(t.event_time),
+            t.account,
+            t.region,
+            t.event_name,
+            t.target,
+            t.principal_arn,
+            t.error_code
+                .as_deref()
+                .map(|c| format!(" (failed: {c})"))
+                .unwrap_or_default()
         )?;
     }
     let s = summary(r);

@@ -270,3 +270,130 @@ fn an_assume_role_in_one_file_gives_calls_in_another_their_origin() {
         (Some(1), Some(1))
     );
 }
+
+#[test]
+fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
+    use tripwire_engine::armed::{CANARY_INSTANCE, CANARY_ROLE};
+    use tripwire_synth::{terminate_record, Call, Caller};
+    let dir = scratch("armed");
+    let canary = Caller::Role {
+        account: "222222222222".into(),
+        path: "/".into(),
+        name: CANARY_ROLE.into(),
+    };
+    let ids = [CANARY_INSTANCE.to_string()];
+    // 2026-03-01T10:00:00Z; every ten minutes in eu-west-1 but 10:40, twice in us-east-1.
+    let base = 1_772_359_200_000;
+    let beats: Vec<(&str, i64)> = [0, 1, 2, 3, 5, 6]
+        .iter()
+        .map(|k| ("eu-west-1", k * 600_000))
+        .chain([("us-east-1", 0), ("us-east-1", 600_000)])
+        .collect();
+    let mut lines_out = String::new();
+    for (k, (region, at)) in beats.iter().enumerate() {
+        let rec = terminate_record(&Call {
+            caller: &canary,
+            account: "222222222222",
+            region,
+            time: base + at,
+            instance_ids: &ids,
+            event_id: &format!("canary-{k}"),
+            error: Some("Client.DryRunOperation"),
+            source_ip: "scheduler.amazonaws.com",
+            user_agent: "scheduler.amazonaws.com",
+            invoked_by: None,
+            already_terminated: 0,
+            session: "canary",
+            access_key: "CANARYCANARY0000",
+        });
+        lines_out.push_str(&format!("{rec}\n"));
+        if k == 7 {
+            // A redelivery of the last one.
+            lines_out.push_str(&format!("{rec}\n"));
+        }
+    }
+    lines_out.push_str(&serde_json::json!({"eventVersion": "1.08", "eventTime": "2026-03-01T10:35:00Z",
+        "eventSource": "iam.amazonaws.com", "eventName": "DeleteRolePolicy", "awsRegion": "us-east-1",
+        "eventID": "tamper-1", "recipientAccountId": "222222222222",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLE", "accountId": "222222222222",
+            "arn": "arn:aws:iam::222222222222:user/ops/mallory", "userName": "mallory"},
+        "requestParameters": {"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}}).to_string());
+    std::fs::write(dir.join("armed.jsonl"), lines_out).unwrap();
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--json",
+        "--policy",
+        &policy(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let got = lines(&out);
+    let of = |t: &str| -> Vec<&Value> { got.iter().filter(|l| l["type"] == t).collect() };
+    let coverage: Vec<_> = of("coverage")
+        .iter()
+        .map(|c| {
+            (
+                c["region"].as_str().unwrap().to_owned(),
+                c["heartbeats"].as_u64().unwrap(),
+                c["first"].as_str().unwrap().to_owned(),
+                c["last"].as_str().unwrap().to_owned(),
+                c["max_gap_s"].as_i64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        coverage,
+        [
+            (
+                "eu-west-1".into(),
+                6,
+                "2026-03-01T10:00:00Z".into(),
+                "2026-03-01T11:00:00Z".into(),
+                1200
+            ),
+            (
+                "us-east-1".into(),
+                2,
+                "2026-03-01T10:00:00Z".into(),
+                "2026-03-01T10:10:00Z".into(),
+                600
+            ),
+        ]
+    );
+    assert!(of("coverage")
+        .iter()
+        .all(|c| c["account"] == "222222222222"));
+    let tamper = of("tamper");
+    assert_eq!(tamper.len(), 1);
+    for (k, v) in [
+        ("event_name", "DeleteRolePolicy"),
+        (
+            "principal_arn",
+            "arn:aws:iam::222222222222:user/ops/mallory",
+        ),
+        ("account", "222222222222"),
+        ("region", "us-east-1"),
+        ("target", "role/cleanup-task policy/tripwire-contain-scope"),
+        ("event_time", "2026-03-01T10:35:00Z"),
+    ] {
+        assert_eq!(tamper[0][k], v, "{k}");
+    }
+    // The canary's calls are neither terminations nor attempts.
+    let summary = of("summary")[0];
+    for (k, v) in [
+        ("terminate_calls", 0),
+        ("attempts", 0),
+        ("incidents", 0),
+        ("heartbeats", 8),
+        ("tamper_events", 1),
+    ] {
+        assert_eq!(summary[k], v, "{k}");
+    }
+    let (ok, table, _) = tripwire(&["backtest", "--policy", &policy(), dir.to_str().unwrap()]);
+    assert!(ok);
+    assert!(
+        table.contains("COVERAGE (2 account-regions") && table.contains("TAMPER (1)"),
+        "{table}"
+    );
+    assert!(table.contains("DeleteRolePolicy   role/cleanup-task policy/tripwire-contain-scope by arn:aws:iam::222222222222:user/ops/mallory"), "{table}");
+}

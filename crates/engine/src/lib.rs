@@ -5,6 +5,7 @@
 //! the same code runs in the Lambda functions, the backtest and the property tests.
 
 pub mod alert;
+pub mod armed;
 pub mod containment;
 pub mod incident;
 pub mod initiator;
@@ -136,6 +137,10 @@ pub struct Events {
     pub assumptions: Vec<Assumption>,
     /// Calls that decide terminations a service carries out.
     pub initiations: Vec<Initiation>,
+    /// The canary's calls: the tripwire is armed where they come from.
+    pub heartbeats: Vec<armed::Heartbeat>,
+    /// Calls that may disarm the tripwire (see [`armed::Tamper::is_ours`]).
+    pub tampers: Vec<armed::Tamper>,
 }
 
 /// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations,
@@ -158,6 +163,14 @@ pub fn scan_events(
             Extracted::Initiation(i) => {
                 counts.other_events += 1;
                 out.initiations.push(*i)
+            }
+            Extracted::Heartbeat(h) => {
+                counts.other_events += 1;
+                out.heartbeats.push(*h)
+            }
+            Extracted::Tamper(t) => {
+                counts.other_events += 1;
+                out.tampers.push(*t)
             }
             Extracted::OtherEvent => counts.other_events += 1,
             Extracted::Skip(r) => *counts.skipped.entry(r.as_str()).or_default() += 1,

@@ -37,6 +37,11 @@ pub struct Policy {
     pub deny_actions: Vec<String>,
     /// Containing an IAM user also deactivates the long-term access keys its burst used.
     pub deactivate_keys: bool,
+    /// The tripwire's KMS keys (ARNs or key IDs): disabling one or scheduling its
+    /// deletion is tampering.
+    pub tripwire_keys: Vec<String>,
+    /// The tripwire's SNS topics (ARNs): deleting one or unsubscribing from it is tampering.
+    pub tripwire_topics: Vec<String>,
     /// Per-account threshold overrides, keyed by the account where instances die.
     pub accounts: BTreeMap<String, AccountOverride>,
     /// Per-principal rules, in file order; the first whose glob matches applies.
@@ -231,6 +236,10 @@ struct RawPolicy {
     #[serde(default)]
     deactivate_keys: bool,
     #[serde(default)]
+    tripwire_keys: Vec<String>,
+    #[serde(default)]
+    tripwire_topics: Vec<String>,
+    #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
     /// Kept as a table to keep file order: the first matching rule wins.
     #[serde(default)]
@@ -347,6 +356,30 @@ impl Policy {
                 ));
             }
         }
+        for (key, values, shape) in [
+            (
+                "tripwire_keys",
+                &raw.tripwire_keys,
+                "a KMS key ARN (arn:PARTITION:kms:REGION:ACCOUNT:key/ID) or key ID",
+            ),
+            (
+                "tripwire_topics",
+                &raw.tripwire_topics,
+                "an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)",
+            ),
+        ] {
+            for (i, v) in values.iter().enumerate() {
+                let ok = if key == "tripwire_keys" {
+                    v.starts_with("arn:") && v.contains(":key/")
+                        || (!v.is_empty() && v.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
+                } else {
+                    v.starts_with("arn:") && v.split(':').count() == 6 && v.contains(":sns:")
+                };
+                if !ok {
+                    return Err(err(&format!("{key}[{i}]"), format!("`{v}` is not {shape}")));
+                }
+            }
+        }
         let mut accounts = BTreeMap::new();
         for (acct, o) in raw.accounts {
             if !valid_account(&acct) {
@@ -450,6 +483,8 @@ impl Policy {
             containment: raw.containment,
             deny_actions: raw.deny_actions,
             deactivate_keys: raw.deactivate_keys,
+            tripwire_keys: raw.tripwire_keys,
+            tripwire_topics: raw.tripwire_topics,
             accounts,
             principals,
             change_windows,

@@ -70,6 +70,10 @@ pub struct ReplayResult {
     pub peaks: Vec<Peak>,
     /// Counters.
     pub counts: ReplayCounts,
+    /// Heartbeats per (account, region): where the tripwire was armed, and its gaps.
+    pub coverage: Vec<crate::armed::Coverage>,
+    /// Calls that disarmed part of the tripwire, in eventTime order, each once.
+    pub tampers: Vec<crate::armed::Tamper>,
 }
 
 struct KeyState {
@@ -107,8 +111,17 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
         terminations: mut terms,
         assumptions,
         initiations,
+        heartbeats,
+        mut tampers,
     } = events;
-    let mut out = ReplayResult::default();
+    let mut out = ReplayResult {
+        coverage: crate::armed::coverage(&heartbeats),
+        ..ReplayResult::default()
+    };
+    tampers.retain(|t| t.is_ours(policy));
+    tampers.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+    tampers.dedup_by(|a, b| a.event_id == b.event_id);
+    out.tampers = tampers;
     learn_role_paths(&mut terms, &assumptions);
     let mut steps: Vec<(Millis, u8, String, Step)> =
         Vec::with_capacity(terms.len() + assumptions.len() + initiations.len());

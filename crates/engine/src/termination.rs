@@ -120,6 +120,10 @@ pub enum Extracted {
     Assumption(Box<crate::provenance::Assumption>),
     /// A call that decides terminations a service carries out.
     Initiation(Box<crate::initiator::Initiation>),
+    /// The canary's TerminateInstances call: never counted.
+    Heartbeat(Box<crate::armed::Heartbeat>),
+    /// A call that may disarm the tripwire.
+    Tamper(Box<crate::armed::Tamper>),
     /// A usable record of another API call.
     OtherEvent,
     /// Unusable, with the reason.
@@ -146,7 +150,10 @@ pub fn extract(found: Found<'_>) -> Extracted {
     match found {
         Found::Skip(r) => Extracted::Skip(r),
         Found::Record(doc, envelope) => match from_record(&doc, envelope.as_ref()) {
-            Ok(Some(t)) => Extracted::Termination(Box::new(t)),
+            Ok(Some(t)) => match crate::armed::heartbeat_of(&t) {
+                Some(h) => Extracted::Heartbeat(Box::new(h)),
+                None => Extracted::Termination(Box::new(t)),
+            },
             Ok(None) => other(&doc, envelope.as_ref()),
             Err(r) => Extracted::Skip(r),
         },
@@ -160,7 +167,11 @@ fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
         Err(r) => return Extracted::Skip(r),
         Ok(None) => match crate::initiator::from_record(doc) {
             Ok(Some(i)) => Extracted::Initiation(Box::new(i)),
-            Ok(None) => return Extracted::OtherEvent,
+            Ok(None) => match crate::armed::tamper_of(doc) {
+                Ok(Some(t)) => Extracted::Tamper(Box::new(t)),
+                Ok(None) => return Extracted::OtherEvent,
+                Err(r) => return Extracted::Skip(r),
+            },
             Err(r) => return Extracted::Skip(r),
         },
     };

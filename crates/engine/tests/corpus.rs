@@ -14,6 +14,17 @@ use tripwire_engine::{scan, Policy, ScanCounts, Termination};
 struct Expectations {
     terminate: BTreeMap<String, TerminateExpect>,
     files: BTreeMap<String, FileExpect>,
+    tamper: Vec<TamperExpect>,
+}
+
+#[derive(Deserialize, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+struct TamperExpect {
+    event_name: String,
+    account: String,
+    target: String,
+    principal_arn: String,
+    error_code: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -225,4 +236,28 @@ fn gzipped_copies_read_the_same_as_the_originals() {
         let b = scan_file(&corpus().join(plain));
         assert_eq!((a.0, a.1), (b.0, b.1), "{gz}");
     }
+}
+
+#[test]
+fn every_trail_tampering_call_in_the_corpus_is_found_once() {
+    let mut files = Vec::new();
+    walk(&corpus(), &mut files);
+    let mut events = tripwire_engine::Events::default();
+    for path in files {
+        let _ = tripwire_engine::scan_events(&read(&path), &mut ScanCounts::default(), &mut events);
+    }
+    assert!(events.heartbeats.is_empty(), "no canary in the corpus");
+    let result = tripwire_engine::replay::replay_events(&Policy::from_toml("").unwrap(), events);
+    let got: Vec<TamperExpect> = result
+        .tampers
+        .into_iter()
+        .map(|t| TamperExpect {
+            event_name: t.event_name,
+            account: t.account,
+            target: t.target,
+            principal_arn: t.principal_arn,
+            error_code: t.error_code,
+        })
+        .collect();
+    assert_eq!(got, expectations().tamper);
 }

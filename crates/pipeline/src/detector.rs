@@ -107,6 +107,17 @@ pub enum Outcome {
         /// eventID.
         event_id: String,
     },
+    /// The canary's call: the path from this account and region works. Never counted.
+    Heartbeat {
+        /// eventID.
+        event_id: String,
+        /// Where the canary ran.
+        account: String,
+        /// Its region.
+        region: String,
+        /// Arrival minus eventTime: CloudTrail's and EventBridge's delivery delay.
+        latency_ms: Millis,
+    },
     /// The same call in an alert-only lane (`service_burst`, `attempt_burst`,
     /// `account_burst`).
     Lane {
@@ -186,8 +197,12 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             .iter()
             .flat_map(|(reason, n)| std::iter::repeat_n(Outcome::Skipped { reason }, *n as usize))
             .collect();
-        let others =
-            counts.other_events as usize - events.assumptions.len() - events.initiations.len();
+        // Tamper calls are among the others here: the backtest reports them, and the
+        // detector acknowledges them like any other call until it pages on them.
+        let others = counts.other_events as usize
+            - events.assumptions.len()
+            - events.initiations.len()
+            - events.heartbeats.len();
         out.extend(std::iter::repeat_n(Outcome::OtherEvent, others));
         let lease_until = lease_end(deadline, self.clock.now());
         for a in &events.assumptions {
@@ -197,6 +212,14 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             self.store.record_initiation(i, self.clock.now()).await?;
             out.push(Outcome::Initiator {
                 event_id: i.event_id.clone(),
+            });
+        }
+        for h in events.heartbeats {
+            out.push(Outcome::Heartbeat {
+                latency_ms: self.clock.now() - h.event_time,
+                event_id: h.event_id,
+                account: h.account,
+                region: h.region,
             });
         }
         for mut t in events.terminations {

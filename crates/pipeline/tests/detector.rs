@@ -892,3 +892,48 @@ async fn the_lambda_path_takes_only_eventbridge_envelopes_that_agree_with_their_
         .unwrap();
     assert!(matches!(out[..], [Outcome::Counted { .. }]), "{out:?}");
 }
+
+#[tokio::test]
+async fn the_canarys_calls_are_heartbeats_with_their_delivery_delay_and_never_attempts() {
+    // With the attempt lane at its lowest, a canary counted as a failed call would page.
+    let rig = Rig::new(&format!("attempt_threshold = 1\n{POLICY}"));
+    let mut envelopes = Burst::new("role/tripwire-canary@222222222222", "canary")
+        .calls(12)
+        .step(600_000)
+        .error("Client.DryRunOperation")
+        .envelopes();
+    for e in &mut envelopes {
+        e["detail"]["requestParameters"]["instancesSet"]["items"] =
+            serde_json::json!([{ "instanceId": tripwire_engine::armed::CANARY_INSTANCE }]);
+        e["detail"]["responseElements"] = Value::Null;
+    }
+    for e in &envelopes {
+        let time = tripwire_engine::time::parse_event_time(e["time"].as_str().unwrap()).unwrap();
+        rig.clock.set(time + 2_500);
+        match one(&rig, e).await {
+            Outcome::Heartbeat {
+                account,
+                region,
+                latency_ms,
+                ..
+            } => assert_eq!(
+                (account.as_str(), region.as_str(), latency_ms),
+                (PROD, "us-east-1", 2_500)
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+    assert!(rig.alerts.kinds().is_empty(), "{:?}", rig.alerts.kinds());
+    // The same call on any other instance is the canary role failing a real call: an
+    // attempt, which this policy pages on.
+    let mut real = envelopes[0].clone();
+    real["detail"]["requestParameters"]["instancesSet"]["items"] =
+        serde_json::json!([{ "instanceId": "i-0123456789abcdef0" }]);
+    real["detail"]["eventID"] = "not-the-canary".into();
+    let out = rig.deliver_one(&real).await.unwrap();
+    assert!(
+        matches!(out[..], [Outcome::Attempt { .. }, Outcome::Lane { .. }]),
+        "{out:?}"
+    );
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+}

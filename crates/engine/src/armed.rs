@@ -1,0 +1,656 @@
+//! Is the tripwire armed? Two kinds of record answer: the canary's heartbeats, which prove
+//! that a TerminateInstances call in an account and region reaches the detector by the
+//! path a real one takes, and calls that disarm the tripwire's own parts (its policies on
+//! a contained principal, its roles, its forwarding rules, the trail, its key, its topic).
+
+use crate::principal::{self, sanitize, PrincipalKind};
+use crate::record::{Document, UserIdentity};
+use crate::termination::Termination;
+use crate::time::Millis;
+use crate::SkipReason;
+use serde::{Deserialize, Serialize};
+
+/// The member stacks' canary role: it may only call TerminateInstances with DryRun on
+/// [`CANARY_INSTANCE`].
+pub const CANARY_ROLE: &str = "tripwire-canary";
+/// The instance the canary asks for: an ID of EC2's form that is never allocated, so
+/// even a canary that lost its DryRun flag terminates nothing.
+pub const CANARY_INSTANCE: &str = "i-0000000000000dead";
+/// The member stacks' roles: who changes them, other than a deployment, disarms the
+/// tripwire in that account.
+pub const MEMBER_ROLES: [&str; 4] = [
+    "tripwire-containment",
+    "tripwire-release",
+    "tripwire-canary",
+    "tripwire-forwarder",
+];
+/// The member stacks' forwarding rules are named with this prefix.
+pub const FORWARD_RULE_PREFIX: &str = "tripwire-forward";
+
+/// A canary call seen: the path from CloudTrail to the detector works in `account` and
+/// `region`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Heartbeat {
+    /// eventID.
+    pub event_id: String,
+    /// The account the canary ran in.
+    pub account: String,
+    /// `awsRegion`.
+    pub region: String,
+    /// eventTime: arrival minus this is the delivery latency.
+    #[serde(with = "crate::time::rfc3339")]
+    pub event_time: Millis,
+}
+
+/// The errors of a canary call that reached EC2: the dry run succeeded, or (should EC2
+/// look the instance up first) the instance does not exist. Anything else (denied, say)
+/// is not a heartbeat, and the call is decided on like any other.
+const CANARY_ERRORS: [&str; 2] = ["DryRunOperation", "InvalidInstanceID.NotFound"];
+
+/// The heartbeat `t` is, if it is the canary's: its own account's `tripwire-canary`
+/// role, asking only for [`CANARY_INSTANCE`], refused as a dry run.
+pub fn heartbeat_of(t: &Termination) -> Option<Heartbeat> {
+    let PrincipalKind::Role { name, .. } = &t.principal.kind else {
+        return None;
+    };
+    let code = t.error_code.as_deref()?;
+    let code = code.strip_prefix("Client.").unwrap_or(code);
+    let canary = name == CANARY_ROLE
+        && t.principal.account.as_deref() == Some(t.account.as_str())
+        && t.instance_ids == [CANARY_INSTANCE]
+        && CANARY_ERRORS.contains(&code);
+    canary.then(|| Heartbeat {
+        event_id: t.event_id.clone(),
+        account: t.account.clone(),
+        region: t.region.clone(),
+        event_time: t.event_time,
+    })
+}
+
+/// A call that disarms part of the tripwire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tamper {
+    /// eventID.
+    pub event_id: String,
+    /// e.g. `StopLogging`.
+    pub event_name: String,
+    /// e.g. `cloudtrail.amazonaws.com`.
+    pub event_source: String,
+    /// Who made it (the role for a role session).
+    pub principal_arn: String,
+    /// Where (`recipientAccountId`).
+    pub account: String,
+    /// `awsRegion`.
+    pub region: String,
+    /// What it touched: a trail, `role/NAME`, `role/NAME policy/P`, a rule, a key.
+    pub target: String,
+    /// eventTime.
+    #[serde(with = "crate::time::rfc3339")]
+    pub event_time: Millis,
+    /// Set when the call failed: an attempt, still worth a page.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub error_code: Option<String>,
+}
+
+/// The request parameters the watched calls name their target by.
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Params<'a> {
+    #[serde(borrow)]
+    name: Option<&'a str>,
+    trail_name: Option<&'a str>,
+    rule: Option<&'a str>,
+    role_name: Option<&'a str>,
+    user_name: Option<&'a str>,
+    policy_name: Option<&'a str>,
+    policy_arn: Option<&'a str>,
+    key_id: Option<&'a str>,
+    subscription_arn: Option<&'a str>,
+    topic_arn: Option<&'a str>,
+}
+
+/// IAM calls that change a role: on a member stack role, they disarm it.
+const ROLE_CHANGES: [&str; 10] = [
+    "DeleteRole",
+    "UpdateAssumeRolePolicy",
+    "UpdateRole",
+    "PutRolePolicy",
+    "DeleteRolePolicy",
+    "AttachRolePolicy",
+    "DetachRolePolicy",
+    "PutRolePermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "TagRole",
+];
+
+/// The tripwire's managed policies live under this path (see
+/// [`crate::containment::MANAGED_PATH`]).
+fn is_tripwire_managed(arn: &str) -> bool {
+    arn.contains(":policy/tripwire/")
+}
+
+/// What a watched call touched, if it is (or, for a key or a topic, may be: see
+/// [`Tamper::is_ours`]) one of the tripwire's parts.
+fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
+    let entity = || {
+        p.role_name
+            .map(|r| format!("role/{r}"))
+            .or_else(|| p.user_name.map(|u| format!("user/{u}")))
+    };
+    match (source, name) {
+        ("cloudtrail.amazonaws.com", "StopLogging" | "DeleteTrail" | "UpdateTrail") => {
+            p.name.map(str::to_owned)
+        }
+        ("cloudtrail.amazonaws.com", "PutEventSelectors") => p.trail_name.map(str::to_owned),
+        ("events.amazonaws.com", "DisableRule" | "DeleteRule" | "PutRule") => p
+            .name
+            .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
+            .map(str::to_owned),
+        ("events.amazonaws.com", "RemoveTargets" | "PutTargets") => p
+            .rule
+            .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
+            .map(str::to_owned),
+        ("iam.amazonaws.com", _) => {
+            // The tripwire's own denies, lifted from a contained principal.
+            let inline = matches!(name, "DeleteRolePolicy" | "DeleteUserPolicy")
+                && p.policy_name.is_some_and(|n| n.starts_with("tripwire-"));
+            let managed = matches!(name, "DetachRolePolicy" | "DetachUserPolicy")
+                && p.policy_arn.is_some_and(is_tripwire_managed);
+            if inline || managed {
+                let policy = p.policy_name.or(p.policy_arn).unwrap_or_default();
+                return entity().map(|e| format!("{e} policy/{policy}"));
+            }
+            // The brake and quarantine documents themselves.
+            if matches!(
+                name,
+                "DeletePolicy"
+                    | "CreatePolicyVersion"
+                    | "SetDefaultPolicyVersion"
+                    | "DeletePolicyVersion"
+            ) {
+                return p
+                    .policy_arn
+                    .filter(|a| is_tripwire_managed(a))
+                    .map(str::to_owned);
+            }
+            (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(|r| MEMBER_ROLES.contains(&r)))
+                .then(entity)
+                .flatten()
+        }
+        // keyId is a key ID or an ARN; these calls take no alias.
+        ("kms.amazonaws.com", "DisableKey" | "ScheduleKeyDeletion") => p.key_id.map(str::to_owned),
+        ("sns.amazonaws.com", "Unsubscribe") => p.subscription_arn.map(str::to_owned),
+        ("sns.amazonaws.com", "DeleteTopic") => p.topic_arn.map(str::to_owned),
+        _ => None,
+    }
+}
+
+impl Tamper {
+    /// Whether it touched the tripwire: a key or a topic only the policy's
+    /// `tripwire_keys` and `tripwire_topics` identify; every other target is the
+    /// tripwire's by its name.
+    pub fn is_ours(&self, policy: &crate::Policy) -> bool {
+        let t = self.target.as_str();
+        match (self.event_source.as_str(), self.event_name.as_str()) {
+            ("kms.amazonaws.com", _) => policy
+                .tripwire_keys
+                .iter()
+                .any(|k| k == t || k.ends_with(&format!("/{t}"))),
+            // A subscription's ARN is its topic's, a colon and an ID.
+            ("sns.amazonaws.com", "Unsubscribe") => policy.tripwire_topics.iter().any(|topic| {
+                t.strip_prefix(topic.as_str())
+                    .is_some_and(|r| r.starts_with(':'))
+            }),
+            ("sns.amazonaws.com", _) => policy.tripwire_topics.iter().any(|topic| topic == t),
+            _ => true,
+        }
+    }
+}
+
+/// Who may change the tripwire's parts: a deployment (StackSets' execution roles), and
+/// the release role lifting the tripwire's own policies.
+fn is_tripwire_itself(kind: &PrincipalKind) -> bool {
+    match kind {
+        PrincipalKind::Role { name, .. } => {
+            name.starts_with("stacksets-exec-")
+                || name == "AWSCloudFormationStackSetExecutionRole"
+                || name == "tripwire-release"
+        }
+        _ => false,
+    }
+}
+
+/// The tamper call `doc` is, if it is one.
+pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
+    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
+        return Ok(None);
+    };
+    let params: Params<'_> = doc
+        .request_parameters
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .unwrap_or_default();
+    let Some(target) = target(source, name, &params) else {
+        return Ok(None);
+    };
+    let event_time = doc.time()?;
+    let ui: UserIdentity = doc
+        .user_identity
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .ok_or(SkipReason::NoUserIdentity)?;
+    let p = principal::resolve(&ui).map_err(|_| SkipReason::NoUserIdentity)?;
+    if is_tripwire_itself(&p.kind) {
+        return Ok(None);
+    }
+    let account = doc
+        .recipient_account_id
+        .get()
+        .or(p.account.as_deref())
+        .ok_or(SkipReason::NoAccount)?;
+    Ok(Some(Tamper {
+        event_id: doc.event_id.get().map(sanitize).unwrap_or_else(|| {
+            crate::record::content_id(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
+        }),
+        event_name: sanitize(name),
+        event_source: sanitize(source),
+        principal_arn: p.arn,
+        account: sanitize(account),
+        region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
+        target: sanitize(&target),
+        event_time,
+        error_code: doc.error_code.get().map(sanitize),
+    }))
+}
+
+/// Heartbeats of one (account, region): the backtest's `coverage` line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Coverage {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// Distinct heartbeats.
+    pub heartbeats: u64,
+    /// The first heartbeat's eventTime.
+    #[serde(with = "crate::time::rfc3339")]
+    pub first: Millis,
+    /// The last heartbeat's eventTime.
+    #[serde(with = "crate::time::rfc3339")]
+    pub last: Millis,
+    /// The longest silence between two heartbeats, in seconds.
+    pub max_gap_s: i64,
+}
+
+/// Coverage per (account, region), sorted, from heartbeats in any order (redeliveries
+/// counted once).
+pub fn coverage(heartbeats: &[Heartbeat]) -> Vec<Coverage> {
+    let mut by: std::collections::BTreeMap<(&str, &str), Vec<(Millis, &str)>> = Default::default();
+    for h in heartbeats {
+        by.entry((&h.account, &h.region))
+            .or_default()
+            .push((h.event_time, &h.event_id));
+    }
+    by.into_iter()
+        .map(|((account, region), mut beats)| {
+            beats.sort_unstable();
+            beats.dedup_by(|a, b| a.1 == b.1);
+            let max_gap = beats.windows(2).map(|w| w[1].0 - w[0].0).max().unwrap_or(0);
+            Coverage {
+                record_type: "coverage",
+                account: account.to_owned(),
+                region: region.to_owned(),
+                heartbeats: beats.len() as u64,
+                first: beats[0].0,
+                last: beats[beats.len() - 1].0,
+                max_gap_s: max_gap / 1000,
+            }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::record::{walk_stream, Found};
+    use crate::termination::{extract, Extracted};
+
+    fn extracted(record: &serde_json::Value) -> Extracted {
+        let text = record.to_string();
+        let mut out = None;
+        walk_stream(&text, &mut |f: Found<'_>| out = Some(extract(f))).unwrap();
+        out.unwrap()
+    }
+
+    fn role(name: &str, account: &str) -> serde_json::Value {
+        serde_json::json!({"type": "AssumedRole", "principalId": "AROAEXAMPLE:s",
+            "arn": format!("arn:aws:sts::{account}:assumed-role/{name}/s"), "accountId": account,
+            "accessKeyId": "ASIAEXAMPLE",
+            "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE",
+                "arn": format!("arn:aws:iam::{account}:role/{name}"), "accountId": account,
+                "userName": name}}})
+    }
+
+    fn call(
+        source: &str,
+        name: &str,
+        who: serde_json::Value,
+        params: serde_json::Value,
+    ) -> serde_json::Value {
+        serde_json::json!({"eventVersion": "1.08", "eventTime": "2026-03-01T10:00:00Z",
+            "eventSource": source, "eventName": name, "awsRegion": "eu-west-1",
+            "eventID": format!("{name}-1"), "recipientAccountId": "222222222222",
+            "userIdentity": who, "requestParameters": params})
+    }
+
+    fn canary(who: serde_json::Value, id: &str, error: Option<&str>) -> serde_json::Value {
+        let mut r = call(
+            "ec2.amazonaws.com",
+            "TerminateInstances",
+            who,
+            serde_json::json!({"instancesSet": {"items": [{"instanceId": id}]}}),
+        );
+        if let Some(e) = error {
+            r["errorCode"] = e.into();
+        }
+        r
+    }
+
+    #[test]
+    fn only_the_accounts_own_canary_dry_run_on_the_canary_instance_is_a_heartbeat() {
+        let me = || role(CANARY_ROLE, "222222222222");
+        let dry = Some("Client.DryRunOperation");
+        for (r, heartbeat) in [
+            (canary(me(), CANARY_INSTANCE, dry), true),
+            // Should EC2 look the instance up before the dry run.
+            (
+                canary(
+                    me(),
+                    CANARY_INSTANCE,
+                    Some("Client.InvalidInstanceID.NotFound"),
+                ),
+                true,
+            ),
+            // Denied: the canary lost its permission; decided on like any failed call.
+            (
+                canary(me(), CANARY_INSTANCE, Some("Client.UnauthorizedOperation")),
+                false,
+            ),
+            (canary(me(), "i-0123456789abcdef0", dry), false),
+            (
+                canary(role(CANARY_ROLE, "333333333333"), CANARY_INSTANCE, dry),
+                false,
+            ),
+            (
+                canary(
+                    role("tripwire-canary2", "222222222222"),
+                    CANARY_INSTANCE,
+                    dry,
+                ),
+                false,
+            ),
+        ] {
+            let got = matches!(extracted(&r), Extracted::Heartbeat(_));
+            assert_eq!(got, heartbeat, "{r}");
+        }
+        let Extracted::Heartbeat(h) = extracted(&canary(me(), CANARY_INSTANCE, dry)) else {
+            unreachable!()
+        };
+        assert_eq!(
+            (h.account.as_str(), h.region.as_str(), h.event_id.as_str()),
+            ("222222222222", "eu-west-1", "TerminateInstances-1")
+        );
+    }
+
+    #[test]
+    fn each_disarming_call_names_its_target_and_others_are_left_alone() {
+        let admin = || role("Admin", "222222222222");
+        let cases: Vec<(serde_json::Value, Option<&str>)> = vec![
+            (
+                call(
+                    "events.amazonaws.com",
+                    "DisableRule",
+                    admin(),
+                    serde_json::json!({"name": "tripwire-forward-terminate-instances"}),
+                ),
+                Some("tripwire-forward-terminate-instances"),
+            ),
+            (
+                call(
+                    "events.amazonaws.com",
+                    "RemoveTargets",
+                    admin(),
+                    serde_json::json!({"rule": "tripwire-forward-initiators", "ids": ["x"]}),
+                ),
+                Some("tripwire-forward-initiators"),
+            ),
+            (
+                call(
+                    "events.amazonaws.com",
+                    "DisableRule",
+                    admin(),
+                    serde_json::json!({"name": "nightly-report"}),
+                ),
+                None,
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "DeleteRolePolicy",
+                    admin(),
+                    serde_json::json!({"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}),
+                ),
+                Some("role/cleanup-task policy/tripwire-contain-scope"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "DetachUserPolicy",
+                    admin(),
+                    serde_json::json!({"userName": "alice", "policyArn": "arn:aws:iam::222222222222:policy/tripwire/tripwire-brake"}),
+                ),
+                Some("user/alice policy/arn:aws:iam::222222222222:policy/tripwire/tripwire-brake"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "DeleteRolePolicy",
+                    admin(),
+                    serde_json::json!({"roleName": "app", "policyName": "app-inline"}),
+                ),
+                None,
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "CreatePolicyVersion",
+                    admin(),
+                    serde_json::json!({"policyArn": "arn:aws:iam::222222222222:policy/tripwire/tripwire-brake", "setAsDefault": true}),
+                ),
+                Some("arn:aws:iam::222222222222:policy/tripwire/tripwire-brake"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UpdateAssumeRolePolicy",
+                    admin(),
+                    serde_json::json!({"roleName": "tripwire-containment"}),
+                ),
+                Some("role/tripwire-containment"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UpdateAssumeRolePolicy",
+                    admin(),
+                    serde_json::json!({"roleName": "app"}),
+                ),
+                None,
+            ),
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "StopLogging",
+                    admin(),
+                    serde_json::json!({"name": "org-trail"}),
+                ),
+                Some("org-trail"),
+            ),
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "PutEventSelectors",
+                    admin(),
+                    serde_json::json!({"trailName": "org-trail", "eventSelectors": []}),
+                ),
+                Some("org-trail"),
+            ),
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "StartLogging",
+                    admin(),
+                    serde_json::json!({"name": "org-trail"}),
+                ),
+                None,
+            ),
+            // A deployment, and the release role lifting the tripwire's own policies.
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UpdateAssumeRolePolicy",
+                    role("stacksets-exec-0123456789abcdef", "222222222222"),
+                    serde_json::json!({"roleName": "tripwire-containment"}),
+                ),
+                None,
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "DeleteRolePolicy",
+                    role("tripwire-release", "222222222222"),
+                    serde_json::json!({"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}),
+                ),
+                None,
+            ),
+            // (Only StackSets may create roles of those names: the SCP. So the name is
+            // trusted.)
+        ];
+        for (r, want) in cases {
+            let got = match extracted(&r) {
+                Extracted::Tamper(t) => Some(t.target.clone()),
+                _ => None,
+            };
+            assert_eq!(got.as_deref(), want, "{r}");
+        }
+    }
+
+    #[test]
+    fn keys_and_topics_are_the_tripwires_only_when_the_policy_names_them() {
+        let policy = crate::Policy::from_toml(
+            r#"tripwire_keys = ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]
+tripwire_topics = ["arn:aws:sns:us-east-1:123456789012:tripwire-alerts"]"#,
+        )
+        .unwrap();
+        let admin = || role("Admin", "123456789012");
+        for (r, ours) in [
+            (
+                call(
+                    "kms.amazonaws.com",
+                    "DisableKey",
+                    admin(),
+                    serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab"}),
+                ),
+                true,
+            ),
+            (
+                call(
+                    "kms.amazonaws.com",
+                    "ScheduleKeyDeletion",
+                    admin(),
+                    serde_json::json!({"keyId": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab", "pendingWindowInDays": 7}),
+                ),
+                true,
+            ),
+            (
+                call(
+                    "kms.amazonaws.com",
+                    "DisableKey",
+                    admin(),
+                    serde_json::json!({"keyId": "ffffffff-12ab-34cd-56ef-1234567890ab"}),
+                ),
+                false,
+            ),
+            (
+                call(
+                    "sns.amazonaws.com",
+                    "Unsubscribe",
+                    admin(),
+                    serde_json::json!({"subscriptionArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b1c2d3e-aaaa-bbbb-cccc-000000000000"}),
+                ),
+                true,
+            ),
+            (
+                call(
+                    "sns.amazonaws.com",
+                    "Unsubscribe",
+                    admin(),
+                    serde_json::json!({"subscriptionArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts-x:0b1c2d3e"}),
+                ),
+                false,
+            ),
+            (
+                call(
+                    "sns.amazonaws.com",
+                    "DeleteTopic",
+                    admin(),
+                    serde_json::json!({"topicArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts"}),
+                ),
+                true,
+            ),
+        ] {
+            let Extracted::Tamper(t) = extracted(&r) else {
+                panic!("{r}: a candidate")
+            };
+            assert_eq!(t.is_ours(&policy), ours, "{r}");
+            assert!(!t.is_ours(&crate::Policy::from_toml("").unwrap()), "{r}");
+        }
+    }
+
+    #[test]
+    fn coverage_counts_each_heartbeat_once_and_measures_the_longest_silence() {
+        let hb = |id: &str, region: &str, t: Millis| Heartbeat {
+            event_id: id.into(),
+            account: "222222222222".into(),
+            region: region.into(),
+            event_time: t,
+        };
+        let got = coverage(&[
+            hb("c", "eu-west-1", 1_800_000),
+            hb("a", "eu-west-1", 0),
+            hb("b", "eu-west-1", 600_000),
+            hb("b", "eu-west-1", 600_000),
+            hb("z", "us-east-1", 42_000),
+        ]);
+        let rows: Vec<_> = got
+            .iter()
+            .map(|c| {
+                (
+                    c.region.as_str(),
+                    c.heartbeats,
+                    c.first,
+                    c.last,
+                    c.max_gap_s,
+                )
+            })
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("eu-west-1", 3, 0, 1_800_000, 1200),
+                ("us-east-1", 1, 42_000, 42_000, 0)
+            ]
+        );
+        assert!(coverage(&[]).is_empty());
+    }
+}
