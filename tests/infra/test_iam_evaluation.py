@@ -156,7 +156,7 @@ ACCOUNT = "123456789012"  # the account _resolve renders the member stack in
 BRAKE_ARN = f"arn:aws:iam::{ACCOUNT}:policy/tripwire/BrakePolicy"  # _resolve's name for Ref BrakePolicy
 APP = f"arn:aws:iam::{ACCOUNT}:role/app"
 UNTOUCHABLE = [f"arn:aws:iam::{ACCOUNT}:role/{r}" for r in (
-    "tripwire-containment", "tripwire-forwarder", "tripwire-release", "stacksets-exec-0123abcd",
+    "tripwire-containment", "tripwire-forwarder", "tripwire-release", "tripwire-canary", "stacksets-exec-0123abcd",
     "AWSControlTowerExecution", "aws-controltower-AdministratorExecutionRole", "BreakGlassAdmin",
     "OrganizationAccountAccessRole")] + [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"]
 
@@ -195,6 +195,25 @@ def test_the_release_role_detaches_only_the_tripwires_policies():
         assert not _allowed(node, "iam:DeleteRolePolicy", target, ctx), target
 
 
+def test_the_canary_may_only_dry_run_a_termination_of_an_instance_that_never_exists():
+    node = _member_role("CanaryRole")
+    ctx = {"aws:PrincipalArn": node.arn}
+    canary = f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-0000000000000dead"
+    assert _allowed(node, "ec2:TerminateInstances", canary, ctx)
+    for action, resource in [
+        ("ec2:TerminateInstances", f"arn:aws:ec2:eu-west-1:{ACCOUNT}:instance/i-0123456789abcdef0"),
+        ("ec2:TerminateInstances", "arn:aws:ec2:eu-west-1:444444444444:instance/i-0000000000000dead"),
+        ("ec2:TerminateInstances", "*"),
+        ("ec2:StopInstances", canary),
+        ("ec2:RunInstances", "*"),
+        ("iam:PutRolePolicy", f"arn:aws:iam::{ACCOUNT}:role/tripwire-canary"),
+        ("sts:AssumeRole", "*"),
+    ]:
+        assert not _allowed(node, action, resource, ctx), (action, resource)
+    trust = MEMBER["Resources"]["CanaryRole"]["Properties"]["AssumeRolePolicyDocument"]["Statement"]
+    assert [t["Principal"] for t in trust] == [{"Service": "scheduler.amazonaws.com"}]
+
+
 # ---- the SCP: a member account's administrator cannot disarm the tripwire -----------
 
 def _member_admin(arn=f"arn:aws:iam::{PROD}:role/Admin"):
@@ -221,6 +240,9 @@ DISARM = [
     ("events:DisableRule", f"arn:aws:events:us-east-1:{PROD}:rule/tripwire-forward-terminate-instances"),
     ("events:RemoveTargets", f"arn:aws:events:eu-west-1:{PROD}:rule/tripwire-forward-session-issues"),
     ("cloudtrail:StopLogging", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
+    ("iam:DeleteRole", f"arn:aws:iam::{PROD}:role/tripwire-canary"),
+    ("scheduler:DeleteSchedule", f"arn:aws:scheduler:eu-west-1:{PROD}:schedule/default/tripwire-canary"),
+    ("scheduler:UpdateSchedule", f"arn:aws:scheduler:us-east-1:{PROD}:schedule/default/tripwire-canary"),
     ("cloudtrail:PutEventSelectors", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
     ("cloudtrail:DeleteTrail", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),
     ("cloudtrail:UpdateTrail", f"arn:aws:cloudtrail:us-east-1:{PROD}:trail/org-trail"),

@@ -452,3 +452,22 @@ def _identity_policies():
 def test_parliament_finds_nothing(name, doc):
     findings = analyze_policy_string(json.dumps(doc)).findings
     assert not findings, [(f.issue, f.detail, f.location) for f in findings]
+
+
+def test_the_canary_calls_what_the_detector_recognizes():
+    import re
+    armed = (ROOT / "crates" / "engine" / "src" / "armed.rs").read_text()
+    instance = re.search(r'pub const CANARY_INSTANCE: &str = "([^"]+)"', armed).group(1)
+    role = re.search(r'pub const CANARY_ROLE: &str = "([^"]+)"', armed).group(1)
+    schedule = MEMBER["Resources"]["CanarySchedule"]["Properties"]
+    target = schedule["Target"]
+    assert json.loads(target["Input"]) == {"InstanceIds": [instance], "DryRun": True}
+    assert target["Arn"] == {"Fn::Sub": "arn:${AWS::Partition}:scheduler:::aws-sdk:ec2:terminateInstances"}
+    assert target["RoleArn"] == {"Fn::Sub": f"arn:${{AWS::Partition}}:iam::${{AWS::AccountId}}:role/{role}"}
+    assert target["RetryPolicy"] == {"MaximumRetryAttempts": 0}
+    assert schedule["ScheduleExpression"] == {"Fn::Sub": "rate(${CanaryInterval} minutes)"}
+    assert MEMBER["Resources"]["CanaryRole"]["Properties"]["RoleName"] == role
+    # The member stacks forward TerminateInstances already: the canary needs no rule of its own.
+    forward = [r["Properties"]["EventPattern"] for r in MEMBER["Resources"].values()
+               if r["Type"] == "AWS::Events::Rule" and "TerminateInstances" in json.dumps(r["Properties"].get("EventPattern", {}))]
+    assert forward, "a rule forwards TerminateInstances"
