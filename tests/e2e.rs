@@ -1092,3 +1092,27 @@ async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
     let kinds = kinds(&stack.alerts().await);
     assert!(kinds.contains(&"contained".to_owned()), "{kinds:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stopping_the_trail_pages_tamper_once_through_the_real_detector() {
+    let stack = Stack::start(Options::default()).await;
+    let stop = tripwire_synth::api_envelope(
+        "cloudtrail.amazonaws.com",
+        "StopLogging",
+        "role/Admin@222222222222",
+        &json!({"name": "org-trail"}),
+        "stop-e2e",
+        BASE,
+    );
+    assert_eq!(outcome(&stack.invoke(&stop).await.unwrap()), "tamper");
+    // A redelivery (EventBridge is at least once) pages no one again.
+    assert_eq!(outcome(&stack.invoke(&stop).await.unwrap()), "duplicate");
+    let alerts = stack.alerts().await;
+    assert_eq!(kinds(&alerts), ["tamper"]);
+    assert_eq!(alerts[0].attributes["severity"], "high");
+    assert_eq!(alerts[0].body["target"], "org-trail");
+    assert_eq!(
+        alerts[0].body["principal_arn"],
+        "arn:aws:iam::222222222222:role/Admin"
+    );
+}

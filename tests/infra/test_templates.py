@@ -157,6 +157,9 @@ def _context_patterns():
         "initiators": [member["ForwardInitiators"]["Properties"]["EventPattern"],
                        events["OrganizationBusInitiators"]["Properties"]["Pattern"],
                        events["CentralAccountInitiators"]["Properties"]["Pattern"]],
+        "tamper": [member["ForwardTamper"]["Properties"]["EventPattern"],
+                   events["OrganizationBusTamper"]["Properties"]["Pattern"],
+                   events["CentralAccountTamper"]["Properties"]["Pattern"]],
     }
 
 
@@ -190,6 +193,21 @@ CONTEXT_CASES = {
          _call("aws.ec2", "ec2.amazonaws.com", "TerminateInstances", "AssumedRole"),
          _call("aws.cloudformation", "cloudformation.amazonaws.com", "CreateStack", "AssumedRole")],
     ),
+    # Failed attempts too; the engine decides which touched the tripwire.
+    "tamper": (
+        [_call("aws.cloudtrail", "cloudtrail.amazonaws.com", "StopLogging", "AssumedRole"),
+         _call("aws.cloudtrail", "cloudtrail.amazonaws.com", "PutEventSelectors", "IAMUser", error="AccessDenied"),
+         _call("aws.events", "events.amazonaws.com", "DisableRule", "AssumedRole"),
+         _call("aws.iam", "iam.amazonaws.com", "DeleteRolePolicy", "AssumedRole"),
+         _call("aws.iam", "iam.amazonaws.com", "UpdateAssumeRolePolicy", "AssumedRole"),
+         _call("aws.kms", "kms.amazonaws.com", "ScheduleKeyDeletion", "AssumedRole"),
+         _call("aws.sns", "sns.amazonaws.com", "Unsubscribe", "IAMUser")],
+        [_call("aws.cloudtrail", "cloudtrail.amazonaws.com", "StartLogging", "AssumedRole"),
+         _call("aws.iam", "iam.amazonaws.com", "CreateRole", "AssumedRole"),
+         _call("aws.kms", "kms.amazonaws.com", "Decrypt", "AssumedRole"),
+         _call("aws.sns", "sns.amazonaws.com", "Publish", "AssumedRole"),
+         _call("aws.ec2", "ec2.amazonaws.com", "TerminateInstances", "AssumedRole")],
+    ),
 }
 
 
@@ -198,7 +216,18 @@ def test_the_member_and_central_context_patterns_are_one_pattern():
         assert all(p == patterns[0] for p in patterns), name
 
 
-@pytest.mark.parametrize("which", ["issues", "initiators"])
+def test_the_tamper_pattern_forwards_every_call_the_engine_watches():
+    import re
+    armed = (ROOT / "crates" / "engine" / "src" / "armed.rs").read_text()
+    body = armed.split("fn target(")[1].split("\n}\n")[0] + armed.split("const ROLE_CHANGES")[1].split("];")[0]
+    watched = set(re.findall(r'"([A-Z][A-Za-z]+)"', body))
+    pattern = _context_patterns()["tamper"][0]["detail"]
+    assert watched <= set(pattern["eventName"]), sorted(watched - set(pattern["eventName"]))
+    sources = set(re.findall(r'"([a-z0-9]+\.amazonaws\.com)"', body))
+    assert sources == set(pattern["eventSource"])
+
+
+@pytest.mark.parametrize("which", ["issues", "initiators", "tamper"])
 def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(moto, which):
     matched = _rule_on_moto(moto, f"ctx-{which}", _context_patterns()[which][0])
     positives, negatives = CONTEXT_CASES[which]

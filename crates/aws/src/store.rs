@@ -78,6 +78,10 @@ pub fn call_sk(key: &Key, t: &Termination) -> String {
     event_sk(if attempt { 'A' } else { 'E' }, t.event_time, &t.event_id)
 }
 
+/// A one-off step's item (see [`IncidentStore::claim_once`]).
+fn once_pk(id: &str) -> String {
+    format!("O#{id}")
+}
 fn issue_pk(access_key: &str) -> String {
     format!("K#{access_key}")
 }
@@ -579,6 +583,70 @@ impl IncidentStore for WindowStore {
         )
         .await
         .map(|_| ())
+    }
+
+    async fn claim_once(
+        &self,
+        id: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(once_pk(id)))
+            .item("sk", s("O"))
+            .item("done", AttributeValue::Bool(false))
+            .item("lease", n(lease_until))
+            .item("expires", expires(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        if conditional("dynamodb:PutItem", put)?.is_some() {
+            return Ok(Recorded::New);
+        }
+        let claim = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(once_pk(id)))
+            .key("sk", s("O"))
+            .update_expression("SET lease = :until")
+            .condition_expression("done = :no AND lease < :now")
+            .expression_attribute_values(":until", n(lease_until))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":no", AttributeValue::Bool(false))
+            .send()
+            .await;
+        Ok(if conditional("dynamodb:UpdateItem", claim)?.is_some() {
+            Recorded::Unfinished
+        } else {
+            Recorded::Duplicate
+        })
+    }
+
+    async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(once_pk(id)))
+            .key("sk", s("O"))
+            .condition_expression("done = :no")
+            .expression_attribute_values(":no", AttributeValue::Bool(false));
+        let res = if done {
+            update
+                .update_expression("SET done = :yes")
+                .expression_attribute_values(":yes", AttributeValue::Bool(true))
+        } else {
+            update
+                .update_expression("SET lease = :zero")
+                .expression_attribute_values(":zero", n(0))
+        }
+        .send()
+        .await;
+        conditional("dynamodb:UpdateItem", res).map(|_| ())
     }
 
     /// Records the containment outcome on incident `id`.

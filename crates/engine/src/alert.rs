@@ -21,6 +21,8 @@ pub enum AlertKind {
     Contained,
     /// Containment was attempted and failed, or was refused.
     ContainmentFailed,
+    /// Someone disarmed part of the tripwire (see [`crate::armed`]).
+    Tamper,
 }
 
 impl AlertKind {
@@ -31,6 +33,7 @@ impl AlertKind {
             AlertKind::Update => "update",
             AlertKind::Contained => "contained",
             AlertKind::ContainmentFailed => "containment_failed",
+            AlertKind::Tamper => "tamper",
         }
     }
 
@@ -38,7 +41,7 @@ impl AlertKind {
     pub fn severity(self) -> &'static str {
         match self {
             AlertKind::Detected | AlertKind::ContainmentFailed => "critical",
-            AlertKind::Update => "high",
+            AlertKind::Update | AlertKind::Tamper => "high",
             AlertKind::Contained => "info",
         }
     }
@@ -208,7 +211,8 @@ pub fn render(
             "TRIPWIRE: {n} instances terminated by {who} in {}",
             incident.account
         ),
-        (AlertKind::Update, _) => format!(
+        // A tamper alert names no incident: render_tamper renders it, not this.
+        (AlertKind::Update | AlertKind::Tamper, _) => format!(
             "TRIPWIRE update: {n} instances terminated by {who} in {}",
             incident.account
         ),
@@ -238,6 +242,81 @@ pub fn render(
     }
 }
 
+/// The JSON of a tamper alert: the backtest's `tamper` line, with the alert's time.
+#[derive(Serialize)]
+struct TamperJson<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    kind: &'static str,
+    #[serde(flatten)]
+    tamper: &'a crate::armed::Tamper,
+    #[serde(with = "crate::time::rfc3339")]
+    alert_time: Millis,
+}
+
+/// Renders the alert for a call that disarmed part of the tripwire.
+pub fn render_tamper(t: &crate::armed::Tamper, now: Millis) -> Alert {
+    let who = short_principal(&t.principal_arn);
+    let attempted = if t.error_code.is_some() {
+        " (attempted)"
+    } else {
+        ""
+    };
+    let subject = format!(
+        "TRIPWIRE TAMPER{attempted}: {} on {} in {} by {who}",
+        t.event_name, t.target, t.account
+    );
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "TRIPWIRE TAMPER: a call{} that disarms part of the tripwire.\n",
+        if t.error_code.is_some() {
+            " was attempted"
+        } else {
+            " was made"
+        }
+    );
+    let _ = writeln!(text, "What   {} ({})", t.event_name, t.event_source);
+    let _ = writeln!(text, "On     {}", t.target);
+    let _ = writeln!(text, "Who    {}", t.principal_arn);
+    let _ = writeln!(text, "Where  account {}, region {}", t.account, t.region);
+    let _ = writeln!(text, "When   {}", format_millis(t.event_time));
+    if let Some(code) = &t.error_code {
+        let _ = writeln!(
+            text,
+            "Result failed with {code}: nothing changed, but someone tried"
+        );
+    }
+    let _ = writeln!(text, "\nRunbook");
+    let _ = writeln!(
+        text,
+        "  1. Ask {who} whether this was planned; deployments of the tripwire itself never page."
+    );
+    let _ = writeln!(
+        text,
+        "  2. If not, restore it (redeploy the member stack, restart logging, re-enable the key) and treat {who} as compromised."
+    );
+    let _ = writeln!(
+        text,
+        "  3. The call is in CloudTrail: event {} at {}.",
+        t.event_id,
+        format_millis(t.event_time)
+    );
+    let json = TamperJson {
+        record_type: "tamper",
+        kind: AlertKind::Tamper.as_str(),
+        tamper: t,
+        alert_time: now,
+    };
+    Alert {
+        kind: AlertKind::Tamper,
+        subject: subject_safe(&subject),
+        text,
+        json: serde_json::to_string(&json).unwrap_or_default(),
+        account: t.account.clone(),
+    }
+}
+
 fn text_body(
     kind: AlertKind,
     i: &Incident,
@@ -249,7 +328,7 @@ fn text_body(
     let mut t = String::new();
     let headline = match kind {
         AlertKind::Detected => "TRIPWIRE DETECTED a burst of EC2 instance terminations.",
-        AlertKind::Update => "TRIPWIRE UPDATE: the burst is still going.",
+        AlertKind::Update | AlertKind::Tamper => "TRIPWIRE UPDATE: the burst is still going.",
         AlertKind::Contained => {
             "TRIPWIRE CONTAINED the principal behind a burst of EC2 instance terminations."
         }

@@ -9,7 +9,10 @@ use crate::{
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
-use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
+use tripwire_engine::alert::{
+    render, render_tamper, AlertKind, ContainmentState, ContainmentStatus,
+};
+use tripwire_engine::armed::Tamper;
 use tripwire_engine::containment::{self, ContainmentRequest};
 use tripwire_engine::record::CLOUDTRAIL_DETAIL_TYPE;
 use tripwire_engine::time::Millis;
@@ -107,6 +110,11 @@ pub enum Outcome {
         /// eventID.
         event_id: String,
     },
+    /// A call that disarmed part of the tripwire: paged (`tamper` alert).
+    Tamper {
+        /// eventID.
+        event_id: String,
+    },
     /// The canary's call: the path from this account and region works. Never counted.
     Heartbeat {
         /// eventID.
@@ -182,6 +190,38 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         self.handle(event, deadline).await
     }
 
+    /// Pages a call that disarmed part of the tripwire, once per eventID: a redelivery,
+    /// or a concurrent one, is a duplicate; a failed page is given up for the retry.
+    async fn tamper(&self, t: &Tamper, lease_until: Millis) -> Result<Outcome, Error> {
+        if !t.is_ours(&self.policy) {
+            return Ok(Outcome::OtherEvent);
+        }
+        let step = format!("tamper#{}", t.event_id);
+        let event_id = t.event_id.clone();
+        if self
+            .store
+            .claim_once(&step, self.clock.now(), lease_until)
+            .await?
+            == Recorded::Duplicate
+        {
+            return Ok(Outcome::Duplicate { event_id });
+        }
+        match self
+            .alerter
+            .publish(&render_tamper(t, self.clock.now()))
+            .await
+        {
+            Ok(_) => {
+                self.store.settle_once(&step, true).await?;
+                Ok(Outcome::Tamper { event_id })
+            }
+            Err(e) => {
+                let _ = self.store.settle_once(&step, false).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Handles one event (normally one EventBridge envelope). `deadline` is the
     /// invocation's: until then, a concurrent duplicate leaves this call alone.
     pub async fn handle(&self, event: &str, deadline: Millis) -> Result<Vec<Outcome>, Error> {
@@ -197,12 +237,11 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             .iter()
             .flat_map(|(reason, n)| std::iter::repeat_n(Outcome::Skipped { reason }, *n as usize))
             .collect();
-        // Tamper calls are among the others here: the backtest reports them, and the
-        // detector acknowledges them like any other call until it pages on them.
         let others = counts.other_events as usize
             - events.assumptions.len()
             - events.initiations.len()
-            - events.heartbeats.len();
+            - events.heartbeats.len()
+            - events.tampers.len();
         out.extend(std::iter::repeat_n(Outcome::OtherEvent, others));
         let lease_until = lease_end(deadline, self.clock.now());
         for a in &events.assumptions {
@@ -213,6 +252,9 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             out.push(Outcome::Initiator {
                 event_id: i.event_id.clone(),
             });
+        }
+        for t in &events.tampers {
+            out.push(self.tamper(t, lease_until).await?);
         }
         for h in events.heartbeats {
             out.push(Outcome::Heartbeat {

@@ -269,6 +269,20 @@ pub trait IncidentStore: Send + Sync {
         id: &str,
         state: ContainmentState,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Claims the one-off step `id` (paging a tamper event): `New` the first time,
+    /// `Unfinished` when an earlier attempt gave it up or its lease ran out, else
+    /// `Duplicate`, as [`IncidentStore::record`] does for calls.
+    fn claim_once(
+        &self,
+        id: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
+
+    /// Settles step `id`: done, so a redelivery is a duplicate; or not, giving up the
+    /// lease so Lambda's retry takes over at once.
+    fn settle_once(&self, id: &str, done: bool) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Where alerts go.

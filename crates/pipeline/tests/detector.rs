@@ -937,3 +937,81 @@ async fn the_canarys_calls_are_heartbeats_with_their_delivery_delay_and_never_at
     );
     assert_eq!(rig.alerts.kinds(), ["detected"]);
 }
+
+fn eventbridge(source: &str, name: &str, who: &str, params: Value, id: &str) -> Value {
+    tripwire_synth::api_envelope(source, name, who, &params, id, T0)
+}
+
+#[tokio::test]
+async fn a_call_that_disarms_the_tripwire_pages_once_and_a_failed_page_is_retried() {
+    let key_arn = "arn:aws:kms:us-east-1:222222222222:key/1234abcd-12ab-34cd-56ef-1234567890ab";
+    let rig = Rig::new(&format!("tripwire_keys = [\"{key_arn}\"]\n{POLICY}"));
+    let stop = eventbridge(
+        "cloudtrail.amazonaws.com",
+        "StopLogging",
+        "role/Admin@222222222222",
+        serde_json::json!({"name": "org-trail"}),
+        "stop-1",
+    );
+    rig.alerts.faults.fail_next("publish", 1);
+    assert!(
+        rig.deliver_one(&stop).await.is_err(),
+        "a failed page fails the invocation"
+    );
+    assert_eq!(
+        one(&rig, &stop).await,
+        Outcome::Tamper {
+            event_id: "stop-1".into()
+        }
+    );
+    assert_eq!(
+        one(&rig, &stop).await,
+        Outcome::Duplicate {
+            event_id: "stop-1".into()
+        }
+    );
+    let sent = rig.alerts.sent();
+    assert_eq!(rig.alerts.kinds(), ["tamper"]);
+    assert_eq!(
+        sent[0].subject,
+        "TRIPWIRE TAMPER: StopLogging on org-trail in 222222222222 by role/Admin"
+    );
+    let body: Value = serde_json::from_str(&sent[0].json).unwrap();
+    assert_eq!(
+        (&body["type"], &body["principal_arn"], &body["target"]),
+        (
+            &"tamper".into(),
+            &"arn:aws:iam::222222222222:role/Admin".into(),
+            &"org-trail".into()
+        )
+    );
+    // The tripwire's own key, named by the policy, and someone else's.
+    for (id, key, paged) in [
+        ("kms-1", key_arn, true),
+        ("kms-2", "ffffffff-12ab-34cd-56ef-1234567890ab", false),
+    ] {
+        let e = eventbridge(
+            "kms.amazonaws.com",
+            "DisableKey",
+            "role/Admin@222222222222",
+            serde_json::json!({ "keyId": key }),
+            id,
+        );
+        let got = one(&rig, &e).await;
+        assert_eq!(
+            matches!(got, Outcome::Tamper { .. }),
+            paged,
+            "{id}: {got:?}"
+        );
+    }
+    // The release role lifting the tripwire's own policy is no tampering.
+    let release = eventbridge(
+        "iam.amazonaws.com",
+        "DeleteRolePolicy",
+        "role/tripwire-release@222222222222",
+        serde_json::json!({"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}),
+        "release-1",
+    );
+    assert_eq!(one(&rig, &release).await, Outcome::OtherEvent);
+    assert_eq!(rig.alerts.kinds(), ["tamper", "tamper"]);
+}

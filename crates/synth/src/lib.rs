@@ -597,6 +597,48 @@ pub fn eventbridge_envelope(record: &Value, id: &str) -> Value {
     })
 }
 
+/// The EventBridge envelope of a `name` call to `source` (`cloudtrail.amazonaws.com`)
+/// by `who` in production at `time`, with `params` as its requestParameters.
+pub fn api_envelope(
+    source: &str,
+    name: &str,
+    who: &str,
+    params: &Value,
+    id: &str,
+    time: Millis,
+) -> Value {
+    let caller = Caller::parse(who).unwrap_or(Caller::Root {
+        account: PROD.into(),
+    });
+    let mut b = String::new();
+    write_record(
+        &mut b,
+        &ApiCall {
+            caller: &caller,
+            account: PROD,
+            region: "us-east-1",
+            time,
+            event_source: source,
+            event_name: name,
+            request_parameters: &params.to_string(),
+            response_elements: "null",
+            request_id: &format!("req-{id}"),
+            event_id: id,
+            error: None,
+            source_ip: "203.0.113.7",
+            user_agent: "aws-cli/2.15.0",
+            invoked_by: None,
+            session: "session",
+            access_key: "EXAMPLEEXAMPLE00",
+            read_only: false,
+        },
+    );
+    let record: Value = serde_json::from_str(&b).unwrap_or_default();
+    let mut e = eventbridge_envelope(&record, id);
+    e["source"] = format!("aws.{}", source.split('.').next().unwrap_or_default()).into();
+    e
+}
+
 /// splitmix64: a tiny deterministic generator, so synthetic data is the same every run.
 #[derive(Debug, Clone)]
 pub struct SplitMix(pub u64);

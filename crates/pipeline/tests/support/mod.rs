@@ -135,6 +135,8 @@ struct Tables {
     incidents: HashMap<Key, Item>,
     issues: HashMap<String, IssueState>,
     initiations: BTreeMap<(String, String, Millis, String), Initiation>,
+    // One-off steps: (done, lease).
+    once: HashMap<String, (bool, Millis)>,
 }
 
 /// The window and incident state in memory.
@@ -451,6 +453,34 @@ impl IncidentStore for MemoryStore {
         self.with_current(&mut tables, key, id, |i| {
             i.containment_alerted = Some(state)
         });
+        Ok(())
+    }
+
+    async fn claim_once(
+        &self,
+        id: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let mut tables = self.op("claim_once").await?;
+        match tables.once.get_mut(id) {
+            None => {
+                tables.once.insert(id.to_owned(), (false, lease_until));
+                Ok(Recorded::New)
+            }
+            Some((false, lease)) if *lease < now => {
+                *lease = lease_until;
+                Ok(Recorded::Unfinished)
+            }
+            Some(_) => Ok(Recorded::Duplicate),
+        }
+    }
+
+    async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {
+        let mut tables = self.op("settle_once").await?;
+        if let Some(step) = tables.once.get_mut(id).filter(|s| !s.0) {
+            *step = if done { (true, step.1) } else { (false, 0) };
+        }
         Ok(())
     }
 }
