@@ -1116,3 +1116,70 @@ async fn stopping_the_trail_pages_tamper_once_through_the_real_detector() {
         "arn:aws:iam::222222222222:role/Admin"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tripwire_status_shows_where_the_canary_is_heard_and_where_it_is_not() {
+    let stack = Stack::start(Options::default()).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let minute = 60_000;
+    // (account, region, minutes ago): heard just now, 20 minutes ago, 40 minutes ago.
+    let beats = [
+        (PROD, "us-east-1", 12),
+        (PROD, "us-east-1", 2),
+        (PROD, "eu-west-1", 20),
+        (OTHER, "us-east-1", 40),
+    ];
+    for (k, (account, region, ago)) in beats.iter().enumerate() {
+        let id = format!("canary-{k}");
+        let rec = tripwire_synth::canary_record(account, region, now - ago * minute, &id);
+        let out = stack
+            .invoke(&eventbridge_envelope(&rec, &id))
+            .await
+            .unwrap();
+        assert_eq!(outcome(&out), "heartbeat", "{out}");
+        assert!(out[0]["latency_ms"].as_i64().unwrap() >= ago * minute);
+    }
+    let out = stack
+        .cli()
+        .args(["status", "--json", "--expect", "444444444444:eu-west-1"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<(String, String, String, u64)> = stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            (
+                v["account"].as_str().unwrap().to_owned(),
+                v["region"].as_str().unwrap().to_owned(),
+                v["state"].as_str().unwrap().to_owned(),
+                v["heartbeats"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    let row = |a: &str, r: &str, s: &str, n: u64| (a.to_owned(), r.to_owned(), s.to_owned(), n);
+    assert_eq!(
+        rows,
+        [
+            row(PROD, "eu-west-1", "late", 1),
+            row(PROD, "us-east-1", "armed", 2),
+            row(OTHER, "eu-west-1", "never_seen", 0),
+            row(OTHER, "us-east-1", "lost", 1),
+        ]
+    );
+    // The delivery latency of production's us-east-1 (12 and 2 minutes) lies in the
+    // 15-minute bucket at p99; nothing was paged for any of it.
+    let us: Value =
+        serde_json::from_str(stdout.lines().find(|l| l.contains("\"armed\"")).unwrap()).unwrap();
+    assert_eq!(us["latency_p99_ms"], 900_000);
+    assert!(stack.alerts().await.is_empty());
+    stack.save_observed_actions("status").await;
+}

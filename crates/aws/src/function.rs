@@ -21,6 +21,23 @@ impl Logged for Vec<Outcome> {
     fn log(&self, t: &Timing, deadline: Millis, request_id: &str) {
         for o in self {
             tracing::info!(outcome = ?o, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, deadline, request_id, "event processed");
+            // The delivery latency as a metric: a line of its own that CloudWatch Logs
+            // reads as embedded metric format, no API call on the hot path.
+            if let Outcome::Heartbeat {
+                account,
+                region,
+                latency_ms,
+                ..
+            } = o
+            {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as Millis);
+                println!(
+                    "{}",
+                    tripwire_engine::armed::latency_metric(account, region, *latency_ms, now)
+                );
+            }
         }
     }
 }

@@ -17,9 +17,11 @@ use aws_sdk_dynamodb::operation::{put_item::PutItemError, update_item::UpdateIte
 use aws_sdk_dynamodb::types::{AttributeValue, ReturnValue};
 use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use tripwire_engine::alert::ContainmentState;
+use tripwire_engine::armed::{latency_bucket, Heartbeat, HeartbeatState};
 use tripwire_engine::provenance::Issued;
+use tripwire_engine::time::format_millis;
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::Lane;
 use tripwire_engine::{
@@ -78,6 +80,12 @@ pub fn call_sk(key: &Key, t: &Termination) -> String {
     event_sk(if attempt { 'A' } else { 'E' }, t.event_time, &t.event_id)
 }
 
+/// Every (account, region)'s heartbeat state and daily latency histograms: one small
+/// partition (a few hundred pairs), read whole by `tripwire status`.
+const HEARTBEAT_PK: &str = "H";
+/// How long a day's latency histogram is kept.
+const HISTOGRAM_RETENTION_MS: Millis = 3 * 24 * 3600 * 1000;
+
 /// A one-off step's item (see [`IncidentStore::claim_once`]).
 fn once_pk(id: &str) -> String {
     format!("O#{id}")
@@ -99,6 +107,55 @@ fn expires(now: Millis) -> AttributeValue {
 }
 
 impl WindowStore {
+    /// The last heartbeat of every (account, region) that ever sent one.
+    pub async fn heartbeat_states(&self) -> Result<Vec<HeartbeatState>, Error> {
+        let items = self
+            .range(HEARTBEAT_PK.into(), "S#".into(), "S$".into())
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                Ok(HeartbeatState {
+                    account: get_s(item, "account")?.to_owned(),
+                    region: get_s(item, "region")?.to_owned(),
+                    last: get_n(item, "last")?,
+                    arrived: get_n(item, "arrived")?,
+                    heartbeats: get_n(item, "beats")? as u64,
+                })
+            })
+            .collect()
+    }
+
+    /// The delivery-latency histogram of each (account, region) on `day` (`YYYY-MM-DD`,
+    /// by eventTime).
+    pub async fn latency_histograms(
+        &self,
+        day: &str,
+    ) -> Result<BTreeMap<(String, String), [u64; 10]>, Error> {
+        let items = self
+            .range(
+                HEARTBEAT_PK.into(),
+                format!("D#{day}#"),
+                format!("D#{day}$"),
+            )
+            .await?;
+        let mut out = BTreeMap::new();
+        for item in &items {
+            let mut counts = [0u64; 10];
+            for (i, c) in counts.iter_mut().enumerate() {
+                *c = get_n(item, &format!("h{i}")).unwrap_or(0) as u64;
+            }
+            out.insert(
+                (
+                    get_s(item, "account")?.to_owned(),
+                    get_s(item, "region")?.to_owned(),
+                ),
+                counts,
+            );
+        }
+        Ok(out)
+    }
+
     /// A store on `table`.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         WindowStore {
@@ -624,6 +681,53 @@ impl IncidentStore for WindowStore {
         } else {
             Recorded::Duplicate
         })
+    }
+
+    async fn record_heartbeat(&self, h: &Heartbeat, now: Millis) -> Result<(), Error> {
+        let pair = format!("{}#{}", h.account, h.region);
+        let state = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(HEARTBEAT_PK))
+            .key("sk", s(format!("S#{pair}")))
+            .update_expression("SET #l = :t, #w = :now, #a = :a, #r = :r ADD #n :one")
+            .condition_expression("attribute_not_exists(#l) OR #l < :t")
+            .expression_attribute_names("#l", "last")
+            .expression_attribute_names("#w", "arrived")
+            .expression_attribute_names("#a", "account")
+            .expression_attribute_names("#r", "region")
+            .expression_attribute_names("#n", "beats")
+            .expression_attribute_values(":t", n(h.event_time))
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":a", s(&h.account))
+            .expression_attribute_values(":r", s(&h.region))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        if conditional("dynamodb:UpdateItem", state)?.is_none() {
+            return Ok(());
+        }
+        let bucket = latency_bucket(now - h.event_time);
+        let day = &format_millis(h.event_time)[..10];
+        let res = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(HEARTBEAT_PK))
+            .key("sk", s(format!("D#{day}#{pair}")))
+            .update_expression("SET #a = :a, #r = :r, expires = :exp ADD #b :one")
+            .expression_attribute_names("#a", "account")
+            .expression_attribute_names("#r", "region")
+            .expression_attribute_names("#b", format!("h{bucket}"))
+            .expression_attribute_values(":a", s(&h.account))
+            .expression_attribute_values(":r", s(&h.region))
+            .expression_attribute_values(":exp", n((now + HISTOGRAM_RETENTION_MS) / 1000))
+            .expression_attribute_values(":one", n(1))
+            .send()
+            .await;
+        res.map(|_| ())
+            .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))
     }
 
     async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {

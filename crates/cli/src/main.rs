@@ -8,6 +8,7 @@ mod generate;
 mod gunzip;
 mod output;
 mod release;
+mod status;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
@@ -56,6 +57,23 @@ enum Command {
     ManagedPolicies {
         /// The policy file (TOML).
         file: PathBuf,
+    },
+    /// Is it armed? Each account and region's last canary heartbeat, its age and state
+    /// (armed, late, lost, never_seen) and delivery latency over the last day.
+    Status {
+        /// DynamoDB table (default: $TRIPWIRE_TABLE).
+        #[arg(long)]
+        table: Option<String>,
+        /// The member stacks' CanaryInterval, in minutes.
+        #[arg(long, default_value_t = 10)]
+        interval_minutes: u32,
+        /// An ACCOUNT:REGION that should be armed (shown `never_seen` without a heartbeat);
+        /// repeat it, e.g. for every StackSet instance.
+        #[arg(long)]
+        expect: Vec<String>,
+        /// One JSON object per line instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Lift containment: detach the tripwire's managed policies, remove its inline
     /// policies and close the incident, through the release role in the principal's account.
@@ -191,6 +209,12 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),
+        Command::Status {
+            table,
+            interval_minutes,
+            expect,
+            json,
+        } => status::run(table, interval_minutes, &expect, json),
         Command::Release {
             account,
             principal,

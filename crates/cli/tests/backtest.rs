@@ -273,15 +273,7 @@ fn an_assume_role_in_one_file_gives_calls_in_another_their_origin() {
 
 #[test]
 fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
-    use tripwire_engine::armed::{CANARY_INSTANCE, CANARY_ROLE};
-    use tripwire_synth::{terminate_record, Call, Caller};
     let dir = scratch("armed");
-    let canary = Caller::Role {
-        account: "222222222222".into(),
-        path: "/".into(),
-        name: CANARY_ROLE.into(),
-    };
-    let ids = [CANARY_INSTANCE.to_string()];
     // 2026-03-01T10:00:00Z; every ten minutes in eu-west-1 but 10:40, twice in us-east-1.
     let base = 1_772_359_200_000;
     let beats: Vec<(&str, i64)> = [0, 1, 2, 3, 5, 6]
@@ -291,21 +283,12 @@ fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
         .collect();
     let mut lines_out = String::new();
     for (k, (region, at)) in beats.iter().enumerate() {
-        let rec = terminate_record(&Call {
-            caller: &canary,
-            account: "222222222222",
+        let rec = tripwire_synth::canary_record(
+            "222222222222",
             region,
-            time: base + at,
-            instance_ids: &ids,
-            event_id: &format!("canary-{k}"),
-            error: Some("Client.DryRunOperation"),
-            source_ip: "scheduler.amazonaws.com",
-            user_agent: "scheduler.amazonaws.com",
-            invoked_by: None,
-            already_terminated: 0,
-            session: "canary",
-            access_key: "CANARYCANARY0000",
-        });
+            base + at,
+            &format!("canary-{k}"),
+        );
         lines_out.push_str(&format!("{rec}\n"));
         if k == 7 {
             // A redelivery of the last one.

@@ -67,6 +67,123 @@ pub fn heartbeat_of(t: &Termination) -> Option<Heartbeat> {
     })
 }
 
+/// Upper bounds (ms) of the delivery-latency histogram's buckets; the last is open. Ten
+/// counters per (account, region) and day keep it small.
+pub const LATENCY_BUCKETS_MS: [Millis; 10] = [
+    1_000,
+    2_000,
+    5_000,
+    10_000,
+    30_000,
+    60_000,
+    120_000,
+    300_000,
+    900_000,
+    Millis::MAX,
+];
+
+/// The bucket of a delivery latency (a negative one, from a skewed clock, is the first).
+pub fn latency_bucket(ms: Millis) -> usize {
+    LATENCY_BUCKETS_MS
+        .iter()
+        .position(|&b| ms <= b)
+        .unwrap_or(LATENCY_BUCKETS_MS.len() - 1)
+}
+
+/// The `q` quantile (0 to 1) of a histogram, as its bucket's upper bound (`None` for
+/// the open bucket and for an empty histogram).
+pub fn quantile(counts: &[u64], q: f64) -> Option<Millis> {
+    let total: u64 = counts.iter().sum();
+    if total == 0 {
+        return None;
+    }
+    let rank = ((total as f64) * q).ceil().max(1.0) as u64;
+    let mut seen = 0;
+    for (i, c) in counts.iter().enumerate() {
+        seen += c;
+        if seen >= rank {
+            return LATENCY_BUCKETS_MS
+                .get(i)
+                .copied()
+                .filter(|&b| b != Millis::MAX);
+        }
+    }
+    None
+}
+
+/// The heartbeat's delivery latency as a CloudWatch metric (`tripwire` /
+/// `DeliveryLatency` by `Region`) in embedded metric format: one log line, which
+/// CloudWatch Logs turns into the metric without an API call on the hot path.
+pub fn latency_metric(account: &str, region: &str, latency_ms: Millis, now: Millis) -> String {
+    serde_json::json!({
+        "_aws": {
+            "Timestamp": now,
+            "CloudWatchMetrics": [{
+                "Namespace": "tripwire",
+                "Dimensions": [["Region"]],
+                "Metrics": [{"Name": "DeliveryLatency", "Unit": "Milliseconds"}]
+            }]
+        },
+        "Region": region,
+        "Account": account,
+        "DeliveryLatency": latency_ms,
+    })
+    .to_string()
+}
+
+/// The last heartbeat recorded for an (account, region).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HeartbeatState {
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// The last heartbeat's eventTime.
+    #[serde(with = "crate::time::rfc3339")]
+    pub last: Millis,
+    /// When it arrived.
+    #[serde(with = "crate::time::rfc3339")]
+    pub arrived: Millis,
+    /// Heartbeats recorded, each once.
+    pub heartbeats: u64,
+}
+
+/// Where an (account, region) stands, by its last heartbeat's age.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Armed {
+    /// A heartbeat within one and a half canary intervals.
+    Armed,
+    /// None for longer, up to three intervals.
+    Late,
+    /// Silent for three intervals: the watchdog pages `coverage_lost`.
+    Lost,
+    /// Never heard from.
+    NeverSeen,
+}
+
+impl Armed {
+    /// The state of a pair whose last heartbeat's eventTime is `last`.
+    pub fn of(last: Option<Millis>, now: Millis, interval: Millis) -> Armed {
+        match last.map(|t| now - t) {
+            None => Armed::NeverSeen,
+            Some(age) if age * 2 <= interval * 3 => Armed::Armed,
+            Some(age) if age <= interval * 3 => Armed::Late,
+            Some(_) => Armed::Lost,
+        }
+    }
+
+    /// The snake_case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Armed::Armed => "armed",
+            Armed::Late => "late",
+            Armed::Lost => "lost",
+            Armed::NeverSeen => "never_seen",
+        }
+    }
+}
+
 /// A call that disarms part of the tripwire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Tamper {
@@ -312,6 +429,70 @@ pub fn coverage(heartbeats: &[Heartbeat]) -> Vec<Coverage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn latency_buckets_quantiles_and_states() {
+        assert_eq!(
+            [-5, 0, 1_000, 1_001, 2_500, 899_999, 900_001].map(latency_bucket),
+            [0, 0, 0, 1, 2, 8, 9]
+        );
+        let mut h = [0u64; 10];
+        for ms in [
+            800, 900, 1_500, 1_600, 1_700, 4_000, 4_000, 4_000, 4_000, 50_000,
+        ] {
+            h[latency_bucket(ms)] += 1;
+        }
+        assert_eq!(quantile(&h, 0.5), Some(2_000));
+        assert_eq!(quantile(&h, 0.6), Some(5_000));
+        assert_eq!(quantile(&h, 0.2), Some(1_000));
+        assert_eq!(quantile(&h, 0.99), Some(60_000));
+        assert_eq!(quantile(&[0; 10], 0.5), None);
+        h[9] = 100;
+        assert_eq!(quantile(&h, 0.99), None, "past the last bound: unknown");
+        let m = 60_000;
+        let now = 100 * m;
+        let state = |last: Option<Millis>| Armed::of(last, now, 10 * m);
+        assert_eq!(
+            [
+                None,
+                Some(now - 9 * m),
+                Some(now - 15 * m),
+                Some(now - 16 * m),
+                Some(now - 30 * m),
+                Some(now - 31 * m)
+            ]
+            .map(state),
+            [
+                Armed::NeverSeen,
+                Armed::Armed,
+                Armed::Armed,
+                Armed::Late,
+                Armed::Late,
+                Armed::Lost
+            ]
+        );
+    }
+
+    #[test]
+    fn the_latency_metric_is_one_embedded_metric_format_line() {
+        let line = latency_metric("222222222222", "eu-west-1", 2_500, 3_500);
+        assert!(!line.contains('\n'));
+        let v: serde_json::Value = serde_json::from_str(&line).unwrap();
+        let m = &v["_aws"]["CloudWatchMetrics"][0];
+        assert_eq!(
+            (m["Namespace"].as_str(), &m["Dimensions"]),
+            (Some("tripwire"), &serde_json::json!([["Region"]]))
+        );
+        assert_eq!(m["Metrics"][0]["Name"], "DeliveryLatency");
+        assert_eq!(
+            (
+                v["Region"].as_str(),
+                v["DeliveryLatency"].as_i64(),
+                v["_aws"]["Timestamp"].as_i64()
+            ),
+            (Some("eu-west-1"), Some(2_500), Some(3_500))
+        );
+    }
     use crate::record::{walk_stream, Found};
     use crate::termination::{extract, Extracted};
 

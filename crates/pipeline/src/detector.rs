@@ -257,6 +257,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             out.push(self.tamper(t, lease_until).await?);
         }
         for h in events.heartbeats {
+            self.store.record_heartbeat(&h, self.clock.now()).await?;
             out.push(Outcome::Heartbeat {
                 latency_ms: self.clock.now() - h.event_time,
                 event_id: h.event_id,

@@ -283,6 +283,15 @@ pub trait IncidentStore: Send + Sync {
     /// Settles step `id`: done, so a redelivery is a duplicate; or not, giving up the
     /// lease so Lambda's retry takes over at once.
     fn settle_once(&self, id: &str, done: bool) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Records a canary heartbeat that arrived at `now`: the (account, region)'s last
+    /// heartbeat, and its delivery latency in the day's histogram. A heartbeat older than
+    /// the last one recorded (or the same again) changes nothing.
+    fn record_heartbeat(
+        &self,
+        h: &tripwire_engine::armed::Heartbeat,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 
 /// Where alerts go.

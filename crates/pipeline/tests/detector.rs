@@ -897,16 +897,13 @@ async fn the_lambda_path_takes_only_eventbridge_envelopes_that_agree_with_their_
 async fn the_canarys_calls_are_heartbeats_with_their_delivery_delay_and_never_attempts() {
     // With the attempt lane at its lowest, a canary counted as a failed call would page.
     let rig = Rig::new(&format!("attempt_threshold = 1\n{POLICY}"));
-    let mut envelopes = Burst::new("role/tripwire-canary@222222222222", "canary")
-        .calls(12)
-        .step(600_000)
-        .error("Client.DryRunOperation")
-        .envelopes();
-    for e in &mut envelopes {
-        e["detail"]["requestParameters"]["instancesSet"]["items"] =
-            serde_json::json!([{ "instanceId": tripwire_engine::armed::CANARY_INSTANCE }]);
-        e["detail"]["responseElements"] = Value::Null;
-    }
+    let envelopes: Vec<Value> = (0..12)
+        .map(|k| {
+            let id = format!("canary-{k}");
+            let rec = tripwire_synth::canary_record(PROD, "us-east-1", T0 + k * 600_000, &id);
+            tripwire_synth::eventbridge_envelope(&rec, &id)
+        })
+        .collect();
     for e in &envelopes {
         let time = tripwire_engine::time::parse_event_time(e["time"].as_str().unwrap()).unwrap();
         rig.clock.set(time + 2_500);
@@ -924,6 +921,16 @@ async fn the_canarys_calls_are_heartbeats_with_their_delivery_delay_and_never_at
         }
     }
     assert!(rig.alerts.kinds().is_empty(), "{:?}", rig.alerts.kinds());
+    // A redelivery of the last one is answered, and recorded once.
+    one(&rig, envelopes.last().unwrap()).await;
+    let last = tripwire_engine::time::parse_event_time(
+        envelopes.last().unwrap()["time"].as_str().unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        rig.store.heartbeats(),
+        [((PROD.to_owned(), "us-east-1".to_owned()), (last, 12))].into()
+    );
     // The same call on any other instance is the canary role failing a real call: an
     // attempt, which this policy pages on.
     let mut real = envelopes[0].clone();

@@ -597,6 +597,31 @@ pub fn eventbridge_envelope(record: &Value, id: &str) -> Value {
     })
 }
 
+/// The canary's call in `account` and `region` at `time`, as CloudTrail records it: the
+/// account's `tripwire-canary` role, DryRun on the canary instance.
+pub fn canary_record(account: &str, region: &str, time: Millis, event_id: &str) -> Value {
+    let caller = Caller::Role {
+        account: account.into(),
+        path: "/".into(),
+        name: tripwire_engine::armed::CANARY_ROLE.into(),
+    };
+    terminate_record(&Call {
+        caller: &caller,
+        account,
+        region,
+        time,
+        instance_ids: &[tripwire_engine::armed::CANARY_INSTANCE.to_owned()],
+        event_id,
+        error: Some("Client.DryRunOperation"),
+        source_ip: "scheduler.amazonaws.com",
+        user_agent: "scheduler.amazonaws.com",
+        invoked_by: None,
+        already_terminated: 0,
+        session: "canary",
+        access_key: "CANARYCANARY0000",
+    })
+}
+
 /// The EventBridge envelope of a `name` call to `source` (`cloudtrail.amazonaws.com`)
 /// by `who` in production at `time`, with `params` as its requestParameters.
 pub fn api_envelope(

@@ -137,6 +137,8 @@ struct Tables {
     initiations: BTreeMap<(String, String, Millis, String), Initiation>,
     // One-off steps: (done, lease).
     once: HashMap<String, (bool, Millis)>,
+    // Heartbeats by (account, region): (last eventTime, recorded).
+    pub(crate) heartbeats: BTreeMap<(String, String), (Millis, u64)>,
 }
 
 /// The window and incident state in memory.
@@ -159,6 +161,11 @@ impl MemoryStore {
         tokio::task::yield_now().await;
         self.faults.check(Port::State, op)?;
         Ok(self.tables.lock().unwrap())
+    }
+
+    /// Heartbeats recorded: (last eventTime, how many) by (account, region).
+    pub fn heartbeats(&self) -> BTreeMap<(String, String), (Millis, u64)> {
+        self.tables.lock().unwrap().heartbeats.clone()
     }
 
     /// The key's incident item as a reader would see it.
@@ -474,6 +481,22 @@ impl IncidentStore for MemoryStore {
             }
             Some(_) => Ok(Recorded::Duplicate),
         }
+    }
+
+    async fn record_heartbeat(
+        &self,
+        h: &tripwire_engine::armed::Heartbeat,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("record_heartbeat").await?;
+        let e = tables
+            .heartbeats
+            .entry((h.account.clone(), h.region.clone()))
+            .or_insert((Millis::MIN, 0));
+        if e.0 < h.event_time {
+            *e = (h.event_time, e.1 + 1);
+        }
+        Ok(())
     }
 
     async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {

@@ -1,0 +1,132 @@
+//! `tripwire status`: is the tripwire armed in every account and region? From the
+//! canary's heartbeats in the table: each pair's last heartbeat, its age and state, and
+//! its delivery latency over the last day. Standard credential chain; honours
+//! `AWS_ENDPOINT_URL*`.
+
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use tripwire_aws::config::{process_env, TABLE};
+use tripwire_aws::store::WindowStore;
+use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
+use tripwire_engine::time::{format_millis, Millis};
+use tripwire_pipeline::{Clock, SystemClock};
+
+/// One (account, region): the `status` JSON line.
+#[derive(serde::Serialize)]
+struct Row {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    account: String,
+    region: String,
+    state: &'static str,
+    last: Option<String>,
+    age_s: Option<i64>,
+    latency_p50_ms: Option<Millis>,
+    latency_p99_ms: Option<Millis>,
+    heartbeats: u64,
+}
+
+/// The rows for `states` at `now`, with `histograms` (the last day's, summed) and the
+/// pairs the operator `expect`s, which are `never_seen` when they never sent one.
+fn rows(
+    states: &[HeartbeatState],
+    histograms: &BTreeMap<(String, String), [u64; 10]>,
+    expect: &[(String, String)],
+    now: Millis,
+    interval: Millis,
+) -> Vec<Row> {
+    let mut by: BTreeMap<(String, String), Option<&HeartbeatState>> =
+        expect.iter().map(|pair| (pair.clone(), None)).collect();
+    for s in states {
+        by.insert((s.account.clone(), s.region.clone()), Some(s));
+    }
+    by.into_iter()
+        .map(|((account, region), s)| {
+            let h = histograms
+                .get(&(account.clone(), region.clone()))
+                .copied()
+                .unwrap_or_default();
+            Row {
+                record_type: "status",
+                state: Armed::of(s.map(|s| s.last), now, interval).as_str(),
+                last: s.map(|s| format_millis(s.last)),
+                age_s: s.map(|s| (now - s.last) / 1000),
+                latency_p50_ms: quantile(&h, 0.5),
+                latency_p99_ms: quantile(&h, 0.99),
+                heartbeats: s.map_or(0, |s| s.heartbeats),
+                account,
+                region,
+            }
+        })
+        .collect()
+}
+
+/// Prints the matrix (or JSON lines).
+pub fn run(
+    table: Option<String>,
+    interval_minutes: u32,
+    expect: &[String],
+    json: bool,
+) -> Result<()> {
+    let table = table
+        .or_else(|| process_env(TABLE))
+        .with_context(|| format!("pass --table or set {TABLE}"))?;
+    let expect = expect
+        .iter()
+        .map(|e| {
+            e.split_once(':')
+                .map(|(a, r)| (a.to_owned(), r.to_owned()))
+                .with_context(|| format!("--expect `{e}`: ACCOUNT:REGION"))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
+        let store = WindowStore::new(tripwire_aws::client(&sdk), table);
+        let now = SystemClock.now();
+        let states = store.heartbeat_states().await?;
+        // The last day: today's and yesterday's histograms (days by eventTime, UTC).
+        let mut histograms: BTreeMap<(String, String), [u64; 10]> = BTreeMap::new();
+        for day in [now, now - 24 * 3600 * 1000] {
+            for (pair, h) in store.latency_histograms(&format_millis(day)[..10]).await? {
+                let sum = histograms.entry(pair).or_default();
+                for (s, c) in sum.iter_mut().zip(h) {
+                    *s += c;
+                }
+            }
+        }
+        let rows = rows(
+            &states,
+            &histograms,
+            &expect,
+            now,
+            Millis::from(interval_minutes) * 60_000,
+        );
+        if json {
+            for r in &rows {
+                println!("{}", serde_json::to_string(r)?);
+            }
+            return Ok(());
+        }
+        let ms = |v: Option<Millis>| v.map_or("-".to_owned(), |v| format!("<={}s", v / 1000));
+        println!(
+            "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10}",
+            "ACCOUNT", "REGION", "STATE", "AGE", "P50", "P99", "HEARTBEATS"
+        );
+        for r in &rows {
+            println!(
+                "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10}",
+                r.account,
+                r.region,
+                r.state,
+                r.age_s.map_or("-".to_owned(), |a| format!("{a}s")),
+                ms(r.latency_p50_ms),
+                ms(r.latency_p99_ms),
+                r.heartbeats
+            );
+        }
+        Ok(())
+    })
+}
