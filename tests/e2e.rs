@@ -1183,3 +1183,48 @@ async fn tripwire_status_shows_where_the_canary_is_heard_and_where_it_is_not() {
     assert!(stack.alerts().await.is_empty());
     stack.save_observed_actions("status").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_pages_a_silent_region_once_and_its_return_once() {
+    let stack = Stack::start(Options {
+        watchdog: true,
+        ..Options::default()
+    })
+    .await;
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as i64
+    };
+    let beat = |region: &str, ago_min: i64, id: &str| {
+        let rec = tripwire_synth::canary_record(PROD, region, now() - ago_min * 60_000, id);
+        eventbridge_envelope(&rec, id)
+    };
+    // us-east-1 spoke two minutes ago; eu-west-1 last spoke 40 minutes ago.
+    for e in [beat("us-east-1", 2, "c-1"), beat("eu-west-1", 40, "c-2")] {
+        assert_eq!(outcome(&stack.invoke(&e).await.unwrap()), "heartbeat");
+    }
+    let paged = stack.invoke_watchdog().await.unwrap();
+    assert_eq!(
+        paged,
+        json!([{"paged": "coverage_lost", "account": PROD, "region": "eu-west-1"}])
+    );
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]), "once");
+    let alerts = stack.alerts().await;
+    assert_eq!(kinds(&alerts), ["coverage_lost"]);
+    assert_eq!(alerts[0].attributes["severity"], "high");
+    assert_eq!(alerts[0].body["region"], "eu-west-1");
+    // It speaks again.
+    assert_eq!(
+        outcome(&stack.invoke(&beat("eu-west-1", 0, "c-3")).await.unwrap()),
+        "heartbeat"
+    );
+    assert_eq!(
+        stack.invoke_watchdog().await.unwrap(),
+        json!([{"paged": "coverage_restored", "account": PROD, "region": "eu-west-1"}])
+    );
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]));
+    assert_eq!(kinds(&stack.alerts().await), ["coverage_restored"]);
+    stack.save_observed_actions("watchdog").await;
+}

@@ -273,7 +273,7 @@ def test_the_rendered_policy_is_valid_and_cross_account_defaults_to_the_threshol
 SERVICE_SIDE = {
     "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey",
 }
-NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set()}
+NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set(), "watchdog": set()}
 READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet")
 
 
@@ -319,7 +319,8 @@ def _iam_name(action):
     return {"lambda:Invoke": "lambda:InvokeFunction"}.get(action, action)
 
 
-@pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole")])
+@pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole"),
+                                           ("watchdog", "WatchdogRole")])
 def test_each_function_role_grants_what_it_calls_and_no_other_write(function, role):
     seen = {_iam_name(a) for a in _observed().get(function, set())} | NOT_ON_MOTO[function]
     granted = _allowed(CENTRAL["Resources"][role])

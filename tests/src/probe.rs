@@ -45,7 +45,7 @@ impl Stack {
     }
 
     /// The AWS actions each caller made since the stack started, from moto's recording:
-    /// `detector`, `responder`, `operator` (the CLI), and for credentials from
+    /// `detector`, `responder`, `watchdog`, `operator` (the CLI), and for credentials from
     /// AssumeRole the role they belong to: `containment-role` (the responder's) and
     /// `release-role` (the CLI's).
     pub async fn observed_actions(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
@@ -96,6 +96,7 @@ impl Stack {
             let caller = match key {
                 k if k == function_key("detector") => "detector",
                 k if k == function_key("responder") => "responder",
+                k if k == function_key("watchdog") => "watchdog",
                 OPERATOR_KEY => "operator",
                 HARNESS_KEY => continue,
                 k if k.starts_with("ASIA") => {

@@ -36,6 +36,9 @@ pub struct Options {
     /// Also run `hello-lambda` behind its own emulator: the benchmarks' no-op function,
     /// so a baseline pays the same Lambda Invoke hops as the real path.
     pub hello: bool,
+    /// Also run the watchdog behind its own emulator ([`Stack::invoke_watchdog`]), for
+    /// canaries that call every ten minutes.
+    pub watchdog: bool,
     /// moto enforces IAM once the stack is set up (`/moto-api/reset-auth`): every caller
     /// signs with a key IAM issued and holds only what its policies allow; the functions
     /// and the member roles exactly the actions the end-to-end tests recorded for them
@@ -52,6 +55,7 @@ impl Default for Options {
             responders: 1,
             faults: false,
             hello: false,
+            watchdog: false,
             enforce_iam: false,
         }
     }
@@ -67,6 +71,8 @@ pub struct Stack {
     pub detector_url: String,
     /// The responder's Lambda Invoke endpoint.
     pub responder_url: String,
+    /// The watchdog's Invoke endpoint, with [`Options::watchdog`].
+    pub watchdog_url: String,
     /// `hello-lambda`'s Invoke endpoint, with [`Options::hello`].
     pub hello_url: String,
     /// SDK configuration pointed at moto, as the central account.
@@ -116,7 +122,7 @@ pub fn binary(name: &str) -> PathBuf {
 /// The built binary `name` of Cargo profile `profile` (`debug` for the dev profile).
 pub fn binary_in(profile: &str, name: &str) -> PathBuf {
     let path = target_dir().join(profile).join(name);
-    assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p tripwire-cli)", path.display());
+    assert!(path.exists(), "{} is missing: build it first (`make test` does: cargo build -p detector -p responder -p watchdog -p tripwire-cli)", path.display());
     path
 }
 
@@ -177,13 +183,19 @@ impl Stack {
             "{} has no moto_server: run `make setup`",
             bin.display()
         );
-        let (moto_port, det_port, resp_port, hello_port) =
-            (free_port(), free_port(), free_port(), free_port());
+        let (moto_port, det_port, resp_port, hello_port, dog_port) = (
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+            free_port(),
+        );
         // Each function: its emulator's port and how many containers poll it.
         let functions: Vec<(&str, u16, usize)> = [
             ("detector", det_port, opts.detectors),
             ("responder", resp_port, opts.responders),
             ("hello-lambda", hello_port, usize::from(opts.hello)),
+            ("watchdog", dog_port, usize::from(opts.watchdog)),
         ]
         .into_iter()
         .filter(|&(_, _, count)| count > 0)
@@ -250,6 +262,7 @@ impl Stack {
                 "http://127.0.0.1:{resp_port}/2015-03-31/functions/_/invocations"
             ),
             hello_url: format!("http://127.0.0.1:{hello_port}/2015-03-31/functions/_/invocations"),
+            watchdog_url: format!("http://127.0.0.1:{dog_port}/2015-03-31/functions/_/invocations"),
             table: "tripwire".into(),
             topic_arn: String::new(),
             queue_url: String::new(),
@@ -303,6 +316,7 @@ impl Stack {
                 .env("TRIPWIRE_TABLE", &stack.table)
                 .env("TRIPWIRE_TOPIC_ARN", &stack.topic_arn)
                 .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
+                .env("TRIPWIRE_CANARY_INTERVAL_MINUTES", "10")
                 // The emulator serves one function per port, always named `_`.
                 .env("TRIPWIRE_RESPONDER_FUNCTION", "_")
                 .env(
@@ -580,6 +594,14 @@ impl Stack {
     /// detector's answer; an `Err` carries the status and body of a failed invocation.
     pub async fn invoke(&self, event: &Value) -> Result<Value, (u16, String)> {
         self.invoke_at(&self.detector_url, event).await
+    }
+
+    /// Runs the watchdog once (see [`Options::watchdog`]), as its schedule would.
+    pub async fn invoke_watchdog(&self) -> Result<Value, (u16, String)> {
+        let scheduled = serde_json::json!({"version": "0", "id": "watchdog-run",
+            "detail-type": "Scheduled Event", "source": "aws.events", "account": CENTRAL,
+            "region": "us-east-1", "resources": [], "detail": {}});
+        self.invoke_at(&self.watchdog_url, &scheduled).await
     }
 
     /// Invokes `hello-lambda` (see [`Options::hello`]), which echoes `event`.

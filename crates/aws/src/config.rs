@@ -3,6 +3,7 @@
 
 use crate::{Error, TlsRoots};
 use tripwire_engine::principal::valid_iam_name;
+use tripwire_engine::time::Millis;
 use tripwire_engine::Policy;
 
 /// Inline policy TOML.
@@ -139,6 +140,44 @@ impl DetectorConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             responder_function: required(env, RESPONDER_FUNCTION)?,
+            tls_roots: tls_roots(env)?,
+        })
+    }
+}
+
+/// How often the member stacks' canaries call, in minutes (their `CanaryInterval`).
+pub const CANARY_INTERVAL: &str = "TRIPWIRE_CANARY_INTERVAL_MINUTES";
+
+/// The watchdog's configuration.
+#[derive(Debug, Clone)]
+pub struct WatchdogConfig {
+    /// DynamoDB table.
+    pub table: String,
+    /// Where coverage alerts go.
+    pub topic_arn: String,
+    /// The canary interval, in ms.
+    pub interval: Millis,
+    /// Root certificates for AWS endpoints.
+    pub tls_roots: TlsRoots,
+}
+
+impl WatchdogConfig {
+    /// Reads every variable the watchdog needs.
+    pub fn from_env(env: Env) -> Result<Self, Error> {
+        let minutes = required(env, CANARY_INTERVAL)?;
+        let interval = minutes
+            .parse::<u32>()
+            .ok()
+            .filter(|m| (2..=60).contains(m))
+            .ok_or_else(|| {
+                Error::Config(format!(
+                    "{CANARY_INTERVAL}=`{minutes}` is not a whole number of minutes from 2 to 60"
+                ))
+            })?;
+        Ok(WatchdogConfig {
+            table: table(env)?,
+            topic_arn: topic_arn(env)?,
+            interval: Millis::from(interval) * 60_000,
             tls_roots: tls_roots(env)?,
         })
     }

@@ -42,6 +42,12 @@ impl Logged for Vec<Outcome> {
     }
 }
 
+impl Logged for Vec<tripwire_pipeline::watchdog::Paged> {
+    fn log(&self, t: &Timing, _deadline: Millis, request_id: &str) {
+        tracing::info!(paged = ?self, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, request_id, "coverage checked");
+    }
+}
+
 impl Logged for Option<ResponderOutcome> {
     fn log(&self, t: &Timing, _deadline: Millis, request_id: &str) {
         match self {

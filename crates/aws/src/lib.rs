@@ -40,6 +40,22 @@ pub type Responder = tripwire_pipeline::Responder<
     SystemClock,
 >;
 
+/// The watchdog as the function runs it.
+pub type Watchdog =
+    tripwire_pipeline::watchdog::Watchdog<store::WindowStore, alerter::Alerter, SystemClock>;
+
+/// The watchdog, built from the environment and [`function_sdk_config`].
+pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> {
+    let cfg = config::WatchdogConfig::from_env(env)?;
+    let sdk = function_sdk_config(env, cfg.tls_roots).await?;
+    Ok(Watchdog::new(
+        store::WindowStore::new(client(&sdk), cfg.table),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn),
+        SystemClock,
+        cfg.interval,
+    ))
+}
+
 /// The detector, built from the environment and [`function_sdk_config`].
 pub async fn detector_from_env(env: config::Env<'_>) -> Result<Detector, Error> {
     let cfg = config::DetectorConfig::from_env(env)?;

@@ -107,25 +107,6 @@ fn expires(now: Millis) -> AttributeValue {
 }
 
 impl WindowStore {
-    /// The last heartbeat of every (account, region) that ever sent one.
-    pub async fn heartbeat_states(&self) -> Result<Vec<HeartbeatState>, Error> {
-        let items = self
-            .range(HEARTBEAT_PK.into(), "S#".into(), "S$".into())
-            .await?;
-        items
-            .iter()
-            .map(|item| {
-                Ok(HeartbeatState {
-                    account: get_s(item, "account")?.to_owned(),
-                    region: get_s(item, "region")?.to_owned(),
-                    last: get_n(item, "last")?,
-                    arrived: get_n(item, "arrived")?,
-                    heartbeats: get_n(item, "beats")? as u64,
-                })
-            })
-            .collect()
-    }
-
     /// The delivery-latency histogram of each (account, region) on `day` (`YYYY-MM-DD`,
     /// by eventTime).
     pub async fn latency_histograms(
@@ -728,6 +709,48 @@ impl IncidentStore for WindowStore {
             .await;
         res.map(|_| ())
             .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))
+    }
+
+    /// The last heartbeat of every (account, region) that ever sent one.
+    async fn heartbeat_states(&self) -> Result<Vec<HeartbeatState>, Error> {
+        let items = self
+            .range(HEARTBEAT_PK.into(), "S#".into(), "S$".into())
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                Ok(HeartbeatState {
+                    account: get_s(item, "account")?.to_owned(),
+                    region: get_s(item, "region")?.to_owned(),
+                    last: get_n(item, "last")?,
+                    arrived: get_n(item, "arrived")?,
+                    heartbeats: get_n(item, "beats")? as u64,
+                    lost_paged: get_n(item, "lost_paged").ok(),
+                })
+            })
+            .collect()
+    }
+
+    async fn set_lost_paged(
+        &self,
+        account: &str,
+        region: &str,
+        last: Option<Millis>,
+    ) -> Result<(), Error> {
+        let update = self
+            .client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(HEARTBEAT_PK))
+            .key("sk", s(format!("S#{account}#{region}")))
+            .condition_expression("attribute_exists(pk)");
+        let update = match last {
+            Some(t) => update
+                .update_expression("SET lost_paged = :t")
+                .expression_attribute_values(":t", n(t)),
+            None => update.update_expression("REMOVE lost_paged"),
+        };
+        conditional("dynamodb:UpdateItem", update.send().await).map(|_| ())
     }
 
     async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {

@@ -9,7 +9,7 @@ use tripwire_aws::config::{process_env, TABLE};
 use tripwire_aws::store::WindowStore;
 use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
 use tripwire_engine::time::{format_millis, Millis};
-use tripwire_pipeline::{Clock, SystemClock};
+use tripwire_pipeline::{Clock, IncidentStore, SystemClock};
 
 /// One (account, region): the `status` JSON line.
 #[derive(serde::Serialize)]

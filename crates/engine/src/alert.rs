@@ -23,6 +23,10 @@ pub enum AlertKind {
     ContainmentFailed,
     /// Someone disarmed part of the tripwire (see [`crate::armed`]).
     Tamper,
+    /// An account and region that sent heartbeats fell silent for three intervals.
+    CoverageLost,
+    /// It speaks again.
+    CoverageRestored,
 }
 
 impl AlertKind {
@@ -34,6 +38,8 @@ impl AlertKind {
             AlertKind::Contained => "contained",
             AlertKind::ContainmentFailed => "containment_failed",
             AlertKind::Tamper => "tamper",
+            AlertKind::CoverageLost => "coverage_lost",
+            AlertKind::CoverageRestored => "coverage_restored",
         }
     }
 
@@ -41,8 +47,8 @@ impl AlertKind {
     pub fn severity(self) -> &'static str {
         match self {
             AlertKind::Detected | AlertKind::ContainmentFailed => "critical",
-            AlertKind::Update | AlertKind::Tamper => "high",
-            AlertKind::Contained => "info",
+            AlertKind::Update | AlertKind::Tamper | AlertKind::CoverageLost => "high",
+            AlertKind::Contained | AlertKind::CoverageRestored => "info",
         }
     }
 }
@@ -211,8 +217,15 @@ pub fn render(
             "TRIPWIRE: {n} instances terminated by {who} in {}",
             incident.account
         ),
-        // A tamper alert names no incident: render_tamper renders it, not this.
-        (AlertKind::Update | AlertKind::Tamper, _) => format!(
+        // The tripwire's own alerts name no incident: render_tamper and render_coverage
+        // render them, never this.
+        (
+            AlertKind::Update
+            | AlertKind::Tamper
+            | AlertKind::CoverageLost
+            | AlertKind::CoverageRestored,
+            _,
+        ) => format!(
             "TRIPWIRE update: {n} instances terminated by {who} in {}",
             incident.account
         ),
@@ -317,6 +330,101 @@ pub fn render_tamper(t: &crate::armed::Tamper, now: Millis) -> Alert {
     }
 }
 
+/// The JSON of a coverage alert.
+#[derive(Serialize)]
+struct CoverageJson<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    kind: &'static str,
+    account: &'a str,
+    region: &'a str,
+    #[serde(with = "crate::time::rfc3339")]
+    last_heartbeat: Millis,
+    silent_s: i64,
+    interval_s: i64,
+    #[serde(with = "crate::time::rfc3339")]
+    alert_time: Millis,
+}
+
+/// Renders `coverage_lost` or `coverage_restored` for a pair whose last heartbeat is `s`.
+pub fn render_coverage(
+    kind: AlertKind,
+    s: &crate::armed::HeartbeatState,
+    now: Millis,
+    interval: Millis,
+) -> Alert {
+    let lost = kind == AlertKind::CoverageLost;
+    let silent = (now - s.last) / 1000;
+    let subject = if lost {
+        format!(
+            "TRIPWIRE COVERAGE LOST: {} {} silent for {} min",
+            s.account,
+            s.region,
+            silent / 60
+        )
+    } else {
+        format!("TRIPWIRE COVERAGE RESTORED: {} {}", s.account, s.region)
+    };
+    let mut text = String::new();
+    if lost {
+        let _ = writeln!(
+            text,
+            "TRIPWIRE COVERAGE LOST: no canary heartbeat from account {} in {} for {} minutes (the canary calls every {} minutes).\n",
+            s.account,
+            s.region,
+            silent / 60,
+            interval / 60_000
+        );
+        let _ = writeln!(
+            text,
+            "Until it speaks again, a burst of terminations there may not reach the tripwire."
+        );
+        let _ = writeln!(text, "Last heartbeat  {}", format_millis(s.last));
+        let _ = writeln!(text, "\nCheck, in that account and region");
+        let _ = writeln!(
+            text,
+            "  1. the rules tripwire-forward-* are enabled and target the central bus;"
+        );
+        let _ = writeln!(
+            text,
+            "  2. the schedule tripwire-canary and the role tripwire-canary exist;"
+        );
+        let _ = writeln!(
+            text,
+            "  3. the organization trail is logging management events;"
+        );
+        let _ = writeln!(
+            text,
+            "  4. CloudTrail for tamper events there (StopLogging, DisableRule, DeleteSchedule)."
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "TRIPWIRE COVERAGE RESTORED: account {} in {} sends heartbeats again (last {}).",
+            s.account,
+            s.region,
+            format_millis(s.last)
+        );
+    }
+    let json = CoverageJson {
+        record_type: "coverage_alert",
+        kind: kind.as_str(),
+        account: &s.account,
+        region: &s.region,
+        last_heartbeat: s.last,
+        silent_s: silent,
+        interval_s: interval / 1000,
+        alert_time: now,
+    };
+    Alert {
+        kind,
+        subject: subject_safe(&subject),
+        text,
+        json: serde_json::to_string(&json).unwrap_or_default(),
+        account: s.account.clone(),
+    }
+}
+
 fn text_body(
     kind: AlertKind,
     i: &Incident,
@@ -328,7 +436,10 @@ fn text_body(
     let mut t = String::new();
     let headline = match kind {
         AlertKind::Detected => "TRIPWIRE DETECTED a burst of EC2 instance terminations.",
-        AlertKind::Update | AlertKind::Tamper => "TRIPWIRE UPDATE: the burst is still going.",
+        AlertKind::Update
+        | AlertKind::Tamper
+        | AlertKind::CoverageLost
+        | AlertKind::CoverageRestored => "TRIPWIRE UPDATE: the burst is still going.",
         AlertKind::Contained => {
             "TRIPWIRE CONTAINED the principal behind a burst of EC2 instance terminations."
         }

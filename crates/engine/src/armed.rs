@@ -146,6 +146,10 @@ pub struct HeartbeatState {
     pub arrived: Millis,
     /// Heartbeats recorded, each once.
     pub heartbeats: u64,
+    /// The last heartbeat before the silence the watchdog paged `coverage_lost` for,
+    /// until it pages `coverage_restored`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lost_paged: Option<Millis>,
 }
 
 /// Where an (account, region) stands, by its last heartbeat's age.

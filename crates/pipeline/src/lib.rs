@@ -10,6 +10,7 @@
 pub mod detector;
 pub mod error;
 pub mod responder;
+pub mod watchdog;
 
 pub use detector::{Detector, Outcome};
 pub use error::{Error, Port};
@@ -291,6 +292,20 @@ pub trait IncidentStore: Send + Sync {
         &self,
         h: &tripwire_engine::armed::Heartbeat,
         now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The last heartbeat of every (account, region) that ever sent one.
+    fn heartbeat_states(
+        &self,
+    ) -> impl Future<Output = Result<Vec<tripwire_engine::armed::HeartbeatState>, Error>> + Send;
+
+    /// Notes that `coverage_lost` went out for the silence after heartbeat `last`
+    /// (`Some`), or that `coverage_restored` did (`None`).
+    fn set_lost_paged(
+        &self,
+        account: &str,
+        region: &str,
+        last: Option<Millis>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 }
 

@@ -137,8 +137,8 @@ struct Tables {
     initiations: BTreeMap<(String, String, Millis, String), Initiation>,
     // One-off steps: (done, lease).
     once: HashMap<String, (bool, Millis)>,
-    // Heartbeats by (account, region): (last eventTime, recorded).
-    pub(crate) heartbeats: BTreeMap<(String, String), (Millis, u64)>,
+    // Heartbeats by (account, region).
+    heartbeats: BTreeMap<(String, String), tripwire_engine::armed::HeartbeatState>,
 }
 
 /// The window and incident state in memory.
@@ -165,7 +165,13 @@ impl MemoryStore {
 
     /// Heartbeats recorded: (last eventTime, how many) by (account, region).
     pub fn heartbeats(&self) -> BTreeMap<(String, String), (Millis, u64)> {
-        self.tables.lock().unwrap().heartbeats.clone()
+        self.tables
+            .lock()
+            .unwrap()
+            .heartbeats
+            .iter()
+            .map(|(k, s)| (k.clone(), (s.last, s.heartbeats)))
+            .collect()
     }
 
     /// The key's incident item as a reader would see it.
@@ -486,15 +492,45 @@ impl IncidentStore for MemoryStore {
     async fn record_heartbeat(
         &self,
         h: &tripwire_engine::armed::Heartbeat,
-        _now: Millis,
+        now: Millis,
     ) -> Result<(), Error> {
         let mut tables = self.op("record_heartbeat").await?;
         let e = tables
             .heartbeats
             .entry((h.account.clone(), h.region.clone()))
-            .or_insert((Millis::MIN, 0));
-        if e.0 < h.event_time {
-            *e = (h.event_time, e.1 + 1);
+            .or_insert(tripwire_engine::armed::HeartbeatState {
+                account: h.account.clone(),
+                region: h.region.clone(),
+                last: Millis::MIN,
+                arrived: now,
+                heartbeats: 0,
+                lost_paged: None,
+            });
+        if e.last < h.event_time {
+            e.last = h.event_time;
+            e.arrived = now;
+            e.heartbeats += 1;
+        }
+        Ok(())
+    }
+
+    async fn heartbeat_states(&self) -> Result<Vec<tripwire_engine::armed::HeartbeatState>, Error> {
+        let tables = self.op("heartbeat_states").await?;
+        Ok(tables.heartbeats.values().cloned().collect())
+    }
+
+    async fn set_lost_paged(
+        &self,
+        account: &str,
+        region: &str,
+        last: Option<Millis>,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("set_lost_paged").await?;
+        if let Some(s) = tables
+            .heartbeats
+            .get_mut(&(account.to_owned(), region.to_owned()))
+        {
+            s.lost_paged = last;
         }
         Ok(())
     }
