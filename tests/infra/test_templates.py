@@ -246,6 +246,13 @@ def _rendered_policy(cross_account_threshold):
     values = {**params, "Allowed": "", "Protected": quoted("ProtectedPrincipals"), "Deny": quoted("DenyActions"),
               "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else ""}
     assert set(names) == {"CrossAccount", "Allowed", "Protected", "Deny"}, names
+    # What CloudFormation puts for the stack's own resources.
+    values.update({
+        "Key.Arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+        "AlarmKey.Arn": "arn:aws:kms:us-east-1:123456789012:key/5678abcd-12ab-34cd-56ef-1234567890ab",
+        "Topic": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts",
+        "AlarmTopic": "arn:aws:sns:us-east-1:123456789012:tripwire-alarms",
+    })
     for k, v in values.items():
         text = text.replace("${" + k + "}", v)
     assert "${" not in text, text

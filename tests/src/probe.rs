@@ -174,12 +174,21 @@ impl Stack {
 
     /// Every alert published so far that the subscriber has not yet read.
     pub async fn alerts(&self) -> Vec<Received> {
+        self.received(&self.queue_url).await
+    }
+
+    /// Every alarm on the second channel (tamper, coverage) not yet read.
+    pub async fn alarms(&self) -> Vec<Received> {
+        self.received(&self.alarm_queue_url).await
+    }
+
+    async fn received(&self, queue_url: &str) -> Vec<Received> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut out = Vec::new();
         loop {
             let got = sqs
                 .receive_message()
-                .queue_url(&self.queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -214,7 +223,7 @@ impl Stack {
                     attributes,
                 });
                 sqs.delete_message()
-                    .queue_url(&self.queue_url)
+                    .queue_url(queue_url)
                     .receipt_handle(m.receipt_handle().unwrap_or_default())
                     .send()
                     .await

@@ -82,6 +82,9 @@ pub struct Stack {
     /// SNS topic.
     pub topic_arn: String,
     pub(crate) queue_url: String,
+    /// The second channel: its topic, and its SQS subscriber.
+    pub alarm_topic_arn: String,
+    pub(crate) alarm_queue_url: String,
     /// The functions' policy TOML.
     pub policy: String,
     children: Vec<Child>,
@@ -266,6 +269,8 @@ impl Stack {
             table: "tripwire".into(),
             topic_arn: String::new(),
             queue_url: String::new(),
+            alarm_topic_arn: String::new(),
+            alarm_queue_url: String::new(),
             policy: opts.policy.clone(),
             children,
             logs,
@@ -315,6 +320,7 @@ impl Stack {
                 .env("TRIPWIRE_POLICY", &opts.policy)
                 .env("TRIPWIRE_TABLE", &stack.table)
                 .env("TRIPWIRE_TOPIC_ARN", &stack.topic_arn)
+                .env("TRIPWIRE_ALARM_TOPIC_ARN", &stack.alarm_topic_arn)
                 .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
                 .env("TRIPWIRE_CANARY_INTERVAL_MINUTES", "10")
                 // The emulator serves one function per port, always named `_`.
@@ -376,32 +382,39 @@ impl Stack {
             .send()
             .await
             .expect("UpdateTimeToLive");
+        // The alert topic and the second channel, each with an SQS subscriber.
         let sns = aws_sdk_sns::Client::new(&self.sdk);
-        self.topic_arn = sns
-            .create_topic()
-            .name("tripwire-alerts")
-            .send()
-            .await
-            .expect("CreateTopic")
-            .topic_arn
-            .unwrap();
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
-        self.queue_url = sqs
-            .create_queue()
-            .queue_name("tripwire-alerts-subscriber")
-            .send()
-            .await
-            .expect("CreateQueue")
-            .queue_url
-            .unwrap();
-        let queue_arn = format!("arn:aws:sqs:us-east-1:{CENTRAL}:tripwire-alerts-subscriber");
-        sns.subscribe()
-            .topic_arn(&self.topic_arn)
-            .protocol("sqs")
-            .endpoint(queue_arn)
-            .send()
-            .await
-            .expect("Subscribe");
+        let mut channels = Vec::new();
+        for name in ["tripwire-alerts", "tripwire-alarms"] {
+            let topic = sns
+                .create_topic()
+                .name(name)
+                .send()
+                .await
+                .expect("CreateTopic")
+                .topic_arn
+                .unwrap();
+            let queue = sqs
+                .create_queue()
+                .queue_name(format!("{name}-subscriber"))
+                .send()
+                .await
+                .expect("CreateQueue")
+                .queue_url
+                .unwrap();
+            sns.subscribe()
+                .topic_arn(&topic)
+                .protocol("sqs")
+                .endpoint(format!("arn:aws:sqs:us-east-1:{CENTRAL}:{name}-subscriber"))
+                .send()
+                .await
+                .expect("Subscribe");
+            channels.push((topic, queue));
+        }
+        let mut channels = channels.into_iter();
+        (self.topic_arn, self.queue_url) = channels.next().unwrap();
+        (self.alarm_topic_arn, self.alarm_queue_url) = channels.next().unwrap();
         // The tripwire's member roles and managed policies, as infra/member.yaml creates
         // them in every member account: the containment role trusts only the
         // responder's role, the release role only the operators the stack names.

@@ -6,11 +6,13 @@ use aws_sdk_sns::Client;
 use tripwire_engine::alert::Alert;
 use tripwire_pipeline::Alerts;
 
-/// The SNS alerter for one topic.
+/// The SNS alerter: the alert topic, and for the tripwire's own alarms the second
+/// channel when one is configured.
 #[derive(Debug, Clone)]
 pub struct Alerter {
     client: Client,
     topic_arn: String,
+    alarm_topic_arn: Option<String>,
 }
 
 #[derive(serde::Serialize)]
@@ -36,7 +38,18 @@ impl Alerter {
         Alerter {
             client,
             topic_arn: topic_arn.into(),
+            alarm_topic_arn: None,
         }
+    }
+
+    /// Sends the tripwire's own alarms ([`AlertKind::is_own_alarm`]) to `topic_arn`
+    /// instead: a topic without the tripwire's key, so "the key was disabled" still
+    /// reaches someone.
+    ///
+    /// [`AlertKind::is_own_alarm`]: tripwire_engine::alert::AlertKind::is_own_alarm
+    pub fn with_alarm_topic(mut self, topic_arn: Option<String>) -> Self {
+        self.alarm_topic_arn = topic_arn;
+        self
     }
 }
 
@@ -54,7 +67,10 @@ impl Alerts for Alerter {
         let out = self
             .client
             .publish()
-            .topic_arn(&self.topic_arn)
+            .topic_arn(match &self.alarm_topic_arn {
+                Some(alarms) if alert.kind.is_own_alarm() => alarms,
+                _ => &self.topic_arn,
+            })
             .subject(&alert.subject)
             .message(message)
             .message_structure("json")
@@ -113,5 +129,51 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(id, "m-1");
+    }
+
+    #[tokio::test]
+    async fn the_tripwires_own_alarms_take_the_second_channel() {
+        let to = |topic: &'static str, kind: &'static str| {
+            mock!(Client::publish)
+                .match_requests(move |r| {
+                    let k = r
+                        .message_attributes()
+                        .and_then(|a| a.get("kind"))
+                        .and_then(|v| v.string_value());
+                    r.topic_arn() == Some(topic) && k == Some(kind)
+                })
+                .then_output(|| PublishOutput::builder().message_id("m").build())
+        };
+        let main = "arn:aws:sns:us-east-1:123456789012:alerts";
+        let alarms = "arn:aws:sns:us-east-1:123456789012:alarms";
+        let rules = [
+            to(main, "detected"),
+            to(alarms, "tamper"),
+            to(alarms, "coverage_lost"),
+        ];
+        let client = mock_client!(
+            aws_sdk_sns,
+            RuleMode::Sequential,
+            [&rules[0], &rules[1], &rules[2]]
+        );
+        let alerter = Alerter::new(client, main).with_alarm_topic(Some(alarms.into()));
+        for kind in [
+            AlertKind::Detected,
+            AlertKind::Tamper,
+            AlertKind::CoverageLost,
+        ] {
+            let alert = Alert {
+                kind,
+                subject: "s".into(),
+                text: "t".into(),
+                json: "{}".into(),
+                account: "222222222222".into(),
+            };
+            alerter.publish(&alert).await.unwrap();
+        }
+        assert_eq!(
+            rules.iter().map(|r| r.num_calls()).collect::<Vec<_>>(),
+            [1, 1, 1]
+        );
     }
 }

@@ -94,11 +94,25 @@ fn table(env: Env) -> Result<String, Error> {
 }
 
 fn topic_arn(env: Env) -> Result<String, Error> {
-    let t = required(env, TOPIC_ARN)?;
+    sns_topic(TOPIC_ARN, required(env, TOPIC_ARN)?)
+}
+
+fn sns_topic(var: &str, t: String) -> Result<String, Error> {
     let ok =
         t.starts_with("arn:") && t.split(':').nth(2) == Some("sns") && t.split(':').count() == 6;
     ok.then_some(t.clone())
-        .ok_or_else(|| Error::Config(format!("{TOPIC_ARN}=`{t}` is not an SNS topic ARN")))
+        .ok_or_else(|| Error::Config(format!("{var}=`{t}` is not an SNS topic ARN")))
+}
+
+/// The second channel for the tripwire's own alarms: optional.
+pub const ALARM_TOPIC_ARN: &str = "TRIPWIRE_ALARM_TOPIC_ARN";
+
+/// Reads the second channel's topic, when set.
+pub fn alarm_topic_arn(env: Env) -> Result<Option<String>, Error> {
+    env(ALARM_TOPIC_ARN)
+        .filter(|t| !t.is_empty())
+        .map(|t| sns_topic(ALARM_TOPIC_ARN, t))
+        .transpose()
 }
 
 /// Reads and checks the containment role name.
@@ -128,6 +142,8 @@ pub struct DetectorConfig {
     pub topic_arn: String,
     /// Responder function name or ARN.
     pub responder_function: String,
+    /// The second channel for tamper alerts, when set.
+    pub alarm_topic_arn: Option<String>,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
 }
@@ -140,6 +156,7 @@ impl DetectorConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             responder_function: required(env, RESPONDER_FUNCTION)?,
+            alarm_topic_arn: alarm_topic_arn(env)?,
             tls_roots: tls_roots(env)?,
         })
     }
@@ -153,8 +170,10 @@ pub const CANARY_INTERVAL: &str = "TRIPWIRE_CANARY_INTERVAL_MINUTES";
 pub struct WatchdogConfig {
     /// DynamoDB table.
     pub table: String,
-    /// Where coverage alerts go.
+    /// Where coverage alerts go without a second channel.
     pub topic_arn: String,
+    /// The second channel, when set.
+    pub alarm_topic_arn: Option<String>,
     /// The canary interval, in ms.
     pub interval: Millis,
     /// Root certificates for AWS endpoints.
@@ -177,6 +196,7 @@ impl WatchdogConfig {
         Ok(WatchdogConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
+            alarm_topic_arn: alarm_topic_arn(env)?,
             interval: Millis::from(interval) * 60_000,
             tls_roots: tls_roots(env)?,
         })

@@ -50,7 +50,7 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
     Ok(Watchdog::new(
         store::WindowStore::new(client(&sdk), cfg.table),
-        alerter::Alerter::new(client(&sdk), cfg.topic_arn),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_alarm_topic(cfg.alarm_topic_arn),
         SystemClock,
         cfg.interval,
     ))
@@ -63,7 +63,7 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<Detector, Error> 
     Ok(Detector::new(
         cfg.policy,
         store::WindowStore::new(client(&sdk), cfg.table),
-        alerter::Alerter::new(client(&sdk), cfg.topic_arn),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_alarm_topic(cfg.alarm_topic_arn),
         invoke::ResponderInvoker::new(client(&sdk), cfg.responder_function),
         SystemClock,
     ))

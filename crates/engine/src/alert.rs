@@ -43,6 +43,15 @@ impl AlertKind {
         }
     }
 
+    /// The tripwire's own alarms (tamper, coverage): they go to the second channel,
+    /// which does not depend on the tripwire's key they may report disabled.
+    pub fn is_own_alarm(self) -> bool {
+        matches!(
+            self,
+            AlertKind::Tamper | AlertKind::CoverageLost | AlertKind::CoverageRestored
+        )
+    }
+
     /// `critical` pages someone; `high` and `info` can be routed elsewhere.
     pub fn severity(self) -> &'static str {
         match self {
