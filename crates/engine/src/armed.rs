@@ -16,14 +16,6 @@ pub const CANARY_ROLE: &str = "tripwire-canary";
 /// The instance the canary asks for: an ID of EC2's form that is never allocated, so
 /// even a canary that lost its DryRun flag terminates nothing.
 pub const CANARY_INSTANCE: &str = "i-0000000000000dead";
-/// The member stacks' roles: who changes them, other than a deployment, disarms the
-/// tripwire in that account.
-pub const MEMBER_ROLES: [&str; 4] = [
-    "tripwire-containment",
-    "tripwire-release",
-    "tripwire-canary",
-    "tripwire-forwarder",
-];
 /// The member stacks' forwarding rules are named with this prefix.
 pub const FORWARD_RULE_PREFIX: &str = "tripwire-forward";
 
@@ -294,7 +286,13 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
                     .filter(|a| is_tripwire_managed(a))
                     .map(str::to_owned);
             }
-            (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(|r| MEMBER_ROLES.contains(&r)))
+            // The member stacks' roles: who changes them, other than a deployment,
+            // disarms the tripwire in that account.
+            let member = |r: &str| {
+                r == crate::containment::DEFAULT_CONTAINMENT_ROLE
+                    || crate::containment::MEMBER_ROLES.contains(&r)
+            };
+            (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(member))
                 .then(entity)
                 .flatten()
         }

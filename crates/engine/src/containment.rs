@@ -29,7 +29,11 @@ pub const ALL_POLICY_NAMES: [&str; 4] = [
 /// role, whose name is a parameter). A role name is unique in its account whatever its
 /// path, and the SCP keeps anyone but StackSets from creating these, so the name alone
 /// identifies them; nothing else named `tripwire-*` is exempt.
-pub const MEMBER_ROLES: [&str; 2] = ["tripwire-forwarder", "tripwire-release"];
+pub const MEMBER_ROLES: [&str; 3] = ["tripwire-forwarder", "tripwire-release", "tripwire-canary"];
+
+/// The containment role's name unless a deployment chose another
+/// (`ContainmentRoleName`).
+pub const DEFAULT_CONTAINMENT_ROLE: &str = "tripwire-containment";
 
 /// The IAM path of the managed policies each member stack creates. The containment role
 /// may attach exactly these (`iam:PolicyARN` pinned), so what it attaches is fixed by the
