@@ -15,6 +15,35 @@ fn outcome(v: &Value) -> &str {
     v[0]["outcome"].as_str().unwrap_or_default()
 }
 
+/// Ten calls by `who`, a second apart from [`BASE`]: a burst that crosses the threshold.
+async fn deliver_burst(stack: &Stack, who: &str, tag: &str) {
+    for e in Burst::new(who, tag)
+        .at(BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+}
+
+/// `tripwire release` of `principal` in production, as an operator runs it; its stdout.
+fn release(stack: &Stack, principal: &str, extra: &[&str]) -> String {
+    let out = stack
+        .cli()
+        .args(["release", "--account", PROD, "--principal", principal])
+        .args(extra)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
 fn kinds(alerts: &[Received]) -> Vec<String> {
     alerts
         .iter()
@@ -207,14 +236,7 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
     );
 
     // An IAM user: the brake, and its session tokens issued before the cutoff revoked.
-    for e in Burst::new("user/ops/alice@222222222222", "alice")
-        .at(BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, "user/ops/alice@222222222222", "alice").await;
     assert_eq!(stack.attached(PROD, "user/alice").await, ["tripwire-brake"]);
     let user = stack.user_policies(PROD, "alice").await;
     assert_eq!(
@@ -277,22 +299,10 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 1);
     // Through the release role (tripwire-release, trusting the operator), not the
     // containment role, which may not detach or delete anything.
-    let out = stack
-        .cli()
-        .args([
-            "release",
-            "--account",
-            PROD,
-            "--principal",
-            "arn:aws:iam::222222222222:role/vendor/cleanup-task",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let stdout = release(
+        &stack,
+        "arn:aws:iam::222222222222:role/vendor/cleanup-task",
+        &[],
     );
     assert!(
         stdout.contains("tripwire-brake, tripwire-contain-scope") && stdout.contains("closed"),
@@ -318,14 +328,7 @@ async fn release_removes_the_policies_and_closes_the_incident() {
 async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert() {
     let stack = Stack::start(Options::default()).await;
     // A role that does not exist: IAM answers NoSuchEntity.
-    for e in Burst::new("role/ghost@222222222222", "ghost")
-        .at(BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, "role/ghost@222222222222", "ghost").await;
     let alerts = stack.alerts().await;
     let failed = alerts
         .iter()
@@ -347,14 +350,7 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
 
     // A burst by the tripwire's own containment role: the detector pages, and the
     // responder refuses to touch the role.
-    for e in Burst::new(&format!("role/{CONTAINMENT_ROLE}@{PROD}"), "own")
-        .at(BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, &format!("role/{CONTAINMENT_ROLE}@{PROD}"), "own").await;
     let own = stack.alerts().await;
     let failed = own
         .iter()
@@ -391,14 +387,7 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_repeated_containment_request_contains_again_but_pages_once() {
     let stack = Stack::start(Options::default()).await;
-    for e in Burst::new("role/vendor/cleanup-task@222222222222", "again")
-        .at(BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, "role/vendor/cleanup-task@222222222222", "again").await;
     let alerts = stack.alerts().await;
     let mut first = kinds(&alerts);
     first.sort();
@@ -911,14 +900,7 @@ async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_n
         .send()
         .await
         .expect("PutRolePolicy");
-    for e in Burst::new("role/crowded@222222222222", "crowded")
-        .at(BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, "role/crowded@222222222222", "crowded").await;
     let alerts = stack.alerts().await;
     let failed = alerts
         .iter()
@@ -1024,23 +1006,14 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
         "the alert names the deactivated key: {}",
         contained.body
     );
-    let out = stack
-        .cli()
-        .args([
-            "release",
-            "--account",
-            PROD,
-            "--principal",
-            "arn:aws:iam::222222222222:user/ops/alice",
-            "--reactivate-keys",
-        ])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = release(
+        &stack,
+        "arn:aws:iam::222222222222:user/ops/alice",
+        &["--reactivate-keys"],
+    );
     assert!(
-        out.status.success() && stdout.contains(&format!("reactivated access keys {used}")),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
+        stdout.contains(&format!("reactivated access keys {used}")),
+        "{stdout}"
     );
     let mut got = key_statuses(&stack, "alice").await;
     got.sort_by_key(|(k, _)| keys.iter().position(|x| x == k));

@@ -90,6 +90,28 @@ const HISTOGRAM_RETENTION_MS: Millis = 3 * 24 * 3600 * 1000;
 fn once_pk(id: &str) -> String {
     format!("O#{id}")
 }
+
+type Update = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
+
+/// A step seen before: unfinished work whose lease ran out (its attempt failed or was
+/// killed) is taken over; work still in flight elsewhere, or finished, is a duplicate.
+/// Without the lease a concurrent duplicate would redo a live attempt's steps, and could
+/// page twice.
+async fn take_over(update: Update, now: Millis, lease_until: Millis) -> Result<Recorded, Error> {
+    let claim = update
+        .update_expression("SET lease = :until")
+        .condition_expression("done = :no AND lease < :now")
+        .expression_attribute_values(":until", n(lease_until))
+        .expression_attribute_values(":now", n(now))
+        .expression_attribute_values(":no", AttributeValue::Bool(false))
+        .send()
+        .await;
+    Ok(if conditional("dynamodb:UpdateItem", claim)?.is_some() {
+        Recorded::Unfinished
+    } else {
+        Recorded::Duplicate
+    })
+}
 fn issue_pk(access_key: &str) -> String {
     format!("K#{access_key}")
 }
@@ -135,6 +157,15 @@ impl WindowStore {
             );
         }
         Ok(out)
+    }
+
+    /// An update of one-off step `id`'s item.
+    fn update_once(&self, id: &str) -> Update {
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("pk", s(once_pk(id)))
+            .key("sk", s("O"))
     }
 
     /// A store on `table`.
@@ -254,24 +285,7 @@ impl IncidentStore for WindowStore {
         if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
             return Ok(Recorded::New);
         }
-        // Seen before. Unfinished work whose lease ran out (its attempt failed or was
-        // killed) is taken over; a delivery still in flight elsewhere, or finished, is
-        // a duplicate. Without the lease a concurrent duplicate would redo a live
-        // attempt's steps, and could page twice.
-        let claim = self
-            .update_call(key, t)
-            .update_expression("SET lease = :until")
-            .condition_expression("done = :no AND lease < :now")
-            .expression_attribute_values(":until", n(lease_until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .send()
-            .await;
-        Ok(if conditional("dynamodb:UpdateItem", claim)?.is_some() {
-            Recorded::Unfinished
-        } else {
-            Recorded::Duplicate
-        })
+        take_over(self.update_call(key, t), now, lease_until).await
     }
 
     /// Gives up the lease after a failed attempt, so Lambda's retry can take over at once.
@@ -644,24 +658,7 @@ impl IncidentStore for WindowStore {
         if conditional("dynamodb:PutItem", put)?.is_some() {
             return Ok(Recorded::New);
         }
-        let claim = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(once_pk(id)))
-            .key("sk", s("O"))
-            .update_expression("SET lease = :until")
-            .condition_expression("done = :no AND lease < :now")
-            .expression_attribute_values(":until", n(lease_until))
-            .expression_attribute_values(":now", n(now))
-            .expression_attribute_values(":no", AttributeValue::Bool(false))
-            .send()
-            .await;
-        Ok(if conditional("dynamodb:UpdateItem", claim)?.is_some() {
-            Recorded::Unfinished
-        } else {
-            Recorded::Duplicate
-        })
+        take_over(self.update_once(id), now, lease_until).await
     }
 
     async fn record_heartbeat(&self, h: &Heartbeat, now: Millis) -> Result<(), Error> {
@@ -755,11 +752,7 @@ impl IncidentStore for WindowStore {
 
     async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {
         let update = self
-            .client
-            .update_item()
-            .table_name(&self.table)
-            .key("pk", s(once_pk(id)))
-            .key("sk", s("O"))
+            .update_once(id)
             .condition_expression("done = :no")
             .expression_attribute_values(":no", AttributeValue::Bool(false));
         let res = if done {

@@ -3,8 +3,8 @@
 //! path a real one takes, and calls that disarm the tripwire's own parts (its policies on
 //! a contained principal, its roles, its forwarding rules, the trail, its key, its topic).
 
-use crate::principal::{self, sanitize, PrincipalKind};
-use crate::record::{Document, UserIdentity};
+use crate::principal::{sanitize, PrincipalKind};
+use crate::record::Document;
 use crate::termination::Termination;
 use crate::time::Millis;
 use crate::SkipReason;
@@ -352,19 +352,10 @@ pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
         return Ok(None);
     };
     let event_time = doc.time()?;
-    let ui: UserIdentity = doc
-        .user_identity
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or(SkipReason::NoUserIdentity)?;
-    let p = principal::resolve(&ui).map_err(|_| SkipReason::NoUserIdentity)?;
+    let (p, account) = doc.caller()?;
     if is_tripwire_itself(&p.kind) {
         return Ok(None);
     }
-    let account = doc
-        .recipient_account_id
-        .get()
-        .or(p.account.as_deref())
-        .ok_or(SkipReason::NoAccount)?;
     Ok(Some(Tamper {
         event_id: doc.event_id.get().map(sanitize).unwrap_or_else(|| {
             crate::record::content_id(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
@@ -372,7 +363,7 @@ pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
         event_name: sanitize(name),
         event_source: sanitize(source),
         principal_arn: p.arn,
-        account: sanitize(account),
+        account: sanitize(&account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
         target: sanitize(&target),
         event_time,

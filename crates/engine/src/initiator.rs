@@ -4,8 +4,8 @@
 //! principal who decided appears only in the earlier call. The engine keeps those calls
 //! and names the latest plausible one on an incident whose terminations a service made.
 
-use crate::principal::{self, sanitize, Principal, PrincipalKind};
-use crate::record::{Document, UserIdentity};
+use crate::principal::{sanitize, Principal, PrincipalKind};
+use crate::record::Document;
 use crate::termination::Termination;
 use crate::time::Millis;
 use crate::SkipReason;
@@ -81,22 +81,13 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason>
         return Ok(None);
     }
     let event_time = doc.time()?;
-    let ui: UserIdentity = doc
-        .user_identity
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or(SkipReason::NoUserIdentity)?;
-    let p = principal::resolve(&ui).map_err(|_| SkipReason::NoUserIdentity)?;
-    let account = doc
-        .recipient_account_id
-        .get()
-        .or(p.account.as_deref())
-        .ok_or(SkipReason::NoAccount)?;
+    let (p, account) = doc.caller()?;
     Ok(Some(Initiation {
         event_id: doc.event_id.get().map(sanitize).unwrap_or_else(|| {
             crate::record::content_id(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
         }),
         event_time,
-        account: sanitize(account),
+        account: sanitize(&account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
         event_source: (*source).to_owned(),
         event_name: (*name).to_owned(),

@@ -143,6 +143,23 @@ pub struct Document<'a> {
 }
 
 impl Document<'_> {
+    /// Who made the call, and the account it was made in (`recipientAccountId`, else
+    /// the caller's own): a record without either is a named skip.
+    pub fn caller(&self) -> Result<(crate::Principal, String), crate::SkipReason> {
+        let ui: UserIdentity = self
+            .user_identity
+            .and_then(|raw| serde_json::from_str(raw.get()).ok())
+            .ok_or(crate::SkipReason::NoUserIdentity)?;
+        let p = crate::principal::resolve(&ui).map_err(|_| crate::SkipReason::NoUserIdentity)?;
+        let account = self
+            .recipient_account_id
+            .get()
+            .or(p.account.as_deref())
+            .ok_or(crate::SkipReason::NoAccount)?
+            .to_owned();
+        Ok((p, account))
+    }
+
     /// `eventTime` in milliseconds: missing, unparsable, and before 1970 (window keys sort
     /// times as unsigned digits) are named skips.
     pub fn time(&self) -> Result<crate::time::Millis, crate::SkipReason> {
