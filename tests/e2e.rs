@@ -1204,3 +1204,47 @@ async fn the_watchdog_pages_a_silent_region_once_and_its_return_once() {
     assert_eq!(kinds(&stack.alarms().await), ["coverage_restored"]);
     stack.save_observed_actions("watchdog").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn recontain_writes_back_the_deny_someone_deleted() {
+    let stack = Stack::start(Options {
+        policy: format!("recontain = true\n{}", tripwire_localstack::POLICY),
+        ..Options::default()
+    })
+    .await;
+    deliver_burst(&stack, "role/vendor/cleanup-task@222222222222", "rc").await;
+    let contained = stack.role_policies(PROD, "cleanup-task").await;
+    let name = contained.keys().next().expect("the scoped deny").clone();
+    // An administrator deletes it; CloudTrail records the call.
+    stack
+        .iam_in(PROD)
+        .delete_role_policy()
+        .role_name("cleanup-task")
+        .policy_name(&name)
+        .send()
+        .await
+        .expect("DeleteRolePolicy");
+    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+    let lift = tripwire_synth::api_envelope(
+        "iam.amazonaws.com",
+        "DeleteRolePolicy",
+        "role/Admin@222222222222",
+        &json!({"roleName": "cleanup-task", "policyName": name}),
+        "lift-e2e",
+        BASE + 60_000,
+    );
+    assert_eq!(outcome(&stack.invoke(&lift).await.unwrap()), "tamper");
+    // Written back, as IAM stores it, and said so on the second channel.
+    assert_eq!(stack.role_policies(PROD, "cleanup-task").await, contained);
+    let alarms = stack.alarms().await;
+    assert_eq!(kinds(&alarms), ["tamper"]);
+    assert_eq!(alarms[0].body["lifted_from"], "role/cleanup-task");
+    assert!(
+        alarms[0].body["recontain"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("requested")),
+        "{}",
+        alarms[0].body
+    );
+    stack.save_observed_actions("recontain").await;
+}

@@ -22,7 +22,7 @@ collections.MutableMapping = collections.abc.MutableMapping
 from principalmapper.common import Node, Policy  # noqa: E402
 from principalmapper.querying.query_interface import local_check_authorization_full  # noqa: E402
 
-from test_templates import MEMBER, ROOT, TARGET, _resolve, _tripwire  # noqa: E402
+from test_templates import CENTRAL, MEMBER, ROOT, TARGET, _resolve, _tripwire  # noqa: E402
 
 PROD = "222222222222"
 NOW = "2026-12-02T12:00:00Z"
@@ -306,3 +306,16 @@ def test_only_the_deployer_changes_the_security_accounts_functions_and_roles(act
     assert not _guarded(admin, action, resource)
     deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
     assert _guarded(deployer, action, resource)
+
+
+def test_the_responder_writes_only_the_pointer_from_a_contained_principal():
+    role = CENTRAL["Resources"]["ResponderRole"]
+    docs = {p["PolicyName"]: _resolve(p["PolicyDocument"], CENTRAL) for p in role["Properties"]["Policies"]}
+    arn = "arn:aws:iam::123456789012:role/tripwire-responder"
+    node = Node(arn, "AROARESPONDER", [Policy(arn, n, d) for n, d in docs.items()], [],
+                {"Version": "2012-10-17", "Statement": []}, None, 0, False, False, None, False, None)
+    table = docs["responder"]["Statement"][1]["Resource"]
+    ctx = {"aws:PrincipalArn": arn}
+    assert _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": ["P#222222222222#role/app"]})
+    for key in ("W#222222222222|arn:aws:iam::222222222222:role/app", "I#222222222222|x", "H", "O#tamper#1"):
+        assert not _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": [key]}), key

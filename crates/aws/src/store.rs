@@ -20,6 +20,7 @@ use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::{BTreeMap, HashMap};
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{latency_bucket, Heartbeat, HeartbeatState};
+use tripwire_engine::containment::ContainmentRequest;
 use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::format_millis;
 use tripwire_engine::time::Millis;
@@ -83,6 +84,9 @@ pub fn call_sk(key: &Key, t: &Termination) -> String {
 /// Every (account, region)'s heartbeat state and daily latency histograms: one small
 /// partition (a few hundred pairs), read whole by `tripwire status`.
 const HEARTBEAT_PK: &str = "H";
+/// How long the pointer from a contained principal to its incident is kept: a
+/// contained principal stays so until `tripwire release`, usually within days.
+const POINTER_RETENTION_MS: Millis = 30 * 24 * 3600 * 1000;
 /// How long a day's latency histogram is kept.
 const HISTOGRAM_RETENTION_MS: Millis = 3 * 24 * 3600 * 1000;
 
@@ -726,6 +730,43 @@ impl IncidentStore for WindowStore {
                 })
             })
             .collect()
+    }
+
+    async fn point_contained(
+        &self,
+        account: &str,
+        entity: &str,
+        request: &ContainmentRequest,
+        now: Millis,
+    ) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(format!("P#{account}#{entity}")))
+            .item("sk", s("P"))
+            .item("incident_id", s(&request.incident_id))
+            .item("principal_arn", s(&request.principal_arn))
+            .item("account", s(&request.account))
+            .item("expires", n((now + POINTER_RETENTION_MS) / 1000))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))
+    }
+
+    async fn contained_by(
+        &self,
+        account: &str,
+        entity: &str,
+    ) -> Result<Option<ContainmentRequest>, Error> {
+        let Some(item) = self.get(format!("P#{account}#{entity}"), "P").await? else {
+            return Ok(None);
+        };
+        Ok(Some(ContainmentRequest {
+            incident_id: get_s(&item, "incident_id")?.to_owned(),
+            principal_arn: get_s(&item, "principal_arn")?.to_owned(),
+            account: get_s(&item, "account")?.to_owned(),
+        }))
     }
 
     async fn set_lost_paged(

@@ -272,12 +272,15 @@ struct TamperJson<'a> {
     kind: &'static str,
     #[serde(flatten)]
     tamper: &'a crate::armed::Tamper,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recontain: Option<&'a str>,
     #[serde(with = "crate::time::rfc3339")]
     alert_time: Millis,
 }
 
-/// Renders the alert for a call that disarmed part of the tripwire.
-pub fn render_tamper(t: &crate::armed::Tamper, now: Millis) -> Alert {
+/// Renders the alert for a call that disarmed part of the tripwire; `recontain` says what
+/// the tripwire did about it, if anything.
+pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Millis) -> Alert {
     let who = short_principal(&t.principal_arn);
     let attempted = if t.error_code.is_some() {
         " (attempted)"
@@ -309,6 +312,9 @@ pub fn render_tamper(t: &crate::armed::Tamper, now: Millis) -> Alert {
             "Result failed with {code}: nothing changed, but someone tried"
         );
     }
+    if let Some(note) = recontain {
+        let _ = writeln!(text, "Recontain {note}");
+    }
     let _ = writeln!(text, "\nRunbook");
     let _ = writeln!(
         text,
@@ -328,6 +334,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, now: Millis) -> Alert {
         record_type: "tamper",
         kind: AlertKind::Tamper.as_str(),
         tamper: t,
+        recontain,
         alert_time: now,
     };
     Alert {

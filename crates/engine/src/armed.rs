@@ -203,6 +203,9 @@ pub struct Tamper {
     /// Set when the call failed: an attempt, still worth a page.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error_code: Option<String>,
+    /// For a tripwire policy lifted from a principal: `role/NAME` or `user/NAME`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub lifted_from: Option<String>,
 }
 
 /// The request parameters the watched calls name their target by.
@@ -365,6 +368,9 @@ pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
         principal_arn: p.arn,
         account: sanitize(&account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
+        lifted_from: target
+            .split_once(" policy/")
+            .map(|(entity, _)| sanitize(entity)),
         target: sanitize(&target),
         event_time,
         error_code: doc.error_code.get().map(sanitize),

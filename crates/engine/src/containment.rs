@@ -185,6 +185,14 @@ impl Target {
     pub fn is_role(&self) -> bool {
         matches!(self, Target::Role(_))
     }
+
+    /// `role/NAME` or `user/NAME`, as a tamper event names what a policy was lifted from.
+    pub fn entity(&self) -> String {
+        match self {
+            Target::Role(n) => format!("role/{n}"),
+            Target::User(n) => format!("user/{n}"),
+        }
+    }
 }
 
 /// A containment plan.

@@ -42,6 +42,9 @@ pub struct Policy {
     pub tripwire_keys: Vec<String>,
     /// The tripwire's SNS topics (ARNs): deleting one or unsubscribing from it is tampering.
     pub tripwire_topics: Vec<String>,
+    /// When someone lifts a tripwire policy from a contained principal, write it back,
+    /// once per incident.
+    pub recontain: bool,
     /// Per-account threshold overrides, keyed by the account where instances die.
     pub accounts: BTreeMap<String, AccountOverride>,
     /// Per-principal rules, in file order; the first whose glob matches applies.
@@ -239,6 +242,8 @@ struct RawPolicy {
     tripwire_keys: Vec<String>,
     #[serde(default)]
     tripwire_topics: Vec<String>,
+    #[serde(default)]
+    recontain: bool,
     #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
     /// Kept as a table to keep file order: the first matching rule wins.
@@ -485,6 +490,7 @@ impl Policy {
             deactivate_keys: raw.deactivate_keys,
             tripwire_keys: raw.tripwire_keys,
             tripwire_topics: raw.tripwire_topics,
+            recontain: raw.recontain,
             accounts,
             principals,
             change_windows,

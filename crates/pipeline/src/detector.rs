@@ -206,9 +206,10 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         {
             return Ok(Outcome::Duplicate { event_id });
         }
+        let recontain = self.recontain(t, lease_until).await?;
         match self
             .alerter
-            .publish(&render_tamper(t, self.clock.now()))
+            .publish(&render_tamper(t, recontain, self.clock.now()))
             .await
         {
             Ok(_) => {
@@ -220,6 +221,48 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                 Err(e)
             }
         }
+    }
+
+    /// With `recontain = true`, a tripwire policy lifted from a principal still contained
+    /// is written back (the responder re-applies the incident's plan), once per incident,
+    /// so the tripwire never fights another tool over it. What happened, for the alert.
+    async fn recontain(
+        &self,
+        t: &Tamper,
+        lease_until: Millis,
+    ) -> Result<Option<&'static str>, Error> {
+        let Some(entity) = t.lifted_from.as_deref().filter(|_| self.policy.recontain) else {
+            return Ok(None);
+        };
+        let Some(req) = self.store.contained_by(&t.account, entity).await? else {
+            return Ok(None);
+        };
+        let key = Key::new(Lane::Burst, &req.principal_arn, &req.account);
+        let contained = self.store.incident(&key).await?.is_some_and(|s| {
+            s.open.id == req.incident_id && s.containment_state == Some(ContainmentState::Contained)
+        });
+        if !contained {
+            return Ok(None);
+        }
+        let step = format!("recontain#{}", req.incident_id);
+        if self
+            .store
+            .claim_once(&step, self.clock.now(), lease_until)
+            .await?
+            == Recorded::Duplicate
+        {
+            return Ok(Some(
+                "not this time: the tripwire wrote the incident's policies back once already",
+            ));
+        }
+        if let Err(e) = self.invoker.request(&req).await {
+            let _ = self.store.settle_once(&step, false).await;
+            return Err(e);
+        }
+        self.store.settle_once(&step, true).await?;
+        Ok(Some(
+            "requested: the tripwire writes the incident's policies back (once per incident)",
+        ))
     }
 
     /// Handles one event (normally one EventBridge envelope). `deadline` is the

@@ -294,6 +294,23 @@ pub trait IncidentStore: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
+    /// Records that `entity` (`role/NAME` or `user/NAME`) in `account` is contained for
+    /// the incident `request` names, so a lifted tripwire policy can be written back.
+    fn point_contained(
+        &self,
+        account: &str,
+        entity: &str,
+        request: &ContainmentRequest,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The incident `entity` in `account` was last contained for, if any.
+    fn contained_by(
+        &self,
+        account: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<Option<ContainmentRequest>, Error>> + Send;
+
     /// The last heartbeat of every (account, region) that ever sent one.
     fn heartbeat_states(
         &self,

@@ -136,6 +136,12 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
             ),
             Ok(plan) => match self.containment.apply(&plan).await? {
                 Ok(()) => {
+                    // So that a tripwire policy someone lifts can be written back.
+                    if let (Some(account), Some(target)) = (&plan.target_account, &plan.target) {
+                        self.store
+                            .point_contained(account, &target.entity(), &req, now)
+                            .await?;
+                    }
                     let policies = plan.policy_names();
                     let detail = format!("{}; {} in place", plan.reason, policies.join(", "));
                     (ResponderOutcome::Contained { incident, policies }, detail)

@@ -1022,3 +1022,52 @@ async fn a_call_that_disarms_the_tripwire_pages_once_and_a_failed_page_is_retrie
     assert_eq!(one(&rig, &release).await, Outcome::OtherEvent);
     assert_eq!(rig.alerts.kinds(), ["tamper", "tamper"]);
 }
+
+#[tokio::test]
+async fn recontain_writes_a_lifted_policy_back_once_per_incident() {
+    let lift = |id: &str| {
+        eventbridge(
+            "iam.amazonaws.com",
+            "DeleteRolePolicy",
+            "role/Admin@222222222222",
+            serde_json::json!({"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}),
+            id,
+        )
+    };
+    for (recontain, requests) in [(true, 2), (false, 1)] {
+        let policy = format!("recontain = {recontain}\n{POLICY}");
+        let rig = Rig::new(&policy);
+        for e in Burst::new(CLEANUP, "seed").calls(10).step(1000).envelopes() {
+            one(&rig, &e).await;
+        }
+        let first = rig.queue.queued().remove(0);
+        rig.responder.handle(first.clone()).await.unwrap();
+        assert_eq!(rig.alerts.kinds(), ["detected", "contained"]);
+        // Someone deletes the tripwire's deny, twice.
+        for id in ["lift-1", "lift-2"] {
+            assert!(matches!(one(&rig, &lift(id)).await, Outcome::Tamper { .. }));
+        }
+        let queued = rig.queue.queued();
+        assert_eq!(queued.len(), requests, "recontain = {recontain}");
+        assert!(queued.iter().all(|q| *q == first), "the same incident");
+        let texts: Vec<String> = rig
+            .alerts
+            .sent()
+            .into_iter()
+            .filter(|a| a.kind.as_str() == "tamper")
+            .map(|a| a.text)
+            .collect();
+        if recontain {
+            assert!(texts[0].contains("Recontain requested"), "{}", texts[0]);
+            assert!(texts[1].contains("Recontain not this time"), "{}", texts[1]);
+            // The responder re-applies the plan and pages nothing new for it.
+            rig.responder.handle(queued[1].clone()).await.unwrap();
+            assert_eq!(
+                rig.alerts.kinds(),
+                ["detected", "contained", "tamper", "tamper"]
+            );
+        } else {
+            assert!(texts.iter().all(|t| !t.contains("Recontain")), "{texts:?}");
+        }
+    }
+}

@@ -137,6 +137,8 @@ struct Tables {
     initiations: BTreeMap<(String, String, Millis, String), Initiation>,
     // One-off steps: (done, lease).
     once: HashMap<String, (bool, Millis)>,
+    // Contained principals by (account, entity).
+    contained: HashMap<(String, String), ContainmentRequest>,
     // Heartbeats by (account, region).
     heartbeats: BTreeMap<(String, String), tripwire_engine::armed::HeartbeatState>,
 }
@@ -512,6 +514,32 @@ impl IncidentStore for MemoryStore {
             e.heartbeats += 1;
         }
         Ok(())
+    }
+
+    async fn point_contained(
+        &self,
+        account: &str,
+        entity: &str,
+        request: &ContainmentRequest,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("point_contained").await?;
+        tables
+            .contained
+            .insert((account.to_owned(), entity.to_owned()), request.clone());
+        Ok(())
+    }
+
+    async fn contained_by(
+        &self,
+        account: &str,
+        entity: &str,
+    ) -> Result<Option<ContainmentRequest>, Error> {
+        let tables = self.op("contained_by").await?;
+        Ok(tables
+            .contained
+            .get(&(account.to_owned(), entity.to_owned()))
+            .cloned())
     }
 
     async fn heartbeat_states(&self) -> Result<Vec<tripwire_engine::armed::HeartbeatState>, Error> {
