@@ -251,8 +251,10 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             .await?
             == Recorded::Duplicate
         {
+            // Also a retry of this very event after its page failed: either way the
+            // policies were written back once for this incident.
             return Ok(Some(
-                "not this time: the tripwire wrote the incident's policies back once already",
+                "done once already for this incident (by this lift or an earlier one); further lifts are left to a person",
             ));
         }
         if let Err(e) = self.invoker.request(&req).await {

@@ -1059,7 +1059,11 @@ async fn recontain_writes_a_lifted_policy_back_once_per_incident() {
             .collect();
         if recontain {
             assert!(texts[0].contains("Recontain requested"), "{}", texts[0]);
-            assert!(texts[1].contains("Recontain not this time"), "{}", texts[1]);
+            assert!(
+                texts[1].contains("Recontain done once already"),
+                "{}",
+                texts[1]
+            );
             // The responder re-applies the plan and pages nothing new for it.
             rig.responder.handle(queued[1].clone()).await.unwrap();
             assert_eq!(
