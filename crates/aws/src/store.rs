@@ -133,6 +133,33 @@ fn expires(now: Millis) -> AttributeValue {
 }
 
 impl WindowStore {
+    /// Every key's current incident, live or closed, by a scan of the table (for an
+    /// operator's `tripwire status`, never on the hot path).
+    pub async fn current_incidents(&self) -> Result<Vec<StoredIncident>, Error> {
+        let mut out = Vec::new();
+        let mut start: Option<Item> = None;
+        loop {
+            let page = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .filter_expression("sk = :c AND begins_with(pk, :i)")
+                .expression_attribute_values(":c", s("CURRENT"))
+                .expression_attribute_values(":i", s("I#"))
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::State, "dynamodb:Scan", e))?;
+            for item in page.items.unwrap_or_default() {
+                out.push(stored_incident(&item)?);
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return Ok(out),
+            }
+        }
+    }
+
     /// The delivery-latency histogram of each (account, region) on `day` (`YYYY-MM-DD`,
     /// by eventTime).
     pub async fn latency_histograms(

@@ -7,9 +7,12 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tripwire_aws::config::{process_env, TABLE};
 use tripwire_aws::store::WindowStore;
+use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
 use tripwire_engine::time::{format_millis, Millis};
 use tripwire_pipeline::{Clock, IncidentStore, SystemClock};
+
+const DAY: Millis = 24 * 3600 * 1000;
 
 /// One (account, region): the `status` JSON line.
 #[derive(serde::Serialize)]
@@ -24,6 +27,8 @@ struct Row {
     latency_p50_ms: Option<Millis>,
     latency_p99_ms: Option<Millis>,
     heartbeats: u64,
+    /// Incidents with a call there in the last day, not released.
+    open_incidents: u64,
 }
 
 /// The rows for `states` at `now`, with `histograms` (the last day's, summed) and the
@@ -31,12 +36,16 @@ struct Row {
 fn rows(
     states: &[HeartbeatState],
     histograms: &BTreeMap<(String, String), [u64; 10]>,
+    incidents: &BTreeMap<(String, String), u64>,
     expect: &[(String, String)],
     now: Millis,
     interval: Millis,
 ) -> Vec<Row> {
-    let mut by: BTreeMap<(String, String), Option<&HeartbeatState>> =
-        expect.iter().map(|pair| (pair.clone(), None)).collect();
+    let mut by: BTreeMap<(String, String), Option<&HeartbeatState>> = expect
+        .iter()
+        .chain(incidents.keys())
+        .map(|pair| (pair.clone(), None))
+        .collect();
     for s in states {
         by.insert((s.account.clone(), s.region.clone()), Some(s));
     }
@@ -54,6 +63,10 @@ fn rows(
                 latency_p50_ms: quantile(&h, 0.5),
                 latency_p99_ms: quantile(&h, 0.99),
                 heartbeats: s.map_or(0, |s| s.heartbeats),
+                open_incidents: incidents
+                    .get(&(account.clone(), region.clone()))
+                    .copied()
+                    .unwrap_or(0),
                 account,
                 region,
             }
@@ -89,7 +102,7 @@ pub fn run(
         let states = store.heartbeat_states().await?;
         // The last day: today's and yesterday's histograms (days by eventTime, UTC).
         let mut histograms: BTreeMap<(String, String), [u64; 10]> = BTreeMap::new();
-        for day in [now, now - 24 * 3600 * 1000] {
+        for day in [now, now - DAY] {
             for (pair, h) in store.latency_histograms(&format_millis(day)[..10]).await? {
                 let sum = histograms.entry(pair).or_default();
                 for (s, c) in sum.iter_mut().zip(h) {
@@ -97,9 +110,25 @@ pub fn run(
                 }
             }
         }
+        // Open: a call in the last day, and not released.
+        let mut incidents: BTreeMap<(String, String), u64> = BTreeMap::new();
+        for s in store.current_incidents().await? {
+            let i = &s.incident;
+            if s.containment_state == Some(ContainmentState::Released)
+                || i.last_event_time < now - DAY
+            {
+                continue;
+            }
+            for region in &i.regions {
+                *incidents
+                    .entry((i.account.clone(), region.clone()))
+                    .or_default() += 1;
+            }
+        }
         let rows = rows(
             &states,
             &histograms,
+            &incidents,
             &expect,
             now,
             Millis::from(interval_minutes) * 60_000,
@@ -112,19 +141,20 @@ pub fn run(
         }
         let ms = |v: Option<Millis>| v.map_or("-".to_owned(), |v| format!("<={}s", v / 1000));
         println!(
-            "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10}",
-            "ACCOUNT", "REGION", "STATE", "AGE", "P50", "P99", "HEARTBEATS"
+            "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}",
+            "ACCOUNT", "REGION", "STATE", "AGE", "P50", "P99", "HEARTBEATS", "INCIDENTS"
         );
         for r in &rows {
             println!(
-                "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10}",
+                "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}",
                 r.account,
                 r.region,
                 r.state,
                 r.age_s.map_or("-".to_owned(), |a| format!("{a}s")),
                 ms(r.latency_p50_ms),
                 ms(r.latency_p99_ms),
-                r.heartbeats
+                r.heartbeats,
+                r.open_incidents
             );
         }
         Ok(())
