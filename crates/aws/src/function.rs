@@ -30,9 +30,7 @@ impl Logged for Vec<Outcome> {
                 ..
             } = o
             {
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as Millis);
+                let now = tripwire_pipeline::Clock::now(&tripwire_pipeline::SystemClock);
                 println!(
                     "{}",
                     tripwire_engine::armed::latency_metric(account, region, *latency_ms, now)
