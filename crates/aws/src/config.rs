@@ -176,28 +176,69 @@ pub struct WatchdogConfig {
     pub alarm_topic_arn: Option<String>,
     /// The canary interval, in ms.
     pub interval: Millis,
+    /// The member StackSet and how to list its instances, when set: its instances that
+    /// never send a heartbeat are paged.
+    pub stack_set: Option<(String, aws_sdk_cloudformation::types::CallAs)>,
+    /// How long after the watchdog first lists an instance it pages one that never
+    /// spoke, in ms.
+    pub never_seen_grace: Millis,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
+}
+
+/// The member StackSet's name; empty or unset pages no never-seen instances.
+pub const MEMBER_STACKSET: &str = "TRIPWIRE_MEMBER_STACKSET";
+/// `DELEGATED_ADMIN` (the default) or `SELF` (in the management account).
+pub const STACKSET_CALL_AS: &str = "TRIPWIRE_STACKSET_CALL_AS";
+/// Minutes a listed instance may stay silent before it is paged (default 60).
+pub const NEVER_SEEN_GRACE: &str = "TRIPWIRE_NEVER_SEEN_GRACE_MINUTES";
+
+/// A whole number of minutes within `range`, in ms.
+fn minutes(name: &str, v: &str, range: std::ops::RangeInclusive<u32>) -> Result<Millis, Error> {
+    v.parse::<u32>()
+        .ok()
+        .filter(|m| range.contains(m))
+        .map(|m| Millis::from(m) * 60_000)
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{name}=`{v}` is not a whole number of minutes from {} to {}",
+                range.start(),
+                range.end()
+            ))
+        })
 }
 
 impl WatchdogConfig {
     /// Reads every variable the watchdog needs.
     pub fn from_env(env: Env) -> Result<Self, Error> {
-        let minutes = required(env, CANARY_INTERVAL)?;
-        let interval = minutes
-            .parse::<u32>()
-            .ok()
-            .filter(|m| (2..=60).contains(m))
-            .ok_or_else(|| {
-                Error::Config(format!(
-                    "{CANARY_INTERVAL}=`{minutes}` is not a whole number of minutes from 2 to 60"
-                ))
-            })?;
+        use aws_sdk_cloudformation::types::CallAs;
+        let interval = minutes(CANARY_INTERVAL, &required(env, CANARY_INTERVAL)?, 2..=60)?;
+        let stack_set = match env(MEMBER_STACKSET).filter(|v| !v.trim().is_empty()) {
+            None => None,
+            Some(name) => {
+                let call_as = match env(STACKSET_CALL_AS).as_deref().map(str::trim) {
+                    None | Some("") | Some("DELEGATED_ADMIN") => CallAs::DelegatedAdmin,
+                    Some("SELF") => CallAs::SelfValue,
+                    Some(v) => {
+                        return Err(Error::Config(format!(
+                            "{STACKSET_CALL_AS}=`{v}` is neither DELEGATED_ADMIN nor SELF"
+                        )))
+                    }
+                };
+                Some((name.trim().to_owned(), call_as))
+            }
+        };
+        let never_seen_grace = match env(NEVER_SEEN_GRACE).filter(|v| !v.trim().is_empty()) {
+            None => 60 * 60_000,
+            Some(v) => minutes(NEVER_SEEN_GRACE, v.trim(), 10..=10_080)?,
+        };
         Ok(WatchdogConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             alarm_topic_arn: alarm_topic_arn(env)?,
-            interval: Millis::from(interval) * 60_000,
+            interval,
+            stack_set,
+            never_seen_grace,
             tls_roots: tls_roots(env)?,
         })
     }
@@ -341,5 +382,54 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("TRIPWIRE_POLICY_FILE=missing.toml"));
+    }
+
+    #[test]
+    fn the_watchdog_lists_the_stackset_only_when_named() {
+        use aws_sdk_cloudformation::types::CallAs;
+        let base = [
+            (TABLE, "tripwire"),
+            (TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:tripwire"),
+            (CANARY_INTERVAL, "10"),
+        ];
+        let with = |extra: &[(&'static str, &'static str)]| {
+            let pairs: Vec<_> = base.iter().chain(extra).copied().collect();
+            WatchdogConfig::from_env(&env(&pairs))
+        };
+        let w = with(&[]).unwrap();
+        assert_eq!(
+            (w.interval, w.stack_set, w.never_seen_grace),
+            (600_000, None, 3_600_000)
+        );
+        let w = with(&[
+            (MEMBER_STACKSET, "tripwire-member"),
+            (NEVER_SEEN_GRACE, "30"),
+        ])
+        .unwrap();
+        assert_eq!(
+            (w.stack_set, w.never_seen_grace),
+            (
+                Some(("tripwire-member".into(), CallAs::DelegatedAdmin)),
+                1_800_000
+            )
+        );
+        let w = with(&[(MEMBER_STACKSET, "m"), (STACKSET_CALL_AS, "SELF")]).unwrap();
+        assert_eq!(w.stack_set, Some(("m".into(), CallAs::SelfValue)));
+        for (extra, want) in [
+            ((STACKSET_CALL_AS, "ADMIN"), STACKSET_CALL_AS),
+            ((NEVER_SEEN_GRACE, "5"), "from 10 to 10080"),
+            ((CANARY_INTERVAL, "1"), "from 2 to 60"),
+        ] {
+            let mut pairs: Vec<_> = base
+                .iter()
+                .filter(|(k, _)| *k != extra.0)
+                .copied()
+                .collect();
+            pairs.extend([(MEMBER_STACKSET, "m"), extra]);
+            let err = WatchdogConfig::from_env(&env(&pairs))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(want), "{extra:?}: {err}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 pub mod alerter;
 pub mod config;
 pub mod contain;
+pub mod deployments;
 pub mod error;
 pub mod function;
 pub mod invoke;
@@ -41,18 +42,27 @@ pub type Responder = tripwire_pipeline::Responder<
 >;
 
 /// The watchdog as the function runs it.
-pub type Watchdog =
-    tripwire_pipeline::watchdog::Watchdog<store::WindowStore, alerter::Alerter, SystemClock>;
+pub type Watchdog = tripwire_pipeline::watchdog::Watchdog<
+    store::WindowStore,
+    alerter::Alerter,
+    SystemClock,
+    Option<deployments::StackInstances>,
+>;
 
 /// The watchdog, built from the environment and [`function_sdk_config`].
 pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> {
     let cfg = config::WatchdogConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
-    Ok(Watchdog::new(
+    Ok(tripwire_pipeline::watchdog::Watchdog::new(
         store::WindowStore::new(client(&sdk), cfg.table),
         alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_alarm_topic(cfg.alarm_topic_arn),
         SystemClock,
         cfg.interval,
+    )
+    .with_deployments(
+        cfg.stack_set
+            .map(|(name, call_as)| deployments::StackInstances::new(client(&sdk), name, call_as)),
+        cfg.never_seen_grace,
     ))
 }
 

@@ -27,7 +27,8 @@ from_sdk!(
     aws_sdk_sns,
     aws_sdk_lambda,
     aws_sdk_iam,
-    aws_sdk_sts
+    aws_sdk_sts,
+    aws_sdk_cloudformation
 );
 
 /// The one way to build a client: from `sdk`, with the stage timer, so every AWS call

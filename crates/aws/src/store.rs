@@ -19,7 +19,7 @@ use aws_sdk_dynamodb::Client;
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use std::collections::{BTreeMap, HashMap};
 use tripwire_engine::alert::ContainmentState;
-use tripwire_engine::armed::{latency_bucket, Heartbeat, HeartbeatState};
+use tripwire_engine::armed::{latency_bucket, Heartbeat, HeartbeatState, Listed};
 use tripwire_engine::containment::ContainmentRequest;
 use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::format_millis;
@@ -81,8 +81,9 @@ pub fn call_sk(key: &Key, t: &Termination) -> String {
     event_sk(if attempt { 'A' } else { 'E' }, t.event_time, &t.event_id)
 }
 
-/// Every (account, region)'s heartbeat state and daily latency histograms: one small
-/// partition (a few hundred pairs), read whole by `tripwire status`.
+/// Every (account, region)'s heartbeat state (`S#`), daily latency histograms (`D#`)
+/// and, for StackSet instances not heard from yet, the watchdog's listing (`L#`): one
+/// small partition (a few hundred pairs), read whole by the watchdog and `tripwire status`.
 const HEARTBEAT_PK: &str = "H";
 /// How long the pointer from a contained principal to its incident is kept: a
 /// contained principal stays so until `tripwire release`, usually within days.
@@ -794,6 +795,51 @@ impl IncidentStore for WindowStore {
             principal_arn: get_s(&item, "principal_arn")?.to_owned(),
             account: get_s(&item, "account")?.to_owned(),
         }))
+    }
+
+    async fn listed(&self) -> Result<Vec<Listed>, Error> {
+        let items = self
+            .range(HEARTBEAT_PK.into(), "L#".into(), "L$".into())
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                Ok(Listed {
+                    account: get_s(item, "account")?.to_owned(),
+                    region: get_s(item, "region")?.to_owned(),
+                    listed: get_n(item, "listed")?,
+                    paged: get_bool(item, "paged"),
+                })
+            })
+            .collect()
+    }
+
+    async fn put_listed(&self, l: &Listed) -> Result<(), Error> {
+        self.client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(HEARTBEAT_PK))
+            .item("sk", s(format!("L#{}#{}", l.account, l.region)))
+            .item("account", s(&l.account))
+            .item("region", s(&l.region))
+            .item("listed", n(l.listed))
+            .item("paged", AttributeValue::Bool(l.paged))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))
+    }
+
+    async fn forget_listed(&self, account: &str, region: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(HEARTBEAT_PK))
+            .key("sk", s(format!("L#{account}#{region}")))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::State, "dynamodb:DeleteItem", e))
     }
 
     async fn set_lost_paged(

@@ -68,7 +68,8 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         interval_minutes: u32,
         /// An ACCOUNT:REGION that should be armed (shown `never_seen` without a heartbeat);
-        /// repeat it, e.g. for every StackSet instance.
+        /// repeat it. The member StackSet's instances the watchdog listed are expected
+        /// without it.
         #[arg(long)]
         expect: Vec<String>,
         /// One JSON object per line instead of a table.

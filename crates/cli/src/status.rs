@@ -32,7 +32,8 @@ struct Row {
 }
 
 /// The rows for `states` at `now`, with `histograms` (the last day's, summed) and the
-/// pairs the operator `expect`s, which are `never_seen` when they never sent one.
+/// pairs expected (the operator's and the StackSet instances the watchdog listed), which
+/// are `never_seen` when they never sent one.
 fn rows(
     states: &[HeartbeatState],
     histograms: &BTreeMap<(String, String), [u64; 10]>,
@@ -100,6 +101,15 @@ pub fn run(
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
         let now = SystemClock.now();
         let states = store.heartbeat_states().await?;
+        // The StackSet instances the watchdog listed that never spoke are expected too.
+        let mut expect = expect;
+        expect.extend(
+            store
+                .listed()
+                .await?
+                .into_iter()
+                .map(|l| (l.account, l.region)),
+        );
         // The last day: today's and yesterday's histograms (days by eventTime, UTC).
         let mut histograms: BTreeMap<(String, String), [u64; 10]> = BTreeMap::new();
         for day in [now, now - DAY] {

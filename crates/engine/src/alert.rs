@@ -352,6 +352,8 @@ struct CoverageJson<'a> {
     #[serde(rename = "type")]
     record_type: &'static str,
     kind: &'static str,
+    /// `lost` or `armed`; `never_seen` is [`NeverSeenJson`].
+    state: &'static str,
     account: &'a str,
     region: &'a str,
     #[serde(with = "crate::time::rfc3339")]
@@ -425,6 +427,7 @@ pub fn render_coverage(
     let json = CoverageJson {
         record_type: "coverage_alert",
         kind: kind.as_str(),
+        state: if lost { "lost" } else { "armed" },
         account: &s.account,
         region: &s.region,
         last_heartbeat: s.last,
@@ -438,6 +441,84 @@ pub fn render_coverage(
         text,
         json: serde_json::to_string(&json).unwrap_or_default(),
         account: s.account.clone(),
+    }
+}
+
+/// The JSON of a `coverage_lost` alert for a pair that never sent a heartbeat.
+#[derive(Serialize)]
+struct NeverSeenJson<'a> {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    kind: &'static str,
+    state: &'static str,
+    account: &'a str,
+    region: &'a str,
+    stack_instance_status: &'a str,
+    #[serde(with = "crate::time::rfc3339")]
+    listed: Millis,
+    silent_s: i64,
+    #[serde(with = "crate::time::rfc3339")]
+    alert_time: Millis,
+}
+
+/// Renders `coverage_lost` for a StackSet instance `d` that has sent no heartbeat since
+/// the watchdog first listed it at `listed`.
+pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis) -> Alert {
+    let silent = (now - listed) / 1000;
+    let subject = format!(
+        "TRIPWIRE COVERAGE LOST: {} {} never sent a heartbeat ({} min)",
+        d.account,
+        d.region,
+        silent / 60
+    );
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "TRIPWIRE COVERAGE LOST: the member StackSet has an instance in account {} {}, and no canary heartbeat has come from there in the {} minutes since it was first listed.\n",
+        d.account,
+        d.region,
+        silent / 60
+    );
+    let _ = writeln!(
+        text,
+        "Until it speaks, a burst of terminations there may not reach the tripwire."
+    );
+    let _ = writeln!(text, "Stack instance  {}", d.status);
+    let _ = writeln!(text, "Listed since    {}", format_millis(listed));
+    let _ = writeln!(text, "\nCheck");
+    let _ = writeln!(
+        text,
+        "  1. the StackSet operation for that account and region succeeded (a failed or skipped deployment is the usual cause);"
+    );
+    let _ = writeln!(
+        text,
+        "  2. there, the rules tripwire-forward-* are enabled and target the central bus;"
+    );
+    let _ = writeln!(
+        text,
+        "  3. there, the schedule tripwire-canary and the role tripwire-canary exist;"
+    );
+    let _ = writeln!(
+        text,
+        "  4. the organization trail records management events in that region."
+    );
+    let json = NeverSeenJson {
+        record_type: "coverage_alert",
+        kind: AlertKind::CoverageLost.as_str(),
+        state: "never_seen",
+        account: &d.account,
+        region: &d.region,
+        stack_instance_status: &d.status,
+        listed,
+        silent_s: silent,
+        alert_time: now,
+    };
+    Alert {
+        kind: AlertKind::CoverageLost,
+        subject: subject_safe(&subject),
+        text,
+        json: serde_json::to_string(&json).unwrap_or_default(),
+        account: d.account.clone(),
     }
 }
 

@@ -144,6 +144,35 @@ pub struct HeartbeatState {
     pub lost_paged: Option<Millis>,
 }
 
+/// An instance of the member StackSet, as CloudFormation lists it: where a canary
+/// should be calling.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deployed {
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// The instance's status and, when CloudFormation gives one, its detailed status
+    /// and reason (`OUTDATED FAILED: ...`): a failed deployment is why a pair never speaks.
+    pub status: String,
+}
+
+/// A StackSet instance that has not sent a heartbeat yet, as the watchdog keeps it: from
+/// the first run that listed it until its first heartbeat or its removal.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Listed {
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// When the watchdog first listed it: the grace period runs from here.
+    #[serde(with = "crate::time::rfc3339")]
+    pub listed: Millis,
+    /// Whether `coverage_lost` went out for it (then its first heartbeat pages
+    /// `coverage_restored`).
+    pub paged: bool,
+}
+
 /// Where an (account, region) stands, by its last heartbeat's age.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]

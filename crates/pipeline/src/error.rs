@@ -12,6 +12,8 @@ pub enum Port {
     Queue,
     /// Containment (and its release).
     Containment,
+    /// Where the member stacks are deployed.
+    Deployments,
 }
 
 /// Errors from the pipelines and their adapters.

@@ -316,6 +316,24 @@ pub trait IncidentStore: Send + Sync {
         &self,
     ) -> impl Future<Output = Result<Vec<tripwire_engine::armed::HeartbeatState>, Error>> + Send;
 
+    /// Every StackSet instance the watchdog listed that has sent no heartbeat yet.
+    fn listed(
+        &self,
+    ) -> impl Future<Output = Result<Vec<tripwire_engine::armed::Listed>, Error>> + Send;
+
+    /// Writes `l` (replacing the pair's earlier one).
+    fn put_listed(
+        &self,
+        l: &tripwire_engine::armed::Listed,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Forgets a listed pair: it spoke, or it left the StackSet.
+    fn forget_listed(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
     /// Notes that `coverage_lost` went out for the silence after heartbeat `last`
     /// (`Some`), or that `coverage_restored` did (`None`).
     fn set_lost_paged(
@@ -324,6 +342,35 @@ pub trait IncidentStore: Send + Sync {
         region: &str,
         last: Option<Millis>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Where the member stacks are deployed, where that is knowable (the StackSet's
+/// instances).
+pub trait Deployments: Send + Sync {
+    /// Every instance of the member StackSet.
+    fn deployed(
+        &self,
+    ) -> impl Future<Output = Result<Vec<tripwire_engine::armed::Deployed>, Error>> + Send;
+}
+
+/// No list of deployments: the watchdog pages only pairs that have spoken.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoDeployments;
+
+impl Deployments for NoDeployments {
+    async fn deployed(&self) -> Result<Vec<tripwire_engine::armed::Deployed>, Error> {
+        Ok(Vec::new())
+    }
+}
+
+/// A list that may not be configured.
+impl<D: Deployments> Deployments for Option<D> {
+    async fn deployed(&self) -> Result<Vec<tripwire_engine::armed::Deployed>, Error> {
+        match self {
+            Some(d) => d.deployed().await,
+            None => Ok(Vec::new()),
+        }
+    }
 }
 
 /// Where alerts go.

@@ -1,19 +1,28 @@
 //! The watchdog: on a schedule, pages `coverage_lost` once when an account and region
-//! that has sent canary heartbeats falls silent for three canary intervals, and
-//! `coverage_restored` once when it speaks again.
+//! that has sent canary heartbeats falls silent for three canary intervals, or when an
+//! instance of the member StackSet has sent none a grace period after the watchdog first
+//! listed it, and `coverage_restored` once when either speaks.
 
-use crate::{Alerts, Clock, Error, IncidentStore, Recorded};
+use crate::{Alerts, Clock, Deployments, Error, IncidentStore, NoDeployments, Recorded};
 use serde::Serialize;
-use tripwire_engine::alert::{render_coverage, AlertKind};
-use tripwire_engine::armed::{Armed, HeartbeatState};
+use std::collections::{BTreeMap, BTreeSet};
+use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind};
+use tripwire_engine::armed::{Armed, HeartbeatState, Listed};
 use tripwire_engine::time::Millis;
 
 /// What one run paged.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "paged", rename_all = "snake_case")]
 pub enum Paged {
-    /// `coverage_lost`.
+    /// `coverage_lost` for a pair that has spoken before.
     CoverageLost {
+        /// The account.
+        account: String,
+        /// The region.
+        region: String,
+    },
+    /// `coverage_lost` for a StackSet instance that never sent a heartbeat.
+    NeverSeen {
         /// The account.
         account: String,
         /// The region.
@@ -29,35 +38,61 @@ pub enum Paged {
 }
 
 /// The watchdog over its ports.
-pub struct Watchdog<S, A, C> {
+pub struct Watchdog<S, A, C, D = NoDeployments> {
     store: S,
     alerter: A,
     clock: C,
     interval: Millis,
+    deployments: D,
+    grace: Millis,
 }
 
-impl<S: IncidentStore, A: Alerts, C: Clock> Watchdog<S, A, C> {
-    /// A watchdog for canaries that call every `interval` ms.
+impl<S, A, C> Watchdog<S, A, C> {
+    /// A watchdog for canaries that call every `interval` ms, over the pairs that have
+    /// spoken.
     pub fn new(store: S, alerter: A, clock: C, interval: Millis) -> Self {
         Watchdog {
             store,
             alerter,
             clock,
             interval,
+            deployments: NoDeployments,
+            grace: 0,
         }
     }
 
+    /// Also pages the instances `deployments` lists that have sent no heartbeat `grace`
+    /// ms after the first run that listed them.
+    pub fn with_deployments<D>(self, deployments: D, grace: Millis) -> Watchdog<S, A, C, D> {
+        Watchdog {
+            store: self.store,
+            alerter: self.alerter,
+            clock: self.clock,
+            interval: self.interval,
+            deployments,
+            grace,
+        }
+    }
+}
+
+impl<S: IncidentStore, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
     /// Checks every (account, region). A failed page fails the run, and the next run
     /// (or Lambda's retry) pages it; a page that went out is never repeated.
     pub async fn run(&self, lease_until: Millis) -> Result<Vec<Paged>, Error> {
         let now = self.clock.now();
         let mut paged = Vec::new();
-        for s in self.store.heartbeat_states().await? {
+        let states = self.store.heartbeat_states().await?;
+        for s in &states {
             let mut lost_paged = s.lost_paged;
             if let Some(before) = lost_paged.filter(|&before| s.last > before) {
                 let step = format!("coverage_restored#{}#{}#{before}", s.account, s.region);
                 let sent = self
-                    .page(&step, AlertKind::CoverageRestored, &s, now, lease_until)
+                    .page(
+                        &step,
+                        self.coverage(AlertKind::CoverageRestored, s, now),
+                        now,
+                        lease_until,
+                    )
                     .await?;
                 self.store
                     .set_lost_paged(&s.account, &s.region, None)
@@ -73,7 +108,12 @@ impl<S: IncidentStore, A: Alerts, C: Clock> Watchdog<S, A, C> {
             if lost_paged.is_none() && Armed::of(Some(s.last), now, self.interval) == Armed::Lost {
                 let step = format!("coverage_lost#{}#{}#{}", s.account, s.region, s.last);
                 let sent = self
-                    .page(&step, AlertKind::CoverageLost, &s, now, lease_until)
+                    .page(
+                        &step,
+                        self.coverage(AlertKind::CoverageLost, s, now),
+                        now,
+                        lease_until,
+                    )
                     .await?;
                 self.store
                     .set_lost_paged(&s.account, &s.region, Some(s.last))
@@ -86,26 +126,117 @@ impl<S: IncidentStore, A: Alerts, C: Clock> Watchdog<S, A, C> {
                 }
             }
         }
+        self.never_seen(&states, now, lease_until, &mut paged)
+            .await?;
         Ok(paged)
     }
 
-    /// Publishes the alert for `step` unless it already went out; whether it did now.
+    /// The StackSet's instances that have not spoken: each is listed on the first run
+    /// that sees it, paged once when the grace period has passed, and forgotten when it
+    /// speaks (paging `coverage_restored` if it was paged) or leaves the StackSet. The
+    /// list failing fails the run, after the pages for pairs that have spoken.
+    async fn never_seen(
+        &self,
+        states: &[HeartbeatState],
+        now: Millis,
+        lease_until: Millis,
+        paged: &mut Vec<Paged>,
+    ) -> Result<(), Error> {
+        let deployed = self.deployments.deployed().await?;
+        let heard: BTreeMap<(&str, &str), &HeartbeatState> = states
+            .iter()
+            .map(|s| ((s.account.as_str(), s.region.as_str()), s))
+            .collect();
+        let listed: BTreeMap<(String, String), Listed> = self
+            .store
+            .listed()
+            .await?
+            .into_iter()
+            .map(|l| ((l.account.clone(), l.region.clone()), l))
+            .collect();
+        let mut present = BTreeSet::new();
+        for d in &deployed {
+            let pair = (d.account.as_str(), d.region.as_str());
+            present.insert(pair);
+            if heard.contains_key(&pair) {
+                continue;
+            }
+            match listed.get(&(d.account.clone(), d.region.clone())) {
+                None => {
+                    self.store
+                        .put_listed(&Listed {
+                            account: d.account.clone(),
+                            region: d.region.clone(),
+                            listed: now,
+                            paged: false,
+                        })
+                        .await?
+                }
+                Some(l) if !l.paged && now - l.listed >= self.grace => {
+                    let step = format!(
+                        "coverage_never_seen#{}#{}#{}",
+                        l.account, l.region, l.listed
+                    );
+                    let alert = render_never_seen(d, l.listed, now);
+                    let sent = self.page(&step, alert, now, lease_until).await?;
+                    self.store
+                        .put_listed(&Listed {
+                            paged: true,
+                            ..l.clone()
+                        })
+                        .await?;
+                    if sent {
+                        paged.push(Paged::NeverSeen {
+                            account: l.account.clone(),
+                            region: l.region.clone(),
+                        });
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        for l in listed.values() {
+            let pair = (l.account.as_str(), l.region.as_str());
+            match heard.get(&pair) {
+                Some(s) => {
+                    if l.paged {
+                        let step = format!(
+                            "coverage_restored#{}#{}#listed{}",
+                            l.account, l.region, l.listed
+                        );
+                        let alert = self.coverage(AlertKind::CoverageRestored, s, now);
+                        if self.page(&step, alert, now, lease_until).await? {
+                            paged.push(Paged::CoverageRestored {
+                                account: l.account.clone(),
+                                region: l.region.clone(),
+                            });
+                        }
+                    }
+                }
+                None if present.contains(&pair) => continue,
+                None => {}
+            }
+            self.store.forget_listed(&l.account, &l.region).await?;
+        }
+        Ok(())
+    }
+
+    fn coverage(&self, kind: AlertKind, s: &HeartbeatState, now: Millis) -> Alert {
+        render_coverage(kind, s, now, self.interval)
+    }
+
+    /// Publishes `alert` for `step` unless it already went out; whether it did now.
     async fn page(
         &self,
         step: &str,
-        kind: AlertKind,
-        s: &HeartbeatState,
+        alert: Alert,
         now: Millis,
         lease_until: Millis,
     ) -> Result<bool, Error> {
         if self.store.claim_once(step, now, lease_until).await? == Recorded::Duplicate {
             return Ok(false);
         }
-        match self
-            .alerter
-            .publish(&render_coverage(kind, s, now, self.interval))
-            .await
-        {
+        match self.alerter.publish(&alert).await {
             Ok(_) => self.store.settle_once(step, true).await.map(|()| true),
             Err(e) => {
                 let _ = self.store.settle_once(step, false).await;

@@ -141,6 +141,8 @@ struct Tables {
     contained: HashMap<(String, String), ContainmentRequest>,
     // Heartbeats by (account, region).
     heartbeats: BTreeMap<(String, String), tripwire_engine::armed::HeartbeatState>,
+    // StackSet instances not heard from yet, by (account, region).
+    listed: BTreeMap<(String, String), tripwire_engine::armed::Listed>,
 }
 
 /// The window and incident state in memory.
@@ -545,6 +547,27 @@ impl IncidentStore for MemoryStore {
     async fn heartbeat_states(&self) -> Result<Vec<tripwire_engine::armed::HeartbeatState>, Error> {
         let tables = self.op("heartbeat_states").await?;
         Ok(tables.heartbeats.values().cloned().collect())
+    }
+
+    async fn listed(&self) -> Result<Vec<tripwire_engine::armed::Listed>, Error> {
+        let tables = self.op("listed").await?;
+        Ok(tables.listed.values().cloned().collect())
+    }
+
+    async fn put_listed(&self, l: &tripwire_engine::armed::Listed) -> Result<(), Error> {
+        let mut tables = self.op("put_listed").await?;
+        tables
+            .listed
+            .insert((l.account.clone(), l.region.clone()), l.clone());
+        Ok(())
+    }
+
+    async fn forget_listed(&self, account: &str, region: &str) -> Result<(), Error> {
+        let mut tables = self.op("forget_listed").await?;
+        tables
+            .listed
+            .remove(&(account.to_owned(), region.to_owned()));
+        Ok(())
     }
 
     async fn set_lost_paged(
