@@ -1218,6 +1218,106 @@ async fn the_watchdog_pages_a_silent_region_once_and_its_return_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_pages_each_stackset_instance_that_never_speaks_once() {
+    let stack = Stack::start(Options {
+        watchdog: true,
+        ..Options::default()
+    })
+    .await;
+    stack
+        .deploy_members(&[PROD, OTHER], &["us-east-1", "eu-west-1"])
+        .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let beat = |account: &str, region: &str, id: &str| {
+        let rec = tripwire_synth::canary_record(account, region, now - 60_000, id);
+        eventbridge_envelope(&rec, id)
+    };
+    assert_eq!(
+        outcome(&stack.invoke(&beat(PROD, "us-east-1", "c-1")).await.unwrap()),
+        "heartbeat"
+    );
+    // The first run lists the instances; the next, past the (test's zero) grace period,
+    // pages the three that never spoke, once.
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]));
+    let mut paged: Vec<(String, String, String)> = stack
+        .invoke_watchdog()
+        .await
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            let s = |k: &str| p[k].as_str().unwrap().to_owned();
+            (s("paged"), s("account"), s("region"))
+        })
+        .collect();
+    paged.sort();
+    let never = |a: &str, r: &str| ("never_seen".to_owned(), a.to_owned(), r.to_owned());
+    assert_eq!(
+        paged,
+        [
+            never(PROD, "eu-west-1"),
+            never(OTHER, "eu-west-1"),
+            never(OTHER, "us-east-1")
+        ]
+    );
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]), "once");
+    let alarms = stack.alarms().await;
+    assert_eq!(kinds(&alarms), ["coverage_lost"; 3]);
+    for a in &alarms {
+        assert_eq!(a.body["state"], "never_seen");
+        assert_eq!(a.body["stack_instance_status"], "CURRENT SUCCEEDED");
+        assert_eq!(a.attributes["severity"], "high");
+    }
+    // `tripwire status` shows them without being told what to expect.
+    let out = stack.cli().args(["status", "--json"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let states: Vec<(String, String, String)> = stdout
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            let s = |k: &str| v[k].as_str().unwrap().to_owned();
+            (s("account"), s("region"), s("state"))
+        })
+        .collect();
+    let row = |a: &str, r: &str, s: &str| (a.to_owned(), r.to_owned(), s.to_owned());
+    assert_eq!(
+        states,
+        [
+            row(PROD, "eu-west-1", "never_seen"),
+            row(PROD, "us-east-1", "armed"),
+            row(OTHER, "eu-west-1", "never_seen"),
+            row(OTHER, "us-east-1", "never_seen"),
+        ]
+    );
+    // One speaks at last: restored once, and no longer listed.
+    assert_eq!(
+        outcome(
+            &stack
+                .invoke(&beat(OTHER, "eu-west-1", "c-2"))
+                .await
+                .unwrap()
+        ),
+        "heartbeat"
+    );
+    assert_eq!(
+        stack.invoke_watchdog().await.unwrap(),
+        json!([{"paged": "coverage_restored", "account": OTHER, "region": "eu-west-1"}])
+    );
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]));
+    assert_eq!(kinds(&stack.alarms().await), ["coverage_restored"]);
+    stack.save_observed_actions("watchdog-stackset").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recontain_writes_back_the_deny_someone_deleted() {
     let stack = Stack::start(Options {
         policy: format!("recontain = true\n{}", tripwire_localstack::POLICY),

@@ -308,14 +308,41 @@ def test_only_the_deployer_changes_the_security_accounts_functions_and_roles(act
     assert _guarded(deployer, action, resource)
 
 
-def test_the_responder_writes_only_the_pointer_from_a_contained_principal():
-    role = CENTRAL["Resources"]["ResponderRole"]
+def _central_role(name):
+    """The central stack's role `name` as the evaluator's principal, and its ARN."""
+    role = CENTRAL["Resources"][name]
     docs = {p["PolicyName"]: _resolve(p["PolicyDocument"], CENTRAL) for p in role["Properties"]["Policies"]}
-    arn = "arn:aws:iam::123456789012:role/tripwire-responder"
-    node = Node(arn, "AROARESPONDER", [Policy(arn, n, d) for n, d in docs.items()], [],
-                {"Version": "2012-10-17", "Statement": []}, None, 0, False, False, None, False, None)
-    table = docs["responder"]["Statement"][1]["Resource"]
+    arn = f"arn:aws:iam::123456789012:role/{role['Properties']['RoleName']}"
+    return arn, Node(arn, "AROA" + name.upper(), [Policy(arn, n, d) for n, d in docs.items()], [],
+                     {"Version": "2012-10-17", "Statement": []}, None, 0, False, False, None, False, None)
+
+
+TABLE_ARN = "arn:aws:dynamodb:us-east-1:123456789012:table/Table"
+
+
+def test_the_responder_writes_only_the_pointer_from_a_contained_principal():
+    arn, node = _central_role("ResponderRole")
+    table = TABLE_ARN
     ctx = {"aws:PrincipalArn": arn}
     assert _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": ["P#222222222222#role/app"]})
     for key in ("W#222222222222|arn:aws:iam::222222222222:role/app", "I#222222222222|x", "H", "O#tamper#1"):
         assert not _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": [key]}), key
+
+
+def test_the_watchdog_touches_only_heartbeat_state_and_its_own_pages():
+    arn, node = _central_role("WatchdogRole")
+    ctx = {"aws:PrincipalArn": arn}
+    for action, key in (("dynamodb:Query", "H"), ("dynamodb:PutItem", "H"), ("dynamodb:DeleteItem", "H"),
+                        ("dynamodb:UpdateItem", "H"), ("dynamodb:UpdateItem", "O#coverage_lost#1#r#2"),
+                        ("dynamodb:PutItem", "O#coverage_never_seen#1#r#2")):
+        assert _allowed(node, action, TABLE_ARN, {**ctx, "dynamodb:LeadingKeys": [key]}), (action, key)
+    for key in ("I#222222222222|x", "W#222222222222|x", "P#222222222222#role/app", "O#tamper#1", "O#step#1"):
+        for action in ("dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"):
+            assert not _allowed(node, action, TABLE_ARN, {**ctx, "dynamodb:LeadingKeys": [key]}), (action, key)
+    # The StackSet lives in the management account, whichever account lists it.
+    listed = "arn:aws:cloudformation:us-east-1:999999999999:stackset/tripwire-member:0a1b2c3d"
+    assert _allowed(node, "cloudformation:ListStackInstances", listed, ctx)
+    for action, resource in (("cloudformation:ListStackInstances", listed.replace("tripwire-member", "other")),
+                             ("cloudformation:UpdateStackSet", listed),
+                             ("cloudformation:DescribeStacks", "arn:aws:cloudformation:us-east-1:1:stack/x/y")):
+        assert not _allowed(node, action, resource, ctx), (action, resource)

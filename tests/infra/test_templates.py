@@ -288,6 +288,8 @@ def _allowed(role):
     actions = set()
     for policy in role["Properties"]["Policies"]:
         for st in policy["PolicyDocument"]["Statement"]:
+            # A statement behind a condition counts as granted.
+            st = st["Fn::If"][1] if isinstance(st, dict) and "Fn::If" in st else st
             if isinstance(st, dict) and st.get("Effect") == "Allow":
                 a = st["Action"]
                 actions.update([a] if isinstance(a, str) else a)
@@ -459,8 +461,12 @@ def _resolve(node, tpl):
         s = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
         for k, v in {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
                      "ContainmentRoleName": "tripwire-containment", "DetectorLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-detector"),
-                     "ResponderLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-responder")}.items():
+                     "ResponderLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-responder"),
+                     "WatchdogLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-watchdog")}.items():
             s = s.replace("${" + k + "}", v)
+        for k, v in tpl["Parameters"].items():
+            if isinstance(v.get("Default"), str):
+                s = s.replace("${" + k + "}", v["Default"])
         return s
     if "Fn::If" in node:
         return _resolve(node["Fn::If"][1], tpl)
@@ -474,7 +480,7 @@ def _resolve(node, tpl):
 
 
 def _identity_policies():
-    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole"]),
+    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole", "WatchdogRole"]),
                        (MEMBER, ["ForwarderRole", "ContainmentRole", "ReleaseRole"])):
         for role in roles:
             for p in tpl["Resources"][role]["Properties"]["Policies"]:

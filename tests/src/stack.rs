@@ -17,6 +17,8 @@ pub use tripwire_synth::{DEV, PROD};
 pub const OTHER: &str = "444444444444";
 use tripwire_engine::containment;
 pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
+/// The member StackSet, as scripts/deploy-members.sh names it.
+pub const MEMBER_STACKSET: &str = "tripwire-member";
 /// The member stacks' release role, which `tripwire release` assumes.
 pub const RELEASE_ROLE: &str = "tripwire-release";
 /// The operator the release roles trust (the member stack's `ReleasePrincipals`).
@@ -323,6 +325,9 @@ impl Stack {
                 .env("TRIPWIRE_ALARM_TOPIC_ARN", &stack.alarm_topic_arn)
                 .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
                 .env("TRIPWIRE_CANARY_INTERVAL_MINUTES", "10")
+                .env("TRIPWIRE_MEMBER_STACKSET", MEMBER_STACKSET)
+                // No grace: the first run that lists an instance notes it, the next pages it.
+                .env("TRIPWIRE_NEVER_SEEN_GRACE_MINUTES", "0")
                 // The emulator serves one function per port, always named `_`.
                 .env("TRIPWIRE_RESPONDER_FUNCTION", "_")
                 .env(
@@ -497,6 +502,30 @@ impl Stack {
             .send()
             .await
             .expect("CreateUser");
+        // The member StackSet the watchdog lists, with no instances until a test adds them
+        // ([`Stack::deploy_members`]). moto ignores CallAs, and takes accounts only from a
+        // self-managed StackSet; the real one is service-managed.
+        aws_sdk_cloudformation::Client::new(&self.sdk)
+            .create_stack_set()
+            .stack_set_name(MEMBER_STACKSET)
+            .template_body(r#"{"Resources": {"Marker": {"Type": "AWS::CloudFormation::WaitConditionHandle"}}}"#)
+            .permission_model(aws_sdk_cloudformation::types::PermissionModels::SelfManaged)
+            .send()
+            .await
+            .expect("CreateStackSet");
+    }
+
+    /// Adds instances of the member StackSet in `accounts` x `regions`, as the deploy
+    /// script does for the organization.
+    pub async fn deploy_members(&self, accounts: &[&str], regions: &[&str]) {
+        aws_sdk_cloudformation::Client::new(&self.sdk)
+            .create_stack_instances()
+            .stack_set_name(MEMBER_STACKSET)
+            .set_accounts(Some(accounts.iter().map(|a| a.to_string()).collect()))
+            .set_regions(Some(regions.iter().map(|r| r.to_string()).collect()))
+            .send()
+            .await
+            .expect("CreateStackInstances");
     }
 
     /// The key `caller` signs with: IAM's, when moto enforces it, else `fixed`.

@@ -198,22 +198,24 @@ impl<S: IncidentStore, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D>
         for l in listed.values() {
             let pair = (l.account.as_str(), l.region.as_str());
             match heard.get(&pair) {
-                Some(s) => {
-                    if l.paged {
-                        let step = format!(
-                            "coverage_restored#{}#{}#listed{}",
-                            l.account, l.region, l.listed
-                        );
-                        let alert = self.coverage(AlertKind::CoverageRestored, s, now);
-                        if self.page(&step, alert, now, lease_until).await? {
-                            paged.push(Paged::CoverageRestored {
-                                account: l.account.clone(),
-                                region: l.region.clone(),
-                            });
-                        }
+                Some(s) if l.paged => {
+                    let step = format!(
+                        "coverage_restored#{}#{}#listed{}",
+                        l.account, l.region, l.listed
+                    );
+                    let alert = self.coverage(AlertKind::CoverageRestored, s, now);
+                    if self.page(&step, alert, now, lease_until).await? {
+                        paged.push(Paged::CoverageRestored {
+                            account: l.account.clone(),
+                            region: l.region.clone(),
+                        });
                     }
                 }
+                // Spoke before it was paged: nothing to say.
+                Some(_) => {}
+                // Still deployed, still silent: kept.
                 None if present.contains(&pair) => continue,
+                // Left the StackSet without a word.
                 None => {}
             }
             self.store.forget_listed(&l.account, &l.region).await?;
