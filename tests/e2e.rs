@@ -1318,6 +1318,106 @@ async fn the_watchdog_pages_each_stackset_instance_that_never_speaks_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_whole() {
+    let stack = Stack::start(Options::default()).await;
+    // 20 calls of 1,000 instances: 20,000, beyond the ~15,000 IDs one 400 KB item holds.
+    let envelopes = Burst::new("role/vendor/cleanup-task@222222222222", "wipe")
+        .calls(20)
+        .ids_per_call(1000)
+        .step(200)
+        .envelopes();
+    let mut last = Value::Null;
+    for (k, e) in envelopes.iter().enumerate() {
+        last = stack.invoke(e).await.unwrap();
+        // Every fifth call is delivered twice: the second is a duplicate.
+        if k % 5 == 4 {
+            assert_eq!(outcome(&stack.invoke(e).await.unwrap()), "duplicate");
+        }
+    }
+    assert_eq!(outcome(&last), "joined", "{last}");
+    assert_eq!(last[0]["instances"], 20_000);
+    // Another call naming 1,000 instances already counted (a script retrying) adds none.
+    let mut again = envelopes[3].clone();
+    again["id"] = json!("wipe-again");
+    again["detail"]["eventID"] = json!("wipe-again");
+    let out = stack.invoke(&again).await.unwrap();
+    assert_eq!(
+        (outcome(&out), &out[0]["instances"]),
+        ("joined", &json!(20_000)),
+        "{out}"
+    );
+    let (item, size) = stack.largest_item().await;
+    assert!(size < 100_000, "the largest item ({item}) is {size} bytes");
+    // The join reads the same few items at 1,000 instances and at 20,000.
+    let reads: Vec<u64> = std::fs::read_to_string(stack.logs.join("detector-0.log"))
+        .unwrap()
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["outcome"]
+                .as_str()
+                .is_some_and(|o| o.starts_with("Joined"))
+        })
+        .filter_map(|v| v["fields"]["items_read"].as_u64())
+        .collect();
+    assert_eq!(reads.len(), 20, "19 joins and the retry: {reads:?}");
+    assert!(reads.iter().all(|&r| r == reads[0] && r <= 4), "{reads:?}");
+    // The recovery manifest lists every instance once, with the call that killed it.
+    let id = stack.alerts().await[0].body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let out = stack
+        .cli()
+        .args(["incident", "export", "--format", "jsonl", &id])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rows: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 20_000);
+    let distinct: std::collections::BTreeSet<&str> = rows
+        .iter()
+        .map(|r| r["instance_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(distinct.len(), 20_000);
+    let fourth = &rows[3000];
+    assert_eq!(
+        fourth["event_id"], "wipe-3",
+        "the first call that named it, not the retry"
+    );
+    assert_eq!(fourth["region"], "us-east-1");
+    assert_eq!(
+        fourth["principal_arn"],
+        "arn:aws:iam::222222222222:role/vendor/cleanup-task"
+    );
+    let csv = stack
+        .cli()
+        .args(["incident", "export", &id])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&csv.stdout);
+    assert_eq!(text.lines().count(), 20_001);
+    assert!(text.starts_with(
+        "instance_id,terminated_at,region,event_id,principal_arn,account,confirmed\n"
+    ));
+    let missing = stack
+        .cli()
+        .args(["incident", "export", "no-such-incident"])
+        .output()
+        .unwrap();
+    assert!(!missing.status.success());
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident no-such-incident"));
+    stack.save_observed_actions("wipe").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recontain_writes_back_the_deny_someone_deleted() {
     let stack = Stack::start(Options {
         policy: format!("recontain = true\n{}", tripwire_localstack::POLICY),

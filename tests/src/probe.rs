@@ -147,6 +147,39 @@ impl Stack {
 
     /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
     /// the infrastructure tests compare with the roles in the templates.
+    /// The largest item in the table and its size by DynamoDB's rules (moto enforces the
+    /// 400 KB limit on PutItem but not on UpdateItem, so the tests measure it).
+    pub async fn largest_item(&self) -> (String, usize) {
+        let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
+        let mut best = (String::new(), 0);
+        let mut start = None;
+        loop {
+            let page = ddb
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .expect("Scan");
+            for item in page.items() {
+                let size = item_size(item);
+                if size > best.1 {
+                    let key = |k: &str| {
+                        item.get(k)
+                            .and_then(|v| v.as_s().ok())
+                            .cloned()
+                            .unwrap_or_default()
+                    };
+                    best = (format!("{} / {}", key("pk"), key("sk")), size);
+                }
+            }
+            match page.last_evaluated_key {
+                Some(k) if !k.is_empty() => start = Some(k),
+                _ => return best,
+            }
+        }
+    }
+
     pub async fn save_observed_actions(&self, name: &str) {
         let dir = target_dir().join("aws-actions");
         std::fs::create_dir_all(&dir).unwrap();
@@ -352,3 +385,35 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MotoAccount {
 
 /// IAM returns policy documents URL-encoded.
 pub use tripwire_aws::contain::percent_decode;
+
+/// An item's size as DynamoDB counts it: each attribute's name plus its value (strings
+/// and binaries by their bytes, numbers about a byte per two digits plus one, booleans
+/// and nulls one byte, lists and maps three bytes plus a byte and the size of each
+/// element; sets their members).
+pub fn item_size(
+    item: &std::collections::HashMap<String, aws_sdk_dynamodb::types::AttributeValue>,
+) -> usize {
+    item.iter().map(|(k, v)| k.len() + value_size(v)).sum()
+}
+
+fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
+    use aws_sdk_dynamodb::types::AttributeValue as V;
+    let number = |n: &str| n.trim_start_matches('-').len().div_ceil(2) + 1;
+    match v {
+        V::S(s) => s.len(),
+        V::N(n) => number(n),
+        V::B(b) => b.as_ref().len(),
+        V::Bool(_) | V::Null(_) => 1,
+        V::Ss(ss) => ss.iter().map(String::len).sum(),
+        V::Ns(ns) => ns.iter().map(|n| number(n)).sum(),
+        V::Bs(bs) => bs.iter().map(|b| b.as_ref().len()).sum(),
+        V::L(l) => 3 + l.iter().map(|e| 1 + value_size(e)).sum::<usize>(),
+        V::M(m) => {
+            3 + m
+                .iter()
+                .map(|(k, e)| 1 + k.len() + value_size(e))
+                .sum::<usize>()
+        }
+        _ => 0,
+    }
+}

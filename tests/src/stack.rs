@@ -207,16 +207,11 @@ impl Stack {
         .collect();
         let moto = format!("http://127.0.0.1:{moto_port}");
         let mut children = Vec::new();
-        let mut moto_server = if opts.enforce_iam {
-            // moto_server with its SigV4 check fixed for the Rust SDK's form bodies.
-            let mut c = Command::new(bin.join("python"));
-            c.arg(repo().join("scripts/moto_server_enforcing.py"));
-            c
-        } else {
-            Command::new(bin.join("moto_server"))
-        };
+        // moto_server with its transactions' cost made the items' and its SigV4 check
+        // fixed for the Rust SDK's form bodies (scripts/moto_server.py says why).
         children.push(
-            moto_server
+            Command::new(bin.join("python"))
+                .arg(repo().join("scripts/moto_server.py"))
                 .args(["-H", "127.0.0.1", "-p", &moto_port.to_string()])
                 // Records every request, so tests can list the AWS actions each caller used.
                 .env("MOTO_ENABLE_RECORDING", "True")

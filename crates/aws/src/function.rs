@@ -20,7 +20,7 @@ pub trait Logged: Serialize {
 impl Logged for Vec<Outcome> {
     fn log(&self, t: &Timing, deadline: Millis, request_id: &str) {
         for o in self {
-            tracing::info!(outcome = ?o, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, deadline, request_id, "event processed");
+            tracing::info!(outcome = ?o, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, items_read = t.items_read, deadline, request_id, "event processed");
             // The delivery latency as a metric: a line of its own that CloudWatch Logs
             // reads as embedded metric format, no API call on the hot path.
             if let Outcome::Heartbeat {

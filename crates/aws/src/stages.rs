@@ -21,6 +21,9 @@ use std::time::{Duration, Instant};
 
 struct Tally {
     ops: BTreeMap<String, Duration>,
+    /// DynamoDB items read (returned by GetItem, Query, Scan): what a call costs in
+    /// reads, counted here because moto's ConsumedCapacity is a constant.
+    items_read: u64,
     in_flight: usize,
     busy_since: Option<Instant>,
     busy: Duration,
@@ -30,6 +33,7 @@ impl Tally {
     const fn new() -> Self {
         Tally {
             ops: BTreeMap::new(),
+            items_read: 0,
             in_flight: 0,
             busy_since: None,
             busy: Duration::ZERO,
@@ -115,13 +119,21 @@ pub fn reset() {
     }
 }
 
+/// Adds `n` DynamoDB items read to the tally.
+pub fn count_items_read(n: usize) {
+    if let Ok(mut t) = TALLY.lock() {
+        t.items_read += n as u64;
+    }
+}
+
 /// The tally since [`reset`], in milliseconds per `service:Operation`.
 pub fn take() -> BTreeMap<String, f64> {
     take_all().0
 }
 
-/// The tally since [`reset`] and the time with an AWS call in flight; clears both.
-fn take_all() -> (BTreeMap<String, f64>, Duration) {
+/// The tally since [`reset`], the time with an AWS call in flight and the items read;
+/// clears them.
+fn take_all() -> (BTreeMap<String, f64>, Duration, u64) {
     let Ok(mut guard) = TALLY.lock() else {
         return Default::default();
     };
@@ -133,7 +145,7 @@ fn take_all() -> (BTreeMap<String, f64>, Duration) {
         .into_iter()
         .map(|(k, v)| (k, v.as_secs_f64() * 1000.0))
         .collect();
-    (ops, busy)
+    (ops, busy, t.items_read)
 }
 
 /// One invocation's timing: wall time, and AWS time per operation.
@@ -149,6 +161,8 @@ pub struct Timing {
     pub own_ms: f64,
     /// Milliseconds per `service:Operation`, as JSON.
     pub aws_ms: String,
+    /// DynamoDB items read.
+    pub items_read: u64,
 }
 
 impl Invocation {
@@ -161,11 +175,12 @@ impl Invocation {
     /// The invocation's timing; clears the tally.
     pub fn finish(self) -> Timing {
         let wall = self.0.elapsed();
-        let (ops, busy) = take_all();
+        let (ops, busy, items_read) = take_all();
         Timing {
             total_ms: wall.as_secs_f64() * 1000.0,
             own_ms: wall.saturating_sub(busy).as_secs_f64() * 1000.0,
             aws_ms: serde_json::to_string(&ops).unwrap_or_default(),
+            items_read,
         }
     }
 }

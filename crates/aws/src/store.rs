@@ -6,7 +6,14 @@
 //!   `A#…` for a failed call. Written with `attribute_not_exists`: the write *is* the
 //!   deduplication, and `done` tells a redelivery from a retry of unfinished work.
 //! - `I#<key>` / `CURRENT`: the key's incident. Opening is one conditional put that only
-//!   succeeds when no live incident exists, so exactly one container opens it.
+//!   succeeds when no live incident exists, so exactly one container opens it. It keeps
+//!   counts (`n` confirmed, `un` unconfirmed instances), bounds and a sample of at most
+//!   [`INCIDENT_SAMPLE`] instance IDs, so it stays small whatever the incident's size.
+//! - `M#<incident id>#<instance>` / `M`: an instance counted for an incident (`e`, the
+//!   call that first named it; `c`, confirmed; `ce`, the call that confirmed it): one
+//!   small item per instance, spread over partitions, so counting stays exact and flat.
+//! - `X#<incident id>` / `X`: where the incident and its calls are, for
+//!   `tripwire incident export`.
 //! - `K#<access key>` / `ISSUE`: the `AssumeRole*` call that issued a session, with its
 //!   resolved origin (`doc`), or `conflict`; it expires with the session.
 //! - `N#<account>#<region>` / `<eventTime>#<eventID>`: an initiator call (`doc`).
@@ -21,6 +28,7 @@ use std::collections::{BTreeMap, HashMap};
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{latency_bucket, Heartbeat, HeartbeatState, Listed};
 use tripwire_engine::containment::ContainmentRequest;
+use tripwire_engine::incident::Unlisted;
 use tripwire_engine::provenance::Issued;
 use tripwire_engine::time::format_millis;
 use tripwire_engine::time::Millis;
@@ -35,6 +43,59 @@ type Item = HashMap<String, AttributeValue>;
 
 /// Items outlive the window by this much, so late deliveries still find their window.
 const RETENTION_MS: Millis = 24 * 3600 * 1000;
+
+/// At most this many instance IDs are listed on an incident's item (alerts list up to
+/// 500); the rest are counted, and every one stays in its call's item.
+pub const INCIDENT_SAMPLE: usize = 500;
+/// Instance marks one container writes at once.
+const MARKS_IN_FLIGHT: usize = 32;
+
+fn mark_pk(incident_id: &str, instance: &str) -> String {
+    format!("M#{incident_id}#{instance}")
+}
+fn count_pk(incident_id: &str) -> String {
+    format!("C#{incident_id}")
+}
+fn index_pk(incident_id: &str) -> String {
+    format!("X#{incident_id}")
+}
+
+/// What marking one instance says about the call that marked it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mark {
+    /// This call is the first to name it (now or on an earlier attempt).
+    Created,
+    /// Unconfirmed calls had named it; this confirmed call confirms it.
+    Confirmed,
+    /// Counted already by another call.
+    Seen,
+}
+
+/// The mark's meaning, from its attributes before this call's update (`old`): the
+/// update itself is idempotent, and a retry of the same call reads its own earlier
+/// update, so a call's marks say the same on every attempt.
+fn mark_of(old: &Item, event_id: &str, confirmed: bool) -> Mark {
+    let attr = |k: &str| old.get(k).and_then(|v| v.as_s().ok()).map(String::as_str);
+    if old.is_empty() || attr("e") == Some(event_id) {
+        return Mark::Created;
+    }
+    let was_confirmed = get_bool(old, "c");
+    if confirmed && (!was_confirmed || attr("ce") == Some(event_id)) {
+        return Mark::Confirmed;
+    }
+    Mark::Seen
+}
+
+/// The instances one call adds to its incident.
+#[derive(Debug, Default)]
+struct Added {
+    /// New, named by a call that succeeded.
+    confirmed: Vec<String>,
+    /// New, named only by an unconfirmed call.
+    unconfirmed: Vec<String>,
+    /// Counted as unconfirmed before; confirmed by this call.
+    moved: Vec<String>,
+}
 
 /// DynamoDB-backed window store.
 #[derive(Debug, Clone)]
@@ -133,7 +194,100 @@ fn expires(now: Millis) -> AttributeValue {
     n((now + RETENTION_MS) / 1000)
 }
 
+/// One instance an incident terminated: a line of its recovery manifest.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Terminated {
+    /// The instance.
+    pub instance_id: String,
+    /// eventTime of the first call in the incident that named it.
+    #[serde(with = "tripwire_engine::time::rfc3339")]
+    pub terminated_at: Millis,
+    /// `awsRegion` of that call (empty for calls recorded before regions were kept).
+    pub region: String,
+    /// That call's eventID.
+    pub event_id: String,
+    /// Who made it.
+    pub principal_arn: String,
+    /// Where the instance was.
+    pub account: String,
+    /// Whether a call that succeeded named it (otherwise only `OperationNotPermitted`
+    /// calls did: counted, not confirmed).
+    pub confirmed: bool,
+}
+
 impl WindowStore {
+    /// Every instance incident `incident_id` terminated, in termination order, from its
+    /// calls' items (kept a day after the window, like every call): `None` when no
+    /// incident has that ID here. Read page by page; never on the hot path.
+    pub async fn export(&self, incident_id: &str) -> Result<Option<Vec<Terminated>>, Error> {
+        let Some(index) = self.get(index_pk(incident_id), "X").await? else {
+            return Ok(None);
+        };
+        let Some(item) = self
+            .get(get_s(&index, "ipk")?.to_owned(), "CURRENT")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let current = stored_incident(&item, None)?;
+        // The span: the current incident's, or a closed one's from the history.
+        let span = std::iter::once(&current.open)
+            .chain(&current.history)
+            .find(|o| o.id == incident_id)
+            .cloned();
+        let Some(span) = span else {
+            return Ok(None);
+        };
+        let wpk = get_s(&index, "wpk")?.to_owned();
+        let calls = self
+            .range(
+                wpk,
+                event_sk('E', span.first_time.max(0), ""),
+                event_sk('E', span.last_time.saturating_add(1), ""),
+            )
+            .await?;
+        let mut by_instance: BTreeMap<String, Terminated> = BTreeMap::new();
+        for c in &calls {
+            let event_id = get_s(c, "sk")?.splitn(3, '#').nth(2).unwrap_or_default();
+            let t = get_n(c, "t")?;
+            let confirmed = !get_bool(c, "u");
+            let principal = get_s(c, "p").unwrap_or(&current.incident.principal_arn);
+            for id in c
+                .get("ids")
+                .and_then(|v| v.as_ss().ok())
+                .into_iter()
+                .flatten()
+            {
+                let row = Terminated {
+                    instance_id: id.clone(),
+                    terminated_at: t,
+                    region: get_s(c, "r").unwrap_or_default().to_owned(),
+                    event_id: event_id.to_owned(),
+                    principal_arn: principal.to_owned(),
+                    account: current.incident.account.clone(),
+                    confirmed,
+                };
+                match by_instance.get_mut(id) {
+                    Some(seen) => {
+                        let confirmed = seen.confirmed || confirmed;
+                        if (t, event_id) < (seen.terminated_at, seen.event_id.as_str()) {
+                            *seen = row;
+                        }
+                        seen.confirmed = confirmed;
+                    }
+                    None => {
+                        by_instance.insert(id.clone(), row);
+                    }
+                }
+            }
+        }
+        let mut rows: Vec<Terminated> = by_instance.into_values().collect();
+        rows.sort_by(|a, b| {
+            (a.terminated_at, &a.instance_id).cmp(&(b.terminated_at, &b.instance_id))
+        });
+        Ok(Some(rows))
+    }
+
     /// Every key's current incident, live or closed, by a scan of the table (for an
     /// operator's `tripwire status`, never on the hot path).
     pub async fn current_incidents(&self) -> Result<Vec<StoredIncident>, Error> {
@@ -152,7 +306,7 @@ impl WindowStore {
                 .await
                 .map_err(|e| aws_error(Port::State, "dynamodb:Scan", e))?;
             for item in page.items.unwrap_or_default() {
-                out.push(stored_incident(&item)?);
+                out.push(stored_incident(&item, None)?);
             }
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
@@ -210,6 +364,12 @@ impl WindowStore {
 
     /// One item, read consistently.
     async fn get(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
+        let got = self.get_uncounted(pk, sk).await?;
+        crate::stages::count_items_read(usize::from(got.is_some()));
+        Ok(got)
+    }
+
+    async fn get_uncounted(&self, pk: String, sk: &str) -> Result<Option<Item>, Error> {
         let got = self
             .client
             .get_item()
@@ -241,12 +401,220 @@ impl WindowStore {
                 .send()
                 .await
                 .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
-            out.extend(page.items.unwrap_or_default());
+            let items = page.items.unwrap_or_default();
+            crate::stages::count_items_read(items.len());
+            out.extend(items);
             match page.last_evaluated_key {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
         }
+    }
+
+    /// Marks `instances` as counted for incident `incident_id` by the call `event_id`,
+    /// [`MARKS_IN_FLIGHT`] at a time, and says what each mark means for that call.
+    async fn mark<'a>(
+        &self,
+        incident_id: &str,
+        instances: impl IntoIterator<Item = &'a String>,
+        event_id: &str,
+        confirmed: bool,
+        now: Millis,
+    ) -> Result<Vec<(String, Mark)>, Error> {
+        use futures_util::stream::{self, StreamExt, TryStreamExt};
+        // Owned IDs: a stream of borrowed ones makes the future's lifetimes too general
+        // for the functions' `Send` bound.
+        let unique: std::collections::BTreeSet<String> = instances.into_iter().cloned().collect();
+        stream::iter(unique)
+            .map(|instance| async move {
+                let update = self
+                    .client
+                    .update_item()
+                    .table_name(&self.table)
+                    .key("pk", s(mark_pk(incident_id, &instance)))
+                    .key("sk", s("M"))
+                    .expression_attribute_values(":e", s(event_id))
+                    .expression_attribute_values(":exp", expires(now))
+                    .return_values(ReturnValue::AllOld);
+                // A confirmed call confirms the instance; an unconfirmed one never
+                // unconfirms it.
+                let update = if confirmed {
+                    update
+                        .update_expression("SET e = if_not_exists(e, :e), c = :c, ce = if_not_exists(ce, :e), expires = :exp")
+                        .expression_attribute_values(":c", AttributeValue::Bool(true))
+                } else {
+                    update
+                        .update_expression("SET e = if_not_exists(e, :e), c = if_not_exists(c, :c), expires = :exp")
+                        .expression_attribute_values(":c", AttributeValue::Bool(false))
+                };
+                let old = update
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::State, "dynamodb:UpdateItem", e))?
+                    .attributes
+                    .unwrap_or_default();
+                let mark = mark_of(&old, event_id, confirmed);
+                Ok::<_, Error>((instance, mark))
+            })
+            .buffer_unordered(MARKS_IN_FLIGHT)
+            .try_collect()
+            .await
+    }
+
+    /// Adds what `t` added to incident `id`'s counts, once per call: the call's item
+    /// takes the incident's ID in the same transaction as the counts. The counts live
+    /// in an item of their own (`C#<id>`), so the transaction never conflicts with the
+    /// alert path's updates of the incident item; two joins' transactions can, and then
+    /// the later one tries again.
+    async fn apply_join(
+        &self,
+        key: &Key,
+        id: &str,
+        t: &Termination,
+        added: &Added,
+    ) -> Result<(), Error> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        let build = |e: aws_sdk_dynamodb::error::BuildError| Error::encoding("a join", e);
+        let call = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(window_pk(key)))
+            .key("sk", s(call_sk(key, t)))
+            .update_expression("SET joined = :id")
+            .condition_expression("attribute_exists(pk) AND attribute_not_exists(joined)")
+            .expression_attribute_values(":id", s(id))
+            .build()
+            .map_err(build)?;
+        let moved = added.moved.len() as i64;
+        let counts = Update::builder()
+            .table_name(&self.table)
+            .key("pk", s(count_pk(id)))
+            .key("sk", s("C"))
+            .update_expression("ADD n :c, un :u, attempt_calls :a")
+            .expression_attribute_values(":c", n(added.confirmed.len() as i64 + moved))
+            .expression_attribute_values(":u", n(added.unconfirmed.len() as i64 - moved))
+            .expression_attribute_values(":a", n(i64::from(key.lane == Lane::Attempt)))
+            .build()
+            .map_err(build)?;
+        let mut attempt = 0u64;
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .transact_items(TransactWriteItem::builder().update(call.clone()).build())
+                .transact_items(TransactWriteItem::builder().update(counts.clone()).build())
+                .send()
+                .await;
+            let err = match res {
+                Ok(_) => return Ok(()),
+                Err(e) => e,
+            };
+            let reasons: Vec<&str> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if reasons.first() == Some(&"ConditionalCheckFailed") {
+                // An earlier attempt of this call added it already.
+                return Ok(());
+            }
+            if reasons.contains(&"TransactionConflict") && attempt < 8 {
+                // Another join holds the counts: back off a few milliseconds, by the
+                // call's own eventID so racing joins spread out.
+                let jitter = t.event_id.bytes().fold(attempt, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(u64::from(b))
+                });
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    5 * (attempt + 1) + jitter % 10,
+                ))
+                .await;
+                attempt += 1;
+                continue;
+            }
+            return Err(aws_error(Port::State, "dynamodb:TransactWriteItems", err));
+        }
+    }
+
+    /// Lists what `added` added on the incident item while it lists fewer than
+    /// [`INCIDENT_SAMPLE`] IDs, and unlists unconfirmed IDs that `added` confirmed; sets
+    /// are idempotent, so a retry changes nothing. `incident` (as just read) follows.
+    async fn add_to_sample(
+        &self,
+        key: &Key,
+        id: &str,
+        incident: &mut Incident,
+        added: &Added,
+    ) -> Result<(), Error> {
+        let counted = (
+            incident.instance_ids.len() as u64 + incident.unlisted.confirmed,
+            incident.unconfirmed_ids.len() as u64 + incident.unlisted.unconfirmed,
+        );
+        let mut room = INCIDENT_SAMPLE
+            .saturating_sub(incident.instance_ids.len() + incident.unconfirmed_ids.len());
+        let mut take = |ids: &[String]| -> Vec<String> {
+            let out: Vec<String> = ids.iter().take(room).cloned().collect();
+            room -= out.len();
+            out
+        };
+        let confirmed = take(&[added.moved.as_slice(), added.confirmed.as_slice()].concat());
+        let unconfirmed = take(&added.unconfirmed);
+        let unlist: Vec<String> = added
+            .moved
+            .iter()
+            .filter(|i| incident.unconfirmed_ids.contains(*i))
+            .cloned()
+            .collect();
+        let mut parts = Vec::new();
+        let mut update = self.update_incident(key).condition_expression("id = :id");
+        for (attr, ids, verb) in [
+            ("ids", &confirmed, "ADD"),
+            ("uids", &unconfirmed, "ADD"),
+            ("uids", &unlist, "DELETE"),
+        ] {
+            if ids.is_empty() {
+                continue;
+            }
+            let v = format!(":{verb}{attr}").to_lowercase();
+            parts.push((verb, format!("{attr} {v}")));
+            update = update.expression_attribute_values(v, AttributeValue::Ss(ids.clone()));
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let mut expr = String::new();
+        for verb in ["ADD", "DELETE"] {
+            let clauses: Vec<&str> = parts
+                .iter()
+                .filter(|(v, _)| *v == verb)
+                .map(|(_, c)| c.as_str())
+                .collect();
+            if !clauses.is_empty() {
+                expr = format!("{expr} {verb} {}", clauses.join(", "));
+            }
+        }
+        let res = update
+            .update_expression(expr.trim())
+            .expression_attribute_values(":id", s(id))
+            .send()
+            .await;
+        if conditional("dynamodb:UpdateItem", res)?.is_none() {
+            return Ok(());
+        }
+        incident.instance_ids.extend(confirmed);
+        for i in &unlist {
+            incident.unconfirmed_ids.remove(i);
+        }
+        incident.unconfirmed_ids.extend(unconfirmed);
+        incident.unlisted = Unlisted {
+            confirmed: counted.0.saturating_sub(incident.instance_ids.len() as u64),
+            unconfirmed: counted
+                .1
+                .saturating_sub(incident.unconfirmed_ids.len() as u64),
+        };
+        Ok(())
     }
 
     /// An update of the key's incident item.
@@ -293,6 +661,7 @@ impl IncidentStore for WindowStore {
             .item("pk", s(window_pk(key)))
             .item("sk", s(&sk))
             .item("t", n(t.event_time))
+            .item("r", s(&t.region))
             .item("done", AttributeValue::Bool(false))
             .item("lease", n(lease_until))
             .item("expires", expires(now))
@@ -380,11 +749,11 @@ impl IncidentStore for WindowStore {
 
     /// The key's current incident, if any (live or stale: the caller asks `admits`).
     async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
-        self.get(incident_pk(key), "CURRENT")
-            .await?
-            .as_ref()
-            .map(stored_incident)
-            .transpose()
+        let Some(item) = self.get(incident_pk(key), "CURRENT").await? else {
+            return Ok(None);
+        };
+        let counts = self.get(count_pk(get_s(&item, "id")?), "C").await?;
+        stored_incident(&item, counts.as_ref()).map(Some)
     }
 
     /// Opens `incident` for `key` unless a live one exists (one that admits `t`).
@@ -396,6 +765,71 @@ impl IncidentStore for WindowStore {
         replacing: Option<&StoredIncident>,
         now: Millis,
     ) -> Result<bool, Error> {
+        // Before the incident can be seen, so no join can count its instances again:
+        // its marks, its counts and its index. A container that loses the race leaves
+        // them under an ID no incident has (they expire).
+        self.mark(
+            &incident.id,
+            &incident.instance_ids,
+            &incident.trigger_event_id,
+            true,
+            now,
+        )
+        .await?;
+        self.mark(
+            &incident.id,
+            &incident.unconfirmed_ids,
+            &incident.trigger_event_id,
+            false,
+            now,
+        )
+        .await?;
+        for (pk, sk, attrs) in [
+            (
+                count_pk(&incident.id),
+                "C",
+                vec![
+                    ("n", n(incident.instance_ids.len())),
+                    ("un", n(incident.unconfirmed_ids.len())),
+                    ("attempt_calls", n(0)),
+                ],
+            ),
+            (
+                index_pk(&incident.id),
+                "X",
+                vec![("ipk", s(incident_pk(key))), ("wpk", s(window_pk(key)))],
+            ),
+        ] {
+            let mut put = self
+                .client
+                .put_item()
+                .table_name(&self.table)
+                .item("pk", s(pk))
+                .item("sk", s(sk))
+                .item("expires", expires(now));
+            for (k, v) in attrs {
+                put = put.item(k, v);
+            }
+            put.send()
+                .await
+                .map_err(|e| aws_error(Port::State, "dynamodb:PutItem", e))?;
+        }
+        // The item lists a sample; the counts above are the incident's.
+        let sample = |ids: &std::collections::BTreeSet<String>, room: usize| {
+            ids.iter()
+                .take(room)
+                .cloned()
+                .collect::<std::collections::BTreeSet<String>>()
+        };
+        let listed = Incident {
+            instance_ids: sample(&incident.instance_ids, INCIDENT_SAMPLE),
+            unconfirmed_ids: sample(
+                &incident.unconfirmed_ids,
+                INCIDENT_SAMPLE.saturating_sub(incident.instance_ids.len()),
+            ),
+            ..incident.clone()
+        };
+        let incident = &listed;
         let doc =
             serde_json::to_string(incident).map_err(|e| Error::encoding("the incident", e))?;
         // The replaced incident joins the history, so its late calls still find it.
@@ -453,53 +887,66 @@ impl IncidentStore for WindowStore {
     }
 
     /// Adds a counted call to the incident `id`: its instances, and its time to the span.
+    /// The cost is the call's own instances (one small mark each) and a few small items,
+    /// whatever the incident's size.
     async fn join_incident(
         &self,
         key: &Key,
         id: &str,
         t: &Termination,
     ) -> Result<Option<StoredIncident>, Error> {
-        // Set ADD is idempotent, so a retried join adds nothing twice; and commutative,
-        // so racing joins of confirmed and unconfirmed calls agree in any order. The
-        // attempt lane counts calls: a set of their eventIDs, for the same reasons.
-        let (expr, ids) = match key.lane {
-            Lane::Attempt => ("ADD calls :ids", vec![t.event_id.clone()]),
-            _ if t.unconfirmed => ("ADD uids :ids", t.instance_ids.clone()),
-            _ => ("ADD ids :ids", t.instance_ids.clone()),
-        };
-        let res = self
-            .update_incident(key)
-            .update_expression(expr)
-            .condition_expression("id = :id")
-            .expression_attribute_values(":ids", AttributeValue::Ss(ids))
-            .expression_attribute_values(":id", s(id))
-            .return_values(ReturnValue::AllNew)
-            .send()
-            .await;
-        let Some(out) = conditional("dynamodb:UpdateItem", res)? else {
-            return Ok(None);
-        };
-        let item = out.attributes.unwrap_or_default();
-        // DynamoDB has no max(): widen the span with conditional sets, which lose no race.
-        for (attr, cond) in [("last", "#a < :t"), ("first", "#a > :t")] {
-            let widen = if attr == "last" {
-                t.event_time > get_n(&item, "last")?
-            } else {
-                t.event_time < get_n(&item, "first")?
-            };
-            if widen {
-                self.set_if(
-                    key,
-                    id,
-                    "SET #a = :t",
-                    &format!("{cond} AND id = :id"),
-                    attr,
-                    n(t.event_time),
-                )
-                .await?;
+        let now = tripwire_pipeline::Clock::now(&tripwire_pipeline::SystemClock);
+        let mut added = Added::default();
+        // The attempt lane counts calls, not instances.
+        if key.lane != Lane::Attempt {
+            let confirmed = !t.unconfirmed;
+            for (instance, mark) in self
+                .mark(id, &t.instance_ids, &t.event_id, confirmed, now)
+                .await?
+            {
+                match mark {
+                    Mark::Created if confirmed => added.confirmed.push(instance),
+                    Mark::Created => added.unconfirmed.push(instance),
+                    Mark::Confirmed => added.moved.push(instance),
+                    Mark::Seen => {}
+                }
             }
         }
-        self.incident(key).await
+        self.apply_join(key, id, t, &added).await?;
+        let Some(mut cur) = self.incident(key).await?.filter(|c| c.open.id == id) else {
+            // Replaced meanwhile.
+            return Ok(None);
+        };
+        // DynamoDB has no max(): widen the span with conditional sets, which lose no race.
+        if t.event_time > cur.open.last_time {
+            self.set_if(
+                key,
+                id,
+                "SET #a = :t",
+                "#a < :t AND id = :id",
+                "last",
+                n(t.event_time),
+            )
+            .await?;
+            cur.open.last_time = t.event_time;
+            cur.incident.last_event_time = t.event_time;
+        }
+        if t.event_time < cur.open.first_time {
+            self.set_if(
+                key,
+                id,
+                "SET #a = :t",
+                "#a > :t AND id = :id",
+                "first",
+                n(t.event_time),
+            )
+            .await?;
+            cur.open.first_time = t.event_time;
+            cur.incident.first_event_time = t.event_time;
+        }
+        self.add_to_sample(key, id, &mut cur.incident, &added)
+            .await?;
+        Ok(Some(cur))
     }
 
     /// Counts a failed call against the incident `id`.
@@ -978,7 +1425,8 @@ impl ConditionFailed for UpdateItemError {
     }
 }
 
-fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
+/// The incident `item` holds, counted by its counts item (`C#<id>`) when there is one.
+fn stored_incident(item: &Item, counts: Option<&Item>) -> Result<StoredIncident, Error> {
     let mut incident: Incident = serde_json::from_str(get_s(item, "doc")?)
         .map_err(|e| Error::Stored(format!("doc: {e}")))?;
     let open = OpenIncident {
@@ -1001,11 +1449,15 @@ fn stored_incident(item: &Item) -> Result<StoredIncident, Error> {
     incident.first_event_time = incident.first_event_time.min(open.first_time);
     incident.last_event_time = incident.last_event_time.max(open.last_time);
     incident.attempts = get_n(item, "attempts").unwrap_or(0) as u64;
-    // The attempt lane's joined calls, a set so a retried join counts once.
-    incident.attempts += item
-        .get("calls")
-        .and_then(|v| v.as_ss().ok())
-        .map_or(0, |c| c.len()) as u64;
+    if let Some(c) = counts {
+        let count = |attr: &str| get_n(c, attr).unwrap_or(0).max(0) as u64;
+        incident.unlisted = Unlisted {
+            confirmed: count("n").saturating_sub(incident.instance_ids.len() as u64),
+            unconfirmed: count("un").saturating_sub(incident.unconfirmed_ids.len() as u64),
+        };
+        // The attempt lane's joined calls, each once (the join's transaction).
+        incident.attempts += count("attempt_calls");
+    }
     Ok(StoredIncident {
         open,
         incident,

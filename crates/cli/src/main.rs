@@ -6,6 +6,7 @@ mod generate;
 // FFI to libdeflate: the project's one unsafe boundary.
 #[allow(unsafe_code)]
 mod gunzip;
+mod incident;
 mod output;
 mod release;
 mod status;
@@ -24,6 +25,22 @@ use tripwire_engine::Policy;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Subcommand)]
+enum IncidentCommand {
+    /// The recovery manifest: every instance the incident terminated, with its
+    /// termination time, region, the call's eventID and principal.
+    Export {
+        /// DynamoDB table (default: $TRIPWIRE_TABLE).
+        #[arg(long)]
+        table: Option<String>,
+        /// `csv` or `jsonl`.
+        #[arg(long, default_value = "csv")]
+        format: String,
+        /// The incident's ID (as its alerts give it).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -75,6 +92,11 @@ enum Command {
         /// One JSON object per line instead of a table.
         #[arg(long)]
         json: bool,
+    },
+    /// An incident in the table.
+    Incident {
+        #[command(subcommand)]
+        command: IncidentCommand,
     },
     /// Lift containment: detach the tripwire's managed policies, remove its inline
     /// policies and close the incident, through the release role in the principal's account.
@@ -216,6 +238,9 @@ fn main() -> Result<()> {
             expect,
             json,
         } => status::run(table, interval_minutes, &expect, json),
+        Command::Incident {
+            command: IncidentCommand::Export { table, format, id },
+        } => incident::export(table, &id, &format),
         Command::Release {
             account,
             principal,

@@ -763,6 +763,7 @@ mod tests {
             regions: ["us-east-1".to_string()].into(),
             instance_ids: ids,
             unconfirmed_ids: BTreeSet::new(),
+            unlisted: Default::default(),
             trigger_count: 10,
             threshold: 10,
             cross_account: false,

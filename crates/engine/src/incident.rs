@@ -47,6 +47,11 @@ pub struct Incident {
     /// JSON lists both in `instance_ids` and counts these in `instances_unconfirmed`.
     #[serde(skip)]
     pub unconfirmed_ids: BTreeSet<String>,
+    /// Instances counted but not listed in the two sets: the live store keeps a sample
+    /// of a large incident's IDs (every ID stays in its calls' items, for
+    /// `tripwire incident export`).
+    #[serde(skip)]
+    pub unlisted: Unlisted,
     /// The window count when the incident opened.
     pub trigger_count: u32,
     /// The threshold that applied.
@@ -91,6 +96,15 @@ pub struct Incident {
     /// What identified the sessions behind the calls.
     #[serde(default)]
     pub attribution: Attribution,
+}
+
+/// Instances an incident counts beyond the IDs it lists.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Unlisted {
+    /// Confirmed instances not in `instance_ids`.
+    pub confirmed: u64,
+    /// Unconfirmed instances not in `unconfirmed_ids`.
+    pub unconfirmed: u64,
 }
 
 /// The identifiers seen on an incident's calls (each set at most [`SAMPLE`]).
@@ -319,6 +333,7 @@ impl Incident {
             regions: BTreeSet::new(),
             instance_ids: BTreeSet::new(),
             unconfirmed_ids: BTreeSet::new(),
+            unlisted: Unlisted::default(),
             trigger_count: peak.count,
             threshold,
             cross_account,
@@ -454,7 +469,22 @@ impl Incident {
 
     /// Distinct instances terminated over the whole incident, unconfirmed included.
     pub fn instances(&self) -> usize {
-        self.instance_ids.len() + self.unconfirmed_ids.len()
+        self.instance_ids.len() + self.unconfirmed_ids.len() + self.unlisted_sum()
+    }
+
+    /// Unconfirmed instances, listed or not.
+    pub fn instances_unconfirmed(&self) -> usize {
+        self.unconfirmed_ids.len()
+            + usize::try_from(self.unlisted.unconfirmed).unwrap_or(usize::MAX)
+    }
+
+    fn unlisted_sum(&self) -> usize {
+        usize::try_from(
+            self.unlisted
+                .confirmed
+                .saturating_add(self.unlisted.unconfirmed),
+        )
+        .unwrap_or(usize::MAX)
     }
 
     /// The incident's JSON with at most `sample` instance IDs listed.
@@ -471,7 +501,7 @@ impl Incident {
             region: &self.region,
             regions: &self.regions,
             instances: self.instances(),
-            instances_unconfirmed: self.unconfirmed_ids.len(),
+            instances_unconfirmed: self.instances_unconfirmed(),
             instance_ids: (&self.instance_ids, &self.unconfirmed_ids, sample),
             trigger_count: self.trigger_count,
             threshold: self.threshold,

@@ -546,10 +546,11 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
     ) -> Result<Outcome, Error> {
         let w = self.policy.window_for(&t.principal.arn);
         let event_id = t.event_id.clone();
-        let events = self
-            .store
-            .window(key, t.event_time - w, t.event_time + w)
-            .await?;
+        // The incident first: a call that joins one never reads the window, so during a
+        // wipe each call costs the same whatever the incident's size. The window is read
+        // only to decide whether to open one, and before an incident it holds only calls
+        // below the threshold.
+        let mut events: Option<Vec<tripwire_engine::WindowEvent>> = None;
         // Another container may open or replace the incident between our read and our
         // write; then read again and decide again. Three rounds settle any real race.
         for _ in 0..3 {
@@ -579,26 +580,29 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                     });
                 }
             }
-            match decide(
-                t.event_time,
-                threshold,
-                w,
-                &events,
-                current.as_ref().map(|c| &c.open),
-            ) {
-                Decision::Counted(wc) => {
+            if let Some(cur) = live {
+                if let Some(joined) = self.join(key, &cur.open.id, t, now).await? {
+                    return Ok(joined);
+                }
+                // Replaced meanwhile: the next round reads what replaced it.
+                continue;
+            }
+            let events = match &mut events {
+                Some(e) => e,
+                None => events.insert(
+                    self.store
+                        .window(key, t.event_time - w, t.event_time + w)
+                        .await?,
+                ),
+            };
+            // No live incident to join: the rule decides between counting and opening.
+            match decide(t.event_time, threshold, w, events, None) {
+                Decision::Counted(wc) | Decision::Join(wc) => {
                     return Ok(Outcome::Counted {
                         event_id,
                         window_count: wc.count,
                         threshold,
                     })
-                }
-                Decision::Join(_) => {
-                    let id = current.map(|c| c.open.id).unwrap_or_default();
-                    if let Some(joined) = self.join(key, &id, t, now).await? {
-                        return Ok(joined);
-                    }
-                    // Replaced meanwhile: the next round reads what replaced it.
                 }
                 Decision::Open(wc) => {
                     let mut incident = Incident::trigger(
@@ -608,7 +612,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         wc,
                         threshold,
                         cross_account,
-                        &events,
+                        events,
                         now,
                     );
                     if let Some(service) = initiator::carried_out_by(t) {

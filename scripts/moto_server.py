@@ -1,0 +1,105 @@
+"""moto_server as the local stack runs it, with two fixes where moto differs from AWS in a
+way the tripwire's tests measure.
+
+1. Transactions. Before a TransactWriteItems, moto backs up every table it touches with a
+deep copy, so a transaction's cost grows with the table (seconds once a wipe has marked
+100,000 instances) where DynamoDB's is the items'. Here the backup is of the items the
+transaction names, and a cancelled transaction puts exactly those back; the conditions,
+the cancellation reasons and the writes are moto's own.
+
+2. SigV4 (only with IAM enforced, `make demo`). moto checks a request's signature
+against the form body as it re-encodes it from the parsed parameters, with `+` for a
+space (werkzeug has consumed the bytes by then). AWS
+checks the bytes that were sent, and the Rust SDK sends a space as `%20`, so every call
+with a space in a parameter (an SNS alert's text) fails with SignatureDoesNotMatch on
+moto only. Here a form body that fails that check is checked once more, encoded as
+RFC 3986 percent-encoding (the SDK's); a wrong key or secret still fails both.
+Arguments are moto_server's.
+"""
+
+import copy
+import sys
+import threading
+from urllib.parse import quote, urlencode
+
+from moto.dynamodb import models as dynamodb_models
+from moto.dynamodb.models import DynamoDBBackend
+from moto.dynamodb.models.table import Table
+from moto.iam import access_control
+from moto.server import main
+
+Base = access_control.IAMRequestBase
+_create_aws_request = Base._create_aws_request
+_check_signature = Base.check_signature
+
+
+def create_aws_request(self):
+    request = _create_aws_request(self)
+    if getattr(self, "_rfc3986_form", False) and not self._body and isinstance(self._data, dict):
+        request.data = urlencode(self._data, doseq=True, quote_via=quote)
+    return request
+
+
+def check_signature(self):
+    try:
+        _check_signature(self)
+    except Exception:
+        if self._body or not isinstance(self._data, dict):
+            raise
+        self._rfc3986_form = True
+        _check_signature(self)
+
+
+Base._create_aws_request = create_aws_request
+Base.check_signature = check_signature
+
+
+class _NoTableCopy:
+    """The `copy` module as moto's DynamoDB backend sees it: a Table is not deep-copied
+    while a transaction's own backup (below) is in force; everything else is."""
+
+    _local = threading.local()
+
+    def __getattr__(self, name):
+        return getattr(copy, name)
+
+    def deepcopy(self, x, memo=None):
+        if getattr(self._local, "in_transaction", False) and isinstance(x, Table):
+            return x
+        return copy.deepcopy(x, memo)
+
+
+_no_table_copy = _NoTableCopy()
+dynamodb_models.copy = _no_table_copy
+_transact_write_items = DynamoDBBackend.transact_write_items
+
+
+def transact_write_items(self, transact_items):
+    saved = []
+    for entry in transact_items:
+        _, op = next(iter(entry.items()))
+        table = self.get_table(op["TableName"])
+        key = op.get("Key") or {
+            k: op["Item"][k] for k in (table.hash_key_attr, table.range_key_attr) if k
+        }
+        current = self.get_item(op["TableName"], key)
+        saved.append((op["TableName"], key, current.to_json()["Attributes"] if current else None))
+    _no_table_copy._local.in_transaction = True
+    try:
+        return _transact_write_items(self, transact_items)
+    except Exception:
+        # Cancelled (or refused part-way): what moto wrote is undone, item by item.
+        for table_name, key, attrs in saved:
+            if attrs is None:
+                self.delete_item(table_name, key)
+            else:
+                self.put_item(table_name, attrs)
+        raise
+    finally:
+        _no_table_copy._local.in_transaction = False
+
+
+DynamoDBBackend.transact_write_items = transact_write_items
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
