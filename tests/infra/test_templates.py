@@ -326,8 +326,10 @@ def test_the_committed_actions_match_the_last_end_to_end_run():
 
 
 def _iam_name(action):
-    # The wire name of lambda:Invoke is the IAM action lambda:InvokeFunction.
-    return {"lambda:Invoke": "lambda:InvokeFunction"}.get(action, action)
+    # The wire name of lambda:Invoke is the IAM action lambda:InvokeFunction; a
+    # transaction is authorized as the item writes it holds (the tripwire's are updates).
+    return {"lambda:Invoke": "lambda:InvokeFunction",
+            "dynamodb:TransactWriteItems": "dynamodb:UpdateItem"}.get(action, action)
 
 
 @pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole"),
