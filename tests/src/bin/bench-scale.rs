@@ -219,7 +219,10 @@ async fn main() {
         );
         runs.push(r);
     }
-    let principals: usize = std::env::var("STORM").ok().and_then(|v| v.parse().ok()).unwrap_or(1000);
+    let principals: usize = std::env::var("STORM")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000);
     let storm = if principals == 0 {
         Value::Null
     } else {
