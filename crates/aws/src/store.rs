@@ -480,8 +480,10 @@ impl WindowStore {
             .table_name(&self.table)
             .key("pk", s(window_pk(key)))
             .key("sk", s(call_sk(key, t)))
-            .update_expression("SET joined = :id")
-            .condition_expression("attribute_exists(pk) AND attribute_not_exists(joined)")
+            // A set: a call is added once to each incident that admits it.
+            .update_expression("ADD joined :ids")
+            .condition_expression("attribute_exists(pk) AND NOT contains(joined, :id)")
+            .expression_attribute_values(":ids", AttributeValue::Ss(vec![id.to_owned()]))
             .expression_attribute_values(":id", s(id))
             .build()
             .map_err(build)?;
@@ -1638,16 +1640,116 @@ mod tests {
             last_time: t.event_time,
         };
         let inc = Incident::open(&key, &t, w, 10, false, plan);
+        // Before the put, so no join can count them again: the instances' marks, the
+        // counts and the index, under the would-be incident's ID.
+        let mark = format!("M#{}#i-0123456789abcdef0", inc.id);
+        let marked = mock!(Client::update_item)
+            .match_requests(move |r| {
+                r.key()
+                    .and_then(|k| k.get("pk"))
+                    .and_then(|v| v.as_s().ok())
+                    == Some(&mark)
+            })
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::update_item::UpdateItemOutput::builder().build()
+            });
+        let counts = mock!(Client::put_item)
+            .match_requests(|r| {
+                r.condition_expression().is_none()
+                    && r.item().and_then(|i| i.get("n")) == Some(&AttributeValue::N("1".into()))
+            })
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build()
+            });
+        let index = mock!(Client::put_item)
+            .match_requests(|r| r.condition_expression().is_none())
+            .then_output(|| {
+                aws_sdk_dynamodb::operation::put_item::PutItemOutput::builder().build()
+            });
         let lost = mock!(Client::put_item)
             .match_requests(|r| r.condition_expression() == Some("attribute_not_exists(pk)"))
             .then_error(condition_failed);
-        let client = mock_client!(aws_sdk_dynamodb, RuleMode::Sequential, [&lost]);
+        let client = mock_client!(
+            aws_sdk_dynamodb,
+            RuleMode::Sequential,
+            [&marked, &counts, &index, &lost]
+        );
         let opened = WindowStore::new(client, "tw")
             .open_incident(&key, &inc, None, 0)
             .await
             .unwrap();
         assert!(!opened);
-        assert_eq!(lost.num_calls(), 1);
+        assert_eq!(
+            (
+                marked.num_calls(),
+                counts.num_calls(),
+                index.num_calls(),
+                lost.num_calls()
+            ),
+            (1, 1, 1, 1)
+        );
+    }
+
+    #[test]
+    fn a_mark_says_whether_this_call_counts_the_instance() {
+        let item = |pairs: &[(&str, AttributeValue)]| -> Item {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.clone()))
+                .collect()
+        };
+        let (yes, no) = (AttributeValue::Bool(true), AttributeValue::Bool(false));
+        let cases = [
+            // (old mark, this call, confirmed?) -> what it means
+            (item(&[]), "e1", true, Mark::Created),
+            (
+                item(&[("e", s("e1")), ("c", yes.clone())]),
+                "e1",
+                true,
+                Mark::Created,
+            ),
+            (
+                item(&[("e", s("e0")), ("c", yes.clone()), ("ce", s("e0"))]),
+                "e1",
+                true,
+                Mark::Seen,
+            ),
+            (
+                item(&[("e", s("e0")), ("c", no.clone())]),
+                "e1",
+                true,
+                Mark::Confirmed,
+            ),
+            // This call confirmed it on an earlier attempt.
+            (
+                item(&[("e", s("e0")), ("c", yes.clone()), ("ce", s("e1"))]),
+                "e1",
+                true,
+                Mark::Confirmed,
+            ),
+            (
+                item(&[("e", s("e0")), ("c", no.clone())]),
+                "e1",
+                false,
+                Mark::Seen,
+            ),
+            // Created unconfirmed by this call, confirmed since by another: still this
+            // call's to count as unconfirmed (the other moved it).
+            (
+                item(&[("e", s("e1")), ("c", yes), ("ce", s("e2"))]),
+                "e1",
+                false,
+                Mark::Created,
+            ),
+            (item(&[]), "e1", false, Mark::Created),
+        ];
+        for (old, event, confirmed, want) in cases {
+            assert_eq!(
+                mark_of(&old, event, confirmed),
+                want,
+                "{old:?} {event} {confirmed}"
+            );
+        }
     }
 
     #[tokio::test]
