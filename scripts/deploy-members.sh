@@ -7,8 +7,9 @@
 #   PRIMARY_REGION  the region whose instance creates the IAM roles (default: first of REGIONS)
 #   ROOT_OU         organization root or OU IDs to target (default: looked up)
 #   CENTRAL_STACK   the central stack's name (default: tripwire)
-#   POLICY          the policy file whose protected_principals and deny_actions both
-#                   stacks get (default: config/policy.toml): one list, given once
+#   POLICY          the policy file whose protected_principals, deny_actions,
+#                   deactivate_keys, allowed_accounts and service lane the stacks get
+#                   (default: config/policy.toml): one source, given once
 #   RELEASE_PRINCIPALS  comma-separated role/user ARNs that may assume the release role
 #                   (`tripwire release`); empty creates no release role
 #   CONTAIN_MANAGEMENT  1 to create the containment roles in the management account
@@ -38,18 +39,21 @@ command -v "$TRIPWIRE" >/dev/null || TRIPWIRE=./target/release/tripwire
 PROTECTED=$("$TRIPWIRE" check-policy "$POLICY" --get protected_principals)
 DENY=$("$TRIPWIRE" check-policy "$POLICY" --get deny_actions)
 DEACTIVATE=$("$TRIPWIRE" check-policy "$POLICY" --get deactivate_keys)
+# What the policy can never count stays in the member accounts (infra/member.yaml).
+ALLOWED=$("$TRIPWIRE" check-policy "$POLICY" --get allowed_accounts)
+SERVICE_LANE=$("$TRIPWIRE" check-policy "$POLICY" --get service_lane)
 RELEASE_PRINCIPALS=${RELEASE_PRINCIPALS:-}
 CONTAIN_MANAGEMENT=$([ "${CONTAIN_MANAGEMENT:-0}" = 1 ] && echo true || echo false)
 # CloudFormation's shorthand splits on commas: a list value escapes its own.
 esc() { printf '%s' "$1" | sed 's/,/\\,/g'; }
-PARAMS="ParameterKey=OrgId,ParameterValue=$ORG_ID ParameterKey=CentralEventBusArn,ParameterValue=$BUS ParameterKey=ResponderRoleArn,ParameterValue=$ROLE ParameterKey=PrimaryRegion,ParameterValue=$PRIMARY_REGION ParameterKey=ProtectedPrincipals,ParameterValue='$(esc "$PROTECTED")' ParameterKey=DenyActions,ParameterValue='$(esc "$DENY")' ParameterKey=DeactivateKeys,ParameterValue=$DEACTIVATE ParameterKey=ReleasePrincipals,ParameterValue='$(esc "$RELEASE_PRINCIPALS")'"
+PARAMS="ParameterKey=OrgId,ParameterValue=$ORG_ID ParameterKey=CentralEventBusArn,ParameterValue=$BUS ParameterKey=ResponderRoleArn,ParameterValue=$ROLE ParameterKey=PrimaryRegion,ParameterValue=$PRIMARY_REGION ParameterKey=ProtectedPrincipals,ParameterValue='$(esc "$PROTECTED")' ParameterKey=DenyActions,ParameterValue='$(esc "$DENY")' ParameterKey=DeactivateKeys,ParameterValue=$DEACTIVATE ParameterKey=AllowedAccounts,ParameterValue='$(esc "$ALLOWED")' ParameterKey=ServiceLane,ParameterValue=$SERVICE_LANE ParameterKey=ReleasePrincipals,ParameterValue='$(esc "$RELEASE_PRINCIPALS")'"
 commands=(
   "aws cloudformation create-stack-set --call-as DELEGATED_ADMIN --stack-set-name tripwire-member --template-body file://infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --permission-model SERVICE_MANAGED --auto-deployment Enabled=true,RetainStacksOnAccountRemoval=false --parameters $PARAMS"
   "aws cloudformation create-stack-instances --call-as DELEGATED_ADMIN --stack-set-name tripwire-member --deployment-targets OrganizationalUnitIds=$ROOT_OU --regions ${ORDER//,/ } --operation-preferences RegionConcurrencyType=SEQUENTIAL,RegionOrder=$ORDER,FailureTolerancePercentage=10,MaxConcurrentPercentage=25"
 )
 for region in ${ORDER//,/ }; do
   commands+=("# in the MANAGEMENT account (StackSets never deploy there), region $region:")
-  commands+=("aws cloudformation deploy --region $region --stack-name tripwire-member --template-file infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --parameter-overrides OrgId=$ORG_ID CentralEventBusArn=$BUS ResponderRoleArn=$ROLE PrimaryRegion=$PRIMARY_REGION 'ProtectedPrincipals=$PROTECTED' 'DenyActions=$DENY' DeactivateKeys=$DEACTIVATE 'ReleasePrincipals=$RELEASE_PRINCIPALS' ContainInThisAccount=$CONTAIN_MANAGEMENT")
+  commands+=("aws cloudformation deploy --region $region --stack-name tripwire-member --template-file infra/member.yaml --capabilities CAPABILITY_NAMED_IAM --parameter-overrides OrgId=$ORG_ID CentralEventBusArn=$BUS ResponderRoleArn=$ROLE PrimaryRegion=$PRIMARY_REGION 'ProtectedPrincipals=$PROTECTED' 'DenyActions=$DENY' DeactivateKeys=$DEACTIVATE 'AllowedAccounts=$ALLOWED' ServiceLane=$SERVICE_LANE 'ReleasePrincipals=$RELEASE_PRINCIPALS' ContainInThisAccount=$CONTAIN_MANAGEMENT")
 done
 for c in "${commands[@]}"; do
   echo "$c"

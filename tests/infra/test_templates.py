@@ -80,13 +80,32 @@ def moto(tmp_path_factory):
     proc.wait(timeout=10)
 
 
-def _patterns():
+MOTO_ACCOUNT = "123456789012"
+
+
+def _member_pattern(moto, **params):
+    """The member stack's forwarding pattern as CloudFormation (moto's) resolves it with
+    `params`, in moto's account."""
+    cf = boto3.client("cloudformation", **moto)
+    name = "member-" + "-".join(f"{k}{v}".replace(",", "") for k, v in sorted(params.items())) if params else "member"
+    given = {"OrgId": "o-abcdefghij", "ResponderRoleArn": "arn:aws:iam::999999999999:role/tripwire-responder",
+             "CentralEventBusArn": "arn:aws:events:us-east-1:999999999999:event-bus/tripwire", **params}
+    cf.create_stack(StackName=name, TemplateBody=(ROOT / "infra" / "member.yaml").read_text(),
+                    Capabilities=["CAPABILITY_NAMED_IAM"],
+                    Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()])
+    assert cf.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
+    events = boto3.client("events", **moto)
+    pattern = json.loads(events.describe_rule(Name="tripwire-forward-terminate-instances")["EventPattern"])
+    cf.delete_stack(StackName=name)
+    return pattern
+
+
+def _patterns(moto):
     events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
-    member_rule = MEMBER["Resources"]["ForwardTerminateInstances"]["Properties"]["EventPattern"]
     return {
         "central bus": events["OrganizationBus"]["Properties"]["Pattern"],
         "central default bus": events["CentralAccountDefaultBus"]["Properties"]["Pattern"],
-        "member forwarding rule": member_rule,
+        "member forwarding rule": _member_pattern(moto),
     }
 
 
@@ -140,11 +159,63 @@ def _rule_on_moto(moto, bus, pattern):
 
 @pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
 def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, which):
-    matched = _rule_on_moto(moto, f"bus-{abs(hash(which))}", _patterns()[which])
+    matched = _rule_on_moto(moto, f"bus-{abs(hash(which))}", _patterns(moto)[which])
     positives, negatives = _cases()
     assert [matched(e) for e in positives] == [1] * len(positives)
     missed = [(e["source"], e["detail-type"], e["detail"].get("eventName")) for e in negatives if matched(e)]
     assert not missed
+
+
+def _canary(envelope):
+    """`envelope` as the member stack's canary makes it: its role, a dry run."""
+    e = json.loads(json.dumps(envelope))
+    role = f"arn:aws:iam::{MOTO_ACCOUNT}:role/tripwire-canary"
+    e["detail"]["userIdentity"] = {
+        "type": "AssumedRole", "arn": f"arn:aws:sts::{MOTO_ACCOUNT}:assumed-role/tripwire-canary/scheduler",
+        "accountId": MOTO_ACCOUNT, "sessionContext": {"sessionIssuer": {
+            "type": "Role", "arn": role, "accountId": MOTO_ACCOUNT, "userName": "tripwire-canary"}}}
+    e["detail"]["errorCode"] = "DryRunOperation"
+    return e
+
+
+def _service_variants(envelope):
+    """Calls only the service lane counts, beside the real service-linked-role record: an
+    AWS service itself, and a service-linked role in another partition."""
+    by_service = json.loads(json.dumps(envelope))
+    by_service["detail"]["userIdentity"] = {"type": "AWSService", "invokedBy": "autoscaling.amazonaws.com"}
+    gov = json.loads(json.dumps(envelope).replace('"arn:aws:', '"arn:aws-us-gov:'))
+    return [by_service, gov]
+
+
+def _never_counted_by_the_service_lane_off():
+    import tomllib
+    expect = tomllib.loads((ROOT / "tests" / "fixtures" / "corpus-expectations.toml").read_text())["terminate"]
+    return {name for name, e in expect.items() if e.get("not_counted") in ("service_linked_role", "aws_service")}
+
+
+@pytest.mark.parametrize("allowed,service_lane", [("", "true"), ("111111111111", "false"),
+                                                 (f"111111111111,{MOTO_ACCOUNT}", "true"), (MOTO_ACCOUNT, "false")])
+def test_the_member_rule_keeps_home_only_what_the_policy_never_counts(moto, allowed, service_lane):
+    """Filtering at the source must never drop an event the engine would count: each real
+    record is kept home only where corpus-expectations.toml (checked against the engine by
+    crates/engine/tests/corpus.rs) says the policy cannot count it. The canary is always
+    forwarded, and the negatives never are."""
+    pattern = _member_pattern(moto, AllowedAccounts=allowed, ServiceLane=service_lane)
+    matched = _rule_on_moto(moto, f"filter-{abs(hash((allowed, service_lane)))}", pattern)
+    positives, negatives = _cases()
+    names = [p.name.removesuffix(".eventbridge.json")
+             for p in sorted((FIXTURES / "terminate").glob("*.eventbridge.json"))]
+    assert len(names) == len(positives)
+    service_only = _never_counted_by_the_service_lane_off()
+    assert service_only, "the corpus holds a service-linked-role termination"
+    service_variants = _service_variants(positives[names.index(sorted(service_only)[0])])
+    here_allowed = MOTO_ACCOUNT in allowed.split(",")
+    lane_off = service_lane == "false"
+    want = [0 if here_allowed or (lane_off and n in service_only) else 1 for n in names]
+    assert [matched(e) for e in positives] == want
+    assert [matched(e) for e in service_variants] == [0 if here_allowed or lane_off else 1] * 2
+    assert [matched(_canary(e)) for e in positives] == [1] * len(positives)
+    assert not [e["detail"].get("eventName") for e in negatives if matched(e)]
 
 
 def _context_patterns():
@@ -325,17 +396,18 @@ def test_the_committed_actions_match_the_last_end_to_end_run():
     )
 
 
-def _iam_name(action):
+def _iam_names(action):
     # The wire name of lambda:Invoke is the IAM action lambda:InvokeFunction; a
-    # transaction is authorized as the item writes it holds (the tripwire's are updates).
-    return {"lambda:Invoke": "lambda:InvokeFunction",
-            "dynamodb:TransactWriteItems": "dynamodb:UpdateItem"}.get(action, action)
+    # transaction is authorized as the item writes it holds (the tripwire's join: a put
+    # and an update).
+    return {"lambda:Invoke": ["lambda:InvokeFunction"],
+            "dynamodb:TransactWriteItems": ["dynamodb:PutItem", "dynamodb:UpdateItem"]}.get(action, [action])
 
 
 @pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole"),
                                            ("watchdog", "WatchdogRole")])
 def test_each_function_role_grants_what_it_calls_and_no_other_write(function, role):
-    seen = {_iam_name(a) for a in _observed().get(function, set())} | NOT_ON_MOTO[function]
+    seen = {n for a in _observed().get(function, set()) for n in _iam_names(a)} | NOT_ON_MOTO[function]
     # MemberStackSetName is set by default: the watchdog's listing counts as granted.
     granted = _allowed(CENTRAL["Resources"][role], conditional=True)
     assert seen, f"no calls recorded for {function}"
@@ -421,6 +493,25 @@ def test_deactivate_keys_is_one_setting_for_both_stacks_and_the_policy():
     assert _default(CENTRAL, "DeactivateKeys") == want
     assert _default(MEMBER, "DeactivateKeys") == want
     assert f"deactivate_keys = {want}" in _rendered_policy("")
+
+
+def test_the_deploy_script_passes_the_policys_filters_and_the_member_defaults_filter_nothing(tmp_path):
+    """A member stack keeps home only what the policy never counts: the deploy script
+    gives it the policy's allowed accounts and service lane, and without them (a stack
+    deployed by hand) it forwards everything."""
+    assert _default(MEMBER, "AllowedAccounts") == [] and _default(MEMBER, "ServiceLane") == "true"
+    tripwire = TARGET / "debug" / "tripwire"
+    if not tripwire.exists():
+        pytest.skip("no tripwire binary; `make test` builds it first")
+    for extra, lane in (("", "false"), ("service_threshold = 200\n", "true")):
+        policy = tmp_path / f"policy-{lane}.toml"
+        policy.write_text(f'threshold = 10\nwindow = "5m"\n{extra}allowed_accounts = ["111111111111", "222222222222"]\n')
+        out = subprocess.run(["scripts/deploy-members.sh"], cwd=ROOT, capture_output=True, text=True, check=True,
+                             env={**os.environ, "POLICY": str(policy), "TRIPWIRE": str(tripwire)}).stdout
+        stack_set, management = out.splitlines()[0], out.splitlines()[3]
+        assert r"ParameterKey=AllowedAccounts,ParameterValue='111111111111\,222222222222'" in stack_set
+        assert f"ParameterKey=ServiceLane,ParameterValue={lane} " in stack_set
+        assert "'AllowedAccounts=111111111111,222222222222'" in management and f"ServiceLane={lane} " in management
 
 
 def test_the_member_stacks_managed_policies_are_what_the_engine_renders():

@@ -6,6 +6,15 @@ use crate::stack::{function_key, target_dir, Stack, HARNESS_KEY, OPERATOR_KEY};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// One request in moto's recording.
+struct Recorded {
+    caller: &'static str,
+    /// `service:Action`.
+    action: String,
+    /// The request body, decoded.
+    body: String,
+}
+
 /// One alert as an SQS subscriber of the topic received it.
 #[derive(Debug, Clone)]
 pub struct Received {
@@ -49,6 +58,48 @@ impl Stack {
     /// AssumeRole the role they belong to: `containment-role` (the responder's) and
     /// `release-role` (the CLI's).
     pub async fn observed_actions(&self) -> BTreeMap<String, std::collections::BTreeSet<String>> {
+        let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        for r in self.recorded().await {
+            out.entry(r.caller.to_owned()).or_default().insert(r.action);
+        }
+        out
+    }
+
+    /// DynamoDB items `caller` wrote (put, updated or deleted; a transaction's and a
+    /// batch's each), and the requests that wrote them: what its writes cost, which
+    /// moto's ConsumedCapacity cannot say.
+    pub async fn dynamodb_items_written(&self, caller: &str) -> (usize, usize) {
+        let (mut items, mut requests) = (0, 0);
+        for r in self
+            .recorded()
+            .await
+            .into_iter()
+            .filter(|r| r.caller == caller)
+        {
+            let n = match r.action.as_str() {
+                "dynamodb:PutItem" | "dynamodb:UpdateItem" | "dynamodb:DeleteItem" => 1,
+                "dynamodb:TransactWriteItems" => serde_json::from_str::<Value>(&r.body)
+                    .ok()
+                    .and_then(|b| b["TransactItems"].as_array().map(Vec::len))
+                    .unwrap_or(0),
+                "dynamodb:BatchWriteItem" => serde_json::from_str::<Value>(&r.body)
+                    .ok()
+                    .and_then(|b| {
+                        b["RequestItems"]
+                            .as_object()
+                            .map(|t| t.values().filter_map(Value::as_array).map(Vec::len).sum())
+                    })
+                    .unwrap_or(0),
+                _ => continue,
+            };
+            items += n;
+            requests += 1;
+        }
+        (items, requests)
+    }
+
+    /// moto's recording since the stack started, by caller.
+    async fn recorded(&self) -> Vec<Recorded> {
         use base64::Engine as _;
         let url = format!("{}/moto-api/recorder/download-recording", self.moto);
         let text = self
@@ -60,7 +111,7 @@ impl Stack {
             .text()
             .await
             .expect("recording text");
-        let mut out: BTreeMap<String, std::collections::BTreeSet<String>> = BTreeMap::new();
+        let mut out = Vec::new();
         let mut assumed: BTreeMap<String, &'static str> = BTreeMap::new();
         // moto's threaded server appends entries without a lock, so two can share a line:
         // read the recording as a stream of JSON values, not as lines.
@@ -73,25 +124,24 @@ impl Stack {
             let mut parts = scope.split('/');
             let key = parts.next().unwrap_or_default();
             let service = parts.nth(2).unwrap_or_default().to_owned();
+            let body = r["body"].as_str().unwrap_or_default();
+            let body = if r["body_encoded"].as_bool() == Some(true) {
+                String::from_utf8(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(body)
+                        .unwrap_or_default(),
+                )
+                .unwrap_or_default()
+            } else {
+                body.to_owned()
+            };
             let action = match r["headers"]["X-Amz-Target"].as_str() {
                 Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
-                None => {
-                    let body = r["body"].as_str().unwrap_or_default();
-                    let body = if r["body_encoded"].as_bool() == Some(true) {
-                        String::from_utf8(
-                            base64::engine::general_purpose::STANDARD
-                                .decode(body)
-                                .unwrap_or_default(),
-                        )
-                        .unwrap_or_default()
-                    } else {
-                        body.to_owned()
-                    };
-                    body.split('&')
-                        .find_map(|kv| kv.strip_prefix("Action="))
-                        .unwrap_or("?")
-                        .to_owned()
-                }
+                None => body
+                    .split('&')
+                    .find_map(|kv| kv.strip_prefix("Action="))
+                    .unwrap_or("?")
+                    .to_owned(),
             };
             let caller = match key {
                 k if k == function_key("detector") => "detector",
@@ -115,9 +165,11 @@ impl Stack {
                 }
                 other => panic!("a request signed with an unexpected key {other}"),
             };
-            out.entry(caller.to_owned())
-                .or_default()
-                .insert(format!("{service}:{action}"));
+            out.push(Recorded {
+                caller,
+                action: format!("{service}:{action}"),
+                body,
+            });
         }
         out
     }
@@ -145,13 +197,21 @@ impl Stack {
         }
     }
 
-    /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
-    /// the infrastructure tests compare with the roles in the templates.
     /// The largest item in the table and its size by DynamoDB's rules (moto enforces the
     /// 400 KB limit on PutItem but not on UpdateItem, so the tests measure it).
     pub async fn largest_item(&self) -> (String, usize) {
+        self.largest_items()
+            .await
+            .into_values()
+            .max_by_key(|(_, size)| *size)
+            .unwrap_or_default()
+    }
+
+    /// The largest item of each kind (the partition key up to its first `#`: `W`, `I`,
+    /// `C`, `M`, ...), named `pk / sk`, with its size by DynamoDB's rules.
+    pub async fn largest_items(&self) -> BTreeMap<String, (String, usize)> {
         let ddb = aws_sdk_dynamodb::Client::new(&self.sdk);
-        let mut best = (String::new(), 0);
+        let mut best: BTreeMap<String, (String, usize)> = BTreeMap::new();
         let mut start = None;
         loop {
             let page = ddb
@@ -162,15 +222,17 @@ impl Stack {
                 .await
                 .expect("Scan");
             for item in page.items() {
-                let size = item_size(item);
-                if size > best.1 {
-                    let key = |k: &str| {
-                        item.get(k)
-                            .and_then(|v| v.as_s().ok())
-                            .cloned()
-                            .unwrap_or_default()
-                    };
-                    best = (format!("{} / {}", key("pk"), key("sk")), size);
+                let key = |k: &str| {
+                    item.get(k)
+                        .and_then(|v| v.as_s().ok())
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                let (pk, size) = (key("pk"), item_size(item));
+                let kind = pk.split('#').next().unwrap_or_default().to_owned();
+                let entry = best.entry(kind).or_default();
+                if size > entry.1 {
+                    *entry = (format!("{pk} / {}", key("sk")), size);
                 }
             }
             match page.last_evaluated_key {
@@ -180,6 +242,8 @@ impl Stack {
         }
     }
 
+    /// Appends this stack's observed actions to `target/aws-actions/NAME.json`, which
+    /// the infrastructure tests compare with the roles in the templates.
     pub async fn save_observed_actions(&self, name: &str) {
         let dir = target_dir().join("aws-actions");
         std::fs::create_dir_all(&dir).unwrap();

@@ -59,6 +59,9 @@ fn count_pk(incident_id: &str) -> String {
 fn index_pk(incident_id: &str) -> String {
     format!("X#{incident_id}")
 }
+fn join_pk(incident_id: &str, event_id: &str) -> String {
+    format!("J#{incident_id}#{event_id}")
+}
 
 /// What marking one instance says about the call that marked it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -461,30 +464,31 @@ impl WindowStore {
             .await
     }
 
-    /// Adds what `t` added to incident `id`'s counts, once per call: the call's item
-    /// takes the incident's ID in the same transaction as the counts. The counts live
-    /// in an item of their own (`C#<id>`), so the transaction never conflicts with the
-    /// alert path's updates of the incident item; two joins' transactions can, and then
-    /// the later one tries again.
+    /// Adds what `t` added to incident `id`'s counts, once per call: a small item of
+    /// its own (`J#<id>#<eventID>`) says the call joined, written in the same
+    /// transaction as the counts. Not an attribute of the call's item: a transaction
+    /// bills twice the size of each item it writes, and a 1,000-ID call's item is some
+    /// 20 KB on the principal's one partition. The counts live in an item of their own
+    /// (`C#<id>`), so the transaction never conflicts with the alert path's updates of
+    /// the incident item; two joins' transactions can, and then the later one tries
+    /// again.
     async fn apply_join(
         &self,
         key: &Key,
         id: &str,
         t: &Termination,
         added: &Added,
+        now: Millis,
     ) -> Result<(), Error> {
         use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
-        use aws_sdk_dynamodb::types::{TransactWriteItem, Update};
+        use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
         let build = |e: aws_sdk_dynamodb::error::BuildError| Error::encoding("a join", e);
-        let call = Update::builder()
+        let call = Put::builder()
             .table_name(&self.table)
-            .key("pk", s(window_pk(key)))
-            .key("sk", s(call_sk(key, t)))
-            // A set: a call is added once to each incident that admits it.
-            .update_expression("ADD joined :ids")
-            .condition_expression("attribute_exists(pk) AND NOT contains(joined, :id)")
-            .expression_attribute_values(":ids", AttributeValue::Ss(vec![id.to_owned()]))
-            .expression_attribute_values(":id", s(id))
+            .item("pk", s(join_pk(id, &t.event_id)))
+            .item("sk", s("J"))
+            .item("expires", expires(now))
+            .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
         let moved = added.moved.len() as i64;
@@ -503,7 +507,7 @@ impl WindowStore {
             let res = self
                 .client
                 .transact_write_items()
-                .transact_items(TransactWriteItem::builder().update(call.clone()).build())
+                .transact_items(TransactWriteItem::builder().put(call.clone()).build())
                 .transact_items(TransactWriteItem::builder().update(counts.clone()).build())
                 .send()
                 .await;
@@ -914,7 +918,7 @@ impl IncidentStore for WindowStore {
                 }
             }
         }
-        self.apply_join(key, id, t, &added).await?;
+        self.apply_join(key, id, t, &added, now).await?;
         let Some(mut cur) = self.incident(key).await?.filter(|c| c.open.id == id) else {
             // Replaced meanwhile.
             return Ok(None);

@@ -65,7 +65,8 @@ enum Command {
         /// The policy file (TOML).
         file: PathBuf,
         /// Print one key instead, a list comma-separated (`protected_principals`,
-        /// `deny_actions`, `deactivate_keys`): what the deploy scripts pass to both stacks.
+        /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_lane`): what the
+        /// deploy scripts pass to the stacks.
         #[arg(long)]
         get: Option<String>,
     },
@@ -187,8 +188,12 @@ fn main() -> Result<()> {
                     .collect(),
                 "deny_actions" => p.deny_actions.clone(),
                 "deactivate_keys" => vec![p.deactivate_keys.to_string()],
+                "allowed_accounts" => p.allowed_accounts.iter().cloned().collect(),
+                // The member stacks' ServiceLane: whether they forward what only the
+                // service lane counts.
+                "service_lane" => vec![p.service_threshold.is_some().to_string()],
                 other => {
-                    anyhow::bail!("--get takes protected_principals, deny_actions or deactivate_keys, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts or service_lane, not `{other}`")
                 }
             };
             println!("{}", values.join(","));

@@ -116,7 +116,20 @@ async fn wipe(instances: usize) -> Value {
         .iter()
         .filter_map(|v| v["fields"]["total_ms"].as_f64())
         .collect();
-    let (item, max_item_bytes) = stack.largest_item().await;
+    let largest = stack.largest_items().await;
+    let (item, max_item_bytes) = largest
+        .values()
+        .max_by_key(|(_, size)| *size)
+        .cloned()
+        .unwrap_or_default();
+    // Each kind's largest item: an update bills the item's whole size, so these say
+    // what each write on the principal's partitions costs.
+    let largest_by_kind: serde_json::Map<String, Value> = largest
+        .into_iter()
+        .map(|(kind, (_, size))| (kind, json!(size)))
+        .collect();
+    let (written, write_requests) = stack.dynamodb_items_written("detector").await;
+    let deliveries = calls + calls / 10;
     let id = stack
         .alerts()
         .await
@@ -136,7 +149,7 @@ async fn wipe(instances: usize) -> Value {
     json!({
         "instances": instances,
         "calls": calls,
-        "deliveries": calls + calls / 10,
+        "deliveries": deliveries,
         "errors": errors,
         "dlq": dlq,
         "incident_instances": counted,
@@ -145,8 +158,12 @@ async fn wipe(instances: usize) -> Value {
         "items_read_per_call_p99": percentile(&mut reads, 0.99),
         "detector_ms_p50": percentile(&mut ms, 0.5),
         "detector_ms_p99": percentile(&mut ms, 0.99),
+        // Every delivery's, redeliveries included: what the table is billed for.
+        "items_written_per_delivery": written as f64 / deliveries as f64,
+        "write_requests_per_delivery": write_requests as f64 / deliveries as f64,
         "max_item_bytes": max_item_bytes,
         "largest_item": item,
+        "largest_item_bytes_by_kind": largest_by_kind,
         "wall_s": wall_s,
     })
 }
@@ -198,13 +215,13 @@ async fn main() {
         .filter_map(|s| s.trim().parse().ok())
         .collect();
     let mut runs = Vec::new();
-    println!("| instances | calls | errors | dlq | counted | exported | items read p50/p99 | detector ms p50/p99 | largest item |");
-    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
+    println!("| instances | calls | errors | dlq | counted | exported | items read p50/p99 | items written per delivery | detector ms p50/p99 | largest item |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
         eprintln!("wipe of {n} instances...");
         let r = wipe(n).await;
         println!(
-            "| {} | {} | {} | {} | {} | {} | {}/{} | {:.0}/{:.0} | {} B |",
+            "| {} | {} | {} | {} | {} | {} | {}/{} | {:.1} | {:.0}/{:.0} | {} B |",
             r["instances"],
             r["calls"],
             r["errors"],
@@ -213,6 +230,7 @@ async fn main() {
             r["exported"],
             r["items_read_per_call_p50"],
             r["items_read_per_call_p99"],
+            r["items_written_per_delivery"].as_f64().unwrap_or(0.0),
             r["detector_ms_p50"].as_f64().unwrap_or(0.0),
             r["detector_ms_p99"].as_f64().unwrap_or(0.0),
             r["max_item_bytes"]
