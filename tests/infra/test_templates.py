@@ -306,17 +306,19 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
     assert [matched(e) for e in negatives] == [0] * len(negatives)
 
 
-def _rendered_policy(cross_account_threshold):
+def _rendered_policy(cross_account_threshold, service_threshold=""):
     """The central stack's TRIPWIRE_POLICY as CloudFormation renders it with the default
-    parameters and `cross_account_threshold`."""
+    parameters, `cross_account_threshold` and `service_threshold`."""
     sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::Sub"]
     text, names = sub[0], dict(sub[1])
     params = {k: str(v.get("Default", "")) for k, v in CENTRAL["Parameters"].items()}
     params["CrossAccountThreshold"] = cross_account_threshold
     quoted = lambda name: ", ".join(f'"{v}"' for v in _default(CENTRAL, name))
     values = {**params, "Allowed": "", "Protected": quoted("ProtectedPrincipals"), "Deny": quoted("DenyActions"),
-              "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else ""}
-    assert set(names) == {"CrossAccount", "Allowed", "Protected", "Deny"}, names
+              "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else "",
+              "Service": f"service_threshold = {service_threshold}" if service_threshold else ""}
+    assert set(names) == {"CrossAccount", "Service", "Allowed", "Protected", "Deny"}, names
+    assert names["Service"] == {"Fn::If": ["HasServiceThreshold", {"Fn::Sub": "service_threshold = ${ServiceThreshold}"}, ""]}
     # What CloudFormation puts for the stack's own resources.
     values.update({
         "Key.Arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -341,6 +343,17 @@ def test_the_rendered_policy_is_valid_and_cross_account_defaults_to_the_threshol
     assert out.returncode == 0, out.stderr
     want = "(cross-account the same)" if not cross else f"(cross-account {cross})"
     assert want in out.stdout, out.stdout
+
+
+@pytest.mark.parametrize("threshold", ["", "200"])
+def test_the_central_stacks_service_threshold_is_the_member_stacks_service_lane(threshold, tmp_path):
+    """One setting: the central stack's ServiceThreshold turns the lane on in the
+    detector's policy, and the same policy says ServiceLane for the member stacks."""
+    assert _default(CENTRAL, "ServiceThreshold") == _tripwire("check-policy", POLICY, "--get", "service_threshold").strip()
+    path = tmp_path / "policy.toml"
+    path.write_text(_rendered_policy("", threshold))
+    assert _tripwire("check-policy", str(path), "--get", "service_threshold").strip() == threshold
+    assert _tripwire("check-policy", str(path), "--get", "service_lane").strip() == ("true" if threshold else "false")
 
 
 # ---- IAM: granted exactly what the code calls -----------------------------------------

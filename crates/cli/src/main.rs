@@ -65,8 +65,8 @@ enum Command {
         /// The policy file (TOML).
         file: PathBuf,
         /// Print one key instead, a list comma-separated (`protected_principals`,
-        /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_lane`): what the
-        /// deploy scripts pass to the stacks.
+        /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_threshold`,
+        /// `service_lane`): what the deploy scripts pass to the stacks.
         #[arg(long)]
         get: Option<String>,
     },
@@ -189,11 +189,12 @@ fn main() -> Result<()> {
                 "deny_actions" => p.deny_actions.clone(),
                 "deactivate_keys" => vec![p.deactivate_keys.to_string()],
                 "allowed_accounts" => p.allowed_accounts.iter().cloned().collect(),
+                "service_threshold" => p.service_threshold.iter().map(u32::to_string).collect(),
                 // The member stacks' ServiceLane: whether they forward what only the
                 // service lane counts.
                 "service_lane" => vec![p.service_threshold.is_some().to_string()],
                 other => {
-                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts or service_lane, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold or service_lane, not `{other}`")
                 }
             };
             println!("{}", values.join(","));

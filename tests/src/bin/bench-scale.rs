@@ -5,7 +5,9 @@
 //! what the detector's own logs say per call (DynamoDB items read, which moto cannot
 //! report, and time), the count the incident ends with, its export, and the largest item
 //! in the table by DynamoDB's size rules; `target/bench-scale.json` and a table.
-//! `SIZES=100,10000` picks the sizes; `STORM=N` sets the storm's principals (0 skips it).
+//! Then routine traffic below the threshold, counted and not, for the cost per call.
+//! `SIZES=100,10000` picks the sizes; `STORM=N` sets the storm's principals and
+//! `ROUTINE=N` the routine run's (0 skips either).
 
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
@@ -168,6 +170,59 @@ async fn wipe(instances: usize) -> Value {
     })
 }
 
+/// Routine traffic, the bulk of any month: `principals` principals each terminating one
+/// instance a minute for five minutes (below the threshold), and as many calls by Auto
+/// Scaling's service-linked role, which the policy never counts. What each costs in
+/// DynamoDB, per delivery, is what the cost table in docs/operations.md multiplies.
+async fn routine(principals: usize) -> Value {
+    let mut out = serde_json::Map::new();
+    for (name, who) in [
+        ("counted", "role/karpenter/controller-{p}"),
+        (
+            "service_linked_role",
+            "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling",
+        ),
+    ] {
+        let stack = Stack::start(Options::default()).await;
+        let events: Vec<Value> = (0..principals)
+            .flat_map(|p| {
+                let who = format!("{}@{PROD}", who.replace("{p}", &p.to_string()));
+                Burst::new(&who, &format!("{name}{p}"))
+                    .at(BASE + p as i64 * 300_000)
+                    .calls(5)
+                    .step(60_000)
+                    .envelopes()
+            })
+            .collect();
+        let deliveries = events.len();
+        let (errors, dlq, outcomes) = deliver(&stack, events).await;
+        let lines = processed(&stack, 1);
+        let mut reads: Vec<f64> = lines
+            .iter()
+            .filter_map(|v| v["fields"]["items_read"].as_f64())
+            .collect();
+        let (written, _) = stack.dynamodb_items_written("detector").await;
+        let mut outcome_counts = std::collections::BTreeMap::<String, usize>::new();
+        for o in &outcomes {
+            let o = o[0]["outcome"].as_str().unwrap_or("error").to_owned();
+            *outcome_counts.entry(o).or_default() += 1;
+        }
+        out.insert(
+            name.into(),
+            json!({
+                "deliveries": deliveries,
+                "errors": errors,
+                "dlq": dlq,
+                "outcomes": outcome_counts,
+                "items_read_per_delivery_p50": percentile(&mut reads, 0.5),
+                "items_read_per_delivery_p99": percentile(&mut reads, 0.99),
+                "items_written_per_delivery": written as f64 / deliveries as f64,
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 /// 1,000 principals at once, two calls each of ten instances: a thousand incidents
 /// opening together, within the detector's reserved concurrency (here, the containers).
 async fn storm(principals: usize) -> Value {
@@ -249,8 +304,20 @@ async fn main() {
         println!("\nstorm: {s}");
         s
     };
-    let report =
-        json!({"runs": runs, "storm": storm, "ids_per_call": IDS_PER_CALL, "machine": machine()});
+    let routine_principals: usize = std::env::var("ROUTINE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100);
+    let routine = if routine_principals == 0 {
+        Value::Null
+    } else {
+        eprintln!("routine traffic of {routine_principals} principals...");
+        let r = routine(routine_principals).await;
+        println!("\nroutine: {r}");
+        r
+    };
+    let report = json!({"runs": runs, "storm": storm, "routine": routine,
+                        "ids_per_call": IDS_PER_CALL, "machine": machine()});
     let path = tripwire_localstack::target_dir().join("bench-scale.json");
     std::fs::write(
         &path,
@@ -267,7 +334,10 @@ async fn main() {
     }) || (storm != Value::Null
         && (n(&storm, "dlq") != 0
             || n(&storm, "incidents_opened") != principals as u64
-            || n(&storm, "detected_alerts") != principals as u64));
+            || n(&storm, "detected_alerts") != principals as u64))
+        || routine
+            .as_object()
+            .is_some_and(|r| r.values().any(|g| n(g, "dlq") != 0 || n(g, "errors") != 0));
     if failed {
         eprintln!("bench-scale: a run lost, failed or miscounted events");
         std::process::exit(1);
