@@ -1414,6 +1414,25 @@ async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_wh
         .unwrap();
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("no incident no-such-incident"));
+    // The whole incident replayed from a dead-letter queue: every call a duplicate.
+    for e in &envelopes {
+        assert_eq!(outcome(&stack.invoke(e).await.unwrap()), "duplicate");
+    }
+    // The 20,001st instance counts once, and nobody is paged as if it were new.
+    let last = Burst::new("role/vendor/cleanup-task@222222222222", "wipe-last")
+        .at(1_515_535_740_000 + 4_000)
+        .envelopes();
+    let out = stack.invoke(&last[0]).await.unwrap();
+    assert_eq!(
+        (outcome(&out), &out[0]["instances"]),
+        ("joined", &json!(20_001)),
+        "{out}"
+    );
+    assert_eq!(outcome(&stack.invoke(&last[0]).await.unwrap()), "duplicate");
+    assert!(
+        !kinds(&stack.alerts().await).contains(&"detected".to_owned()),
+        "one incident, paged once"
+    );
     stack.save_observed_actions("wipe").await;
 }
 

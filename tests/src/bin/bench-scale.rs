@@ -292,10 +292,7 @@ async fn main() {
         );
         runs.push(r);
     }
-    let principals: usize = std::env::var("STORM")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
+    let principals = principals_from_env("STORM", 1000);
     let storm = if principals == 0 {
         Value::Null
     } else {
@@ -304,17 +301,14 @@ async fn main() {
         println!("\nstorm: {s}");
         s
     };
-    let routine_principals: usize = std::env::var("ROUTINE")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(100);
-    let routine = if routine_principals == 0 {
-        Value::Null
-    } else {
-        eprintln!("routine traffic of {routine_principals} principals...");
-        let r = routine(routine_principals).await;
-        println!("\nroutine: {r}");
-        r
+    let routine = match principals_from_env("ROUTINE", 100) {
+        0 => Value::Null,
+        n => {
+            eprintln!("routine traffic of {n} principals...");
+            let r = routine(n).await;
+            println!("\nroutine: {r}");
+            r
+        }
     };
     let report = json!({"runs": runs, "storm": storm, "routine": routine,
                         "ids_per_call": IDS_PER_CALL, "machine": machine()});
@@ -342,6 +336,14 @@ async fn main() {
         eprintln!("bench-scale: a run lost, failed or miscounted events");
         std::process::exit(1);
     }
+}
+
+/// A count from the environment (`0` skips that part), else `default`.
+fn principals_from_env(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }
 
 fn machine() -> String {
