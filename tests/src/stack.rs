@@ -131,12 +131,21 @@ pub fn binary_in(profile: &str, name: &str) -> PathBuf {
     path
 }
 
-/// A free loopback port.
+/// A free loopback port, never one this process was given before: the kernel can hand
+/// the same port to two binds in a row once the first listener is dropped, and a stack
+/// that got one port for moto and an emulator talked to the emulator as moto and hung.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free loopback port")
+    static GIVEN: std::sync::Mutex<std::collections::BTreeSet<u16>> =
+        std::sync::Mutex::new(std::collections::BTreeSet::new());
+    loop {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free loopback port");
+        if GIVEN.lock().map_or(true, |mut g| g.insert(port)) {
+            return port;
+        }
+    }
 }
 
 /// Waits up to a minute for a server to listen on `port`; `logs` is named if it does not.
@@ -277,6 +286,13 @@ impl Stack {
         wait_for_port(moto_port, "moto_server", &stack.logs);
         for &(name, port, _) in &functions {
             wait_for_port(port, &format!("the {name} emulator"), &stack.logs);
+        }
+        // Something else on moto's port answers as well as moto: fail here, not hang.
+        if let Ok(Some(status)) = stack.children[0].try_wait() {
+            panic!(
+                "moto_server exited ({status}); see {}",
+                stack.logs.display()
+            );
         }
         if opts.faults {
             let port = free_port();
