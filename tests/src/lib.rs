@@ -13,5 +13,5 @@ pub mod runaway;
 pub mod stack;
 
 pub use events::Burst;
-pub use probe::{percent_decode, Received};
+pub use probe::{largest_of, percent_decode, Received};
 pub use stack::*;

@@ -6,6 +6,15 @@ use crate::stack::{function_key, target_dir, Stack, HARNESS_KEY, OPERATOR_KEY};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
+/// The largest of [`Stack::largest_items`]'s items, named `pk / sk`, with its size.
+pub fn largest_of(by_kind: &BTreeMap<String, (String, usize)>) -> (String, usize) {
+    by_kind
+        .values()
+        .max_by_key(|(_, size)| *size)
+        .cloned()
+        .unwrap_or_default()
+}
+
 /// One request in moto's recording.
 struct Recorded {
     caller: &'static str,
@@ -200,11 +209,7 @@ impl Stack {
     /// The largest item in the table and its size by DynamoDB's rules (moto enforces the
     /// 400 KB limit on PutItem but not on UpdateItem, so the tests measure it).
     pub async fn largest_item(&self) -> (String, usize) {
-        self.largest_items()
-            .await
-            .into_values()
-            .max_by_key(|(_, size)| *size)
-            .unwrap_or_default()
+        largest_of(&self.largest_items().await)
     }
 
     /// The largest item of each kind (the partition key up to its first `#`: `W`, `I`,

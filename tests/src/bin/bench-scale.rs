@@ -119,11 +119,7 @@ async fn wipe(instances: usize) -> Value {
         .filter_map(|v| v["fields"]["total_ms"].as_f64())
         .collect();
     let largest = stack.largest_items().await;
-    let (item, max_item_bytes) = largest
-        .values()
-        .max_by_key(|(_, size)| *size)
-        .cloned()
-        .unwrap_or_default();
+    let (item, max_item_bytes) = tripwire_localstack::largest_of(&largest);
     // Each kind's largest item: an update bills the item's whole size, so these say
     // what each write on the principal's partitions costs.
     let largest_by_kind: serde_json::Map<String, Value> = largest
