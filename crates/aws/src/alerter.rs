@@ -1,5 +1,7 @@
-//! Sends rendered alerts to SNS, with one message per protocol and filterable attributes.
+//! Sends rendered alerts to SNS, with one message per protocol and filterable
+//! attributes, and then onto the alert bus when one is configured.
 
+use crate::bus::AlertBus;
 use crate::error::{aws_error, Error, Port};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
@@ -7,12 +9,13 @@ use tripwire_engine::alert::Alert;
 use tripwire_pipeline::Alerts;
 
 /// The SNS alerter: the alert topic, and for the tripwire's own alarms the second
-/// channel when one is configured.
+/// channel when one is configured; then the alert bus, when one is.
 #[derive(Debug, Clone)]
 pub struct Alerter {
     client: Client,
     topic_arn: String,
     alarm_topic_arn: Option<String>,
+    bus: Option<AlertBus>,
 }
 
 #[derive(serde::Serialize)]
@@ -39,7 +42,14 @@ impl Alerter {
             client,
             topic_arn: topic_arn.into(),
             alarm_topic_arn: None,
+            bus: None,
         }
+    }
+
+    /// Also puts every alert on `bus` (chat, PagerDuty and Security Hub rules read it).
+    pub fn with_bus(mut self, bus: Option<AlertBus>) -> Self {
+        self.bus = bus;
+        self
     }
 
     /// Sends the tripwire's own alarms ([`AlertKind::is_own_alarm`]) to `topic_arn`
@@ -54,8 +64,27 @@ impl Alerter {
 }
 
 impl Alerts for Alerter {
-    /// Publishes `alert`; returns the SNS message ID.
+    /// Publishes `alert`, then puts it on the bus; returns the SNS message ID. Only SNS
+    /// fails the publish: a retry after the page went out would page twice, so a bus
+    /// that refuses is logged (`alert_bus_failed`) and the page stands.
     async fn publish(&self, alert: &Alert) -> Result<String, Error> {
+        let id = self.publish_to_sns(alert).await?;
+        if let Some(bus) = &self.bus {
+            if let Err(e) = bus.put(alert).await {
+                tracing::warn!(
+                    outcome = "alert_bus_failed",
+                    kind = alert.kind.as_str(),
+                    error = %e,
+                    "the page went out; the alert bus refused its event"
+                );
+            }
+        }
+        Ok(id)
+    }
+}
+
+impl Alerter {
+    async fn publish_to_sns(&self, alert: &Alert) -> Result<String, Error> {
         let message = serde_json::to_string(&PerProtocol {
             default: &alert.text,
             email: &alert.text,
@@ -123,6 +152,7 @@ mod tests {
             text: "text".into(),
             json: "{\"a\":1}".into(),
             account: "222222222222".into(),
+            card: Default::default(),
         };
         let id = Alerter::new(client, "arn:aws:sns:us-east-1:123456789012:t")
             .publish(&alert)
@@ -168,6 +198,7 @@ mod tests {
                 text: "t".into(),
                 json: "{}".into(),
                 account: "222222222222".into(),
+                card: Default::default(),
             };
             alerter.publish(&alert).await.unwrap();
         }

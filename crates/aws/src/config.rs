@@ -115,6 +115,39 @@ pub fn alarm_topic_arn(env: Env) -> Result<Option<String>, Error> {
         .transpose()
 }
 
+/// The alert bus (name or ARN): every alert is also put there as an EventBridge event;
+/// optional.
+pub const ALERT_BUS: &str = "TRIPWIRE_ALERT_BUS";
+
+/// Reads the alert bus, when set.
+pub fn alert_bus(env: Env) -> Result<Option<String>, Error> {
+    let Some(b) = env(ALERT_BUS)
+        .map(|b| b.trim().to_owned())
+        .filter(|b| !b.is_empty())
+    else {
+        return Ok(None);
+    };
+    let name = if b.starts_with("arn:") {
+        let ok = b.split(':').nth(2) == Some("events") && b.contains(":event-bus/");
+        ok.then(|| b.rsplit('/').next().unwrap_or_default().to_owned())
+    } else {
+        Some(b.clone())
+    };
+    // EventBridge bus names: 1 to 256 of letters, digits, `.`, `-`, `_`.
+    match name {
+        Some(n)
+            if (1..=256).contains(&n.len())
+                && n.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || b"._-".contains(&c)) =>
+        {
+            Ok(Some(b))
+        }
+        _ => Err(Error::Config(format!(
+            "{ALERT_BUS}=`{b}` is not an EventBridge bus name or ARN"
+        ))),
+    }
+}
+
 /// Reads and checks the containment role name.
 pub fn containment_role(env: Env) -> Result<String, Error> {
     let r = required(env, CONTAINMENT_ROLE)?;
@@ -144,6 +177,8 @@ pub struct DetectorConfig {
     pub responder_function: String,
     /// The second channel for tamper alerts, when set.
     pub alarm_topic_arn: Option<String>,
+    /// The alert bus, when set.
+    pub alert_bus: Option<String>,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
 }
@@ -157,6 +192,7 @@ impl DetectorConfig {
             topic_arn: topic_arn(env)?,
             responder_function: required(env, RESPONDER_FUNCTION)?,
             alarm_topic_arn: alarm_topic_arn(env)?,
+            alert_bus: alert_bus(env)?,
             tls_roots: tls_roots(env)?,
         })
     }
@@ -174,6 +210,8 @@ pub struct WatchdogConfig {
     pub topic_arn: String,
     /// The second channel, when set.
     pub alarm_topic_arn: Option<String>,
+    /// The alert bus, when set.
+    pub alert_bus: Option<String>,
     /// The canary interval, in ms.
     pub interval: Millis,
     /// The member StackSet and how to list its instances, when set: its instances that
@@ -237,6 +275,7 @@ impl WatchdogConfig {
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             alarm_topic_arn: alarm_topic_arn(env)?,
+            alert_bus: alert_bus(env)?,
             interval,
             stack_set,
             never_seen_grace,
@@ -254,6 +293,8 @@ pub struct ResponderConfig {
     pub table: String,
     /// SNS topic.
     pub topic_arn: String,
+    /// The alert bus, when set.
+    pub alert_bus: Option<String>,
     /// Containment role name.
     pub containment_role: String,
     /// The tripwire's own roles in the security account (exact ARNs), never contained.
@@ -283,8 +324,49 @@ impl ResponderConfig {
             policy: policy(env)?,
             table: table(env)?,
             topic_arn: topic_arn(env)?,
+            alert_bus: alert_bus(env)?,
             containment_role: containment_role(env)?,
             own_roles,
+            tls_roots: tls_roots(env)?,
+        })
+    }
+}
+
+/// The account the findings are imported in (the central stack's).
+pub const FINDINGS_ACCOUNT: &str = "TRIPWIRE_FINDINGS_ACCOUNT";
+/// Its partition (`aws`, `aws-us-gov`, `aws-cn`).
+pub const PARTITION: &str = "TRIPWIRE_PARTITION";
+
+/// The findings function's configuration.
+#[derive(Debug, Clone)]
+pub struct FindingsConfig {
+    /// Where findings are imported.
+    pub context: tripwire_engine::destination::FindingContext,
+    /// Root certificates for AWS endpoints.
+    pub tls_roots: TlsRoots,
+}
+
+impl FindingsConfig {
+    /// Reads every variable the findings function needs.
+    pub fn from_env(env: Env) -> Result<Self, Error> {
+        let account = required(env, FINDINGS_ACCOUNT)?;
+        if account.len() != 12 || !account.bytes().all(|c| c.is_ascii_digit()) {
+            return Err(Error::Config(format!(
+                "{FINDINGS_ACCOUNT}=`{account}` is not an account ID"
+            )));
+        }
+        let partition = required(env, PARTITION)?;
+        if !matches!(partition.as_str(), "aws" | "aws-us-gov" | "aws-cn") {
+            return Err(Error::Config(format!(
+                "{PARTITION}=`{partition}` is not aws, aws-us-gov or aws-cn"
+            )));
+        }
+        Ok(FindingsConfig {
+            context: tripwire_engine::destination::FindingContext {
+                account,
+                region: required(env, "AWS_REGION")?,
+                partition,
+            },
             tls_roots: tls_roots(env)?,
         })
     }
@@ -326,6 +408,15 @@ mod tests {
         assert_eq!(d.tls_roots, TlsRoots::System);
         let r = ResponderConfig::from_env(&env(GOOD)).unwrap();
         assert!(r.own_roles.is_empty());
+        assert_eq!(r.alert_bus, None);
+        for bus in [
+            "tripwire-alerts",
+            "arn:aws-us-gov:events:us-gov-west-1:123456789012:event-bus/tripwire-alerts",
+        ] {
+            let with_bus: Vec<_> = GOOD.iter().copied().chain([(ALERT_BUS, bus)]).collect();
+            let d = DetectorConfig::from_env(&env(&with_bus)).unwrap();
+            assert_eq!(d.alert_bus.as_deref(), Some(bus));
+        }
         let own: Vec<_> = GOOD
             .iter()
             .copied()
@@ -361,6 +452,12 @@ mod tests {
             (CONTAINMENT_ROLE, Some("role/x"), CONTAINMENT_ROLE),
             (OWN_ROLES, Some("tripwire-*"), OWN_ROLES),
             (TLS_ROOTS, Some("native"), TLS_ROOTS),
+            (ALERT_BUS, Some("tripwire alerts"), ALERT_BUS),
+            (
+                ALERT_BUS,
+                Some("arn:aws:sns:us-east-1:123456789012:t"),
+                ALERT_BUS,
+            ),
         ];
         for (var, value, want) in cases {
             let mut pairs: Vec<(&str, &str)> =

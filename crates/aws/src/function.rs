@@ -46,6 +46,12 @@ impl Logged for Vec<tripwire_pipeline::watchdog::Paged> {
     }
 }
 
+impl Logged for crate::findings::Recorded {
+    fn log(&self, t: &Timing, _deadline: Millis, request_id: &str) {
+        tracing::info!(recorded = ?self, total_ms = t.total_ms, aws_ms = %t.aws_ms, request_id, "alert recorded in Security Hub");
+    }
+}
+
 impl Logged for Option<ResponderOutcome> {
     fn log(&self, t: &Timing, _deadline: Millis, request_id: &str) {
         match self {

@@ -7,10 +7,12 @@
 //! and the function binaries only call [`detector_from_env`] / [`responder_from_env`].
 
 pub mod alerter;
+pub mod bus;
 pub mod config;
 pub mod contain;
 pub mod deployments;
 pub mod error;
+pub mod findings;
 pub mod function;
 pub mod invoke;
 pub mod logging;
@@ -55,7 +57,9 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
     Ok(tripwire_pipeline::watchdog::Watchdog::new(
         store::WindowStore::new(client(&sdk), cfg.table),
-        alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_alarm_topic(cfg.alarm_topic_arn),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn)
+            .with_alarm_topic(cfg.alarm_topic_arn)
+            .with_bus(alert_bus(&sdk, cfg.alert_bus)),
         SystemClock,
         cfg.interval,
     )
@@ -73,7 +77,9 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<Detector, Error> 
     Ok(Detector::new(
         cfg.policy,
         store::WindowStore::new(client(&sdk), cfg.table),
-        alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_alarm_topic(cfg.alarm_topic_arn),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn)
+            .with_alarm_topic(cfg.alarm_topic_arn)
+            .with_bus(alert_bus(&sdk, cfg.alert_bus)),
         invoke::ResponderInvoker::new(client(&sdk), cfg.responder_function),
         SystemClock,
     ))
@@ -89,7 +95,18 @@ pub async fn responder_from_env(env: config::Env<'_>) -> Result<Responder, Error
         cfg.containment_role.clone(),
         contain::Containment::new(&sdk, cfg.containment_role),
         store::WindowStore::new(client(&sdk), cfg.table),
-        alerter::Alerter::new(client(&sdk), cfg.topic_arn),
+        alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_bus(alert_bus(&sdk, cfg.alert_bus)),
         SystemClock,
     ))
+}
+
+fn alert_bus(sdk: &aws_config::SdkConfig, bus: Option<String>) -> Option<bus::AlertBus> {
+    bus.map(|b| bus::AlertBus::new(client(sdk), b))
+}
+
+/// The findings importer, built from the environment and [`function_sdk_config`].
+pub async fn findings_from_env(env: config::Env<'_>) -> Result<findings::Findings, Error> {
+    let cfg = config::FindingsConfig::from_env(env)?;
+    let sdk = function_sdk_config(env, cfg.tls_roots).await?;
+    Ok(findings::Findings::new(client(&sdk), cfg.context))
 }

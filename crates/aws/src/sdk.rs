@@ -28,7 +28,9 @@ from_sdk!(
     aws_sdk_lambda,
     aws_sdk_iam,
     aws_sdk_sts,
-    aws_sdk_cloudformation
+    aws_sdk_cloudformation,
+    aws_sdk_eventbridge,
+    aws_sdk_securityhub
 );
 
 /// The one way to build a client: from `sdk`, with the stage timer, so every AWS call

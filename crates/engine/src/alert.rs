@@ -10,7 +10,7 @@ use serde::Serialize;
 use std::fmt::Write as _;
 
 /// What an alert reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum AlertKind {
     /// A burst crossed the threshold: an incident opened.
@@ -27,6 +27,8 @@ pub enum AlertKind {
     CoverageLost,
     /// It speaks again.
     CoverageRestored,
+    /// `tripwire release` lifted containment and closed the incident.
+    Released,
 }
 
 impl AlertKind {
@@ -40,6 +42,7 @@ impl AlertKind {
             AlertKind::Tamper => "tamper",
             AlertKind::CoverageLost => "coverage_lost",
             AlertKind::CoverageRestored => "coverage_restored",
+            AlertKind::Released => "released",
         }
     }
 
@@ -57,7 +60,7 @@ impl AlertKind {
         match self {
             AlertKind::Detected | AlertKind::ContainmentFailed => "critical",
             AlertKind::Update | AlertKind::Tamper | AlertKind::CoverageLost => "high",
-            AlertKind::Contained | AlertKind::CoverageRestored => "info",
+            AlertKind::Contained | AlertKind::CoverageRestored | AlertKind::Released => "info",
         }
     }
 }
@@ -75,6 +78,44 @@ pub struct Alert {
     pub json: String,
     /// The account where the instances died (message attribute `account`).
     pub account: String,
+    /// What the chat card, the page and the finding show ([`crate::destination`]).
+    pub card: Card,
+}
+
+/// An alert as the other destinations show it: chat, PagerDuty, Security Hub.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Card {
+    /// The same for every alert about one incident (its ID) or one alarm (the tamper
+    /// call, the account and region that fell silent): chat threads on it, PagerDuty
+    /// deduplicates on it, and Security Hub's finding is named by it.
+    pub key: String,
+    /// Which rule raised it: the incident's lane (`burst`, …), `tamper` or `coverage`.
+    pub rule: String,
+    /// One line, markdown.
+    pub title: String,
+    /// What happened, who, the counts and containment, in markdown lines.
+    pub description: String,
+    /// The runbook's steps.
+    pub next_steps: Vec<String>,
+    /// Short tags a chat channel can search for.
+    pub keywords: Vec<String>,
+    /// What it is about: the principal, the account, as ASFF resource types and IDs
+    /// (`AwsIamRole` and its ARN, `AwsAccount` and `AWS::::Account:ID`, …).
+    pub resources: Vec<(String, String)>,
+    /// Extra facts, as key and value.
+    pub context: Vec<(String, String)>,
+    /// The region the alert is about.
+    pub region: String,
+    /// The first and the latest event it counts.
+    pub first_seen: Millis,
+    /// The latest event it counts.
+    pub last_seen: Millis,
+    /// When the incident opened (the same in every one of its alerts); for an alarm, its event.
+    pub opened: Millis,
+    /// The alert's time.
+    pub time: Millis,
+    /// It ends what the key began: release, coverage restored.
+    pub resolves: bool,
 }
 
 /// Where containment of an incident stands. The snake_case names are in the alerts'
@@ -245,6 +286,9 @@ pub fn render(
         (AlertKind::ContainmentFailed, _) => {
             format!("TRIPWIRE CONTAINMENT FAILED: {who} in {}", incident.account)
         }
+        (AlertKind::Released, _) => {
+            format!("TRIPWIRE RELEASED: {who} in {}", incident.account)
+        }
     };
     let text = text_body(kind, incident, status, window, now, window_degraded);
     let machine = Machine {
@@ -257,10 +301,126 @@ pub fn render(
     };
     Alert {
         kind,
+        card: incident_card(kind, incident, status, &subject, now),
         subject: subject_safe(&subject),
         text,
         json: serde_json::to_string(&machine).unwrap_or_default(),
         account: incident.account.clone(),
+    }
+}
+
+/// The ASFF resource type of a principal ARN.
+fn resource_type(arn: &str) -> &'static str {
+    match short_principal(arn).split('/').next() {
+        Some("role") => "AwsIamRole",
+        Some("user") => "AwsIamUser",
+        _ => "Other",
+    }
+}
+
+fn account_resource(account: &str) -> (String, String) {
+    ("AwsAccount".into(), format!("AWS::::Account:{account}"))
+}
+
+fn incident_card(
+    kind: AlertKind,
+    i: &Incident,
+    status: &ContainmentStatus,
+    subject: &str,
+    now: Millis,
+) -> Card {
+    let lane = i.kind.kind();
+    let mut d = String::new();
+    let who = match i.kind {
+        Lane::Account => format!("{} principal(s)", i.principals.len()),
+        _ => format!("`{}`", i.principal_arn),
+    };
+    let _ = match i.kind {
+        Lane::Attempt => writeln!(
+            d,
+            "*{who}* made *{}* failed TerminateInstances calls in account `{}`; nothing was terminated.",
+            i.attempts, i.account
+        ),
+        _ => writeln!(
+            d,
+            "*{who}* terminated *{}* instance(s) in account `{}` ({}), crossing the threshold of {}.",
+            i.instances(),
+            i.account,
+            i.regions.iter().cloned().collect::<Vec<_>>().join(", "),
+            i.threshold
+        ),
+    };
+    let _ = writeln!(
+        d,
+        "First termination {}, threshold crossed {}, latest {}.",
+        format_millis(i.first_event_time),
+        format_millis(i.trigger_time),
+        format_millis(i.last_event_time)
+    );
+    if i.cross_account {
+        let _ = writeln!(d, "The session was chained from another account.");
+    }
+    if let Some(arn) = i.origin.as_ref().and_then(|o| o.principal_arn.as_ref()) {
+        let _ = writeln!(d, "The session chain began with `{arn}`.");
+    }
+    let _ = writeln!(
+        d,
+        "*Containment: {}* ({}). {}",
+        status.state.as_str().replace('_', " "),
+        i.containment.scope.map_or_else(
+            || "no scope".to_owned(),
+            |s| format!("scope {}", s.as_str())
+        ),
+        status.detail
+    );
+    let mut next_steps = vec![format!(
+        "Verify the TerminateInstances calls in CloudTrail ({}, from {}) and ask the owner of {who} what it runs.",
+        i.region,
+        format_millis(i.first_event_time)
+    )];
+    if kind == AlertKind::Released {
+        next_steps.push("Containment is lifted; a new burst opens a new incident.".into());
+    } else {
+        next_steps.push(format!(
+            "If it is legitimate: `tripwire release --account {} --principal {}`",
+            i.account, i.principal_arn
+        ));
+        next_steps.push("If not: keep it contained, rotate its credentials, restore the instances (`tripwire incident export` lists them).".into());
+    }
+    let mut resources = Vec::new();
+    if i.kind != Lane::Account {
+        resources.push((
+            resource_type(&i.principal_arn).into(),
+            i.principal_arn.clone(),
+        ));
+    }
+    resources.push(account_resource(&i.account));
+    Card {
+        key: i.id.clone(),
+        rule: lane.into(),
+        title: subject.into(),
+        description: d,
+        next_steps,
+        keywords: vec![
+            "tripwire".into(),
+            kind.as_str().into(),
+            lane.into(),
+            i.account.clone(),
+        ],
+        resources,
+        context: vec![
+            ("incident".into(), i.id.clone()),
+            ("account".into(), i.account.clone()),
+            ("instances".into(), i.instances().to_string()),
+            ("containment".into(), status.state.as_str().into()),
+            ("trigger_event".into(), i.trigger_event_id.clone()),
+        ],
+        region: i.region.clone(),
+        first_seen: i.first_event_time,
+        last_seen: i.last_event_time,
+        opened: i.trigger_time,
+        time: now,
+        resolves: kind == AlertKind::Released,
     }
 }
 
@@ -337,8 +497,46 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
         recontain,
         alert_time: now,
     };
+    let card = Card {
+        key: format!("tamper-{}", t.event_id),
+        rule: "tamper".into(),
+        title: subject.clone(),
+        description: format!(
+            "*{}* ({}) on `{}` by `{}` in account `{}` {}{}.\n{}",
+            t.event_name,
+            t.event_source,
+            t.target,
+            t.principal_arn,
+            t.account,
+            t.region,
+            t.error_code
+                .as_ref()
+                .map_or_else(String::new, |c| format!(", failed with {c}")),
+            recontain.map_or_else(String::new, |n| format!("Recontain: {n}"))
+        ),
+        next_steps: vec![
+            format!("Ask the owner of {who} whether this was planned."),
+            "If not, restore the tripwire (redeploy the member stack, restart logging, re-enable the key) and treat the caller as compromised.".into(),
+        ],
+        keywords: vec!["tripwire".into(), "tamper".into(), t.event_name.clone(), t.account.clone()],
+        resources: vec![
+            (resource_type(&t.principal_arn).into(), t.principal_arn.clone()),
+            account_resource(&t.account),
+        ],
+        context: vec![
+            ("event_id".into(), t.event_id.clone()),
+            ("target".into(), t.target.clone()),
+        ],
+        region: t.region.clone(),
+        first_seen: t.event_time,
+        last_seen: t.event_time,
+        opened: t.event_time,
+        time: now,
+        resolves: false,
+    };
     Alert {
         kind: AlertKind::Tamper,
+        card,
         subject: subject_safe(&subject),
         text,
         json: serde_json::to_string(&json).unwrap_or_default(),
@@ -435,8 +633,10 @@ pub fn render_coverage(
         interval_s: interval / 1000,
         alert_time: now,
     };
+    let card = coverage_card(&s.account, &s.region, &subject, &text, s.last, now, !lost);
     Alert {
         kind,
+        card,
         subject: subject_safe(&subject),
         text,
         json: serde_json::to_string(&json).unwrap_or_default(),
@@ -513,12 +713,60 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
         silent_s: silent,
         alert_time: now,
     };
+    let card = coverage_card(&d.account, &d.region, &subject, &text, listed, now, false);
     Alert {
         kind: AlertKind::CoverageLost,
+        card,
         subject: subject_safe(&subject),
         text,
         json: serde_json::to_string(&json).unwrap_or_default(),
         account: d.account.clone(),
+    }
+}
+
+/// A coverage alarm's card: keyed by the account and region, so `coverage_restored`
+/// resolves the page `coverage_lost` opened.
+fn coverage_card(
+    account: &str,
+    region: &str,
+    subject: &str,
+    text: &str,
+    since: Millis,
+    now: Millis,
+    restored: bool,
+) -> Card {
+    // The text's first paragraph says what happened; its numbered lines are the checks.
+    let mut paragraphs = text.split("\n\n");
+    let description = paragraphs.next().unwrap_or_default().to_owned();
+    let next_steps = text
+        .lines()
+        .filter_map(|l| l.trim_start().split_once(". "))
+        .filter(|(n, _)| n.parse::<u8>().is_ok())
+        .map(|(_, step)| step.to_owned())
+        .collect();
+    Card {
+        key: format!("coverage-{account}-{region}"),
+        rule: "coverage".into(),
+        title: subject.into(),
+        description,
+        next_steps,
+        keywords: vec![
+            "tripwire".into(),
+            "coverage".into(),
+            account.into(),
+            region.into(),
+        ],
+        resources: vec![account_resource(account)],
+        context: vec![
+            ("account".into(), account.into()),
+            ("region".into(), region.into()),
+        ],
+        region: region.into(),
+        first_seen: since,
+        last_seen: since,
+        opened: since,
+        time: now,
+        resolves: restored,
     }
 }
 
@@ -543,6 +791,7 @@ fn text_body(
         AlertKind::ContainmentFailed => {
             "TRIPWIRE CONTAINMENT FAILED: the principal is NOT contained. Act now."
         }
+        AlertKind::Released => "TRIPWIRE RELEASED: containment was lifted and the incident closed.",
     };
     let _ = writeln!(t, "{headline}\n");
     let _ = writeln!(t, "What happened");

@@ -7,6 +7,7 @@
 pub mod alert;
 pub mod armed;
 pub mod containment;
+pub mod destination;
 pub mod incident;
 pub mod initiator;
 pub mod policy;
