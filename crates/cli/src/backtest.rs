@@ -1,10 +1,12 @@
-//! Reading an archive: walk folders, decompress and scan files in parallel, then hand
-//! the terminations to the engine's replay. Memory holds one file per worker plus the
-//! (small) TerminateInstances calls, never the whole archive.
+//! Reading an archive: walk folders and S3 prefixes, decompress and scan files in
+//! parallel, then hand the terminations to the engine's replay. Memory holds one file per
+//! worker plus the (small) TerminateInstances calls, never the whole archive.
 
 use anyhow::Result;
 use rayon::prelude::*;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 use tripwire_engine::replay::{replay_events, ReplayResult};
 use tripwire_engine::{scan_events, Events, Policy, ScanCounts};
@@ -30,46 +32,246 @@ pub struct Report {
 
 const EXTENSIONS: [&str; 4] = [".json", ".jsonl", ".json.gz", ".jsonl.gz"];
 
-fn wanted(p: &Path) -> bool {
-    let name = p.file_name().and_then(|n| n.to_str()).unwrap_or("");
+/// Whether a file or key is one the backtest reads, by its name.
+pub fn wanted_name(name: &str) -> bool {
+    let name = name.rsplit('/').next().unwrap_or(name);
     EXTENSIONS.iter().any(|e| name.ends_with(e))
 }
 
-fn walk(path: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+/// A UTC day, as `YYYYMMDD`.
+type Day = u32;
+
+/// What `--since`, `--until`, `--accounts` and `--regions` keep, read from the CloudTrail
+/// key layout `AWSLogs/[o-ID/]ACCOUNT/CloudTrail/REGION/YYYY/MM/DD/…`. A key without
+/// that layout is kept: there is nothing to narrow it by. Within the layout only the
+/// `CloudTrail` folder is read (not `CloudTrail-Digest` or `CloudTrail-Insight`).
+#[derive(Debug, Clone, Default)]
+pub struct Narrow {
+    /// The first day kept.
+    pub since: Option<Day>,
+    /// The last day kept.
+    pub until: Option<Day>,
+    /// Accounts kept (every one when empty).
+    pub accounts: BTreeSet<String>,
+    /// Regions kept (every one when empty).
+    pub regions: BTreeSet<String>,
+}
+
+/// Parses `YYYY-MM-DD` into a [`Day`].
+pub fn parse_day(s: &str) -> Result<Day> {
+    let bad = || anyhow::anyhow!("`{s}` is not a day (YYYY-MM-DD)");
+    let mut it = s.split('-');
+    let (y, m, d) = (
+        it.next().ok_or_else(bad)?,
+        it.next().ok_or_else(bad)?,
+        it.next().ok_or_else(bad)?,
+    );
+    if it.next().is_some() || y.len() != 4 || m.len() != 2 || d.len() != 2 {
+        return Err(bad());
+    }
+    let (y, m, d): (u32, u32, u32) = (
+        y.parse().map_err(|_| bad())?,
+        m.parse().map_err(|_| bad())?,
+        d.parse().map_err(|_| bad())?,
+    );
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return Err(bad());
+    }
+    Ok(y * 10_000 + m * 100 + d)
+}
+
+/// The parts of a key the layout names, as far as the key goes.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Parts<'a> {
+    account: Option<&'a str>,
+    service: Option<&'a str>,
+    region: Option<&'a str>,
+    /// Year, month, day, as far as known.
+    date: Vec<u32>,
+}
+
+fn parts(key: &str) -> Option<Parts<'_>> {
+    let mut it = key
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .skip_while(|c| *c != "AWSLogs");
+    it.next()?;
+    let mut it = it.peekable();
+    if it.peek().is_some_and(|c| c.starts_with("o-")) {
+        it.next();
+    }
+    let mut p = Parts {
+        account: it.next(),
+        service: it.next(),
+        region: it.next(),
+        date: Vec::new(),
+    };
+    for c in it.take(3) {
+        match c.parse::<u32>() {
+            Ok(n) if c.len() <= 4 => p.date.push(n),
+            _ => break,
+        }
+    }
+    Some(p)
+}
+
+impl Narrow {
+    /// Nothing to narrow by.
+    pub fn is_empty(&self) -> bool {
+        self.since.is_none()
+            && self.until.is_none()
+            && self.accounts.is_empty()
+            && self.regions.is_empty()
+    }
+
+    /// Whether `key` (a prefix or a whole key) can hold what the filters keep.
+    pub fn admits(&self, key: &str) -> bool {
+        let Some(p) = parts(key) else {
+            return true;
+        };
+        if p.account
+            .is_some_and(|a| !self.accounts.is_empty() && !self.accounts.contains(a))
+        {
+            return false;
+        }
+        if p.service.is_some_and(|s| s != "CloudTrail") {
+            return false;
+        }
+        if p.region
+            .is_some_and(|r| !self.regions.is_empty() && !self.regions.contains(r))
+        {
+            return false;
+        }
+        // The days this much of the date spans, against the kept range.
+        let (first, last) = match p.date[..] {
+            [] => return true,
+            [y] => (y * 10_000 + 101, y * 10_000 + 1231),
+            [y, m] => (y * 10_000 + m * 100 + 1, y * 10_000 + m * 100 + 31),
+            [y, m, d, ..] => {
+                let day = y * 10_000 + m * 100 + d;
+                (day, day)
+            }
+        };
+        !matches!(self.since, Some(s) if last < s) && !matches!(self.until, Some(u) if first > u)
+    }
+
+    /// Whether everything under the prefix `key` is kept or ruled out by the key alone
+    /// from here on, so it can be listed without a delimiter.
+    pub fn settled(&self, key: &str) -> bool {
+        let Some(p) = parts(key) else {
+            // Outside the layout: walk down until AWSLogs shows, unless nothing narrows.
+            return self.is_empty() && !key.is_empty();
+        };
+        let dated = self.since.is_some() || self.until.is_some();
+        match (dated, self.regions.is_empty()) {
+            (true, _) => p.date.len() >= 3,
+            (false, false) => p.region.is_some(),
+            (false, true) => p.service.is_some(),
+        }
+    }
+}
+
+/// Counts shown while a backtest runs: on a terminal only (stderr; nothing on a pipe).
+pub struct Progress {
+    bar: indicatif::ProgressBar,
+    bytes: AtomicU64,
+    records: AtomicU64,
+    calls: AtomicU64,
+}
+
+impl Progress {
+    /// A progress bar on stderr, hidden unless stderr is a terminal.
+    pub fn new() -> Self {
+        let bar = indicatif::ProgressBar::with_draw_target(
+            Some(0),
+            indicatif::ProgressDrawTarget::stderr(),
+        );
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{elapsed_precise} [{bar:30}] {pos}/{len} files {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        Progress {
+            bar,
+            bytes: AtomicU64::new(0),
+            records: AtomicU64::new(0),
+            calls: AtomicU64::new(0),
+        }
+    }
+
+    /// More files to read.
+    pub fn add_files(&self, n: usize) {
+        self.bar.inc_length(n as u64);
+    }
+
+    /// One file read.
+    pub fn file_done(&self, s: &FileScan) {
+        let bytes = self.bytes.fetch_add(s.bytes, Ordering::Relaxed) + s.bytes;
+        let records =
+            self.records.fetch_add(s.counts.records, Ordering::Relaxed) + s.counts.records;
+        let n = s.events.terminations.len() as u64;
+        let calls = self.calls.fetch_add(n, Ordering::Relaxed) + n;
+        self.bar.set_message(format!(
+            "{:.1} MB, {records} records, {calls} TerminateInstances calls",
+            bytes as f64 / 1e6
+        ));
+        self.bar.inc(1);
+    }
+
+    /// Done scanning: the replay decides the incidents.
+    pub fn finish(&self, incidents: usize) {
+        self.bar.finish_with_message(format!(
+            "{:.1} MB, {} records, {} TerminateInstances calls, {incidents} incident(s)",
+            self.bytes.load(Ordering::Relaxed) as f64 / 1e6,
+            self.records.load(Ordering::Relaxed),
+            self.calls.load(Ordering::Relaxed),
+        ));
+    }
+}
+
+fn walk(path: &Path, narrow: &Narrow, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
     if path.is_dir() {
+        if !narrow.admits(&path.to_string_lossy()) {
+            return Ok(());
+        }
         let mut entries: Vec<PathBuf> = std::fs::read_dir(path)?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .collect();
         entries.sort();
         for e in entries {
-            walk(&e, out)?;
+            walk(&e, narrow, out)?;
         }
-    } else if wanted(path) {
-        out.push(path.to_owned());
+    } else {
+        let name = path.to_string_lossy();
+        if wanted_name(&name) && narrow.admits(&name) {
+            out.push(path.to_owned());
+        }
     }
     Ok(())
 }
 
-struct FileScan {
-    bytes: u64,
-    counts: ScanCounts,
-    events: Events,
-    corrupt: Option<CorruptFile>,
+/// One file's scan.
+pub struct FileScan {
+    pub bytes: u64,
+    pub counts: ScanCounts,
+    pub events: Events,
+    pub corrupt: Option<CorruptFile>,
 }
 
 /// Reads one file; gzip is recognised by its magic bytes, not its name.
-fn read_text(path: &Path) -> Result<String, String> {
+fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     let raw = std::fs::read(path).map_err(|e| e.to_string())?;
-    let bytes = if raw.starts_with(&[0x1f, 0x8b]) {
-        crate::gunzip::gunzip(&raw)?
+    if raw.starts_with(&[0x1f, 0x8b]) {
+        crate::gunzip::gunzip(&raw)
     } else {
-        raw
-    };
-    String::from_utf8(bytes)
-        .map_err(|e| format!("not UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+        Ok(raw)
+    }
 }
 
-fn scan_file(path: &Path) -> FileScan {
+/// Scans one file's bytes (or why they could not be read), named `name`.
+pub fn scan_text(name: &str, bytes: Result<Vec<u8>, String>) -> FileScan {
     let mut fs = FileScan {
         bytes: 0,
         counts: ScanCounts::default(),
@@ -78,11 +280,15 @@ fn scan_file(path: &Path) -> FileScan {
     };
     let corrupt = |error: String| {
         Some(CorruptFile {
-            path: path.display().to_string(),
+            path: name.to_owned(),
             error,
         })
     };
-    match read_text(path) {
+    let text = bytes.and_then(|b| {
+        String::from_utf8(b)
+            .map_err(|e| format!("not UTF-8 at byte {}", e.utf8_error().valid_up_to()))
+    });
+    match text {
         Ok(text) => {
             fs.bytes = text.len() as u64;
             if let Err(e) = scan_events(&text, &mut fs.counts, &mut fs.events) {
@@ -94,17 +300,36 @@ fn scan_file(path: &Path) -> FileScan {
     fs
 }
 
-/// Runs a backtest over `paths`.
-pub fn run(policy: &Policy, paths: &[PathBuf]) -> Result<Report> {
+/// Runs a backtest over `inputs` (local files and folders, `s3://` URIs), keeping what
+/// `narrow` admits.
+pub fn run(policy: &Policy, inputs: &[PathBuf], narrow: &Narrow) -> Result<Report> {
     let start = Instant::now();
+    let progress = Progress::new();
     let mut files = Vec::new();
-    for p in paths {
+    let mut uris = Vec::new();
+    for p in inputs {
+        if let Some(uri) = crate::s3::Uri::parse(&p.to_string_lossy()) {
+            uris.push(uri?);
+            continue;
+        }
         if !p.exists() {
             anyhow::bail!("{}: no such file or folder", p.display());
         }
-        walk(p, &mut files)?;
+        walk(p, narrow, &mut files)?;
     }
-    let scans: Vec<FileScan> = files.par_iter().map(|p| scan_file(p)).collect();
+    progress.add_files(files.len());
+    let mut scans: Vec<FileScan> = files
+        .par_iter()
+        .map(|p| {
+            let s = scan_text(&p.display().to_string(), read_file(p));
+            progress.file_done(&s);
+            s
+        })
+        .collect();
+    if !uris.is_empty() {
+        scans.extend(crate::s3::scan(&uris, narrow, &progress)?);
+    }
+    let files = scans.len();
     let mut scan_counts = ScanCounts::default();
     let mut events = Events::default();
     let mut corrupt_files = Vec::new();
@@ -120,12 +345,104 @@ pub fn run(policy: &Policy, paths: &[PathBuf]) -> Result<Report> {
         corrupt_files.extend(s.corrupt);
     }
     let result = replay_events(policy, events);
+    progress.finish(result.incidents.len());
     Ok(Report {
-        files: files.len(),
+        files,
         bytes,
         scan: scan_counts,
         corrupt_files,
         result,
         elapsed: start.elapsed(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn narrow(since: &str, until: &str, accounts: &[&str], regions: &[&str]) -> Narrow {
+        Narrow {
+            since: (!since.is_empty()).then(|| parse_day(since).unwrap()),
+            until: (!until.is_empty()).then(|| parse_day(until).unwrap()),
+            accounts: accounts.iter().map(|a| a.to_string()).collect(),
+            regions: regions.iter().map(|r| r.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn the_layout_narrows_by_account_region_and_day_and_keeps_what_it_cannot_read() {
+        let n = narrow(
+            "2018-01-09",
+            "2018-01-10",
+            &["111111111111"],
+            &["us-east-1"],
+        );
+        let key =
+            "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/01/09/f.json.gz";
+        for (k, want) in [
+            (key, true),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/01/11/f.json.gz",
+                false,
+            ),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/01/",
+                true,
+            ),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/02/",
+                false,
+            ),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2017/",
+                false,
+            ),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/eu-west-1/",
+                false,
+            ),
+            ("logs/AWSLogs/o-abc123def4/222222222222/", false),
+            (
+                "logs/AWSLogs/o-abc123def4/111111111111/CloudTrail-Digest/",
+                false,
+            ),
+            (
+                "AWSLogs/111111111111/CloudTrail/us-east-1/2018/01/10/x.json.gz",
+                true,
+            ),
+            ("logs/", true),
+            ("logs/AWSLogs/", true),
+            ("elsewhere/file.json", true),
+        ] {
+            assert_eq!(n.admits(k), want, "{k}");
+        }
+        assert!(!n.settled("logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/01/"));
+        assert!(
+            n.settled("logs/AWSLogs/o-abc123def4/111111111111/CloudTrail/us-east-1/2018/01/09/")
+        );
+        let regions_only = narrow("", "", &[], &["us-east-1"]);
+        assert!(regions_only.settled("AWSLogs/111111111111/CloudTrail/us-east-1/"));
+        assert!(!regions_only.settled("AWSLogs/111111111111/CloudTrail/"));
+        let nothing = Narrow::default();
+        assert!(nothing.settled("AWSLogs/111111111111/CloudTrail/"));
+        assert!(
+            !nothing.settled("AWSLogs/111111111111/"),
+            "Digest folders are never read"
+        );
+        assert!(nothing.settled("some/prefix/"));
+    }
+
+    #[test]
+    fn days_are_checked() {
+        assert_eq!(parse_day("2018-01-09").unwrap(), 20180109);
+        for bad in [
+            "2018-1-9",
+            "2018-13-01",
+            "20180109",
+            "2018-01-09-01",
+            "yyyy-mm-dd",
+        ] {
+            assert!(parse_day(bad).is_err(), "{bad}");
+        }
+    }
 }

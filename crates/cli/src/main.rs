@@ -9,6 +9,8 @@ mod gunzip;
 mod incident;
 mod output;
 mod release;
+mod render;
+mod s3;
 mod status;
 
 use anyhow::{Context, Result};
@@ -56,7 +58,20 @@ enum Command {
         /// Worker threads (default: every core).
         #[arg(long)]
         threads: Option<usize>,
-        /// Files or folders: .json, .jsonl and their .gz forms, walked recursively.
+        /// The first day read (YYYY-MM-DD, UTC), by the CloudTrail key layout.
+        #[arg(long)]
+        since: Option<String>,
+        /// The last day read (YYYY-MM-DD, UTC).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only these accounts' folders (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        accounts: Vec<String>,
+        /// Only these regions' folders (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        regions: Vec<String>,
+        /// Files, folders and s3://BUCKET/PREFIX URIs: .json, .jsonl and their .gz forms,
+        /// walked recursively.
         #[arg(required = true)]
         paths: Vec<PathBuf>,
     },
@@ -125,6 +140,26 @@ enum Command {
         #[arg(long)]
         reactivate_keys: bool,
     },
+    /// What each destination receives: reads incident or alert JSON lines on stdin (the
+    /// backtest's `--json` lines, the alerts' JSON) and prints one document per line
+    /// (`text`: the page), through the renderers the functions send with.
+    Render {
+        /// text, json, chatbot, pagerduty or asff.
+        #[arg(long, value_enum, default_value = "text")]
+        format: render::Format,
+        /// The policy file: its window words the page (default: the default policy's).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// ASFF: the account importing the findings (the central stack's).
+        #[arg(long, default_value = "123456789012")]
+        finding_account: String,
+        /// ASFF: its region.
+        #[arg(long, default_value = "us-east-1")]
+        finding_region: String,
+        /// ASFF: its partition.
+        #[arg(long, default_value = "aws")]
+        finding_partition: String,
+    },
     /// Write a synthetic CloudTrail archive (S3 layout, .json.gz) holding the seed incident.
     #[command(hide = true)]
     Generate {
@@ -149,15 +184,28 @@ fn main() -> Result<()> {
             policy,
             json,
             threads,
+            since,
+            until,
+            accounts,
+            regions,
             paths,
         } => {
+            let narrow = backtest::Narrow {
+                since: since.as_deref().map(backtest::parse_day).transpose()?,
+                until: until.as_deref().map(backtest::parse_day).transpose()?,
+                accounts: accounts.into_iter().filter(|a| !a.is_empty()).collect(),
+                regions: regions.into_iter().filter(|r| !r.is_empty()).collect(),
+            };
+            if let (Some(s), Some(u)) = (narrow.since, narrow.until) {
+                anyhow::ensure!(s <= u, "--since is after --until");
+            }
             let policy = load_policy(&policy)?;
             if let Some(n) = threads {
                 rayon::ThreadPoolBuilder::new()
                     .num_threads(n)
                     .build_global()?;
             }
-            let report = backtest::run(&policy, &paths)?;
+            let report = backtest::run(&policy, &paths, &narrow)?;
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
             if json {
@@ -238,6 +286,28 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),
+        Command::Render {
+            format,
+            policy,
+            finding_account,
+            finding_region,
+            finding_partition,
+        } => {
+            let window = match policy {
+                Some(p) => load_policy(&p)?.window,
+                None => Policy::from_toml("")?.window,
+            };
+            let ctx = tripwire_engine::destination::FindingContext {
+                account: finding_account,
+                region: finding_region,
+                partition: finding_partition,
+            };
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            let counts = render::run(format, window, &ctx, std::io::stdin().lock(), &mut w)?;
+            std::io::Write::flush(&mut w)?;
+            render::report(&counts)
+        }
         Command::Status {
             table,
             interval_minutes,

@@ -9,7 +9,43 @@ use tripwire_aws::contain::Containment;
 use tripwire_aws::store::WindowStore;
 use tripwire_engine::principal::iam_entity;
 use tripwire_engine::Key;
-use tripwire_pipeline::{Clock, IncidentStore, SystemClock};
+use tripwire_pipeline::{Alerts, Clock, IncidentStore, SystemClock};
+
+/// Sends the `released` alert the way the functions send theirs: to the alert topic
+/// (`TRIPWIRE_TOPIC_ARN`) and the alert bus (`TRIPWIRE_ALERT_BUS`), where the PagerDuty
+/// rule resolves the page and the findings function archives the finding. Without a
+/// topic it says so and sends nothing.
+async fn announce(
+    sdk: &aws_config::SdkConfig,
+    incident: &tripwire_engine::incident::Incident,
+    now: tripwire_engine::time::Millis,
+) -> Result<()> {
+    use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
+    let Some(topic) = process_env(tripwire_aws::config::TOPIC_ARN) else {
+        println!(
+            "no released alert sent: set {} (and {}) to send it",
+            tripwire_aws::config::TOPIC_ARN,
+            tripwire_aws::config::ALERT_BUS
+        );
+        return Ok(());
+    };
+    let status = ContainmentStatus {
+        state: ContainmentState::Released,
+        detail: "tripwire release lifted containment and closed the incident.".into(),
+    };
+    // The window only words the text's threshold sentence; the incident's own is kept.
+    let window = tripwire_engine::Policy::from_toml("")?.window;
+    let alert = render(AlertKind::Released, incident, &status, window, now, false);
+    let bus = tripwire_aws::config::alert_bus(&process_env)?
+        .map(|b| tripwire_aws::bus::AlertBus::new(tripwire_aws::client(sdk), b));
+    let id = tripwire_aws::alerter::Alerter::new(tripwire_aws::client(sdk), topic)
+        .with_bus(bus)
+        .publish(&alert)
+        .await
+        .context("sending the released alert")?;
+    println!("released alert sent ({id})");
+    Ok(())
+}
 
 /// Releases `principal` for the incident in `account` (where the instances died).
 pub fn run(
@@ -43,12 +79,13 @@ pub fn run(
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
         let key = Key::new(tripwire_engine::window::Lane::Burst, principal, account);
         // The keys the incident's plan deactivated, read before the incident is closed.
-        let keys = store
-            .incident(&key)
-            .await?
-            .map(|s| s.incident.containment.deactivate_keys)
+        let stored = store.incident(&key).await?;
+        let keys = stored
+            .as_ref()
+            .map(|s| s.incident.containment.deactivate_keys.clone())
             .unwrap_or_default();
-        let closed = store.release(&key, SystemClock.now()).await?;
+        let now = SystemClock.now();
+        let closed = store.release(&key, now).await?;
         if removed.is_empty() {
             println!("{principal}: no tripwire policies were attached");
         } else {
@@ -72,6 +109,9 @@ pub fn run(
             "incident for {principal} in {account}: {}",
             if closed { "closed" } else { "none recorded" }
         );
+        if let (true, Some(s)) = (closed, stored) {
+            announce(&sdk, &s.incident, now).await?;
+        }
         Ok(())
     })
 }
