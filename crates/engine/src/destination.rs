@@ -386,3 +386,274 @@ fn incident_alert(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::alert::ContainmentState;
+
+    /// A wipe as the backtest replays it: 600 instances by one role.
+    fn seed() -> Incident {
+        let policy = crate::Policy::from_toml("threshold = 10").unwrap();
+        let mut counts = crate::ScanCounts::default();
+        let mut events = crate::Events::default();
+        crate::scan_events(&calls(), &mut counts, &mut events).unwrap();
+        let r = crate::replay::replay_events(&policy, events);
+        r.incidents
+            .into_iter()
+            .next()
+            .expect("the seed opens an incident")
+    }
+
+    fn calls() -> String {
+        // 600 one-instance TerminateInstances calls by one role, a second apart, as CloudTrail
+        // records them (the engine's own parser reads them).
+        let records: Vec<Value> = (0..600)
+            .map(|k| {
+                json!({
+                    "eventVersion": "1.08",
+                    "eventTime": format_millis(1_515_535_740_000 + k * 1_000),
+                    "eventSource": "ec2.amazonaws.com",
+                    "eventName": "TerminateInstances",
+                    "awsRegion": "us-east-1",
+                    "sourceIPAddress": "10.20.0.15",
+                    "userAgent": "vendor-cleanup/2.3",
+                    "eventID": format!("e{k}"),
+                    "eventType": "AwsApiCall",
+                    "recipientAccountId": "222222222222",
+                    "userIdentity": {
+                        "type": "AssumedRole",
+                        "principalId": "AROAEXAMPLE:session",
+                        "arn": "arn:aws:sts::222222222222:assumed-role/cleanup-task/session",
+                        "accountId": "222222222222",
+                        "sessionContext": {"sessionIssuer": {
+                            "type": "Role",
+                            "principalId": "AROAEXAMPLE",
+                            "arn": "arn:aws:iam::222222222222:role/vendor/cleanup-task",
+                            "accountId": "222222222222",
+                            "userName": "cleanup-task"}}
+                    },
+                    "requestParameters": {"instancesSet": {"items": [{"instanceId": format!("i-{k:017x}")}]}},
+                    "responseElements": {"instancesSet": {"items": [{"instanceId": format!("i-{k:017x}"),
+                        "currentState": {"code": 32, "name": "shutting-down"},
+                        "previousState": {"code": 16, "name": "running"}}]}}
+                })
+            })
+            .collect();
+        json!({ "Records": records }).to_string()
+    }
+
+    fn alerts(i: &Incident) -> Vec<Alert> {
+        let status = |state, detail: &str| ContainmentStatus {
+            state,
+            detail: detail.into(),
+        };
+        [
+            (
+                AlertKind::Detected,
+                status(ContainmentState::Requested, "revoke"),
+            ),
+            (
+                AlertKind::Update,
+                status(ContainmentState::SeeEarlierAlerts, ""),
+            ),
+            (
+                AlertKind::Contained,
+                status(ContainmentState::Contained, "in place"),
+            ),
+            (
+                AlertKind::Released,
+                status(ContainmentState::Released, "lifted"),
+            ),
+        ]
+        .into_iter()
+        .enumerate()
+        .map(|(n, (kind, s))| {
+            render(
+                kind,
+                i,
+                &s,
+                300_000,
+                i.trigger_time + n as i64 * 1000,
+                false,
+            )
+        })
+        .collect()
+    }
+
+    #[test]
+    fn an_alerts_json_reads_back_as_the_alert_it_was_rendered_from() {
+        let i = seed();
+        assert_eq!(i.instances(), 600);
+        for a in alerts(&i) {
+            let v: Value = serde_json::from_str(&a.json).unwrap();
+            let back = alert_from_json(&v, 300_000).unwrap();
+            // Past the 500-ID sample the counts come from the JSON's own `instances`.
+            assert_eq!(back.subject, a.subject);
+            assert_eq!(back.text, a.text, "{:?}", a.kind);
+            assert_eq!(back.card, a.card, "{:?}", a.kind);
+        }
+        let t = Tamper {
+            event_id: "ev-1".into(),
+            event_name: "StopLogging".into(),
+            event_source: "cloudtrail.amazonaws.com".into(),
+            principal_arn: "arn:aws:iam::222222222222:role/x".into(),
+            account: "222222222222".into(),
+            region: "us-east-1".into(),
+            target: "org-trail".into(),
+            event_time: 1_000_000,
+            error_code: None,
+            lifted_from: None,
+        };
+        let h = HeartbeatState {
+            account: "333333333333".into(),
+            region: "eu-west-1".into(),
+            last: 1_000_000,
+            arrived: 1_000_000,
+            heartbeats: 0,
+            lost_paged: None,
+        };
+        let d = Deployed {
+            account: "444444444444".into(),
+            region: "us-west-2".into(),
+            status: "OUTDATED FAILED".into(),
+        };
+        for a in [
+            render_tamper(&t, Some("recontained"), 2_000_000),
+            render_coverage(AlertKind::CoverageLost, &h, 3_000_000, 600_000),
+            render_coverage(AlertKind::CoverageRestored, &h, 3_000_000, 600_000),
+            render_never_seen(&d, 1_000_000, 5_000_000),
+        ] {
+            let back = alert_from_json(&serde_json::from_str(&a.json).unwrap(), 0).unwrap();
+            assert_eq!(
+                (back.kind, &back.subject, &back.text, &back.card),
+                (a.kind, &a.subject, &a.text, &a.card)
+            );
+        }
+    }
+
+    #[test]
+    fn other_records_are_named_and_broken_ones_say_why() {
+        assert_eq!(
+            alert_from_json(&json!({"type": "summary"}), 0).unwrap_err(),
+            NotAnAlert::Other("summary".into())
+        );
+        for bad in [
+            json!({}),
+            json!({"type": "incident"}),
+            json!({"type": "coverage_alert", "state": "x", "alert_time": "2018-01-09T22:09:00Z"}),
+        ] {
+            assert!(
+                matches!(alert_from_json(&bad, 0), Err(NotAnAlert::Invalid(_))),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn one_incident_is_one_page_and_one_thread_and_a_release_resolves_it() {
+        let i = seed();
+        let all = alerts(&i);
+        for a in &all {
+            let p = pagerduty(a);
+            assert_eq!(p["dedup_key"], i.id.as_str());
+            assert!(
+                p.get("routing_key").is_none(),
+                "the connection adds the key"
+            );
+            let c = chatbot(a);
+            assert_eq!(
+                (c["version"].as_str(), c["source"].as_str()),
+                (Some("1.0"), Some("custom"))
+            );
+            assert_eq!(c["metadata"]["threadId"], i.id.as_str());
+            assert!(!c["content"]["description"].as_str().unwrap().is_empty());
+        }
+        let actions: Vec<_> = all
+            .iter()
+            .map(|a| pagerduty(a)["event_action"].clone())
+            .collect();
+        assert_eq!(actions, ["trigger", "trigger", "trigger", "resolve"]);
+        let trigger = pagerduty(&all[0]);
+        for field in ["summary", "source", "severity"] {
+            assert!(
+                trigger["payload"][field]
+                    .as_str()
+                    .is_some_and(|s| !s.is_empty()),
+                "{field}"
+            );
+        }
+        assert_eq!(trigger["payload"]["severity"], "critical");
+        assert_eq!(pagerduty(&all[1])["payload"]["severity"], "error");
+        // A silent region's page is resolved by its return.
+        let h = HeartbeatState {
+            account: "333333333333".into(),
+            region: "eu-west-1".into(),
+            last: 0,
+            arrived: 0,
+            heartbeats: 1,
+            lost_paged: None,
+        };
+        let lost = pagerduty(&render_coverage(
+            AlertKind::CoverageLost,
+            &h,
+            3_600_000,
+            600_000,
+        ));
+        let back = pagerduty(&render_coverage(
+            AlertKind::CoverageRestored,
+            &h,
+            3_700_000,
+            600_000,
+        ));
+        assert_eq!(
+            (lost["event_action"].as_str(), back["event_action"].as_str()),
+            (Some("trigger"), Some("resolve"))
+        );
+        assert_eq!(lost["dedup_key"], back["dedup_key"]);
+    }
+
+    #[test]
+    fn an_incident_is_one_finding_moved_through_its_workflow_and_archived_on_release() {
+        let i = seed();
+        let ctx = FindingContext {
+            account: "999999999999".into(),
+            region: "us-gov-west-1".into(),
+            partition: "aws-us-gov".into(),
+        };
+        let all = alerts(&i);
+        let docs: Vec<Value> = all.iter().map(|a| asff(a, &ctx).unwrap()).collect();
+        for d in &docs {
+            assert_eq!(d["Id"], format!("tripwire/{}", i.id));
+            assert_eq!(d["AwsAccountId"], "999999999999");
+            assert_eq!(d["CreatedAt"], docs[0]["CreatedAt"], "created once");
+            assert_eq!(d["ProductArn"], "arn:aws-us-gov:securityhub:us-gov-west-1:999999999999:product/999999999999/default");
+            assert!(d["Resources"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|r| r["Id"] == "AWS::::Account:222222222222"));
+        }
+        let states: Vec<_> = docs.iter().map(|d| d["RecordState"].clone()).collect();
+        assert_eq!(states, ["ACTIVE", "ACTIVE", "ACTIVE", "ARCHIVED"]);
+        let flows: Vec<_> = all.iter().map(|a| workflow(a).map(|(s, _)| s)).collect();
+        assert_eq!(flows, [None, None, Some("NOTIFIED"), Some("RESOLVED")]);
+        let t = render_coverage(
+            AlertKind::CoverageLost,
+            &HeartbeatState {
+                account: "1".into(),
+                region: "r".into(),
+                last: 0,
+                arrived: 0,
+                heartbeats: 0,
+                lost_paged: None,
+            },
+            0,
+            600_000,
+        );
+        assert!(
+            asff(&t, &ctx).is_none(),
+            "the tripwire's own alarms are not findings"
+        );
+    }
+}
