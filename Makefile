@@ -25,7 +25,7 @@ build: ## Build everything (debug)
 
 test: setup lint ## Every test: lint, unit, property, corpus, scenarios, pipelines in-process, CLI, end to end on the local stack, infra
 	# The end-to-end tests run these binaries under the runtime emulator.
-	$(CARGO) build -p detector -p responder -p watchdog -p tripwire-cli
+	$(CARGO) build -p detector -p responder -p watchdog -p findings -p tripwire-cli
 	$(CARGO) test --workspace
 	$(MAKE) validate-infra
 	$(MAKE) fuzz-smoke
@@ -50,7 +50,7 @@ demo-backtest: ## Backtest a generated archive holding the seed incident and sho
 	./target/release/tripwire generate --out $(WORK)/demo-archive --size-mb 20
 	./target/release/tripwire backtest --policy config/policy.toml $(WORK)/demo-archive
 
-package: setup ## cargo lambda build --release: target/lambda/{detector,responder,watchdog}/bootstrap
+package: setup ## cargo lambda build --release: target/lambda/{detector,responder,watchdog,findings}/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder -p watchdog
 
 $(SAM_VENV)/.installed:

@@ -14,10 +14,20 @@ checks the bytes that were sent, and the Rust SDK sends a space as `%20`, so eve
 with a space in a parameter (an SNS alert's text) fails with SignatureDoesNotMatch on
 moto only. Here a form body that fails that check is checked once more, encoded as
 RFC 3986 percent-encoding (the SDK's); a wrong key or secret still fails both.
+
+3. Security Hub's BatchUpdateFindings, which moto lacks (it has BatchImportFindings and
+GetFindings). Here it sets the workflow status and the note of the findings it names,
+as the API reference describes, and reports an unknown finding as unprocessed.
+
+4. EventBridge's `account`. moto delivers an event to a target without the `account`
+field every EventBridge event carries (its default input template leaves it out);
+here it keeps it, so a rule's target can check where an event came from.
 Arguments are moto_server's.
 """
 
 import copy
+import datetime
+import json
 import sys
 import threading
 from urllib.parse import quote, urlencode
@@ -26,6 +36,10 @@ from moto.dynamodb import models as dynamodb_models
 from moto.dynamodb.models import DynamoDBBackend
 from moto.dynamodb.models.table import Table
 from moto.iam import access_control
+from moto.events.utils import EventTemplateParser
+from moto.securityhub import urls as securityhub_urls
+from moto.securityhub.models import SecurityHubBackend
+from moto.securityhub.responses import SecurityHubResponse
 from moto.server import main
 
 Base = access_control.IAMRequestBase
@@ -100,6 +114,45 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+WORKFLOW_STATUSES = {"NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"}
+
+
+def batch_update_findings(self, identifiers, workflow, note):
+    processed, unprocessed = [], []
+    now = datetime.datetime.now(datetime.timezone.utc).isoformat()
+    for ident in identifiers:
+        found = next((f for f in self.findings if f.id == ident.get("Id")
+                      and f.data.get("ProductArn") == ident.get("ProductArn")), None)
+        status = (workflow or {}).get("Status")
+        if found is None or (status and status not in WORKFLOW_STATUSES):
+            unprocessed.append({"FindingIdentifier": ident, "ErrorCode": "FindingNotFound" if found is None
+                                else "InvalidInput", "ErrorMessage": "no such finding" if found is None
+                                else f"workflow status {status}"})
+            continue
+        if status:
+            found.data["Workflow"] = {"Status": status}
+            found.data["WorkflowState"] = status
+        if note:
+            found.data["Note"] = {"Text": note.get("Text"), "UpdatedBy": note.get("UpdatedBy"), "UpdatedAt": now}
+        found.data["UpdatedAt"] = now
+        processed.append(ident)
+    return processed, unprocessed
+
+
+def batch_update_findings_response(self):
+    body = json.loads(self.body.decode("utf-8") if isinstance(self.body, bytes) else self.body)
+    processed, unprocessed = self.securityhub_backend.batch_update_findings(
+        body.get("FindingIdentifiers", []), body.get("Workflow"), body.get("Note"))
+    return json.dumps({"ProcessedFindings": processed, "UnprocessedFindings": unprocessed})
+
+
+EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE.replace(
+    '"version": "0",', '"version": "0", "account": "<account>",')
+assert '"account": "<account>"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE
+SecurityHubBackend.batch_update_findings = batch_update_findings
+SecurityHubResponse.batch_update_findings = batch_update_findings_response
+securityhub_urls.url_paths["{0}/findings/batchupdate$"] = SecurityHubResponse.dispatch
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -1479,3 +1479,285 @@ async fn recontain_writes_back_the_deny_someone_deleted() {
     );
     stack.save_observed_actions("recontain").await;
 }
+
+/// `tripwire render --format FORMAT` of one JSON line, as a user runs it.
+fn render(format: &str, line: &Value) -> Value {
+    use std::io::Write;
+    let mut child = std::process::Command::new(tripwire_localstack::binary("tripwire"))
+        .args(["render", "--format", format])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{line}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_alert_is_on_the_bus_as_render_prints_it_and_security_hub_follows_the_incident() {
+    let stack = Stack::start(Options {
+        findings: true,
+        ..Default::default()
+    })
+    .await;
+    let principal = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
+    deliver_burst(&stack, "role/vendor/cleanup-task@222222222222", "bus").await;
+    let stdout = release(&stack, principal, &[]);
+    assert!(stdout.contains("released alert sent"), "{stdout}");
+    let alerts = stack.alerts().await;
+    let mut events = stack.bus_events().await;
+    events.sort_by_key(|e| {
+        e["detail"]["alert_time"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    });
+    let detail_types: Vec<&str> = events
+        .iter()
+        .map(|e| e["detail-type"].as_str().unwrap_or_default())
+        .collect();
+    assert_eq!(detail_types, ["detected", "contained", "released"]);
+    assert_eq!(kinds(&alerts), detail_types, "one event per SNS alert");
+    let id = alerts[0].body["id"].as_str().unwrap().to_owned();
+    for (e, sns) in events.iter().zip(&alerts) {
+        assert_eq!(e["source"], "tripwire");
+        assert_eq!(e["account"], tripwire_localstack::CENTRAL);
+        assert_eq!(e["resources"], json!([principal]));
+        let mut detail = e["detail"].clone();
+        let destinations = detail
+            .as_object_mut()
+            .unwrap()
+            .remove("destinations")
+            .unwrap();
+        // The event carries the SNS JSON as is, and what `tripwire render` prints for it.
+        assert_eq!(detail, sns.body);
+        assert_eq!(destinations["chatbot"], render("chatbot", &sns.body));
+        assert_eq!(destinations["pagerduty"], render("pagerduty", &sns.body));
+        assert_eq!(destinations["pagerduty"]["dedup_key"], id.as_str());
+        assert_eq!(destinations["chatbot"]["metadata"]["threadId"], id.as_str());
+    }
+    let actions: Vec<&Value> = events
+        .iter()
+        .map(|e| &e["detail"]["destinations"]["pagerduty"]["event_action"])
+        .collect();
+    assert_eq!(actions, ["trigger", "trigger", "resolve"]);
+
+    // Security Hub, through the findings function, one event at a time as its rule
+    // delivers them: opened, moved to NOTIFIED on containment, archived on release.
+    let finding = format!("tripwire/{id}");
+    let mut seen = Vec::new();
+    for e in &events {
+        let out = stack.invoke_findings(e).await.unwrap();
+        assert_eq!(out["finding"], finding.as_str(), "{out}");
+        seen.push(stack.findings().await);
+    }
+    assert_eq!(seen[0].len(), 1, "{seen:?}");
+    assert_eq!(
+        (seen[0][0].0.as_str(), seen[0][0].1.as_str()),
+        (finding.as_str(), "ACTIVE")
+    );
+    assert_eq!(
+        seen[1],
+        [(finding.clone(), "ACTIVE".into(), "NOTIFIED".into())]
+    );
+    assert_eq!(
+        seen[2],
+        [(finding.clone(), "ARCHIVED".into(), "RESOLVED".into())]
+    );
+
+    // Anyone else's event can neither open nor move a finding: another account, or
+    // another source, is acknowledged and skipped.
+    let mut forged = events[0].clone();
+    forged["account"] = json!(OTHER);
+    forged["detail"]["id"] = json!("inc-forged");
+    let mut spoofed = forged.clone();
+    spoofed["account"] = json!(tripwire_localstack::CENTRAL);
+    spoofed["source"] = json!("tripwire.fake");
+    for (e, why) in [
+        (&forged, "not_from_this_account"),
+        (&spoofed, "not_from_tripwire"),
+    ] {
+        let out = stack.invoke_findings(e).await.unwrap();
+        assert_eq!(out["skipped"], why, "{out}");
+    }
+    assert_eq!(stack.findings().await, seen[2]);
+    let garbage = stack.invoke_findings(&json!({"source": "tripwire", "account": tripwire_localstack::CENTRAL, "detail": {"type": "summary"}})).await.unwrap();
+    assert!(
+        garbage["skipped"]
+            .as_str()
+            .unwrap()
+            .starts_with("not_an_alert"),
+        "{garbage}"
+    );
+    stack.save_observed_actions("alert-bus-and-findings").await;
+}
+
+/// Uploads every file under `dir` to `s3://BUCKET/PREFIX` with its relative path.
+async fn upload(stack: &Stack, dir: &std::path::Path, bucket: &str, prefix: &str) {
+    let s3 = aws_sdk_s3::Client::from_conf(
+        aws_sdk_s3::config::Builder::from(&stack.sdk)
+            .force_path_style(true)
+            .build(),
+    );
+    s3.create_bucket()
+        .bucket(bucket)
+        .send()
+        .await
+        .expect("CreateBucket");
+    let mut stack_dirs = vec![dir.to_owned()];
+    while let Some(d) = stack_dirs.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack_dirs.push(p);
+                continue;
+            }
+            let key = format!("{prefix}{}", p.strip_prefix(dir).unwrap().display());
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(std::fs::read(&p).unwrap().into())
+                .send()
+                .await
+                .expect("PutObject");
+        }
+    }
+}
+
+/// `tripwire backtest --json` over `args`, against the stack's S3; its lines.
+fn backtest(stack: &Stack, args: &[&str]) -> Vec<Value> {
+    let out = stack
+        .cli()
+        .args(["backtest", "--json", "--policy"])
+        .arg(tripwire_localstack::repo().join("config/policy.toml"))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn summary(lines: &[Value]) -> &Value {
+    lines.iter().find(|l| l["type"] == "summary").unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backtest_of_the_organizations_bucket_finds_what_the_same_files_on_disk_give() {
+    let stack = Stack::start(Options::default()).await;
+    let dir = std::env::temp_dir().join(format!("tripwire-s3-archive-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let out = stack
+        .cli()
+        .args(["generate", "--size-mb", "2", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    // Another account and day of the same calls under the organization trail's layout,
+    // and a digest, which is not records: every one read on disk and in S3 alike.
+    let day = dir.join("AWSLogs/222222222222/CloudTrail/us-east-1/2018/01/09");
+    let scenario = std::fs::read_dir(&day)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().contains("scenario"))
+        .unwrap();
+    let other = dir.join("AWSLogs/o-exampleorg1/444444444444/CloudTrail/eu-west-1/2018/01/10");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::copy(
+        &scenario,
+        other.join("444444444444_CloudTrail_eu-west-1_20180110T2205Z_x.json.gz"),
+    )
+    .unwrap();
+    let digest = dir.join("AWSLogs/222222222222/CloudTrail-Digest/us-east-1/2018/01/09");
+    std::fs::create_dir_all(&digest).unwrap();
+    std::fs::write(digest.join("d.json.gz"), b"not a gzip, and never read").unwrap();
+    upload(&stack, &dir, "org-trail", "logs/").await;
+    let local = dir.to_string_lossy().into_owned();
+
+    let on_disk = backtest(&stack, &[&local]);
+    let in_s3 = backtest(&stack, &["s3://org-trail/logs/"]);
+    assert_eq!(in_s3, on_disk, "the same lines from S3 as from disk");
+    let s = summary(&in_s3);
+    assert_eq!(s["corrupt_files"], json!([]), "the digest is never read");
+    assert!(s["incidents"].as_u64().unwrap() >= 1, "{s}");
+    let all_files = s["files"].as_u64().unwrap();
+
+    // Narrowed: one account and region, or from a day on, read one file, and the
+    // listing never descends into what the filters rule out.
+    // (Each case: the filters, what no listing may name, and what a listing of every
+    // key below, without the delimiter, must be inside.)
+    for (narrow, skipped, settled) in [
+        (
+            &["--accounts", "444444444444", "--regions", "eu-west-1"][..],
+            "222222222222",
+            "eu-west-1",
+        ),
+        (
+            &["--since", "2018-01-10"][..],
+            "2018%2F01%2F09",
+            "2018%2F01%2F10",
+        ),
+    ] {
+        let before = stack.request_urls("s3").await.len();
+        let in_s3 = backtest(&stack, &[narrow, &["s3://org-trail/logs/"]].concat());
+        let listed: Vec<String> = stack.request_urls("s3").await[before..]
+            .iter()
+            .filter(|u| u.contains("list-type=2"))
+            .cloned()
+            .collect();
+        assert!(!listed.is_empty(), "{narrow:?}");
+        assert!(
+            !listed
+                .iter()
+                .any(|u| u.contains(skipped) || u.contains(&skipped.replace("%2F", "/"))),
+            "{narrow:?} listed what it skips: {listed:#?}"
+        );
+        let flat = |u: &&String| !u.contains("delimiter=");
+        assert!(
+            listed
+                .iter()
+                .filter(flat)
+                .all(|u| u.contains(settled) || u.contains(&settled.replace("%2F", "/"))),
+            "{narrow:?} listed everything below a prefix it could still narrow: {listed:#?}"
+        );
+        assert_eq!(
+            in_s3,
+            backtest(&stack, &[narrow, &[local.as_str()]].concat()),
+            "{narrow:?}"
+        );
+        assert_eq!(summary(&in_s3)["files"], 1, "{narrow:?}");
+        assert_eq!(summary(&in_s3)["incidents"], 1, "{narrow:?}");
+    }
+
+    // Disk and S3 in one run: every file of both.
+    let both = backtest(
+        &stack,
+        &[&local, "s3://org-trail/logs/AWSLogs/o-exampleorg1/"],
+    );
+    assert_eq!(summary(&both)["files"].as_u64().unwrap(), all_files + 1);
+    // A bucket that is not there is a clear error, not an empty report.
+    let out = stack
+        .cli()
+        .args(["backtest", "--policy"])
+        .arg(tripwire_localstack::repo().join("config/policy.toml"))
+        .arg("s3://no-such-bucket/")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no-such-bucket"));
+    let _ = std::fs::remove_dir_all(&dir);
+}

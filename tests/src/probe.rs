@@ -144,11 +144,13 @@ impl Stack {
             } else {
                 body.to_owned()
             };
+            let url = r["url"].as_str().unwrap_or_default();
             let action = match r["headers"]["X-Amz-Target"].as_str() {
                 Some(target) => target.rsplit('.').next().unwrap_or_default().to_owned(),
                 None => body
                     .split('&')
                     .find_map(|kv| kv.strip_prefix("Action="))
+                    .or_else(|| rest_action(&service, url))
                     .unwrap_or("?")
                     .to_owned(),
             };
@@ -156,6 +158,7 @@ impl Stack {
                 k if k == function_key("detector") => "detector",
                 k if k == function_key("responder") => "responder",
                 k if k == function_key("watchdog") => "watchdog",
+                k if k == function_key("findings") => "findings",
                 OPERATOR_KEY => "operator",
                 HARNESS_KEY => continue,
                 k if k.starts_with("ASIA") => {
@@ -181,6 +184,32 @@ impl Stack {
             });
         }
         out
+    }
+
+    /// The URLs of the requests made to `service` (its SigV4 name: `s3`, ...), in order.
+    pub async fn request_urls(&self, service: &str) -> Vec<String> {
+        let url = format!("{}/moto-api/recorder/download-recording", self.moto);
+        let text = self
+            .http
+            .get(&url)
+            .send()
+            .await
+            .expect("recording")
+            .text()
+            .await
+            .expect("recording text");
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .filter_map(Result::ok)
+            .filter(|r| {
+                r["headers"]["Authorization"]
+                    .as_str()
+                    .and_then(|a| a.split("Credential=").nth(1))
+                    .and_then(|scope| scope.split('/').nth(3))
+                    == Some(service)
+            })
+            .map(|r| r["url"].as_str().unwrap_or_default().to_owned())
+            .collect()
     }
 
     /// Which of the tripwire's member roles an AssumeRole key belongs to. moto answers
@@ -282,6 +311,57 @@ impl Stack {
     /// Every alarm on the second channel (tamper, coverage) not yet read.
     pub async fn alarms(&self) -> Vec<Received> {
         self.received(&self.alarm_queue_url).await
+    }
+
+    /// The events put on the alert bus so far, as its rule delivered them (each once;
+    /// they are consumed).
+    pub async fn bus_events(&self) -> Vec<Value> {
+        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
+        let mut out = Vec::new();
+        loop {
+            let got = sqs
+                .receive_message()
+                .queue_url(&self.bus_queue_url)
+                .max_number_of_messages(10)
+                .wait_time_seconds(0)
+                .send()
+                .await
+                .expect("ReceiveMessage");
+            let messages = got.messages.unwrap_or_default();
+            if messages.is_empty() {
+                return out;
+            }
+            for m in messages {
+                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("an event"));
+                sqs.delete_message()
+                    .queue_url(&self.bus_queue_url)
+                    .receipt_handle(m.receipt_handle().unwrap_or_default())
+                    .send()
+                    .await
+                    .expect("DeleteMessage");
+            }
+        }
+    }
+
+    /// Security Hub's findings in the central account: ID, record state, workflow status.
+    pub async fn findings(&self) -> Vec<(String, String, String)> {
+        let hub = aws_sdk_securityhub::Client::new(&self.sdk);
+        let got = hub.get_findings().send().await.expect("GetFindings");
+        got.findings()
+            .iter()
+            .map(|f| {
+                (
+                    f.id().unwrap_or_default().to_owned(),
+                    f.record_state()
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                    f.workflow()
+                        .and_then(|w| w.status())
+                        .map(|s| s.as_str().to_owned())
+                        .unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 
     async fn received(&self, queue_url: &str) -> Vec<Received> {
@@ -484,5 +564,15 @@ fn value_size(v: &aws_sdk_dynamodb::types::AttributeValue) -> usize {
                 .sum::<usize>()
         }
         _ => 0,
+    }
+}
+
+/// The action of a REST-JSON call, which names it by its path alone.
+fn rest_action(service: &str, url: &str) -> Option<&'static str> {
+    let path = url.split('?').next().unwrap_or_default();
+    match service {
+        "securityhub" if path.ends_with("/findings/import") => Some("BatchImportFindings"),
+        "securityhub" if path.ends_with("/findings/batchupdate") => Some("BatchUpdateFindings"),
+        _ => None,
     }
 }

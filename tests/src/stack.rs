@@ -47,6 +47,8 @@ pub struct Options {
     /// (infra/observed-aws-actions.json). moto ignores conditions, so a scoped deny
     /// denies every session of the role.
     pub enforce_iam: bool,
+    /// Also run the findings function behind its own emulator ([`Stack::invoke_findings`]).
+    pub findings: bool,
 }
 
 impl Default for Options {
@@ -59,6 +61,7 @@ impl Default for Options {
             hello: false,
             watchdog: false,
             enforce_iam: false,
+            findings: false,
         }
     }
 }
@@ -77,6 +80,12 @@ pub struct Stack {
     pub watchdog_url: String,
     /// `hello-lambda`'s Invoke endpoint, with [`Options::hello`].
     pub hello_url: String,
+    /// The findings function's Invoke endpoint, with [`Options::findings`].
+    pub findings_url: String,
+    /// The alert bus the functions put every alert on, and its SQS subscriber (a rule
+    /// matching `source` `tripwire`).
+    pub alert_bus: String,
+    pub(crate) bus_queue_url: String,
     /// SDK configuration pointed at moto, as the central account.
     pub sdk: SdkConfig,
     /// DynamoDB table.
@@ -197,7 +206,8 @@ impl Stack {
             "{} has no moto_server: run `make setup`",
             bin.display()
         );
-        let (moto_port, det_port, resp_port, hello_port, dog_port) = (
+        let (moto_port, det_port, resp_port, hello_port, dog_port, findings_port) = (
+            free_port(),
             free_port(),
             free_port(),
             free_port(),
@@ -210,6 +220,7 @@ impl Stack {
             ("responder", resp_port, opts.responders),
             ("hello-lambda", hello_port, usize::from(opts.hello)),
             ("watchdog", dog_port, usize::from(opts.watchdog)),
+            ("findings", findings_port, usize::from(opts.findings)),
         ]
         .into_iter()
         .filter(|&(_, _, count)| count > 0)
@@ -272,6 +283,11 @@ impl Stack {
             ),
             hello_url: format!("http://127.0.0.1:{hello_port}/2015-03-31/functions/_/invocations"),
             watchdog_url: format!("http://127.0.0.1:{dog_port}/2015-03-31/functions/_/invocations"),
+            findings_url: format!(
+                "http://127.0.0.1:{findings_port}/2015-03-31/functions/_/invocations"
+            ),
+            alert_bus: "tripwire-alerts".into(),
+            bus_queue_url: String::new(),
             table: "tripwire".into(),
             topic_arn: String::new(),
             queue_url: String::new(),
@@ -334,6 +350,9 @@ impl Stack {
                 .env("TRIPWIRE_TABLE", &stack.table)
                 .env("TRIPWIRE_TOPIC_ARN", &stack.topic_arn)
                 .env("TRIPWIRE_ALARM_TOPIC_ARN", &stack.alarm_topic_arn)
+                .env("TRIPWIRE_ALERT_BUS", &stack.alert_bus)
+                .env("TRIPWIRE_FINDINGS_ACCOUNT", CENTRAL)
+                .env("TRIPWIRE_PARTITION", "aws")
                 .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
                 .env("TRIPWIRE_CANARY_INTERVAL_MINUTES", "10")
                 .env("TRIPWIRE_MEMBER_STACKSET", MEMBER_STACKSET)
@@ -431,6 +450,47 @@ impl Stack {
         let mut channels = channels.into_iter();
         (self.topic_arn, self.queue_url) = channels.next().unwrap();
         (self.alarm_topic_arn, self.alarm_queue_url) = channels.next().unwrap();
+        // The alert bus, with an SQS subscriber standing in for the chat, PagerDuty and
+        // findings rules: it receives each event as EventBridge delivers it.
+        let events = aws_sdk_eventbridge::Client::new(&self.sdk);
+        events
+            .create_event_bus()
+            .name(&self.alert_bus)
+            .send()
+            .await
+            .expect("CreateEventBus");
+        self.bus_queue_url = sqs
+            .create_queue()
+            .queue_name("tripwire-alert-bus-subscriber")
+            .send()
+            .await
+            .expect("CreateQueue")
+            .queue_url
+            .unwrap();
+        events
+            .put_rule()
+            .name("tripwire-alerts-to-sqs")
+            .event_bus_name(&self.alert_bus)
+            .event_pattern(r#"{"source": ["tripwire"]}"#)
+            .send()
+            .await
+            .expect("PutRule");
+        events
+            .put_targets()
+            .rule("tripwire-alerts-to-sqs")
+            .event_bus_name(&self.alert_bus)
+            .targets(
+                aws_sdk_eventbridge::types::Target::builder()
+                    .id("sqs")
+                    .arn(format!(
+                        "arn:aws:sqs:us-east-1:{CENTRAL}:tripwire-alert-bus-subscriber"
+                    ))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .expect("PutTargets");
         // The tripwire's member roles and managed policies, as infra/member.yaml creates
         // them in every member account: the containment role trusts only the
         // responder's role, the release role only the operators the stack names.
@@ -662,6 +722,11 @@ impl Stack {
         self.invoke_at(&self.hello_url, event).await
     }
 
+    /// Delivers `event` to the findings function, as its rule would.
+    pub async fn invoke_findings(&self, event: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.findings_url, event).await
+    }
+
     /// Invokes the responder directly, as anything able to call it could.
     pub async fn invoke_responder(&self, request: &Value) -> Result<Value, (u16, String)> {
         self.invoke_at(&self.responder_url, request).await
@@ -715,6 +780,8 @@ impl Stack {
         let mut cmd = Command::new(binary("tripwire"));
         aws_env(&mut cmd, &self.moto, self.key_of("operator", OPERATOR_KEY));
         cmd.env("TRIPWIRE_TABLE", &self.table)
+            .env("TRIPWIRE_TOPIC_ARN", &self.topic_arn)
+            .env("TRIPWIRE_ALERT_BUS", &self.alert_bus)
             .env("TRIPWIRE_CONTAINMENT_ROLE", CONTAINMENT_ROLE)
             .stdin(Stdio::null());
         cmd
