@@ -364,7 +364,7 @@ def test_the_central_stacks_service_threshold_is_the_member_stacks_service_lane(
 SERVICE_SIDE = {
     "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey",
 }
-NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set(), "watchdog": set()}
+NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set(), "watchdog": set(), "findings": set()}
 READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet")
 
 
@@ -418,7 +418,7 @@ def _iam_names(action):
 
 
 @pytest.mark.parametrize("function,role", [("detector", "DetectorRole"), ("responder", "ResponderRole"),
-                                           ("watchdog", "WatchdogRole")])
+                                           ("watchdog", "WatchdogRole"), ("findings", "FindingsRole")])
 def test_each_function_role_grants_what_it_calls_and_no_other_write(function, role):
     seen = {n for a in _observed().get(function, set()) for n in _iam_names(a)} | NOT_ON_MOTO[function]
     # MemberStackSetName is set by default: the watchdog's listing counts as granted.
@@ -544,6 +544,7 @@ ARN_OF = {
     "AWS::KMS::Key": "arn:aws:kms:us-east-1:123456789012:key/{}",
     "AWS::Logs::LogGroup": "arn:aws:logs:us-east-1:123456789012:log-group:{}",
     "AWS::Events::EventBus": "arn:aws:events:us-east-1:123456789012:event-bus/{}",
+    "AWS::Events::ApiDestination": "arn:aws:events:us-east-1:123456789012:api-destination/{}/0a1b2c3d",
     "AWS::IAM::ManagedPolicy": "arn:aws:iam::123456789012:policy/tripwire/{}",
 }
 PARAMS = {"CentralEventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus/tripwire",
@@ -571,7 +572,8 @@ def _resolve(node, tpl):
         for k, v in {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
                      "ContainmentRoleName": "tripwire-containment", "DetectorLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-detector"),
                      "ResponderLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-responder"),
-                     "WatchdogLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-watchdog")}.items():
+                     "WatchdogLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-watchdog"),
+                     "FindingsLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-findings")}.items():
             s = s.replace("${" + k + "}", v)
         for k, v in tpl["Parameters"].items():
             if isinstance(v.get("Default"), str):
@@ -589,7 +591,7 @@ def _resolve(node, tpl):
 
 
 def _identity_policies():
-    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole", "WatchdogRole"]),
+    for tpl, roles in ((CENTRAL, ["DetectorRole", "ResponderRole", "WatchdogRole", "FindingsRole", "PagerDutyRole"]),
                        (MEMBER, ["ForwarderRole", "ContainmentRole", "ReleaseRole"])):
         for role in roles:
             for p in tpl["Resources"][role]["Properties"]["Policies"]:

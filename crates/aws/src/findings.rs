@@ -214,3 +214,111 @@ impl Findings {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aws_sdk_securityhub::operation::batch_import_findings::BatchImportFindingsOutput;
+    use aws_sdk_securityhub::operation::batch_update_findings::BatchUpdateFindingsOutput;
+    use aws_sdk_securityhub::types::ImportFindingsError;
+    use aws_smithy_mocks::{mock, mock_client, RuleMode};
+    use tripwire_engine::alert::{AlertKind, Card};
+
+    fn ctx() -> FindingContext {
+        FindingContext {
+            account: "123456789012".into(),
+            region: "us-east-1".into(),
+            partition: "aws".into(),
+        }
+    }
+
+    fn alert(kind: AlertKind) -> Alert {
+        Alert {
+            kind,
+            subject: "TRIPWIRE CONTAINED: role/x".into(),
+            text: String::new(),
+            json: "{}".into(),
+            account: "222222222222".into(),
+            card: Card {
+                key: "inc-1".into(),
+                rule: "burst".into(),
+                title: "t".into(),
+                description: "d".into(),
+                resources: vec![(
+                    "AwsIamRole".into(),
+                    "arn:aws:iam::222222222222:role/x".into(),
+                )],
+                region: "us-east-1".into(),
+                ..Default::default()
+            },
+        }
+    }
+
+    #[tokio::test]
+    async fn containment_imports_the_finding_then_moves_its_workflow() {
+        let import = mock!(Client::batch_import_findings)
+            .match_requests(|r| {
+                let f = &r.findings()[0];
+                f.id() == Some("tripwire/inc-1")
+                    && f.aws_account_id() == Some("123456789012")
+                    && f.resources()[0].r#type() == Some("AwsIamRole")
+                    && f.finding_provider_fields()
+                        .and_then(|p| p.severity())
+                        .and_then(|s| s.label())
+                        == Some(&SeverityLabel::Critical)
+            })
+            .then_output(|| {
+                BatchImportFindingsOutput::builder()
+                    .success_count(1)
+                    .failed_count(0)
+                    .build()
+            });
+        let update = mock!(Client::batch_update_findings)
+            .match_requests(|r| {
+                r.finding_identifiers()[0].id() == Some("tripwire/inc-1")
+                    && r.workflow().and_then(|w| w.status()) == Some(&WorkflowStatus::Notified)
+            })
+            .then_output(|| BatchUpdateFindingsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_securityhub,
+            RuleMode::Sequential,
+            [&import, &update]
+        );
+        let r = Findings::new(client, ctx())
+            .record(&alert(AlertKind::Contained))
+            .await
+            .unwrap();
+        assert_eq!(r.workflow, Some("NOTIFIED"));
+        assert_eq!((import.num_calls(), update.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_refused_finding_is_an_error_and_its_workflow_is_left_alone() {
+        let import = mock!(Client::batch_import_findings).then_output(|| {
+            BatchImportFindingsOutput::builder()
+                .success_count(0)
+                .failed_count(1)
+                .failed_findings(
+                    ImportFindingsError::builder()
+                        .id("tripwire/inc-1")
+                        .error_code("InvalidInput")
+                        .error_message("bad")
+                        .build(),
+                )
+                .build()
+        });
+        let update = mock!(Client::batch_update_findings)
+            .then_output(|| BatchUpdateFindingsOutput::builder().build());
+        let client = mock_client!(
+            aws_sdk_securityhub,
+            RuleMode::Sequential,
+            [&import, &update]
+        );
+        let err = Findings::new(client, ctx())
+            .record(&alert(AlertKind::Contained))
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("InvalidInput"), "{err}");
+        assert_eq!(update.num_calls(), 0);
+    }
+}

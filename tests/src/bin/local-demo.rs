@@ -7,9 +7,8 @@
 
 use std::sync::Arc;
 use std::time::Instant;
-use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
-use tripwire_engine::time::{format_millis, parse_event_time};
-use tripwire_engine::Incident;
+use tripwire_engine::destination::alert_from_json;
+use tripwire_engine::time::format_millis;
 use tripwire_localstack::runaway::{self, ROLE, SESSION};
 use tripwire_localstack::{Options, Stack, CENTRAL, POLICY, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
@@ -178,18 +177,33 @@ async fn main() {
         println!("  Subject: {}", a.subject);
     }
     if let Some(d) = alerts.iter().find(|a| a.attributes["kind"] == "detected") {
-        // The text body e-mail and pagers got, rendered from the JSON the queue got: the
-        // renderer is deterministic, so this is the same text.
-        let incident: Incident = serde_json::from_value(d.body.clone()).expect("incident JSON");
-        let status: ContainmentStatus =
-            serde_json::from_value(d.body["containment_status"].clone()).expect("status");
-        let at =
-            parse_event_time(d.body["alert_time"].as_str().unwrap_or_default()).unwrap_or_default();
-        let text = render(AlertKind::Detected, &incident, &status, 300_000, at, false).text;
+        // The text body e-mail and pagers got, read back from the JSON the queue got
+        // (`tripwire render --format text` does the same).
+        let alert = alert_from_json(&d.body, 300_000).expect("the detected alert's JSON");
         println!(
             "\nThe DETECTED alert as e-mail and pagers get it:\n{}",
-            indent(&text)
+            indent(&alert.text)
         );
+    }
+    // What the alert bus's rules send on, as the detector put it there.
+    let events = stack.bus_events().await;
+    match events.iter().find(|e| e["detail-type"] == "detected") {
+        Some(e) => {
+            let pretty =
+                |v: &serde_json::Value| serde_json::to_string_pretty(v).unwrap_or_default();
+            let d = &e["detail"]["destinations"];
+            println!(
+                "The same alert in chat: the custom notification the chat rule publishes to the\nchat topic for Amazon Q Developer in chat applications (threaded by incident):\n{}",
+                indent(&pretty(&d["chatbot"]))
+            );
+            println!(
+                "And in PagerDuty: the Events API v2 event the PagerDuty rule posts (the\nconnection adds routing_key; containment updates it, release resolves it):\n{}",
+                indent(&pretty(&d["pagerduty"]))
+            );
+        }
+        None => println!(
+            "No detected event reached the alert bus (the detector logs alert_bus_failed).\n"
+        ),
     }
     println!(
         "Managed policies attached to {ROLE} (every session): {}",
