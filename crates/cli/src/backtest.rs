@@ -188,7 +188,7 @@ impl Progress {
         );
         bar.set_style(
             indicatif::ProgressStyle::with_template(
-                "{elapsed_precise} [{bar:30}] {pos}/{len} files {msg}",
+                "{elapsed_precise} [{bar:20}] {pos}/{len} files, {msg}",
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
             .progress_chars("=> "),
@@ -214,20 +214,15 @@ impl Progress {
         let n = s.events.terminations.len() as u64;
         let calls = self.calls.fetch_add(n, Ordering::Relaxed) + n;
         self.bar.set_message(format!(
-            "{:.1} MB, {records} records, {calls} TerminateInstances calls",
+            "{:.1} MB, {records} records, {calls} TerminateInstances",
             bytes as f64 / 1e6
         ));
         self.bar.inc(1);
     }
 
-    /// Done scanning: the replay decides the incidents.
-    pub fn finish(&self, incidents: usize) {
-        self.bar.finish_with_message(format!(
-            "{:.1} MB, {} records, {} TerminateInstances calls, {incidents} incident(s)",
-            self.bytes.load(Ordering::Relaxed) as f64 / 1e6,
-            self.records.load(Ordering::Relaxed),
-            self.calls.load(Ordering::Relaxed),
-        ));
+    /// Done scanning: the bar gives way to the summary line.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
     }
 }
 
@@ -344,8 +339,8 @@ pub fn run(policy: &Policy, inputs: &[PathBuf], narrow: &Narrow) -> Result<Repor
         events.tampers.extend(s.events.tampers);
         corrupt_files.extend(s.corrupt);
     }
+    progress.finish();
     let result = replay_events(policy, events);
-    progress.finish(result.incidents.len());
     Ok(Report {
         files,
         bytes,

@@ -214,12 +214,13 @@ fn main() -> Result<()> {
                 output::table(&mut w, &report)?;
             }
             eprintln!(
-                "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s)",
+                "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s): {} incident(s)",
                 report.files,
                 report.bytes as f64 / 1e6,
                 report.elapsed.as_secs_f64(),
                 report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64().max(1e-9),
                 report.scan.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
+                report.result.incidents.len(),
             );
             Ok(())
         }
