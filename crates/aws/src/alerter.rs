@@ -66,7 +66,8 @@ impl Alerter {
 impl Alerts for Alerter {
     /// Publishes `alert`, then puts it on the bus; returns the SNS message ID. Only SNS
     /// fails the publish: a retry after the page went out would page twice, so a bus
-    /// that refuses is logged (`alert_bus_failed`) and the page stands.
+    /// that refuses is logged (`alert_bus_failed`, and the `AlertBusFailures` metric the
+    /// stack alarms on) and the page stands.
     async fn publish(&self, alert: &Alert) -> Result<String, Error> {
         let id = self.publish_to_sns(alert).await?;
         if let Some(bus) = &self.bus {
@@ -76,6 +77,12 @@ impl Alerts for Alerter {
                     kind = alert.kind.as_str(),
                     error = %e,
                     "the page went out; the alert bus refused its event"
+                );
+                // A metric line, which the central stack alarms on; no API call.
+                let now = tripwire_pipeline::Clock::now(&tripwire_pipeline::SystemClock);
+                println!(
+                    "{}",
+                    tripwire_engine::destination::bus_failure_metric(alert.kind, now)
                 );
             }
         }
@@ -206,5 +213,31 @@ mod tests {
             rules.iter().map(|r| r.num_calls()).collect::<Vec<_>>(),
             [1, 1, 1]
         );
+    }
+
+    #[tokio::test]
+    async fn a_refusing_bus_leaves_the_page_standing_and_is_not_retried() {
+        use aws_sdk_eventbridge::operation::put_events::PutEventsError;
+        let publish = mock!(Client::publish)
+            .then_output(|| PublishOutput::builder().message_id("m-1").build());
+        let put = mock!(aws_sdk_eventbridge::Client::put_events)
+            .then_error(|| PutEventsError::unhandled("the bus is gone"));
+        let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&publish]);
+        let events = mock_client!(aws_sdk_eventbridge, RuleMode::Sequential, [&put]);
+        let alert = Alert {
+            kind: AlertKind::Detected,
+            subject: "s".into(),
+            text: "t".into(),
+            json: "{}".into(),
+            account: "222222222222".into(),
+            card: Default::default(),
+        };
+        let id = Alerter::new(sns, "arn:aws:sns:us-east-1:123456789012:t")
+            .with_bus(Some(AlertBus::new(events, "tripwire-alerts")))
+            .publish(&alert)
+            .await
+            .unwrap();
+        assert_eq!(id, "m-1");
+        assert_eq!((publish.num_calls(), put.num_calls()), (1, 1));
     }
 }

@@ -365,12 +365,8 @@ fn incident_card(
     }
     let _ = writeln!(
         d,
-        "*Containment: {}* ({}). {}",
+        "*Containment: {}.* {}",
         status.state.as_str().replace('_', " "),
-        i.containment.scope.map_or_else(
-            || "no scope".to_owned(),
-            |s| format!("scope {}", s.as_str())
-        ),
         status.detail
     );
     let mut next_steps = vec![format!(

@@ -254,6 +254,25 @@ pub fn bus_detail(a: &Alert) -> String {
     Value::Object(detail).to_string()
 }
 
+/// The embedded-metric-format line a function logs when the alert bus refused an alert
+/// whose page went out: `tripwire/AlertBusFailures`, which the central stack alarms on,
+/// so chat, PagerDuty and Security Hub missing an alert is itself paged.
+pub fn bus_failure_metric(kind: AlertKind, now: Millis) -> String {
+    json!({
+        "_aws": {
+            "Timestamp": now,
+            "CloudWatchMetrics": [{
+                "Namespace": "tripwire",
+                "Dimensions": [[]],
+                "Metrics": [{"Name": "AlertBusFailures", "Unit": "Count"}]
+            }]
+        },
+        "Kind": kind.as_str(),
+        "AlertBusFailures": 1,
+    })
+    .to_string()
+}
+
 /// Why a JSON line is not an alert.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum NotAnAlert {
