@@ -255,6 +255,47 @@ pub struct FileScan {
     pub corrupt: Option<CorruptFile>,
 }
 
+/// What every file read so far adds up to: files are folded in as they are read, so
+/// memory holds the calls, never a list of the archive's files.
+#[derive(Default)]
+pub struct Totals {
+    pub files: usize,
+    pub bytes: u64,
+    pub counts: ScanCounts,
+    pub events: Events,
+    pub corrupt: Vec<CorruptFile>,
+}
+
+impl Totals {
+    /// Folds in one file.
+    pub fn add(mut self, s: FileScan) -> Self {
+        self.files += 1;
+        self.bytes += s.bytes;
+        self.counts.merge(&s.counts);
+        self.merge_events(s.events);
+        self.corrupt.extend(s.corrupt);
+        self
+    }
+
+    /// Folds in another total.
+    pub fn merge(mut self, other: Totals) -> Self {
+        self.files += other.files;
+        self.bytes += other.bytes;
+        self.counts.merge(&other.counts);
+        self.merge_events(other.events);
+        self.corrupt.extend(other.corrupt);
+        self
+    }
+
+    fn merge_events(&mut self, e: Events) {
+        self.events.terminations.extend(e.terminations);
+        self.events.assumptions.extend(e.assumptions);
+        self.events.initiations.extend(e.initiations);
+        self.events.heartbeats.extend(e.heartbeats);
+        self.events.tampers.extend(e.tampers);
+    }
+}
+
 /// Reads one file; gzip is recognised by its magic bytes, not its name.
 fn read_file(path: &Path) -> Result<Vec<u8>, String> {
     let raw = std::fs::read(path).map_err(|e| e.to_string())?;
@@ -313,39 +354,24 @@ pub fn run(policy: &Policy, inputs: &[PathBuf], narrow: &Narrow) -> Result<Repor
         walk(p, narrow, &mut files)?;
     }
     progress.add_files(files.len());
-    let mut scans: Vec<FileScan> = files
+    let mut totals = files
         .par_iter()
-        .map(|p| {
+        .fold(Totals::default, |t, p| {
             let s = scan_text(&p.display().to_string(), read_file(p));
             progress.file_done(&s);
-            s
+            t.add(s)
         })
-        .collect();
+        .reduce(Totals::default, Totals::merge);
     if !uris.is_empty() {
-        scans.extend(crate::s3::scan(&uris, narrow, &progress)?);
-    }
-    let files = scans.len();
-    let mut scan_counts = ScanCounts::default();
-    let mut events = Events::default();
-    let mut corrupt_files = Vec::new();
-    let mut bytes = 0;
-    for s in scans {
-        bytes += s.bytes;
-        scan_counts.merge(&s.counts);
-        events.terminations.extend(s.events.terminations);
-        events.assumptions.extend(s.events.assumptions);
-        events.initiations.extend(s.events.initiations);
-        events.heartbeats.extend(s.events.heartbeats);
-        events.tampers.extend(s.events.tampers);
-        corrupt_files.extend(s.corrupt);
+        totals = totals.merge(crate::s3::scan(&uris, narrow, &progress)?);
     }
     progress.finish();
-    let result = replay_events(policy, events);
+    let result = replay_events(policy, totals.events);
     Ok(Report {
-        files,
-        bytes,
-        scan: scan_counts,
-        corrupt_files,
+        files: totals.files,
+        bytes: totals.bytes,
+        scan: totals.counts,
+        corrupt_files: totals.corrupt,
         result,
         elapsed: start.elapsed(),
     })

@@ -33,8 +33,12 @@ async fn announce(
         state: ContainmentState::Released,
         detail: "tripwire release lifted containment and closed the incident.".into(),
     };
-    // The window only words the text's threshold sentence; the incident's own is kept.
-    let window = tripwire_engine::Policy::from_toml("")?.window;
+    // The window only words the text's threshold sentence: the stack's policy when this
+    // shell has it (TRIPWIRE_POLICY), else the default.
+    let window = match tripwire_aws::config::policy(&process_env) {
+        Ok(p) => p.window,
+        Err(_) => tripwire_engine::Policy::from_toml("")?.window,
+    };
     let alert = render(AlertKind::Released, incident, &status, window, now, false);
     let bus = tripwire_aws::config::alert_bus(&process_env)?
         .map(|b| tripwire_aws::bus::AlertBus::new(tripwire_aws::client(sdk), b));

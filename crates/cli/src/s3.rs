@@ -3,7 +3,7 @@
 //! endpoint settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, profiles, SSO); with a
 //! custom endpoint, path-style addressing (what S3-compatible servers expect).
 
-use crate::backtest::{scan_text, FileScan, Narrow, Progress};
+use crate::backtest::{scan_text, Narrow, Progress, Totals};
 use anyhow::{Context, Result};
 use async_compression::tokio::bufread::GzipDecoder;
 use aws_sdk_s3::Client;
@@ -91,11 +91,18 @@ async fn list_level(
     Ok((keys, below))
 }
 
-/// Every object under `uri` the layout admits; prefixes it rules out are never listed.
-async fn list(s3: &Client, uri: &Uri, narrow: &Narrow) -> Result<Vec<Object>> {
-    let mut out = Vec::new();
+/// Sends every object under `uri` the layout admits to `found`, counting them on
+/// `progress`; prefixes it rules out are never listed.
+async fn list(
+    s3: &Client,
+    uri: &Uri,
+    narrow: &Narrow,
+    progress: &Progress,
+    found: &tokio::sync::mpsc::Sender<Object>,
+) -> Result<usize> {
     let mut queue = vec![uri.prefix.clone()];
     let mut running = FuturesUnordered::new();
+    let mut n = 0;
     loop {
         while running.len() < CONCURRENCY {
             let Some(p) = queue.pop() else { break };
@@ -105,14 +112,21 @@ async fn list(s3: &Client, uri: &Uri, narrow: &Narrow) -> Result<Vec<Object>> {
             break;
         };
         let (keys, below) = done?;
-        out.extend(keys.into_iter().map(|key| Object {
-            bucket: uri.bucket.clone(),
-            key,
-        }));
+        progress.add_files(keys.len());
+        n += keys.len();
+        for key in keys {
+            let o = Object {
+                bucket: uri.bucket.clone(),
+                key,
+            };
+            // The readers have stopped only if the run failed.
+            if found.send(o).await.is_err() {
+                return Ok(n);
+            }
+        }
         queue.extend(below);
     }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
+    Ok(n)
 }
 
 /// Reads one object, gunzipping it as it streams in (gzip is known by its magic bytes).
@@ -142,47 +156,54 @@ async fn read(s3: &Client, o: &Object) -> std::result::Result<Vec<u8>, String> {
     Ok(bytes)
 }
 
-/// Lists and scans every object under `uris`, reporting each to `progress`.
-pub fn scan(uris: &[Uri], narrow: &Narrow, progress: &Progress) -> Result<Vec<FileScan>> {
+/// Lists and scans every object under `uris`, reading while the listing goes on, and
+/// folds each file into the totals as it is scanned.
+pub fn scan(uris: &[Uri], narrow: &Narrow, progress: &Progress) -> Result<Totals> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
         let s3 = client().await?;
-        let mut objects = Vec::new();
-        for u in uris {
-            let found = list(&s3, u, narrow).await?;
-            if found.is_empty() {
-                eprintln!(
-                    "s3://{}/{}: no CloudTrail files {}",
-                    u.bucket,
-                    u.prefix,
-                    if narrow.is_empty() {
-                        "there"
-                    } else {
-                        "the filters admit there"
-                    }
-                );
-            }
-            objects.extend(found);
-        }
-        progress.add_files(objects.len());
         let s3 = &s3;
-        let mut scans = Vec::with_capacity(objects.len());
-        let mut reads = futures_util::stream::iter(objects.iter().map(|o| async move {
-            let name = format!("s3://{}/{}", o.bucket, o.key);
-            let bytes = read(s3, o).await;
-            // Scanning is CPU work: off the runtime's threads.
-            tokio::task::spawn_blocking(move || scan_text(&name, bytes))
-                .await
-                .map_err(|e| anyhow::anyhow!("a scan panicked: {e}"))
-        }))
-        .buffer_unordered(CONCURRENCY);
-        while let Some(s) = reads.next().await {
-            let s = s?;
-            progress.file_done(&s);
-            scans.push(s);
-        }
-        Ok(scans)
+        let (found, objects) = tokio::sync::mpsc::channel::<Object>(4 * CONCURRENCY);
+        let listing = async move {
+            for u in uris {
+                if list(s3, u, narrow, progress, &found).await? == 0 {
+                    eprintln!(
+                        "s3://{}/{}: no CloudTrail files {}",
+                        u.bucket,
+                        u.prefix,
+                        if narrow.is_empty() {
+                            "there"
+                        } else {
+                            "the filters admit there"
+                        }
+                    );
+                }
+            }
+            // Dropping the sender ends the readers' stream.
+            anyhow::Ok(())
+        };
+        let objects = futures_util::stream::unfold(objects, |mut rx| async move {
+            rx.recv().await.map(|o| (o, rx))
+        });
+        let reading = objects
+            .map(|o| async move {
+                let name = format!("s3://{}/{}", o.bucket, o.key);
+                let bytes = read(s3, &o).await;
+                // Scanning is CPU work: off the runtime's threads.
+                tokio::task::spawn_blocking(move || scan_text(&name, bytes))
+                    .await
+                    .map_err(|e| anyhow::anyhow!("a scan panicked: {e}"))
+            })
+            .buffer_unordered(CONCURRENCY)
+            .fold(Ok(Totals::default()), |t: Result<Totals>, s| async move {
+                let s = s?;
+                progress.file_done(&s);
+                Ok(t?.add(s))
+            });
+        let (listed, totals) = tokio::join!(listing, reading);
+        listed?;
+        totals
     })
 }
