@@ -107,9 +107,8 @@ impl Stack {
         (items, requests)
     }
 
-    /// moto's recording since the stack started, by caller.
-    async fn recorded(&self) -> Vec<Recorded> {
-        use base64::Engine as _;
+    /// moto's recording since the stack started, entry by entry.
+    async fn raw_recording(&self) -> Vec<Value> {
         let url = format!("{}/moto-api/recorder/download-recording", self.moto);
         let text = self
             .http
@@ -120,12 +119,20 @@ impl Stack {
             .text()
             .await
             .expect("recording text");
-        let mut out = Vec::new();
-        let mut assumed: BTreeMap<String, &'static str> = BTreeMap::new();
         // moto's threaded server appends entries without a lock, so two can share a line:
         // read the recording as a stream of JSON values, not as lines.
-        for r in serde_json::Deserializer::from_str(&text).into_iter::<Value>() {
-            let r = r.expect("recording entry");
+        serde_json::Deserializer::from_str(&text)
+            .into_iter::<Value>()
+            .map(|r| r.expect("recording entry"))
+            .collect()
+    }
+
+    /// moto's recording since the stack started, by caller.
+    async fn recorded(&self) -> Vec<Recorded> {
+        use base64::Engine as _;
+        let mut out = Vec::new();
+        let mut assumed: BTreeMap<String, &'static str> = BTreeMap::new();
+        for r in self.raw_recording().await {
             let auth = r["headers"]["Authorization"].as_str().unwrap_or_default();
             let Some(scope) = auth.split("Credential=").nth(1) else {
                 continue;
@@ -188,19 +195,9 @@ impl Stack {
 
     /// The URLs of the requests made to `service` (its SigV4 name: `s3`, ...), in order.
     pub async fn request_urls(&self, service: &str) -> Vec<String> {
-        let url = format!("{}/moto-api/recorder/download-recording", self.moto);
-        let text = self
-            .http
-            .get(&url)
-            .send()
+        self.raw_recording()
             .await
-            .expect("recording")
-            .text()
-            .await
-            .expect("recording text");
-        serde_json::Deserializer::from_str(&text)
-            .into_iter::<Value>()
-            .filter_map(Result::ok)
+            .into_iter()
             .filter(|r| {
                 r["headers"]["Authorization"]
                     .as_str()
@@ -316,12 +313,21 @@ impl Stack {
     /// The events put on the alert bus so far, as its rule delivered them (each once;
     /// they are consumed).
     pub async fn bus_events(&self) -> Vec<Value> {
+        self.drain(&self.bus_queue_url)
+            .await
+            .iter()
+            .map(|m| serde_json::from_str(m).expect("an event"))
+            .collect()
+    }
+
+    /// Every message waiting in `queue_url`, deleted once read.
+    async fn drain(&self, queue_url: &str) -> Vec<String> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut out = Vec::new();
         loop {
             let got = sqs
                 .receive_message()
-                .queue_url(&self.bus_queue_url)
+                .queue_url(queue_url)
                 .max_number_of_messages(10)
                 .wait_time_seconds(0)
                 .send()
@@ -332,9 +338,9 @@ impl Stack {
                 return out;
             }
             for m in messages {
-                out.push(serde_json::from_str(m.body().unwrap_or("null")).expect("an event"));
+                out.push(m.body().unwrap_or_default().to_owned());
                 sqs.delete_message()
-                    .queue_url(&self.bus_queue_url)
+                    .queue_url(queue_url)
                     .receipt_handle(m.receipt_handle().unwrap_or_default())
                     .send()
                     .await
@@ -365,53 +371,31 @@ impl Stack {
     }
 
     async fn received(&self, queue_url: &str) -> Vec<Received> {
-        let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut out = Vec::new();
-        loop {
-            let got = sqs
-                .receive_message()
-                .queue_url(queue_url)
-                .max_number_of_messages(10)
-                .wait_time_seconds(0)
-                .send()
-                .await
-                .expect("ReceiveMessage");
-            let messages = got.messages.unwrap_or_default();
-            if messages.is_empty() {
-                return out;
-            }
-            for m in messages {
-                let envelope: Value =
-                    serde_json::from_str(m.body().unwrap_or("{}")).expect("SNS envelope");
-                let body: Value =
-                    serde_json::from_str(envelope["Message"].as_str().unwrap_or("null"))
-                        .unwrap_or(Value::Null);
-                let attributes = envelope["MessageAttributes"]
-                    .as_object()
-                    .map(|o| {
-                        o.iter()
-                            .map(|(k, v)| {
-                                (
-                                    k.clone(),
-                                    v["Value"].as_str().unwrap_or_default().to_owned(),
-                                )
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default();
-                out.push(Received {
-                    subject: envelope["Subject"].as_str().unwrap_or_default().to_owned(),
-                    body,
-                    attributes,
-                });
-                sqs.delete_message()
-                    .queue_url(queue_url)
-                    .receipt_handle(m.receipt_handle().unwrap_or_default())
-                    .send()
-                    .await
-                    .expect("DeleteMessage");
-            }
+        for m in self.drain(queue_url).await {
+            let envelope: Value = serde_json::from_str(&m).expect("SNS envelope");
+            let body: Value = serde_json::from_str(envelope["Message"].as_str().unwrap_or("null"))
+                .unwrap_or(Value::Null);
+            let attributes = envelope["MessageAttributes"]
+                .as_object()
+                .map(|o| {
+                    o.iter()
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v["Value"].as_str().unwrap_or_default().to_owned(),
+                            )
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            out.push(Received {
+                subject: envelope["Subject"].as_str().unwrap_or_default().to_owned(),
+                body,
+                attributes,
+            });
         }
+        out
     }
 
     /// The inline policies on a role in `account`, name to document, as IAM stores them.

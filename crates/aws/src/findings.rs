@@ -46,6 +46,17 @@ fn bad(what: &str) -> Error {
     Error::encoding("a finding", what)
 }
 
+/// A batch call that answered 200 but refused its one finding.
+fn refused(op: &'static str, code: Option<&str>, message: Option<&str>) -> Error {
+    Error::Aws {
+        port: Port::Alerts,
+        op,
+        code: code.unwrap_or("Refused").to_owned(),
+        message: message.unwrap_or_default().to_owned(),
+        transient: false,
+    }
+}
+
 fn text(v: &Value, key: &str) -> Option<String> {
     v.get(key).and_then(Value::as_str).map(str::to_owned)
 }
@@ -139,13 +150,11 @@ impl Findings {
             .await
             .map_err(|e| aws_error(Port::Alerts, "securityhub:BatchImportFindings", e))?;
         if let Some(f) = out.failed_findings().first() {
-            return Err(Error::Aws {
-                port: Port::Alerts,
-                op: "securityhub:BatchImportFindings",
-                code: f.error_code().unwrap_or("Failed").to_owned(),
-                message: f.error_message().unwrap_or_default().to_owned(),
-                transient: false,
-            });
+            return Err(refused(
+                "securityhub:BatchImportFindings",
+                f.error_code(),
+                f.error_message(),
+            ));
         }
         let Some((status, note)) = workflow(alert) else {
             return Ok(Recorded {
@@ -178,13 +187,11 @@ impl Findings {
             .await
             .map_err(|e| aws_error(Port::Alerts, "securityhub:BatchUpdateFindings", e))?;
         if let Some(f) = out.unprocessed_findings().first() {
-            return Err(Error::Aws {
-                port: Port::Alerts,
-                op: "securityhub:BatchUpdateFindings",
-                code: f.error_code().unwrap_or("Unprocessed").to_owned(),
-                message: f.error_message().unwrap_or_default().to_owned(),
-                transient: false,
-            });
+            return Err(refused(
+                "securityhub:BatchUpdateFindings",
+                f.error_code(),
+                f.error_message(),
+            ));
         }
         Ok(Recorded {
             finding: Some(id),
