@@ -8,7 +8,7 @@ WORK ?= .work
 POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-local bench-scale bench-profiles check-policy clean
+.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -86,6 +86,9 @@ bench-decision: ## One event through parse + engine beside a serde_json::Value p
 
 bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
 	scripts/bench-backtest.sh
+
+bench-s3: setup ## Backtest from S3 (moto on loopback) beside the same archive on disk
+	scripts/bench-s3.sh
 
 bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS calls, runaway script (release builds)
 	$(CARGO) build --release -p detector -p responder
