@@ -57,7 +57,7 @@ pub fn run(
                 continue;
             }
         };
-        let alert = match alert_from_json(&v, window) {
+        let alert = match alert_from_json(&unwrapped(v), window) {
             Ok(a) => a,
             Err(NotAnAlert::Other(t)) => {
                 *c.skipped.entry(t).or_default() += 1;
@@ -90,6 +90,24 @@ pub fn run(
         c.rendered += 1;
     }
     Ok(c)
+}
+
+/// The alert inside what a subscriber holds: an alert-bus event's `detail`, an SNS
+/// notification's `Message` (as an SQS subscriber without raw delivery gets it); else
+/// the line itself.
+fn unwrapped(mut v: serde_json::Value) -> serde_json::Value {
+    if v.get("detail-type").is_some() && v.get("detail").is_some() {
+        return v["detail"].take();
+    }
+    if v["Type"] == "Notification" {
+        if let Some(inner) = v["Message"]
+            .as_str()
+            .and_then(|m| serde_json::from_str(m).ok())
+        {
+            return inner;
+        }
+    }
+    v
 }
 
 /// Reports `c` on stderr; fails when a line was neither an alert nor a known record.

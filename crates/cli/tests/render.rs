@@ -60,3 +60,16 @@ fn a_broken_line_is_named_by_its_number_and_fails_the_run_after_the_rest() {
     assert!(err.contains("line 2: not JSON"), "{err}");
     assert!(err.contains("line 3: incident:"), "{err}");
 }
+
+#[test]
+fn what_a_subscriber_holds_renders_as_the_alert_inside_it() {
+    let alert: serde_json::Value = serde_json::from_str(TAMPER).unwrap();
+    let event = serde_json::json!({"source": "tripwire", "detail-type": "tamper", "detail": alert});
+    let sns = serde_json::json!({"Type": "Notification", "Subject": "s", "Message": TAMPER});
+    let (_, want, _) = render("chatbot", TAMPER);
+    for wrapped in [event, sns] {
+        let (ok, out, err) = render("chatbot", &format!("{wrapped}\n"));
+        assert!(ok, "{err}");
+        assert_eq!(out, want);
+    }
+}

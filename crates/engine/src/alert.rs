@@ -91,8 +91,11 @@ pub struct Card {
     pub key: String,
     /// Which rule raised it: the incident's lane (`burst`, …), `tamper` or `coverage`.
     pub rule: String,
-    /// One line, markdown.
+    /// One line: the alert's subject.
     pub title: String,
+    /// What the incident (or alarm) is, whatever this alert says about it: a finding's
+    /// title, which stays the same while its alerts come and go.
+    pub headline: String,
     /// What happened, who, the counts and containment, in markdown lines.
     pub description: String,
     /// The runbook's steps.
@@ -248,12 +251,34 @@ pub fn render(
     now: Millis,
     window_degraded: bool,
 ) -> Alert {
+    let subject = incident_subject(kind, incident);
+    let text = text_body(kind, incident, status, window, now, window_degraded);
+    let machine = Machine {
+        kind,
+        incident: incident.alert_view(JSON_SAMPLE),
+        instance_ids_truncated: incident.instances() > JSON_SAMPLE,
+        containment_status: status,
+        alert_time: now,
+        window_degraded,
+    };
+    Alert {
+        kind,
+        card: incident_card(kind, incident, status, &subject, now),
+        subject: subject_safe(&subject),
+        text,
+        json: serde_json::to_string(&machine).unwrap_or_default(),
+        account: incident.account.clone(),
+    }
+}
+
+/// The subject of `kind`'s alert about `incident`, before SNS's rules are applied.
+fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
     let who = match incident.kind {
         Lane::Account => "every principal",
         _ => short_principal(&incident.principal_arn),
     };
     let n = incident.instances();
-    let subject = match (kind, incident.kind) {
+    match (kind, incident.kind) {
         (AlertKind::Detected | AlertKind::Update, Lane::Attempt) => format!(
             "TRIPWIRE: {} failed TerminateInstances calls by {who} in {}",
             incident.attempts, incident.account
@@ -289,23 +314,6 @@ pub fn render(
         (AlertKind::Released, _) => {
             format!("TRIPWIRE RELEASED: {who} in {}", incident.account)
         }
-    };
-    let text = text_body(kind, incident, status, window, now, window_degraded);
-    let machine = Machine {
-        kind,
-        incident: incident.alert_view(JSON_SAMPLE),
-        instance_ids_truncated: incident.instances() > JSON_SAMPLE,
-        containment_status: status,
-        alert_time: now,
-        window_degraded,
-    };
-    Alert {
-        kind,
-        card: incident_card(kind, incident, status, &subject, now),
-        subject: subject_safe(&subject),
-        text,
-        json: serde_json::to_string(&machine).unwrap_or_default(),
-        account: incident.account.clone(),
     }
 }
 
@@ -395,6 +403,7 @@ fn incident_card(
         key: i.id.clone(),
         rule: lane.into(),
         title: subject.into(),
+        headline: incident_subject(AlertKind::Detected, i),
         description: d,
         next_steps,
         keywords: vec![
@@ -497,6 +506,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
         key: format!("tamper-{}", t.event_id),
         rule: "tamper".into(),
         title: subject.clone(),
+        headline: subject.clone(),
         description: format!(
             "*{}* ({}) on `{}` by `{}` in account `{}` {}{}.\n{}",
             t.event_name,
@@ -744,6 +754,7 @@ fn coverage_card(
         key: format!("coverage-{account}-{region}"),
         rule: "coverage".into(),
         title: subject.into(),
+        headline: format!("TRIPWIRE COVERAGE: {account} {region}"),
         description,
         next_steps,
         keywords: vec![

@@ -207,7 +207,7 @@ pub fn asff(a: &Alert, ctx: &FindingContext) -> Option<Value> {
             "Severity": {"Label": severity, "Original": severity},
             "Types": FINDING_TYPES,
         },
-        "Title": cut(&c.title, FINDING_TITLE_MAX),
+        "Title": cut(&c.headline, FINDING_TITLE_MAX),
         "Description": cut(&plain(&c.description), FINDING_DESCRIPTION_MAX),
         "Remediation": {"Recommendation": {"Text": cut(&plain(&c.next_steps.join(" ")), FINDING_RECOMMENDATION_MAX)}},
         "ProductFields": product_fields,
@@ -646,6 +646,10 @@ mod tests {
             assert_eq!(d["Id"], format!("tripwire/{}", i.id));
             assert_eq!(d["AwsAccountId"], "999999999999");
             assert_eq!(d["CreatedAt"], docs[0]["CreatedAt"], "created once");
+            assert_eq!(
+                d["Title"], docs[0]["Title"],
+                "one title while its alerts change"
+            );
             assert_eq!(d["ProductArn"], "arn:aws-us-gov:securityhub:us-gov-west-1:999999999999:product/999999999999/default");
             assert!(d["Resources"]
                 .as_array()
