@@ -54,15 +54,18 @@ async fn client() -> Result<Client> {
 }
 
 /// One listing: with `/` as delimiter while the layout can still narrow, or every key
-/// below once it cannot.
+/// below once it cannot. Keys go to `found` page by page, as they are listed; the
+/// prefixes below are returned, to list next. Returns how many keys it sent.
 async fn list_level(
     s3: &Client,
     bucket: &str,
     prefix: String,
     narrow: &Narrow,
-) -> Result<(Vec<String>, Vec<String>)> {
+    progress: &Progress,
+    found: &tokio::sync::mpsc::Sender<Object>,
+) -> Result<(usize, Vec<String>)> {
     let flat = narrow.settled(&prefix);
-    let mut keys = Vec::new();
+    let mut sent = 0;
     let mut below = Vec::new();
     let mut pages = s3
         .list_objects_v2()
@@ -73,26 +76,37 @@ async fn list_level(
         .send();
     while let Some(page) = pages.next().await {
         let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
-        for o in page.contents() {
-            if let Some(k) = o.key() {
-                if crate::backtest::wanted_name(k) && narrow.admits(k) {
-                    keys.push(k.to_owned());
-                }
+        let keys: Vec<&str> = page
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .filter(|k| crate::backtest::wanted_name(k) && narrow.admits(k))
+            .collect();
+        progress.add_files(keys.len());
+        for key in keys {
+            let o = Object {
+                bucket: bucket.to_owned(),
+                key: key.to_owned(),
+            };
+            // The readers stop early only when the run has failed.
+            if found.send(o).await.is_err() {
+                return Ok((sent, below));
             }
+            sent += 1;
         }
-        for p in page.common_prefixes() {
-            if let Some(p) = p.prefix() {
-                if narrow.admits(p) {
-                    below.push(p.to_owned());
-                }
-            }
-        }
+        below.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix())
+                .filter(|p| narrow.admits(p))
+                .map(str::to_owned),
+        );
     }
-    Ok((keys, below))
+    Ok((sent, below))
 }
 
-/// Sends every object under `uri` the layout admits to `found`, counting them on
-/// `progress`; prefixes it rules out are never listed.
+/// Sends every object under `uri` the layout admits to `found`; prefixes it rules out
+/// are never listed. Returns how many it sent.
 async fn list(
     s3: &Client,
     uri: &Uri,
@@ -106,24 +120,13 @@ async fn list(
     loop {
         while running.len() < CONCURRENCY {
             let Some(p) = queue.pop() else { break };
-            running.push(list_level(s3, &uri.bucket, p, narrow));
+            running.push(list_level(s3, &uri.bucket, p, narrow, progress, found));
         }
         let Some(done) = running.next().await else {
             break;
         };
-        let (keys, below) = done?;
-        progress.add_files(keys.len());
-        n += keys.len();
-        for key in keys {
-            let o = Object {
-                bucket: uri.bucket.clone(),
-                key,
-            };
-            // The readers have stopped only if the run failed.
-            if found.send(o).await.is_err() {
-                return Ok(n);
-            }
-        }
+        let (sent, below) = done?;
+        n += sent;
         queue.extend(below);
     }
     Ok(n)
