@@ -18,6 +18,9 @@ pub struct Alerter {
     bus: Option<AlertBus>,
 }
 
+/// How long an alert waits on the bus after its page went out.
+const BUS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+
 #[derive(serde::Serialize)]
 struct PerProtocol<'a> {
     default: &'a str,
@@ -71,7 +74,20 @@ impl Alerts for Alerter {
     async fn publish(&self, alert: &Alert) -> Result<String, Error> {
         let id = self.publish_to_sns(alert).await?;
         if let Some(bus) = &self.bus {
-            if let Err(e) = bus.put(alert).await {
+            // Bounded below the SDK's own 12 s: the caller records the page as sent only
+            // after this returns, and a slow bus must not turn into a second page.
+            let put = tokio::time::timeout(BUS_DEADLINE, bus.put(alert))
+                .await
+                .unwrap_or_else(|_| {
+                    Err(Error::Aws {
+                        port: Port::Alerts,
+                        op: "events:PutEvents",
+                        code: "Timeout".into(),
+                        message: format!("no answer in {BUS_DEADLINE:?}"),
+                        transient: true,
+                    })
+                });
+            if let Err(e) = put {
                 tracing::warn!(
                     outcome = "alert_bus_failed",
                     kind = alert.kind.as_str(),
@@ -239,5 +255,40 @@ mod tests {
             .unwrap();
         assert_eq!(id, "m-1");
         assert_eq!((publish.num_calls(), put.num_calls()), (1, 1));
+    }
+
+    #[tokio::test]
+    async fn a_bus_that_never_answers_does_not_hold_the_page() {
+        // A bus endpoint that accepts the connection and never answers, and a client
+        // without the SDK's timeouts: only the alerter's own deadline ends the wait.
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let endpoint = format!("http://{}", listener.local_addr().unwrap());
+        let events = aws_sdk_eventbridge::Client::from_conf(
+            aws_sdk_eventbridge::Config::builder()
+                .behavior_version(aws_sdk_eventbridge::config::BehaviorVersion::latest())
+                .region(aws_sdk_eventbridge::config::Region::new("us-east-1"))
+                .endpoint_url(endpoint)
+                .credentials_provider(aws_sdk_eventbridge::config::Credentials::for_tests())
+                .build(),
+        );
+        let publish = mock!(Client::publish)
+            .then_output(|| PublishOutput::builder().message_id("m-1").build());
+        let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&publish]);
+        let alert = Alert {
+            kind: AlertKind::Detected,
+            subject: "s".into(),
+            text: "t".into(),
+            json: "{}".into(),
+            account: "222222222222".into(),
+            card: Default::default(),
+        };
+        let alerter = Alerter::new(sns, "arn:aws:sns:us-east-1:123456789012:t")
+            .with_bus(Some(AlertBus::new(events, "tripwire-alerts")));
+        let sent = tokio::time::timeout(BUS_DEADLINE * 3, alerter.publish(&alert)).await;
+        assert_eq!(
+            sent.expect("the alerter gave up on the bus").unwrap(),
+            "m-1"
+        );
+        drop(listener);
     }
 }
