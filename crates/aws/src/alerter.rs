@@ -143,6 +143,18 @@ mod tests {
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use tripwire_engine::alert::{Alert, AlertKind};
 
+    /// An alert of `kind` for account 222222222222 with bodies `t` and `{}`.
+    fn alert(kind: AlertKind) -> Alert {
+        Alert {
+            kind,
+            subject: "s".into(),
+            text: "t".into(),
+            json: "{}".into(),
+            account: "222222222222".into(),
+            card: Default::default(),
+        }
+    }
+
     #[tokio::test]
     async fn one_message_per_protocol_with_filterable_attributes() {
         let publish = mock!(Client::publish)
@@ -215,14 +227,7 @@ mod tests {
             AlertKind::Tamper,
             AlertKind::CoverageLost,
         ] {
-            let alert = Alert {
-                kind,
-                subject: "s".into(),
-                text: "t".into(),
-                json: "{}".into(),
-                account: "222222222222".into(),
-                card: Default::default(),
-            };
+            let alert = alert(kind);
             alerter.publish(&alert).await.unwrap();
         }
         assert_eq!(
@@ -240,14 +245,7 @@ mod tests {
             .then_error(|| PutEventsError::unhandled("the bus is gone"));
         let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&publish]);
         let events = mock_client!(aws_sdk_eventbridge, RuleMode::Sequential, [&put]);
-        let alert = Alert {
-            kind: AlertKind::Detected,
-            subject: "s".into(),
-            text: "t".into(),
-            json: "{}".into(),
-            account: "222222222222".into(),
-            card: Default::default(),
-        };
+        let alert = alert(AlertKind::Detected);
         let id = Alerter::new(sns, "arn:aws:sns:us-east-1:123456789012:t")
             .with_bus(Some(AlertBus::new(events, "tripwire-alerts")))
             .publish(&alert)
@@ -274,14 +272,7 @@ mod tests {
         let publish = mock!(Client::publish)
             .then_output(|| PublishOutput::builder().message_id("m-1").build());
         let sns = mock_client!(aws_sdk_sns, RuleMode::Sequential, [&publish]);
-        let alert = Alert {
-            kind: AlertKind::Detected,
-            subject: "s".into(),
-            text: "t".into(),
-            json: "{}".into(),
-            account: "222222222222".into(),
-            card: Default::default(),
-        };
+        let alert = alert(AlertKind::Detected);
         let alerter = Alerter::new(sns, "arn:aws:sns:us-east-1:123456789012:t")
             .with_bus(Some(AlertBus::new(events, "tripwire-alerts")));
         let sent = tokio::time::timeout(BUS_DEADLINE * 3, alerter.publish(&alert)).await;

@@ -12,7 +12,7 @@ use aws_sdk_securityhub::types::{
 use aws_sdk_securityhub::Client;
 use serde_json::Value;
 use tripwire_engine::alert::Alert;
-use tripwire_engine::destination::{asff, workflow, FindingContext};
+use tripwire_engine::destination::{asff, workflow, Finding, FindingContext};
 
 /// What one event did to its finding.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -42,10 +42,6 @@ pub struct Findings {
     ctx: FindingContext,
 }
 
-fn bad(what: &str) -> Error {
-    Error::encoding("a finding", what)
-}
-
 /// A batch call that answered 200 but refused its one finding.
 fn refused(op: &'static str, code: Option<&str>, message: Option<&str>) -> Error {
     Error::Aws {
@@ -57,75 +53,62 @@ fn refused(op: &'static str, code: Option<&str>, message: Option<&str>) -> Error
     }
 }
 
-fn text(v: &Value, key: &str) -> Option<String> {
-    v.get(key).and_then(Value::as_str).map(str::to_owned)
-}
-
-/// The SDK's finding from the engine's ASFF document (the fields [`asff`] writes).
-fn to_sdk(v: &Value) -> Result<AwsSecurityFinding, Error> {
-    let fpf = &v["FindingProviderFields"];
-    let label = fpf["Severity"]["Label"].as_str().unwrap_or("HIGH");
+/// The SDK's finding from the engine's, field by field.
+fn to_sdk(f: &Finding) -> AwsSecurityFinding {
+    let severity = &f.finding_provider_fields.severity;
     let mut b = AwsSecurityFinding::builder()
-        .set_schema_version(text(v, "SchemaVersion"))
-        .set_id(text(v, "Id"))
-        .set_product_arn(text(v, "ProductArn"))
-        .set_generator_id(text(v, "GeneratorId"))
-        .set_aws_account_id(text(v, "AwsAccountId"))
-        .set_created_at(text(v, "CreatedAt"))
-        .set_updated_at(text(v, "UpdatedAt"))
-        .set_first_observed_at(text(v, "FirstObservedAt"))
-        .set_last_observed_at(text(v, "LastObservedAt"))
-        .set_title(text(v, "Title"))
-        .set_description(text(v, "Description"))
+        .schema_version(f.schema_version)
+        .id(&f.id)
+        .product_arn(&f.product_arn)
+        .generator_id(&f.generator_id)
+        .aws_account_id(&f.aws_account_id)
+        .created_at(&f.created_at)
+        .updated_at(&f.updated_at)
+        .first_observed_at(&f.first_observed_at)
+        .last_observed_at(&f.last_observed_at)
+        .title(&f.title)
+        .description(&f.description)
         .finding_provider_fields(
             FindingProviderFields::builder()
                 .severity(
                     FindingProviderSeverity::builder()
-                        .label(SeverityLabel::from(label))
-                        .original(label)
+                        .label(SeverityLabel::from(severity.label))
+                        .original(severity.original)
                         .build(),
                 )
-                .set_types(fpf["Types"].as_array().map(|t| {
-                    t.iter()
-                        .filter_map(Value::as_str)
-                        .map(str::to_owned)
-                        .collect()
-                }))
+                .set_types(Some(
+                    f.finding_provider_fields
+                        .types
+                        .iter()
+                        .map(|t| (*t).to_owned())
+                        .collect(),
+                ))
                 .build(),
         )
         .remediation(
             Remediation::builder()
                 .recommendation(
                     Recommendation::builder()
-                        .set_text(
-                            v["Remediation"]["Recommendation"]["Text"]
-                                .as_str()
-                                .map(str::to_owned),
-                        )
+                        .text(&f.remediation.recommendation.text)
                         .build(),
                 )
                 .build(),
         )
-        .record_state(RecordState::from(
-            v["RecordState"].as_str().unwrap_or("ACTIVE"),
-        ));
-    for (k, val) in v["ProductFields"].as_object().into_iter().flatten() {
-        b = b.product_fields(k, val.as_str().unwrap_or_default());
+        .record_state(RecordState::from(f.record_state));
+    for (k, v) in &f.product_fields {
+        b = b.product_fields(k, v);
     }
-    for r in v["Resources"]
-        .as_array()
-        .ok_or_else(|| bad("no Resources"))?
-    {
+    for r in &f.resources {
         b = b.resources(
             Resource::builder()
-                .set_type(text(r, "Type"))
-                .set_id(text(r, "Id"))
-                .set_partition(text(r, "Partition").map(|p| Partition::from(p.as_str())))
-                .set_region(text(r, "Region"))
+                .r#type(&r.kind)
+                .id(&r.id)
+                .partition(Partition::from(r.partition.as_str()))
+                .region(&r.region)
                 .build(),
         );
     }
-    Ok(b.build())
+    b.build()
 }
 
 impl Findings {
@@ -138,14 +121,13 @@ impl Findings {
     /// reports containment or a release. A refused finding is an error (the event is
     /// retried, then dead-lettered), never a silent drop.
     pub async fn record(&self, alert: &Alert) -> Result<Recorded, Error> {
-        let Some(doc) = asff(alert, &self.ctx) else {
+        let Some(finding) = asff(alert, &self.ctx) else {
             return Ok(Recorded::skipped("not_an_incident"));
         };
-        let id = text(&doc, "Id").unwrap_or_default();
         let out = self
             .client
             .batch_import_findings()
-            .findings(to_sdk(&doc)?)
+            .findings(to_sdk(&finding))
             .send()
             .await
             .map_err(|e| aws_error(Port::Alerts, "securityhub:BatchImportFindings", e))?;
@@ -158,7 +140,7 @@ impl Findings {
         }
         let Some((status, note)) = workflow(alert) else {
             return Ok(Recorded {
-                finding: Some(id),
+                finding: Some(finding.id),
                 workflow: None,
                 skipped: None,
             });
@@ -168,7 +150,7 @@ impl Findings {
             .batch_update_findings()
             .finding_identifiers(
                 AwsSecurityFindingIdentifier::builder()
-                    .id(&id)
+                    .id(&finding.id)
                     .product_arn(self.ctx.product_arn())
                     .build(),
             )
@@ -194,7 +176,7 @@ impl Findings {
             ));
         }
         Ok(Recorded {
-            finding: Some(id),
+            finding: Some(finding.id),
             workflow: Some(status),
             skipped: None,
         })

@@ -78,7 +78,7 @@ pub fn run(
             Format::Chatbot => chatbot(&alert),
             Format::Pagerduty => pagerduty(&alert),
             Format::Asff => match asff(&alert, ctx) {
-                Some(f) => f,
+                Some(f) => serde_json::to_value(f)?,
                 None => {
                     *c.skipped.entry("not_an_incident".into()).or_default() += 1;
                     continue;

@@ -603,22 +603,7 @@ pub fn render_coverage(
         );
         let _ = writeln!(text, "Last heartbeat  {}", format_millis(s.last));
         let _ = writeln!(text, "\nCheck, in that account and region");
-        let _ = writeln!(
-            text,
-            "  1. the rules tripwire-forward-* are enabled and target the central bus;"
-        );
-        let _ = writeln!(
-            text,
-            "  2. the schedule tripwire-canary and the role tripwire-canary exist;"
-        );
-        let _ = writeln!(
-            text,
-            "  3. the organization trail is logging management events;"
-        );
-        let _ = writeln!(
-            text,
-            "  4. CloudTrail for tamper events there (StopLogging, DisableRule, DeleteSchedule)."
-        );
+        numbered(&mut text, &LOST_CHECKS);
     } else {
         let _ = writeln!(
             text,
@@ -639,7 +624,8 @@ pub fn render_coverage(
         interval_s: interval / 1000,
         alert_time: now,
     };
-    let card = coverage_card(&s.account, &s.region, &subject, &text, s.last, now, !lost);
+    let checks: &[&str] = if lost { &LOST_CHECKS } else { &[] };
+    let card = coverage_card(&s.account, &s.region, &subject, &text, checks, s.last, now);
     Alert {
         kind,
         card,
@@ -692,22 +678,7 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
     let _ = writeln!(text, "Stack instance  {}", d.status);
     let _ = writeln!(text, "Listed since    {}", format_millis(listed));
     let _ = writeln!(text, "\nCheck");
-    let _ = writeln!(
-        text,
-        "  1. the StackSet operation for that account and region succeeded (a failed or skipped deployment is the usual cause);"
-    );
-    let _ = writeln!(
-        text,
-        "  2. there, the rules tripwire-forward-* are enabled and target the central bus;"
-    );
-    let _ = writeln!(
-        text,
-        "  3. there, the schedule tripwire-canary and the role tripwire-canary exist;"
-    );
-    let _ = writeln!(
-        text,
-        "  4. the organization trail records management events in that region."
-    );
+    numbered(&mut text, &NEVER_SEEN_CHECKS);
     let json = NeverSeenJson {
         record_type: "coverage_alert",
         kind: AlertKind::CoverageLost.as_str(),
@@ -719,7 +690,15 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
         silent_s: silent,
         alert_time: now,
     };
-    let card = coverage_card(&d.account, &d.region, &subject, &text, listed, now, false);
+    let card = coverage_card(
+        &d.account,
+        &d.region,
+        &subject,
+        &text,
+        &NEVER_SEEN_CHECKS,
+        listed,
+        now,
+    );
     Alert {
         kind: AlertKind::CoverageLost,
         card,
@@ -730,26 +709,44 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
     }
 }
 
+/// What to check for a region that fell silent.
+const LOST_CHECKS: [&str; 4] = [
+    "the rules tripwire-forward-* are enabled and target the central bus;",
+    "the schedule tripwire-canary and the role tripwire-canary exist;",
+    "the organization trail is logging management events;",
+    "CloudTrail for tamper events there (StopLogging, DisableRule, DeleteSchedule).",
+];
+
+/// What to check for a StackSet instance that never spoke.
+const NEVER_SEEN_CHECKS: [&str; 4] = [
+    "the StackSet operation for that account and region succeeded (a failed or skipped deployment is the usual cause);",
+    "there, the rules tripwire-forward-* are enabled and target the central bus;",
+    "there, the schedule tripwire-canary and the role tripwire-canary exist;",
+    "the organization trail records management events in that region.",
+];
+
+/// Writes `steps` as the text's numbered list.
+fn numbered(text: &mut String, steps: &[&str]) {
+    for (n, step) in steps.iter().enumerate() {
+        let _ = writeln!(text, "  {}. {step}", n + 1);
+    }
+}
+
 /// A coverage alarm's card: keyed by the account and region, so `coverage_restored`
-/// resolves the page `coverage_lost` opened.
+/// resolves the page `coverage_lost` opened. The description is the text's first
+/// paragraph; the next steps are its `checks`, and an alarm with none to make is a
+/// region's return.
 fn coverage_card(
     account: &str,
     region: &str,
     subject: &str,
     text: &str,
+    checks: &[&str],
     since: Millis,
     now: Millis,
-    restored: bool,
 ) -> Card {
-    // The text's first paragraph says what happened; its numbered lines are the checks.
-    let mut paragraphs = text.split("\n\n");
-    let description = paragraphs.next().unwrap_or_default().to_owned();
-    let next_steps = text
-        .lines()
-        .filter_map(|l| l.trim_start().split_once(". "))
-        .filter(|(n, _)| n.parse::<u8>().is_ok())
-        .map(|(_, step)| step.to_owned())
-        .collect();
+    let description = text.split("\n\n").next().unwrap_or_default().to_owned();
+    let next_steps = checks.iter().map(|c| (*c).to_owned()).collect();
     Card {
         key: format!("coverage-{account}-{region}"),
         rule: "coverage".into(),
@@ -773,7 +770,7 @@ fn coverage_card(
         last_seen: since,
         opened: since,
         time: now,
-        resolves: restored,
+        resolves: checks.is_empty(),
     }
 }
 

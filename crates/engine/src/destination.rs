@@ -14,7 +14,9 @@ use crate::armed::{Deployed, HeartbeatState, Tamper};
 use crate::incident::Incident;
 use crate::time::{format_millis, Millis};
 use crate::window::Lane;
+use serde::Serialize;
 use serde_json::{json, Map, Value};
+use std::collections::BTreeMap;
 
 /// The custom notification's description: chat clients cut long messages, and the
 /// instance IDs are in the SNS JSON and the manifest, not here.
@@ -125,7 +127,7 @@ pub fn pagerduty(a: &Alert) -> Value {
             "custom_details": {
                 "description": plain(&c.description),
                 "next_steps": c.next_steps,
-                "context": c.context.iter().cloned().collect::<std::collections::BTreeMap<_, _>>(),
+                "context": c.context.iter().cloned().collect::<BTreeMap<_, _>>(),
             },
         },
     })
@@ -166,65 +168,134 @@ fn finding_severity(rule: &str) -> &'static str {
     }
 }
 
+/// A Security Hub finding (ASFF): the fields the tripwire sets, named as ASFF names
+/// them, so its JSON is what `tripwire render --format asff` prints and the importer
+/// maps each field to the SDK's by type.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Finding {
+    pub schema_version: &'static str,
+    pub id: String,
+    pub product_arn: String,
+    pub generator_id: String,
+    pub aws_account_id: String,
+    pub created_at: String,
+    pub updated_at: String,
+    pub first_observed_at: String,
+    pub last_observed_at: String,
+    pub finding_provider_fields: ProviderFields,
+    pub title: String,
+    pub description: String,
+    pub remediation: Remediation,
+    pub product_fields: BTreeMap<String, String>,
+    pub resources: Vec<FindingResource>,
+    /// `ACTIVE`, or `ARCHIVED` once released.
+    pub record_state: &'static str,
+}
+
+/// The fields only a finding's provider sets on an existing finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct ProviderFields {
+    pub severity: Severity,
+    pub types: Vec<&'static str>,
+}
+
+/// A finding's severity.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Severity {
+    pub label: &'static str,
+    pub original: &'static str,
+}
+
+/// What to do about a finding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Remediation {
+    pub recommendation: Recommendation,
+}
+
+/// The recommendation's text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct Recommendation {
+    pub text: String,
+}
+
+/// A resource a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "PascalCase")]
+pub struct FindingResource {
+    #[serde(rename = "Type")]
+    pub kind: String,
+    pub id: String,
+    pub partition: String,
+    pub region: String,
+}
+
 /// The Security Hub finding (ASFF) an incident's alert imports or updates: `None` for
 /// the tripwire's own alarms, which are not incidents. With the default product ARN the
 /// finding must be the importing account's (`AwsAccountId`); the account where the
 /// instances died is a resource. Severity and types go in `FindingProviderFields`, the
 /// only way a provider may set them on an existing finding; a release archives it.
-pub fn asff(a: &Alert, ctx: &FindingContext) -> Option<Value> {
-    let c = &a.card;
-    if !is_incident(a.kind) {
+pub fn asff(a: &Alert, ctx: &FindingContext) -> Option<Finding> {
+    if a.kind.is_own_alarm() {
         return None;
     }
-    let product_fields: Map<String, Value> = c
+    let c = &a.card;
+    let product_fields = c
         .context
         .iter()
-        .map(|(k, v)| (format!("tripwire/{k}"), Value::String(v.clone())))
+        .map(|(k, v)| (format!("tripwire/{k}"), v.clone()))
         .chain([
-            ("tripwire/alert".to_owned(), a.kind.as_str().into()),
-            ("tripwire/rule".to_owned(), c.rule.clone().into()),
+            ("tripwire/alert".to_owned(), a.kind.as_str().to_owned()),
+            ("tripwire/rule".to_owned(), c.rule.clone()),
         ])
         .collect();
-    let resources: Vec<Value> = c
+    let resources = c
         .resources
         .iter()
-        .map(|(kind, id)| {
-            json!({"Type": kind, "Id": id, "Partition": ctx.partition, "Region": c.region})
+        .map(|(kind, id)| FindingResource {
+            kind: kind.clone(),
+            id: id.clone(),
+            partition: ctx.partition.clone(),
+            region: c.region.clone(),
         })
         .collect();
     let severity = finding_severity(&c.rule);
-    Some(json!({
-        "SchemaVersion": "2018-10-08",
-        "Id": finding_id(&c.key),
-        "ProductArn": ctx.product_arn(),
-        "GeneratorId": format!("tripwire/{}", c.rule),
-        "AwsAccountId": ctx.account,
-        "CreatedAt": format_millis(c.opened),
-        "UpdatedAt": format_millis(c.time),
-        "FirstObservedAt": format_millis(c.first_seen),
-        "LastObservedAt": format_millis(c.last_seen),
-        "FindingProviderFields": {
-            "Severity": {"Label": severity, "Original": severity},
-            "Types": FINDING_TYPES,
+    Some(Finding {
+        schema_version: "2018-10-08",
+        id: finding_id(&c.key),
+        product_arn: ctx.product_arn(),
+        generator_id: format!("tripwire/{}", c.rule),
+        aws_account_id: ctx.account.clone(),
+        created_at: format_millis(c.opened),
+        updated_at: format_millis(c.time),
+        first_observed_at: format_millis(c.first_seen),
+        last_observed_at: format_millis(c.last_seen),
+        finding_provider_fields: ProviderFields {
+            severity: Severity {
+                label: severity,
+                original: severity,
+            },
+            types: FINDING_TYPES.to_vec(),
         },
-        "Title": cut(&c.headline, FINDING_TITLE_MAX),
-        "Description": cut(&plain(&c.description), FINDING_DESCRIPTION_MAX),
-        "Remediation": {"Recommendation": {"Text": cut(&plain(&c.next_steps.join(" ")), FINDING_RECOMMENDATION_MAX)}},
-        "ProductFields": product_fields,
-        "Resources": resources,
-        "RecordState": if c.resolves { "ARCHIVED" } else { "ACTIVE" },
-    }))
+        title: cut(&c.headline, FINDING_TITLE_MAX),
+        description: cut(&plain(&c.description), FINDING_DESCRIPTION_MAX),
+        remediation: Remediation {
+            recommendation: Recommendation {
+                text: cut(&plain(&c.next_steps.join(" ")), FINDING_RECOMMENDATION_MAX),
+            },
+        },
+        product_fields,
+        resources,
+        record_state: if c.resolves { "ARCHIVED" } else { "ACTIVE" },
+    })
 }
 
 /// ASFF types: the calls destroy resources, and a principal behaves unlike itself.
 pub const FINDING_TYPES: [&str; 2] = ["TTPs/Impact", "Unusual Behaviors/User"];
-
-fn is_incident(kind: AlertKind) -> bool {
-    !matches!(
-        kind,
-        AlertKind::Tamper | AlertKind::CoverageLost | AlertKind::CoverageRestored
-    )
-}
 
 /// The workflow status an incident's alert moves its finding to, with a note saying
 /// why: BatchImportFindings may not change an existing finding's workflow, so the
@@ -641,7 +712,10 @@ mod tests {
             partition: "aws-us-gov".into(),
         };
         let all = alerts(&i);
-        let docs: Vec<Value> = all.iter().map(|a| asff(a, &ctx).unwrap()).collect();
+        let docs: Vec<Value> = all
+            .iter()
+            .map(|a| serde_json::to_value(asff(a, &ctx).unwrap()).unwrap())
+            .collect();
         for d in &docs {
             assert_eq!(d["Id"], format!("tripwire/{}", i.id));
             assert_eq!(d["AwsAccountId"], "999999999999");
