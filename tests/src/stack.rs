@@ -15,7 +15,7 @@ pub const CENTRAL: &str = "123456789012";
 pub use tripwire_synth::{DEV, PROD};
 /// Another member account, for cross-account principals.
 pub const OTHER: &str = "444444444444";
-use tripwire_engine::containment;
+use tripwire_engine::{containment, names};
 pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
 /// The member StackSet, as scripts/deploy-members.sh names it.
 pub const MEMBER_STACKSET: &str = "tripwire-member";
@@ -518,17 +518,17 @@ impl Stack {
             }
             for (name, document) in [
                 (
-                    containment::BRAKE_POLICY,
+                    names::BRAKE_POLICY,
                     containment::brake_document(&policy.deny_actions),
                 ),
                 (
-                    containment::QUARANTINE_MANAGED_POLICY,
+                    names::QUARANTINE_MANAGED_POLICY,
                     containment::quarantine_document(),
                 ),
             ] {
                 iam.create_policy()
                     .policy_name(name)
-                    .path(containment::MANAGED_PATH)
+                    .path(names::MANAGED_PATH)
                     .policy_document(document)
                     .send()
                     .await

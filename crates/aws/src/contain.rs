@@ -11,10 +11,8 @@ use aws_sdk_iam::types::StatusType;
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tripwire_engine::containment::{
-    fits_quota, managed_policy_arn, policy_size, Plan, Target, ALL_MANAGED_POLICIES,
-    ALL_POLICY_NAMES,
-};
+use tripwire_engine::containment::{fits_quota, policy_size, Plan, Target};
+use tripwire_engine::names::{managed_policy_arn, ALL_MANAGED_POLICIES, ALL_POLICY_NAMES};
 use tripwire_engine::principal::IamEntity;
 use tripwire_pipeline::Contain;
 pub use tripwire_pipeline::Refused;

@@ -7,6 +7,7 @@
 //! and the function binaries only call [`detector_from_env`] / [`responder_from_env`].
 
 pub mod alerter;
+pub mod archive;
 pub mod bus;
 pub mod config;
 pub mod contain;

@@ -8,6 +8,7 @@ mod generate;
 mod gunzip;
 mod incident;
 mod output;
+mod reading;
 mod release;
 mod render;
 mod s3;
@@ -190,9 +191,9 @@ fn main() -> Result<()> {
             regions,
             paths,
         } => {
-            let narrow = backtest::Narrow {
-                since: since.as_deref().map(backtest::parse_day).transpose()?,
-                until: until.as_deref().map(backtest::parse_day).transpose()?,
+            let narrow = reading::Narrow {
+                since: since.as_deref().map(reading::parse_day).transpose()?,
+                until: until.as_deref().map(reading::parse_day).transpose()?,
                 accounts: accounts.into_iter().filter(|a| !a.is_empty()).collect(),
                 regions: regions.into_iter().filter(|r| !r.is_empty()).collect(),
             };
@@ -250,9 +251,8 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::ManagedPolicies { file } => {
-            use tripwire_engine::containment::{
-                brake_document, quarantine_document, BRAKE_POLICY, QUARANTINE_MANAGED_POLICY,
-            };
+            use tripwire_engine::containment::{brake_document, quarantine_document};
+            use tripwire_engine::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY};
             let p = load_policy(&file)?;
             let docs = serde_json::json!({
                 BRAKE_POLICY: serde_json::from_str::<serde_json::Value>(&brake_document(&p.deny_actions))?,

@@ -23,7 +23,7 @@ struct Summary<'a> {
     calls_with_origin: u64,
     provenance_skipped: &'a std::collections::BTreeMap<&'static str, u64>,
     initiator_records: u64,
-    corrupt_files: &'a [crate::backtest::CorruptFile],
+    corrupt_files: &'a [crate::reading::CorruptFile],
     incidents: usize,
     heartbeats: u64,
     tamper_events: usize,

@@ -1,14 +1,11 @@
 //! Backtests straight from S3: list what the CloudTrail key layout admits, then read
-//! objects in parallel, gunzipping each as it streams in. Standard credential chain and
-//! endpoint settings (`AWS_ENDPOINT_URL`, `AWS_ENDPOINT_URL_S3`, profiles, SSO); with a
-//! custom endpoint, path-style addressing (what S3-compatible servers expect).
+//! objects in parallel as the listing goes on (the client is the adapter's
+//! [`Archive`]).
 
-use crate::backtest::{scan_text, Narrow, Progress, Totals};
-use anyhow::{Context, Result};
-use async_compression::tokio::bufread::GzipDecoder;
-use aws_sdk_s3::Client;
+use crate::reading::{scan_text, wanted_name, Narrow, Progress, Totals};
+use anyhow::Result;
 use futures_util::stream::{FuturesUnordered, StreamExt};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, BufReader};
+use tripwire_aws::archive::Archive;
 
 /// Listings and reads in flight at once.
 const CONCURRENCY: usize = 32;
@@ -43,21 +40,11 @@ struct Object {
     key: String,
 }
 
-async fn client() -> Result<Client> {
-    let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
-    let custom_endpoint =
-        sdk.endpoint_url().is_some() || std::env::var_os("AWS_ENDPOINT_URL_S3").is_some();
-    let conf = aws_sdk_s3::config::Builder::from(&sdk)
-        .force_path_style(custom_endpoint)
-        .build();
-    Ok(Client::from_conf(conf))
-}
-
 /// One listing: with `/` as delimiter while the layout can still narrow, or every key
 /// below once it cannot. Keys go to `found` page by page, as they are listed; the
 /// prefixes below are returned, to list next. Returns how many keys it sent.
 async fn list_level(
-    s3: &Client,
+    s3: &Archive,
     bucket: &str,
     prefix: String,
     narrow: &Narrow,
@@ -67,26 +54,19 @@ async fn list_level(
     let flat = narrow.settled(&prefix);
     let mut sent = 0;
     let mut below = Vec::new();
-    let mut pages = s3
-        .list_objects_v2()
-        .bucket(bucket)
-        .prefix(&prefix)
-        .set_delimiter((!flat).then(|| "/".to_owned()))
-        .into_paginator()
-        .send();
+    let mut pages = s3.list(bucket, &prefix, !flat);
     while let Some(page) = pages.next().await {
-        let page = page.with_context(|| format!("listing s3://{bucket}/{prefix}"))?;
-        let keys: Vec<&str> = page
-            .contents()
+        let page = page.map_err(anyhow::Error::msg)?;
+        let keys: Vec<&String> = page
+            .keys
             .iter()
-            .filter_map(|o| o.key())
-            .filter(|k| crate::backtest::wanted_name(k) && narrow.admits(k))
+            .filter(|k| wanted_name(k) && narrow.admits(k))
             .collect();
         progress.add_files(keys.len());
         for key in keys {
             let o = Object {
                 bucket: bucket.to_owned(),
-                key: key.to_owned(),
+                key: key.clone(),
             };
             // The readers stop early only when the run has failed.
             if found.send(o).await.is_err() {
@@ -94,13 +74,7 @@ async fn list_level(
             }
             sent += 1;
         }
-        below.extend(
-            page.common_prefixes()
-                .iter()
-                .filter_map(|p| p.prefix())
-                .filter(|p| narrow.admits(p))
-                .map(str::to_owned),
-        );
+        below.extend(page.prefixes.into_iter().filter(|p| narrow.admits(p)));
     }
     Ok((sent, below))
 }
@@ -108,7 +82,7 @@ async fn list_level(
 /// Sends every object under `uri` the layout admits to `found`; prefixes it rules out
 /// are never listed. Returns how many it sent.
 async fn list(
-    s3: &Client,
+    s3: &Archive,
     uri: &Uri,
     narrow: &Narrow,
     progress: &Progress,
@@ -132,33 +106,6 @@ async fn list(
     Ok(n)
 }
 
-/// Reads one object, gunzipping it as it streams in (gzip is known by its magic bytes).
-async fn read(s3: &Client, o: &Object) -> std::result::Result<Vec<u8>, String> {
-    let got = s3
-        .get_object()
-        .bucket(&o.bucket)
-        .key(&o.key)
-        .send()
-        .await
-        .map_err(|e| format!("GetObject: {}", aws_sdk_s3::error::DisplayErrorContext(e)))?;
-    let mut body = BufReader::new(got.body.into_async_read());
-    let gzip = body
-        .fill_buf()
-        .await
-        .map_err(|e| e.to_string())?
-        .starts_with(&[0x1f, 0x8b]);
-    let mut bytes = Vec::new();
-    if gzip {
-        let mut d = GzipDecoder::new(body);
-        d.multiple_members(true);
-        d.read_to_end(&mut bytes).await
-    } else {
-        body.read_to_end(&mut bytes).await
-    }
-    .map_err(|e| format!("reading: {e}"))?;
-    Ok(bytes)
-}
-
 /// Lists and scans every object under `uris`, reading while the listing goes on, and
 /// folds each file into the totals as it is scanned.
 pub fn scan(uris: &[Uri], narrow: &Narrow, progress: &Progress) -> Result<Totals> {
@@ -166,7 +113,7 @@ pub fn scan(uris: &[Uri], narrow: &Narrow, progress: &Progress) -> Result<Totals
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let s3 = client().await?;
+        let s3 = Archive::connect().await?;
         let s3 = &s3;
         let (found, objects) = tokio::sync::mpsc::channel::<Object>(4 * CONCURRENCY);
         let listing = async move {
@@ -193,7 +140,7 @@ pub fn scan(uris: &[Uri], narrow: &Narrow, progress: &Progress) -> Result<Totals
         let reading = objects
             .map(|o| async move {
                 let name = format!("s3://{}/{}", o.bucket, o.key);
-                let bytes = read(s3, &o).await;
+                let bytes = s3.read(&o.bucket, &o.key).await;
                 // Scanning is CPU work: off the runtime's threads.
                 tokio::task::spawn_blocking(move || scan_text(&name, bytes))
                     .await

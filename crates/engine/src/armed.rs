@@ -3,21 +3,16 @@
 //! path a real one takes, and calls that disarm the tripwire's own parts (its policies on
 //! a contained principal, its roles, its forwarding rules, the trail, its key, its topic).
 
+use crate::catalogue::{self, Role, TamperTarget};
+use crate::names::{
+    CANARY_INSTANCE, CANARY_ROLE, DEFAULT_CONTAINMENT_ROLE, FORWARD_RULE_PREFIX, MEMBER_ROLES,
+};
 use crate::principal::{sanitize, PrincipalKind};
 use crate::record::Document;
+use crate::skip::SkipReason;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::SkipReason;
 use serde::{Deserialize, Serialize};
-
-/// The member stacks' canary role: it may only call TerminateInstances with DryRun on
-/// [`CANARY_INSTANCE`].
-pub const CANARY_ROLE: &str = "tripwire-canary";
-/// The instance the canary asks for: an ID of EC2's form that is never allocated, so
-/// even a canary that lost its DryRun flag terminates nothing.
-pub const CANARY_INSTANCE: &str = "i-0000000000000dead";
-/// The member stacks' forwarding rules are named with this prefix.
-pub const FORWARD_RULE_PREFIX: &str = "tripwire-forward";
 
 /// A canary call seen: the path from CloudTrail to the detector works in `account` and
 /// `region`.
@@ -269,7 +264,7 @@ const ROLE_CHANGES: [&str; 10] = [
 ];
 
 /// The tripwire's managed policies live under this path (see
-/// [`crate::containment::MANAGED_PATH`]).
+/// [`crate::names::MANAGED_PATH`]).
 fn is_tripwire_managed(arn: &str) -> bool {
     arn.contains(":policy/tripwire/")
 }
@@ -282,20 +277,21 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
             .map(|r| format!("role/{r}"))
             .or_else(|| p.user_name.map(|u| format!("user/{u}")))
     };
-    match (source, name) {
-        ("cloudtrail.amazonaws.com", "StopLogging" | "DeleteTrail" | "UpdateTrail") => {
-            p.name.map(str::to_owned)
-        }
-        ("cloudtrail.amazonaws.com", "PutEventSelectors") => p.trail_name.map(str::to_owned),
-        ("events.amazonaws.com", "DisableRule" | "DeleteRule" | "PutRule") => p
+    let Some(Role::Tamper(on)) = catalogue::context(source, name).map(|c| c.role) else {
+        return None;
+    };
+    match on {
+        TamperTarget::Trail => p.name.map(str::to_owned),
+        TamperTarget::TrailSelectors => p.trail_name.map(str::to_owned),
+        TamperTarget::Rule => p
             .name
             .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
             .map(str::to_owned),
-        ("events.amazonaws.com", "RemoveTargets" | "PutTargets") => p
+        TamperTarget::RuleTargets => p
             .rule
             .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
             .map(str::to_owned),
-        ("iam.amazonaws.com", _) => {
+        TamperTarget::Iam => {
             // The tripwire's own denies, lifted from a contained principal.
             let inline = matches!(name, "DeleteRolePolicy" | "DeleteUserPolicy")
                 && p.policy_name.is_some_and(|n| n.starts_with("tripwire-"));
@@ -320,19 +316,15 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
             }
             // The member stacks' roles: who changes them, other than a deployment,
             // disarms the tripwire in that account.
-            let member = |r: &str| {
-                r == crate::containment::DEFAULT_CONTAINMENT_ROLE
-                    || crate::containment::MEMBER_ROLES.contains(&r)
-            };
+            let member = |r: &str| r == DEFAULT_CONTAINMENT_ROLE || MEMBER_ROLES.contains(&r);
             (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(member))
                 .then(entity)
                 .flatten()
         }
         // keyId is a key ID or an ARN; these calls take no alias.
-        ("kms.amazonaws.com", "DisableKey" | "ScheduleKeyDeletion") => p.key_id.map(str::to_owned),
-        ("sns.amazonaws.com", "Unsubscribe") => p.subscription_arn.map(str::to_owned),
-        ("sns.amazonaws.com", "DeleteTopic") => p.topic_arn.map(str::to_owned),
-        _ => None,
+        TamperTarget::Key => p.key_id.map(str::to_owned),
+        TamperTarget::Subscription => p.subscription_arn.map(str::to_owned),
+        TamperTarget::Topic => p.topic_arn.map(str::to_owned),
     }
 }
 
@@ -340,7 +332,7 @@ impl Tamper {
     /// Whether it touched the tripwire: a key or a topic only the policy's
     /// `tripwire_keys` and `tripwire_topics` identify; every other target is the
     /// tripwire's by its name.
-    pub fn is_ours(&self, policy: &crate::Policy) -> bool {
+    pub fn is_ours(&self, policy: &crate::policy::Policy) -> bool {
         let t = self.target.as_str();
         match (self.event_source.as_str(), self.event_name.as_str()) {
             ("kms.amazonaws.com", _) => policy
@@ -384,7 +376,7 @@ pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
         return Ok(None);
     };
     let event_time = doc.time()?;
-    let (p, account) = doc.caller()?;
+    let (p, account) = crate::principal::caller(doc)?;
     if is_tripwire_itself(&p.kind) {
         return Ok(None);
     }
@@ -522,7 +514,7 @@ mod tests {
         );
     }
     use crate::record::{walk_stream, Found};
-    use crate::termination::{extract, Extracted};
+    use crate::scan::{extract, Extracted};
 
     fn extracted(record: &serde_json::Value) -> Extracted {
         let text = record.to_string();

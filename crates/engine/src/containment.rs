@@ -1,56 +1,12 @@
 //! The containment plan, as data: whom to restrict, where, and the exact policy JSON.
 //! It is executed elsewhere (the responder); nothing here calls AWS.
 
+use crate::names::*;
 use crate::policy::{Mode, Policy};
+use crate::principal::aws_service_role;
 use crate::principal::{FederationIssuer, Principal, PrincipalKind};
 use crate::time::{format_millis, Millis};
 use serde::{Deserialize, Serialize};
-
-/// Inline policy name for the "revoke older sessions" deny of a role or user; fixed, so
-/// a retry overwrites. Written per incident: its cutoff is the time the responder acts.
-pub const REVOKE_SESSIONS_POLICY: &str = "tripwire-revoke-older-sessions";
-/// Inline policy name for the deny of everything to the culprit alone (an instance, a
-/// session): its condition names the culprit, so it is written per incident.
-pub const SCOPE_POLICY: &str = "tripwire-contain-scope";
-/// Inline policy name of the unconditional action deny that earlier releases wrote;
-/// kept so `tripwire release` still lifts it.
-pub const DENY_ACTIONS_POLICY: &str = "tripwire-deny-actions";
-/// Inline policy name of the deny-everything policy that earlier releases wrote.
-pub const QUARANTINE_POLICY: &str = "tripwire-quarantine";
-/// Every inline policy name the tripwire may write; `tripwire release` removes these.
-pub const ALL_POLICY_NAMES: [&str; 4] = [
-    REVOKE_SESSIONS_POLICY,
-    SCOPE_POLICY,
-    DENY_ACTIONS_POLICY,
-    QUARANTINE_POLICY,
-];
-
-/// The roles every member stack creates under these fixed names (with the containment
-/// role, whose name is a parameter). A role name is unique in its account whatever its
-/// path, and the SCP keeps anyone but StackSets from creating these, so the name alone
-/// identifies them; nothing else named `tripwire-*` is exempt.
-pub const MEMBER_ROLES: [&str; 3] = ["tripwire-forwarder", "tripwire-release", "tripwire-canary"];
-
-/// The containment role's name unless a deployment chose another
-/// (`ContainmentRoleName`).
-pub const DEFAULT_CONTAINMENT_ROLE: &str = "tripwire-containment";
-
-/// The IAM path of the managed policies each member stack creates. The containment role
-/// may attach exactly these (`iam:PolicyARN` pinned), so what it attaches is fixed by the
-/// stack, not by the code that calls it.
-pub const MANAGED_PATH: &str = "/tripwire/";
-/// Managed policy: every session of the principal is denied `deny_actions`, the calls
-/// that decide terminations, and undoing containment.
-pub const BRAKE_POLICY: &str = "tripwire-brake";
-/// Managed policy: every session of the principal is denied everything.
-pub const QUARANTINE_MANAGED_POLICY: &str = "tripwire-quarantine";
-/// Every managed policy the tripwire attaches; `tripwire release` detaches these.
-pub const ALL_MANAGED_POLICIES: [&str; 2] = [BRAKE_POLICY, QUARANTINE_MANAGED_POLICY];
-
-/// The ARN of one of the tripwire's managed policies in `account`.
-pub fn managed_policy_arn(partition: &str, account: &str, name: &str) -> String {
-    format!("arn:{partition}:iam::{account}:policy{MANAGED_PATH}{name}")
-}
 
 /// IAM's quota on the aggregate size of a principal's inline policies, in characters
 /// with whitespace not counted: 10,240 for a role, 2,048 for a user.
@@ -342,32 +298,6 @@ impl Plan {
     }
 }
 
-/// Customer-managed roles that only an AWS service assumes, created under these names by
-/// the services' consoles and CLIs: containing one breaks the service for everyone
-/// (every EMR cluster, every Spot Fleet), so they are alerted on, never contained,
-/// unless a `[principals]` rule sets their containment. Names as IAM compares them.
-const AWS_SERVICE_ROLES: [(&str, &str); 7] = [
-    ("emr_defaultrole", "Amazon EMR"),
-    ("emr_defaultrole_v2", "Amazon EMR"),
-    (
-        "emr_autoscaling_defaultrole",
-        "Amazon EMR automatic scaling",
-    ),
-    ("aws-ec2-spot-fleet-tagging-role", "EC2 Spot Fleet"),
-    ("awsbatchservicerole", "AWS Batch"),
-    ("aws-elasticbeanstalk-service-role", "AWS Elastic Beanstalk"),
-    ("datapipelinedefaultrole", "AWS Data Pipeline"),
-];
-
-/// The AWS service a customer-managed service role belongs to, by its name.
-pub fn aws_service_role(name: &str) -> Option<&'static str> {
-    let name = name.to_ascii_lowercase();
-    AWS_SERVICE_ROLES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, service)| *service)
-}
-
 /// Control Tower's roles, which its own SCP forbids anyone else to edit.
 fn is_control_tower_role(name: &str) -> bool {
     let name = name.to_ascii_lowercase();
@@ -426,11 +356,14 @@ pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
     }
 }
 
+/// The name an incident counts the sessions beyond its kept ones under.
+pub const OTHER_SESSIONS: &str = "(other sessions)";
+
 /// What an incident's counted calls show about who made them: the evidence a scope is
 /// chosen on. Built from the incident, so the detector and the responder choose alike.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Culprit {
-    /// Session names with the instances each terminated; [`crate::incident::OTHER_SESSIONS`]
+    /// Session names with the instances each terminated; [`OTHER_SESSIONS`]
     /// stands for names beyond those kept.
     pub sessions: Vec<String>,
     /// `userIdentity.principalId` values seen (role ID and session name).
@@ -446,19 +379,6 @@ pub struct Culprit {
 }
 
 impl Culprit {
-    /// The evidence an incident holds.
-    pub fn of(incident: &crate::incident::Incident) -> Self {
-        let a = &incident.attribution;
-        Culprit {
-            sessions: incident.sessions.keys().cloned().collect(),
-            principal_ids: a.principal_ids.iter().cloned().collect(),
-            source_identities: a.source_identities.iter().cloned().collect(),
-            without_source_identity: a.without_source_identity,
-            instance_profile: a.instance_profile,
-            access_keys: a.access_key_ids.iter().cloned().collect(),
-        }
-    }
-
     /// The evidence one call holds by itself.
     pub fn of_call(t: &crate::termination::Termination) -> Self {
         let s = &t.session;
@@ -550,7 +470,7 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
             },
         );
     };
-    if name == crate::incident::OTHER_SESSIONS {
+    if name == OTHER_SESSIONS {
         return (Scope::Role, None, "too many sessions to name one".into());
     }
     if is_instance_id(name) {
@@ -820,22 +740,11 @@ pub const UNDO_ACTIONS: [&str; 28] = [
     "iam:DeletePolicy",
 ];
 
-/// The IAM actions of the calls that decide terminations a service then carries out.
-pub fn initiator_actions() -> Vec<String> {
-    crate::initiator::INITIATOR_CALLS
-        .iter()
-        .map(|(source, name)| {
-            let service = source.strip_suffix(".amazonaws.com").unwrap_or(source);
-            format!("{service}:{name}")
-        })
-        .collect()
-}
-
 /// The managed brake: every session of the principal it is attached to is denied
 /// `deny_actions` and the calls that decide terminations, and may not undo containment.
 /// Static, so the member stack creates it once per account.
 pub fn brake_document(deny_actions: &[String]) -> String {
-    let initiators = initiator_actions();
+    let initiators = crate::catalogue::initiator_actions();
     let mut stop: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
     stop.extend(
         initiators

@@ -1,7 +1,7 @@
 //! An incident: one burst by one key, from the event that crossed the threshold until
 //! the key's window count falls to zero. Its JSON form is the backtest's stable output.
 
-use crate::containment::{self, Plan};
+use crate::containment::{self, Culprit, Plan, OTHER_SESSIONS};
 use crate::initiator::Initiator;
 use crate::policy::Policy;
 use crate::provenance::Origin;
@@ -179,8 +179,6 @@ impl Attribution {
 /// How many session names an incident counts instances for; later names are summed
 /// under [`OTHER_SESSIONS`], so a script minting a session per call cannot grow it.
 pub const SESSIONS_KEPT: usize = 100;
-/// The name the sessions beyond [`SESSIONS_KEPT`] are counted under.
-pub const OTHER_SESSIONS: &str = "(other sessions)";
 /// How many sessions the JSON lists.
 pub const SESSIONS_LISTED: usize = 10;
 /// How many contributing principals an account burst lists.
@@ -304,10 +302,26 @@ fn as_summary<S: Serializer>(p: &&Plan, s: S) -> Result<S::Ok, S::Error> {
 
 /// A stable incident ID: the same burst gets the same ID in the backtest and the detector.
 pub fn incident_id(key: &Key, trigger_event_id: &str) -> String {
-    format!("inc-{:016x}", crate::fnv1a(&[&key.id(), trigger_event_id]))
+    format!(
+        "inc-{:016x}",
+        crate::record::fnv1a(&[&key.id(), trigger_event_id])
+    )
 }
 
 impl Incident {
+    /// The evidence this incident holds: what its containment scope is chosen on.
+    pub fn culprit(&self) -> Culprit {
+        let a = &self.attribution;
+        Culprit {
+            sessions: self.sessions.keys().cloned().collect(),
+            principal_ids: a.principal_ids.iter().cloned().collect(),
+            source_identities: a.source_identities.iter().cloned().collect(),
+            without_source_identity: a.without_source_identity,
+            instance_profile: a.instance_profile,
+            access_keys: a.access_key_ids.iter().cloned().collect(),
+        }
+    }
+
     /// Opens an incident on the event `t` that crossed `threshold`.
     pub fn open(
         key: &Key,
@@ -437,12 +451,7 @@ impl Incident {
         }
         // The scope is chosen on every call that filled the window.
         inc.containment = match key.lane {
-            Lane::Burst => containment::plan(
-                policy,
-                &t.principal,
-                &containment::Culprit::of(&inc),
-                plan_time,
-            ),
+            Lane::Burst => containment::plan(policy, &t.principal, &inc.culprit(), plan_time),
             lane => Plan::alert_only(format!(
                 "alert only: the {} lane never contains",
                 lane.kind()

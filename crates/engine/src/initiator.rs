@@ -4,29 +4,13 @@
 //! principal who decided appears only in the earlier call. The engine keeps those calls
 //! and names the latest plausible one on an incident whose terminations a service made.
 
+use crate::catalogue::{self, ContextCall, Role};
 use crate::principal::{sanitize, Principal, PrincipalKind};
 use crate::record::Document;
+use crate::skip::SkipReason;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::SkipReason;
 use serde::{Deserialize, Serialize};
-
-/// The calls that decide terminations, by event source.
-pub const INITIATOR_CALLS: [(&str, &str); 10] = [
-    ("autoscaling.amazonaws.com", "DeleteAutoScalingGroup"),
-    ("autoscaling.amazonaws.com", "UpdateAutoScalingGroup"),
-    ("autoscaling.amazonaws.com", "SetDesiredCapacity"),
-    (
-        "autoscaling.amazonaws.com",
-        "TerminateInstanceInAutoScalingGroup",
-    ),
-    ("ec2.amazonaws.com", "DeleteFleets"),
-    ("ec2.amazonaws.com", "CancelSpotFleetRequests"),
-    ("eks.amazonaws.com", "DeleteNodegroup"),
-    ("cloudformation.amazonaws.com", "DeleteStack"),
-    ("elasticmapreduce.amazonaws.com", "TerminateJobFlows"),
-    ("batch.amazonaws.com", "DeleteComputeEnvironment"),
-];
 
 /// How long before an incident's first termination its initiator may lie: deleting a
 /// stack or a node group reaches its instances within minutes, not hours.
@@ -71,9 +55,11 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason>
     let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
         return Ok(None);
     };
-    let Some((source, name)) = INITIATOR_CALLS
-        .iter()
-        .find(|(s, n)| *s == source && *n == name)
+    let Some(ContextCall {
+        event_source: source,
+        event_name: name,
+        ..
+    }) = catalogue::context(source, name).filter(|c| c.role == Role::Initiator)
     else {
         return Ok(None);
     };
@@ -81,7 +67,7 @@ pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason>
         return Ok(None);
     }
     let event_time = doc.time()?;
-    let (p, account) = doc.caller()?;
+    let (p, account) = crate::principal::caller(doc)?;
     Ok(Some(Initiation {
         event_id: doc.event_id.get().map(sanitize).unwrap_or_else(|| {
             crate::record::content_id(&[name, &p.arn, doc.event_time.get().unwrap_or("")])
@@ -112,8 +98,7 @@ pub fn carried_out_by(t: &Termination) -> Option<&'static str> {
     match &p.kind {
         PrincipalKind::AwsService => Some(by_name(&p.arn)),
         PrincipalKind::Role { name, .. }
-            if p.is_service_linked_role()
-                || crate::containment::aws_service_role(name).is_some() =>
+            if p.is_service_linked_role() || crate::principal::aws_service_role(name).is_some() =>
         {
             Some(by_name(name))
         }

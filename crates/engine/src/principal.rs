@@ -4,7 +4,8 @@
 //! assumed role that is the role (with its path), not the session, because a runaway
 //! script that assumes its role again is still the same principal.
 
-use crate::record::{SessionContext, UserIdentity};
+use crate::record::{Document, SessionContext, UserIdentity};
+use crate::skip::SkipReason;
 use serde::Serialize;
 
 /// The resolved caller.
@@ -500,6 +501,49 @@ pub fn principal_of(arn: &str, principal_type: &str) -> Result<Principal, String
         partition: e.partition,
         anomaly: None,
     })
+}
+
+/// Customer-managed roles that only an AWS service assumes, created under these names by
+/// the services' consoles and CLIs: containing one breaks the service for everyone
+/// (every EMR cluster, every Spot Fleet), so they are alerted on, never contained,
+/// unless a `[principals]` rule sets their containment. Names as IAM compares them.
+const AWS_SERVICE_ROLES: [(&str, &str); 7] = [
+    ("emr_defaultrole", "Amazon EMR"),
+    ("emr_defaultrole_v2", "Amazon EMR"),
+    (
+        "emr_autoscaling_defaultrole",
+        "Amazon EMR automatic scaling",
+    ),
+    ("aws-ec2-spot-fleet-tagging-role", "EC2 Spot Fleet"),
+    ("awsbatchservicerole", "AWS Batch"),
+    ("aws-elasticbeanstalk-service-role", "AWS Elastic Beanstalk"),
+    ("datapipelinedefaultrole", "AWS Data Pipeline"),
+];
+
+/// The AWS service a customer-managed service role belongs to, by its name.
+pub fn aws_service_role(name: &str) -> Option<&'static str> {
+    let name = name.to_ascii_lowercase();
+    AWS_SERVICE_ROLES
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, service)| *service)
+}
+
+/// Who made the call, and the account it was made in (`recipientAccountId`, else
+/// the caller's own): a record without either is a named skip.
+pub fn caller(doc: &Document<'_>) -> Result<(Principal, String), SkipReason> {
+    let ui: UserIdentity = doc
+        .user_identity
+        .and_then(|raw| serde_json::from_str(raw.get()).ok())
+        .ok_or(SkipReason::NoUserIdentity)?;
+    let p = resolve(&ui).map_err(|_| SkipReason::NoUserIdentity)?;
+    let account = doc
+        .recipient_account_id
+        .get()
+        .or(p.account.as_deref())
+        .ok_or(SkipReason::NoAccount)?
+        .to_owned();
+    Ok((p, account))
 }
 
 #[cfg(test)]

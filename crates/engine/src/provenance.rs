@@ -5,24 +5,17 @@
 //! the access key it returned (the `ASIA…` key in their `userIdentity.accessKeyId`).
 //!
 //! The join is pure: [`resolve`] turns an assumption (and the issue of the session it
-//! was made with, for chains) into an [`Issued`]; [`join`] checks a termination against
+//! was made with, for chains) into an [`Issued`]; [`join`] checks a call against
 //! the issue its key names. The backtest keeps issues in memory ([`Provenance`]), the
 //! detector in DynamoDB; both decide with these functions.
 
-use crate::principal::{self, sanitize, Arn, PrincipalKind};
+use crate::catalogue::{self, Role};
+use crate::principal::{self, sanitize, Arn, Principal, PrincipalKind};
 use crate::record::{Document, Lenient, SessionContext, UserIdentity};
-use crate::termination::Termination;
+use crate::skip::SkipReason;
 use crate::time::Millis;
-use crate::SkipReason;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
-
-/// The calls that issue role sessions.
-pub const ASSUME_CALLS: [&str; 3] = [
-    "AssumeRole",
-    "AssumeRoleWithWebIdentity",
-    "AssumeRoleWithSAML",
-];
 
 /// Session lifetime when the request does not say (STS's default), and the longest.
 const DEFAULT_SESSION_MS: Millis = 3600 * 1000;
@@ -97,13 +90,12 @@ pub struct Issued {
 
 /// Reads a successful `AssumeRole*` record; `Ok(None)` when the record is another call.
 pub fn from_record(doc: &Document<'_>) -> Result<Option<Assumption>, SkipReason> {
-    if doc.event_source.get() != Some("sts.amazonaws.com") {
+    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
         return Ok(None);
-    }
-    let Some(via) = doc
-        .event_name
-        .get()
-        .and_then(|n| ASSUME_CALLS.iter().find(|c| **c == n))
+    };
+    let Some(via) = catalogue::context(source, name)
+        .filter(|c| c.role == Role::Assumption)
+        .map(|c| &c.event_name)
     else {
         return Ok(None);
     };
@@ -326,23 +318,27 @@ pub fn merge(existing: &Issued, new: &Issued) -> Result<Issued, SkipReason> {
 
 /// The origin of a termination made with the session `issued` (looked up on its access
 /// key): `Err` when the record's caller is not the role that session belongs to.
-pub fn join(t: &Termination, issued: Option<&Issued>) -> Result<Option<Origin>, SkipReason> {
+pub fn join(
+    principal: &Principal,
+    at: Millis,
+    issued: Option<&Issued>,
+) -> Result<Option<Origin>, SkipReason> {
     let Some(i) = issued else {
         return Ok(None);
     };
-    let caller = match &t.principal.kind {
-        PrincipalKind::Role { name, .. } => t.principal.account.as_deref().map(|a| RoleRef {
+    let caller = match &principal.kind {
+        PrincipalKind::Role { name, .. } => principal.account.as_deref().map(|a| RoleRef {
             account: a.to_owned(),
             name: name.to_ascii_lowercase(),
         }),
         _ => None,
     };
-    if caller.as_ref() != Some(&i.role) || t.event_time < i.issued {
+    if caller.as_ref() != Some(&i.role) || at < i.issued {
         return Err(SkipReason::OriginMismatch);
     }
     // An expired session's key authenticates nothing; a call after expiry is someone
     // else's record. Five minutes of slack for CloudTrail's clock.
-    if t.event_time > i.expires.saturating_add(300_000) {
+    if at > i.expires.saturating_add(300_000) {
         return Err(SkipReason::OriginMismatch);
     }
     Ok(Some(i.origin.clone()))
@@ -388,10 +384,15 @@ impl Provenance {
         self.issued.get(key).and_then(Option::as_ref)
     }
 
-    /// The origin of `t`.
-    pub fn origin(&self, t: &Termination) -> Result<Option<Origin>, SkipReason> {
-        match t.session.access_key_id.as_deref() {
-            Some(k) => join(t, self.issued(k)),
+    /// The origin of a call `principal` made at `at` with the access key `key`.
+    pub fn origin(
+        &self,
+        principal: &Principal,
+        key: Option<&str>,
+        at: Millis,
+    ) -> Result<Option<Origin>, SkipReason> {
+        match key {
+            Some(k) => join(principal, at, self.issued(k)),
             None => Ok(None),
         }
     }

@@ -143,40 +143,23 @@ pub struct Document<'a> {
 }
 
 impl Document<'_> {
-    /// Who made the call, and the account it was made in (`recipientAccountId`, else
-    /// the caller's own): a record without either is a named skip.
-    pub fn caller(&self) -> Result<(crate::Principal, String), crate::SkipReason> {
-        let ui: UserIdentity = self
-            .user_identity
-            .and_then(|raw| serde_json::from_str(raw.get()).ok())
-            .ok_or(crate::SkipReason::NoUserIdentity)?;
-        let p = crate::principal::resolve(&ui).map_err(|_| crate::SkipReason::NoUserIdentity)?;
-        let account = self
-            .recipient_account_id
-            .get()
-            .or(p.account.as_deref())
-            .ok_or(crate::SkipReason::NoAccount)?
-            .to_owned();
-        Ok((p, account))
-    }
-
     /// `eventTime` in milliseconds: missing, unparsable, and before 1970 (window keys sort
     /// times as unsigned digits) are named skips.
-    pub fn time(&self) -> Result<crate::time::Millis, crate::SkipReason> {
+    pub fn time(&self) -> Result<crate::time::Millis, crate::skip::SkipReason> {
         let text = self
             .event_time
             .get()
-            .ok_or(crate::SkipReason::MissingEventTime)?;
+            .ok_or(crate::skip::SkipReason::MissingEventTime)?;
         crate::time::parse_event_time(text)
             .filter(|t| *t >= 0)
-            .ok_or(crate::SkipReason::BadEventTime)
+            .ok_or(crate::skip::SkipReason::BadEventTime)
     }
 }
 
 /// A stable stand-in ID for records without `eventID`, from the fields a redelivery
 /// repeats (not the raw bytes: an envelope or a log file may re-indent the record).
 pub fn content_id(parts: &[&str]) -> String {
-    format!("content-{:016x}", crate::fnv1a(parts))
+    format!("content-{:016x}", fnv1a(parts))
 }
 
 /// One `Events[]` entry of a `LookupEvents` response: the record is a JSON string.
@@ -323,7 +306,7 @@ pub enum Found<'a> {
     /// A record and the envelope it came in, if any.
     Record(Box<Document<'a>>, Option<Envelope<'a>>),
     /// A part that is not a usable CloudTrail record.
-    Skip(crate::SkipReason),
+    Skip(crate::skip::SkipReason),
 }
 
 /// The detail-type EventBridge gives CloudTrail management events.
@@ -336,7 +319,7 @@ pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
         // recursing into nested arrays would let a hostile document exhaust the stack.
         match serde_json::from_str::<Vec<&RawValue>>(raw) {
             Ok(items) => items.iter().for_each(|i| walk_object(i.get(), out)),
-            Err(_) => out(Found::Skip(crate::SkipReason::MalformedRecord)),
+            Err(_) => out(Found::Skip(crate::skip::SkipReason::MalformedRecord)),
         }
     } else {
         walk_object(raw, out)
@@ -345,7 +328,7 @@ pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
 
 /// Walks one JSON object: a log file, a LookupEvents response, an envelope or a record.
 fn walk_object<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
-    use crate::SkipReason as R;
+    use crate::skip::SkipReason as R;
     if let Some(found) = log_file_fast(raw) {
         return found.into_iter().for_each(out);
     }
@@ -360,7 +343,7 @@ fn walk_object<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
 
 /// What a parsed object is: a log file, a LookupEvents response, an envelope or a record.
 fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
-    use crate::SkipReason as R;
+    use crate::skip::SkipReason as R;
     if let Some(records) = doc.records {
         for rec in records {
             out(inner_record(rec.get(), None));
@@ -394,11 +377,11 @@ fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
 /// A record nested in a log file or an envelope: it must be a record, not another wrapper.
 fn inner_record<'a>(raw: &'a str, envelope: Option<Envelope<'a>>) -> Found<'a> {
     if !raw.starts_with('{') {
-        return Found::Skip(crate::SkipReason::NotCloudTrail);
+        return Found::Skip(crate::skip::SkipReason::NotCloudTrail);
     }
     match serde_json::from_str::<Document<'a>>(raw) {
         Ok(r) => nested(r, envelope),
-        Err(_) => Found::Skip(crate::SkipReason::MalformedRecord),
+        Err(_) => Found::Skip(crate::skip::SkipReason::MalformedRecord),
     }
 }
 
@@ -407,7 +390,7 @@ fn nested<'a>(r: Document<'a>, envelope: Option<Envelope<'a>>) -> Found<'a> {
     if r.records.is_none() && r.detail.is_none() && r.lookup_events.is_none() && is_record(&r) {
         Found::Record(Box::new(r), envelope)
     } else {
-        Found::Skip(crate::SkipReason::NotCloudTrail)
+        Found::Skip(crate::skip::SkipReason::NotCloudTrail)
     }
 }
 
@@ -515,7 +498,7 @@ impl<'de> Deserialize<'de> for FastRecord<'de> {
 }
 
 fn not_a_record<'de>() -> FastRecord<'de> {
-    FastRecord(Found::Skip(crate::SkipReason::NotCloudTrail))
+    FastRecord(Found::Skip(crate::skip::SkipReason::NotCloudTrail))
 }
 
 /// CloudTrail API-call records name an `*.amazonaws.com` event source; S3 event
@@ -570,6 +553,20 @@ pub fn walk_stream<F: for<'b> FnMut(Found<'b>)>(
         }
     }
     Ok(n)
+}
+
+/// FNV-1a over `parts`, NUL-separated: stable across runs and platforms (unlike std's
+/// randomised hasher), for IDs that the backtest and the detector must agree on.
+pub fn fnv1a(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for (i, part) in parts.iter().enumerate() {
+        let sep: &[u8] = if i == 0 { &[] } else { &[0] };
+        for &b in sep.iter().chain(part.as_bytes()) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
 }
 
 #[cfg(test)]

@@ -8,10 +8,10 @@ use crate::initiator::{self, Initiation};
 use crate::policy::Policy;
 use crate::principal::PrincipalKind;
 use crate::provenance::{Provenance, RoleRef};
+use crate::scan::Events;
 use crate::termination::Termination;
 use crate::time::Millis;
 use crate::window::{classify, decide, lanes, Classification, Decision, Key, Lane, WindowEvent};
-use crate::Events;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -166,7 +166,11 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             continue;
         }
         out.counts.terminate_calls += 1;
-        match provenance.origin(&t) {
+        match provenance.origin(
+            &t.principal,
+            t.session.access_key_id.as_deref(),
+            t.event_time,
+        ) {
             Ok(origin) => {
                 out.counts.calls_with_origin += u64::from(origin.is_some());
                 t.origin = origin;

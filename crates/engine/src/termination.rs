@@ -1,11 +1,13 @@
-//! From a CloudTrail record to a [`Termination`]: the only event the engine decides on.
+//! From a watched call's CloudTrail record to a [`Termination`]: what it destroyed, who
+//! called, from which session.
 
+use crate::catalogue::{self, Watched};
 use crate::principal::{self, sanitize, Arn, Principal};
 use crate::record::{
-    Document, Envelope, Found, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
+    Document, Envelope, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
 };
+use crate::skip::SkipReason;
 use crate::time::Millis;
-use crate::SkipReason;
 use serde::Serialize;
 
 /// One `ec2:TerminateInstances` call, successful or not.
@@ -111,86 +113,24 @@ impl Termination {
     }
 }
 
-/// What a record turned out to be.
-#[derive(Debug)]
-pub enum Extracted {
-    /// A TerminateInstances call.
-    Termination(Box<Termination>),
-    /// A successful `AssumeRole*` call.
-    Assumption(Box<crate::provenance::Assumption>),
-    /// A call that decides terminations a service carries out.
-    Initiation(Box<crate::initiator::Initiation>),
-    /// The canary's TerminateInstances call: never counted.
-    Heartbeat(Box<crate::armed::Heartbeat>),
-    /// A call that may disarm the tripwire.
-    Tamper(Box<crate::armed::Tamper>),
-    /// A usable record of another API call.
-    OtherEvent,
-    /// Unusable, with the reason.
-    Skip(SkipReason),
+/// The error of a call that still destroyed some of its resources.
+fn is_partial_failure(w: &Watched, code: &str) -> bool {
+    let code = code.strip_prefix("Client.").unwrap_or(code);
+    w.resource.partial_failure.contains(&code)
 }
 
-/// The one event this engine watches.
-pub const EVENT_SOURCE: &str = "ec2.amazonaws.com";
-/// The one call this engine watches.
-pub const EVENT_NAME: &str = "TerminateInstances";
-/// The most instance IDs EC2 takes in one TerminateInstances call.
-pub const MAX_IDS_PER_CALL: usize = 1000;
-
-/// The error of a call that still terminated some of its instances.
-fn is_partial_failure(code: &str) -> bool {
-    code.strip_prefix("Client.").unwrap_or(code) == "OperationNotPermitted"
-}
-
-/// The previous states of instances a call did not kill.
-const ALREADY_DEAD: [&str; 2] = ["shutting-down", "terminated"];
-
-/// Turns a found record into a termination, another event, or a named skip.
-pub fn extract(found: Found<'_>) -> Extracted {
-    match found {
-        Found::Skip(r) => Extracted::Skip(r),
-        Found::Record(doc, envelope) => match from_record(&doc, envelope.as_ref()) {
-            Ok(Some(t)) => match crate::armed::heartbeat_of(&t) {
-                Some(h) => Extracted::Heartbeat(Box::new(h)),
-                None => Extracted::Termination(Box::new(t)),
-            },
-            Ok(None) => other(&doc, envelope.as_ref()),
-            Err(r) => Extracted::Skip(r),
-        },
-    }
-}
-
-/// A record of another call: a role assumption, an initiator, or neither.
-fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
-    let found = match crate::provenance::from_record(doc) {
-        Ok(Some(a)) => Extracted::Assumption(Box::new(a)),
-        Err(r) => return Extracted::Skip(r),
-        Ok(None) => match crate::initiator::from_record(doc) {
-            Ok(Some(i)) => Extracted::Initiation(Box::new(i)),
-            Ok(None) => match crate::armed::tamper_of(doc) {
-                Ok(Some(t)) => Extracted::Tamper(Box::new(t)),
-                Ok(None) => return Extracted::OtherEvent,
-                Err(r) => return Extracted::Skip(r),
-            },
-            Err(r) => return Extracted::Skip(r),
-        },
-    };
-    // A provenance or initiator record its envelope disagrees with was crafted to steer
-    // an incident's story.
-    if envelope.is_some_and(|env| env.disagrees(doc, None)) {
-        return Extracted::Skip(SkipReason::EnvelopeMismatch);
-    }
-    found
-}
-
-fn from_record(
+/// Reads a watched call's record into a [`Termination`]; `Ok(None)` for any other call.
+pub fn from_record(
     doc: &Document<'_>,
     envelope: Option<&Envelope<'_>>,
 ) -> Result<Option<Termination>, SkipReason> {
-    if doc.event_source.get() != Some(EVENT_SOURCE) || doc.event_name.get() != Some(EVENT_NAME) {
+    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
         return Ok(None);
-    }
-    if envelope.is_some_and(|env| env.disagrees(doc, Some("aws.ec2"))) {
+    };
+    let Some(w) = catalogue::watched(source, name) else {
+        return Ok(None);
+    };
+    if envelope.is_some_and(|env| env.disagrees(doc, Some(w.source))) {
         return Err(SkipReason::EnvelopeMismatch);
     }
     let recipient = doc.recipient_account_id.get();
@@ -207,15 +147,17 @@ fn from_record(
         .or(principal.account.as_deref())
         .ok_or(SkipReason::NoAccount)?;
     let error_code = doc.error_code.get().map(sanitize);
-    let asked = instance_ids(doc)?;
+    let asked = instance_ids(w, doc)?;
     if asked.is_empty() && error_code.is_none() {
         return Err(SkipReason::NoInstances);
     }
-    let unconfirmed = error_code.as_deref().is_some_and(is_partial_failure);
+    let unconfirmed = error_code
+        .as_deref()
+        .is_some_and(|c| is_partial_failure(w, c));
     // Only a successful call has `responseElements`; an absent or unreadable one leaves
     // the request's IDs counted.
     let dead = if error_code.is_none() {
-        already_dead(doc)
+        already_dead(w, doc)
     } else {
         Vec::new()
     };
@@ -250,7 +192,7 @@ fn from_record(
     }))
 }
 
-fn instance_ids(doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {
+fn instance_ids(w: &Watched, doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {
     let Some(raw) = doc.request_parameters else {
         return Ok(Vec::new());
     };
@@ -262,20 +204,19 @@ fn instance_ids(doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {
         .unwrap_or_default()
         .iter()
         .filter_map(|i| i.instance_id.get())
-        // Real IDs are i- plus 8 or 17 hex digits; anything longer is not an instance.
-        .filter(|id| id.len() <= 64)
+        .filter(|id| id.len() <= w.resource.max_id_len)
         .map(sanitize)
         .collect();
     ids.sort_unstable();
     ids.dedup();
-    if ids.len() > MAX_IDS_PER_CALL {
+    if ids.len() > w.resource.max_ids {
         return Err(SkipReason::TooManyInstances);
     }
     Ok(ids)
 }
 
 /// The IDs `responseElements` shows were already shutting down or terminated, sorted.
-fn already_dead(doc: &Document<'_>) -> Vec<String> {
+fn already_dead(w: &Watched, doc: &Document<'_>) -> Vec<String> {
     #[derive(serde::Deserialize)]
     #[serde(rename_all = "camelCase")]
     struct Response<'a> {
@@ -297,7 +238,7 @@ fn already_dead(doc: &Document<'_>) -> Vec<String> {
             i.previous_state
                 .as_ref()
                 .and_then(|s| s.name.get())
-                .is_some_and(|n| ALREADY_DEAD.contains(&n))
+                .is_some_and(|n| w.resource.already_gone.contains(&n))
         })
         .filter_map(|i| i.instance_id.get())
         .map(sanitize)

@@ -6,9 +6,9 @@
 
 use crate::policy::Policy;
 use crate::principal::{Principal, PrincipalKind};
+use crate::skip::SkipReason;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::SkipReason;
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 

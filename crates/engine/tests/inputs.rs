@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use tripwire_engine::containment::{plan, Culprit};
-use tripwire_engine::termination::extract;
+use tripwire_engine::scan::extract;
 use tripwire_engine::{record, Action, Extracted, Policy};
 
 /// A plain successful role call; cases override fields of it.

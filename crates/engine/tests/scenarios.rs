@@ -424,6 +424,19 @@ fn check(s: &Scenario) -> Result<(), String> {
     Ok(())
 }
 
+/// With `TRIPWIRE_SCENARIO_DUMP=DIR`, writes each scenario's records and policy there, so
+/// `scripts/golden.sh` can run the backtest on exactly what this test decides on.
+fn dump(file: &std::path::Path, k: usize, s: &Scenario) {
+    let Some(dir) = std::env::var_os("TRIPWIRE_SCENARIO_DUMP") else {
+        return;
+    };
+    let stem = file.file_stem().unwrap().to_string_lossy();
+    let dir = PathBuf::from(dir).join(format!("{stem}-{k:03}"));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("records.jsonl"), render(s)).unwrap();
+    std::fs::write(dir.join("policy.toml"), &s.policy).unwrap();
+}
+
 #[test]
 fn every_scenario_produces_exactly_its_expected_incidents() {
     let mut failures = Vec::new();
@@ -432,8 +445,9 @@ fn every_scenario_produces_exactly_its_expected_incidents() {
         let text = std::fs::read_to_string(&file).unwrap();
         let parsed: File =
             toml::from_str(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
-        for s in &parsed.scenario {
+        for (k, s) in parsed.scenario.iter().enumerate() {
             ran += 1;
+            dump(&file, k, s);
             if let Err(e) = check(s) {
                 failures.push(format!("--- {} :: {}\n{e}", file.display(), s.name));
             }

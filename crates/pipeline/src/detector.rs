@@ -385,7 +385,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                 None
             }
         };
-        match provenance::join(t, issued.as_ref()) {
+        match provenance::join(&t.principal, t.event_time, issued.as_ref()) {
             Ok(origin) => t.origin = origin,
             Err(r) => {
                 tracing::warn!(event_id = %t.event_id, reason = r.as_str(), "call not joined to its session's issue; counted as its own principal")
@@ -513,12 +513,8 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
             cross_account,
             containment::Plan::alert_only(""),
         );
-        incident.containment = containment::plan(
-            &self.policy,
-            &t.principal,
-            &containment::Culprit::of(&incident),
-            now,
-        );
+        incident.containment =
+            containment::plan(&self.policy, &t.principal, &incident.culprit(), now);
         let status = ContainmentStatus {
             state: ContainmentState::NotAttempted,
             detail: "the window store is unavailable; containment waits until the incident can be recorded".into(),

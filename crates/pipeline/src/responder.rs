@@ -9,7 +9,7 @@
 use crate::{Alerts, Clock, Contain, Error, IncidentStore, Refused, StoredIncident};
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
-use tripwire_engine::containment::{self, ContainmentRequest, Culprit, Plan};
+use tripwire_engine::containment::{self, ContainmentRequest, Plan};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::Lane;
@@ -223,13 +223,13 @@ impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
         let entity = iam_entity(arn)?;
         if entity.is_role
             && std::iter::once(self.containment_role.as_str())
-                .chain(containment::MEMBER_ROLES)
+                .chain(tripwire_engine::names::MEMBER_ROLES)
                 .any(|n| entity.name.eq_ignore_ascii_case(n))
         {
             return Err(format!("{arn} is one of the tripwire's member roles"));
         }
         let principal = principal_of(arn, &incident.principal_type)?;
-        let plan = containment::plan(&self.policy, &principal, &Culprit::of(incident), now);
+        let plan = containment::plan(&self.policy, &principal, &incident.culprit(), now);
         if plan.action == Action::None {
             return Err(plan.reason);
         }

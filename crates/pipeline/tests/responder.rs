@@ -6,7 +6,8 @@ mod support;
 
 use support::{key, Rig, OWN_ROLE, POLICY, T0};
 use tripwire_engine::alert::ContainmentState;
-use tripwire_engine::containment::{ContainmentRequest, Scope, BRAKE_POLICY, SCOPE_POLICY};
+use tripwire_engine::containment::{ContainmentRequest, Scope};
+use tripwire_engine::names::{BRAKE_POLICY, SCOPE_POLICY};
 use tripwire_engine::time::format_millis;
 use tripwire_engine::Target;
 use tripwire_pipeline::ResponderOutcome;

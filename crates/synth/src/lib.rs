@@ -603,14 +603,14 @@ pub fn canary_record(account: &str, region: &str, time: Millis, event_id: &str) 
     let caller = Caller::Role {
         account: account.into(),
         path: "/".into(),
-        name: tripwire_engine::armed::CANARY_ROLE.into(),
+        name: tripwire_engine::names::CANARY_ROLE.into(),
     };
     terminate_record(&Call {
         caller: &caller,
         account,
         region,
         time,
-        instance_ids: &[tripwire_engine::armed::CANARY_INSTANCE.to_owned()],
+        instance_ids: &[tripwire_engine::names::CANARY_INSTANCE.to_owned()],
         event_id,
         error: Some("Client.DryRunOperation"),
         source_ip: "scheduler.amazonaws.com",
