@@ -288,14 +288,35 @@ def test_the_member_and_central_context_patterns_are_one_pattern():
 
 
 def test_the_tamper_pattern_forwards_every_call_the_engine_watches():
-    import re
-    armed = (ROOT / "crates" / "engine" / "src" / "armed.rs").read_text()
-    body = armed.split("fn target(")[1].split("\n}\n")[0] + armed.split("const ROLE_CHANGES")[1].split("];")[0]
-    watched = set(re.findall(r'"([A-Z][A-Za-z]+)"', body))
+    # The engine's tamper calls are the catalogue's (crates/engine/src/catalogue.rs);
+    # armed.rs's unit tests check that every call it recognises is listed there.
     pattern = _context_patterns()["tamper"][0]["detail"]
-    assert watched <= set(pattern["eventName"]), sorted(watched - set(pattern["eventName"]))
-    sources = set(re.findall(r'"([a-z0-9]+\.amazonaws\.com)"', body))
-    assert sources == set(pattern["eventSource"])
+    want = _catalogue_patterns()["tamper"]["detail"]
+    assert set(want["eventName"]) <= set(pattern["eventName"]), sorted(set(want["eventName"]) - set(pattern["eventName"]))
+    assert set(want["eventSource"]) == set(pattern["eventSource"])
+
+
+def _catalogue_patterns():
+    return json.loads(_tripwire("check-policy", POLICY, "--get", "event_patterns"))
+
+
+@pytest.mark.parametrize("family,ours", [("session_issues", "issues"), ("initiators", "initiators"), ("tamper", "tamper")])
+def test_every_context_pattern_is_the_catalogues(family, ours):
+    want = _catalogue_patterns()[family]
+    for p in _context_patterns()[ours]:
+        assert p == want, (family, p, want)
+
+
+def test_every_termination_pattern_is_the_catalogues():
+    want = _catalogue_patterns()["terminations"]
+    events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
+    assert events["OrganizationBus"]["Properties"]["Pattern"] == want
+    assert events["CentralAccountDefaultBus"]["Properties"]["Pattern"] == want
+    # The member rule adds its own `$or` (the canary; allowed accounts; the service lane).
+    member = dict(MEMBER["Resources"]["ForwardTerminateInstances"]["Properties"]["EventPattern"])
+    assert set(member) == set(want) | {"$or"}
+    member.pop("$or")
+    assert member == want
 
 
 @pytest.mark.parametrize("which", ["issues", "initiators", "tamper"])

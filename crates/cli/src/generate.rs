@@ -11,6 +11,7 @@ use flate2::{write::GzEncoder, Compression};
 use rayon::prelude::*;
 use std::io::Write;
 use std::path::Path;
+use tripwire_engine::catalogue::TERMINATE_INSTANCES as T;
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
 use tripwire_synth::{seed_scenario, write_record, ApiCall, Caller, SplitMix, DEV, PROD};
 
@@ -59,7 +60,7 @@ fn noise(rng: &mut SplitMix, t: Millis, account: &str, region: &str, buf: &mut S
             "RunInstances",
             r#"{"instancesSet":{"items":[{"imageId":"ami-0abcdef1","minCount":1,"maxCount":1}]},"instanceType":"m5.large"}"#,
         ),
-        ("ec2.amazonaws.com", "TerminateInstances", ""),
+        (T.event_source, T.event_name, ""),
     ];
     let pick = rng.below(10_000);
     // About one call in 2,000 is a lone TerminateInstances: background for the peak view.
@@ -74,7 +75,7 @@ fn noise(rng: &mut SplitMix, t: Millis, account: &str, region: &str, buf: &mut S
         name: format!("app-{}", rng.below(20)),
     };
     let terminate_params;
-    let params = if name == "TerminateInstances" {
+    let params = if name == T.event_name {
         terminate_params = format!(
             r#"{{"instancesSet":{{"items":[{{"instanceId":"i-{}"}}]}}}}"#,
             rng.hex(17)

@@ -82,7 +82,8 @@ enum Command {
         file: PathBuf,
         /// Print one key instead, a list comma-separated (`protected_principals`,
         /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_threshold`,
-        /// `service_lane`): what the deploy scripts pass to the stacks.
+        /// `service_lane`): what the deploy scripts pass to the stacks; or
+        /// `event_patterns`, the stacks' EventBridge patterns as one JSON document.
         #[arg(long)]
         get: Option<String>,
     },
@@ -243,8 +244,13 @@ fn main() -> Result<()> {
                 // The member stacks' ServiceLane: whether they forward what only the
                 // service lane counts.
                 "service_lane" => vec![p.service_threshold.is_some().to_string()],
+                // The EventBridge patterns both stacks forward and match on, from the
+                // catalogue of watched calls: one JSON document.
+                "event_patterns" => vec![serde_json::to_string_pretty(
+                    &tripwire_engine::catalogue::event_patterns(),
+                )?],
                 other => {
-                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold or service_lane, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold, service_lane or event_patterns, not `{other}`")
                 }
             };
             println!("{}", values.join(","));

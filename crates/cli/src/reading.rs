@@ -5,6 +5,7 @@
 use anyhow::Result;
 use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, Ordering};
+use tripwire_engine::catalogue::TERMINATE_INSTANCES;
 use tripwire_engine::{scan_events, Events, ScanCounts};
 
 const EXTENSIONS: [&str; 4] = [".json", ".jsonl", ".json.gz", ".jsonl.gz"];
@@ -200,8 +201,9 @@ impl Progress {
         let n = s.events.terminations.len() as u64;
         let calls = self.calls.fetch_add(n, Ordering::Relaxed) + n;
         self.bar.set_message(format!(
-            "{:.1} MB, {records} records, {calls} TerminateInstances",
-            bytes as f64 / 1e6
+            "{:.1} MB, {records} records, {calls} {}",
+            bytes as f64 / 1e6,
+            TERMINATE_INSTANCES.event_name
         ));
         self.bar.inc(1);
     }

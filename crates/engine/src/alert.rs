@@ -2,12 +2,18 @@
 //! e-mail, a JSON body for queues and functions, and filterable attributes. Rendering
 //! only; the SNS adapter sends what this returns.
 
+use crate::catalogue::{Watched, TERMINATE_INSTANCES};
 use crate::containment::Action;
 use crate::incident::Incident;
 use crate::time::{format_millis, Millis};
 use crate::window::Lane;
 use serde::Serialize;
 use std::fmt::Write as _;
+
+/// The watched call incidents count (one, until the catalogue holds more).
+const CALL: &Watched = &TERMINATE_INSTANCES;
+/// Its name, as the alerts print it.
+const NAME: &str = CALL.event_name;
 
 /// What an alert reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -280,7 +286,7 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
     let n = incident.instances();
     match (kind, incident.kind) {
         (AlertKind::Detected | AlertKind::Update, Lane::Attempt) => format!(
-            "TRIPWIRE: {} failed TerminateInstances calls by {who} in {}",
+            "TRIPWIRE: {} failed {NAME} calls by {who} in {}",
             incident.attempts, incident.account
         ),
         (AlertKind::Detected | AlertKind::Update, Lane::Account) => format!(
@@ -346,7 +352,7 @@ fn incident_card(
     let _ = match i.kind {
         Lane::Attempt => writeln!(
             d,
-            "*{who}* made *{}* failed TerminateInstances calls in account `{}`; nothing was terminated.",
+            "*{who}* made *{}* failed {NAME} calls in account `{}`; nothing was terminated.",
             i.attempts, i.account
         ),
         _ => writeln!(
@@ -378,7 +384,7 @@ fn incident_card(
         status.detail
     );
     let mut next_steps = vec![format!(
-        "Verify the TerminateInstances calls in CloudTrail ({}, from {}) and ask the owner of {who} what it runs.",
+        "Verify the {NAME} calls in CloudTrail ({}, from {}) and ask the owner of {who} what it runs.",
         i.region,
         format_millis(i.first_event_time)
     )];
@@ -803,7 +809,7 @@ fn text_body(
         Lane::Attempt => {
             let _ = writeln!(
                 t,
-                "  {} made {} failed TerminateInstances call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
+                "  {} made {} failed {NAME} call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
                 i.principal_arn,
                 i.attempts,
                 i.account,
@@ -975,9 +981,10 @@ fn text_body(
     let _ = writeln!(t, "  1. Verify: the calls are in CloudTrail, e.g.");
     let _ = writeln!(
         t,
-        "     aws cloudtrail lookup-events --region {} --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances --start-time {}",
-        i.region,
-        format_millis(i.first_event_time)
+        "     {}",
+        CALL.runbook
+            .replace("{region}", &i.region)
+            .replace("{start}", &format_millis(i.first_event_time))
     );
     let _ = writeln!(
         t,

@@ -451,6 +451,27 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_iam_call_target_recognises_is_a_catalogued_tamper_call() {
+        // `target` looks a call up in the catalogue first: a name it matches on but the
+        // catalogue lacks would never be forwarded nor recognised.
+        let named = ROLE_CHANGES.iter().chain(&[
+            "DeleteUserPolicy",
+            "DetachUserPolicy",
+            "DeletePolicy",
+            "CreatePolicyVersion",
+            "SetDefaultPolicyVersion",
+            "DeletePolicyVersion",
+        ]);
+        for name in named {
+            assert_eq!(
+                catalogue::context("iam.amazonaws.com", name).map(|c| c.role),
+                Some(Role::Tamper(TamperTarget::Iam)),
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
     fn latency_buckets_quantiles_and_states() {
         assert_eq!(
             [-5, 0, 1_000, 1_001, 2_500, 899_999, 900_001].map(latency_bucket),

@@ -26,7 +26,8 @@ pub struct Watched {
     pub resource: Resource,
     /// How the alerts speak of it.
     pub words: Words,
-    /// The runbook's first look: where on-call sees these calls for themselves.
+    /// The runbook's first look: where on-call sees these calls for themselves
+    /// (`{region}` and `{start}` are the incident's).
     pub runbook: &'static str,
 }
 
@@ -87,7 +88,7 @@ pub const TERMINATE_INSTANCES: Watched = Watched {
         verb: "terminated",
         burst: "EC2 instance terminations",
     },
-    runbook: "aws cloudtrail lookup-events --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances",
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances --start-time {start}",
 };
 
 /// Every destructive call the engine counts.

@@ -289,7 +289,10 @@ fn default_mode() -> Mode {
     Mode::Off
 }
 fn default_deny_actions() -> Vec<String> {
-    vec!["ec2:TerminateInstances".into()]
+    crate::catalogue::WATCHED
+        .iter()
+        .map(|w| w.deny_action.to_owned())
+        .collect()
 }
 
 /// Largest accepted threshold; far above the 1000 IDs one call can carry.
@@ -357,7 +360,10 @@ impl Policy {
             if !ok {
                 return Err(err(
                     &format!("deny_actions[{i}]"),
-                    format!("`{a}` is not an IAM action like `ec2:TerminateInstances`"),
+                    format!(
+                        "`{a}` is not an IAM action like `{}`",
+                        crate::catalogue::TERMINATE_INSTANCES.deny_action
+                    ),
                 ));
             }
         }

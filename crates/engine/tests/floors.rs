@@ -246,3 +246,35 @@ fn the_reader_sees_groups_paths_and_no_comments() {
     ]);
     assert_eq!(circle(&g).map(|c| c.len()), Some(3));
 }
+
+#[test]
+fn no_watched_call_is_named_outside_the_catalogue() {
+    use tripwire_engine::catalogue::WATCHED;
+    let mut found = Vec::new();
+    for parent in ["crates", "functions"] {
+        for e in std::fs::read_dir(root().join(parent)).unwrap() {
+            let src = e.unwrap().path().join("src");
+            let Ok(files) = std::fs::read_dir(&src) else {
+                continue;
+            };
+            for f in files {
+                let path = f.unwrap().path();
+                if path.extension().is_none_or(|x| x != "rs") || path.ends_with("catalogue.rs") {
+                    continue;
+                }
+                for (n, line) in code(&path).lines().enumerate() {
+                    for w in WATCHED {
+                        if line.contains(w.event_name) {
+                            found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    assert!(
+        found.is_empty(),
+        "read these from the catalogue:\n{}",
+        found.join("\n")
+    );
+}

@@ -6,6 +6,7 @@
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
+use tripwire_engine::catalogue::TERMINATE_INSTANCES;
 use tripwire_engine::time::{format_millis, Millis};
 
 /// Who makes a call, written `role/PATH/NAME@ACCOUNT`, `user/PATH/NAME@ACCOUNT`,
@@ -434,8 +435,8 @@ pub fn write_terminate(b: &mut String, call: &Call<'_>) {
             account: call.account,
             region: call.region,
             time: call.time,
-            event_source: "ec2.amazonaws.com",
-            event_name: "TerminateInstances",
+            event_source: TERMINATE_INSTANCES.event_source,
+            event_name: TERMINATE_INSTANCES.event_name,
             request_parameters: &items(false),
             response_elements: &response,
             request_id: &request_id,
