@@ -27,6 +27,7 @@ pub mod alert;
 pub mod containment;
 pub mod destination;
 pub mod incident;
+pub mod lifecycle;
 pub mod replay;
 
 pub use containment::{Action, Plan, Target};

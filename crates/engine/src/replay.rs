@@ -4,14 +4,15 @@
 //! eventTime order, so the result is the same whichever file or thread read them first.
 
 use crate::incident::Incident;
-use crate::initiator::{self, Initiation};
+use crate::initiator::Initiation;
+use crate::lifecycle::{self, Routed};
 use crate::policy::Policy;
 use crate::principal::PrincipalKind;
 use crate::provenance::{Provenance, RoleRef};
 use crate::scan::Events;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{classify, decide, lanes, Classification, Decision, Key, Lane, WindowEvent};
+use crate::window::{decide, Classification, Decision, Key, Lane, WindowEvent};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 
@@ -178,16 +179,12 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             Err(r) => *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1,
         }
         out.counts.already_terminated_instances += u64::from(t.already_terminated);
-        let primary = classify(policy, &t);
-        let extra = lanes(policy, &t, &primary);
-        let window = policy.window_for(&t.principal.arn);
-        let cross = matches!(
+        let Routed {
             primary,
-            Classification::Counted {
-                cross_account: true,
-                ..
-            }
-        );
+            lanes,
+            cross_account: cross,
+            window,
+        } = lifecycle::route(policy, &t);
         let mut ctx = Ctx {
             policy,
             keys: &mut keys,
@@ -205,7 +202,9 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                     .get(&key)
                     .and_then(|k| k.open)
                     .map(|i| &mut ctx.incidents[i]);
-                if let Some(inc) = open.filter(|i| i.as_open().admits(t.event_time, window)) {
+                if let Some(inc) =
+                    open.filter(|i| lifecycle::attempt_joins(&i.as_open(), &t, window))
+                {
                     inc.attempts += 1;
                 }
             }
@@ -219,7 +218,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                 ctx.count(&t, key, threshold, cross_account, window, event);
             }
         }
-        for lane in extra {
+        for lane in lanes {
             ctx.count(&t, lane.key, lane.threshold, cross, window, lane.event);
         }
     }
@@ -298,7 +297,7 @@ impl Ctx<'_, '_> {
                 }
             }
             Decision::Open(w) => {
-                let mut inc = Incident::trigger(
+                let (mut inc, search) = lifecycle::open(
                     self.policy,
                     &key,
                     t,
@@ -308,15 +307,12 @@ impl Ctx<'_, '_> {
                     state.events.make_contiguous(),
                     t.event_time,
                 );
-                if let Some(service) = initiator::carried_out_by(t) {
+                if let Some(search) = search {
                     let candidates = self.initiated.get(key.account.as_str());
-                    inc.initiator = initiator::pick(
+                    lifecycle::name_initiator(
+                        &mut inc,
+                        &search,
                         candidates.into_iter().flatten().copied(),
-                        service,
-                        &key.account,
-                        &t.region,
-                        inc.first_event_time,
-                        t.event_time,
                     );
                 }
                 state.open = Some(self.incidents.len());

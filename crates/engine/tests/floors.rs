@@ -26,7 +26,14 @@ const FLOORS: [(&str, &[&str]); 4] = [
     ("counting", &["window"]),
     (
         "decisions",
-        &["containment", "incident", "alert", "destination", "replay"],
+        &[
+            "containment",
+            "incident",
+            "lifecycle",
+            "alert",
+            "destination",
+            "replay",
+        ],
     ),
 ];
 

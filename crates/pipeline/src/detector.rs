@@ -13,15 +13,13 @@ use tripwire_engine::alert::{
     render, render_tamper, AlertKind, ContainmentState, ContainmentStatus,
 };
 use tripwire_engine::armed::Tamper;
-use tripwire_engine::containment::{self, ContainmentRequest};
+use tripwire_engine::containment::ContainmentRequest;
+use tripwire_engine::lifecycle::{self, Routed};
 use tripwire_engine::record::CLOUDTRAIL_DETAIL_TYPE;
 use tripwire_engine::time::Millis;
-use tripwire_engine::window::{
-    classify, decide, lanes, Classification, Decision, Key, Lane, WindowCount,
-};
+use tripwire_engine::window::{decide, Classification, Decision, Key, Lane};
 use tripwire_engine::{
-    initiator, provenance, scan_events, Action, Assumption, Events, Incident, Policy, ScanCounts,
-    Termination,
+    provenance, scan_events, Action, Assumption, Events, Policy, ScanCounts, Termination,
 };
 
 /// The lease on a call: the invocation's deadline. Some runtime emulators pass the
@@ -314,17 +312,14 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         }
         for mut t in events.terminations {
             self.join_origin(&mut t).await;
-            let primary = classify(&self.policy, &t);
-            let extra = lanes(&self.policy, &t, &primary);
-            let cross = matches!(
+            let Routed {
                 primary,
-                Classification::Counted {
-                    cross_account: true,
-                    ..
-                }
-            );
-            out.push(self.process(&t, primary, lease_until).await?);
-            for lane in extra {
+                lanes,
+                cross_account: cross,
+                window,
+            } = lifecycle::route(&self.policy, &t);
+            out.push(self.process(&t, primary, window, lease_until).await?);
+            for lane in lanes {
                 let kind = lane.key.lane.kind();
                 let result = self
                     .count_call(&t, lane.key, lane.threshold, cross, lease_until)
@@ -397,6 +392,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         &self,
         t: &Termination,
         classification: Classification,
+        window: Millis,
         lease_until: Millis,
     ) -> Result<Outcome, Error> {
         let now = self.clock.now();
@@ -417,10 +413,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         // Only a first delivery adds to the count: a retry may already have.
                         Recorded::New => {
                             if let Some(cur) = self.store.incident(&key).await? {
-                                if cur
-                                    .open
-                                    .admits(t.event_time, self.policy.window_for(&t.principal.arn))
-                                {
+                                if lifecycle::attempt_joins(&cur.open, t, window) {
                                     self.store.add_attempt(&key, &cur.open.id).await?;
                                 }
                             }
@@ -495,26 +488,12 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
         cross_account: bool,
         now: Millis,
     ) {
-        let count = u32::try_from(t.instance_ids.len()).unwrap_or(u32::MAX);
-        if count < threshold {
+        let Some(incident) =
+            lifecycle::degraded(&self.policy, key, t, threshold, cross_account, now)
+        else {
             tracing::warn!(event_id = %t.event_id, "window store unavailable; this call alone is below the threshold");
             return;
-        }
-        let w = WindowCount {
-            count,
-            first_time: t.event_time,
-            last_time: t.event_time,
         };
-        let mut incident = Incident::open(
-            key,
-            t,
-            w,
-            threshold,
-            cross_account,
-            containment::Plan::alert_only(""),
-        );
-        incident.containment =
-            containment::plan(&self.policy, &t.principal, &incident.culprit(), now);
         let status = ContainmentStatus {
             state: ContainmentState::NotAttempted,
             detail: "the window store is unavailable; containment waits until the incident can be recorded".into(),
@@ -601,7 +580,7 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                     })
                 }
                 Decision::Open(wc) => {
-                    let mut incident = Incident::trigger(
+                    let (mut incident, search) = lifecycle::open(
                         &self.policy,
                         key,
                         t,
@@ -611,24 +590,12 @@ impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, 
                         events,
                         now,
                     );
-                    if let Some(service) = initiator::carried_out_by(t) {
+                    if let Some(search) = search {
                         let candidates = self
                             .store
-                            .initiations(
-                                &key.account,
-                                &t.region,
-                                incident.first_event_time - initiator::LOOKBACK_MS,
-                                t.event_time,
-                            )
+                            .initiations(&search.account, &search.region, search.from, search.to)
                             .await?;
-                        incident.initiator = initiator::pick(
-                            &candidates,
-                            service,
-                            &key.account,
-                            &t.region,
-                            incident.first_event_time,
-                            t.event_time,
-                        );
+                        lifecycle::name_initiator(&mut incident, &search, &candidates);
                     }
                     if self
                         .store

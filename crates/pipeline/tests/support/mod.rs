@@ -188,6 +188,20 @@ impl MemoryStore {
             .map(Item::read)
     }
 
+    /// Every key that has an incident item, sorted.
+    pub fn keys_with_incidents(&self) -> Vec<Key> {
+        let mut keys: Vec<Key> = self
+            .tables
+            .lock()
+            .unwrap()
+            .incidents
+            .keys()
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// The recorded containment state and detail of the key's incident.
     pub fn containment(&self, key: &Key) -> Option<(ContainmentState, Option<String>)> {
         let t = self.tables.lock().unwrap();
@@ -737,6 +751,8 @@ pub struct Rig {
     pub responder: TestResponder,
 }
 
+// Each test crate uses its share of these.
+#[allow(unused_imports)]
 pub use tripwire_synth::{CONTAINMENT_ROLE, TEST_POLICY as POLICY};
 
 /// The responder's own role in the security account, as its configuration names it.

@@ -1,0 +1,147 @@
+//! One lifecycle for a watched call, shared by the detector and the backtest: which lanes
+//! it counts in, whether a failed call joins an open incident as an attempt, how a
+//! burst that crossed its threshold opens an incident (its initiator included), and the
+//! degraded open when the window store is down. The detector keeps the windows in
+//! DynamoDB and the backtest in memory; both decide with these functions, so the backtest
+//! predicts the detector.
+//!
+//! It opens incidents, so it stands on the decisions floor, at its bottom: counting
+//! (`window`) only counts.
+
+use crate::incident::Incident;
+use crate::initiator::{self, Initiation};
+use crate::policy::Policy;
+use crate::termination::Termination;
+use crate::time::Millis;
+use crate::window::{
+    classify, lanes, Classification, Key, LaneCount, OpenIncident, WindowCount, WindowEvent,
+};
+
+/// Where one call counts: its primary classification, the alert-only lanes it also
+/// counts in, and the two facts every lane shares.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    /// The burst lane's verdict.
+    pub primary: Classification,
+    /// The alert-only lanes (`service`, `attempt`, `account`) it also counts in.
+    pub lanes: Vec<LaneCount>,
+    /// Whether the chain behind the call began outside the account (every lane
+    /// reports what the primary found).
+    pub cross_account: bool,
+    /// The principal's window.
+    pub window: Millis,
+}
+
+/// Routes one call through the policy.
+pub fn route(policy: &Policy, t: &Termination) -> Routed {
+    let primary = classify(policy, t);
+    let lanes = lanes(policy, t, &primary);
+    let cross_account = matches!(
+        primary,
+        Classification::Counted {
+            cross_account: true,
+            ..
+        }
+    );
+    Routed {
+        primary,
+        lanes,
+        cross_account,
+        window: policy.window_for(&t.principal.arn),
+    }
+}
+
+/// Whether a failed call adds to the open incident of its key as an attempt.
+pub fn attempt_joins(open: &OpenIncident, t: &Termination, window: Millis) -> bool {
+    open.admits(t.event_time, window)
+}
+
+/// Where to look for the initiator of an incident a service's terminations opened: the
+/// service, and the account, region and time span its deciding call must lie in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InitiatorSearch {
+    /// The service that carried the terminations out.
+    pub service: &'static str,
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// The earliest time a deciding call may have.
+    pub from: Millis,
+    /// The latest (the call that opened the incident).
+    pub to: Millis,
+}
+
+/// An incident opened by `t`, the call whose window count `peak` crossed `threshold`,
+/// from the calls in `events` (the key's window around it). `now` dates the plan. The
+/// initiator is not named yet: see [`initiator_search`] and [`name_initiator`].
+#[allow(clippy::too_many_arguments)]
+pub fn open(
+    policy: &Policy,
+    key: &Key,
+    t: &Termination,
+    peak: WindowCount,
+    threshold: u32,
+    cross_account: bool,
+    events: &[WindowEvent],
+    now: Millis,
+) -> (Incident, Option<InitiatorSearch>) {
+    let incident = Incident::trigger(policy, key, t, peak, threshold, cross_account, events, now);
+    let search = initiator::carried_out_by(t).map(|service| InitiatorSearch {
+        service,
+        account: key.account.clone(),
+        region: t.region.clone(),
+        from: incident.first_event_time - initiator::LOOKBACK_MS,
+        to: t.event_time,
+    });
+    (incident, search)
+}
+
+/// Names the latest plausible initiator among `candidates` (any superset of the calls
+/// in the search's account, region and span).
+pub fn name_initiator<'a>(
+    incident: &mut Incident,
+    search: &InitiatorSearch,
+    candidates: impl IntoIterator<Item = &'a Initiation>,
+) {
+    incident.initiator = initiator::pick(
+        candidates,
+        search.service,
+        &search.account,
+        &search.region,
+        incident.first_event_time,
+        search.to,
+    );
+}
+
+/// With the window store down, what one call proves by itself: an incident when it alone
+/// reaches the threshold (one cross-account instance, a call with many IDs), else
+/// `None`. Its containment is planned but waits for the incident to be recorded.
+pub fn degraded(
+    policy: &Policy,
+    key: &Key,
+    t: &Termination,
+    threshold: u32,
+    cross_account: bool,
+    now: Millis,
+) -> Option<Incident> {
+    let count = u32::try_from(t.instance_ids.len()).unwrap_or(u32::MAX);
+    if count < threshold {
+        return None;
+    }
+    let alone = WindowCount {
+        count,
+        first_time: t.event_time,
+        last_time: t.event_time,
+    };
+    Some(Incident::trigger(
+        policy,
+        key,
+        t,
+        alone,
+        threshold,
+        cross_account,
+        &[],
+        now,
+    ))
+}
