@@ -442,6 +442,17 @@ fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {
     }
 }
 
+/// The release role's half of containment, for the release use case.
+impl tripwire_pipeline::Lift for Containment {
+    async fn lift(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
+        self.release(entity).await
+    }
+
+    async fn reactivate_keys(&self, entity: &IamEntity, keys: &[String]) -> Result<(), Error> {
+        Containment::reactivate_keys(self, entity, keys).await
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::percent_decode;

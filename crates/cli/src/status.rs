@@ -10,7 +10,7 @@ use tripwire_aws::store::WindowStore;
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
 use tripwire_engine::time::{format_millis, Millis};
-use tripwire_pipeline::{Clock, IncidentStore, SystemClock};
+use tripwire_pipeline::{Clock, Heartbeats, SystemClock};
 
 const DAY: Millis = 24 * 3600 * 1000;
 

@@ -4,8 +4,8 @@
 //! attempt started and counts nothing twice.
 
 use crate::{
-    Alerts, Clock, ContainmentQueue, Error, Flag, IncidentStore, IssueState, Recorded,
-    StoredIncident,
+    Alerts, Calls, Clock, ContainedPrincipals, ContainmentQueue, Error, Flag, Heartbeats,
+    Incidents, IssueState, Recorded, Sessions, Steps, StoredIncident,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
@@ -154,7 +154,13 @@ pub struct Detector<S, A, Q, C> {
     clock: C,
 }
 
-impl<S: IncidentStore, A: Alerts, Q: ContainmentQueue, C: Clock> Detector<S, A, Q, C> {
+impl<S, A, Q, C> Detector<S, A, Q, C>
+where
+    S: Calls + Incidents + Sessions + Heartbeats + Steps + ContainedPrincipals,
+    A: Alerts,
+    Q: ContainmentQueue,
+    C: Clock,
+{
     /// A detector over its ports.
     pub fn new(policy: Policy, store: S, alerter: A, invoker: Q, clock: C) -> Self {
         Detector {

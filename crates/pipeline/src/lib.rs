@@ -1,6 +1,8 @@
 //! tripwire's pipelines: the detector (one CloudTrail event in; the shared window, at
 //! most one incident per burst, the alert and the containment request out) and the
-//! responder (a containment request in; checked, applied, recorded, alerted).
+//! responder (a containment request in; checked, applied, recorded, alerted), the
+//! watchdog (coverage from the canary's heartbeats) and the release (containment lifted,
+//! the incident closed, the page resolved).
 //!
 //! Boundary: no AWS SDK. The pipelines are generic over the ports below; `tripwire-aws`
 //! implements them on DynamoDB, SNS, Lambda and IAM/STS, and the tests on memory. What
@@ -9,11 +11,13 @@
 
 pub mod detector;
 pub mod error;
+pub mod release;
 pub mod responder;
 pub mod watchdog;
 
 pub use detector::{Detector, Outcome};
 pub use error::{Error, Port};
+pub use release::{Lift, Release, Released};
 pub use responder::{Responder, ResponderOutcome};
 
 /// How long a recorded initiator call is kept: beyond any lookback that can name it.
@@ -139,10 +143,15 @@ impl StoredIncident {
 /// How many closed incident spans a key remembers.
 pub const HISTORY: usize = 20;
 
-/// The shared window and incident state: every concurrent detector sees the same.
-/// Every write that names an incident `id` succeeds only while that incident is the
-/// key's current one; a write whose condition fails is `Ok(false)`/`Ok(None)`.
-pub trait IncidentStore: Send + Sync {
+// The shared state, split by capability: each pipeline asks only for what it uses
+// (the detector for most, the responder for incidents and contained principals, the
+// watchdog for heartbeats and steps). What each method promises (conditional writes,
+// idempotent flags) is written on it, because the pipelines' exactly-once arguments rest
+// on it.
+
+/// The calls each key counted, deduplicated by eventID, with a lease on each while one
+/// detector works on it: the window the burst rule reads.
+pub trait Calls: Send + Sync {
     /// Records a call (counted, or a failed attempt), deduplicating by eventID. A call
     /// seen before is taken over only when unfinished and its lease has run out.
     fn record(
@@ -175,7 +184,12 @@ pub trait IncidentStore: Send + Sync {
         from: Millis,
         to: Millis,
     ) -> impl Future<Output = Result<Vec<WindowEvent>, Error>> + Send;
+}
 
+/// Each key's current incident and its running counts. Every write that names an
+/// incident `id` succeeds only while that incident is the key's current one; a write
+/// whose condition fails is `Ok(false)`/`Ok(None)`.
+pub trait Incidents: Send + Sync {
     /// The key's current incident, if any (live or stale: the caller asks `admits`).
     fn incident(
         &self,
@@ -232,6 +246,22 @@ pub trait IncidentStore: Send + Sync {
         detail: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 
+    /// Closes the key's incident after a release: its span ends long ago, so the next
+    /// burst opens a new incident. Returns whether one existed.
+    fn close(&self, key: &Key, now: Millis) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Notes that the alert for containment `state` of incident `id` went out.
+    fn mark_containment_alerted(
+        &self,
+        key: &Key,
+        id: &str,
+        state: ContainmentState,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Where sessions came from (the `AssumeRole*` issue behind each access key) and who
+/// decided the terminations a service carried out (initiator calls).
+pub trait Sessions: Send + Sync {
     /// The issue of the session behind `access_key`, if recorded and not expired.
     fn issued(
         &self,
@@ -262,29 +292,11 @@ pub trait IncidentStore: Send + Sync {
         from: Millis,
         to: Millis,
     ) -> impl Future<Output = Result<Vec<Initiation>, Error>> + Send;
+}
 
-    /// Notes that the alert for containment `state` of incident `id` went out.
-    fn mark_containment_alerted(
-        &self,
-        key: &Key,
-        id: &str,
-        state: ContainmentState,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Claims the one-off step `id` (paging a tamper event): `New` the first time,
-    /// `Unfinished` when an earlier attempt gave it up or its lease ran out, else
-    /// `Duplicate`, as [`IncidentStore::record`] does for calls.
-    fn claim_once(
-        &self,
-        id: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
-
-    /// Settles step `id`: done, so a redelivery is a duplicate; or not, giving up the
-    /// lease so Lambda's retry takes over at once.
-    fn settle_once(&self, id: &str, done: bool) -> impl Future<Output = Result<(), Error>> + Send;
-
+/// The canary's heartbeats per account and region, and the StackSet instances not
+/// heard from yet: what the watchdog pages coverage on.
+pub trait Heartbeats: Send + Sync {
     /// Records a canary heartbeat that arrived at `now`: the (account, region)'s last
     /// heartbeat, and its delivery latency in the day's histogram. A heartbeat older than
     /// the last one recorded (or the same again) changes nothing.
@@ -293,23 +305,6 @@ pub trait IncidentStore: Send + Sync {
         h: &tripwire_engine::armed::Heartbeat,
         now: Millis,
     ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// Records that `entity` (`role/NAME` or `user/NAME`) in `account` is contained for
-    /// the incident `request` names, so a lifted tripwire policy can be written back.
-    fn point_contained(
-        &self,
-        account: &str,
-        entity: &str,
-        request: &ContainmentRequest,
-        now: Millis,
-    ) -> impl Future<Output = Result<(), Error>> + Send;
-
-    /// The incident `entity` in `account` was last contained for, if any.
-    fn contained_by(
-        &self,
-        account: &str,
-        entity: &str,
-    ) -> impl Future<Output = Result<Option<ContainmentRequest>, Error>> + Send;
 
     /// The last heartbeat of every (account, region) that ever sent one.
     fn heartbeat_states(
@@ -342,6 +337,45 @@ pub trait IncidentStore: Send + Sync {
         region: &str,
         last: Option<Millis>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// One-off steps (paging a tamper event, a watchdog page), claimed once across every
+/// container.
+pub trait Steps: Send + Sync {
+    /// Claims the one-off step `id` (paging a tamper event): `New` the first time,
+    /// `Unfinished` when an earlier attempt gave it up or its lease ran out, else
+    /// `Duplicate`, as [`Calls::record`] does for calls.
+    fn claim_once(
+        &self,
+        id: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
+
+    /// Settles step `id`: done, so a redelivery is a duplicate; or not, giving up the
+    /// lease so Lambda's retry takes over at once.
+    fn settle_once(&self, id: &str, done: bool) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// Which incident each contained principal was last contained for, so a lifted tripwire
+/// policy can be written back.
+pub trait ContainedPrincipals: Send + Sync {
+    /// Records that `entity` (`role/NAME` or `user/NAME`) in `account` is contained for
+    /// the incident `request` names, so a lifted tripwire policy can be written back.
+    fn point_contained(
+        &self,
+        account: &str,
+        entity: &str,
+        request: &ContainmentRequest,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The incident `entity` in `account` was last contained for, if any.
+    fn contained_by(
+        &self,
+        account: &str,
+        entity: &str,
+    ) -> impl Future<Output = Result<Option<ContainmentRequest>, Error>> + Send;
 }
 
 /// Where the member stacks are deployed, where that is knowable (the StackSet's

@@ -6,7 +6,9 @@
 //! can at most ask it to contain a principal the detector recorded an incident for, as
 //! the responder's own policy says; never someone else, never with documents of theirs.
 
-use crate::{Alerts, Clock, Contain, Error, IncidentStore, Refused, StoredIncident};
+use crate::{
+    Alerts, Clock, Contain, ContainedPrincipals, Error, Incidents, Refused, StoredIncident,
+};
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, ContainmentRequest, Plan};
@@ -58,7 +60,7 @@ pub struct Responder<K, S, A, C> {
     clock: C,
 }
 
-impl<K: Contain, S: IncidentStore, A: Alerts, C: Clock> Responder<K, S, A, C> {
+impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Responder<K, S, A, C> {
     /// A responder over its ports. `own_roles` (exact role ARNs) and every role named
     /// `containment_role` are never contained.
     pub fn new(

@@ -3,7 +3,7 @@
 //! instance of the member StackSet has sent none a grace period after the watchdog first
 //! listed it, and `coverage_restored` once when either speaks.
 
-use crate::{Alerts, Clock, Deployments, Error, IncidentStore, NoDeployments, Recorded};
+use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Recorded, Steps};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind};
@@ -75,7 +75,7 @@ impl<S, A, C> Watchdog<S, A, C> {
     }
 }
 
-impl<S: IncidentStore, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
+impl<S: Heartbeats + Steps, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
     /// Checks every (account, region). A failed page fails the run, and the next run
     /// (or Lambda's retry) pages it; a page that went out is never repeated.
     pub async fn run(&self, lease_until: Millis) -> Result<Vec<Paged>, Error> {

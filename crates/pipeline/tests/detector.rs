@@ -7,7 +7,7 @@ use serde_json::Value;
 use support::{key, Rig, POLICY, T0};
 use tripwire_engine::Termination;
 use tripwire_pipeline::detector::UPDATE_GAP_MS;
-use tripwire_pipeline::{IncidentStore, Outcome};
+use tripwire_pipeline::{Incidents, Outcome};
 use tripwire_synth::Burst;
 
 const CLEANUP: &str = "role/vendor/cleanup-task@222222222222";

@@ -20,8 +20,9 @@ use tripwire_engine::{
     Incident, Initiation, Key, OpenIncident, Policy, SkipReason, Termination, WindowEvent,
 };
 use tripwire_pipeline::{
-    Alerts, Clock, Contain, ContainmentQueue, Detector, Error, Flag, IncidentStore, IssueState,
-    Port, Recorded, Refused, Responder, StoredIncident,
+    Alerts, Calls, Clock, Contain, ContainedPrincipals, ContainmentQueue, Detector, Error, Flag,
+    Heartbeats, Incidents, IssueState, Port, Recorded, Refused, Responder, Sessions, Steps,
+    StoredIncident,
 };
 
 /// A transient failure of `port`, as an adapter reports an outage.
@@ -239,7 +240,7 @@ impl MemoryStore {
     }
 }
 
-impl IncidentStore for MemoryStore {
+impl Calls for MemoryStore {
     async fn record(
         &self,
         key: &Key,
@@ -305,6 +306,19 @@ impl IncidentStore for MemoryStore {
             .filter(|((time, _, attempt), _)| !attempt && *time >= from.max(0) && *time <= to)
             .map(|(_, c)| c.event.clone())
             .collect())
+    }
+}
+
+impl Incidents for MemoryStore {
+    async fn close(&self, key: &Key, _now: Millis) -> Result<bool, Error> {
+        let mut tables = self.op("close").await?;
+        let Some(i) = tables.incidents.get_mut(key) else {
+            return Ok(false);
+        };
+        i.containment_state = ContainmentState::Released;
+        i.first = 0;
+        i.last = 0;
+        Ok(true)
     }
 
     async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
@@ -377,53 +391,6 @@ impl IncidentStore for MemoryStore {
         }))
     }
 
-    async fn issued(&self, access_key: &str) -> Result<Option<IssueState>, Error> {
-        let tables = self.op("issued").await?;
-        Ok(tables.issues.get(access_key).cloned())
-    }
-
-    async fn record_issue(
-        &self,
-        access_key: &str,
-        issued: &Issued,
-    ) -> Result<Result<(), SkipReason>, Error> {
-        let mut tables = self.op("record_issue").await?;
-        let (state, result) = IssueState::after(tables.issues.get(access_key), issued);
-        tables.issues.insert(access_key.to_owned(), state);
-        Ok(result)
-    }
-
-    async fn record_initiation(&self, i: &Initiation, _now: Millis) -> Result<(), Error> {
-        let mut tables = self.op("record_initiation").await?;
-        tables.initiations.insert(
-            (
-                i.account.clone(),
-                i.region.clone(),
-                i.event_time,
-                i.event_id.clone(),
-            ),
-            i.clone(),
-        );
-        Ok(())
-    }
-
-    async fn initiations(
-        &self,
-        account: &str,
-        region: &str,
-        from: Millis,
-        to: Millis,
-    ) -> Result<Vec<Initiation>, Error> {
-        let tables = self.op("initiations").await?;
-        Ok(tables
-            .initiations
-            .values()
-            .filter(|i| i.account == account && i.region == region)
-            .filter(|i| i.event_time >= from && i.event_time <= to)
-            .cloned()
-            .collect())
-    }
-
     async fn add_attempt(&self, key: &Key, id: &str) -> Result<(), Error> {
         let mut tables = self.op("add_attempt").await?;
         self.with_current(&mut tables, key, id, |i| i.attempts += 1);
@@ -486,27 +453,58 @@ impl IncidentStore for MemoryStore {
         });
         Ok(())
     }
+}
 
-    async fn claim_once(
-        &self,
-        id: &str,
-        now: Millis,
-        lease_until: Millis,
-    ) -> Result<Recorded, Error> {
-        let mut tables = self.op("claim_once").await?;
-        match tables.once.get_mut(id) {
-            None => {
-                tables.once.insert(id.to_owned(), (false, lease_until));
-                Ok(Recorded::New)
-            }
-            Some((false, lease)) if *lease < now => {
-                *lease = lease_until;
-                Ok(Recorded::Unfinished)
-            }
-            Some(_) => Ok(Recorded::Duplicate),
-        }
+impl Sessions for MemoryStore {
+    async fn issued(&self, access_key: &str) -> Result<Option<IssueState>, Error> {
+        let tables = self.op("issued").await?;
+        Ok(tables.issues.get(access_key).cloned())
     }
 
+    async fn record_issue(
+        &self,
+        access_key: &str,
+        issued: &Issued,
+    ) -> Result<Result<(), SkipReason>, Error> {
+        let mut tables = self.op("record_issue").await?;
+        let (state, result) = IssueState::after(tables.issues.get(access_key), issued);
+        tables.issues.insert(access_key.to_owned(), state);
+        Ok(result)
+    }
+
+    async fn record_initiation(&self, i: &Initiation, _now: Millis) -> Result<(), Error> {
+        let mut tables = self.op("record_initiation").await?;
+        tables.initiations.insert(
+            (
+                i.account.clone(),
+                i.region.clone(),
+                i.event_time,
+                i.event_id.clone(),
+            ),
+            i.clone(),
+        );
+        Ok(())
+    }
+
+    async fn initiations(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<Initiation>, Error> {
+        let tables = self.op("initiations").await?;
+        Ok(tables
+            .initiations
+            .values()
+            .filter(|i| i.account == account && i.region == region)
+            .filter(|i| i.event_time >= from && i.event_time <= to)
+            .cloned()
+            .collect())
+    }
+}
+
+impl Heartbeats for MemoryStore {
     async fn record_heartbeat(
         &self,
         h: &tripwire_engine::armed::Heartbeat,
@@ -530,32 +528,6 @@ impl IncidentStore for MemoryStore {
             e.heartbeats += 1;
         }
         Ok(())
-    }
-
-    async fn point_contained(
-        &self,
-        account: &str,
-        entity: &str,
-        request: &ContainmentRequest,
-        _now: Millis,
-    ) -> Result<(), Error> {
-        let mut tables = self.op("point_contained").await?;
-        tables
-            .contained
-            .insert((account.to_owned(), entity.to_owned()), request.clone());
-        Ok(())
-    }
-
-    async fn contained_by(
-        &self,
-        account: &str,
-        entity: &str,
-    ) -> Result<Option<ContainmentRequest>, Error> {
-        let tables = self.op("contained_by").await?;
-        Ok(tables
-            .contained
-            .get(&(account.to_owned(), entity.to_owned()))
-            .cloned())
     }
 
     async fn heartbeat_states(&self) -> Result<Vec<tripwire_engine::armed::HeartbeatState>, Error> {
@@ -599,6 +571,28 @@ impl IncidentStore for MemoryStore {
         }
         Ok(())
     }
+}
+
+impl Steps for MemoryStore {
+    async fn claim_once(
+        &self,
+        id: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let mut tables = self.op("claim_once").await?;
+        match tables.once.get_mut(id) {
+            None => {
+                tables.once.insert(id.to_owned(), (false, lease_until));
+                Ok(Recorded::New)
+            }
+            Some((false, lease)) if *lease < now => {
+                *lease = lease_until;
+                Ok(Recorded::Unfinished)
+            }
+            Some(_) => Ok(Recorded::Duplicate),
+        }
+    }
 
     async fn settle_once(&self, id: &str, done: bool) -> Result<(), Error> {
         let mut tables = self.op("settle_once").await?;
@@ -606,6 +600,34 @@ impl IncidentStore for MemoryStore {
             *step = if done { (true, step.1) } else { (false, 0) };
         }
         Ok(())
+    }
+}
+
+impl ContainedPrincipals for MemoryStore {
+    async fn point_contained(
+        &self,
+        account: &str,
+        entity: &str,
+        request: &ContainmentRequest,
+        _now: Millis,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("point_contained").await?;
+        tables
+            .contained
+            .insert((account.to_owned(), entity.to_owned()), request.clone());
+        Ok(())
+    }
+
+    async fn contained_by(
+        &self,
+        account: &str,
+        entity: &str,
+    ) -> Result<Option<ContainmentRequest>, Error> {
+        let tables = self.op("contained_by").await?;
+        Ok(tables
+            .contained
+            .get(&(account.to_owned(), entity.to_owned()))
+            .cloned())
     }
 }
 

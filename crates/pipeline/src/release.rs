@@ -1,0 +1,113 @@
+//! Lifting containment (`tripwire release`): the tripwire's policies come off the
+//! principal through the member stack's release role (the containment role may only add
+//! denies), the keys the incident deactivated come back only when asked, the incident is
+//! closed so the next burst opens a new one, and the `released` alert resolves the page.
+
+use crate::{Alerts, Clock, Error, Incidents};
+use std::future::Future;
+use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
+use tripwire_engine::principal::{iam_entity, IamEntity};
+use tripwire_engine::time::Millis;
+use tripwire_engine::window::{Key, Lane};
+
+/// What only the release role may do.
+pub trait Lift: Send + Sync {
+    /// Detaches the tripwire's managed policies from `entity` and deletes its inline
+    /// ones; returns the names removed (none is not an error).
+    fn lift(&self, entity: &IamEntity) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+
+    /// Sets `keys` of the IAM user `entity` active again.
+    fn reactivate_keys(
+        &self,
+        entity: &IamEntity,
+        keys: &[String],
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// What a release did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Released {
+    /// The policies removed.
+    pub removed: Vec<String>,
+    /// The access keys the incident's plan deactivated.
+    pub keys: Vec<String>,
+    /// Whether those keys were set active again.
+    pub keys_reactivated: bool,
+    /// Whether an incident was recorded and is now closed.
+    pub closed: bool,
+    /// The `released` alert's message ID, when one went out.
+    pub alert: Option<String>,
+}
+
+/// The release use case, over its ports. Without an alert destination the release still
+/// happens; the caller says that no alert went out.
+pub struct Release<L, S, A, C> {
+    lift: L,
+    store: S,
+    alerts: Option<A>,
+    clock: C,
+    /// The policy's window, only for the alert's threshold sentence.
+    window: Millis,
+}
+
+impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
+    /// A release over its ports.
+    pub fn new(lift: L, store: S, alerts: Option<A>, clock: C, window: Millis) -> Self {
+        Release {
+            lift,
+            store,
+            alerts,
+            clock,
+            window,
+        }
+    }
+
+    /// Releases `principal` (a role or user ARN) for its incident in `account` (where
+    /// the instances died). Policies come off first: a failure there leaves the incident
+    /// open, so the release can simply be run again.
+    pub async fn run(
+        &self,
+        account: &str,
+        principal: &str,
+        reactivate_keys: bool,
+    ) -> Result<Released, Error> {
+        let entity = &iam_entity(principal).map_err(Error::Config)?;
+        let removed = self.lift.lift(entity).await?;
+        let key = Key::new(Lane::Burst, principal, account);
+        // The keys the incident's plan deactivated, read before the incident is closed.
+        let stored = self.store.incident(&key).await?;
+        let keys = stored
+            .as_ref()
+            .map(|s| s.incident.containment.deactivate_keys.clone())
+            .unwrap_or_default();
+        let now = self.clock.now();
+        let closed = self.store.close(&key, now).await?;
+        let keys_reactivated = reactivate_keys && !keys.is_empty();
+        if keys_reactivated {
+            self.lift.reactivate_keys(entity, &keys).await?;
+        }
+        let mut alert = None;
+        if let (true, Some(s), Some(alerts)) = (closed, &stored, &self.alerts) {
+            let status = ContainmentStatus {
+                state: ContainmentState::Released,
+                detail: "tripwire release lifted containment and closed the incident.".into(),
+            };
+            let a = render(
+                AlertKind::Released,
+                &s.incident,
+                &status,
+                self.window,
+                now,
+                false,
+            );
+            alert = Some(alerts.publish(&a).await?);
+        }
+        Ok(Released {
+            removed,
+            keys,
+            keys_reactivated,
+            closed,
+            alert,
+        })
+    }
+}

@@ -1,0 +1,172 @@
+//! The release use case in-process: a contained principal's policies come off through
+//! the release port, its keys come back only when asked, the incident closes (the next
+//! burst opens a new one), and the `released` alert goes out once.
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use support::{key, Rig};
+use tripwire_engine::alert::ContainmentState;
+use tripwire_engine::principal::IamEntity;
+use tripwire_pipeline::{Error, Incidents, Lift, Outcome, Port, Release, Released};
+use tripwire_synth::Burst;
+
+const POLICY: &str = r#"
+threshold = 10
+containment = "revoke"
+deactivate_keys = true
+"#;
+const USER: &str = "user/ops@222222222222";
+const USER_ARN: &str = "arn:aws:iam::222222222222:user/ops";
+const PROD: &str = "222222222222";
+
+/// The release role in memory: what it lifted and reactivated.
+#[derive(Default, Clone)]
+struct MemoryLift {
+    log: Arc<Mutex<Vec<String>>>,
+    fail: bool,
+}
+
+impl Lift for MemoryLift {
+    async fn lift(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
+        if self.fail {
+            return Err(Error::Aws {
+                port: Port::Containment,
+                op: "iam:DetachUserPolicy",
+                code: "AccessDenied".into(),
+                message: "not the release role".into(),
+                transient: false,
+            });
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("lift {}", entity.name));
+        Ok(vec![
+            "tripwire-brake".into(),
+            "tripwire-revoke-older-sessions".into(),
+        ])
+    }
+
+    async fn reactivate_keys(&self, entity: &IamEntity, keys: &[String]) -> Result<(), Error> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("reactivate {} {}", entity.name, keys.join(",")));
+        Ok(())
+    }
+}
+
+/// A rig whose user burst opened an incident that planned to deactivate its key.
+async fn contained() -> Rig {
+    let rig = Rig::new(POLICY);
+    let events = Burst::new(USER, "rel").calls(12).step(1000).envelopes();
+    let out = rig.deliver(&events).await;
+    assert!(out
+        .iter()
+        .flatten()
+        .flatten()
+        .any(|o| matches!(o, Outcome::Opened { .. })));
+    let stored = rig.store.current(&key(USER_ARN, PROD)).unwrap();
+    assert!(!stored.incident.containment.deactivate_keys.is_empty());
+    rig
+}
+
+fn release(
+    rig: &Rig,
+    lift: &MemoryLift,
+) -> Release<MemoryLift, support::MemoryStore, support::MemoryAlerts, support::ManualClock> {
+    Release::new(
+        lift.clone(),
+        rig.store.clone(),
+        Some(rig.alerts.clone()),
+        rig.clock.clone(),
+        300_000,
+    )
+}
+
+#[tokio::test]
+async fn a_release_lifts_closes_and_resolves_once() {
+    let rig = contained().await;
+    let lift = MemoryLift::default();
+    let before = rig.alerts.kinds().len();
+    let done: Released = release(&rig, &lift)
+        .run(PROD, USER_ARN, false)
+        .await
+        .unwrap();
+    assert_eq!(done.removed.len(), 2);
+    assert!(done.closed);
+    assert!(!done.keys.is_empty());
+    assert!(!done.keys_reactivated, "keys stay inactive unless asked");
+    assert_eq!(lift.log.lock().unwrap().as_slice(), ["lift ops"]);
+    assert_eq!(rig.alerts.kinds()[before..], ["released"]);
+    assert_eq!(
+        done.alert.as_deref(),
+        Some(format!("m-{}", before + 1).as_str())
+    );
+    let stored = rig
+        .store
+        .incident(&key(USER_ARN, PROD))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.containment_state, Some(ContainmentState::Released));
+
+    // Run again with --reactivate-keys: the release is repeatable, and now the keys
+    // come back.
+    let again = release(&rig, &lift)
+        .run(PROD, USER_ARN, true)
+        .await
+        .unwrap();
+    assert!(again.keys_reactivated, "asked, the keys come back");
+    assert!(lift.log.lock().unwrap()[2].starts_with("reactivate ops AKIA"));
+}
+
+#[tokio::test]
+async fn a_failed_lift_leaves_the_incident_open_for_a_second_try() {
+    let rig = contained().await;
+    let lift = MemoryLift {
+        fail: true,
+        ..MemoryLift::default()
+    };
+    let before = rig.alerts.kinds().len();
+    let err = release(&rig, &lift)
+        .run(PROD, USER_ARN, true)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("AccessDenied"), "{err}");
+    let stored = rig.store.current(&key(USER_ARN, PROD)).unwrap();
+    assert_ne!(stored.containment_state, Some(ContainmentState::Released));
+    assert_eq!(rig.alerts.kinds().len(), before, "no released alert");
+}
+
+#[tokio::test]
+async fn nothing_recorded_is_no_page_and_a_bad_arn_is_refused_before_any_call() {
+    let rig = Rig::new(POLICY);
+    let lift = MemoryLift::default();
+    let done = release(&rig, &lift)
+        .run(PROD, USER_ARN, false)
+        .await
+        .unwrap();
+    assert!(!done.closed);
+    assert!(done.alert.is_none());
+    assert!(rig.alerts.kinds().is_empty());
+    assert_eq!(
+        lift.log.lock().unwrap().len(),
+        1,
+        "the policies still come off"
+    );
+    let err = release(&rig, &lift)
+        .run(PROD, "arn:aws:s3:::bucket", false)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("not an IAM ARN") || err.to_string().contains("neither"),
+        "{err}"
+    );
+    assert_eq!(
+        lift.log.lock().unwrap().len(),
+        1,
+        "a bad ARN reaches no port"
+    );
+}
