@@ -8,7 +8,7 @@ WORK ?= .work
 POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
+.PHONY: help setup build check fmt test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -22,6 +22,12 @@ $(VENV)/.installed: requirements-dev.txt
 
 build: ## Build everything (debug)
 	$(CARGO) build --workspace --all-targets
+
+check: lint ## The quick loop: fmt --check, clippy, the engine and pipeline tests (under 3 minutes warm)
+	$(CARGO) test -q -p tripwire-engine -p tripwire-pipeline
+
+fmt: ## cargo fmt, in place
+	$(CARGO) fmt --all
 
 test: setup lint ## Every test: lint, unit, property, corpus, scenarios, pipelines in-process, CLI, end to end on the local stack, infra
 	# The end-to-end tests run these binaries under the runtime emulator.
@@ -51,7 +57,7 @@ demo-backtest: ## Backtest a generated archive holding the seed incident and sho
 	./target/release/tripwire backtest --policy config/policy.toml $(WORK)/demo-archive
 
 package: setup ## cargo lambda build --release: target/lambda/{detector,responder,watchdog,findings}/bootstrap
-	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder -p watchdog
+	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder -p watchdog -p findings
 
 $(SAM_VENV)/.installed:
 	# Its own virtualenv: the SAM CLI pins boto versions that moto and checkov dislike.

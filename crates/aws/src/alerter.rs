@@ -1,25 +1,27 @@
 //! Sends rendered alerts to SNS, with one message per protocol and filterable
-//! attributes, and then onto the alert bus when one is configured.
+//! attributes (the page), and then onto the alert bus when one is configured, under the
+//! pipeline's alerting rule.
 
 use crate::bus::AlertBus;
 use crate::error::{aws_error, Error, Port};
 use aws_sdk_sns::types::MessageAttributeValue;
 use aws_sdk_sns::Client;
 use tripwire_engine::alert::Alert;
-use tripwire_pipeline::Alerts;
+use tripwire_pipeline::{Alerting, Alerts, Page};
 
-/// The SNS alerter: the alert topic, and for the tripwire's own alarms the second
-/// channel when one is configured; then the alert bus, when one is.
+/// The SNS topic that pages: the alert topic, and for the tripwire's own alarms the
+/// second channel when one is configured.
 #[derive(Debug, Clone)]
-pub struct Alerter {
+pub struct SnsTopic {
     client: Client,
     topic_arn: String,
     alarm_topic_arn: Option<String>,
-    bus: Option<AlertBus>,
 }
 
-/// How long an alert waits on the bus after its page went out.
-const BUS_DEADLINE: std::time::Duration = std::time::Duration::from_secs(4);
+/// The functions' alerts: the page on SNS, then the alert bus when one is configured,
+/// under the pipeline's rule ([`Alerting`]).
+#[derive(Debug, Clone)]
+pub struct Alerter(Alerting<SnsTopic, Option<AlertBus>>);
 
 #[derive(serde::Serialize)]
 struct PerProtocol<'a> {
@@ -41,18 +43,18 @@ fn attribute(value: &str) -> Result<MessageAttributeValue, Error> {
 impl Alerter {
     /// An alerter for `topic_arn`.
     pub fn new(client: Client, topic_arn: impl Into<String>) -> Self {
-        Alerter {
+        let topic = SnsTopic {
             client,
             topic_arn: topic_arn.into(),
             alarm_topic_arn: None,
-            bus: None,
-        }
+        };
+        Alerter(Alerting::new(topic, None))
     }
 
     /// Also puts every alert on `bus` (chat, PagerDuty and Security Hub rules read it).
-    pub fn with_bus(mut self, bus: Option<AlertBus>) -> Self {
-        self.bus = bus;
-        self
+    pub fn with_bus(self, bus: Option<AlertBus>) -> Self {
+        let (topic, _) = self.0.into_parts();
+        Alerter(Alerting::new(topic, bus))
     }
 
     /// Sends the tripwire's own alarms ([`AlertKind::is_own_alarm`]) to `topic_arn`
@@ -60,54 +62,23 @@ impl Alerter {
     /// reaches someone.
     ///
     /// [`AlertKind::is_own_alarm`]: tripwire_engine::alert::AlertKind::is_own_alarm
-    pub fn with_alarm_topic(mut self, topic_arn: Option<String>) -> Self {
-        self.alarm_topic_arn = topic_arn;
-        self
+    pub fn with_alarm_topic(self, topic_arn: Option<String>) -> Self {
+        let (mut topic, bus) = self.0.into_parts();
+        topic.alarm_topic_arn = topic_arn;
+        Alerter(Alerting::new(topic, bus))
     }
 }
 
 impl Alerts for Alerter {
-    /// Publishes `alert`, then puts it on the bus; returns the SNS message ID. Only SNS
-    /// fails the publish: a retry after the page went out would page twice, so a bus
-    /// that refuses is logged (`alert_bus_failed`, and the `AlertBusFailures` metric the
-    /// stack alarms on) and the page stands.
+    /// Publishes `alert` on SNS, then puts it on the bus; returns the SNS message ID.
+    /// Only SNS fails the publish (the pipeline's rule).
     async fn publish(&self, alert: &Alert) -> Result<String, Error> {
-        let id = self.publish_to_sns(alert).await?;
-        if let Some(bus) = &self.bus {
-            // Bounded below the SDK's own 12 s: the caller records the page as sent only
-            // after this returns, and a slow bus must not turn into a second page.
-            let put = tokio::time::timeout(BUS_DEADLINE, bus.put(alert))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(Error::Aws {
-                        port: Port::Alerts,
-                        op: "events:PutEvents",
-                        code: "Timeout".into(),
-                        message: format!("no answer in {BUS_DEADLINE:?}"),
-                        transient: true,
-                    })
-                });
-            if let Err(e) = put {
-                tracing::warn!(
-                    outcome = "alert_bus_failed",
-                    kind = alert.kind.as_str(),
-                    error = %e,
-                    "the page went out; the alert bus refused its event"
-                );
-                // A metric line, which the central stack alarms on; no API call.
-                let now = tripwire_pipeline::Clock::now(&tripwire_pipeline::SystemClock);
-                println!(
-                    "{}",
-                    tripwire_engine::destination::bus_failure_metric(alert.kind, now)
-                );
-            }
-        }
-        Ok(id)
+        self.0.publish(alert).await
     }
 }
 
-impl Alerter {
-    async fn publish_to_sns(&self, alert: &Alert) -> Result<String, Error> {
+impl Page for SnsTopic {
+    async fn page(&self, alert: &Alert) -> Result<String, Error> {
         let message = serde_json::to_string(&PerProtocol {
             default: &alert.text,
             email: &alert.text,
@@ -142,6 +113,7 @@ mod tests {
     use aws_sdk_sns::operation::publish::PublishOutput;
     use aws_smithy_mocks::{mock, mock_client, RuleMode};
     use tripwire_engine::alert::{Alert, AlertKind};
+    use tripwire_pipeline::alerting::BROADCAST_DEADLINE as BUS_DEADLINE;
 
     /// An alert of `kind` for account 222222222222 with bodies `t` and `{}`.
     fn alert(kind: AlertKind) -> Alert {

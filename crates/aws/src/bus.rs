@@ -66,6 +66,13 @@ impl AlertBus {
     }
 }
 
+/// The bus is best effort after the page.
+impl tripwire_pipeline::Broadcast for AlertBus {
+    async fn broadcast(&self, alert: &Alert) -> Result<(), Error> {
+        self.put(alert).await.map(drop)
+    }
+}
+
 trait ResourcesFrom {
     fn resources_from(self, alert: &Alert) -> Self;
 }

@@ -5,7 +5,7 @@ use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::io::{BufRead, Write};
 use tripwire_engine::destination::{
-    alert_from_json, asff, chatbot, pagerduty, FindingContext, NotAnAlert,
+    alert_from_json, render_for, Destination, FindingContext, NotAnAlert, Rendered,
 };
 use tripwire_engine::time::Millis;
 
@@ -22,6 +22,19 @@ pub enum Format {
     Pagerduty,
     /// A Security Hub finding (ASFF), for incidents.
     Asff,
+}
+
+impl Format {
+    /// The destination of the registry this format renders for.
+    fn destination(self) -> Destination {
+        match self {
+            Format::Text => Destination::Page,
+            Format::Json => Destination::Subscribers,
+            Format::Chatbot => Destination::Chat,
+            Format::Pagerduty => Destination::PagerDuty,
+            Format::Asff => Destination::SecurityHub,
+        }
+    }
 }
 
 /// What a run read.
@@ -68,22 +81,17 @@ pub fn run(
                 continue;
             }
         };
-        let doc = match format {
-            Format::Text => {
-                writeln!(out, "Subject: {}\n\n{}", alert.subject, alert.text)?;
+        let doc = match render_for(format.destination(), &alert, Some(ctx)) {
+            Rendered::Text { subject, text } => {
+                writeln!(out, "Subject: {subject}\n\n{text}")?;
                 c.rendered += 1;
                 continue;
             }
-            Format::Json => serde_json::from_str(&alert.json)?,
-            Format::Chatbot => chatbot(&alert),
-            Format::Pagerduty => pagerduty(&alert),
-            Format::Asff => match asff(&alert, ctx) {
-                Some(f) => serde_json::to_value(f)?,
-                None => {
-                    *c.skipped.entry("not_an_incident".into()).or_default() += 1;
-                    continue;
-                }
-            },
+            Rendered::Json(doc) => doc,
+            Rendered::NotFor(why) => {
+                *c.skipped.entry(why.into()).or_default() += 1;
+                continue;
+            }
         };
         serde_json::to_writer(&mut *out, &doc)?;
         writeln!(out)?;
@@ -131,4 +139,20 @@ pub fn report(c: &Counts) -> Result<()> {
         bail!("{} line(s) were not incidents or alerts", c.invalid.len());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::ValueEnum;
+
+    #[test]
+    fn every_destination_has_its_format_and_back() {
+        use tripwire_engine::destination::DESTINATIONS;
+        for e in DESTINATIONS {
+            let f = Format::from_str(e.format, false).unwrap_or_else(|_| panic!("{}", e.format));
+            assert_eq!(f.destination(), e.destination, "{}", e.format);
+        }
+        assert_eq!(Format::value_variants().len(), DESTINATIONS.len());
+    }
 }

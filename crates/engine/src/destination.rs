@@ -310,18 +310,130 @@ pub fn workflow(a: &Alert) -> Option<(&'static str, String)> {
     Some((status, cut(&plain(&a.subject), FINDING_RECOMMENDATION_MAX)))
 }
 
+/// Where an alert goes. Each destination is one [`DESTINATIONS`] entry with its
+/// renderer ([`render_for`]); the rule that the page must go out and the rest is best
+/// effort lives once, in the pipeline's alerting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Destination {
+    /// The page: the SNS topic's text, for e-mail, SMS and pagers.
+    Page,
+    /// The SNS topic's JSON, for SQS, Lambda and HTTPS subscribers.
+    Subscribers,
+    /// An Amazon Q Developer in chat applications custom notification.
+    Chat,
+    /// A PagerDuty Events API v2 event, without the routing key.
+    PagerDuty,
+    /// A Security Hub finding (ASFF), for incidents.
+    SecurityHub,
+}
+
+/// How an alert reaches a destination.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Published to SNS: the page. It must succeed, or the alert failed.
+    Sns,
+    /// Carried in the alert bus event's `destinations.<key>`, which a central stack rule
+    /// sends on as it is.
+    BusDetail(&'static str),
+    /// Rendered from the alert bus event by its own function (the findings function).
+    FromBus,
+}
+
+/// One destination, its `tripwire render --format` name and its delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Entry {
+    /// Which destination.
+    pub destination: Destination,
+    /// Its `--format` name.
+    pub format: &'static str,
+    /// How it is delivered.
+    pub delivery: Delivery,
+}
+
+/// Every destination. Adding one is an entry here, a renderer in [`render_for`] and,
+/// when it rides on the bus, a central stack rule.
+pub const DESTINATIONS: [Entry; 5] = [
+    Entry {
+        destination: Destination::Page,
+        format: "text",
+        delivery: Delivery::Sns,
+    },
+    Entry {
+        destination: Destination::Subscribers,
+        format: "json",
+        delivery: Delivery::Sns,
+    },
+    Entry {
+        destination: Destination::Chat,
+        format: "chatbot",
+        delivery: Delivery::BusDetail("chatbot"),
+    },
+    Entry {
+        destination: Destination::PagerDuty,
+        format: "pagerduty",
+        delivery: Delivery::BusDetail("pagerduty"),
+    },
+    Entry {
+        destination: Destination::SecurityHub,
+        format: "asff",
+        delivery: Delivery::FromBus,
+    },
+];
+
+/// What a destination receives for an alert.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rendered {
+    /// A subject and a text (the page).
+    Text {
+        /// The subject.
+        subject: String,
+        /// The text.
+        text: String,
+    },
+    /// A JSON document.
+    Json(Value),
+    /// Nothing: this alert is not for this destination (an own alarm is no finding).
+    NotFor(&'static str),
+}
+
+/// Renders `a` for `destination`; `ctx` is where findings are imported (without one,
+/// there is no finding to render).
+pub fn render_for(destination: Destination, a: &Alert, ctx: Option<&FindingContext>) -> Rendered {
+    match destination {
+        Destination::Page => Rendered::Text {
+            subject: a.subject.clone(),
+            text: a.text.clone(),
+        },
+        Destination::Subscribers => {
+            Rendered::Json(serde_json::from_str(&a.json).unwrap_or_default())
+        }
+        Destination::Chat => Rendered::Json(chatbot(a)),
+        Destination::PagerDuty => Rendered::Json(pagerduty(a)),
+        Destination::SecurityHub => match ctx.map(|ctx| asff(a, ctx)) {
+            Some(Some(f)) => Rendered::Json(serde_json::to_value(f).unwrap_or_default()),
+            Some(None) => Rendered::NotFor("not_an_incident"),
+            None => Rendered::NotFor("no_finding_context"),
+        },
+    }
+}
+
 /// The `detail` of the EventBridge event an alert puts on the alert bus: the alert's
-/// JSON (what SQS and Lambda subscribers get), plus `destinations` with the chat card
-/// and the PagerDuty event, which the central stack's rules send on as they are.
+/// JSON (what SQS and Lambda subscribers get), plus `destinations` with what each
+/// [`Delivery::BusDetail`] destination receives, which the central stack's rules send on
+/// as they are.
 pub fn bus_detail(a: &Alert) -> String {
     let mut detail = match serde_json::from_str::<Value>(&a.json) {
         Ok(Value::Object(m)) => m,
         _ => Map::new(),
     };
-    detail.insert(
-        "destinations".into(),
-        json!({"chatbot": chatbot(a), "pagerduty": pagerduty(a)}),
-    );
+    let carried: Map<String, Value> = DESTINATIONS
+        .iter()
+        .filter_map(|e| match (e.delivery, render_for(e.destination, a, None)) {
+            (Delivery::BusDetail(key), Rendered::Json(v)) => Some((key.to_owned(), v)),
+            _ => None,
+        })
+        .collect();
+    detail.insert("destinations".into(), Value::Object(carried));
     Value::Object(detail).to_string()
 }
 

@@ -9,12 +9,14 @@
 //! the ports promise (conditional writes, idempotent flags) is written on each method,
 //! because the pipelines' exactly-once arguments rest on it.
 
+pub mod alerting;
 pub mod detector;
 pub mod error;
 pub mod release;
 pub mod responder;
 pub mod watchdog;
 
+pub use alerting::{Alerting, Broadcast, Page};
 pub use detector::{Detector, Outcome};
 pub use error::{Error, Port};
 pub use release::{Lift, Release, Released};
