@@ -3,7 +3,7 @@
 
 use serde_json::{json, Value};
 use tripwire_engine::containment::{
-    revoke_sessions_document, scope_document, Condition, ContainmentRequest,
+    revoke_sessions_document, scope_document, Condition, ConditionKey, ContainmentRequest,
 };
 use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
@@ -113,7 +113,7 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
     );
     let policies = stack.role_policies(PROD, "cleanup-task").await;
     let scope: Value = serde_json::from_str(&scope_document(&Condition {
-        key: "aws:userid".into(),
+        key: ConditionKey::UserId,
         values: vec!["AROA222222222222:session".into()],
     }))
     .unwrap();
@@ -775,7 +775,7 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
     let doc = |s: String| -> Value { serde_json::from_str(&s).unwrap() };
     let scoped = |key: &str, value: &str| {
         doc(scope_document(&Condition {
-            key: key.into(),
+            key: key.parse().unwrap(),
             values: vec![value.into()],
         }))
     };

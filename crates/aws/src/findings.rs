@@ -230,7 +230,7 @@ mod tests {
             account: "222222222222".into(),
             card: Card {
                 key: "inc-1".into(),
-                rule: "burst".into(),
+                rule: tripwire_engine::alert::Rule::Lane(tripwire_engine::window::Lane::Burst),
                 title: "t".into(),
                 description: "d".into(),
                 resources: vec![(

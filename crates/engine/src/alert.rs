@@ -2,6 +2,7 @@
 //! e-mail, a JSON body for queues and functions, and filterable attributes. Rendering
 //! only; the SNS adapter sends what this returns.
 
+use crate::armed::Armed;
 use crate::catalogue::{Watched, TERMINATE_INSTANCES};
 use crate::containment::Action;
 use crate::incident::Incident;
@@ -88,6 +89,40 @@ pub struct Alert {
     pub card: Card,
 }
 
+/// Which rule raised an alert: an incident's lane, a tamper call, or coverage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    /// An incident of this lane.
+    Lane(Lane),
+    /// A call that disarmed part of the tripwire.
+    Tamper,
+    /// The canary fell silent, or spoke again.
+    Coverage,
+}
+
+impl Default for Rule {
+    fn default() -> Self {
+        Rule::Lane(Lane::Burst)
+    }
+}
+
+impl Rule {
+    /// The name findings and their generator IDs use (`burst`, …, `tamper`, `coverage`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Rule::Lane(l) => l.kind(),
+            Rule::Tamper => "tamper",
+            Rule::Coverage => "coverage",
+        }
+    }
+}
+
+impl std::fmt::Display for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// An alert as the other destinations show it: chat, PagerDuty, Security Hub.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Card {
@@ -95,8 +130,8 @@ pub struct Card {
     /// call, the account and region that fell silent): chat threads on it, PagerDuty
     /// deduplicates on it, and Security Hub's finding is named by it.
     pub key: String,
-    /// Which rule raised it: the incident's lane (`burst`, …), `tamper` or `coverage`.
-    pub rule: String,
+    /// Which rule raised it.
+    pub rule: Rule,
     /// One line: the alert's subject.
     pub title: String,
     /// What the incident (or alarm) is, whatever this alert says about it: a finding's
@@ -407,7 +442,7 @@ fn incident_card(
     resources.push(account_resource(&i.account));
     Card {
         key: i.id.clone(),
-        rule: lane.into(),
+        rule: Rule::Lane(i.kind),
         title: subject.into(),
         headline: incident_subject(AlertKind::Detected, i),
         description: d,
@@ -510,7 +545,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
     };
     let card = Card {
         key: format!("tamper-{}", t.event_id),
-        rule: "tamper".into(),
+        rule: Rule::Tamper,
         title: subject.clone(),
         headline: subject.clone(),
         description: format!(
@@ -563,7 +598,7 @@ struct CoverageJson<'a> {
     record_type: &'static str,
     kind: &'static str,
     /// `lost` or `armed`; `never_seen` is [`NeverSeenJson`].
-    state: &'static str,
+    state: Armed,
     account: &'a str,
     region: &'a str,
     #[serde(with = "crate::time::rfc3339")]
@@ -622,7 +657,7 @@ pub fn render_coverage(
     let json = CoverageJson {
         record_type: "coverage_alert",
         kind: kind.as_str(),
-        state: if lost { "lost" } else { "armed" },
+        state: if lost { Armed::Lost } else { Armed::Armed },
         account: &s.account,
         region: &s.region,
         last_heartbeat: s.last,
@@ -648,7 +683,7 @@ struct NeverSeenJson<'a> {
     #[serde(rename = "type")]
     record_type: &'static str,
     kind: &'static str,
-    state: &'static str,
+    state: Armed,
     account: &'a str,
     region: &'a str,
     stack_instance_status: &'a str,
@@ -688,7 +723,7 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
     let json = NeverSeenJson {
         record_type: "coverage_alert",
         kind: AlertKind::CoverageLost.as_str(),
-        state: "never_seen",
+        state: Armed::NeverSeen,
         account: &d.account,
         region: &d.region,
         stack_instance_status: &d.status,
@@ -755,7 +790,7 @@ fn coverage_card(
     let next_steps = checks.iter().map(|c| (*c).to_owned()).collect();
     Card {
         key: format!("coverage-{account}-{region}"),
-        rule: "coverage".into(),
+        rule: Rule::Coverage,
         title: subject.into(),
         headline: format!("TRIPWIRE COVERAGE: {account} {region}"),
         description,

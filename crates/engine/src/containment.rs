@@ -90,24 +90,66 @@ impl Scope {
     }
 }
 
+/// The IAM condition keys a scope narrows on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ConditionKey {
+    /// The instance whose role credentials made the call.
+    #[serde(rename = "ec2:SourceInstanceARN")]
+    SourceInstanceArn,
+    /// The session's source identity, which survives role chaining.
+    #[serde(rename = "aws:SourceIdentity")]
+    SourceIdentity,
+    /// The role session (`ROLEID:SESSION`).
+    #[serde(rename = "aws:userid")]
+    UserId,
+}
+
+impl ConditionKey {
+    /// The key as IAM spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConditionKey::SourceInstanceArn => "ec2:SourceInstanceARN",
+            ConditionKey::SourceIdentity => "aws:SourceIdentity",
+            ConditionKey::UserId => "aws:userid",
+        }
+    }
+
+    /// The IAM operator the key takes.
+    fn operator(self) -> &'static str {
+        match self {
+            ConditionKey::SourceInstanceArn => "ArnLike",
+            ConditionKey::SourceIdentity | ConditionKey::UserId => "StringEquals",
+        }
+    }
+}
+
+impl std::fmt::Display for ConditionKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::str::FromStr for ConditionKey {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        [
+            ConditionKey::SourceInstanceArn,
+            ConditionKey::SourceIdentity,
+            ConditionKey::UserId,
+        ]
+        .into_iter()
+        .find(|k| k.as_str() == s)
+        .ok_or_else(|| format!("`{s}` is not a condition key containment narrows on"))
+    }
+}
+
 /// The IAM condition that narrows a scope: `key` is one of `values`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Condition {
-    /// `ec2:SourceInstanceARN`, `aws:SourceIdentity` or `aws:userid`.
-    pub key: String,
+    /// Which key.
+    pub key: ConditionKey,
     /// What the key must be.
     pub values: Vec<String>,
-}
-
-impl Condition {
-    /// The IAM operator the key takes.
-    fn operator(&self) -> &'static str {
-        if self.key == "ec2:SourceInstanceARN" {
-            "ArnLike"
-        } else {
-            "StringEquals"
-        }
-    }
 }
 
 /// One inline policy to write.
@@ -452,7 +494,7 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
             return (
                 Scope::Session,
                 Some(Condition {
-                    key: "aws:SourceIdentity".into(),
+                    key: ConditionKey::SourceIdentity,
                     values: vec![one.clone()],
                 }),
                 format!("every counted call carried source identity `{one}`, which survives role chaining and new sessions"),
@@ -477,7 +519,7 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
         return (
             Scope::Instance,
             Some(Condition {
-                key: "ec2:SourceInstanceARN".into(),
+                key: ConditionKey::SourceInstanceArn,
                 values: vec![format!("arn:{}:ec2:*:{account}:instance/{name}", p.partition)],
             }),
             format!(
@@ -503,7 +545,7 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
         [id] if id.ends_with(&suffix) && id.len() > suffix.len() => (
             Scope::Session,
             Some(Condition {
-                key: "aws:userid".into(),
+                key: ConditionKey::UserId,
                 values: vec![id.clone()],
             }),
             format!("one stable session, `{name}`, made every counted call"),
@@ -696,7 +738,7 @@ pub fn revoke_sessions_document(now: Millis) -> String {
 
 /// The culprit alone (an instance, a session) is denied everything.
 pub fn scope_document(c: &Condition) -> String {
-    let cond = serde_json::json!({ c.operator(): { c.key.as_str(): c.values } });
+    let cond = serde_json::json!({ c.key.operator(): { c.key.as_str(): c.values } });
     render(vec![deny(
         "TripwireContainScope",
         vec!["*"],

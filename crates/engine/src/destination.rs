@@ -9,6 +9,7 @@
 
 use crate::alert::{
     render, render_coverage, render_never_seen, render_tamper, Alert, AlertKind, ContainmentStatus,
+    Rule,
 };
 use crate::armed::{Deployed, HeartbeatState, Tamper};
 use crate::incident::Incident;
@@ -160,10 +161,10 @@ pub fn finding_id(key: &str) -> String {
     format!("tripwire/{key}")
 }
 
-fn finding_severity(rule: &str) -> &'static str {
+fn finding_severity(rule: Rule) -> &'static str {
     match rule {
-        "burst" => "CRITICAL",
-        "attempt_burst" => "MEDIUM",
+        Rule::Lane(Lane::Burst) => "CRITICAL",
+        Rule::Lane(Lane::Attempt) => "MEDIUM",
         _ => "HIGH",
     }
 }
@@ -250,7 +251,7 @@ pub fn asff(a: &Alert, ctx: &FindingContext) -> Option<Finding> {
         .map(|(k, v)| (format!("tripwire/{k}"), v.clone()))
         .chain([
             ("tripwire/alert".to_owned(), a.kind.as_str().to_owned()),
-            ("tripwire/rule".to_owned(), c.rule.clone()),
+            ("tripwire/rule".to_owned(), c.rule.as_str().to_owned()),
         ])
         .collect();
     let resources = c
@@ -263,7 +264,7 @@ pub fn asff(a: &Alert, ctx: &FindingContext) -> Option<Finding> {
             region: c.region.clone(),
         })
         .collect();
-    let severity = finding_severity(&c.rule);
+    let severity = finding_severity(c.rule);
     Some(Finding {
         schema_version: "2018-10-08",
         id: finding_id(&c.key),
