@@ -53,9 +53,9 @@ pub fn check_decide(text: &str) {
         if p.action != Action::None {
             // Only the caller: its own account, and the name its own ARN carries.
             let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");
-            assert_eq!(p.target_account.as_deref(), Some(entity.account.as_str()));
+            assert_eq!(p.restriction.as_ref().map(|r| r.account.as_str()), Some(entity.account.as_str()));
             assert_eq!(t.principal.account.as_deref(), Some(entity.account.as_str()));
-            let name = p.target.as_ref().map(|t| t.name());
+            let name = p.target().map(|t| t.name());
             assert_eq!(name, Some(entity.name.as_str()));
             assert!(matches!(t.principal.kind, PrincipalKind::Role { .. } | PrincipalKind::User { .. } | PrincipalKind::FederatedUser { issuer: FederationIssuer::User { .. } }));
             assert!(!policy.is_protected(&t.principal.arn), "protected principal got a plan");

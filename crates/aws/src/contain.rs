@@ -419,13 +419,11 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The plan's target: its account, partition and entity, when it names all three.
+/// The plan's target: its account, partition and entity. A plan that acts always names
+/// its target and account; only a summary (what the alerts show) lacks the partition.
 fn target_of(plan: &Plan) -> Option<(&str, &str, &Target)> {
-    Some((
-        plan.target_account.as_deref()?,
-        plan.partition.as_deref()?,
-        plan.target.as_ref()?,
-    ))
+    let r = plan.restriction.as_ref()?;
+    Some((&r.account, r.partition.as_deref()?, &r.target))
 }
 
 fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {

@@ -107,12 +107,12 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
         )?;
     }
     for i in incidents {
-        let target = i.containment.target.as_ref().map(|t| t.name());
-        let containment = match target {
-            Some(t) => format!(
-                "{:?} {t} in {}",
+        let containment = match &i.containment.restriction {
+            Some(r) => format!(
+                "{:?} {} in {}",
                 i.containment.action,
-                i.containment.target_account.as_deref().unwrap_or("?")
+                r.target.name(),
+                r.account
             )
             .to_lowercase(),
             None => format!("none: {}", i.containment.reason),

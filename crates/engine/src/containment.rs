@@ -27,7 +27,7 @@ pub fn policy_size(document: &str) -> usize {
 /// ones (name and size): a policy of the same name is replaced, not added. A plan that
 /// does not fit is refused before anything is written.
 pub fn fits_quota(plan: &Plan, existing: &[(String, usize)]) -> Result<(), String> {
-    let Some(target) = &plan.target else {
+    let Some(target) = plan.target() else {
         return Ok(());
     };
     let quota = inline_quota(target.is_role());
@@ -193,24 +193,34 @@ impl Target {
     }
 }
 
+/// Whom a plan restricts, and how far its deny of everything reaches. Every plan that
+/// acts has one; an alert-only plan has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Restriction {
+    /// The role or user to restrict.
+    pub target: Target,
+    /// The principal's own account: where its IAM entity lives.
+    pub account: String,
+    /// Whom the deny of everything reaches.
+    pub scope: Scope,
+    /// The condition that narrows the scope to the culprit (instance and session).
+    pub condition: Option<Condition>,
+    /// Partition of the target, for building the containment role ARN (not in the
+    /// summary the backtest and the alerts show).
+    pub partition: Option<String>,
+    /// The ARN of the principal the plan is for; the responder re-checks it (not in
+    /// the summary).
+    pub principal_arn: Option<String>,
+}
+
 /// A containment plan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "PlanJson", into = "PlanJson")]
 pub struct Plan {
     /// What to do.
     pub action: Action,
-    /// Whom the deny of everything reaches; `None` when the plan restricts nobody.
-    pub scope: Option<Scope>,
-    /// The condition that narrows the scope to the culprit (instance and session).
-    pub condition: Option<Condition>,
-    /// The principal's own account: where its IAM entity lives.
-    pub target_account: Option<String>,
-    /// Partition of the target, for building the containment role ARN.
-    pub partition: Option<String>,
-    /// The role or user to restrict; `None` when the plan restricts nobody.
-    pub target: Option<Target>,
-    /// The ARN of the principal the plan is for; the responder re-checks it.
-    pub principal_arn: Option<String>,
+    /// Whom, when the plan acts.
+    pub restriction: Option<Restriction>,
     /// Why this action and scope (or why none).
     pub reason: String,
     /// The tripwire's managed policies to attach, by name (see [`managed_policy_arn`]).
@@ -258,14 +268,24 @@ impl TryFrom<PlanJson> for Plan {
             (None, None) => None,
             (Some(_), Some(_)) => return Err("a plan names a role or a user, not both"),
         };
+        let restriction = match (target, j.target_account, j.scope) {
+            (Some(target), Some(account), Some(scope)) => Some(Restriction {
+                target,
+                account,
+                scope,
+                condition: j.condition,
+                partition: j.partition,
+                principal_arn: j.principal_arn,
+            }),
+            (None, None, None) if j.condition.is_none() => None,
+            _ => return Err("a plan that restricts names its target, its account and its scope"),
+        };
+        if (j.action == Action::None) != restriction.is_none() {
+            return Err("a plan restricts someone exactly when it acts");
+        }
         Ok(Plan {
             action: j.action,
-            scope: j.scope,
-            condition: j.condition,
-            target_account: j.target_account,
-            partition: j.partition,
-            target,
-            principal_arn: j.principal_arn,
+            restriction,
             reason: j.reason,
             managed: j.managed_policies,
             policies: j.policies,
@@ -276,20 +296,32 @@ impl TryFrom<PlanJson> for Plan {
 
 impl From<Plan> for PlanJson {
     fn from(p: Plan) -> Self {
-        let (role_name, user_name) = match p.target {
+        let (target, target_account, scope, condition, partition, principal_arn) =
+            match p.restriction {
+                Some(r) => (
+                    Some(r.target),
+                    Some(r.account),
+                    Some(r.scope),
+                    r.condition,
+                    r.partition,
+                    r.principal_arn,
+                ),
+                None => (None, None, None, None, None, None),
+            };
+        let (role_name, user_name) = match target {
             Some(Target::Role(r)) => (Some(r), None),
             Some(Target::User(u)) => (None, Some(u)),
             None => (None, None),
         };
         PlanJson {
             action: p.action,
-            scope: p.scope,
-            condition: p.condition,
-            target_account: p.target_account,
-            partition: p.partition,
+            scope,
+            condition,
+            target_account,
+            partition,
             role_name,
             user_name,
-            principal_arn: p.principal_arn,
+            principal_arn,
             reason: p.reason,
             managed_policies: p.managed,
             policies: p.policies,
@@ -307,12 +339,7 @@ impl Plan {
     fn none(reason: impl Into<String>) -> Plan {
         Plan {
             action: Action::None,
-            scope: None,
-            condition: None,
-            target_account: None,
-            partition: None,
-            target: None,
-            principal_arn: None,
+            restriction: None,
             reason: reason.into(),
             managed: Vec::new(),
             policies: Vec::new(),
@@ -324,10 +351,35 @@ impl Plan {
     pub fn summary(&self) -> Plan {
         Plan {
             policies: Vec::new(),
-            partition: None,
-            principal_arn: None,
+            restriction: self.restriction.clone().map(|r| Restriction {
+                partition: None,
+                principal_arn: None,
+                ..r
+            }),
             ..self.clone()
         }
+    }
+
+    /// Whom the deny of everything reaches, when the plan acts.
+    pub fn scope(&self) -> Option<Scope> {
+        self.restriction.as_ref().map(|r| r.scope)
+    }
+
+    /// The role or user restricted, when the plan acts.
+    pub fn target(&self) -> Option<&Target> {
+        self.restriction.as_ref().map(|r| &r.target)
+    }
+
+    /// The ARN of the principal a full plan is for (a summary omits it).
+    pub fn principal_arn(&self) -> Option<&str> {
+        self.restriction
+            .as_ref()
+            .and_then(|r| r.principal_arn.as_deref())
+    }
+
+    /// The condition narrowing the scope, if any.
+    pub fn condition(&self) -> Option<&Condition> {
+        self.restriction.as_ref().and_then(|r| r.condition.as_ref())
     }
 
     /// Every policy the plan puts in place, by name: managed, then inline.
@@ -666,12 +718,14 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> P
     };
     Plan {
         action,
-        scope: Some(scope),
-        condition,
-        target_account: Some(account.clone()),
-        partition: Some(p.partition.clone()),
-        target: Some(target),
-        principal_arn: Some(p.arn.clone()),
+        restriction: Some(Restriction {
+            target,
+            account: account.clone(),
+            scope,
+            condition,
+            partition: Some(p.partition.clone()),
+            principal_arn: Some(p.arn.clone()),
+        }),
         reason: what,
         managed,
         policies,
@@ -826,6 +880,31 @@ pub struct ContainmentRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_plan_restricts_someone_exactly_when_it_acts() {
+        let read = |j: serde_json::Value| serde_json::from_value::<Plan>(j).map(|p| p.action);
+        let whom = serde_json::json!({"action": "revoke", "reason": "r", "scope": "role",
+            "target_account": "222222222222", "role_name": "app"});
+        assert_eq!(read(whom.clone()).unwrap(), Action::Revoke);
+        // Acting on nobody, or naming someone without acting, is refused.
+        assert!(read(serde_json::json!({"action": "revoke", "reason": "r"})).is_err());
+        let mut idle = whom.clone();
+        idle["action"] = "none".into();
+        assert!(read(idle).is_err());
+        // Half a target is no target.
+        for missing in ["scope", "target_account", "role_name"] {
+            let mut half = whom.clone();
+            half.as_object_mut().unwrap().remove(missing);
+            assert!(read(half).is_err(), "{missing}");
+        }
+        let none = Plan::alert_only("off");
+        assert_eq!(
+            serde_json::to_value(&none).unwrap(),
+            serde_json::json!({"action": "none", "reason": "off"})
+        );
+        assert!(none.target().is_none() && none.scope().is_none());
+    }
 
     fn role_plan(mode: &str, culprit: &Culprit) -> Plan {
         let policy = Policy::from_toml(&format!("containment = \"{mode}\"")).unwrap();

@@ -116,11 +116,15 @@ fn every_case_gets_its_outcome() {
                 if p.action != Action::None {
                     // Only ever the caller: its own name and its own account.
                     assert_eq!(
-                        p.target,
-                        Some(tripwire_engine::Target::Role("cleanup-task".into())),
+                        p.target(),
+                        Some(&tripwire_engine::Target::Role("cleanup-task".into())),
                         "{name}"
                     );
-                    assert_eq!(p.target_account, t.principal.account, "{name}");
+                    assert_eq!(
+                        p.restriction.as_ref().map(|r| r.account.clone()),
+                        t.principal.account,
+                        "{name}"
+                    );
                 }
             }
             (Extracted::Skip(r), Want::Skip(w)) => assert_eq!(r.as_str(), *w, "{name}"),

@@ -316,14 +316,13 @@ fn check(s: &Scenario) -> Result<(), String> {
                 cross_account: i.cross_account,
                 attempts: i.attempts,
                 instances_unconfirmed: i.unconfirmed_ids.len(),
-                target: match (&c.target, &c.target_account) {
-                    (Some(Target::Role(r)), Some(a)) => Some(format!("role:{r}@{a}")),
-                    (Some(Target::User(u)), Some(a)) => Some(format!("user:{u}@{a}")),
-                    _ => None,
-                },
+                target: c.restriction.as_ref().map(|r| match &r.target {
+                    Target::Role(n) => format!("role:{n}@{}", r.account),
+                    Target::User(n) => format!("user:{n}@{}", r.account),
+                }),
                 reason: Some(c.reason.clone()),
-                scope: c.scope.map(|s| s.as_str().to_owned()),
-                condition: Some(match &c.condition {
+                scope: c.scope().map(|s| s.as_str().to_owned()),
+                condition: Some(match c.condition() {
                     Some(c) => format!("{}={}", c.key, c.values.join(",")),
                     None => "none".into(),
                 }),

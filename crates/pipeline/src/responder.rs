@@ -139,9 +139,9 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             Ok(plan) => match self.containment.apply(&plan).await? {
                 Ok(()) => {
                     // So that a tripwire policy someone lifts can be written back.
-                    if let (Some(account), Some(target)) = (&plan.target_account, &plan.target) {
+                    if let Some(r) = &plan.restriction {
                         self.store
-                            .point_contained(account, &target.entity(), &req, now)
+                            .point_contained(&r.account, &r.target.entity(), &req, now)
                             .await?;
                     }
                     let policies = plan.policy_names();
@@ -247,7 +247,7 @@ pub fn check_current(
     plan: &Plan,
     current: &str,
 ) -> Result<(), String> {
-    let planned = plan.principal_arn.as_deref().unwrap_or_default();
+    let planned = plan.principal_arn().unwrap_or_default();
     let want = iam_entity(planned)?;
     let got = iam_entity(current).map_err(|e| format!("IAM returned an unexpected ARN: {e}"))?;
     if (got.is_role, &got.account, got.name.to_ascii_lowercase())

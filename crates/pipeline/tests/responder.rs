@@ -60,8 +60,8 @@ async fn the_request_names_the_incident_only_and_the_responder_plans_from_the_ta
     );
     // One stable session name made every call: the session alone is denied everything.
     let applied = rig.contain.applied();
-    assert_eq!(applied[0].scope, Some(Scope::Session));
-    let c = applied[0].condition.as_ref().unwrap();
+    assert_eq!(applied[0].scope(), Some(Scope::Session));
+    let c = applied[0].condition().unwrap();
     assert_eq!(
         (c.key.as_str(), c.values.as_slice()),
         ("aws:userid", &["AROA222222222222:session".to_string()][..])
@@ -90,7 +90,7 @@ async fn the_cutoff_is_the_responders_clock_as_it_writes_not_the_detectors() {
     rig.clock.set(T0 + 90_000);
     rig.responder.handle(req).await.unwrap();
     let plan = &rig.contain.applied()[0];
-    assert_eq!(plan.scope, Some(Scope::Role));
+    assert_eq!(plan.scope(), Some(Scope::Role));
     assert!(
         plan.policies[0]
             .document
@@ -117,8 +117,8 @@ async fn iam_users_and_token_brokers_get_the_brake_and_the_token_issue_time_deny
             "{who}: {out:?}"
         );
         let plan = &rig.contain.applied()[0];
-        assert_eq!(plan.target, Some(Target::User(name.into())), "{who}");
-        assert_eq!(plan.scope, Some(Scope::User), "{who}");
+        assert_eq!(plan.target(), Some(&Target::User(name.into())), "{who}");
+        assert_eq!(plan.scope(), Some(Scope::User), "{who}");
     }
 }
 

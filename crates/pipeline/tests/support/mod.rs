@@ -714,7 +714,7 @@ impl Contain for MemoryContain {
     async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
         tokio::task::yield_now().await;
         self.faults.check(Port::Containment, "current_arn")?;
-        let arn = plan.principal_arn.clone().unwrap_or_default();
+        let arn = plan.principal_arn().unwrap_or_default().to_owned();
         Ok(Ok(self
             .paths
             .lock()
