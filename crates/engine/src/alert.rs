@@ -572,7 +572,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
         ],
         context: vec![
             ("event_id".into(), t.event_id.clone()),
-            ("target".into(), t.target.clone()),
+            ("target".into(), t.target.to_string()),
         ],
         region: t.region.clone(),
         first_seen: t.event_time,

@@ -204,8 +204,67 @@ impl Armed {
     }
 }
 
+/// What a tamper call touched. Its JSON (`target`) is the name as a string, as before;
+/// which kind it is follows from the call that touched it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Touched {
+    /// A part the tripwire knows by its name: a trail, a forwarding rule, one of its
+    /// managed policies (by ARN), a member stack role (`role/NAME`).
+    Named(String),
+    /// One of the tripwire's policies lifted from a principal (`role/NAME` or
+    /// `user/NAME`), by policy name or ARN.
+    Lifted {
+        /// `role/NAME` or `user/NAME`.
+        entity: String,
+        /// The policy's name (inline) or ARN (managed).
+        policy: String,
+    },
+    /// A KMS key, by ID or ARN: the tripwire's if `tripwire_keys` lists it.
+    Key(String),
+    /// An SNS subscription's ARN: the tripwire's if its topic is.
+    Subscription(String),
+    /// An SNS topic's ARN: the tripwire's if `tripwire_topics` lists it.
+    Topic(String),
+}
+
+impl Touched {
+    /// How the call names it (`role/NAME policy/P` for a lifted policy).
+    pub fn name(&self) -> std::borrow::Cow<'_, str> {
+        match self {
+            Touched::Named(n) | Touched::Key(n) | Touched::Subscription(n) | Touched::Topic(n) => {
+                n.as_str().into()
+            }
+            Touched::Lifted { entity, policy } => format!("{entity} policy/{policy}").into(),
+        }
+    }
+
+    /// What `name` names, for the call `event_source`/`event_name` (reading a `target`
+    /// back from JSON).
+    fn of(event_source: &str, event_name: &str, name: &str) -> Touched {
+        match catalogue::context(event_source, event_name).map(|c| c.role) {
+            Some(Role::Tamper(TamperTarget::Key)) => Touched::Key(name.into()),
+            Some(Role::Tamper(TamperTarget::Subscription)) => Touched::Subscription(name.into()),
+            Some(Role::Tamper(TamperTarget::Topic)) => Touched::Topic(name.into()),
+            _ => match name.split_once(" policy/") {
+                Some((entity, policy)) => Touched::Lifted {
+                    entity: entity.into(),
+                    policy: policy.into(),
+                },
+                None => Touched::Named(name.into()),
+            },
+        }
+    }
+}
+
+impl std::fmt::Display for Touched {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.name())
+    }
+}
+
 /// A call that disarms part of the tripwire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "TamperJson", into = "TamperJson")]
 pub struct Tamper {
     /// eventID.
     pub event_id: String,
@@ -219,17 +278,69 @@ pub struct Tamper {
     pub account: String,
     /// `awsRegion`.
     pub region: String,
-    /// What it touched: a trail, `role/NAME`, `role/NAME policy/P`, a rule, a key.
-    pub target: String,
+    /// What it touched.
+    pub target: Touched,
     /// eventTime.
-    #[serde(with = "crate::time::rfc3339")]
     pub event_time: Millis,
     /// Set when the call failed: an attempt, still worth a page.
-    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub error_code: Option<String>,
+}
+
+/// A tamper call's JSON: the backtest's `tamper` line and the alert's fields.
+#[derive(Serialize, Deserialize)]
+struct TamperJson {
+    event_id: String,
+    event_name: String,
+    event_source: String,
+    principal_arn: String,
+    account: String,
+    region: String,
+    target: String,
+    #[serde(with = "crate::time::rfc3339")]
+    event_time: Millis,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    error_code: Option<String>,
     /// For a tripwire policy lifted from a principal: `role/NAME` or `user/NAME`.
     #[serde(skip_serializing_if = "Option::is_none", default)]
-    pub lifted_from: Option<String>,
+    lifted_from: Option<String>,
+}
+
+impl From<Tamper> for TamperJson {
+    fn from(t: Tamper) -> Self {
+        TamperJson {
+            target: t.target.to_string(),
+            lifted_from: t.lifted_from().map(str::to_owned),
+            event_id: t.event_id,
+            event_name: t.event_name,
+            event_source: t.event_source,
+            principal_arn: t.principal_arn,
+            account: t.account,
+            region: t.region,
+            event_time: t.event_time,
+            error_code: t.error_code,
+        }
+    }
+}
+
+impl TryFrom<TamperJson> for Tamper {
+    type Error = &'static str;
+    fn try_from(j: TamperJson) -> Result<Self, Self::Error> {
+        let target = Touched::of(&j.event_source, &j.event_name, &j.target);
+        if j.lifted_from.is_some() && j.lifted_from.as_deref() != Tamper::lifted(&target) {
+            return Err("`lifted_from` disagrees with `target`");
+        }
+        Ok(Tamper {
+            target,
+            event_id: j.event_id,
+            event_name: j.event_name,
+            event_source: j.event_source,
+            principal_arn: j.principal_arn,
+            account: j.account,
+            region: j.region,
+            event_time: j.event_time,
+            error_code: j.error_code,
+        })
+    }
 }
 
 /// The request parameters the watched calls name their target by.
@@ -271,7 +382,7 @@ fn is_tripwire_managed(arn: &str) -> bool {
 
 /// What a watched call touched, if it is (or, for a key or a topic, may be: see
 /// [`Tamper::is_ours`]) one of the tripwire's parts.
-fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
+fn target(source: &str, name: &str, p: &Params<'_>) -> Option<Touched> {
     let entity = || {
         p.role_name
             .map(|r| format!("role/{r}"))
@@ -280,17 +391,18 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
     let Some(Role::Tamper(on)) = catalogue::context(source, name).map(|c| c.role) else {
         return None;
     };
+    let named = |n: &str| Touched::Named(sanitize(n));
     match on {
-        TamperTarget::Trail => p.name.map(str::to_owned),
-        TamperTarget::TrailSelectors => p.trail_name.map(str::to_owned),
+        TamperTarget::Trail => p.name.map(named),
+        TamperTarget::TrailSelectors => p.trail_name.map(named),
         TamperTarget::Rule => p
             .name
             .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
-            .map(str::to_owned),
+            .map(named),
         TamperTarget::RuleTargets => p
             .rule
             .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
-            .map(str::to_owned),
+            .map(named),
         TamperTarget::Iam => {
             // The tripwire's own denies, lifted from a contained principal.
             let inline = matches!(name, "DeleteRolePolicy" | "DeleteUserPolicy")
@@ -298,8 +410,11 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
             let managed = matches!(name, "DetachRolePolicy" | "DetachUserPolicy")
                 && p.policy_arn.is_some_and(is_tripwire_managed);
             if inline || managed {
-                let policy = p.policy_name.or(p.policy_arn).unwrap_or_default();
-                return entity().map(|e| format!("{e} policy/{policy}"));
+                let policy = sanitize(p.policy_name.or(p.policy_arn).unwrap_or_default());
+                return entity().map(|e| Touched::Lifted {
+                    entity: sanitize(&e),
+                    policy,
+                });
             }
             // The brake and quarantine documents themselves.
             if matches!(
@@ -309,10 +424,7 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
                     | "SetDefaultPolicyVersion"
                     | "DeletePolicyVersion"
             ) {
-                return p
-                    .policy_arn
-                    .filter(|a| is_tripwire_managed(a))
-                    .map(str::to_owned);
+                return p.policy_arn.filter(|a| is_tripwire_managed(a)).map(named);
             }
             // The member stacks' roles: who changes them, other than a deployment,
             // disarms the tripwire in that account.
@@ -320,11 +432,14 @@ fn target(source: &str, name: &str, p: &Params<'_>) -> Option<String> {
             (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(member))
                 .then(entity)
                 .flatten()
+                .map(|e| named(&e))
         }
         // keyId is a key ID or an ARN; these calls take no alias.
-        TamperTarget::Key => p.key_id.map(str::to_owned),
-        TamperTarget::Subscription => p.subscription_arn.map(str::to_owned),
-        TamperTarget::Topic => p.topic_arn.map(str::to_owned),
+        TamperTarget::Key => p.key_id.map(|k| Touched::Key(sanitize(k))),
+        TamperTarget::Subscription => p
+            .subscription_arn
+            .map(|s| Touched::Subscription(sanitize(s))),
+        TamperTarget::Topic => p.topic_arn.map(|t| Touched::Topic(sanitize(t))),
     }
 }
 
@@ -333,19 +448,30 @@ impl Tamper {
     /// `tripwire_keys` and `tripwire_topics` identify; every other target is the
     /// tripwire's by its name.
     pub fn is_ours(&self, policy: &crate::policy::Policy) -> bool {
-        let t = self.target.as_str();
-        match (self.event_source.as_str(), self.event_name.as_str()) {
-            ("kms.amazonaws.com", _) => policy
+        match &self.target {
+            Touched::Key(t) => policy
                 .tripwire_keys
                 .iter()
                 .any(|k| k == t || k.ends_with(&format!("/{t}"))),
             // A subscription's ARN is its topic's, a colon and an ID.
-            ("sns.amazonaws.com", "Unsubscribe") => policy.tripwire_topics.iter().any(|topic| {
+            Touched::Subscription(t) => policy.tripwire_topics.iter().any(|topic| {
                 t.strip_prefix(topic.as_str())
                     .is_some_and(|r| r.starts_with(':'))
             }),
-            ("sns.amazonaws.com", _) => policy.tripwire_topics.iter().any(|topic| topic == t),
-            _ => true,
+            Touched::Topic(t) => policy.tripwire_topics.iter().any(|topic| topic == t),
+            Touched::Named(_) | Touched::Lifted { .. } => true,
+        }
+    }
+
+    /// For a tripwire policy lifted from a principal: `role/NAME` or `user/NAME`.
+    pub fn lifted_from(&self) -> Option<&str> {
+        Tamper::lifted(&self.target)
+    }
+
+    fn lifted(target: &Touched) -> Option<&str> {
+        match target {
+            Touched::Lifted { entity, .. } => Some(entity),
+            _ => None,
         }
     }
 }
@@ -389,10 +515,7 @@ pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
         principal_arn: p.arn,
         account: sanitize(&account),
         region: sanitize(doc.aws_region.get().unwrap_or("unknown")),
-        lifted_from: target
-            .split_once(" policy/")
-            .map(|(entity, _)| sanitize(entity)),
-        target: sanitize(&target),
+        target,
         event_time,
         error_code: doc.error_code.get().map(sanitize),
     }))
@@ -449,6 +572,44 @@ pub fn coverage(heartbeats: &[Heartbeat]) -> Vec<Coverage> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_tamper_line_reads_back_as_what_it_touched() {
+        let line = |source: &str, name: &str, target: &str, lifted: Option<&str>| {
+            let mut v = serde_json::json!({"event_id": "e", "event_name": name,
+                "event_source": source, "principal_arn": "arn:aws:iam::1:role/x",
+                "account": "1", "region": "r", "target": target,
+                "event_time": "2018-01-09T22:09:00Z"});
+            if let Some(l) = lifted {
+                v["lifted_from"] = l.into();
+            }
+            v
+        };
+        let lifted = line(
+            "iam.amazonaws.com",
+            "DeleteRolePolicy",
+            "role/app policy/tripwire-brake",
+            Some("role/app"),
+        );
+        let t: Tamper = serde_json::from_value(lifted.clone()).unwrap();
+        assert_eq!(t.lifted_from(), Some("role/app"));
+        assert_eq!(
+            serde_json::to_value(&t).unwrap(),
+            lifted,
+            "the line round-trips"
+        );
+        let key: Tamper =
+            serde_json::from_value(line("kms.amazonaws.com", "DisableKey", "k-1", None)).unwrap();
+        assert_eq!(key.target, Touched::Key("k-1".into()));
+        // A `lifted_from` the target does not carry is a forged line.
+        let forged = line(
+            "iam.amazonaws.com",
+            "DeleteRolePolicy",
+            "role/app policy/p",
+            Some("role/other"),
+        );
+        assert!(serde_json::from_value::<Tamper>(forged).is_err());
+    }
 
     #[test]
     fn every_iam_call_target_recognises_is_a_catalogued_tamper_call() {
@@ -760,7 +921,7 @@ mod tests {
         ];
         for (r, want) in cases {
             let got = match extracted(&r) {
-                Extracted::Tamper(t) => Some(t.target.clone()),
+                Extracted::Tamper(t) => Some(t.target.to_string()),
                 _ => None,
             };
             assert_eq!(got.as_deref(), want, "{r}");

@@ -703,10 +703,9 @@ mod tests {
             principal_arn: "arn:aws:iam::222222222222:role/x".into(),
             account: "222222222222".into(),
             region: "us-east-1".into(),
-            target: "org-trail".into(),
+            target: crate::armed::Touched::Named("org-trail".into()),
             event_time: 1_000_000,
             error_code: None,
-            lifted_from: None,
         };
         let h = HeartbeatState {
             account: "333333333333".into(),

@@ -254,7 +254,7 @@ fn every_trail_tampering_call_in_the_corpus_is_found_once() {
         .map(|t| TamperExpect {
             event_name: t.event_name,
             account: t.account,
-            target: t.target,
+            target: t.target.to_string(),
             principal_arn: t.principal_arn,
             error_code: t.error_code,
         })

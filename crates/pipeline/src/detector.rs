@@ -235,7 +235,7 @@ where
         t: &Tamper,
         lease_until: Millis,
     ) -> Result<Option<&'static str>, Error> {
-        let Some(entity) = t.lifted_from.as_deref().filter(|_| self.policy.recontain) else {
+        let Some(entity) = t.lifted_from().filter(|_| self.policy.recontain) else {
             return Ok(None);
         };
         let Some(req) = self.store.contained_by(&t.account, entity).await? else {
