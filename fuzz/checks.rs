@@ -78,13 +78,13 @@ pub fn check_decide(text: &str) {
     }
     let result = replay_events(&policy, events);
     for i in &result.incidents {
-        if i.kind == Lane::Attempt {
+        if i.kind() == Lane::Attempt {
             assert_eq!(i.instances(), 0, "an attempt burst names no instance");
-        } else if i.kind != Lane::Service {
+        } else if i.kind() != Lane::Service {
             let ids = &distinct[&i.key()];
             assert!(i.instances() <= ids.len() && i.trigger_count as usize <= ids.len());
         }
-        if i.kind != Lane::Burst || policy.is_protected(&i.principal_arn) {
+        if i.kind() != Lane::Burst || policy.is_protected(i.principal_arn().unwrap_or_default()) {
             assert_eq!(i.containment.action, Action::None, "only the burst lane contains");
         }
         if i.containment.action != Action::None {
@@ -92,8 +92,8 @@ pub fn check_decide(text: &str) {
             // are evidence, the target is a caller of the terminations.
             assert!(callers.iter().any(|c| Key::new(Lane::Burst, c, &i.account) == i.key()));
         }
-        if i.kind == Lane::Burst {
-            assert!(!policy.is_ignored(&i.principal_arn));
+        if i.kind() == Lane::Burst {
+            assert!(!policy.is_ignored(i.principal_arn().unwrap_or_default()));
         }
     }
     for p in &result.peaks {

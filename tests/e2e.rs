@@ -728,7 +728,7 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
     let backtest: Vec<(&str, String, u32)> = replayed
         .incidents
         .iter()
-        .map(|i| (i.kind.kind(), i.id.clone(), i.trigger_count))
+        .map(|i| (i.kind().kind(), i.id.clone(), i.trigger_count))
         .collect();
     let detector: Vec<(&str, String, u32)> = by_kind
         .iter()

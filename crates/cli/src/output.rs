@@ -2,6 +2,7 @@
 
 use crate::backtest::Report;
 use std::io::{Result, Write};
+use tripwire_engine::incident::Subject;
 use tripwire_engine::time::format_millis;
 
 #[derive(serde::Serialize)]
@@ -124,12 +125,12 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
             i.account,
             i.instances(),
             format!("{}/{}", i.trigger_count, i.threshold),
-            match i.kind {
-                tripwire_engine::window::Lane::Burst => i.principal_arn.clone(),
-                tripwire_engine::window::Lane::Account => {
-                    format!("({}: {} principals)", i.kind.kind(), i.principals.len())
+            match &i.subject {
+                Subject::Burst(p) => p.clone(),
+                Subject::Account => {
+                    format!("({}: {} principals)", i.kind().kind(), i.principals.len())
                 }
-                lane => format!("{} ({})", i.principal_arn, lane.kind()),
+                Subject::Service(p) | Subject::Attempt(p) => format!("{p} ({})", i.kind().kind()),
             },
             containment
         )?;

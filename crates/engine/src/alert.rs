@@ -314,12 +314,12 @@ pub fn render(
 
 /// The subject of `kind`'s alert about `incident`, before SNS's rules are applied.
 fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
-    let who = match incident.kind {
+    let who = match incident.kind() {
         Lane::Account => "every principal",
-        _ => short_principal(&incident.principal_arn),
+        _ => short_principal(incident.principal_arn().unwrap_or_default()),
     };
     let n = incident.instances();
-    match (kind, incident.kind) {
+    match (kind, incident.kind()) {
         (AlertKind::Detected | AlertKind::Update, Lane::Attempt) => format!(
             "TRIPWIRE: {} failed {NAME} calls by {who} in {}",
             incident.attempts, incident.account
@@ -378,13 +378,13 @@ fn incident_card(
     subject: &str,
     now: Millis,
 ) -> Card {
-    let lane = i.kind.kind();
+    let lane = i.kind().kind();
     let mut d = String::new();
-    let who = match i.kind {
+    let who = match i.kind() {
         Lane::Account => format!("{} principal(s)", i.principals.len()),
-        _ => format!("`{}`", i.principal_arn),
+        _ => format!("`{}`", i.principal_arn().unwrap_or_default()),
     };
-    let _ = match i.kind {
+    let _ = match i.kind() {
         Lane::Attempt => writeln!(
             d,
             "*{who}* made *{}* failed {NAME} calls in account `{}`; nothing was terminated.",
@@ -428,21 +428,19 @@ fn incident_card(
     } else {
         next_steps.push(format!(
             "If it is legitimate: `tripwire release --account {} --principal {}`",
-            i.account, i.principal_arn
+            i.account,
+            i.principal_arn().unwrap_or_default()
         ));
         next_steps.push("If not: keep it contained, rotate its credentials, restore the instances (`tripwire incident export` lists them).".into());
     }
     let mut resources = Vec::new();
-    if i.kind != Lane::Account {
-        resources.push((
-            resource_type(&i.principal_arn).into(),
-            i.principal_arn.clone(),
-        ));
+    if let Some(p) = i.principal_arn() {
+        resources.push((resource_type(p).into(), p.to_owned()));
     }
     resources.push(account_resource(&i.account));
     Card {
         key: i.id.clone(),
-        rule: Rule::Lane(i.kind),
+        rule: Rule::Lane(i.kind()),
         title: subject.into(),
         headline: incident_subject(AlertKind::Detected, i),
         description: d,
@@ -840,12 +838,12 @@ fn text_body(
     };
     let _ = writeln!(t, "{headline}\n");
     let _ = writeln!(t, "What happened");
-    match i.kind {
+    match i.kind() {
         Lane::Attempt => {
             let _ = writeln!(
                 t,
                 "  {} made {} failed {NAME} call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
-                i.principal_arn,
+                i.principal_arn().unwrap_or_default(),
                 i.attempts,
                 i.account,
                 i.threshold,
@@ -869,7 +867,7 @@ fn text_body(
             let _ = writeln!(
                 t,
                 "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}{}.",
-                i.principal_arn,
+                i.principal_arn().unwrap_or_default(),
                 i.instances(),
                 i.account,
                 i.threshold,
@@ -920,7 +918,8 @@ fn text_body(
     let _ = writeln!(
         t,
         "  principal   {} ({})",
-        i.principal_arn, i.principal_type
+        i.principal_arn().unwrap_or_default(),
+        i.principal_type
     );
     let _ = writeln!(
         t,
@@ -1008,7 +1007,7 @@ fn text_body(
         status.state.as_str().replace('_', " ").to_uppercase()
     );
     let _ = writeln!(t, "  {}", status.detail);
-    let user = short_principal(&i.principal_arn)
+    let user = short_principal(i.principal_arn().unwrap_or_default())
         .rsplit('/')
         .next()
         .unwrap_or("");
@@ -1032,7 +1031,8 @@ fn text_body(
     let _ = writeln!(
         t,
         "     tripwire release --account {} --principal {}",
-        i.account, i.principal_arn
+        i.account,
+        i.principal_arn().unwrap_or_default()
     );
     let _ = writeln!(t, "  3. If not, keep it contained, rotate its credentials, and restore the instances from your deployment tooling.");
     let _ = writeln!(t, "\nIncident {}", i.id);
@@ -1050,7 +1050,7 @@ mod tests {
         Incident {
             record_type: "incident".into(),
             id: "inc-1".into(),
-            principal_arn: arn.into(),
+            subject: crate::incident::Subject::Burst(arn.into()),
             principal_type: "AssumedRole".into(),
             principal_account: Some("222222222222".into()),
             account: "222222222222".into(),
@@ -1084,7 +1084,6 @@ mod tests {
                 policies: vec![],
                 deactivate_keys: vec![],
             },
-            kind: crate::window::Lane::Burst,
             origin: None,
             initiator: None,
             sessions: Default::default(),

@@ -544,12 +544,10 @@ pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
 
 fn incident_alert(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
     let mut incident: Incident = from(v, "incident")?;
-    // An alert's `kind` is the alert's; the incident's is `incident_kind`.
+    // An alert's `kind` is the alert's; the incident's is `incident_kind` (which the
+    // incident read as its lane).
     let alert_kind = match v.get("incident_kind") {
-        Some(lane) => {
-            incident.kind = from::<Lane>(lane, "incident_kind")?;
-            Some(from::<AlertKind>(field(v, "kind")?, "kind")?)
-        }
+        Some(_) => Some(from::<AlertKind>(field(v, "kind")?, "kind")?),
         None => None,
     };
     // The JSON lists a sample of the IDs; the counts say how many there are.

@@ -20,15 +20,12 @@ pub struct Incident {
     pub record_type: String,
     /// Stable ID, derived from the key and the trigger event.
     pub id: String,
-    /// Which rule opened it: `burst`, `service_burst`, `attempt_burst`, `account_burst`.
-    /// (An alert's JSON, whose `kind` is the alert's, reads as `burst`: alerts carry the
-    /// incident's as `incident_kind`.)
-    #[serde(default, deserialize_with = "lane_or_burst")]
-    pub kind: Lane,
-    /// The principal (role ARN with path, user ARN, …); empty for an account burst,
-    /// whose JSON says `null` and lists the `principals`.
-    #[serde(deserialize_with = "null_as_empty")]
-    pub principal_arn: String,
+    /// Which rule opened it, and whose burst it is. In JSON: `kind` (`burst`,
+    /// `service_burst`, `attempt_burst`, `account_burst`; an alert's JSON, whose `kind`
+    /// is the alert's, carries it as `incident_kind`) and `principal_arn` (`null` for an
+    /// account burst, which lists its `principals`).
+    #[serde(flatten, deserialize_with = "subject_from_json")]
+    pub subject: Subject,
     /// CloudTrail `userIdentity.type`.
     pub principal_type: String,
     /// The principal's own account.
@@ -184,16 +181,80 @@ pub const SESSIONS_LISTED: usize = 10;
 /// How many contributing principals an account burst lists.
 pub const PRINCIPALS_KEPT: usize = 50;
 
-fn lane_or_burst<'de, D: Deserializer<'de>>(d: D) -> Result<Lane, D::Error> {
-    let v = Option::<String>::deserialize(d)?;
-    Ok(
-        v.and_then(|s| serde_json::from_value(serde_json::Value::String(s)).ok())
-            .unwrap_or_default(),
-    )
+/// Whose burst an incident is, by lane: every lane but the account's counts one
+/// principal, and an account burst has none.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// One principal's distinct instances: the lane that contains.
+    Burst(String),
+    /// One service-linked role's or AWS service identity's.
+    Service(String),
+    /// One principal's failed calls.
+    Attempt(String),
+    /// Every counted principal's in one account.
+    Account,
 }
 
-fn null_as_empty<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    Ok(Option::<String>::deserialize(d)?.unwrap_or_default())
+impl Subject {
+    /// The subject of `lane` for `principal_arn` (ignored for the account lane).
+    pub fn new(lane: Lane, principal_arn: &str) -> Subject {
+        match lane {
+            Lane::Burst => Subject::Burst(principal_arn.to_owned()),
+            Lane::Service => Subject::Service(principal_arn.to_owned()),
+            Lane::Attempt => Subject::Attempt(principal_arn.to_owned()),
+            Lane::Account => Subject::Account,
+        }
+    }
+
+    /// The lane.
+    pub fn lane(&self) -> Lane {
+        match self {
+            Subject::Burst(_) => Lane::Burst,
+            Subject::Service(_) => Lane::Service,
+            Subject::Attempt(_) => Lane::Attempt,
+            Subject::Account => Lane::Account,
+        }
+    }
+
+    /// The principal, for every lane but the account's.
+    pub fn principal_arn(&self) -> Option<&str> {
+        match self {
+            Subject::Burst(p) | Subject::Service(p) | Subject::Attempt(p) => Some(p),
+            Subject::Account => None,
+        }
+    }
+}
+
+/// The JSON fields a [`Subject`] is read from.
+#[derive(Deserialize)]
+struct SubjectJson {
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    incident_kind: Option<Lane>,
+    #[serde(default)]
+    principal_arn: Option<String>,
+}
+
+fn subject_from_json<'de, D: Deserializer<'de>>(d: D) -> Result<Subject, D::Error> {
+    let j = SubjectJson::deserialize(d)?;
+    // An alert's `kind` is the alert's (`detected`, …): then the lane is `incident_kind`.
+    // Items written before lanes existed have no kind: bursts.
+    let lane = j
+        .incident_kind
+        .or_else(|| {
+            j.kind
+                .and_then(|k| serde_json::from_value(serde_json::Value::String(k)).ok())
+        })
+        .unwrap_or_default();
+    match (lane, j.principal_arn) {
+        (Lane::Account, _) => Ok(Subject::Account),
+        (lane, Some(p)) if !p.is_empty() => Ok(Subject::new(lane, &p)),
+        (lane, _) => Err(serde::de::Error::custom(format!(
+            "an incident of the {} lane names its principal",
+            lane.kind()
+        ))),
+    }
 }
 
 /// A session and its instances, as the JSON lists it.
@@ -334,12 +395,7 @@ impl Incident {
         let mut inc = Incident {
             record_type: "incident".into(),
             id: incident_id(key, &t.event_id),
-            kind: key.lane,
-            principal_arn: if key.lane == Lane::Account {
-                String::new()
-            } else {
-                t.principal.arn.clone()
-            },
+            subject: Subject::new(key.lane, &t.principal.arn),
             principal_type: t.principal.kind.type_name().to_owned(),
             principal_account: t.principal.account.clone(),
             account: key.account.clone(),
@@ -372,7 +428,7 @@ impl Incident {
 
     /// Adds a termination that belongs to this incident.
     pub fn absorb(&mut self, t: &Termination) {
-        self.count(&WindowEvent::of(t, self.kind));
+        self.count(&WindowEvent::of(t, self.kind()));
         self.first_event_time = self.first_event_time.min(t.event_time);
         self.last_event_time = self.last_event_time.max(t.event_time);
         self.regions.insert(t.region.clone());
@@ -395,7 +451,7 @@ impl Incident {
     /// Counts one call as the incident's lane does: its instances (attempts for the
     /// attempt lane), its session, and for an account burst its principal.
     pub fn count(&mut self, e: &WindowEvent) {
-        if self.kind == Lane::Attempt {
+        if self.kind() == Lane::Attempt {
             self.attempts += 1;
             if let Some(code) = &e.error_code {
                 self.error_codes.insert(code.clone());
@@ -501,9 +557,9 @@ impl Incident {
         View {
             record_type: &self.record_type,
             id: &self.id,
-            kind: Some(self.kind),
+            kind: Some(self.kind()),
             incident_kind: None,
-            principal_arn: (self.kind != Lane::Account).then_some(self.principal_arn.as_str()),
+            principal_arn: self.subject.principal_arn(),
             principal_type: &self.principal_type,
             principal_account: &self.principal_account,
             account: &self.account,
@@ -537,14 +593,28 @@ impl Incident {
     pub fn alert_view(&self, sample: usize) -> View<'_> {
         View {
             kind: None,
-            incident_kind: Some(self.kind),
+            incident_kind: Some(self.kind()),
             ..self.view(sample)
         }
     }
 
     /// The window key this incident was counted under.
     pub fn key(&self) -> Key {
-        Key::new(self.kind, &self.principal_arn, &self.account)
+        Key::new(
+            self.kind(),
+            self.principal_arn().unwrap_or_default(),
+            &self.account,
+        )
+    }
+
+    /// The lane that opened it.
+    pub fn kind(&self) -> Lane {
+        self.subject.lane()
+    }
+
+    /// Whose burst it is; `None` for an account burst.
+    pub fn principal_arn(&self) -> Option<&str> {
+        self.subject.principal_arn()
     }
 
     /// The part of this incident the window rule needs.
@@ -553,6 +623,78 @@ impl Incident {
             id: self.id.clone(),
             first_time: self.first_event_time,
             last_time: self.last_event_time,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An incident line with `kind`, `principal_arn` and, for an alert, `incident_kind`.
+    fn incident(fields: serde_json::Value) -> Result<Incident, String> {
+        let mut v = serde_json::json!({"type": "incident", "id": "inc-1",
+            "principal_type": "AssumedRole", "principal_account": null, "account": "1",
+            "region": "r", "regions": [], "instance_ids": [], "trigger_count": 1,
+            "threshold": 1, "cross_account": false,
+            "first_event_time": "2018-01-09T22:09:00Z", "trigger_time": "2018-01-09T22:09:00Z",
+            "last_event_time": "2018-01-09T22:09:00Z", "trigger_event_id": "e",
+            "attempts": 0, "source_ips": [], "user_agents": [],
+            "containment": {"action": "none", "reason": "off"}});
+        for (k, x) in fields.as_object().unwrap() {
+            v[k] = x.clone();
+        }
+        serde_json::from_value::<Incident>(v).map_err(|e| e.to_string())
+    }
+
+    fn read(fields: serde_json::Value) -> Result<Subject, String> {
+        incident(fields).map(|i| i.subject)
+    }
+
+    #[test]
+    fn an_incident_reads_whose_burst_it_is_from_its_lane() {
+        let arn = "arn:aws:iam::1:role/app";
+        assert_eq!(
+            read(serde_json::json!({"kind": "burst", "principal_arn": arn})),
+            Ok(Subject::Burst(arn.into()))
+        );
+        assert_eq!(
+            read(serde_json::json!({"kind": "account_burst", "principal_arn": null})),
+            Ok(Subject::Account)
+        );
+        // An alert's kind is the alert's; its incident's lane is `incident_kind`.
+        assert_eq!(
+            read(
+                serde_json::json!({"kind": "detected", "incident_kind": "service_burst", "principal_arn": arn})
+            ),
+            Ok(Subject::Service(arn.into()))
+        );
+        // Written before lanes existed: a burst.
+        assert_eq!(
+            read(serde_json::json!({"principal_arn": arn})),
+            Ok(Subject::Burst(arn.into()))
+        );
+        // A burst names its principal.
+        let err =
+            read(serde_json::json!({"kind": "attempt_burst", "principal_arn": null})).unwrap_err();
+        assert!(
+            err.contains("attempt_burst lane names its principal"),
+            "{err}"
+        );
+        assert!(read(serde_json::json!({"kind": "burst", "principal_arn": ""})).is_err());
+    }
+
+    #[test]
+    fn the_json_keeps_kind_and_principal_arn() {
+        for (kind, arn) in [
+            ("account_burst", None),
+            ("attempt_burst", Some("arn:aws:iam::1:user/u")),
+        ] {
+            let i = incident(serde_json::json!({"kind": kind, "principal_arn": arn})).unwrap();
+            let v = serde_json::to_value(&i).unwrap();
+            assert_eq!(v["kind"], kind);
+            assert_eq!(v["principal_arn"].as_str(), arn);
+            assert_eq!(i.principal_arn(), arn);
         }
     }
 }

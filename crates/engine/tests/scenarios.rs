@@ -304,8 +304,8 @@ fn check(s: &Scenario) -> Result<(), String> {
         .map(|i| {
             let c = &i.containment;
             Expect {
-                principal: i.principal_arn.clone(),
-                kind: i.kind.kind().to_owned(),
+                principal: i.principal_arn().unwrap_or_default().to_owned(),
+                kind: i.kind().kind().to_owned(),
                 origin_account: i.origin.as_ref().and_then(|o| o.account.clone()),
                 initiator: i.initiator.as_ref().map(|n| n.principal_arn.clone()),
                 principals: i.principals.len(),

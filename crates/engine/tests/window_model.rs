@@ -229,7 +229,7 @@ proptest! {
         let result = replay(&policy, delivered);
         for lane in [Lane::Burst, Lane::Attempt, Lane::Account] {
             let (want, _) = model_lane(&policy, &distinct, lane);
-            let mut got: Vec<ModelIncident> = result.incidents.iter().filter(|i| i.kind == lane).map(|i| (
+            let mut got: Vec<ModelIncident> = result.incidents.iter().filter(|i| i.kind() == lane).map(|i| (
                 i.key(),
                 i.trigger_count,
                 i.instance_ids.clone(),
@@ -245,7 +245,7 @@ proptest! {
             got.sort();
             want.sort();
             prop_assert_eq!(&got, &want, "{:?}", lane);
-            for i in result.incidents.iter().filter(|i| i.kind == lane) {
+            for i in result.incidents.iter().filter(|i| i.kind() == lane) {
                 let json = serde_json::to_value(i).unwrap();
                 prop_assert_eq!(json["kind"].as_str(), Some(lane.kind()));
                 match lane {

@@ -642,7 +642,8 @@ where
                     AlertKind::Detected,
                     incident,
                     &status,
-                    self.policy.window_for(&incident.principal_arn),
+                    self.policy
+                        .window_for(incident.principal_arn().unwrap_or_default()),
                     now,
                     false,
                 );
@@ -658,7 +659,7 @@ where
                 self.invoker
                     .request(&ContainmentRequest {
                         incident_id: incident.id.clone(),
-                        principal_arn: incident.principal_arn.clone(),
+                        principal_arn: incident.principal_arn().unwrap_or_default().to_owned(),
                         account: incident.account.clone(),
                     })
                     .await?;

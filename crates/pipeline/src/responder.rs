@@ -182,7 +182,8 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             kind,
             &stored.incident,
             &status,
-            self.policy.window_for(&stored.incident.principal_arn),
+            self.policy
+                .window_for(stored.incident.principal_arn().unwrap_or_default()),
             now,
             false,
         );
@@ -218,7 +219,7 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                 incident.containment.reason
             ));
         }
-        let arn = &incident.principal_arn;
+        let arn = incident.principal_arn().unwrap_or_default();
         if self.own_roles.iter().any(|r| r.eq_ignore_ascii_case(arn)) {
             return Err(format!("{arn} is one of the tripwire's own roles"));
         }

@@ -120,8 +120,8 @@ fn kept(i: &Incident) -> serde_json::Value {
     let plan = serde_json::to_value(&stored.containment).unwrap();
     serde_json::json!({
         "id": i.id,
-        "kind": i.kind,
-        "principal_arn": i.principal_arn,
+        "kind": i.kind(),
+        "principal_arn": i.principal_arn().unwrap_or_default(),
         "account": i.account,
         "region": i.region,
         "instance_ids": i.instance_ids,
@@ -183,7 +183,11 @@ fn check(
     let mut by_key: BTreeMap<Key, Vec<&Incident>> = BTreeMap::new();
     for i in &replayed.incidents {
         by_key
-            .entry(Key::new(i.kind, &i.principal_arn, &i.account))
+            .entry(Key::new(
+                i.kind(),
+                i.principal_arn().unwrap_or_default(),
+                &i.account,
+            ))
             .or_default()
             .push(i);
     }

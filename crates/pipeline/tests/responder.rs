@@ -195,7 +195,11 @@ async fn the_responders_own_policy_decides_and_off_contains_no_one() {
     let stored = rig.store.current(&k).unwrap();
     let req = ContainmentRequest {
         incident_id: stored.open.id,
-        principal_arn: stored.incident.principal_arn,
+        principal_arn: stored
+            .incident
+            .principal_arn()
+            .unwrap_or_default()
+            .to_owned(),
         account: PROD.into(),
     };
     let out = rig.responder.handle(req).await.unwrap();

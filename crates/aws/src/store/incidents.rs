@@ -176,7 +176,8 @@ impl WindowStore {
             let event_id = get_s(c, "sk")?.splitn(3, '#').nth(2).unwrap_or_default();
             let t = get_n(c, "t")?;
             let confirmed = !get_bool(c, "u");
-            let principal = get_s(c, "p").unwrap_or(&current.incident.principal_arn);
+            let principal =
+                get_s(c, "p").unwrap_or(current.incident.principal_arn().unwrap_or_default());
             for id in c
                 .get("ids")
                 .and_then(|v| v.as_ss().ok())
