@@ -106,38 +106,64 @@ fn crate_refs(code: &str) -> BTreeSet<String> {
 /// The root (`lib.rs`/`main.rs`) is `""`; a reference to anything that is not a module
 /// goes through the root.
 fn graph(src: &Path) -> BTreeMap<String, BTreeSet<String>> {
-    let files: Vec<PathBuf> = std::fs::read_dir(src)
-        .unwrap_or_else(|e| panic!("{}: {e}", src.display()))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "rs"))
-        .collect();
+    let files = rust_files(src);
+    // A module in a folder (`store/mod.rs`, `store/calls.rs`) counts as its top module.
     let module = |p: &Path| {
-        let stem = p.file_stem().unwrap().to_string_lossy().into_owned();
-        if stem == "lib" || stem == "main" {
+        let first = p.strip_prefix(src).unwrap().components().next().unwrap();
+        let name = first.as_os_str().to_string_lossy();
+        let name = name.trim_end_matches(".rs");
+        if name == "lib" || name == "main" {
             String::new()
         } else {
-            stem
+            name.to_owned()
         }
     };
     let modules: BTreeSet<String> = files.iter().map(|p| module(p)).collect();
-    files
-        .iter()
-        .map(|p| {
-            let m = module(p);
-            let deps = crate_refs(&code(p))
-                .into_iter()
-                .map(|r| {
-                    if modules.contains(&r) {
-                        r
-                    } else {
-                        String::new()
-                    }
-                })
-                .filter(|d| *d != m)
-                .collect();
-            (m, deps)
-        })
-        .collect()
+    let mut g: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &files {
+        let m = module(p);
+        let deps = crate_refs(&code(p))
+            .into_iter()
+            .map(|r| {
+                if modules.contains(&r) {
+                    r
+                } else {
+                    String::new()
+                }
+            })
+            .filter(|d| *d != m)
+            .collect::<Vec<_>>();
+        g.entry(m).or_default().extend(deps);
+    }
+    g
+}
+
+/// Every `.rs` file below `dir` but the binaries of `src/bin` (crates of their own).
+fn rust_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap_or_else(|e| panic!("{}: {e}", dir.display())) {
+        let p = e.unwrap().path();
+        if p.is_dir() && !p.ends_with("bin") {
+            out.extend(rust_files(&p));
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+/// Every library's and function's `src/` (the test crate's binaries aside).
+fn crate_srcs() -> Vec<PathBuf> {
+    let mut srcs = Vec::new();
+    for parent in ["crates", "functions"] {
+        for e in std::fs::read_dir(root().join(parent)).unwrap() {
+            let src = e.unwrap().path().join("src");
+            if src.is_dir() {
+                srcs.push(src);
+            }
+        }
+    }
+    srcs
 }
 
 /// A circle of imports, if the graph has one.
@@ -220,15 +246,7 @@ fn every_engine_module_stands_on_its_floor_or_below() {
 
 #[test]
 fn no_crate_in_the_workspace_has_an_import_circle() {
-    let mut srcs = Vec::new();
-    for parent in ["crates", "functions"] {
-        for e in std::fs::read_dir(root().join(parent)).unwrap() {
-            let src = e.unwrap().path().join("src");
-            if src.is_dir() {
-                srcs.push(src);
-            }
-        }
-    }
+    let mut srcs = crate_srcs();
     srcs.push(root().join("tests/src"));
     assert!(srcs.len() >= 10, "found only {srcs:?}");
     let circles: Vec<String> = srcs
@@ -258,22 +276,15 @@ fn the_reader_sees_groups_paths_and_no_comments() {
 fn no_watched_call_is_named_outside_the_catalogue() {
     use tripwire_engine::catalogue::WATCHED;
     let mut found = Vec::new();
-    for parent in ["crates", "functions"] {
-        for e in std::fs::read_dir(root().join(parent)).unwrap() {
-            let src = e.unwrap().path().join("src");
-            let Ok(files) = std::fs::read_dir(&src) else {
+    for src in crate_srcs() {
+        for path in rust_files(&src) {
+            if path.ends_with("catalogue.rs") {
                 continue;
-            };
-            for f in files {
-                let path = f.unwrap().path();
-                if path.extension().is_none_or(|x| x != "rs") || path.ends_with("catalogue.rs") {
-                    continue;
-                }
-                for (n, line) in code(&path).lines().enumerate() {
-                    for w in WATCHED {
-                        if line.contains(w.event_name) {
-                            found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
-                        }
+            }
+            for (n, line) in code(&path).lines().enumerate() {
+                for w in WATCHED {
+                    if line.contains(w.event_name) {
+                        found.push(format!("{}:{}: {}", path.display(), n + 1, line.trim()));
                     }
                 }
             }
