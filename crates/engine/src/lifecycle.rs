@@ -74,7 +74,8 @@ pub struct InitiatorSearch {
 
 /// An incident opened by `t`, the call whose window count `peak` crossed `threshold`,
 /// from the calls in `events` (the key's window around it). `now` dates the plan. The
-/// initiator is not named yet: see [`initiator_search`] and [`name_initiator`].
+/// initiator is not named yet: when a service carried the calls out, the returned
+/// [`InitiatorSearch`] says where its deciding call lies, for [`name_initiator`].
 #[allow(clippy::too_many_arguments)]
 pub fn open(
     policy: &Policy,
