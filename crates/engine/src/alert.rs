@@ -15,6 +15,12 @@ use std::fmt::Write as _;
 const CALL: &Watched = &TERMINATE_INSTANCES;
 /// Its name, as the alerts print it.
 const NAME: &str = CALL.event_name;
+/// What it destroys, one and several, and what happened to them.
+const NOUN: &str = CALL.words.noun;
+const NOUNS: &str = CALL.words.nouns;
+const VERB: &str = CALL.words.verb;
+/// A burst of them, in a sentence.
+const BURST: &str = CALL.words.burst;
 
 /// What an alert reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -325,12 +331,12 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
             incident.attempts, incident.account
         ),
         (AlertKind::Detected | AlertKind::Update, Lane::Account) => format!(
-            "TRIPWIRE: {n} instances terminated in {} by {} principals",
+            "TRIPWIRE: {n} {NOUNS} {VERB} in {} by {} principals",
             incident.account,
             incident.principals.len()
         ),
         (AlertKind::Detected, _) => format!(
-            "TRIPWIRE: {n} instances terminated by {who} in {}",
+            "TRIPWIRE: {n} {NOUNS} {VERB} by {who} in {}",
             incident.account
         ),
         // The tripwire's own alerts name no incident: render_tamper and render_coverage
@@ -342,11 +348,11 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
             | AlertKind::CoverageRestored,
             _,
         ) => format!(
-            "TRIPWIRE update: {n} instances terminated by {who} in {}",
+            "TRIPWIRE update: {n} {NOUNS} {VERB} by {who} in {}",
             incident.account
         ),
         (AlertKind::Contained, _) => format!(
-            "TRIPWIRE CONTAINED: {who} ({n} instances in {})",
+            "TRIPWIRE CONTAINED: {who} ({n} {NOUNS} in {})",
             incident.account
         ),
         (AlertKind::ContainmentFailed, _) => {
@@ -392,7 +398,7 @@ fn incident_card(
         ),
         _ => writeln!(
             d,
-            "*{who}* terminated *{}* instance(s) in account `{}` ({}), crossing the threshold of {}.",
+            "*{who}* {VERB} *{}* {NOUN}(s) in account `{}` ({}), crossing the threshold of {}.",
             i.instances(),
             i.account,
             i.regions.iter().cloned().collect::<Vec<_>>().join(", "),
@@ -823,18 +829,20 @@ fn text_body(
 ) -> String {
     let mut t = String::new();
     let headline = match kind {
-        AlertKind::Detected => "TRIPWIRE DETECTED a burst of EC2 instance terminations.",
+        AlertKind::Detected => format!("TRIPWIRE DETECTED a burst of {BURST}."),
         AlertKind::Update
         | AlertKind::Tamper
         | AlertKind::CoverageLost
-        | AlertKind::CoverageRestored => "TRIPWIRE UPDATE: the burst is still going.",
+        | AlertKind::CoverageRestored => "TRIPWIRE UPDATE: the burst is still going.".into(),
         AlertKind::Contained => {
-            "TRIPWIRE CONTAINED the principal behind a burst of EC2 instance terminations."
+            format!("TRIPWIRE CONTAINED the principal behind a burst of {BURST}.")
         }
         AlertKind::ContainmentFailed => {
-            "TRIPWIRE CONTAINMENT FAILED: the principal is NOT contained. Act now."
+            "TRIPWIRE CONTAINMENT FAILED: the principal is NOT contained. Act now.".into()
         }
-        AlertKind::Released => "TRIPWIRE RELEASED: containment was lifted and the incident closed.",
+        AlertKind::Released => {
+            "TRIPWIRE RELEASED: containment was lifted and the incident closed.".into()
+        }
     };
     let _ = writeln!(t, "{headline}\n");
     let _ = writeln!(t, "What happened");
@@ -854,7 +862,7 @@ fn text_body(
         Lane::Account => {
             let _ = writeln!(
                 t,
-                "  {} instance(s) terminated in account {} by {} principal(s), crossing the account threshold {} within {}s: {}. Alert only.",
+                "  {} {NOUN}(s) {VERB} in account {} by {} principal(s), crossing the account threshold {} within {}s: {}. Alert only.",
                 i.instances(),
                 i.account,
                 i.principals.len(),
@@ -866,7 +874,7 @@ fn text_body(
         lane => {
             let _ = writeln!(
                 t,
-                "  {} terminated {} instance(s) in account {}; the burst crossed {} within {}s{}{}.",
+                "  {} {VERB} {} {NOUN}(s) in account {}; the burst crossed {} within {}s{}{}.",
                 i.principal_arn().unwrap_or_default(),
                 i.instances(),
                 i.account,
