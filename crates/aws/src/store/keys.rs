@@ -8,10 +8,13 @@
 //! - `I#<key>` / `CURRENT`: the key's incident. Opening is one conditional put that only
 //!   succeeds when no live incident exists, so exactly one container opens it. It keeps
 //!   counts (`n` confirmed, `un` unconfirmed instances), bounds and a sample of at most
-//!   [`INCIDENT_SAMPLE`] instance IDs, so it stays small whatever the incident's size.
+//!   [`super::INCIDENT_SAMPLE`] instance IDs, so it stays small whatever the incident's size.
 //! - `M#<incident id>#<instance>` / `M`: an instance counted for an incident (`e`, the
 //!   call that first named it; `c`, confirmed; `ce`, the call that confirmed it): one
 //!   small item per instance, spread over partitions, so counting stays exact and flat.
+//! - `C#<incident id>` / `C`: the incident's counts, added by each joining call in one
+//!   transaction with the conditional put of its guard `J#<incident id>#<eventID>` /
+//!   `J`, so a retried call adds nothing twice.
 //! - `X#<incident id>` / `X`: where the incident and its calls are, for
 //!   `tripwire incident export`.
 //! - `K#<access key>` / `ISSUE`: the `AssumeRole*` call that issued a session, with its
