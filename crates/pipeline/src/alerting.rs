@@ -70,9 +70,10 @@ impl<P: Page, B: Broadcast> Alerts for Alerting<P, B> {
         let sent = tokio::time::timeout(self.deadline, self.rest.broadcast(alert))
             .await
             .unwrap_or_else(|_| {
+                // The broadcast's own call never answered; which call is the adapter's.
                 Err(Error::Aws {
                     port: Port::Alerts,
-                    op: "events:PutEvents",
+                    op: "broadcast",
                     code: "Timeout".into(),
                     message: format!("no answer in {:?}", self.deadline),
                     transient: true,

@@ -222,11 +222,7 @@ impl MemoryStore {
 
     /// Closes the key's incident, as `tripwire release` does: its span ends long ago.
     pub fn release(&self, key: &Key) {
-        if let Some(i) = self.tables.lock().unwrap().incidents.get_mut(key) {
-            i.containment_state = ContainmentState::Released;
-            i.first = 0;
-            i.last = 0;
-        }
+        close_item(&mut self.tables.lock().unwrap(), key);
     }
 
     fn with_current<T>(
@@ -309,16 +305,22 @@ impl Calls for MemoryStore {
     }
 }
 
+/// Closes the key's incident as a release does: its span ends long ago. Whether one was
+/// there.
+fn close_item(tables: &mut Tables, key: &Key) -> bool {
+    let Some(i) = tables.incidents.get_mut(key) else {
+        return false;
+    };
+    i.containment_state = ContainmentState::Released;
+    i.first = 0;
+    i.last = 0;
+    true
+}
+
 impl Incidents for MemoryStore {
     async fn close(&self, key: &Key, _now: Millis) -> Result<bool, Error> {
         let mut tables = self.op("close").await?;
-        let Some(i) = tables.incidents.get_mut(key) else {
-            return Ok(false);
-        };
-        i.containment_state = ContainmentState::Released;
-        i.first = 0;
-        i.last = 0;
-        Ok(true)
+        Ok(close_item(&mut tables, key))
     }
 
     async fn incident(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
