@@ -6,7 +6,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:-target/debug/tripwire}
-dump=${TRIPWIRE_SCENARIO_DUMP:-$(mktemp -d)}
+dump=${TRIPWIRE_SCENARIO_DUMP:-}
+if [ -z "$dump" ]; then
+  dump=$(mktemp -d)
+  trap 'rm -rf "$dump"' EXIT
+fi
 if [ -z "$(ls -A "$dump" 2>/dev/null)" ]; then
   TRIPWIRE_SCENARIO_DUMP=$dump cargo test -q -p tripwire-engine --test scenarios >/dev/null
 fi

@@ -33,7 +33,7 @@ pub fn run(
     role: Option<String>,
     reactivate_keys: bool,
 ) -> Result<()> {
-    iam_entity(principal).map_err(anyhow::Error::msg)?;
+    let entity = iam_entity(principal).map_err(anyhow::Error::msg)?;
     let role = match role {
         Some(r) => r,
         None => release_role(&process_env)?,
@@ -54,9 +54,7 @@ pub fn run(
         // An operator's machine: its own trust store, which a TLS-inspecting proxy needs.
         let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
         let containment = Containment::release_via(&sdk, &role);
-        let via = iam_entity(principal)
-            .map(|e| containment.role_arn(&e.partition, &e.account))
-            .unwrap_or_default();
+        let via = containment.role_arn(&entity.partition, &entity.account);
         let alerts = alerter(&sdk)?;
         let announced = alerts.is_some();
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);

@@ -3,7 +3,7 @@
 //! path a real one takes, and calls that disarm the tripwire's own parts (its policies on
 //! a contained principal, its roles, its forwarding rules, the trail, its key, its topic).
 
-use crate::catalogue::{self, Role, TamperTarget};
+use crate::catalogue::{self, ContextCall, Role, TamperTarget};
 use crate::names::{
     CANARY_INSTANCE, CANARY_ROLE, DEFAULT_CONTAINMENT_ROLE, FORWARD_RULE_PREFIX, MEMBER_ROLES,
 };
@@ -382,14 +382,11 @@ fn is_tripwire_managed(arn: &str) -> bool {
 
 /// What a watched call touched, if it is (or, for a key or a topic, may be: see
 /// [`Tamper::is_ours`]) one of the tripwire's parts.
-fn target(source: &str, name: &str, p: &Params<'_>) -> Option<Touched> {
+fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
     let entity = || {
         p.role_name
             .map(|r| format!("role/{r}"))
             .or_else(|| p.user_name.map(|u| format!("user/{u}")))
-    };
-    let Some(Role::Tamper(on)) = catalogue::context(source, name).map(|c| c.role) else {
-        return None;
     };
     let named = |n: &str| Touched::Named(sanitize(n));
     match on {
@@ -490,15 +487,17 @@ fn is_tripwire_itself(kind: &PrincipalKind) -> bool {
 }
 
 /// The tamper call `doc` is, if it is one.
-pub fn tamper_of(doc: &Document<'_>) -> Result<Option<Tamper>, SkipReason> {
-    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
-        return Ok(None);
-    };
+pub fn tamper_of(
+    doc: &Document<'_>,
+    call: &ContextCall,
+    on: TamperTarget,
+) -> Result<Option<Tamper>, SkipReason> {
+    let (source, name) = (call.event_source, call.event_name);
     let params: Params<'_> = doc
         .request_parameters
         .and_then(|raw| serde_json::from_str(raw.get()).ok())
         .unwrap_or_default();
-    let Some(target) = target(source, name, &params) else {
+    let Some(target) = target(name, on, &params) else {
         return Ok(None);
     };
     let event_time = doc.time()?;

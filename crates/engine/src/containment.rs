@@ -1,7 +1,7 @@
 //! The containment plan, as data: whom to restrict, where, and the exact policy JSON.
 //! It is executed elsewhere (the responder); nothing here calls AWS.
 
-use crate::names::*;
+use crate::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY, REVOKE_SESSIONS_POLICY, SCOPE_POLICY};
 use crate::policy::{Mode, Policy};
 use crate::principal::aws_service_role;
 use crate::principal::{FederationIssuer, Principal, PrincipalKind};
@@ -880,6 +880,7 @@ pub struct ContainmentRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::managed_policy_arn;
 
     #[test]
     fn a_plan_restricts_someone_exactly_when_it_acts() {

@@ -4,7 +4,7 @@
 //! principal who decided appears only in the earlier call. The engine keeps those calls
 //! and names the latest plausible one on an incident whose terminations a service made.
 
-use crate::catalogue::{self, ContextCall, Role};
+use crate::catalogue::ContextCall;
 use crate::principal::{sanitize, Principal, PrincipalKind};
 use crate::record::Document;
 use crate::skip::SkipReason;
@@ -51,18 +51,11 @@ pub struct Initiator {
 }
 
 /// Reads a successful initiator call; `Ok(None)` for any other record.
-pub fn from_record(doc: &Document<'_>) -> Result<Option<Initiation>, SkipReason> {
-    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
-        return Ok(None);
-    };
-    let Some(ContextCall {
-        event_source: source,
-        event_name: name,
-        ..
-    }) = catalogue::context(source, name).filter(|c| c.role == Role::Initiator)
-    else {
-        return Ok(None);
-    };
+pub fn from_record(
+    doc: &Document<'_>,
+    call: &ContextCall,
+) -> Result<Option<Initiation>, SkipReason> {
+    let (source, name) = (call.event_source, call.event_name);
     if doc.error_code.get().is_some() {
         return Ok(None);
     }

@@ -9,7 +9,7 @@
 //! the issue its key names. The backtest keeps issues in memory ([`Provenance`]), the
 //! detector in DynamoDB; both decide with these functions.
 
-use crate::catalogue::{self, Role};
+use crate::catalogue::ContextCall;
 use crate::principal::{self, sanitize, Arn, Principal, PrincipalKind};
 use crate::record::{Document, Lenient, SessionContext, UserIdentity};
 use crate::skip::SkipReason;
@@ -89,16 +89,11 @@ pub struct Issued {
 }
 
 /// Reads a successful `AssumeRole*` record; `Ok(None)` when the record is another call.
-pub fn from_record(doc: &Document<'_>) -> Result<Option<Assumption>, SkipReason> {
-    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
-        return Ok(None);
-    };
-    let Some(via) = catalogue::context(source, name)
-        .filter(|c| c.role == Role::Assumption)
-        .map(|c| &c.event_name)
-    else {
-        return Ok(None);
-    };
+pub fn from_record(
+    doc: &Document<'_>,
+    call: &ContextCall,
+) -> Result<Option<Assumption>, SkipReason> {
+    let via = call.event_name;
     if doc.error_code.get().is_some() {
         return Ok(None);
     }

@@ -3,6 +3,7 @@
 //! tamper), another call, or a named skip.
 
 use crate::armed;
+use crate::catalogue::{self, Role};
 use crate::initiator::{self, Initiation};
 use crate::provenance::{self, Assumption};
 use crate::record::{self, Document, Envelope, Found};
@@ -43,20 +44,29 @@ pub fn extract(found: Found<'_>) -> Extracted {
     }
 }
 
-/// A record of another call: a role assumption, an initiator, or neither.
+/// A record of another call: a context call the catalogue lists (looked up once, then
+/// read by its role's reader), or any other.
 fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
-    let found = match provenance::from_record(doc) {
-        Ok(Some(a)) => Extracted::Assumption(Box::new(a)),
+    let (Some(source), Some(name)) = (doc.event_source.get(), doc.event_name.get()) else {
+        return Extracted::OtherEvent;
+    };
+    let Some(call) = catalogue::context(source, name) else {
+        return Extracted::OtherEvent;
+    };
+    let read = match call.role {
+        Role::Assumption => provenance::from_record(doc, call)
+            .map(|a| a.map(|a| Extracted::Assumption(Box::new(a)))),
+        Role::Initiator => {
+            initiator::from_record(doc, call).map(|i| i.map(|i| Extracted::Initiation(Box::new(i))))
+        }
+        Role::Tamper(on) => {
+            armed::tamper_of(doc, call, on).map(|t| t.map(|t| Extracted::Tamper(Box::new(t))))
+        }
+    };
+    let found = match read {
+        Ok(Some(found)) => found,
+        Ok(None) => return Extracted::OtherEvent,
         Err(r) => return Extracted::Skip(r),
-        Ok(None) => match initiator::from_record(doc) {
-            Ok(Some(i)) => Extracted::Initiation(Box::new(i)),
-            Ok(None) => match armed::tamper_of(doc) {
-                Ok(Some(t)) => Extracted::Tamper(Box::new(t)),
-                Ok(None) => return Extracted::OtherEvent,
-                Err(r) => return Extracted::Skip(r),
-            },
-            Err(r) => return Extracted::Skip(r),
-        },
     };
     // A provenance or initiator record its envelope disagrees with was crafted to steer
     // an incident's story.
