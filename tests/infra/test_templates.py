@@ -327,9 +327,9 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
     assert [matched(e) for e in negatives] == [0] * len(negatives)
 
 
-def _rendered_policy(cross_account_threshold, service_threshold=""):
+def _rendered_policy(cross_account_threshold, service_threshold="", account_threshold=""):
     """The central stack's TRIPWIRE_POLICY as CloudFormation renders it with the default
-    parameters, `cross_account_threshold` and `service_threshold`."""
+    parameters, `cross_account_threshold`, `service_threshold` and `account_threshold`."""
     sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::Sub"]
     text, names = sub[0], dict(sub[1])
     params = {k: str(v.get("Default", "")) for k, v in CENTRAL["Parameters"].items()}
@@ -337,9 +337,11 @@ def _rendered_policy(cross_account_threshold, service_threshold=""):
     quoted = lambda name: ", ".join(f'"{v}"' for v in _default(CENTRAL, name))
     values = {**params, "Allowed": "", "Protected": quoted("ProtectedPrincipals"), "Deny": quoted("DenyActions"),
               "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else "",
-              "Service": f"service_threshold = {service_threshold}" if service_threshold else ""}
-    assert set(names) == {"CrossAccount", "Service", "Allowed", "Protected", "Deny"}, names
+              "Service": f"service_threshold = {service_threshold}" if service_threshold else "",
+              "Account": f"account_threshold = {account_threshold}" if account_threshold else ""}
+    assert set(names) == {"CrossAccount", "Service", "Account", "Allowed", "Protected", "Deny"}, names
     assert names["Service"] == {"Fn::If": ["HasServiceThreshold", {"Fn::Sub": "service_threshold = ${ServiceThreshold}"}, ""]}
+    assert names["Account"] == {"Fn::If": ["HasAccountThreshold", {"Fn::Sub": "account_threshold = ${AccountThreshold}"}, ""]}
     # What CloudFormation puts for the stack's own resources.
     values.update({
         "Key.Arn": "arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab",
@@ -367,14 +369,19 @@ def test_the_rendered_policy_is_valid_and_cross_account_defaults_to_the_threshol
 
 
 @pytest.mark.parametrize("threshold", ["", "200"])
-def test_the_central_stacks_service_threshold_is_the_member_stacks_service_lane(threshold, tmp_path):
-    """One setting: the central stack's ServiceThreshold turns the lane on in the
-    detector's policy, and the same policy says ServiceLane for the member stacks."""
-    assert _default(CENTRAL, "ServiceThreshold") == _tripwire("check-policy", POLICY, "--get", "service_threshold").strip()
+def test_the_central_stacks_lane_thresholds_are_the_policys_and_members_always_forward_services(threshold, tmp_path):
+    """The central stack's ServiceThreshold and AccountThreshold default to the shipped
+    policy's (both lanes on), reach the detector's policy as set, and the member stacks
+    forward services' terminations with the service lane off too: the detector credits
+    them to the principal whose call decided them."""
+    for key, param in (("service_threshold", "ServiceThreshold"), ("account_threshold", "AccountThreshold")):
+        shipped = _tripwire("check-policy", POLICY, "--get", key).strip()
+        assert shipped and _default(CENTRAL, param) == shipped, (key, shipped)
     path = tmp_path / "policy.toml"
-    path.write_text(_rendered_policy("", threshold))
+    path.write_text(_rendered_policy("", threshold, threshold))
     assert _tripwire("check-policy", str(path), "--get", "service_threshold").strip() == threshold
-    assert _tripwire("check-policy", str(path), "--get", "service_lane").strip() == ("true" if threshold else "false")
+    assert _tripwire("check-policy", str(path), "--get", "account_threshold").strip() == threshold
+    assert _tripwire("check-policy", str(path), "--get", "service_lane").strip() == "true"
 
 
 # ---- IAM: granted exactly what the code calls -----------------------------------------
@@ -537,8 +544,9 @@ def test_the_deploy_script_passes_the_policys_filters_and_the_member_defaults_fi
     tripwire = TARGET / "debug" / "tripwire"
     if not tripwire.exists():
         pytest.skip("no tripwire binary; `make test` builds it first")
-    for extra, lane in (("", "false"), ("service_threshold = 200\n", "true")):
-        policy = tmp_path / f"policy-{lane}.toml"
+    # Both "true": services' terminations are forwarded to be credited, lane on or off.
+    for extra, lane in (("", "true"), ("service_threshold = 200\n", "true")):
+        policy = tmp_path / f"policy-{bool(extra)}.toml"
         policy.write_text(f'threshold = 10\nwindow = "5m"\n{extra}allowed_accounts = ["111111111111", "222222222222"]\n')
         out = subprocess.run(["scripts/deploy-members.sh"], cwd=ROOT, capture_output=True, text=True, check=True,
                              env={**os.environ, "POLICY": str(policy), "TRIPWIRE": str(tripwire)}).stdout

@@ -82,7 +82,7 @@ enum Command {
         file: PathBuf,
         /// Print one key instead, a list comma-separated (`protected_principals`,
         /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_threshold`,
-        /// `service_lane`): what the deploy scripts pass to the stacks; or
+        /// `account_threshold`, `service_lane`): what the deploy scripts pass to the stacks; or
         /// `event_patterns`, the stacks' EventBridge patterns as one JSON document.
         #[arg(long)]
         get: Option<String>,
@@ -241,16 +241,18 @@ fn main() -> Result<()> {
                 "deactivate_keys" => vec![p.deactivate_keys.to_string()],
                 "allowed_accounts" => p.allowed_accounts.iter().cloned().collect(),
                 "service_threshold" => p.service_threshold.iter().map(u32::to_string).collect(),
-                // The member stacks' ServiceLane: whether they forward what only the
-                // service lane counts.
-                "service_lane" => vec![p.service_threshold.is_some().to_string()],
+                "account_threshold" => p.account_threshold.iter().map(u32::to_string).collect(),
+                // The member stacks' ServiceLane: whether they forward the terminations
+                // of AWS services and service-linked roles. Always: with the service lane
+                // off they are still credited to the principal whose call decided them.
+                "service_lane" => vec![true.to_string()],
                 // The EventBridge patterns both stacks forward and match on, from the
                 // catalogue of watched calls: one JSON document.
                 "event_patterns" => vec![serde_json::to_string_pretty(
                     &tripwire_engine::catalogue::event_patterns(),
                 )?],
                 other => {
-                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold, service_lane or event_patterns, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold, account_threshold, service_lane or event_patterns, not `{other}`")
                 }
             };
             println!("{}", values.join(","));

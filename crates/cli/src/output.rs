@@ -24,6 +24,7 @@ struct Summary<'a> {
     calls_with_origin: u64,
     provenance_skipped: &'a std::collections::BTreeMap<&'static str, u64>,
     initiator_records: u64,
+    credited_calls: u64,
     corrupt_files: &'a [crate::reading::CorruptFile],
     incidents: usize,
     heartbeats: u64,
@@ -58,6 +59,7 @@ fn summary(r: &Report) -> Summary<'_> {
         calls_with_origin: c.calls_with_origin,
         provenance_skipped: &c.provenance_skipped,
         initiator_records: c.initiator_records,
+        credited_calls: c.credited_calls,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
         heartbeats: r.result.coverage.iter().map(|c| c.heartbeats).sum(),
@@ -243,10 +245,11 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
     writeln!(w, "  not counted: {}", list(s.not_counted))?;
     writeln!(
         w,
-        "  role assumptions {}  calls with an origin {}  initiator calls {}  provenance skipped: {}",
+        "  role assumptions {}  calls with an origin {}  initiator calls {}  service calls credited to their initiator {}  provenance skipped: {}",
         s.assume_role_records,
         s.calls_with_origin,
         s.initiator_records,
+        s.credited_calls,
         list(s.provenance_skipped)
     )?;
     writeln!(w, "  corrupt files: {}", s.corrupt_files.len())?;

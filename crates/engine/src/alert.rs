@@ -1093,6 +1093,7 @@ mod tests {
                 deactivate_keys: vec![],
             },
             origin: None,
+            via: None,
             initiator: None,
             sessions: Default::default(),
             principals: BTreeSet::new(),

@@ -107,10 +107,27 @@ pub fn watched(event_source: &str, event_name: &str) -> Option<&'static Watched>
 pub enum Role {
     /// It issued a session: where later calls made with its key came from.
     Assumption,
-    /// It decides terminations a service then carries out.
-    Initiator,
+    /// It decides terminations a service then carries out, as its request shows.
+    Initiator(Decides),
     /// It may disarm one of the tripwire's parts, named by this request parameter.
     Tamper(TamperTarget),
+}
+
+/// When an initiator call decides terminations, read from its request: only such a call
+/// is credited with the instances a service then terminates (see `initiator::credit`).
+/// A call that decides none is still kept, to name as a service burst's initiator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decides {
+    /// Whenever it succeeds (a node group, a stack, a job flow deleted).
+    Always,
+    /// When this boolean request parameter is `true` (`forceDelete`: without it, Auto
+    /// Scaling refuses to delete a group that still has instances).
+    WhenTrue(&'static str),
+    /// When the request sets one of these parameters (a capacity change; a call that
+    /// only edits a launch template or a health check decides nothing).
+    WhenSet(&'static [&'static str]),
+    /// Exactly the instance this request parameter names.
+    Instance(&'static str),
 }
 
 /// Which part of the tripwire a tamper call may touch, and so which request parameter
@@ -162,29 +179,60 @@ const EVENTS: &str = "events.amazonaws.com";
 const IAM: &str = "iam.amazonaws.com";
 const KMS: &str = "kms.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
+const EKS: &str = "eks.amazonaws.com";
+const EMR: &str = "elasticmapreduce.amazonaws.com";
 
+use Decides::{Always, Instance, WhenSet, WhenTrue};
 use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 42] = [
+pub const CONTEXT: [ContextCall; 46] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
-    call(ASG, "DeleteAutoScalingGroup", Initiator),
-    call(ASG, "UpdateAutoScalingGroup", Initiator),
-    call(ASG, "SetDesiredCapacity", Initiator),
-    call(ASG, "TerminateInstanceInAutoScalingGroup", Initiator),
-    call(EC2, "DeleteFleets", Initiator),
-    call(EC2, "CancelSpotFleetRequests", Initiator),
-    call("eks.amazonaws.com", "DeleteNodegroup", Initiator),
-    call("cloudformation.amazonaws.com", "DeleteStack", Initiator),
+    // Auto Scaling logs its request parameters in lower camel case, as the public
+    // `DeleteAutoScalingGroup` record in the fixtures shows (`forceDelete`).
     call(
-        "elasticmapreduce.amazonaws.com",
-        "TerminateJobFlows",
-        Initiator,
+        ASG,
+        "DeleteAutoScalingGroup",
+        Initiator(WhenTrue("forceDelete")),
     ),
-    call("batch.amazonaws.com", "DeleteComputeEnvironment", Initiator),
+    call(
+        ASG,
+        "UpdateAutoScalingGroup",
+        Initiator(WhenSet(&["desiredCapacity", "maxSize"])),
+    ),
+    call(ASG, "SetDesiredCapacity", Initiator(Always)),
+    call(
+        ASG,
+        "TerminateInstanceInAutoScalingGroup",
+        Initiator(Instance("instanceId")),
+    ),
+    // EC2's fleet records are not read for their flags (no public record shows their
+    // request shape): any successful call counts as deciding.
+    call(EC2, "DeleteFleets", Initiator(Always)),
+    call(EC2, "CancelSpotFleetRequests", Initiator(Always)),
+    call(EC2, "ModifyFleet", Initiator(Always)),
+    call(EC2, "ModifySpotFleetRequest", Initiator(Always)),
+    call(EKS, "DeleteNodegroup", Initiator(Always)),
+    call(
+        EKS,
+        "UpdateNodegroupConfig",
+        Initiator(WhenSet(&["scalingConfig"])),
+    ),
+    call(
+        "cloudformation.amazonaws.com",
+        "DeleteStack",
+        Initiator(Always),
+    ),
+    call(EMR, "TerminateJobFlows", Initiator(Always)),
+    call(EMR, "ModifyInstanceGroups", Initiator(Always)),
+    call(
+        "batch.amazonaws.com",
+        "DeleteComputeEnvironment",
+        Initiator(Always),
+    ),
     call(TRAIL, "StopLogging", Tamper(T::Trail)),
     call(TRAIL, "DeleteTrail", Tamper(T::Trail)),
     call(TRAIL, "UpdateTrail", Tamper(T::Trail)),
@@ -231,7 +279,7 @@ pub fn context_calls(kind: fn(Role) -> bool) -> impl Iterator<Item = &'static Co
 /// The IAM actions of the initiator calls: a braked principal may not make a service
 /// terminate for it.
 pub fn initiator_actions() -> Vec<String> {
-    context_calls(|r| r == Initiator)
+    context_calls(|r| matches!(r, Initiator(_)))
         .map(|c| {
             let service = c
                 .event_source
@@ -288,7 +336,8 @@ pub fn event_patterns() -> Value {
             "errorCode": [{ "exists": false }],
         },
     });
-    let mut initiators = calls_pattern(&context_calls(|r| r == Initiator).collect::<Vec<_>>());
+    let mut initiators =
+        calls_pattern(&context_calls(|r| matches!(r, Initiator(_))).collect::<Vec<_>>());
     // A failed initiator call decided nothing.
     initiators["detail"]["errorCode"] = json!([{ "exists": false }]);
     // A failed tamper call is an attempt, worth a page: no errorCode filter.
@@ -353,7 +402,7 @@ mod tests {
                 .as_array()
                 .unwrap()
                 .len(),
-            10
+            14
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
@@ -371,6 +420,6 @@ mod tests {
         let a = initiator_actions();
         assert_eq!(a[0], "autoscaling:DeleteAutoScalingGroup");
         assert!(a.contains(&"elasticmapreduce:TerminateJobFlows".to_string()));
-        assert_eq!(a.len(), 10);
+        assert_eq!(a.len(), 14);
     }
 }

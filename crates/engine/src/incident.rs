@@ -2,7 +2,7 @@
 //! the key's window count falls to zero. Its JSON form is the backtest's stable output.
 
 use crate::containment::{self, Culprit, Plan, OTHER_SESSIONS};
-use crate::initiator::Initiator;
+use crate::initiator::{Initiator, Via};
 use crate::policy::Policy;
 use crate::provenance::Origin;
 use crate::termination::Termination;
@@ -80,6 +80,10 @@ pub struct Incident {
     /// Who decided the terminations a service carried out, when known.
     #[serde(default)]
     pub initiator: Option<Initiator>,
+    /// When the incident's trigger was a service's termination credited to its
+    /// initiator (the incident's principal): the service and the role it terminated with.
+    #[serde(default)]
+    pub via: Option<Via>,
     /// Instances per session name (counted per call), at most [`SESSIONS_KEPT`] names;
     /// the JSON lists the top ten.
     #[serde(default, deserialize_with = "sessions_from_json")]
@@ -323,6 +327,7 @@ pub struct View<'a> {
     containment: &'a Plan,
     origin: &'a Option<Origin>,
     initiator: &'a Option<Initiator>,
+    via: &'a Option<Via>,
     #[serde(serialize_with = "top_sessions")]
     sessions: &'a BTreeMap<String, u64>,
     principals: &'a BTreeSet<String>,
@@ -416,7 +421,8 @@ impl Incident {
             user_agents: BTreeSet::new(),
             containment: plan,
             origin: t.origin.clone(),
-            initiator: None,
+            initiator: t.credit.as_ref().map(|c| c.initiator.clone()),
+            via: t.credit.as_ref().map(|c| c.via.clone()),
             sessions: BTreeMap::new(),
             principals: BTreeSet::new(),
             error_codes: BTreeSet::new(),
@@ -581,6 +587,7 @@ impl Incident {
             containment: &self.containment,
             origin: &self.origin,
             initiator: &self.initiator,
+            via: &self.via,
             sessions: &self.sessions,
             principals: &self.principals,
             error_codes: &self.error_codes,

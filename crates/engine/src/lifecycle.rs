@@ -51,6 +51,22 @@ pub fn route(policy: &Policy, t: &Termination) -> Routed {
     }
 }
 
+/// Where the calls a service's termination may be credited to lie: its account and
+/// region, up to [`initiator::LOOKBACK_MS`] before it. `None` when `t` is not a
+/// service-linked role's (or AWS service's) successful termination. The choice among
+/// the calls found is [`initiator::credit`]'s; the detector settles it once per eventID
+/// (`Sessions::settle_credit`), so a redelivery counts where the first delivery did.
+pub fn credit_search(t: &Termination) -> Option<InitiatorSearch> {
+    let service = initiator::creditable(t)?;
+    Some(InitiatorSearch {
+        service,
+        account: t.account.clone(),
+        region: t.region.clone(),
+        from: t.event_time - initiator::LOOKBACK_MS,
+        to: t.event_time,
+    })
+}
+
 /// Whether a failed call adds to the open incident of its key as an attempt.
 pub fn attempt_joins(open: &OpenIncident, t: &Termination, window: Millis) -> bool {
     open.admits(t.event_time, window)
@@ -88,13 +104,17 @@ pub fn open(
     now: Millis,
 ) -> (Incident, Option<InitiatorSearch>) {
     let incident = Incident::trigger(policy, key, t, peak, threshold, cross_account, events, now);
-    let search = initiator::carried_out_by(t).map(|service| InitiatorSearch {
-        service,
-        account: key.account.clone(),
-        region: t.region.clone(),
-        from: incident.first_event_time - initiator::LOOKBACK_MS,
-        to: t.event_time,
-    });
+    // A credited call names its initiator already.
+    let search = (t.credit.is_none())
+        .then(|| initiator::carried_out_by(t))
+        .flatten()
+        .map(|service| InitiatorSearch {
+            service,
+            account: key.account.clone(),
+            region: t.region.clone(),
+            from: incident.first_event_time - initiator::LOOKBACK_MS,
+            to: t.event_time,
+        });
     (incident, search)
 }
 

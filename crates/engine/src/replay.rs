@@ -60,6 +60,9 @@ pub struct ReplayCounts {
     pub provenance_skipped: BTreeMap<&'static str, u64>,
     /// Initiator calls (`DeleteAutoScalingGroup`, `DeleteStack`, …) read.
     pub initiator_records: u64,
+    /// Service-linked roles' terminations credited to the principal whose call decided
+    /// them, and counted as that principal's.
+    pub credited_calls: u64,
 }
 
 /// The outcome of a replay.
@@ -167,6 +170,14 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             continue;
         }
         out.counts.terminate_calls += 1;
+        if lifecycle::credit_search(&t).is_some() {
+            let candidates = initiated.get(t.account.as_str());
+            if let Some(i) = crate::initiator::credit(candidates.into_iter().flatten().copied(), &t)
+            {
+                t = i.credited(t);
+                out.counts.credited_calls += 1;
+            }
+        }
         match provenance.origin(
             &t.principal,
             t.session.access_key_id.as_deref(),

@@ -56,7 +56,7 @@ fn other(doc: &Document<'_>, envelope: Option<&Envelope<'_>>) -> Extracted {
     let read = match call.role {
         Role::Assumption => provenance::from_record(doc, call)
             .map(|a| a.map(|a| Extracted::Assumption(Box::new(a)))),
-        Role::Initiator => {
+        Role::Initiator(_) => {
             initiator::from_record(doc, call).map(|i| i.map(|i| Extracted::Initiation(Box::new(i))))
         }
         Role::Tamper(on) => {

@@ -8,7 +8,7 @@ use crate::record::{
 };
 use crate::skip::SkipReason;
 use crate::time::Millis;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// One `ec2:TerminateInstances` call, successful or not.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -44,11 +44,49 @@ pub struct Termination {
     /// Where the chain of sessions behind the call began, once joined to the
     /// `AssumeRole*` record that issued its access key (see [`crate::provenance`]).
     pub origin: Option<crate::provenance::Origin>,
+    /// Set when a service carried the call out for a principal's earlier call: then
+    /// `principal`, `session`, `source_ip` and `user_agent` are that principal's, and
+    /// this keeps the service and the call (see `initiator::credit`).
+    pub credit: Option<Box<Credit>>,
+}
+
+/// A service's termination counted for the principal whose call made the service act.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Credit {
+    /// The service and the role it terminated with.
+    pub via: Via,
+    /// The principal's call.
+    pub initiator: Initiator,
+}
+
+/// The service that carried terminations out, and the service-linked role (or AWS
+/// service identity) its records name.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Via {
+    /// e.g. `autoscaling.amazonaws.com`.
+    pub service: String,
+    /// e.g. `arn:aws:iam::…:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling`.
+    pub principal_arn: String,
+}
+
+/// The initiator an incident names: who decided, with which call, when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Initiator {
+    /// The principal that made the call.
+    pub principal_arn: String,
+    /// The call.
+    pub event_name: String,
+    /// When.
+    #[serde(with = "crate::time::rfc3339")]
+    pub event_time: Millis,
+    /// Its eventID.
+    pub event_id: String,
 }
 
 /// What a record says about the session behind a call: evidence for the on-call
 /// engineer (which person behind a shared role, which network), never a decision input.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Session {
     /// The role session name (`assumed-role/ROLE/NAME`), or the federated user's name.
     pub name: Option<String>,
@@ -72,7 +110,8 @@ pub struct Session {
 }
 
 impl Session {
-    fn from_record(
+    /// What `doc`'s caller `ui` (with its session context) says about its session.
+    pub fn from_record(
         doc: &Document<'_>,
         ui: &UserIdentity<'_>,
         ctx: Option<&SessionContext<'_>>,
@@ -188,6 +227,7 @@ pub fn from_record(
         user_agent: doc.user_agent.get().map(sanitize),
         session: Session::from_record(doc, &ui, ctx.as_ref()),
         origin: None,
+        credit: None,
         principal,
     }))
 }

@@ -93,6 +93,10 @@ struct InitRun {
     at: String,
     source: String,
     name: String,
+    /// Its `requestParameters` (default: a forced deletion of group `web`).
+    params: Option<serde_json::Value>,
+    /// Its region (default `us-east-1`, the calls' region).
+    region: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -140,6 +144,8 @@ struct Expect {
     origin_account: Option<String>,
     /// The initiator's principal, when the incident has one.
     initiator: Option<String>,
+    /// The service whose terminations were credited to the principal, when they were.
+    via: Option<String>,
     /// How many contributing principals an account burst lists.
     #[serde(default)]
     principals: usize,
@@ -167,6 +173,7 @@ struct Counts {
     not_counted: Option<BTreeMap<String, u64>>,
     already_terminated_instances: Option<u64>,
     calls_with_origin: Option<u64>,
+    credited_calls: Option<u64>,
     provenance_skipped: Option<BTreeMap<String, u64>>,
 }
 
@@ -215,10 +222,15 @@ fn render(s: &Scenario) -> String {
         let caller = Caller::parse(&i.who).unwrap();
         let account = caller.account().expect("account").to_owned();
         let id = format!("init-{k}");
-        lines.push(
-            initiator_record(&caller, &account, time_of(&i.at), &i.source, &i.name, &id)
-                .to_string(),
-        );
+        let mut record =
+            initiator_record(&caller, &account, time_of(&i.at), &i.source, &i.name, &id);
+        if let Some(p) = &i.params {
+            record["requestParameters"] = p.clone();
+        }
+        if let Some(r) = &i.region {
+            record["awsRegion"] = r.as_str().into();
+        }
+        lines.push(record.to_string());
     }
     let mut serial = 0;
     for (r, run) in s.calls.iter().enumerate() {
@@ -308,6 +320,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 kind: i.kind().kind().to_owned(),
                 origin_account: i.origin.as_ref().and_then(|o| o.account.clone()),
                 initiator: i.initiator.as_ref().map(|n| n.principal_arn.clone()),
+                via: i.via.as_ref().map(|v| v.service.clone()),
                 principals: i.principals.len(),
                 account: i.account.clone(),
                 instances: i.instances(),
@@ -360,7 +373,13 @@ fn check(s: &Scenario) -> Result<(), String> {
             g.cross_account,
             g.attempts,
             g.instances_unconfirmed,
-            (&g.kind, &g.origin_account, &g.initiator, g.principals),
+            (
+                &g.kind,
+                &g.origin_account,
+                &g.initiator,
+                g.principals,
+                &g.via,
+            ),
         ) == (
             &e.principal,
             &e.account,
@@ -370,7 +389,13 @@ fn check(s: &Scenario) -> Result<(), String> {
             e.cross_account,
             e.attempts,
             e.instances_unconfirmed,
-            (&e.kind, &e.origin_account, &e.initiator, e.principals),
+            (
+                &e.kind,
+                &e.origin_account,
+                &e.initiator,
+                e.principals,
+                &e.via,
+            ),
         );
         if !(same && reason_ok && target_ok && scope_ok) {
             return Err(format!("expected {e:#?}\ngot {g:#?}"));
@@ -393,6 +418,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 want.calls_with_origin,
                 c.calls_with_origin,
             ),
+            ("credited_calls", want.credited_calls, c.credited_calls),
         ];
         for (name, w, g) in pairs {
             if w.is_some_and(|w| w != g) {

@@ -316,7 +316,8 @@ where
                 region: h.region,
             });
         }
-        for mut t in events.terminations {
+        for t in events.terminations {
+            let mut t = self.credit(t).await?;
             self.join_origin(&mut t).await;
             let Routed {
                 primary,
@@ -361,6 +362,31 @@ where
             recorded: recorded.is_ok(),
             reason: recorded.err().map(|r| r.as_str()),
         })
+    }
+
+    /// A service-linked role's termination, credited to the one principal whose call
+    /// decided it when there is one (as the backtest does); the choice is settled once
+    /// per eventID, so a redelivery that finds a later-arriving initiator still counts
+    /// where the first delivery did.
+    async fn credit(&self, t: Termination) -> Result<Termination, Error> {
+        let Some(search) = lifecycle::credit_search(&t) else {
+            return Ok(t);
+        };
+        let candidates = self
+            .store
+            .initiations(&search.account, &search.region, search.from, search.to)
+            .await?;
+        let found = tripwire_engine::initiator::credit(&candidates, &t);
+        Ok(
+            match self
+                .store
+                .settle_credit(&t.event_id, found, self.clock.now())
+                .await?
+            {
+                Some(i) => i.credited(t),
+                None => t,
+            },
+        )
     }
 
     /// Joins a termination to the issue of its access key, as the backtest does.

@@ -294,6 +294,17 @@ pub trait Sessions: Send + Sync {
         from: Millis,
         to: Millis,
     ) -> impl Future<Output = Result<Vec<Initiation>, Error>> + Send;
+
+    /// Settles which initiator call a service's termination `event_id` is credited to
+    /// (`None`: the service's own lane). The first decision stands and is returned to
+    /// every later one, so a redelivery that finds an initiator the first delivery did
+    /// not counts where the first did, never in two lanes.
+    fn settle_credit(
+        &self,
+        event_id: &str,
+        credit: Option<&Initiation>,
+        now: Millis,
+    ) -> impl Future<Output = Result<Option<Initiation>, Error>> + Send;
 }
 
 /// The canary's heartbeats per account and region, and the StackSet instances not

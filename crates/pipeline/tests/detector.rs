@@ -767,9 +767,10 @@ containment = "revoke"
     {
         out.extend(rig.deliver_one(&e).await.unwrap());
     }
-    // An initiator, then the service-linked role carrying it out.
+    // A group deleted without force (it decided no termination, so it is named, not
+    // credited), then the service-linked role scaling in.
     let alice = tripwire_synth::Caller::parse("user/alice@222222222222").unwrap();
-    let init = tripwire_synth::initiator_record(
+    let mut init = tripwire_synth::initiator_record(
         &alice,
         PROD,
         T0 + 110_000,
@@ -777,6 +778,7 @@ containment = "revoke"
         "DeleteAutoScalingGroup",
         "init-1",
     );
+    init["requestParameters"] = serde_json::json!({ "autoScalingGroupName": "web" });
     let init = tripwire_synth::eventbridge_envelope(&init, "eb-init-1");
     assert!(matches!(one(&rig, &init).await, Outcome::Initiator { .. }));
     for e in Burst::new(
@@ -836,6 +838,154 @@ containment = "revoke"
         (attempts.attempts, attempts.instances()),
         (6, 0),
         "five opened it, the sixth joined"
+    );
+}
+
+const ASG_ROLE: &str =
+    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222";
+
+/// Alice's forced deletion of group `web`, as EventBridge delivers it.
+fn forced_delete(at: i64, id: &str) -> Value {
+    let alice = tripwire_synth::Caller::parse("user/alice@222222222222").unwrap();
+    let mut r = tripwire_synth::initiator_record(
+        &alice,
+        PROD,
+        at,
+        "autoscaling.amazonaws.com",
+        "DeleteAutoScalingGroup",
+        id,
+    );
+    r["requestParameters"] =
+        serde_json::json!({ "autoScalingGroupName": "web", "forceDelete": true });
+    tripwire_synth::eventbridge_envelope(&r, &format!("eb-{id}"))
+}
+
+#[tokio::test]
+async fn a_forced_group_deletion_is_the_deleters_burst_contained_with_one_page() {
+    let rig = Rig::new(
+        r#"
+threshold = 10
+service_threshold = 20
+containment = "revoke"
+"#,
+    );
+    assert!(matches!(
+        one(&rig, &forced_delete(T0, "init-force")).await,
+        Outcome::Initiator { .. }
+    ));
+    let scale_in = Burst::new(ASG_ROLE, "force")
+        .at(T0 + 60_000)
+        .calls(5)
+        .ids_per_call(10)
+        .invoked_by("autoscaling.amazonaws.com")
+        .envelopes();
+    let mut out = Vec::new();
+    for e in &scale_in {
+        out.extend(rig.deliver_one(e).await.unwrap());
+    }
+    assert!(
+        !out.iter().any(|o| matches!(
+            o,
+            Outcome::Lane {
+                kind: "service_burst",
+                ..
+            }
+        )),
+        "credited calls leave the service lane: {out:?}"
+    );
+    assert_eq!(rig.alerts.kinds(), ["detected"], "one page, not two");
+    let queued = rig.queue.queued();
+    assert_eq!(queued.len(), 1);
+    assert_eq!(
+        queued[0].principal_arn,
+        "arn:aws:iam::222222222222:user/alice"
+    );
+    let stored = rig
+        .store
+        .current(&key("arn:aws:iam::222222222222:user/alice", PROD))
+        .unwrap();
+    assert_eq!(stored.incident.instances(), 50);
+    let via = stored.incident.via.clone().unwrap();
+    assert_eq!(via.service, "autoscaling.amazonaws.com");
+    assert!(via.principal_arn.ends_with("/AWSServiceRoleForAutoScaling"));
+    assert_eq!(
+        stored
+            .incident
+            .initiator
+            .as_ref()
+            .map(|i| i.event_id.as_str()),
+        Some("init-force")
+    );
+    // The page says who, and through which service.
+    let page: Value = serde_json::from_str(&rig.alerts.sent()[0].json).unwrap();
+    assert_eq!(page["via"]["service"], "autoscaling.amazonaws.com");
+    assert_eq!(
+        page["principal_arn"],
+        "arn:aws:iam::222222222222:user/alice"
+    );
+}
+
+#[tokio::test]
+async fn a_service_termination_counts_where_its_first_delivery_did_when_the_initiator_arrives_late()
+{
+    let rig = Rig::new(
+        r#"
+threshold = 10
+service_threshold = 20
+containment = "revoke"
+"#,
+    );
+    let scale_in = Burst::new(ASG_ROLE, "late")
+        .at(T0 + 60_000)
+        .calls(3)
+        .ids_per_call(10)
+        .invoked_by("autoscaling.amazonaws.com")
+        .envelopes();
+    // The first delivery finds no initiator: the service lane.
+    for e in &scale_in {
+        let out = rig.deliver_one(e).await.unwrap();
+        assert!(
+            matches!(
+                out[0],
+                Outcome::NotCounted {
+                    reason: "service_linked_role",
+                    ..
+                }
+            ),
+            "{out:?}"
+        );
+    }
+    // The deleter's record arrives late (it was made before the terminations), then
+    // EventBridge redelivers the terminations: they stay where they were counted.
+    one(&rig, &forced_delete(T0, "init-late")).await;
+    for e in &scale_in {
+        let out = rig.deliver_one(e).await.unwrap();
+        assert!(
+            matches!(&out[1], Outcome::Lane { kind: "service_burst", result } if matches!(**result, Outcome::Duplicate { .. })),
+            "{out:?}"
+        );
+    }
+    assert!(rig
+        .store
+        .current(&key("arn:aws:iam::222222222222:user/alice", PROD))
+        .is_none());
+    assert!(rig.queue.queued().is_empty());
+    // A later termination, delivered after the deleter's record, is credited.
+    let next = Burst::new(ASG_ROLE, "late-next")
+        .at(T0 + 90_000)
+        .ids_per_call(10)
+        .invoked_by("autoscaling.amazonaws.com")
+        .envelopes();
+    let out = rig.deliver_one(&next[0]).await.unwrap();
+    assert!(
+        matches!(
+            out[0],
+            Outcome::Counted {
+                window_count: 10,
+                ..
+            } | Outcome::Opened { .. }
+        ),
+        "{out:?}"
     );
 }
 

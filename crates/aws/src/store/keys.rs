@@ -20,6 +20,8 @@
 //! - `K#<access key>` / `ISSUE`: the `AssumeRole*` call that issued a session, with its
 //!   resolved origin (`doc`), or `conflict`; it expires with the session.
 //! - `N#<account>#<region>` / `<eventTime>#<eventID>`: an initiator call (`doc`).
+//! - `R#<eventID>` / `R`: the initiator call a service's termination was credited to
+//!   (`doc`, JSON `null` for none), settled by its first delivery.
 //! - `O#<step>` / `O`: a one-off step (`done`, `lease`) (steps.rs).
 //! - `H` / `S#<account>#<region>`: a pair's heartbeat state; `D#<day>#<account>#<region>`:
 //!   its day's latency histogram; `L#<account>#<region>`: a StackSet instance not heard
@@ -28,7 +30,7 @@
 //!   for (contained.rs).
 //!
 //! Calls (`W#`) are calls.rs; incidents, marks, counts and export indexes (`I#`, `M#`,
-//! `C#`, `X#`, `J#`) incidents.rs; issues and initiators (`K#`, `N#`) sessions.rs.
+//! `C#`, `X#`, `J#`) incidents.rs; issues, initiators and credits (`K#`, `N#`, `R#`) sessions.rs.
 
 use super::n;
 use aws_sdk_dynamodb::types::AttributeValue;
@@ -89,6 +91,10 @@ pub(super) fn once_pk(id: &str) -> String {
 
 pub(super) fn issue_pk(access_key: &str) -> String {
     format!("K#{access_key}")
+}
+
+pub(super) fn credit_pk(event_id: &str) -> String {
+    format!("R#{event_id}")
 }
 
 pub(super) fn initiator_pk(account: &str, region: &str) -> String {

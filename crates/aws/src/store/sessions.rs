@@ -1,4 +1,5 @@
-//! Session issues (`K#<access key>`) and initiator calls (`N#<account>#<region>`).
+//! Session issues (`K#<access key>`), initiator calls (`N#<account>#<region>`) and the
+//! credits of services' terminations to them (`R#<eventID>`).
 
 use super::keys::*;
 use super::*;
@@ -108,5 +109,35 @@ impl Sessions for WindowStore {
                     .map_err(|e| Error::Stored(format!("initiator doc: {e}")))
             })
             .collect()
+    }
+
+    async fn settle_credit(
+        &self,
+        event_id: &str,
+        credit: Option<&Initiation>,
+        now: Millis,
+    ) -> Result<Option<Initiation>, Error> {
+        let doc = serde_json::to_string(&credit).map_err(|e| Error::encoding("the credit", e))?;
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .item("pk", s(credit_pk(event_id)))
+            .item("sk", s("R"))
+            .item("doc", s(doc))
+            .item("expires", expires(now))
+            .condition_expression("attribute_not_exists(pk)")
+            .send()
+            .await;
+        if conditional("dynamodb:PutItem", put)?.is_some() {
+            return Ok(credit.cloned());
+        }
+        // Settled by an earlier delivery: its choice stands.
+        let item = self
+            .get(credit_pk(event_id), "R")
+            .await?
+            .ok_or_else(|| Error::Stored(format!("credit of {event_id} vanished")))?;
+        serde_json::from_str(get_s(&item, "doc")?)
+            .map_err(|e| Error::Stored(format!("credit doc: {e}")))
     }
 }

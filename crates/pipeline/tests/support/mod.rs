@@ -136,6 +136,7 @@ struct Tables {
     incidents: HashMap<Key, Item>,
     issues: HashMap<String, IssueState>,
     initiations: BTreeMap<(String, String, Millis, String), Initiation>,
+    credits: HashMap<String, Option<Initiation>>,
     // One-off steps: (done, lease).
     once: HashMap<String, (bool, Millis)>,
     // Contained principals by (account, entity).
@@ -503,6 +504,20 @@ impl Sessions for MemoryStore {
             .filter(|i| i.event_time >= from && i.event_time <= to)
             .cloned()
             .collect())
+    }
+
+    async fn settle_credit(
+        &self,
+        event_id: &str,
+        credit: Option<&Initiation>,
+        _now: Millis,
+    ) -> Result<Option<Initiation>, Error> {
+        let mut tables = self.op("settle_credit").await?;
+        Ok(tables
+            .credits
+            .entry(event_id.to_owned())
+            .or_insert_with(|| credit.cloned())
+            .clone())
     }
 }
 
