@@ -418,6 +418,15 @@ fn incident_card(
     if let Some(arn) = i.origin.as_ref().and_then(|o| o.principal_arn.as_ref()) {
         let _ = writeln!(d, "The session chain began with `{arn}`.");
     }
+    if let (Some(v), Some(n)) = (&i.via, &i.initiator) {
+        let _ = writeln!(
+            d,
+            "`{}` terminated them for its `{}` at {}: counted as its own.",
+            v.service,
+            n.event_name,
+            format_millis(n.event_time)
+        );
+    }
     let _ = writeln!(
         d,
         "*Containment: {}.* {}",
@@ -970,6 +979,13 @@ fn text_body(
             n.principal_arn,
             n.event_name,
             format_millis(n.event_time)
+        );
+    }
+    if let Some(v) = &i.via {
+        let _ = writeln!(
+            t,
+            "  carried out {} terminated them as {}: counted as the principal's own",
+            v.service, v.principal_arn
         );
     }
     if !i.sessions.is_empty() {
