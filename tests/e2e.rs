@@ -5,6 +5,7 @@ use serde_json::{json, Value};
 use tripwire_engine::containment::{
     revoke_sessions_document, scope_document, Condition, ConditionKey, ContainmentRequest,
 };
+use tripwire_localstack::runaway::{self, Door};
 use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
@@ -633,8 +634,10 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         .at(BASE + 100_000)
         .calls(5)
         .error("Client.DryRunOperation");
+    // A group deleted without force: it decided no termination (a forced deletion's
+    // are credited to the deleter, as the runaway test shows), so it is named.
     let alice = tripwire_synth::Caller::parse("user/ops/alice@222222222222").unwrap();
-    let init = tripwire_synth::initiator_record(
+    let mut init = tripwire_synth::initiator_record(
         &alice,
         PROD,
         BASE + 110_000,
@@ -642,6 +645,7 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         "DeleteAutoScalingGroup",
         "init-1",
     );
+    init["requestParameters"] = json!({ "autoScalingGroupName": "web" });
     let asg = Burst::new(
         "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
         "asg",
@@ -1036,7 +1040,7 @@ async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
         })
         .await,
     );
-    let run = tripwire_localstack::runaway::run(stack.clone(), 80, 100, 0).await;
+    let run = runaway::run(stack.clone(), Door::Instances { fleet: 80 }, 100, 0).await;
     let ok: Vec<_> = run.calls.iter().filter(|c| c.ok).collect();
     let refused: Vec<_> = run.calls.iter().filter(|c| !c.ok).collect();
     assert_eq!(run.calls.len(), 80, "one call per running instance");
@@ -1064,6 +1068,74 @@ async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
     assert!(run.calls[first_refused..].iter().all(|c| !c.ok));
     let kinds = kinds(&stack.alerts().await);
     assert!(kinds.contains(&"contained".to_owned()), "{kinds:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_that_force_deletes_groups_is_contained_and_its_next_deletion_refused() {
+    // The same task through the other door: it force-deletes the Auto Scaling groups on
+    // moto, whose service-linked role terminates their instances. Those terminations
+    // are credited to the task's role, which is contained like the seed's.
+    let stack = std::sync::Arc::new(
+        Stack::start(Options {
+            enforce_iam: true,
+            ..Options::default()
+        })
+        .await,
+    );
+    let run = runaway::run(
+        stack.clone(),
+        Door::Groups {
+            groups: 12,
+            size: 4,
+        },
+        150,
+        0,
+    )
+    .await;
+    let ok: Vec<_> = run.calls.iter().filter(|c| c.ok).collect();
+    let refused: Vec<_> = run.calls.iter().filter(|c| !c.ok).collect();
+    assert_eq!(run.calls.len(), 12, "one call per group");
+    assert_eq!(run.fleet, 48);
+    assert!(
+        run.opened.is_some(),
+        "the credited burst opened an incident"
+    );
+    // What EC2 says died is exactly the deleted groups' instances.
+    let died: usize = ok.iter().map(|c| c.ids.len()).sum();
+    assert_eq!(run.states.get("terminated").copied(), Some(died as i64));
+    assert!(died >= 10, "the threshold is 10: {died}");
+    let (_, brake_ms) = run.brake_seen.expect("the brake was attached");
+    assert!(
+        ok.iter().all(|c| c.at_ms <= brake_ms),
+        "a deletion after the brake succeeded"
+    );
+    assert!(!refused.is_empty(), "the task outlived containment");
+    assert!(
+        refused
+            .iter()
+            .all(|c| c.error.as_deref() == Some("AccessDenied")),
+        "{:?}",
+        refused.iter().map(|c| &c.error).collect::<Vec<_>>()
+    );
+    let first_refused = run.calls.iter().position(|c| !c.ok).unwrap();
+    assert!(run.calls[first_refused..].iter().all(|c| !c.ok));
+    // One page, the task's, through Auto Scaling: never a service burst beside it.
+    let alerts = stack.alerts().await;
+    let detected: Vec<_> = alerts
+        .iter()
+        .filter(|a| a.attributes["kind"] == "detected")
+        .collect();
+    assert_eq!(detected.len(), 1, "{:?}", kinds(&alerts));
+    let d = &detected[0].body;
+    assert_eq!(d["incident_kind"], "burst");
+    assert_eq!(d["principal_arn"], runaway::ROLE);
+    assert_eq!(d["via"]["service"], "autoscaling.amazonaws.com");
+    assert_eq!(d["initiator"]["event_name"], "DeleteAutoScalingGroup");
+    assert!(kinds(&alerts).contains(&"contained".to_owned()));
+    assert_eq!(
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -9,6 +9,12 @@ line per call, which the demo turns into the CloudTrail record AWS would deliver
     cleanup_task.py run PACE_MS     terminate every running instance, one call every
                                     PACE_MS; prints a line per call
     cleanup_task.py states          prints the number of instances in each state
+    cleanup_task.py groups COUNT SIZE
+                                    create COUNT Auto Scaling groups of SIZE production
+                                    instances (as an administrator); prints their names
+    cleanup_task.py delete-groups PACE_MS
+                                    force-delete every Auto Scaling group, one call every
+                                    PACE_MS, naming the instances each held; a line per call
 """
 
 import json
@@ -64,6 +70,51 @@ def run(pace_ms):
         time.sleep(max(0.0, (start + pace_ms - now_ms()) / 1000))
 
 
+def autoscaling():
+    return boto3.client("autoscaling", region_name="us-east-1", config=Config(retries={"total_max_attempts": 1}))
+
+
+def groups(count, size):
+    client = autoscaling()
+    client.create_launch_configuration(
+        LaunchConfigurationName="production", ImageId="ami-0123456789abcdef0", InstanceType="m5.large"
+    )
+    names = [f"production-{k:02d}" for k in range(count)]
+    for name in names:
+        client.create_auto_scaling_group(
+            AutoScalingGroupName=name,
+            LaunchConfigurationName="production",
+            MinSize=size,
+            MaxSize=size,
+            DesiredCapacity=size,
+            AvailabilityZones=["us-east-1a"],
+        )
+    print(json.dumps(names))
+
+
+def delete_groups(pace_ms):
+    # What a cleanup script that reaches for the groups does: the instances go with them.
+    client = autoscaling()
+    agent = f"Boto3/{boto3.__version__} Python/{platform.python_version()} Botocore/{botocore.__version__}"
+    pages = client.get_paginator("describe_auto_scaling_groups").paginate()
+    for group in [g for p in pages for g in p["AutoScalingGroups"]]:
+        start = now_ms()
+        line = {
+            "at_ms": start,
+            "group": group["AutoScalingGroupName"],
+            "ids": [i["InstanceId"] for i in group["Instances"]],
+            "user_agent": agent,
+        }
+        try:
+            resp = client.delete_auto_scaling_group(AutoScalingGroupName=line["group"], ForceDelete=True)
+            line.update(ok=True, request_id=resp["ResponseMetadata"]["RequestId"])
+        except ClientError as e:
+            line.update(ok=False, error=e.response["Error"]["Code"])
+        line["done_ms"] = now_ms()
+        print(json.dumps(line), flush=True)
+        time.sleep(max(0.0, (start + pace_ms - now_ms()) / 1000))
+
+
 def states():
     counts = {}
     for i in instances(ec2()):
@@ -79,5 +130,9 @@ if __name__ == "__main__":
         run(int(args[0]))
     elif command == "states" and not args:
         states()
+    elif command == "groups" and len(args) == 2:
+        groups(int(args[0]), int(args[1]))
+    elif command == "delete-groups" and len(args) == 1:
+        delete_groups(int(args[0]))
     else:
         sys.exit(__doc__)

@@ -1,7 +1,9 @@
 //! A real runaway on a stack that enforces IAM ([`crate::Options::enforce_iam`]): a
-//! vendor's cleanup task (tests/demo/cleanup_task.py) terminates production instances
-//! through moto's EC2 as `role/vendor/cleanup-task`, one call at a time; each call
-//! reaches the real detector as the CloudTrail record EventBridge would deliver, in
+//! vendor's cleanup task (tests/demo/cleanup_task.py) wipes production through one of
+//! two doors ([`Door`]) as `role/vendor/cleanup-task`, one call at a time: terminating
+//! instances through moto's EC2, or force-deleting Auto Scaling groups through moto's
+//! Auto Scaling, whose service-linked role then terminates their instances. Each call
+//! reaches the real detector as the CloudTrail records EventBridge would deliver, in
 //! order; an observer notes when the alert and the brake become visible.
 
 use crate::stack::{repo, venv_bin, Stack, PROD};
@@ -13,7 +15,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::{mpsc, Mutex};
 use tripwire_engine::time::{format_millis, Millis};
-use tripwire_synth::{eventbridge_envelope, terminate_record, Caller};
+use tripwire_synth::{eventbridge_envelope, terminate_record, write_record, ApiCall, Caller};
 
 /// The vendor's role.
 pub const ROLE: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
@@ -23,13 +25,40 @@ pub const SESSION: &str = "cleanup-run";
 /// The development VM the task runs on (the records' sourceIPAddress).
 const SOURCE_IP: &str = "10.20.0.15";
 
+/// How the task wipes production.
+#[derive(Debug, Clone, Copy)]
+pub enum Door {
+    /// `TerminateInstances`, one running instance per call: the seed's door.
+    Instances {
+        /// Production instances launched first.
+        fleet: usize,
+    },
+    /// `DeleteAutoScalingGroup` with `ForceDelete`, one group per call: Auto Scaling's
+    /// service-linked role terminates each group's instances.
+    Groups {
+        /// Production groups created first.
+        groups: usize,
+        /// Instances in each.
+        size: usize,
+    },
+}
+
+/// Auto Scaling's service-linked role in production, as its records name it.
+const ASG_ROLE: &str =
+    "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222";
+/// How long after a group's deletion Auto Scaling's termination of its instances is
+/// stamped (eventTime): after the call that decided it, as in AWS.
+const SERVICE_LAG_MS: Millis = 300;
+
 /// One of the task's calls, as it printed it.
 #[derive(Debug, Clone)]
 pub struct Call {
     /// When the call began, by the wall clock (its eventTime).
     pub at_ms: Millis,
-    /// The instances it asked to terminate.
+    /// The instances it asked to terminate, or its group held.
     pub ids: Vec<String>,
+    /// The group it deleted (the groups door).
+    pub group: Option<String>,
     /// EC2 answered with success.
     pub ok: bool,
     /// The error code EC2 answered with.
@@ -43,7 +72,7 @@ pub struct Call {
 /// What a run did and what was seen.
 #[derive(Debug)]
 pub struct Run {
-    /// Instances launched.
+    /// Instances launched (for the groups door, every group's).
     pub fleet: usize,
     /// Every call the task made, in order.
     pub calls: Vec<Call>,
@@ -101,29 +130,9 @@ struct Session {
     issued: String,
 }
 
-/// The CloudTrail record of one of the task's calls, as CloudTrail writes it: the real
-/// session's access key, role ID and issue time, and for a refused call EC2's error code.
-fn record_of(c: &Call, s: &Session, event_id: &str) -> Value {
-    let caller = Caller::Role {
-        account: PROD.into(),
-        path: "/vendor/".into(),
-        name: ROLE_NAME.into(),
-    };
-    let mut rec = terminate_record(&tripwire_synth::Call {
-        caller: &caller,
-        account: PROD,
-        region: "us-east-1",
-        time: c.at_ms,
-        instance_ids: &c.ids,
-        event_id,
-        error: (!c.ok).then_some("Client.UnauthorizedOperation"),
-        source_ip: SOURCE_IP,
-        user_agent: &c.user_agent,
-        invoked_by: None,
-        already_terminated: 0,
-        session: SESSION,
-        access_key: s.key.strip_prefix("ASIA").unwrap_or(&s.key),
-    });
+/// Makes `rec` the task's real session's: its access key tail is already the record's;
+/// here its role ID and issue time, and the request ID moto answered with.
+fn as_session(rec: &mut Value, c: &Call, s: &Session) {
     let ui = &mut rec["userIdentity"];
     ui["principalId"] = format!("{}:{SESSION}", s.role_id).into();
     ui["sessionContext"]["sessionIssuer"]["principalId"] = s.role_id.as_str().into();
@@ -131,21 +140,123 @@ fn record_of(c: &Call, s: &Session, event_id: &str) -> Value {
     if let Some(id) = &c.request_id {
         rec["requestID"] = id.as_str().into();
     }
-    rec
 }
 
-/// Launches `fleet` production instances, then runs the task at one call every
-/// `pace_ms`, each record delivered `delivery_ms` after its call returned.
-pub async fn run(stack: Arc<Stack>, fleet: usize, pace_ms: u64, delivery_ms: u64) -> Run {
+fn task_caller() -> Caller {
+    Caller::Role {
+        account: PROD.into(),
+        path: "/vendor/".into(),
+        name: ROLE_NAME.into(),
+    }
+}
+
+/// The CloudTrail records of one of the task's calls, as CloudTrail writes them: the
+/// real session's access key, role ID and issue time, and for a refused call the
+/// service's error code. A group's deletion is followed by Auto Scaling's termination of
+/// its instances, under the service-linked role.
+fn records_of(door: Door, c: &Call, s: &Session, rng: &mut tripwire_synth::SplitMix) -> Vec<Value> {
+    let caller = task_caller();
+    let key = s.key.strip_prefix("ASIA").unwrap_or(&s.key);
+    match door {
+        Door::Instances { .. } => {
+            let mut rec = terminate_record(&tripwire_synth::Call {
+                caller: &caller,
+                account: PROD,
+                region: "us-east-1",
+                time: c.at_ms,
+                instance_ids: &c.ids,
+                event_id: &rng.uuid(),
+                error: (!c.ok).then_some("Client.UnauthorizedOperation"),
+                source_ip: SOURCE_IP,
+                user_agent: &c.user_agent,
+                invoked_by: None,
+                already_terminated: 0,
+                session: SESSION,
+                access_key: key,
+            });
+            as_session(&mut rec, c, s);
+            vec![rec]
+        }
+        Door::Groups { .. } => {
+            let params = serde_json::json!({
+                "autoScalingGroupName": c.group.as_deref().unwrap_or_default(),
+                "forceDelete": true,
+            })
+            .to_string();
+            let (event_id, request_id) = (rng.uuid(), rng.uuid());
+            let mut b = String::new();
+            write_record(
+                &mut b,
+                &ApiCall {
+                    caller: &caller,
+                    account: PROD,
+                    region: "us-east-1",
+                    time: c.at_ms,
+                    event_source: "autoscaling.amazonaws.com",
+                    event_name: "DeleteAutoScalingGroup",
+                    request_parameters: &params,
+                    response_elements: "null",
+                    request_id: &request_id,
+                    event_id: &event_id,
+                    error: (!c.ok).then_some((
+                        "AccessDenied",
+                        "User is not authorized to perform: autoscaling:DeleteAutoScalingGroup",
+                    )),
+                    source_ip: SOURCE_IP,
+                    user_agent: &c.user_agent,
+                    invoked_by: None,
+                    session: SESSION,
+                    access_key: key,
+                    read_only: false,
+                },
+            );
+            let mut delete: Value = serde_json::from_str(&b).expect("the record's JSON");
+            as_session(&mut delete, c, s);
+            let mut out = vec![delete];
+            if c.ok && !c.ids.is_empty() {
+                let asg = Caller::parse(ASG_ROLE).expect("the service-linked role");
+                out.push(terminate_record(&tripwire_synth::Call {
+                    caller: &asg,
+                    account: PROD,
+                    region: "us-east-1",
+                    time: c.at_ms + SERVICE_LAG_MS,
+                    instance_ids: &c.ids,
+                    event_id: &rng.uuid(),
+                    error: None,
+                    source_ip: "autoscaling.amazonaws.com",
+                    user_agent: "autoscaling.amazonaws.com",
+                    invoked_by: Some("autoscaling.amazonaws.com"),
+                    already_terminated: 0,
+                    session: "AutoScaling",
+                    access_key: &rng.hex(16).to_ascii_uppercase(),
+                }));
+            }
+            out
+        }
+    }
+}
+
+/// Launches production (instances, or groups of them), then runs the task through
+/// `door` at one call every `pace_ms`, each record delivered `delivery_ms` after its
+/// call returned.
+pub async fn run(stack: Arc<Stack>, door: Door, pace_ms: u64, delivery_ms: u64) -> Run {
     let (admin_key, admin_secret) = stack.key(&format!("harness@{PROD}"));
     let admin = (admin_key.as_str(), admin_secret.as_str(), None);
-    let launched = output_of(task(admin, &stack.moto, &["launch", &fleet.to_string()])).await;
+    let (setup, command): (Vec<String>, &str) = match door {
+        Door::Instances { fleet } => (vec!["launch".into(), fleet.to_string()], "run"),
+        Door::Groups { groups, size } => (
+            vec!["groups".into(), groups.to_string(), size.to_string()],
+            "delete-groups",
+        ),
+    };
+    let setup: Vec<&str> = setup.iter().map(String::as_str).collect();
+    output_of(task(admin, &stack.moto, &setup)).await;
     let iam = stack.iam_in(PROD);
     iam.put_role_policy()
         .role_name(ROLE_NAME)
         .policy_name("vendor-cleanup")
         .policy_document(
-            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:DescribeInstances","ec2:TerminateInstances"],"Resource":"*"}]}"#,
+            r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":["ec2:DescribeInstances","ec2:TerminateInstances","autoscaling:DescribeAutoScalingGroups","autoscaling:DeleteAutoScalingGroup"],"Resource":"*"}]}"#,
         )
         .send()
         .await
@@ -227,7 +338,7 @@ pub async fn run(stack: Arc<Stack>, fleet: usize, pace_ms: u64, delivery_ms: u64
             Some(creds.session_token()),
         ),
         &stack.moto,
-        &["run", &pace_ms.to_string()],
+        &[command, &pace_ms.to_string()],
     )
     .stdout(Stdio::piped())
     .spawn()
@@ -235,22 +346,23 @@ pub async fn run(stack: Arc<Stack>, fleet: usize, pace_ms: u64, delivery_ms: u64
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut calls: Vec<Call> = Vec::new();
     let mut rng = tripwire_synth::SplitMix(now_ms() as u64);
+    let mut sent = 0;
     while let Ok(Some(line)) = lines.next_line().await {
         let v: Value = serde_json::from_str(&line).expect("a call line");
         let c = Call {
             at_ms: v["at_ms"].as_i64().unwrap_or_default(),
             ids: serde_json::from_value(v["ids"].clone()).unwrap_or_default(),
+            group: v["group"].as_str().map(str::to_owned),
             ok: v["ok"] == true,
             error: v["error"].as_str().map(str::to_owned),
             request_id: v["request_id"].as_str().map(str::to_owned),
             user_agent: v["user_agent"].as_str().unwrap_or_default().to_owned(),
             returned: Instant::now(),
         };
-        let _ = tx.send((
-            calls.len(),
-            record_of(&c, &session, &rng.uuid()),
-            c.returned,
-        ));
+        for rec in records_of(door, &c, &session, &mut rng) {
+            let _ = tx.send((sent, rec, c.returned));
+            sent += 1;
+        }
         calls.push(c);
     }
     assert!(
@@ -264,13 +376,15 @@ pub async fn run(stack: Arc<Stack>, fleet: usize, pace_ms: u64, delivery_ms: u64
         alert: alert_seen,
         brake: brake_seen,
     } = *seen.lock().await;
-    let states = output_of(task(admin, &stack.moto, &["states"])).await;
+    let states: BTreeMap<String, i64> =
+        serde_json::from_value(output_of(task(admin, &stack.moto, &["states"])).await)
+            .unwrap_or_default();
     Run {
-        fleet: launched.as_array().map_or(0, Vec::len),
+        fleet: states.values().sum::<i64>() as usize,
         calls,
         opened,
         alert_seen,
         brake_seen,
-        states: serde_json::from_value(states).unwrap_or_default(),
+        states,
     }
 }

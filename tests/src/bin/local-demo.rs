@@ -3,13 +3,15 @@
 //! IAM enforced, one call at a time; each call reaches the real detector as the CloudTrail
 //! record EventBridge would deliver; the responder's denies land in IAM, and the task's
 //! calls start failing with AccessDenied. The demo shows what died, what survived, and the
-//! times as measured.
+//! times as measured. Then the same task through another door, on a fresh stack: it
+//! force-deletes the production Auto Scaling groups, Auto Scaling's service-linked role
+//! terminates their instances, and those count as the task's own.
 
 use std::sync::Arc;
 use std::time::Instant;
 use tripwire_engine::destination::alert_from_json;
 use tripwire_engine::time::format_millis;
-use tripwire_localstack::runaway::{self, ROLE, SESSION};
+use tripwire_localstack::runaway::{self, Door, ROLE, SESSION};
 use tripwire_localstack::{Options, Stack, CENTRAL, POLICY, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
@@ -17,6 +19,9 @@ use tripwire_synth::{eventbridge_envelope, seed_scenario};
 const FLEET: usize = 60;
 /// The task's pace: one TerminateInstances call every PACE_MS.
 const PACE_MS: u64 = 100;
+/// The groups door: production Auto Scaling groups, and instances in each.
+const GROUPS: usize = 12;
+const GROUP_SIZE: usize = 5;
 
 fn since(from: Instant, to: Option<Instant>) -> String {
     to.map_or("not seen".into(), |t| {
@@ -79,7 +84,13 @@ async fn main() {
             format!("{delivery_ms} ms")
         }
     );
-    let run = runaway::run(stack.clone(), FLEET, PACE_MS, delivery_ms).await;
+    let run = runaway::run(
+        stack.clone(),
+        Door::Instances { fleet: FLEET },
+        PACE_MS,
+        delivery_ms,
+    )
+    .await;
     let calls = &run.calls;
 
     // The timeline, from when the first call returned (the task's clock and ours agree
@@ -227,5 +238,81 @@ async fn main() {
     println!("role only the brake. The functions ran as users holding exactly the actions the");
     println!("end-to-end tests record for them, in the security account {CENTRAL}.");
     println!("\nLift it with: tripwire release --account {PROD} --principal {ROLE}");
+    drop(stack);
+    groups_door(delivery_ms).await;
     println!("Local stack stopped.");
+}
+
+/// The same task through the Auto Scaling door, on a fresh stack.
+async fn groups_door(delivery_ms: u64) {
+    println!("\n--- Another door: the groups ---\n");
+    println!("A fresh stack. {GROUPS} production Auto Scaling groups of {GROUP_SIZE} instances run in {PROD}; the same");
+    println!(
+        "task now force-deletes the groups, one DeleteAutoScalingGroup every {PACE_MS} ms. Each"
+    );
+    println!(
+        "group's instances are terminated by Auto Scaling's service-linked role, whose records"
+    );
+    println!("name no one; the detector credits them to the principal whose call decided them.\n");
+    let stack = Arc::new(
+        Stack::start(Options {
+            enforce_iam: true,
+            ..Options::default()
+        })
+        .await,
+    );
+    let run = runaway::run(
+        stack.clone(),
+        Door::Groups {
+            groups: GROUPS,
+            size: GROUP_SIZE,
+        },
+        PACE_MS,
+        delivery_ms,
+    )
+    .await;
+    let (ok, refused): (Vec<&runaway::Call>, Vec<&runaway::Call>) =
+        run.calls.iter().partition(|c| c.ok);
+    println!(
+        "The task made {} calls: {} deleted a group ({} instances with them), {} were refused ({}).",
+        run.calls.len(),
+        ok.len(),
+        ok.iter().map(|c| c.ids.len()).sum::<usize>(),
+        refused.len(),
+        refused
+            .first()
+            .and_then(|c| c.error.as_deref())
+            .unwrap_or("none")
+    );
+    let state = |s: &str| run.states.get(s).copied().unwrap_or(0);
+    println!(
+        "Production, as EC2 reports it now: {} terminated, {} still running, of {}.",
+        state("terminated"),
+        state("running"),
+        run.fleet
+    );
+    for a in stack.alerts().await {
+        let text = |v: &serde_json::Value| v.as_str().unwrap_or("-").to_owned();
+        println!(
+            "SNS alert  kind={} incident_kind={}",
+            a.attributes["kind"],
+            text(&a.body["incident_kind"])
+        );
+        println!("  Subject: {}", a.subject);
+        if a.attributes["kind"] == "detected" {
+            println!(
+                "  principal {}\n  via       {} ({})\n  decided by its {} at {}",
+                text(&a.body["principal_arn"]),
+                text(&a.body["via"]["service"]),
+                text(&a.body["via"]["principal_arn"]),
+                text(&a.body["initiator"]["event_name"]),
+                text(&a.body["initiator"]["event_time"])
+            );
+        }
+    }
+    println!(
+        "Managed policies attached to {ROLE}: {}",
+        stack.attached(PROD, "role/cleanup-task").await.join(", ")
+    );
+    println!("(the brake denies the calls that make services terminate, DeleteAutoScalingGroup among them)");
 }
