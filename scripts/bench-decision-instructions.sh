@@ -15,11 +15,12 @@ count() { # path iterations -> instructions
   awk '/^summary:/ { print $2 }' "$out"; rm -f "$out"
 }
 per() { echo $(( ($(count "$1" $((2 * n))) - $(count "$1" $n)) / n )); }
-d=$(per decision); b=$(per baseline)
-python3 - "$d" "$b" <<'PY'
+d=$(per decision); b=$(per baseline); o=$(per other)
+python3 - "$d" "$b" "$o" <<'PY'
 import sys
-d, b = map(int, sys.argv[1:])
+d, b, o = map(int, sys.argv[1:])
 print(f"decision (parse+classify+decide+plan): {d:,} instructions")
 print(f"baseline (serde_json::Value parse):     {b:,} instructions")
+print(f"other call (parse+lookup, not watched): {o:,} instructions")
 print(f"ratio: {d / b:.2f}x (target <= 1.5x)")
 PY

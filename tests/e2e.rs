@@ -1477,8 +1477,10 @@ async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_wh
     let text = String::from_utf8_lossy(&csv.stdout);
     assert_eq!(text.lines().count(), 20_001);
     assert!(text.starts_with(
-        "instance_id,terminated_at,region,event_id,principal_arn,account,confirmed\n"
+        "instance_id,terminated_at,region,event_id,principal_arn,account,confirmed,resource_type\n"
     ));
+    // Every row names what it is.
+    assert!(text.lines().skip(1).all(|l| l.ends_with(",ec2:instance")));
     let missing = stack
         .cli()
         .args(["incident", "export", "no-such-incident"])

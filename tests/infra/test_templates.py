@@ -166,6 +166,44 @@ def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, 
     assert not missed
 
 
+def _door_envelopes():
+    """Every watched call's record from tests/fixtures/doors.toml (the engine reads each
+    into a destruction: crates/engine/tests/doors.rs), and the look-alikes it lists, as
+    EventBridge delivers CloudTrail events: `source` aws.SERVICE."""
+    import tomllib
+    doors = tomllib.loads((ROOT / "tests" / "fixtures" / "doors.toml").read_text())
+
+    def records(file, keep):
+        text = (ROOT / "tests" / "fixtures" / file).read_text()
+        try:
+            docs = [json.loads(text)]
+        except json.JSONDecodeError:
+            docs = [json.loads(line) for line in text.splitlines() if line.strip().startswith("{")]
+        docs = [d.get("detail") if isinstance(d.get("detail"), dict) else d for d in docs]
+        return [d for d in docs if keep(d)]
+
+    def envelope(r):
+        service = r["eventSource"].removesuffix(".amazonaws.com")
+        return {"source": f"aws.{service}", "detail-type": "AWS API Call via CloudTrail", "detail": r}
+
+    doors_ = [envelope(records(d["file"], lambda r, d=d: r.get("eventName") == d["call"]
+                               and r.get("eventID", d.get("event_id")) == d.get("event_id", r.get("eventID")))[0])
+              for d in doors["door"]]
+    look_alikes = [envelope(r) for n in doors["not_a_door"]
+                   for r in records(n["file"], lambda r, n=n: (r.get("eventName"), r.get("eventSource")) == (n["event_name"], n["event_source"]))]
+    return doors_, look_alikes
+
+
+@pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
+def test_every_door_is_forwarded_from_its_record_and_look_alikes_are_not(moto, which):
+    matched = _rule_on_moto(moto, f"doors-{abs(hash(which))}", _patterns(moto)[which])
+    doors, look_alikes = _door_envelopes()
+    assert len(doors) == len(_catalogue_patterns()["terminations"]["detail"]["eventName"]) >= 22
+    assert len({d["source"] for d in doors}) >= 13, "every service's own source"
+    assert {d["detail"]["eventName"]: matched(d) for d in doors} == {d["detail"]["eventName"]: 1 for d in doors}
+    assert look_alikes and [matched(e) for e in look_alikes] == [0] * len(look_alikes)
+
+
 def _canary(envelope):
     """`envelope` as the member stack's canary makes it: its role, a dry run."""
     e = json.loads(json.dumps(envelope))
@@ -580,7 +618,7 @@ PARAMS = {"CentralEventBusArn": "arn:aws:events:us-east-1:123456789012:event-bus
           "ResponderRoleArn": "arn:aws:iam::123456789012:role/tripwire-responder",
           # The shipped list, as the deploy scripts pass it.
           "ProtectedPrincipals": MEMBER["Parameters"]["ProtectedPrincipals"]["Default"].split(","),
-          "DenyActions": ["ec2:TerminateInstances"],
+          "DenyActions": MEMBER["Parameters"]["DenyActions"]["Default"].split(","),
           "ReleasePrincipals": ["arn:aws:iam::123456789012:role/security-operator"]}
 
 

@@ -1,5 +1,6 @@
-//! `tripwire incident export`: the recovery manifest of one incident, every instance it
-//! terminated with the call that did it, as CSV or JSON lines. From the table the
+//! `tripwire incident export`: the recovery manifest of one incident, every instance (or
+//! other resource, named by its `resource_type`) it destroyed with the call that did it,
+//! as CSV or JSON lines. From the table the
 //! functions write; standard credential chain; honours `AWS_ENDPOINT_URL*`.
 
 use anyhow::{bail, Context, Result};
@@ -33,19 +34,20 @@ pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
     if format == "csv" {
         writeln!(
             out,
-            "instance_id,terminated_at,region,event_id,principal_arn,account,confirmed"
+            "instance_id,terminated_at,region,event_id,principal_arn,account,confirmed,resource_type"
         )?;
         for r in &rows {
             writeln!(
                 out,
-                "{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{}",
                 csv(&r.instance_id),
                 format_millis(r.terminated_at),
                 csv(&r.region),
                 csv(&r.event_id),
                 csv(&r.principal_arn),
                 csv(&r.account),
-                r.confirmed
+                r.confirmed,
+                csv(&r.resource_type)
             )?;
         }
     } else {
@@ -55,7 +57,16 @@ pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
         }
     }
     out.flush()?;
-    eprintln!("{} instances", rows.len());
+    eprintln!(
+        "{} {}",
+        rows.len(),
+        rows.first()
+            .map_or("instances", |r| tripwire_engine::catalogue::of_kind(
+                &r.resource_type
+            )
+            .words
+            .nouns)
+    );
     Ok(())
 }
 

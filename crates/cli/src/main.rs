@@ -292,6 +292,28 @@ fn main() -> Result<()> {
                     "note: {any_partition} glob(s) start `arn:aws:` and match every partition (aws, aws-us-gov, aws-cn, ...); name a partition, e.g. `arn:aws-us-gov:`, to match only that one"
                 );
             }
+            // What each door pages at, before `[principals]` rules (which apply to every
+            // type) and, for instances, the `[accounts]` overrides.
+            println!("resource types (threshold in window, containment; calls):");
+            for kind in tripwire_engine::catalogue::kinds() {
+                let calls: Vec<&str> = tripwire_engine::catalogue::WATCHED
+                    .iter()
+                    .filter(|w| w.resource.kind == kind)
+                    .map(|w| w.deny_action)
+                    .collect();
+                println!(
+                    "  {kind:<30} {:>4} in {:>4}s, {:?}; {}{}",
+                    p.threshold_for("", "", false, kind),
+                    p.window_for("", kind) / 1000,
+                    p.containment_for("", kind),
+                    calls.join(", "),
+                    if p.resources.contains_key(kind) {
+                        " ([resources] rule)"
+                    } else {
+                        ""
+                    }
+                );
+            }
             Ok(())
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),

@@ -1,6 +1,6 @@
 //! Per-record decision cost: one typical EventBridge TerminateInstances event through
 //! parse + classify + window decision + plan, beside a bare `serde_json::Value` parse
-//! measured in the same run.
+//! measured in the same run, and a call no catalogue entry names (most of a trail).
 
 mod shared;
 
@@ -14,6 +14,9 @@ fn bench(c: &mut Criterion) {
     });
     g.bench_function("baseline: serde_json::Value parse only", |b| {
         b.iter(|| black_box(shared::baseline(&input)))
+    });
+    g.bench_function("another call: parse and look up, not watched", |b| {
+        b.iter(|| black_box(shared::other(&input)))
     });
     g.finish();
 }

@@ -23,6 +23,9 @@ fn main() {
             "baseline" => {
                 std::hint::black_box(shared::baseline(&input));
             }
+            "other" => {
+                std::hint::black_box(shared::other(&input));
+            }
             // Criterion passes `--bench`; this runner is not a criterion bench.
             _ => return,
         }

@@ -3,7 +3,7 @@
 //! only; the SNS adapter sends what this returns.
 
 use crate::armed::Armed;
-use crate::catalogue::{Watched, TERMINATE_INSTANCES};
+use crate::catalogue::{self, Watched};
 use crate::containment::Action;
 use crate::incident::Incident;
 use crate::time::{format_millis, Millis};
@@ -11,16 +11,11 @@ use crate::window::Lane;
 use serde::Serialize;
 use std::fmt::Write as _;
 
-/// The watched call incidents count (one, until the catalogue holds more).
-const CALL: &Watched = &TERMINATE_INSTANCES;
-/// Its name, as the alerts print it.
-const NAME: &str = CALL.event_name;
-/// What it destroys, one and several, and what happened to them.
-const NOUN: &str = CALL.words.noun;
-const NOUNS: &str = CALL.words.nouns;
-const VERB: &str = CALL.words.verb;
-/// A burst of them, in a sentence.
-const BURST: &str = CALL.words.burst;
+/// The watched call an incident's resource type is destroyed by: how its alerts speak
+/// (the call's name, the nouns, the verb, a burst in a sentence, the runbook's look).
+fn call_of(i: &Incident) -> &'static Watched {
+    catalogue::of_kind(&i.resource_type)
+}
 
 /// What an alert reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
@@ -320,6 +315,10 @@ pub fn render(
 
 /// The subject of `kind`'s alert about `incident`, before SNS's rules are applied.
 fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
+    let call = call_of(incident);
+    let name = call.event_name;
+    let nouns = call.words.nouns;
+    let verb = call.words.verb;
     let who = match incident.kind() {
         Lane::Account => "every principal",
         _ => short_principal(incident.principal_arn().unwrap_or_default()),
@@ -327,16 +326,16 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
     let n = incident.instances();
     match (kind, incident.kind()) {
         (AlertKind::Detected | AlertKind::Update, Lane::Attempt) => format!(
-            "TRIPWIRE: {} failed {NAME} calls by {who} in {}",
+            "TRIPWIRE: {} failed {name} calls by {who} in {}",
             incident.attempts, incident.account
         ),
         (AlertKind::Detected | AlertKind::Update, Lane::Account) => format!(
-            "TRIPWIRE: {n} {NOUNS} {VERB} in {} by {} principals",
+            "TRIPWIRE: {n} {nouns} {verb} in {} by {} principals",
             incident.account,
             incident.principals.len()
         ),
         (AlertKind::Detected, _) => format!(
-            "TRIPWIRE: {n} {NOUNS} {VERB} by {who} in {}",
+            "TRIPWIRE: {n} {nouns} {verb} by {who} in {}",
             incident.account
         ),
         // The tripwire's own alerts name no incident: render_tamper and render_coverage
@@ -348,11 +347,11 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
             | AlertKind::CoverageRestored,
             _,
         ) => format!(
-            "TRIPWIRE update: {n} {NOUNS} {VERB} by {who} in {}",
+            "TRIPWIRE update: {n} {nouns} {verb} by {who} in {}",
             incident.account
         ),
         (AlertKind::Contained, _) => format!(
-            "TRIPWIRE CONTAINED: {who} ({n} {NOUNS} in {})",
+            "TRIPWIRE CONTAINED: {who} ({n} {nouns} in {})",
             incident.account
         ),
         (AlertKind::ContainmentFailed, _) => {
@@ -384,6 +383,10 @@ fn incident_card(
     subject: &str,
     now: Millis,
 ) -> Card {
+    let call = call_of(i);
+    let name = call.event_name;
+    let noun = call.words.noun;
+    let verb = call.words.verb;
     let lane = i.kind().kind();
     let mut d = String::new();
     let who = match i.kind() {
@@ -393,12 +396,12 @@ fn incident_card(
     let _ = match i.kind() {
         Lane::Attempt => writeln!(
             d,
-            "*{who}* made *{}* failed {NAME} calls in account `{}`; nothing was terminated.",
+            "*{who}* made *{}* failed {name} calls in account `{}`; nothing was terminated.",
             i.attempts, i.account
         ),
         _ => writeln!(
             d,
-            "*{who}* {VERB} *{}* {NOUN}(s) in account `{}` ({}), crossing the threshold of {}.",
+            "*{who}* {verb} *{}* {noun}(s) in account `{}` ({}), crossing the threshold of {}.",
             i.instances(),
             i.account,
             i.regions.iter().cloned().collect::<Vec<_>>().join(", "),
@@ -434,7 +437,7 @@ fn incident_card(
         status.detail
     );
     let mut next_steps = vec![format!(
-        "Verify the {NAME} calls in CloudTrail ({}, from {}) and ask the owner of {who} what it runs.",
+        "Verify the {name} calls in CloudTrail ({}, from {}) and ask the owner of {who} what it runs.",
         i.region,
         format_millis(i.first_event_time)
     )];
@@ -446,7 +449,7 @@ fn incident_card(
             i.account,
             i.principal_arn().unwrap_or_default()
         ));
-        next_steps.push("If not: keep it contained, rotate its credentials, restore the instances (`tripwire incident export` lists them).".into());
+        next_steps.push(format!("If not: keep it contained, rotate its credentials, restore the {} (`tripwire incident export` lists them).", call.words.nouns));
     }
     let mut resources = Vec::new();
     if let Some(p) = i.principal_arn() {
@@ -836,15 +839,20 @@ fn text_body(
     now: Millis,
     degraded: bool,
 ) -> String {
+    let call = call_of(i);
+    let name = call.event_name;
+    let noun = call.words.noun;
+    let verb = call.words.verb;
+    let burst = call.words.burst;
     let mut t = String::new();
     let headline = match kind {
-        AlertKind::Detected => format!("TRIPWIRE DETECTED a burst of {BURST}."),
+        AlertKind::Detected => format!("TRIPWIRE DETECTED a burst of {burst}."),
         AlertKind::Update
         | AlertKind::Tamper
         | AlertKind::CoverageLost
         | AlertKind::CoverageRestored => "TRIPWIRE UPDATE: the burst is still going.".into(),
         AlertKind::Contained => {
-            format!("TRIPWIRE CONTAINED the principal behind a burst of {BURST}.")
+            format!("TRIPWIRE CONTAINED the principal behind a burst of {burst}.")
         }
         AlertKind::ContainmentFailed => {
             "TRIPWIRE CONTAINMENT FAILED: the principal is NOT contained. Act now.".into()
@@ -859,7 +867,7 @@ fn text_body(
         Lane::Attempt => {
             let _ = writeln!(
                 t,
-                "  {} made {} failed {NAME} call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
+                "  {} made {} failed {name} call(s) in account {}, crossing {} within {}s (error codes: {}). Nothing was terminated; this is probing or a script aimed at the wrong IDs. Alert only.",
                 i.principal_arn().unwrap_or_default(),
                 i.attempts,
                 i.account,
@@ -871,7 +879,7 @@ fn text_body(
         Lane::Account => {
             let _ = writeln!(
                 t,
-                "  {} {NOUN}(s) {VERB} in account {} by {} principal(s), crossing the account threshold {} within {}s: {}. Alert only.",
+                "  {} {noun}(s) {verb} in account {} by {} principal(s), crossing the account threshold {} within {}s: {}. Alert only.",
                 i.instances(),
                 i.account,
                 i.principals.len(),
@@ -883,7 +891,7 @@ fn text_body(
         lane => {
             let _ = writeln!(
                 t,
-                "  {} {VERB} {} {NOUN}(s) in account {}; the burst crossed {} within {}s{}{}.",
+                "  {} {verb} {} {noun}(s) in account {}; the burst crossed {} within {}s{}{}.",
                 i.principal_arn().unwrap_or_default(),
                 i.instances(),
                 i.account,
@@ -1021,7 +1029,15 @@ fn text_body(
         let _ = writeln!(t, "  instance profile  some calls used instance-profile credentials: every instance sharing the profile holds them");
     }
     let shown = i.instance_ids.len().min(TEXT_SAMPLE);
-    let _ = writeln!(t, "\nInstances ({}; {} shown)", i.instances(), shown);
+    // "Instances", "DB instances", "EBS volumes": the type's own noun, capitalised.
+    let heading = {
+        let nouns = call.words.nouns;
+        let mut c = nouns.chars();
+        c.next()
+            .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+            .unwrap_or_default()
+    };
+    let _ = writeln!(t, "\n{heading} ({}; {} shown)", i.instances(), shown);
     for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
         let _ = writeln!(t, "  {id}");
     }
@@ -1040,7 +1056,7 @@ fn text_body(
     let _ = writeln!(
         t,
         "     {}",
-        CALL.runbook
+        call.runbook
             .replace("{region}", &i.region)
             .replace("{start}", &format_millis(i.first_event_time))
     );
@@ -1058,7 +1074,11 @@ fn text_body(
         i.account,
         i.principal_arn().unwrap_or_default()
     );
-    let _ = writeln!(t, "  3. If not, keep it contained, rotate its credentials, and restore the instances from your deployment tooling.");
+    let _ = writeln!(
+        t,
+        "  3. If not, keep it contained, rotate its credentials, and restore the {} from your deployment tooling.",
+        call.words.nouns
+    );
     let _ = writeln!(t, "\nIncident {}", i.id);
     t
 }
@@ -1077,6 +1097,7 @@ mod tests {
             subject: crate::incident::Subject::Burst(arn.into()),
             principal_type: "AssumedRole".into(),
             principal_account: Some("222222222222".into()),
+            resource_type: "ec2:instance".into(),
             account: "222222222222".into(),
             region: "us-east-1".into(),
             regions: ["us-east-1".to_string()].into(),

@@ -9,10 +9,11 @@
 //! one fixture and one scenario.
 
 use crate::record::CLOUDTRAIL_DETAIL_TYPE;
+use crate::time::Millis;
 use serde_json::{json, Value};
 
 /// A destructive call, counted into bursts.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Watched {
     /// The EventBridge `source` its CloudTrail events arrive with (`aws.ec2`).
     pub source: &'static str,
@@ -32,11 +33,17 @@ pub struct Watched {
 }
 
 /// What a watched call destroys, and how a record says which.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Resource {
+    /// The resource type as the Service Authorization Reference names it, prefixed by its
+    /// service (`ec2:instance`, `rds:db`): what incidents, alerts and the policy's
+    /// `[resources."TYPE"]` tables call it. Bursts are counted per principal and type.
+    pub kind: &'static str,
     /// The CloudFormation resource type (`AWS::EC2::Instance`).
     pub resource_type: &'static str,
-    /// Where the request names the IDs (documentation; the reader is the extractor's).
+    /// Where the record names what was destroyed.
+    pub ids: Ids,
+    /// Where the request names the IDs, in words (for the docs).
     pub request_ids: &'static str,
     /// Where the response confirms each one's state before the call.
     pub confirmed_by: &'static str,
@@ -48,10 +55,28 @@ pub struct Resource {
     pub max_ids: usize,
     /// The longest ID the service issues, with room to spare; longer is not an ID.
     pub max_id_len: usize,
+    /// The default threshold and window for this type; `None` for the policy's own
+    /// `threshold` and `window` (EC2 instances, the seed's door).
+    pub default: Option<(u32, Millis)>,
 }
 
+/// Where a watched call's record names the resources it destroyed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ids {
+    /// EC2's `instancesSet.items[].instanceId`, confirmed by the response's
+    /// `previousState` (TerminateInstances).
+    InstancesSet,
+    /// One ID in this request parameter; the call destroyed it if it succeeded.
+    Param(&'static str),
+    /// The account the call was made in (`recipientAccountId`): `LeaveOrganization`
+    /// takes no parameter.
+    Recipient,
+}
+
+const MINUTE: Millis = 60_000;
+
 /// How the alerts speak of a watched call.
-#[derive(Debug)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct Words {
     /// One resource (`instance`).
     pub noun: &'static str,
@@ -70,7 +95,9 @@ pub const TERMINATE_INSTANCES: Watched = Watched {
     event_name: "TerminateInstances",
     deny_action: "ec2:TerminateInstances",
     resource: Resource {
+        kind: EC2_INSTANCE,
         resource_type: "AWS::EC2::Instance",
+        ids: Ids::InstancesSet,
         request_ids: "requestParameters.instancesSet.items[].instanceId",
         confirmed_by: "responseElements.instancesSet.items[].previousState.name",
         // TerminateInstances is idempotent: an instance already going is not a kill.
@@ -81,6 +108,7 @@ pub const TERMINATE_INSTANCES: Watched = Watched {
         max_ids: 1000,
         // Real IDs are i- plus 8 or 17 hex digits.
         max_id_len: 64,
+        default: None,
     },
     words: Words {
         noun: "instance",
@@ -91,16 +119,713 @@ pub const TERMINATE_INSTANCES: Watched = Watched {
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances --start-time {start}",
 };
 
+/// The resource type of EC2 instances, the seed's door.
+pub const EC2_INSTANCE: &str = "ec2:instance";
+
+// Every other door. Each reads one ID from the request (the shapes are those of the
+// public records in tests/fixtures/cloudtrail-corpus, or where none is public, of the
+// API reference's parameters, as docs/policy-and-backtest.md lists), and destroyed it
+// when the call succeeded. The default thresholds are above routine cleanup (a snapshot
+// retention job, a CI stack's teardown) and far below a wipe; `[resources."TYPE"]`
+// tables override them.
+
+/// `ec2:DeleteVolume`.
+const DELETE_VOLUME: Watched = Watched {
+    source: "aws.ec2",
+    event_source: "ec2.amazonaws.com",
+    event_name: "DeleteVolume",
+    deny_action: "ec2:DeleteVolume",
+    resource: Resource {
+        kind: "ec2:volume",
+        resource_type: "AWS::EC2::Volume",
+        ids: Ids::Param("volumeId"),
+        request_ids: "requestParameters.volumeId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "EBS volume",
+        nouns: "EBS volumes",
+        verb: "deleted",
+        burst: "EBS volume deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteVolume --start-time {start}",
+};
+
+/// `ec2:DeleteSnapshot`.
+const DELETE_SNAPSHOT: Watched = Watched {
+    source: "aws.ec2",
+    event_source: "ec2.amazonaws.com",
+    event_name: "DeleteSnapshot",
+    deny_action: "ec2:DeleteSnapshot",
+    resource: Resource {
+        kind: "ec2:snapshot",
+        resource_type: "AWS::EC2::Snapshot",
+        ids: Ids::Param("snapshotId"),
+        request_ids: "requestParameters.snapshotId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((50, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "EBS snapshot",
+        nouns: "EBS snapshots",
+        verb: "deleted",
+        burst: "EBS snapshot deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteSnapshot --start-time {start}",
+};
+
+/// `ec2:DeregisterImage`.
+const DEREGISTER_IMAGE: Watched = Watched {
+    source: "aws.ec2",
+    event_source: "ec2.amazonaws.com",
+    event_name: "DeregisterImage",
+    deny_action: "ec2:DeregisterImage",
+    resource: Resource {
+        kind: "ec2:image",
+        resource_type: "AWS::EC2::Image",
+        ids: Ids::Param("imageId"),
+        request_ids: "requestParameters.imageId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "AMI",
+        nouns: "AMIs",
+        verb: "deregistered",
+        burst: "AMI deregistrations",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeregisterImage --start-time {start}",
+};
+
+/// `rds:DeleteDBInstance`.
+const DELETE_DB_INSTANCE: Watched = Watched {
+    source: "aws.rds",
+    event_source: "rds.amazonaws.com",
+    event_name: "DeleteDBInstance",
+    deny_action: "rds:DeleteDBInstance",
+    resource: Resource {
+        kind: "rds:db",
+        resource_type: "AWS::RDS::DBInstance",
+        ids: Ids::Param("dBInstanceIdentifier"),
+        request_ids: "requestParameters.dBInstanceIdentifier",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 128,
+        default: Some((3, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "DB instance",
+        nouns: "DB instances",
+        verb: "deleted",
+        burst: "RDS DB instance deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBInstance --start-time {start}",
+};
+
+/// `rds:DeleteDBCluster`.
+const DELETE_DB_CLUSTER: Watched = Watched {
+    source: "aws.rds",
+    event_source: "rds.amazonaws.com",
+    event_name: "DeleteDBCluster",
+    deny_action: "rds:DeleteDBCluster",
+    resource: Resource {
+        kind: "rds:cluster",
+        resource_type: "AWS::RDS::DBCluster",
+        ids: Ids::Param("dBClusterIdentifier"),
+        request_ids: "requestParameters.dBClusterIdentifier",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 128,
+        default: Some((2, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "DB cluster",
+        nouns: "DB clusters",
+        verb: "deleted",
+        burst: "RDS DB cluster deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBCluster --start-time {start}",
+};
+
+/// `rds:DeleteDBSnapshot`.
+const DELETE_DB_SNAPSHOT: Watched = Watched {
+    source: "aws.rds",
+    event_source: "rds.amazonaws.com",
+    event_name: "DeleteDBSnapshot",
+    deny_action: "rds:DeleteDBSnapshot",
+    resource: Resource {
+        kind: "rds:snapshot",
+        resource_type: "AWS::RDS::DBSnapshot",
+        ids: Ids::Param("dBSnapshotIdentifier"),
+        request_ids: "requestParameters.dBSnapshotIdentifier",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 255,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "DB snapshot",
+        nouns: "DB snapshots",
+        verb: "deleted",
+        burst: "RDS DB snapshot deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBSnapshot --start-time {start}",
+};
+
+/// `rds:DeleteDBClusterSnapshot`.
+const DELETE_DB_CLUSTER_SNAPSHOT: Watched = Watched {
+    source: "aws.rds",
+    event_source: "rds.amazonaws.com",
+    event_name: "DeleteDBClusterSnapshot",
+    deny_action: "rds:DeleteDBClusterSnapshot",
+    resource: Resource {
+        kind: "rds:cluster-snapshot",
+        resource_type: "AWS::RDS::DBClusterSnapshot",
+        ids: Ids::Param("dBClusterSnapshotIdentifier"),
+        request_ids: "requestParameters.dBClusterSnapshotIdentifier",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 255,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "DB cluster snapshot",
+        nouns: "DB cluster snapshots",
+        verb: "deleted",
+        burst: "RDS DB cluster snapshot deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBClusterSnapshot --start-time {start}",
+};
+
+/// `dynamodb:DeleteTable`.
+const DELETE_TABLE: Watched = Watched {
+    source: "aws.dynamodb",
+    event_source: "dynamodb.amazonaws.com",
+    event_name: "DeleteTable",
+    deny_action: "dynamodb:DeleteTable",
+    resource: Resource {
+        kind: "dynamodb:table",
+        resource_type: "AWS::DynamoDB::Table",
+        ids: Ids::Param("tableName"),
+        request_ids: "requestParameters.tableName",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 1024,
+        default: Some((3, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "DynamoDB table",
+        nouns: "DynamoDB tables",
+        verb: "deleted",
+        burst: "DynamoDB table deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteTable --start-time {start}",
+};
+
+/// `s3:DeleteBucket`.
+const DELETE_BUCKET: Watched = Watched {
+    source: "aws.s3",
+    event_source: "s3.amazonaws.com",
+    event_name: "DeleteBucket",
+    deny_action: "s3:DeleteBucket",
+    resource: Resource {
+        kind: "s3:bucket",
+        resource_type: "AWS::S3::Bucket",
+        ids: Ids::Param("bucketName"),
+        request_ids: "requestParameters.bucketName",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 63,
+        default: Some((5, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "S3 bucket",
+        nouns: "S3 buckets",
+        verb: "deleted",
+        burst: "S3 bucket deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteBucket --start-time {start}",
+};
+
+/// `kms:ScheduleKeyDeletion`.
+const SCHEDULE_KEY_DELETION: Watched = Watched {
+    source: "aws.kms",
+    event_source: "kms.amazonaws.com",
+    event_name: "ScheduleKeyDeletion",
+    deny_action: "kms:ScheduleKeyDeletion",
+    resource: Resource {
+        kind: "kms:key",
+        resource_type: "AWS::KMS::Key",
+        ids: Ids::Param("keyId"),
+        request_ids: "requestParameters.keyId (an ID, an ARN or an alias)",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 2048,
+        default: Some((2, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "KMS key",
+        nouns: "KMS keys",
+        verb: "scheduled for deletion",
+        burst: "KMS key deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=ScheduleKeyDeletion --start-time {start}",
+};
+
+/// `backup:DeleteRecoveryPoint`.
+const DELETE_RECOVERY_POINT: Watched = Watched {
+    source: "aws.backup",
+    event_source: "backup.amazonaws.com",
+    event_name: "DeleteRecoveryPoint",
+    deny_action: "backup:DeleteRecoveryPoint",
+    resource: Resource {
+        kind: "backup:recoveryPoint",
+        resource_type: "AWS::Backup::RecoveryPoint",
+        ids: Ids::Param("recoveryPointArn"),
+        request_ids: "requestParameters.recoveryPointArn",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 2048,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "recovery point",
+        nouns: "recovery points",
+        verb: "deleted",
+        burst: "AWS Backup recovery point deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteRecoveryPoint --start-time {start}",
+};
+
+/// `backup:DeleteBackupVault`.
+const DELETE_BACKUP_VAULT: Watched = Watched {
+    source: "aws.backup",
+    event_source: "backup.amazonaws.com",
+    event_name: "DeleteBackupVault",
+    deny_action: "backup:DeleteBackupVault",
+    resource: Resource {
+        kind: "backup:backupVault",
+        resource_type: "AWS::Backup::BackupVault",
+        ids: Ids::Param("backupVaultName"),
+        request_ids: "requestParameters.backupVaultName",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((2, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "backup vault",
+        nouns: "backup vaults",
+        verb: "deleted",
+        burst: "AWS Backup vault deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteBackupVault --start-time {start}",
+};
+
+/// `eks:DeleteCluster`.
+const DELETE_CLUSTER: Watched = Watched {
+    source: "aws.eks",
+    event_source: "eks.amazonaws.com",
+    event_name: "DeleteCluster",
+    deny_action: "eks:DeleteCluster",
+    resource: Resource {
+        kind: "eks:cluster",
+        resource_type: "AWS::EKS::Cluster",
+        ids: Ids::Param("name"),
+        request_ids: "requestParameters.name",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 100,
+        default: Some((2, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "EKS cluster",
+        nouns: "EKS clusters",
+        verb: "deleted",
+        burst: "EKS cluster deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteCluster --start-time {start}",
+};
+
+/// `elasticfilesystem:DeleteFileSystem`.
+const DELETE_FILE_SYSTEM: Watched = Watched {
+    source: "aws.elasticfilesystem",
+    event_source: "elasticfilesystem.amazonaws.com",
+    event_name: "DeleteFileSystem",
+    deny_action: "elasticfilesystem:DeleteFileSystem",
+    resource: Resource {
+        kind: "elasticfilesystem:file-system",
+        resource_type: "AWS::EFS::FileSystem",
+        ids: Ids::Param("fileSystemId"),
+        request_ids: "requestParameters.fileSystemId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 128,
+        default: Some((3, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "EFS file system",
+        nouns: "EFS file systems",
+        verb: "deleted",
+        burst: "EFS file system deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteFileSystem --start-time {start}",
+};
+
+/// `elasticache:DeleteCacheCluster`.
+const DELETE_CACHE_CLUSTER: Watched = Watched {
+    source: "aws.elasticache",
+    event_source: "elasticache.amazonaws.com",
+    event_name: "DeleteCacheCluster",
+    deny_action: "elasticache:DeleteCacheCluster",
+    resource: Resource {
+        kind: "elasticache:cluster",
+        resource_type: "AWS::ElastiCache::CacheCluster",
+        ids: Ids::Param("cacheClusterId"),
+        request_ids: "requestParameters.cacheClusterId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((3, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "cache cluster",
+        nouns: "cache clusters",
+        verb: "deleted",
+        burst: "ElastiCache cluster deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteCacheCluster --start-time {start}",
+};
+
+/// `elasticache:DeleteReplicationGroup`.
+const DELETE_REPLICATION_GROUP: Watched = Watched {
+    source: "aws.elasticache",
+    event_source: "elasticache.amazonaws.com",
+    event_name: "DeleteReplicationGroup",
+    deny_action: "elasticache:DeleteReplicationGroup",
+    resource: Resource {
+        kind: "elasticache:replicationgroup",
+        resource_type: "AWS::ElastiCache::ReplicationGroup",
+        ids: Ids::Param("replicationGroupId"),
+        request_ids: "requestParameters.replicationGroupId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((3, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "replication group",
+        nouns: "replication groups",
+        verb: "deleted",
+        burst: "ElastiCache replication group deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteReplicationGroup --start-time {start}",
+};
+
+/// `lambda:DeleteFunction`.
+const DELETE_FUNCTION: Watched = Watched {
+    source: "aws.lambda",
+    event_source: "lambda.amazonaws.com",
+    event_name: "DeleteFunction20150331",
+    deny_action: "lambda:DeleteFunction",
+    resource: Resource {
+        kind: "lambda:function",
+        resource_type: "AWS::Lambda::Function",
+        ids: Ids::Param("functionName"),
+        request_ids: "requestParameters.functionName (a name or an ARN)",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 170,
+        default: Some((20, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "Lambda function",
+        nouns: "Lambda functions",
+        verb: "deleted",
+        burst: "Lambda function deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteFunction20150331 --start-time {start}",
+};
+
+/// `secretsmanager:DeleteSecret`.
+const DELETE_SECRET: Watched = Watched {
+    source: "aws.secretsmanager",
+    event_source: "secretsmanager.amazonaws.com",
+    event_name: "DeleteSecret",
+    deny_action: "secretsmanager:DeleteSecret",
+    resource: Resource {
+        kind: "secretsmanager:Secret",
+        resource_type: "AWS::SecretsManager::Secret",
+        ids: Ids::Param("secretId"),
+        request_ids: "requestParameters.secretId (a name or an ARN)",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 2048,
+        default: Some((10, 10 * MINUTE)),
+    },
+    words: Words {
+        noun: "secret",
+        nouns: "secrets",
+        verb: "deleted",
+        burst: "Secrets Manager secret deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteSecret --start-time {start}",
+};
+
+/// `route53:DeleteHostedZone`.
+const DELETE_HOSTED_ZONE: Watched = Watched {
+    source: "aws.route53",
+    event_source: "route53.amazonaws.com",
+    event_name: "DeleteHostedZone",
+    deny_action: "route53:DeleteHostedZone",
+    resource: Resource {
+        kind: "route53:hostedzone",
+        resource_type: "AWS::Route53::HostedZone",
+        ids: Ids::Param("id"),
+        request_ids: "requestParameters.id",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 64,
+        default: Some((3, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "hosted zone",
+        nouns: "hosted zones",
+        verb: "deleted",
+        burst: "Route 53 hosted zone deletions",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteHostedZone --start-time {start}",
+};
+
+/// `organizations:LeaveOrganization`.
+const LEAVE_ORGANIZATION: Watched = Watched {
+    source: "aws.organizations",
+    event_source: "organizations.amazonaws.com",
+    event_name: "LeaveOrganization",
+    deny_action: "organizations:LeaveOrganization",
+    resource: Resource {
+        kind: "organizations:account",
+        resource_type: "AWS::Organizations::Account",
+        ids: Ids::Recipient,
+        request_ids: "recipientAccountId (the account that left)",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 12,
+        default: Some((1, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "account",
+        nouns: "accounts",
+        verb: "taken out of the organization",
+        burst: "accounts leaving the organization",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=LeaveOrganization --start-time {start}",
+};
+
+/// `organizations:CloseAccount`.
+const CLOSE_ACCOUNT: Watched = Watched {
+    source: "aws.organizations",
+    event_source: "organizations.amazonaws.com",
+    event_name: "CloseAccount",
+    deny_action: "organizations:CloseAccount",
+    resource: Resource {
+        kind: "organizations:account",
+        resource_type: "AWS::Organizations::Account",
+        ids: Ids::Param("accountId"),
+        request_ids: "requestParameters.accountId",
+        confirmed_by: "no errorCode",
+        already_gone: &[],
+        partial_failure: &[],
+        max_ids: 1,
+        max_id_len: 12,
+        default: Some((1, 60 * MINUTE)),
+    },
+    words: Words {
+        noun: "account",
+        nouns: "accounts",
+        verb: "closed",
+        burst: "account closures",
+    },
+    runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=CloseAccount --start-time {start}",
+};
+
 /// Every destructive call the engine counts.
-pub const WATCHED: [&Watched; 1] = [&TERMINATE_INSTANCES];
+pub const WATCHED: [&Watched; 22] = [
+    &TERMINATE_INSTANCES,
+    &DELETE_VOLUME,
+    &DELETE_SNAPSHOT,
+    &DEREGISTER_IMAGE,
+    &DELETE_DB_INSTANCE,
+    &DELETE_DB_CLUSTER,
+    &DELETE_DB_SNAPSHOT,
+    &DELETE_DB_CLUSTER_SNAPSHOT,
+    &DELETE_TABLE,
+    &DELETE_BUCKET,
+    &SCHEDULE_KEY_DELETION,
+    &DELETE_RECOVERY_POINT,
+    &DELETE_BACKUP_VAULT,
+    &DELETE_CLUSTER,
+    &DELETE_FILE_SYSTEM,
+    &DELETE_CACHE_CLUSTER,
+    &DELETE_REPLICATION_GROUP,
+    &DELETE_FUNCTION,
+    &DELETE_SECRET,
+    &DELETE_HOSTED_ZONE,
+    &LEAVE_ORGANIZATION,
+    &CLOSE_ACCOUNT,
+];
+
+/// The first watched call that destroys `kind`: how alerts speak of it.
+pub fn of_kind(kind: &str) -> &'static Watched {
+    WATCHED
+        .iter()
+        .copied()
+        .find(|w| w.resource.kind == kind)
+        .unwrap_or(&TERMINATE_INSTANCES)
+}
+
+/// Every resource type, each once, in catalogue order.
+pub fn kinds() -> Vec<&'static str> {
+    distinct(WATCHED.iter().map(|w| w.resource.kind))
+}
 
 /// The watched call a record's `eventSource` and `eventName` name, if any.
 pub fn watched(event_source: &str, event_name: &str) -> Option<&'static Watched> {
+    if !may_name(event_name) {
+        return None;
+    }
     WATCHED
         .iter()
         .copied()
         .find(|w| w.event_source == event_source && w.event_name == event_name)
 }
+
+/// Whether `event_name` may be a catalogued call's: `false` is certain, `true` means
+/// "look it up". Most records of a trail name calls neither list holds, and a 256-slot
+/// filter built at compile time turns them away before either list is walked, so the
+/// catalogue's growth costs them nothing.
+pub fn may_name(event_name: &str) -> bool {
+    let s = slot(event_name.as_bytes());
+    NAMES[s / 64] >> (s % 64) & 1 == 1
+}
+
+const fn slot(name: &[u8]) -> usize {
+    let n = name.len();
+    if n == 0 {
+        return 0;
+    }
+    (n.wrapping_mul(31)
+        ^ (name[0] as usize).wrapping_mul(7)
+        ^ (name[n - 1] as usize).wrapping_mul(13)
+        ^ name[n / 2] as usize)
+        & 255
+}
+
+const NAMES: [u64; 4] = {
+    let mut f = [0u64; 4];
+    let mut i = 0;
+    while i < WATCHED.len() {
+        let s = slot(WATCHED[i].event_name.as_bytes());
+        f[s / 64] |= 1 << (s % 64);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < CONTEXT.len() {
+        let s = slot(CONTEXT[i].event_name.as_bytes());
+        f[s / 64] |= 1 << (s % 64);
+        i += 1;
+    }
+    f
+};
+
+/// Whether watched call `w` is also a context call (`ScheduleKeyDeletion`, a tamper
+/// target too): decided once, at compile time, from the two lists, so the hot path of
+/// every other watched call asks nothing of the context list.
+pub fn also_context(w: &Watched) -> bool {
+    WATCHED
+        .iter()
+        .position(|x| x.event_name == w.event_name && x.event_source == w.event_source)
+        .is_some_and(|i| ALSO_CONTEXT[i])
+}
+
+const ALSO_CONTEXT: [bool; WATCHED.len()] = {
+    const fn same(a: &str, b: &str) -> bool {
+        let (a, b) = (a.as_bytes(), b.as_bytes());
+        if a.len() != b.len() {
+            return false;
+        }
+        let mut i = 0;
+        while i < a.len() {
+            if a[i] != b[i] {
+                return false;
+            }
+            i += 1;
+        }
+        true
+    }
+    let mut out = [false; WATCHED.len()];
+    let mut w = 0;
+    while w < WATCHED.len() {
+        let mut c = 0;
+        while c < CONTEXT.len() {
+            if same(WATCHED[w].event_name, CONTEXT[c].event_name)
+                && same(WATCHED[w].event_source, CONTEXT[c].event_source)
+            {
+                out[w] = true;
+            }
+            c += 1;
+        }
+        w += 1;
+    }
+    out
+};
 
 /// What a context call tells.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -266,6 +991,9 @@ pub const CONTEXT: [ContextCall; 46] = [
 
 /// The context call a record's `eventSource` and `eventName` name, if any.
 pub fn context(event_source: &str, event_name: &str) -> Option<&'static ContextCall> {
+    if !may_name(event_name) {
+        return None;
+    }
     CONTEXT
         .iter()
         .find(|c| c.event_source == event_source && c.event_name == event_name)
@@ -366,12 +1094,79 @@ mod tests {
         }
         for w in WATCHED {
             assert!(
-                seen.insert((w.event_source, w.event_name)),
+                seen.insert((w.event_source, w.event_name))
+                    // A destructive call may also disarm the tripwire: both, then.
+                    || matches!(context(w.event_source, w.event_name).map(|c| c.role), Some(Role::Tamper(_))),
                 "{}",
                 w.event_name
             );
-            assert!(context(w.event_source, w.event_name).is_none());
+            assert!(w
+                .event_source
+                .starts_with(w.source.trim_start_matches("aws.")));
         }
+        // Every deny action once; every type named `service:type`, its service the
+        // deny action's.
+        let denies = distinct(WATCHED.iter().map(|w| w.deny_action));
+        assert_eq!(denies.len(), WATCHED.len());
+        for w in WATCHED {
+            let (svc, _) = w.resource.kind.split_once(':').expect("service:type");
+            assert!(
+                w.deny_action.starts_with(&format!("{svc}:")),
+                "{}",
+                w.event_name
+            );
+            assert_eq!(of_kind(w.resource.kind).resource.kind, w.resource.kind);
+        }
+    }
+
+    #[test]
+    fn the_name_filter_admits_every_catalogued_call_and_turns_most_others_away() {
+        for name in WATCHED
+            .iter()
+            .map(|w| w.event_name)
+            .chain(CONTEXT.iter().map(|c| c.event_name))
+        {
+            assert!(may_name(name), "{name}");
+        }
+        // Calls a trail is full of.
+        let others = [
+            "DescribeInstances",
+            "GetObject",
+            "PutObject",
+            "AssumeRoleWithClientGrants",
+            "ListBuckets",
+            "DescribeVolumes",
+            "GetCallerIdentity",
+            "Decrypt",
+            "GenerateDataKey",
+            "DescribeDBInstances",
+            "CreateTags",
+            "RunInstances",
+            "StopInstances",
+            "ConsoleLogin",
+            "CreateLogStream",
+            "PutLogEvents",
+            "GetSecretValue",
+            "DescribeTable",
+            "Query",
+            "UpdateItem",
+        ];
+        let admitted = others.iter().filter(|n| may_name(n)).count();
+        assert!(
+            admitted <= others.len() / 3,
+            "{admitted} of {} admitted",
+            others.len()
+        );
+    }
+
+    #[test]
+    fn only_schedule_key_deletion_is_both_watched_and_a_context_call() {
+        let both: Vec<&str> = WATCHED
+            .iter()
+            .filter(|w| also_context(w))
+            .map(|w| w.event_name)
+            .collect();
+        assert_eq!(both, ["ScheduleKeyDeletion"]);
     }
 
     #[test]
@@ -392,11 +1187,15 @@ mod tests {
     #[test]
     fn the_patterns_name_each_call_of_their_family() {
         let p = event_patterns();
-        assert_eq!(
-            p["terminations"]["detail"]["eventName"],
-            json!(["TerminateInstances"])
-        );
-        assert_eq!(p["terminations"]["source"], json!(["aws.ec2"]));
+        let names = p["terminations"]["detail"]["eventName"].as_array().unwrap();
+        assert_eq!(names.len(), WATCHED.len());
+        assert_eq!(names[0], json!("TerminateInstances"));
+        assert!(names.contains(&json!("DeleteDBInstance")));
+        assert_eq!(p["terminations"]["source"][0], json!("aws.ec2"));
+        assert!(p["terminations"]["source"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("aws.organizations")));
         assert_eq!(
             p["initiators"]["detail"]["eventName"]
                 .as_array()

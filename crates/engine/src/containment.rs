@@ -398,14 +398,14 @@ fn is_control_tower_role(name: &str) -> bool {
     name == "awscontroltowerexecution" || name.starts_with("aws-controltower-")
 }
 
-/// Why a principal is not contained, or `None` if it may be.
-pub fn refusal(policy: &Policy, p: &Principal) -> Option<String> {
+/// Why a principal is not contained for a burst of `kind`, or `None` if it may be.
+pub fn refusal(policy: &Policy, p: &Principal, kind: &str) -> Option<String> {
     // A `[principals]` rule that sets containment is the operator's explicit choice,
     // and overrides the service-role defaults below (never the checks before them).
     let explicit = policy
         .rule_for(&p.arn)
         .is_some_and(|r| r.containment.is_some());
-    if policy.containment_for(&p.arn) == Mode::Off {
+    if policy.containment_for(&p.arn, kind) == Mode::Off {
         return Some("containment is off (alert-only mode)".into());
     }
     if policy.is_protected(&p.arn) {
@@ -610,10 +610,11 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
     }
 }
 
-/// Renders the plan for `p`, whose incident's calls show `culprit`. `now` is the cutoff
-/// for revoking older sessions: the responder's clock as it writes.
-pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> Plan {
-    if let Some(reason) = refusal(policy, p) {
+/// Renders the plan for `p`, whose incident's calls (destroying resources of `kind`)
+/// show `culprit`. `now` is the cutoff for revoking older sessions: the responder's
+/// clock as it writes.
+pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind: &str) -> Plan {
+    if let Some(reason) = refusal(policy, p, kind) {
         return Plan::none(reason);
     }
     let (target, account) = match (&p.kind, &p.account) {
@@ -644,7 +645,7 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis) -> P
         "every session of the {whole} is denied {} and undoing containment ({BRAKE_POLICY})",
         policy.deny_actions.join(", ")
     );
-    let mode = policy.containment_for(&p.arn);
+    let mode = policy.containment_for(&p.arn, kind);
     let (action, scope, condition, managed, policies, what) = match mode {
         Mode::Quarantine => (
             Action::Quarantine,
@@ -920,7 +921,13 @@ mod tests {
             partition: "aws-us-gov".into(),
             anomaly: None,
         };
-        plan(&policy, &p, culprit, 1_515_535_740_000)
+        plan(
+            &policy,
+            &p,
+            culprit,
+            1_515_535_740_000,
+            crate::catalogue::EC2_INSTANCE,
+        )
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub struct Incident {
     pub principal_type: String,
     /// The principal's own account.
     pub principal_account: Option<String>,
+    /// What its calls destroyed (`ec2:instance`, `rds:db`, …).
+    #[serde(default = "instances_kind")]
+    pub resource_type: String,
     /// Where the instances died.
     pub account: String,
     /// Region of the trigger event.
@@ -97,6 +100,10 @@ pub struct Incident {
     /// What identified the sessions behind the calls.
     #[serde(default)]
     pub attribution: Attribution,
+}
+
+fn instances_kind() -> String {
+    crate::catalogue::EC2_INSTANCE.to_owned()
 }
 
 /// Instances an incident counts beyond the IDs it lists.
@@ -303,6 +310,7 @@ pub struct View<'a> {
     principal_arn: Option<&'a str>,
     principal_type: &'a str,
     principal_account: &'a Option<String>,
+    resource_type: &'a str,
     account: &'a str,
     region: &'a str,
     regions: &'a BTreeSet<String>,
@@ -310,6 +318,9 @@ pub struct View<'a> {
     instances_unconfirmed: usize,
     #[serde(serialize_with = "first_ids")]
     instance_ids: (&'a BTreeSet<String>, &'a BTreeSet<String>, usize),
+    /// The same IDs under the name every type shares.
+    #[serde(serialize_with = "first_ids")]
+    resources: (&'a BTreeSet<String>, &'a BTreeSet<String>, usize),
     trigger_count: u32,
     threshold: u32,
     cross_account: bool,
@@ -403,6 +414,7 @@ impl Incident {
             subject: Subject::new(key.lane, &t.principal.arn),
             principal_type: t.principal.kind.type_name().to_owned(),
             principal_account: t.principal.account.clone(),
+            resource_type: t.kind().to_owned(),
             account: key.account.clone(),
             region: t.region.clone(),
             regions: BTreeSet::new(),
@@ -513,7 +525,13 @@ impl Incident {
         }
         // The scope is chosen on every call that filled the window.
         inc.containment = match key.lane {
-            Lane::Burst => containment::plan(policy, &t.principal, &inc.culprit(), plan_time),
+            Lane::Burst => containment::plan(
+                policy,
+                &t.principal,
+                &inc.culprit(),
+                plan_time,
+                &inc.resource_type,
+            ),
             lane => Plan::alert_only(format!(
                 "alert only: the {} lane never contains",
                 lane.kind()
@@ -568,12 +586,14 @@ impl Incident {
             principal_arn: self.subject.principal_arn(),
             principal_type: &self.principal_type,
             principal_account: &self.principal_account,
+            resource_type: &self.resource_type,
             account: &self.account,
             region: &self.region,
             regions: &self.regions,
             instances: self.instances(),
             instances_unconfirmed: self.instances_unconfirmed(),
             instance_ids: (&self.instance_ids, &self.unconfirmed_ids, sample),
+            resources: (&self.instance_ids, &self.unconfirmed_ids, sample),
             trigger_count: self.trigger_count,
             threshold: self.threshold,
             cross_account: self.cross_account,
@@ -607,10 +627,11 @@ impl Incident {
 
     /// The window key this incident was counted under.
     pub fn key(&self) -> Key {
-        Key::new(
+        Key::of(
             self.kind(),
             self.principal_arn().unwrap_or_default(),
             &self.account,
+            &self.resource_type,
         )
     }
 

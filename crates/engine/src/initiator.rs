@@ -197,13 +197,19 @@ pub fn from_record(
 }
 
 /// The service whose service-linked role (or own identity) made `t`, when `t` is a
-/// termination that could be credited to an initiator: successful, with instances, and
+/// termination that could be credited to an initiator: of instances, successful, and
 /// not already credited. A customer role a service assumes (a CloudFormation service
 /// role, `EMR_DefaultRole`) stays its own principal's burst, so it is never credited.
 pub fn creditable(t: &Termination) -> Option<&'static str> {
     let by_service = matches!(t.principal.kind, PrincipalKind::AwsService)
         || t.principal.is_service_linked_role();
-    if !by_service || t.credit.is_some() || t.is_attempt() || t.instance_ids.is_empty() {
+    let instances = t.kind() == crate::catalogue::EC2_INSTANCE;
+    if !instances
+        || !by_service
+        || t.credit.is_some()
+        || t.is_attempt()
+        || t.instance_ids.is_empty()
+    {
         return None;
     }
     carried_out_by(t).filter(|s| *s != "unknown")

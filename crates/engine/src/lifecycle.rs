@@ -47,7 +47,7 @@ pub fn route(policy: &Policy, t: &Termination) -> Routed {
         primary,
         lanes,
         cross_account,
-        window: policy.window_for(&t.principal.arn),
+        window: policy.window_for(&t.principal.arn, t.kind()),
     }
 }
 

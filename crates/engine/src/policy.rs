@@ -49,6 +49,8 @@ pub struct Policy {
     pub accounts: BTreeMap<String, AccountOverride>,
     /// Per-principal rules, in file order; the first whose glob matches applies.
     pub principals: Vec<PrincipalRule>,
+    /// Per-resource-type rules (`[resources."rds:db"]`), over the catalogue's defaults.
+    pub resources: BTreeMap<String, ResourceRule>,
     /// Planned work during which a principal's terminations are not counted.
     pub change_windows: Vec<ChangeWindow>,
 }
@@ -67,6 +69,18 @@ pub struct PrincipalRule {
     /// Overrides the window.
     pub window: Option<Millis>,
     /// Overrides the containment mode.
+    pub containment: Option<Mode>,
+}
+
+/// `[resources."TYPE"]`: a resource type's own threshold, window and containment, over
+/// the catalogue's defaults for it (for `ec2:instance`, over `threshold` and `window`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ResourceRule {
+    /// Overrides the type's threshold.
+    pub threshold: Option<u32>,
+    /// Overrides the type's window.
+    pub window: Option<Millis>,
+    /// Overrides the containment mode for bursts of this type.
     pub containment: Option<Mode>,
 }
 
@@ -250,6 +264,8 @@ struct RawPolicy {
     #[serde(default)]
     principals: toml::Table,
     #[serde(default)]
+    resources: BTreeMap<String, RawResourceRule>,
+    #[serde(default)]
     change_windows: Vec<RawChangeWindow>,
 }
 
@@ -265,6 +281,14 @@ struct RawOverride {
 struct RawPrincipalRule {
     threshold: Option<i64>,
     cross_account_threshold: Option<i64>,
+    window: Option<String>,
+    containment: Option<Mode>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawResourceRule {
+    threshold: Option<i64>,
     window: Option<String>,
     containment: Option<Mode>,
 }
@@ -446,6 +470,32 @@ impl Policy {
                 containment: r.containment,
             });
         }
+        let mut resources = BTreeMap::new();
+        for (kind, r) in raw.resources {
+            let key = format!("resources.\"{kind}\"");
+            if !crate::catalogue::kinds().contains(&kind.as_str()) {
+                return Err(err(
+                    &key,
+                    format!(
+                        "`{kind}` is not a watched resource type (`tripwire check-policy` lists them: {})",
+                        crate::catalogue::kinds().join(", ")
+                    ),
+                ));
+            }
+            let rule = ResourceRule {
+                threshold: r
+                    .threshold
+                    .map(|t| check_threshold(&format!("{key}.threshold"), t))
+                    .transpose()?,
+                window: r
+                    .window
+                    .as_deref()
+                    .map(|w| window_of(&format!("{key}.window"), w))
+                    .transpose()?,
+                containment: r.containment,
+            };
+            resources.insert(kind, rule);
+        }
         let mut change_windows = Vec::new();
         for (i, c) in raw.change_windows.iter().enumerate() {
             let key = format!("change_windows[{i}]");
@@ -499,6 +549,7 @@ impl Policy {
             recontain: raw.recontain,
             accounts,
             principals,
+            resources,
             change_windows,
         })
     }
@@ -508,17 +559,25 @@ impl Policy {
         self.principals.iter().find(|r| r.glob.matches(arn))
     }
 
-    /// The threshold for `arn` terminating in `account`, cross-account or not: the
-    /// principal's rule, else the account's override, else the default. A cross-account
-    /// threshold set nowhere is the same-account one.
-    pub fn threshold_for(&self, arn: &str, account: &str, cross_account: bool) -> u32 {
+    /// The threshold for `arn` destroying resources of `kind` in `account`,
+    /// cross-account or not: the principal's rule, else the type's `[resources]` rule,
+    /// else (instances) the account's override and the default, or (every other type)
+    /// the catalogue's default for the type. A cross-account threshold set nowhere is the
+    /// same-account one; it applies to instances only, as the account overrides do.
+    pub fn threshold_for(&self, arn: &str, account: &str, cross_account: bool, kind: &str) -> u32 {
         let rule = self.rule_for(arn);
-        let o = self.accounts.get(account);
+        let by_type = self.resources.get(kind);
+        let instances = kind == crate::catalogue::EC2_INSTANCE;
+        let o = self.accounts.get(account).filter(|_| instances);
+        let base = match crate::catalogue::of_kind(kind).resource.default {
+            Some((t, _)) if !instances => t,
+            _ => o.and_then(|o| o.threshold).unwrap_or(self.threshold),
+        };
         let same = rule
             .and_then(|r| r.threshold)
-            .or(o.and_then(|o| o.threshold))
-            .unwrap_or(self.threshold);
-        if cross_account {
+            .or(by_type.and_then(|r| r.threshold))
+            .unwrap_or(base);
+        if cross_account && instances {
             rule.and_then(|r| r.cross_account_threshold)
                 .or(o.and_then(|o| o.cross_account_threshold))
                 .or(self.cross_account_threshold)
@@ -528,17 +587,25 @@ impl Policy {
         }
     }
 
-    /// The window `arn` is counted in.
-    pub fn window_for(&self, arn: &str) -> Millis {
+    /// The window `arn` is counted in for resources of `kind`: the principal's rule,
+    /// else the type's, else the default (the catalogue's for types other than instances).
+    pub fn window_for(&self, arn: &str, kind: &str) -> Millis {
+        let default = match crate::catalogue::of_kind(kind).resource.default {
+            Some((_, w)) if kind != crate::catalogue::EC2_INSTANCE => w,
+            _ => self.window,
+        };
         self.rule_for(arn)
             .and_then(|r| r.window)
-            .unwrap_or(self.window)
+            .or(self.resources.get(kind).and_then(|r| r.window))
+            .unwrap_or(default)
     }
 
-    /// The containment mode for `arn`.
-    pub fn containment_for(&self, arn: &str) -> Mode {
+    /// The containment mode for `arn`'s burst of `kind`: the principal's rule, else the
+    /// type's, else the policy's.
+    pub fn containment_for(&self, arn: &str, kind: &str) -> Mode {
         self.rule_for(arn)
             .and_then(|r| r.containment)
+            .or(self.resources.get(kind).and_then(|r| r.containment))
             .unwrap_or(self.containment)
     }
 
@@ -653,9 +720,18 @@ threshold = 3
         .unwrap();
         assert_eq!(p.window, 300_000);
         let arn = "arn:aws:iam::333333333333:role/app";
-        assert_eq!(p.threshold_for(arn, "333333333333", false), 3);
-        assert_eq!(p.threshold_for(arn, "333333333333", true), 1);
-        assert_eq!(p.threshold_for(arn, "222222222222", false), 10);
+        assert_eq!(
+            p.threshold_for(arn, "333333333333", false, "ec2:instance"),
+            3
+        );
+        assert_eq!(
+            p.threshold_for(arn, "333333333333", true, "ec2:instance"),
+            1
+        );
+        assert_eq!(
+            p.threshold_for(arn, "222222222222", false, "ec2:instance"),
+            10
+        );
         assert!(p.is_protected("arn:aws:iam::222222222222:role/breakglass-admin"));
         assert!(!p.is_protected("arn:aws:iam::222222222222:role/vendor/cleanup-task"));
         assert_eq!(p.containment, Mode::Revoke);
@@ -669,9 +745,15 @@ threshold = 3
             (10, 300_000, None)
         );
         // Unset, a cross-account chain counts like any other call.
-        assert_eq!(p.threshold_for("arn:aws:iam::1:role/x", "2", true), 10);
+        assert_eq!(
+            p.threshold_for("arn:aws:iam::1:role/x", "2", true, "ec2:instance"),
+            10
+        );
         assert_eq!(p.containment, Mode::Off);
-        assert_eq!(p.deny_actions, vec!["ec2:TerminateInstances".to_string()]);
+        // The brake stops every door: each watched call's action, the seed's first.
+        assert_eq!(p.deny_actions.len(), crate::catalogue::WATCHED.len());
+        assert_eq!(p.deny_actions[0], "ec2:TerminateInstances");
+        assert!(p.deny_actions.contains(&"rds:DeleteDBInstance".to_string()));
     }
 
     #[test]
@@ -752,12 +834,20 @@ threshold = 3
         .unwrap();
         let ab = "arn:aws:iam::222222222222:role/abc";
         let a = "arn:aws:iam::222222222222:role/axe";
-        assert_eq!(p.threshold_for(ab, "222222222222", false), 7);
-        assert_eq!(p.threshold_for(a, "222222222222", false), 5);
-        assert_eq!(p.containment_for(ab), Mode::Off);
-        assert_eq!(p.containment_for(a), Mode::Quarantine);
         assert_eq!(
-            p.threshold_for("arn:aws:iam::222222222222:role/z", "222222222222", false),
+            p.threshold_for(ab, "222222222222", false, "ec2:instance"),
+            7
+        );
+        assert_eq!(p.threshold_for(a, "222222222222", false, "ec2:instance"), 5);
+        assert_eq!(p.containment_for(ab, "ec2:instance"), Mode::Off);
+        assert_eq!(p.containment_for(a, "ec2:instance"), Mode::Quarantine);
+        assert_eq!(
+            p.threshold_for(
+                "arn:aws:iam::222222222222:role/z",
+                "222222222222",
+                false,
+                "ec2:instance"
+            ),
             10
         );
     }

@@ -117,6 +117,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
         initiations,
         heartbeats,
         mut tampers,
+        destructive_tampers: _,
     } = events;
     let mut out = ReplayResult {
         coverage: crate::armed::coverage(&heartbeats),

@@ -23,6 +23,9 @@ pub enum Extracted {
     Heartbeat(Box<armed::Heartbeat>),
     /// A call that may disarm the tripwire.
     Tamper(Box<armed::Tamper>),
+    /// A watched call that may also disarm the tripwire (`ScheduleKeyDeletion`): counted
+    /// as a destruction, and read as a tamper call.
+    DestroyedAndTamper(Box<Termination>, Box<armed::Tamper>),
     /// A usable record of another API call.
     OtherEvent,
     /// Unusable, with the reason.
@@ -36,6 +39,12 @@ pub fn extract(found: Found<'_>) -> Extracted {
         Found::Record(doc, envelope) => match termination::from_record(&doc, envelope.as_ref()) {
             Ok(Some(t)) => match armed::heartbeat_of(&t) {
                 Some(h) => Extracted::Heartbeat(Box::new(h)),
+                // A destructive call that may also disarm the tripwire
+                // (`ScheduleKeyDeletion` on its key) is both.
+                None if catalogue::also_context(t.call) => match other(&doc, envelope.as_ref()) {
+                    Extracted::Tamper(tamper) => Extracted::DestroyedAndTamper(Box::new(t), tamper),
+                    _ => Extracted::Termination(Box::new(t)),
+                },
                 None => Extracted::Termination(Box::new(t)),
             },
             Ok(None) => other(&doc, envelope.as_ref()),
@@ -89,6 +98,9 @@ pub struct Events {
     pub heartbeats: Vec<armed::Heartbeat>,
     /// Calls that may disarm the tripwire (see [`armed::Tamper::is_ours`]).
     pub tampers: Vec<armed::Tamper>,
+    /// How many of `tampers` are also in `terminations` (one record each, counted as the
+    /// watched call, not among the other events).
+    pub destructive_tampers: usize,
 }
 
 /// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations,
@@ -119,6 +131,12 @@ pub fn scan_events(
             Extracted::Tamper(t) => {
                 counts.other_events += 1;
                 out.tampers.push(*t)
+            }
+            // One record, counted once: as the watched call it is.
+            Extracted::DestroyedAndTamper(t, tamper) => {
+                out.terminations.push(*t);
+                out.tampers.push(*tamper);
+                out.destructive_tampers += 1;
             }
             Extracted::OtherEvent => counts.other_events += 1,
             Extracted::Skip(r) => *counts.skipped.entry(r.as_str()).or_default() += 1,

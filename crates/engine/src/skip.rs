@@ -24,6 +24,9 @@ pub enum SkipReason {
     NoAccount,
     /// A successful call that names no instance.
     NoInstances,
+    /// A successful destructive call (other than TerminateInstances) whose request does
+    /// not name what it destroyed.
+    NoResourceId,
     /// `requestParameters` of an unexpected shape.
     BadRequestParameters,
     /// Terminated inside an allowed account.
@@ -64,6 +67,7 @@ impl SkipReason {
             SkipReason::NoUserIdentity => "no_user_identity",
             SkipReason::NoAccount => "no_account",
             SkipReason::NoInstances => "no_instances",
+            SkipReason::NoResourceId => "no_resource_id",
             SkipReason::BadRequestParameters => "bad_request_parameters",
             SkipReason::AllowedAccount => "allowed_account",
             SkipReason::ServiceLinkedRole => "service_linked_role",

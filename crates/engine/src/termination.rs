@@ -1,7 +1,7 @@
 //! From a watched call's CloudTrail record to a [`Termination`]: what it destroyed, who
 //! called, from which session.
 
-use crate::catalogue::{self, Watched};
+use crate::catalogue::{self, Ids, Watched};
 use crate::principal::{self, sanitize, Arn, Principal};
 use crate::record::{
     Document, Envelope, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
@@ -10,9 +10,15 @@ use crate::skip::SkipReason;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
 
-/// One `ec2:TerminateInstances` call, successful or not.
+/// One watched call (`ec2:TerminateInstances`, `rds:DeleteDBInstance`, …), successful
+/// or not. The name is the seed's door's; the fields speak of instances because that is
+/// what most calls carry, and `kind` says what the IDs are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Termination {
+    /// The watched call it is (what it destroys, `call.resource.kind`: bursts are
+    /// counted per principal and type).
+    #[serde(skip)]
+    pub call: &'static Watched,
     /// CloudTrail `eventID`, the deduplication key (a content hash when absent).
     pub event_id: String,
     /// CloudTrail `eventTime`.
@@ -23,8 +29,9 @@ pub struct Termination {
     pub account: String,
     /// `awsRegion`.
     pub region: String,
-    /// Distinct instance IDs this call terminated, sorted: those it asked for, less any
-    /// that `responseElements` shows were already shutting down or terminated.
+    /// Distinct IDs of what this call destroyed, sorted: for instances, those it asked
+    /// for, less any that `responseElements` shows were already shutting down or
+    /// terminated; for the other types, the one the request names.
     pub instance_ids: Vec<String>,
     /// How many of the IDs asked for were already shutting down or terminated.
     pub already_terminated: u32,
@@ -146,6 +153,11 @@ impl Session {
 }
 
 impl Termination {
+    /// What it destroys (`ec2:instance`, `rds:db`).
+    pub fn kind(&self) -> &'static str {
+        self.call.resource.kind
+    }
+
     /// A failed call terminated nothing; it only counts as an attempt.
     pub fn is_attempt(&self) -> bool {
         self.error_code.is_some() && !self.unconfirmed
@@ -186,16 +198,23 @@ pub fn from_record(
         .or(principal.account.as_deref())
         .ok_or(SkipReason::NoAccount)?;
     let error_code = doc.error_code.get().map(sanitize);
-    let asked = instance_ids(w, doc)?;
+    let asked = match w.resource.ids {
+        Ids::InstancesSet => instance_ids(w, doc)?,
+        Ids::Param(key) => param_id(w, doc, key)?,
+        Ids::Recipient => vec![sanitize(account)],
+    };
     if asked.is_empty() && error_code.is_none() {
-        return Err(SkipReason::NoInstances);
+        return Err(match w.resource.ids {
+            Ids::InstancesSet => SkipReason::NoInstances,
+            _ => SkipReason::NoResourceId,
+        });
     }
     let unconfirmed = error_code
         .as_deref()
         .is_some_and(|c| is_partial_failure(w, c));
     // Only a successful call has `responseElements`; an absent or unreadable one leaves
     // the request's IDs counted.
-    let dead = if error_code.is_none() {
+    let dead = if error_code.is_none() && w.resource.ids == Ids::InstancesSet {
         already_dead(w, doc)
     } else {
         Vec::new()
@@ -215,6 +234,7 @@ pub fn from_record(
         ]),
     };
     Ok(Some(Termination {
+        call: w,
         event_id,
         event_time,
         account: sanitize(account),
@@ -253,6 +273,26 @@ fn instance_ids(w: &Watched, doc: &Document<'_>) -> Result<Vec<String>, SkipReas
         return Err(SkipReason::TooManyInstances);
     }
     Ok(ids)
+}
+
+/// The one ID request parameter `key` names (an empty list when it names none, as a
+/// failed call's request may not).
+fn param_id(w: &Watched, doc: &Document<'_>, key: &str) -> Result<Vec<String>, SkipReason> {
+    let Some(raw) = doc.request_parameters else {
+        return Ok(Vec::new());
+    };
+    let params: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(raw.get()) {
+        Ok(p) => p,
+        // `null` (no parameters): nothing named.
+        Err(_) if raw.get().trim() == "null" => return Ok(Vec::new()),
+        Err(_) => return Err(SkipReason::BadRequestParameters),
+    };
+    Ok(params
+        .get(key)
+        .and_then(serde_json::Value::as_str)
+        .filter(|id| !id.is_empty() && id.len() <= w.resource.max_id_len)
+        .map(|id| vec![sanitize(id)])
+        .unwrap_or_default())
 }
 
 /// The IDs `responseElements` shows were already shutting down or terminated, sorted.

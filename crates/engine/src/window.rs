@@ -4,6 +4,7 @@
 //! Everything here is a pure function of the events it is given, so the same code
 //! serves the in-memory backtest and the DynamoDB-backed detector.
 
+use crate::catalogue::EC2_INSTANCE;
 use crate::policy::Policy;
 use crate::principal::{Principal, PrincipalKind};
 use crate::skip::SkipReason;
@@ -25,6 +26,18 @@ pub struct Key {
     /// Which rule counts it.
     #[serde(default)]
     pub lane: Lane,
+    /// What its calls destroy (`ec2:instance` in items written before other types were
+    /// counted).
+    #[serde(default = "instances", skip_serializing_if = "is_instances")]
+    pub kind: String,
+}
+
+fn instances() -> String {
+    EC2_INSTANCE.to_owned()
+}
+
+fn is_instances(kind: &str) -> bool {
+    kind == EC2_INSTANCE
 }
 
 /// The counting rules. Every lane but `Burst` is off by default and alert-only.
@@ -61,9 +74,15 @@ impl Lane {
 }
 
 impl Key {
-    /// The key of `principal_arn` in `account` on `lane`.
+    /// The key of `principal_arn` terminating instances in `account` on `lane`.
     pub fn new(lane: Lane, principal_arn: &str, account: &str) -> Self {
+        Key::of(lane, principal_arn, account, EC2_INSTANCE)
+    }
+
+    /// The key of `principal_arn` destroying resources of `kind` in `account` on `lane`.
+    pub fn of(lane: Lane, principal_arn: &str, account: &str, kind: &str) -> Self {
         Key {
+            kind: kind.to_owned(),
             principal_arn: if lane == Lane::Account {
                 String::new()
             } else {
@@ -74,11 +93,17 @@ impl Key {
         }
     }
 
-    /// A printable, stable identifier (the DynamoDB partition key).
+    /// A printable, stable identifier (the DynamoDB partition key). Instances keep the
+    /// form they had before other types were counted; another type is a suffix.
     pub fn id(&self) -> String {
-        match self.lane {
+        let base = match self.lane {
             Lane::Burst => format!("{}|{}", self.account, self.principal_arn),
             lane => format!("{}|{}|{}", lane.kind(), self.account, self.principal_arn),
+        };
+        if is_instances(&self.kind) {
+            base
+        } else {
+            format!("{base}|{}", self.kind)
         }
     }
 }
@@ -136,7 +161,7 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if policy.in_change_window(&p.arn, &t.account, t.event_time) {
         return Classification::NotCounted(SkipReason::ChangeWindow);
     }
-    let key = Key::new(Lane::Burst, &p.arn, &t.account);
+    let key = Key::of(Lane::Burst, &p.arn, &t.account, t.kind());
     if t.is_attempt() {
         return Classification::Attempt(key);
     }
@@ -150,7 +175,7 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
             .and_then(|o| o.account.as_deref())
             .is_some_and(|a| a != t.account);
     Classification::Counted {
-        threshold: policy.threshold_for(&p.arn, &t.account, cross_account),
+        threshold: policy.threshold_for(&p.arn, &t.account, cross_account, t.kind()),
         key,
         cross_account,
     }
@@ -169,6 +194,10 @@ pub struct LaneCount {
 
 /// The alert-only lanes a termination counts in besides its `primary` classification.
 pub fn lanes(policy: &Policy, t: &Termination, primary: &Classification) -> Vec<LaneCount> {
+    // The alert-only lanes count instances: their thresholds are numbers of instances.
+    if t.kind() != EC2_INSTANCE {
+        return Vec::new();
+    }
     let allowed = policy.allowed_accounts.contains(&t.account);
     let (lane, threshold) = match primary {
         Classification::NotCounted(SkipReason::ServiceLinkedRole | SkipReason::AwsService)

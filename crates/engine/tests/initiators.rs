@@ -91,6 +91,7 @@ fn the_service_linked_roles_termination_becomes_the_deleters_and_keeps_the_servi
         &c.principal,
         &tripwire_engine::containment::Culprit::of_call(&c),
         0,
+        c.kind(),
     );
     assert_eq!(p.action, Action::Revoke);
 }
@@ -204,6 +205,7 @@ fn an_initiator_containment_must_not_act_on_is_counted_but_never_contained() {
             &c.principal,
             &tripwire_engine::containment::Culprit::of_call(&c),
             0,
+            c.kind(),
         );
         assert_eq!(p.action, Action::None, "{kind}: {}", p.reason);
         assert_eq!(c.principal.arn, who.principal_arn, "{kind}");

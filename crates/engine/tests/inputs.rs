@@ -111,7 +111,13 @@ fn every_case_gets_its_outcome() {
         match (&got[0], &want) {
             (Extracted::Termination(t), Want::Term(arn, action)) => {
                 assert_eq!(&t.principal.arn, arn, "{name}");
-                let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.event_time);
+                let p = plan(
+                    &policy,
+                    &t.principal,
+                    &Culprit::of_call(t),
+                    t.event_time,
+                    t.kind(),
+                );
                 assert_eq!(p.action, *action, "{name}: {}", p.reason);
                 if p.action != Action::None {
                     // Only ever the caller: its own name and its own account.

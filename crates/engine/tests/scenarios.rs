@@ -71,6 +71,9 @@ struct Run {
     instance_profile: bool,
     /// The access key tail after `ASIA` (default `EXAMPLEEXAMPLE00`).
     key: Option<String>,
+    /// A watched call other than TerminateInstances, by its event name
+    /// (`DeleteDBInstance`): each call destroys one of `ids`.
+    call: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -146,6 +149,9 @@ struct Expect {
     initiator: Option<String>,
     /// The service whose terminations were credited to the principal, when they were.
     via: Option<String>,
+    /// What the incident's calls destroyed (`ec2:instance` unless given).
+    #[serde(default = "instances")]
+    resource_type: String,
     /// How many contributing principals an account burst lists.
     #[serde(default)]
     principals: usize,
@@ -161,6 +167,10 @@ struct Expect {
 
 fn burst() -> String {
     "burst".into()
+}
+
+fn instances() -> String {
+    "ec2:instance".into()
 }
 
 #[derive(Deserialize, Default)]
@@ -253,6 +263,28 @@ fn render(s: &Scenario) -> String {
                 Ids::List(l) => l.clone(),
             };
             let event_id = format!("ev-{r}-{k}");
+            if let Some(name) = &run.call {
+                let w = tripwire_engine::catalogue::WATCHED
+                    .iter()
+                    .find(|w| w.event_name == name)
+                    .unwrap_or_else(|| panic!("{name} is not a watched call"));
+                let line = tripwire_synth::destroy_record(
+                    w,
+                    &caller,
+                    &account,
+                    "us-east-1",
+                    start + k * step,
+                    ids.first().map_or("", String::as_str),
+                    &event_id,
+                    run.error.as_deref(),
+                )
+                .to_string();
+                if run.duplicate {
+                    lines.push(line.clone());
+                }
+                lines.push(line);
+                continue;
+            }
             let call = Call {
                 caller: &caller,
                 account: &account,
@@ -321,6 +353,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 origin_account: i.origin.as_ref().and_then(|o| o.account.clone()),
                 initiator: i.initiator.as_ref().map(|n| n.principal_arn.clone()),
                 via: i.via.as_ref().map(|v| v.service.clone()),
+                resource_type: i.resource_type.clone(),
                 principals: i.principals.len(),
                 account: i.account.clone(),
                 instances: i.instances(),

@@ -290,7 +290,7 @@ where
             - events.assumptions.len()
             - events.initiations.len()
             - events.heartbeats.len()
-            - events.tampers.len();
+            - (events.tampers.len() - events.destructive_tampers);
         out.extend(std::iter::repeat_n(Outcome::OtherEvent, others));
         let lease_until = lease_end(deadline, self.clock.now());
         for a in &events.assumptions {
@@ -534,7 +534,7 @@ where
             AlertKind::Detected,
             &incident,
             &status,
-            self.policy.window_for(&t.principal.arn),
+            self.policy.window_for(&t.principal.arn, t.kind()),
             now,
             true,
         );
@@ -551,7 +551,7 @@ where
         cross_account: bool,
         now: Millis,
     ) -> Result<Outcome, Error> {
-        let w = self.policy.window_for(&t.principal.arn);
+        let w = self.policy.window_for(&t.principal.arn, t.kind());
         let event_id = t.event_id.clone();
         // The incident first: a call that joins one never reads the window, so during a
         // wipe each call costs the same whatever the incident's size. The window is read
@@ -668,8 +668,10 @@ where
                     AlertKind::Detected,
                     incident,
                     &status,
-                    self.policy
-                        .window_for(incident.principal_arn().unwrap_or_default()),
+                    self.policy.window_for(
+                        incident.principal_arn().unwrap_or_default(),
+                        &incident.resource_type,
+                    ),
                     now,
                     false,
                 );
@@ -724,7 +726,7 @@ where
                 AlertKind::Update,
                 &stored.incident,
                 &status,
-                self.policy.window_for(&t.principal.arn),
+                self.policy.window_for(&t.principal.arn, t.kind()),
                 now,
                 false,
             );

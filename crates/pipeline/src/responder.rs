@@ -182,8 +182,10 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             kind,
             &stored.incident,
             &status,
-            self.policy
-                .window_for(stored.incident.principal_arn().unwrap_or_default()),
+            self.policy.window_for(
+                stored.incident.principal_arn().unwrap_or_default(),
+                &stored.incident.resource_type,
+            ),
             now,
             false,
         );
@@ -232,7 +234,13 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             return Err(format!("{arn} is one of the tripwire's member roles"));
         }
         let principal = principal_of(arn, &incident.principal_type)?;
-        let plan = containment::plan(&self.policy, &principal, &incident.culprit(), now);
+        let plan = containment::plan(
+            &self.policy,
+            &principal,
+            &incident.culprit(),
+            now,
+            &incident.resource_type,
+        );
         if plan.action == Action::None {
             return Err(plan.reason);
         }

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use tripwire_engine::catalogue::TERMINATE_INSTANCES;
+use tripwire_engine::catalogue::{Ids, Watched, TERMINATE_INSTANCES};
 use tripwire_engine::time::{format_millis, Millis};
 
 /// Who makes a call, written `role/PATH/NAME@ACCOUNT`, `user/PATH/NAME@ACCOUNT`,
@@ -583,13 +583,61 @@ pub fn initiator_record(
     serde_json::from_str(&b).unwrap_or_default()
 }
 
-/// Wraps a record the way EventBridge delivers it ("AWS API Call via CloudTrail").
+/// The record of `w` (a watched call that names one resource, or none) destroying `id`
+/// by `caller` in `account`, or failing with `error`.
+#[allow(clippy::too_many_arguments)]
+pub fn destroy_record(
+    w: &Watched,
+    caller: &Caller,
+    account: &str,
+    region: &str,
+    time: Millis,
+    id: &str,
+    event_id: &str,
+    error: Option<&str>,
+) -> Value {
+    let params = match w.resource.ids {
+        Ids::Param(key) => json!({ key: id }).to_string(),
+        Ids::Recipient | Ids::InstancesSet => "null".to_owned(),
+    };
+    let mut b = String::new();
+    write_record(
+        &mut b,
+        &ApiCall {
+            caller,
+            account,
+            region,
+            time,
+            event_source: w.event_source,
+            event_name: w.event_name,
+            request_parameters: &params,
+            response_elements: "null",
+            request_id: event_id,
+            event_id,
+            error: error.map(|e| (e, "denied")),
+            source_ip: "198.51.100.7",
+            user_agent: "scenario",
+            invoked_by: None,
+            session: "session",
+            access_key: "EXAMPLEEXAMPLE00",
+            read_only: false,
+        },
+    );
+    serde_json::from_str(&b).unwrap_or_default()
+}
+
+/// Wraps a record the way EventBridge delivers it ("AWS API Call via CloudTrail"), with
+/// the `source` EventBridge gives its service (`aws.ec2`, `aws.rds`, …).
 pub fn eventbridge_envelope(record: &Value, id: &str) -> Value {
+    let service = record["eventSource"]
+        .as_str()
+        .and_then(|s| s.strip_suffix(".amazonaws.com"))
+        .unwrap_or("ec2");
     json!({
         "version": "0",
         "id": id,
         "detail-type": tripwire_engine::record::CLOUDTRAIL_DETAIL_TYPE,
-        "source": "aws.ec2",
+        "source": format!("aws.{service}"),
         "account": record["recipientAccountId"],
         "time": record["eventTime"],
         "region": record["awsRegion"],

@@ -67,6 +67,8 @@ pub struct Terminated {
     /// Whether a call that succeeded named it (otherwise only `OperationNotPermitted`
     /// calls did: counted, not confirmed).
     pub confirmed: bool,
+    /// What it is (`ec2:instance`, `rds:db`, …): `instance_id` is that type's ID.
+    pub resource_type: String,
 }
 
 /// The incident `item` holds, counted by its counts item (`C#<id>`) when there is one.
@@ -192,6 +194,7 @@ impl WindowStore {
                     principal_arn: principal.to_owned(),
                     account: current.incident.account.clone(),
                     confirmed,
+                    resource_type: current.incident.resource_type.clone(),
                 };
                 match by_instance.get_mut(id) {
                     Some(seen) => {

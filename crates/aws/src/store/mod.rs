@@ -354,6 +354,7 @@ mod tests {
             &t.principal,
             &tripwire_engine::containment::Culprit::of_call(&t),
             0,
+            t.kind(),
         );
         let w = tripwire_engine::window::WindowCount {
             count: 10,

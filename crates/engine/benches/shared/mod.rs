@@ -12,6 +12,8 @@ pub struct Input {
     pub policy: Policy,
     pub event: String,
     pub window: Vec<WindowEvent>,
+    /// A call no catalogue entry names (`ec2:DescribeInstances`, the bulk of a trail).
+    pub other: String,
 }
 
 pub fn input() -> Input {
@@ -48,11 +50,30 @@ pub fn input() -> Input {
             error_code: None,
         })
         .collect();
+    let other = tripwire_synth::api_envelope(
+        "ec2.amazonaws.com",
+        "DescribeInstances",
+        "role/vendor/cleanup-task@222222222222",
+        &serde_json::json!({"instancesSet": {}, "filterSet": {}}),
+        "eb-2",
+        call.time,
+    )
+    .to_string();
     Input {
         policy,
         event,
         window,
+        other,
     }
+}
+
+/// A call of no catalogued kind: parsed, looked up, and counted as another event.
+pub fn other(i: &Input) -> ScanCounts {
+    let mut counts = ScanCounts::default();
+    let mut terms = Vec::new();
+    scan(std::hint::black_box(&i.other), &mut counts, &mut terms).unwrap();
+    assert_eq!(counts.other_events, 1);
+    counts
 }
 
 /// Parse, classify, decide and plan: the detector's own work on one event.
@@ -64,7 +85,13 @@ pub fn decision(i: &Input) -> impl Sized {
     match classify(&i.policy, t) {
         Classification::Counted { threshold, .. } => Some((
             decide(t.event_time, threshold, i.policy.window, &i.window, None),
-            plan(&i.policy, &t.principal, &Culprit::of_call(t), t.event_time),
+            plan(
+                &i.policy,
+                &t.principal,
+                &Culprit::of_call(t),
+                t.event_time,
+                t.kind(),
+            ),
         )),
         _ => None,
     }
