@@ -376,6 +376,7 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
         incident_id: alerts[0].body["id"].as_str().unwrap().into(),
         principal_arn: format!("arn:aws:iam::{OTHER}:role/fleet-admin"),
         account: OTHER.into(),
+        resource_type: "ec2:instance".into(),
     })
     .unwrap();
     let out = stack.invoke_responder(&forged).await.unwrap();
@@ -402,6 +403,7 @@ async fn a_repeated_containment_request_contains_again_but_pages_once() {
         incident_id: detected.body["id"].as_str().unwrap().into(),
         principal_arn: detected.body["principal_arn"].as_str().unwrap().into(),
         account: PROD.into(),
+        resource_type: "ec2:instance".into(),
     })
     .unwrap();
     let out = stack.invoke_responder(&again).await.unwrap();

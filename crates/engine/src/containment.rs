@@ -876,6 +876,26 @@ pub struct ContainmentRequest {
     pub principal_arn: String,
     /// The incident key's account (where the instances died).
     pub account: String,
+    /// The incident key's resource type (requests written before other types were
+    /// counted are instances').
+    #[serde(default = "instances")]
+    pub resource_type: String,
+}
+
+fn instances() -> String {
+    crate::catalogue::EC2_INSTANCE.to_owned()
+}
+
+impl ContainmentRequest {
+    /// The key of the incident it names.
+    pub fn key(&self) -> crate::window::Key {
+        crate::window::Key::of(
+            crate::window::Lane::Burst,
+            &self.principal_arn,
+            &self.account,
+            &self.resource_type,
+        )
+    }
 }
 
 #[cfg(test)]

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 
 /// One watched call (`ec2:TerminateInstances`, `rds:DeleteDBInstance`, …), successful
 /// or not. The name is the seed's door's; the fields speak of instances because that is
-/// what most calls carry, and `kind` says what the IDs are.
+/// what most calls carry, and `call` says what the IDs are.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Termination {
     /// The watched call it is (what it destroys, `call.resource.kind`: bursts are

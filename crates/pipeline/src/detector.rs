@@ -241,7 +241,7 @@ where
         let Some(req) = self.store.contained_by(&t.account, entity).await? else {
             return Ok(None);
         };
-        let key = Key::new(Lane::Burst, &req.principal_arn, &req.account);
+        let key = req.key();
         let contained = self.store.incident(&key).await?.is_some_and(|s| {
             s.open.id == req.incident_id && s.containment_state == Some(ContainmentState::Contained)
         });
@@ -689,6 +689,7 @@ where
                         incident_id: incident.id.clone(),
                         principal_arn: incident.principal_arn().unwrap_or_default().to_owned(),
                         account: incident.account.clone(),
+                        resource_type: incident.resource_type.clone(),
                     })
                     .await?;
                 self.store

@@ -6,6 +6,7 @@
 use crate::{Alerts, Clock, Error, Incidents};
 use std::future::Future;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
+use tripwire_engine::catalogue;
 use tripwire_engine::principal::{iam_entity, IamEntity};
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::{Key, Lane};
@@ -33,9 +34,10 @@ pub struct Released {
     pub keys: Vec<String>,
     /// Whether those keys were set active again.
     pub keys_reactivated: bool,
-    /// Whether an incident was recorded and is now closed.
+    /// Whether an incident was recorded and is now closed (any type's).
     pub closed: bool,
-    /// The `released` alert's message ID, when one went out.
+    /// The first `released` alert's message ID, when one went out (one per incident
+    /// closed).
     pub alert: Option<String>,
 }
 
@@ -62,9 +64,10 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
         }
     }
 
-    /// Releases `principal` (a role or user ARN) for its incident in `account` (where
-    /// the instances died). Policies come off first: a failure there leaves the incident
-    /// open, so the release can simply be run again.
+    /// Releases `principal` (a role or user ARN) for its incidents in `account` (where
+    /// the resources died): the policies are the principal's, whichever door its bursts
+    /// came through, so every type's open incident is closed. Policies come off first: a
+    /// failure there leaves the incidents open, so the release can simply be run again.
     pub async fn run(
         &self,
         account: &str,
@@ -73,34 +76,41 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
     ) -> Result<Released, Error> {
         let entity = &iam_entity(principal).map_err(Error::Config)?;
         let removed = self.lift.lift(entity).await?;
-        let key = Key::new(Lane::Burst, principal, account);
-        // The keys the incident's plan deactivated, read before the incident is closed.
-        let stored = self.store.incident(&key).await?;
-        let keys = stored
-            .as_ref()
-            .map(|s| s.incident.containment.deactivate_keys.clone())
-            .unwrap_or_default();
         let now = self.clock.now();
-        let closed = self.store.close(&key, now).await?;
+        let (mut keys, mut closed, mut alert) = (Vec::new(), false, None);
+        for kind in catalogue::kinds() {
+            let key = Key::of(Lane::Burst, principal, account, kind);
+            // The keys the incident's plan deactivated, read before the incident is closed.
+            let stored = self.store.incident(&key).await?;
+            if let Some(s) = &stored {
+                for k in &s.incident.containment.deactivate_keys {
+                    if !keys.contains(k) {
+                        keys.push(k.clone());
+                    }
+                }
+            }
+            let this = self.store.close(&key, now).await?;
+            closed |= this;
+            if let (true, Some(s), Some(alerts)) = (this, &stored, &self.alerts) {
+                let status = ContainmentStatus {
+                    state: ContainmentState::Released,
+                    detail: "tripwire release lifted containment and closed the incident.".into(),
+                };
+                let a = render(
+                    AlertKind::Released,
+                    &s.incident,
+                    &status,
+                    self.window,
+                    now,
+                    false,
+                );
+                let id = alerts.publish(&a).await?;
+                alert.get_or_insert(id);
+            }
+        }
         let keys_reactivated = reactivate_keys && !keys.is_empty();
         if keys_reactivated {
             self.lift.reactivate_keys(entity, &keys).await?;
-        }
-        let mut alert = None;
-        if let (true, Some(s), Some(alerts)) = (closed, &stored, &self.alerts) {
-            let status = ContainmentStatus {
-                state: ContainmentState::Released,
-                detail: "tripwire release lifted containment and closed the incident.".into(),
-            };
-            let a = render(
-                AlertKind::Released,
-                &s.incident,
-                &status,
-                self.window,
-                now,
-                false,
-            );
-            alert = Some(alerts.publish(&a).await?);
         }
         Ok(Released {
             removed,

@@ -14,8 +14,7 @@ use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentSta
 use tripwire_engine::containment::{self, ContainmentRequest, Plan};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
-use tripwire_engine::window::Lane;
-use tripwire_engine::{Action, Key, Policy};
+use tripwire_engine::{Action, Policy};
 
 /// How long after its trigger an incident may still be contained: Lambda retries an
 /// asynchronous invoke for up to six hours, and an operator may redrive the dead-letter
@@ -98,7 +97,7 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
     /// Handles one containment request.
     pub async fn handle(&self, req: ContainmentRequest) -> Result<ResponderOutcome, Error> {
         let incident = req.incident_id.clone();
-        let key = Key::new(Lane::Burst, &req.principal_arn, &req.account);
+        let key = req.key();
         // Only an incident the detector recorded can be contained: a request that names
         // anything else did not come from the detector, and there is no one to page
         // about it but the log.

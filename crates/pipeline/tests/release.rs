@@ -170,3 +170,54 @@ async fn nothing_recorded_is_no_page_and_a_bad_arn_is_refused_before_any_call() 
         "a bad ARN reaches no port"
     );
 }
+
+#[tokio::test]
+async fn a_release_closes_the_principals_incidents_of_every_type() {
+    let rig = contained().await;
+    // The same user also deleted three DB instances: a second incident, of its own type.
+    let caller = tripwire_synth::Caller::parse(USER).unwrap();
+    let w = tripwire_engine::catalogue::WATCHED
+        .iter()
+        .find(|w| w.event_name == "DeleteDBInstance")
+        .unwrap();
+    let deletions: Vec<serde_json::Value> = (0..3)
+        .map(|k| {
+            let r = tripwire_synth::destroy_record(
+                w,
+                &caller,
+                PROD,
+                "us-east-1",
+                support::T0 + 20_000 + k * 1000,
+                &format!("db-{k}"),
+                &format!("rel-db-{k}"),
+                None,
+            );
+            tripwire_synth::eventbridge_envelope(&r, &format!("eb-rel-db-{k}"))
+        })
+        .collect();
+    for r in rig.deliver(&deletions).await {
+        r.expect("delivered");
+    }
+    let db = tripwire_engine::Key::of(
+        tripwire_engine::window::Lane::Burst,
+        USER_ARN,
+        PROD,
+        "rds:db",
+    );
+    assert!(rig.store.current(&db).is_some(), "the DB incident opened");
+    let before = rig.alerts.kinds().len();
+    let done = release(&rig, &MemoryLift::default())
+        .run(PROD, USER_ARN, false)
+        .await
+        .unwrap();
+    assert!(done.closed);
+    assert_eq!(rig.alerts.kinds()[before..], ["released", "released"]);
+    for k in [key(USER_ARN, PROD), db] {
+        let stored = rig.store.incident(&k).await.unwrap().unwrap();
+        assert_eq!(
+            stored.containment_state,
+            Some(ContainmentState::Released),
+            "{k:?}"
+        );
+    }
+}

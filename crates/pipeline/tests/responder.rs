@@ -49,7 +49,10 @@ async fn the_request_names_the_incident_only_and_the_responder_plans_from_the_ta
         .map(String::as_str)
         .collect();
     fields.sort_unstable();
-    assert_eq!(fields, ["account", "incident_id", "principal_arn"]);
+    assert_eq!(
+        fields,
+        ["account", "incident_id", "principal_arn", "resource_type"]
+    );
     let out = rig.responder.handle(req.clone()).await.unwrap();
     assert_eq!(
         out,
@@ -201,6 +204,7 @@ async fn the_responders_own_policy_decides_and_off_contains_no_one() {
             .unwrap_or_default()
             .to_owned(),
         account: PROD.into(),
+        resource_type: stored.incident.resource_type.clone(),
     };
     let out = rig.responder.handle(req).await.unwrap();
     assert!(
@@ -251,6 +255,7 @@ async fn protected_own_and_member_roles_are_never_contained_and_look_alikes_are(
             incident_id: stored.open.id,
             principal_arn: arn,
             account: account.into(),
+            resource_type: "ec2:instance".into(),
         };
         let out = rig.responder.handle(req).await.unwrap();
         match refusal {
@@ -365,4 +370,61 @@ async fn a_path_the_records_omitted_is_confirmed_with_iam_and_a_protected_role_i
         "{out:?}"
     );
     assert!(rig.contain.applied().is_empty(), "nothing written");
+}
+
+/// `n` deletions of DB instances by `who`, a minute apart, as EventBridge delivers them.
+fn db_deletions(who: &str, n: i64) -> Vec<serde_json::Value> {
+    let caller = tripwire_synth::Caller::parse(who).unwrap();
+    let w = tripwire_engine::catalogue::WATCHED
+        .iter()
+        .find(|w| w.event_name == "DeleteDBInstance")
+        .unwrap();
+    (0..n)
+        .map(|k| {
+            let r = tripwire_synth::destroy_record(
+                w,
+                &caller,
+                PROD,
+                "us-east-1",
+                T0 + k * 60_000,
+                &format!("db-{k}"),
+                &format!("del-db-{k}"),
+                None,
+            );
+            tripwire_synth::eventbridge_envelope(&r, &format!("eb-db-{k}"))
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn a_burst_through_another_door_is_contained_under_its_type() {
+    let rig = Rig::new(POLICY);
+    for r in rig.deliver(&db_deletions("role/app@222222222222", 3)).await {
+        r.expect("delivered");
+    }
+    let queued = rig.queue.queued();
+    assert_eq!(queued.len(), 1, "rds:db pages at three");
+    let req = queued[0].clone();
+    assert_eq!(req.resource_type, "rds:db");
+    // The instances' key holds nothing: the incident is the type's.
+    let arn = "arn:aws:iam::222222222222:role/app";
+    assert!(rig.store.current(&key(arn, PROD)).is_none());
+    let out = rig.responder.handle(req.clone()).await.unwrap();
+    assert!(matches!(out, ResponderOutcome::Contained { .. }), "{out:?}");
+    let stored = rig.store.current(&req.key()).unwrap();
+    assert_eq!(stored.incident.resource_type, "rds:db");
+    assert_eq!(stored.incident.instances(), 3);
+    assert_eq!(stored.containment_state, Some(ContainmentState::Contained));
+    // The page names what was destroyed.
+    assert!(rig
+        .alerts
+        .sent()
+        .iter()
+        .any(|a| a.subject.contains("3 DB instances deleted by role/app")));
+    // A request naming the instances' key for the same incident finds nothing to act on.
+    let wrong = ContainmentRequest {
+        resource_type: "ec2:instance".into(),
+        ..req
+    };
+    assert!(!refused(&rig.responder.handle(wrong).await.unwrap()).is_empty());
 }

@@ -19,6 +19,7 @@ impl ContainedPrincipals for WindowStore {
             .item("incident_id", s(&request.incident_id))
             .item("principal_arn", s(&request.principal_arn))
             .item("account", s(&request.account))
+            .item("kind", s(&request.resource_type))
             .item("expires", n((now + POINTER_RETENTION_MS) / 1000))
             .send()
             .await
@@ -38,6 +39,10 @@ impl ContainedPrincipals for WindowStore {
             incident_id: get_s(&item, "incident_id")?.to_owned(),
             principal_arn: get_s(&item, "principal_arn")?.to_owned(),
             account: get_s(&item, "account")?.to_owned(),
+            // Pointers written before other types were counted point at instances'.
+            resource_type: get_s(&item, "kind")
+                .unwrap_or(tripwire_engine::catalogue::EC2_INSTANCE)
+                .to_owned(),
         }))
     }
 }
