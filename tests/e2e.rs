@@ -286,6 +286,78 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_door_through_the_real_functions_is_counted_under_its_type_contained_and_released()
+{
+    // Three DB instances deleted, each call delivered twice (EventBridge is at least
+    // once): the real detector counts them under rds:db, the real responder contains the
+    // caller from the incident recorded under that type, and release lifts it.
+    let stack = Stack::start(Options::default()).await;
+    let caller = tripwire_synth::Caller::parse("role/vendor/cleanup-task@222222222222").unwrap();
+    let w = tripwire_engine::catalogue::WATCHED
+        .iter()
+        .find(|w| w.event_name == "DeleteDBInstance")
+        .unwrap();
+    let mut outcomes = Vec::new();
+    for k in 0..3 {
+        let r = tripwire_synth::destroy_record(
+            w,
+            &caller,
+            PROD,
+            "us-east-1",
+            BASE + k * 20_000,
+            &format!("orders-{k}"),
+            &format!("del-db-{k}"),
+            None,
+        );
+        let e = eventbridge_envelope(&r, &format!("eb-db-{k}"));
+        for _ in 0..2 {
+            outcomes.push(outcome(&stack.invoke(&e).await.unwrap()).to_owned());
+        }
+    }
+    assert_eq!(
+        outcomes,
+        [
+            "counted",
+            "duplicate",
+            "counted",
+            "duplicate",
+            "opened",
+            "duplicate"
+        ]
+    );
+    let alerts = stack.alerts().await;
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .expect("a page");
+    assert_eq!(
+        detected.subject,
+        "TRIPWIRE: 3 DB instances deleted by role/vendor/cleanup-task in 222222222222"
+    );
+    assert_eq!(detected.body["resource_type"], "rds:db");
+    assert_eq!(
+        detected.body["resources"],
+        json!(["orders-0", "orders-1", "orders-2"])
+    );
+    assert!(
+        kinds(&alerts).contains(&"contained".to_owned()),
+        "{:?}",
+        kinds(&alerts)
+    );
+    assert_eq!(
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake"]
+    );
+    let stdout = release(
+        &stack,
+        "arn:aws:iam::222222222222:role/vendor/cleanup-task",
+        &[],
+    );
+    assert!(stdout.contains("closed"), "{stdout}");
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn release_removes_the_policies_and_closes_the_incident() {
     let stack = Stack::start(Options::default()).await;
     let events = Burst::new("role/vendor/cleanup-task@222222222222", "rel")
