@@ -1103,28 +1103,17 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     stack.save_observed_actions("deactivate-keys").await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
-    // The functions and the member roles hold only the actions the other tests record
-    // for them, so this also shows those lists suffice for a whole containment.
-    let stack = std::sync::Arc::new(
-        Stack::start(Options {
-            enforce_iam: true,
-            ..Options::default()
-        })
-        .await,
-    );
-    let run = runaway::run(stack.clone(), Door::Instances { fleet: 80 }, 100, 0).await;
+/// What every runaway under enforced IAM must show, whatever its door: an incident
+/// opened; causality, not timing: no call that began after the brake was visible
+/// succeeded; every refusal is IAM's, and from the first refusal on every call is
+/// refused. Returns the instances the successful calls destroyed (at least the threshold).
+fn refused_once_braked(run: &runaway::Run) -> usize {
     let ok: Vec<_> = run.calls.iter().filter(|c| c.ok).collect();
     let refused: Vec<_> = run.calls.iter().filter(|c| !c.ok).collect();
-    assert_eq!(run.calls.len(), 80, "one call per running instance");
     assert!(run.opened.is_some(), "the burst opened an incident");
-    // What EC2 says died is exactly what the task's successful calls terminated.
-    assert_eq!(run.states.get("terminated").copied(), Some(ok.len() as i64));
-    assert!(ok.len() >= 10, "the threshold is 10: {}", ok.len());
+    let died: usize = ok.iter().map(|c| c.ids.len()).sum();
+    assert!(died >= 10, "the threshold is 10: {died}");
     let (_, brake_ms) = run.brake_seen.expect("the brake was attached");
-    // Causality, not timing: no call that began after the brake was visible succeeded,
-    // and every refusal is IAM's.
     assert!(
         ok.iter().all(|c| c.at_ms <= brake_ms),
         "a call after the brake succeeded"
@@ -1137,9 +1126,29 @@ async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
         "{:?}",
         refused.iter().map(|c| &c.error).collect::<Vec<_>>()
     );
-    // Refused from the first refusal on: once denied, never allowed again.
     let first_refused = run.calls.iter().position(|c| !c.ok).unwrap();
     assert!(run.calls[first_refused..].iter().all(|c| !c.ok));
+    died
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_runaway_under_enforced_iam_is_refused_once_the_brake_lands() {
+    // The functions and the member roles hold only the actions the other tests record
+    // for them, so this also shows those lists suffice for a whole containment.
+    let stack = std::sync::Arc::new(
+        Stack::start(Options {
+            enforce_iam: true,
+            ..Options::default()
+        })
+        .await,
+    );
+    let run = runaway::run(stack.clone(), Door::Instances { fleet: 80 }, 100, 0).await;
+    assert_eq!(run.calls.len(), 80, "one call per running instance");
+    // What EC2 says died is exactly what the task's successful calls terminated.
+    assert_eq!(
+        run.states.get("terminated").copied(),
+        Some(refused_once_braked(&run) as i64)
+    );
     let kinds = kinds(&stack.alerts().await);
     assert!(kinds.contains(&"contained".to_owned()), "{kinds:?}");
 }
@@ -1166,33 +1175,13 @@ async fn a_runaway_that_force_deletes_groups_is_contained_and_its_next_deletion_
         0,
     )
     .await;
-    let ok: Vec<_> = run.calls.iter().filter(|c| c.ok).collect();
-    let refused: Vec<_> = run.calls.iter().filter(|c| !c.ok).collect();
     assert_eq!(run.calls.len(), 12, "one call per group");
     assert_eq!(run.fleet, 48);
-    assert!(
-        run.opened.is_some(),
-        "the credited burst opened an incident"
-    );
     // What EC2 says died is exactly the deleted groups' instances.
-    let died: usize = ok.iter().map(|c| c.ids.len()).sum();
-    assert_eq!(run.states.get("terminated").copied(), Some(died as i64));
-    assert!(died >= 10, "the threshold is 10: {died}");
-    let (_, brake_ms) = run.brake_seen.expect("the brake was attached");
-    assert!(
-        ok.iter().all(|c| c.at_ms <= brake_ms),
-        "a deletion after the brake succeeded"
+    assert_eq!(
+        run.states.get("terminated").copied(),
+        Some(refused_once_braked(&run) as i64)
     );
-    assert!(!refused.is_empty(), "the task outlived containment");
-    assert!(
-        refused
-            .iter()
-            .all(|c| c.error.as_deref() == Some("AccessDenied")),
-        "{:?}",
-        refused.iter().map(|c| &c.error).collect::<Vec<_>>()
-    );
-    let first_refused = run.calls.iter().position(|c| !c.ok).unwrap();
-    assert!(run.calls[first_refused..].iter().all(|c| !c.ok));
     // One page, the task's, through Auto Scaling: never a service burst beside it.
     let alerts = stack.alerts().await;
     let detected: Vec<_> = alerts

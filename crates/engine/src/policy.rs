@@ -826,6 +826,73 @@ threshold = 3
     }
 
     #[test]
+    fn resource_rules_sit_between_principal_rules_and_the_catalogues_defaults() {
+        let p = Policy::from_toml(
+            r#"threshold = 10
+containment = "revoke"
+[accounts."333333333333"]
+threshold = 3
+[principals."arn:aws:iam::*:role/teardown"]
+threshold = 100
+[resources."rds:db"]
+threshold = 1
+window = "1h"
+containment = "brake"
+"#,
+        )
+        .unwrap();
+        let (app, teardown) = (
+            "arn:aws:iam::222222222222:role/app",
+            "arn:aws:iam::222222222222:role/teardown",
+        );
+        // The type's rule over the catalogue's default (3 in 10 minutes), under the
+        // principal's rule, which applies to every type.
+        assert_eq!(p.threshold_for(app, "222222222222", false, "rds:db"), 1);
+        assert_eq!(p.window_for(app, "rds:db"), 3_600_000);
+        assert_eq!(p.containment_for(app, "rds:db"), Mode::Brake);
+        assert_eq!(
+            p.threshold_for(teardown, "222222222222", false, "rds:db"),
+            100
+        );
+        // Another type keeps the catalogue's default; instances keep the policy's, and
+        // the account override applies to instances only.
+        assert_eq!(
+            p.threshold_for(app, "222222222222", false, "ec2:volume"),
+            20
+        );
+        assert_eq!(p.window_for(app, "ec2:volume"), 600_000);
+        assert_eq!(p.containment_for(app, "ec2:volume"), Mode::Revoke);
+        assert_eq!(
+            p.threshold_for(app, "333333333333", false, "ec2:instance"),
+            3
+        );
+        assert_eq!(
+            p.threshold_for(app, "333333333333", false, "ec2:volume"),
+            20
+        );
+        assert_eq!(p.window_for(app, "ec2:instance"), 300_000);
+        // A type the catalogue does not watch is an error that names its key.
+        for (text, key) in [
+            (
+                "[resources.\"rds:dbx\"]\nthreshold = 2",
+                "resources.\"rds:dbx\"",
+            ),
+            (
+                "[resources.\"rds:db\"]\nthreshold = 0",
+                "resources.\"rds:db\".threshold",
+            ),
+            (
+                "[resources.\"rds:db\"]\nwindow = \"2d\"",
+                "resources.\"rds:db\".window",
+            ),
+            ("[resources.\"rds:db\"]\nsize = 2", "size"),
+        ] {
+            let e = Policy::from_toml(text).unwrap_err();
+            assert!(e.key.starts_with(key), "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn principal_rules_apply_in_file_order() {
         // BTreeMap order would put `arn:aws:iam::*:role/a*` first; file order wins.
         let p = Policy::from_toml(
