@@ -7,7 +7,7 @@
 
 use crate::catalogue::{ContextCall, Decides, Role};
 use crate::principal::{sanitize, Arn, Principal, PrincipalKind};
-use crate::record::{Document, UserIdentity};
+use crate::record::Document;
 use crate::skip::SkipReason;
 use crate::termination::{Credit, Session, Termination};
 use crate::time::Millis;
@@ -159,13 +159,7 @@ pub fn from_record(
         return Ok(None);
     }
     let event_time = doc.time()?;
-    let ui: UserIdentity = doc
-        .user_identity
-        .and_then(|raw| serde_json::from_str(raw.get()).ok())
-        .ok_or(SkipReason::NoUserIdentity)?;
-    let ctx = crate::principal::session_context(&ui);
-    let p =
-        crate::principal::resolve_in(&ui, ctx.as_ref()).map_err(|_| SkipReason::NoUserIdentity)?;
+    let (p, session) = crate::termination::caller_of(doc)?;
     let account = doc
         .recipient_account_id
         .get()
@@ -187,7 +181,7 @@ pub fn from_record(
         event_name: (*name).to_owned(),
         principal_type: p.kind.type_name().to_owned(),
         anomaly: p.anomaly.map(str::to_owned),
-        session: Session::from_record(doc, &ui, ctx.as_ref()),
+        session,
         source_ip: doc.source_ip_address.get().map(sanitize),
         user_agent: doc.user_agent.get().map(sanitize),
         decides,

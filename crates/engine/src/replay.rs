@@ -171,13 +171,12 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             continue;
         }
         out.counts.terminate_calls += 1;
-        if lifecycle::credit_search(&t).is_some() {
-            let candidates = initiated.get(t.account.as_str());
-            if let Some(i) = crate::initiator::credit(candidates.into_iter().flatten().copied(), &t)
-            {
-                t = i.credited(t);
-                out.counts.credited_calls += 1;
-            }
+        // A service's termination one principal's earlier call decided counts as theirs
+        // (`credit` asks nothing of any other call).
+        let candidates = initiated.get(t.account.as_str());
+        if let Some(i) = crate::initiator::credit(candidates.into_iter().flatten().copied(), &t) {
+            t = i.credited(t);
+            out.counts.credited_calls += 1;
         }
         match provenance.origin(
             &t.principal,

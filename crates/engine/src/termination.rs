@@ -4,11 +4,13 @@
 use crate::catalogue::{self, Ids, Watched};
 use crate::principal::{self, sanitize, Arn, Principal};
 use crate::record::{
-    Document, Envelope, InstancesSet, SessionContext, TerminateParameters, UserIdentity,
+    Document, Envelope, InstancesSet, Lenient, SessionContext, TerminateParameters, UserIdentity,
 };
 use crate::skip::SkipReason;
 use crate::time::Millis;
 use serde::{Deserialize, Serialize};
+use std::borrow::Cow;
+use std::collections::HashMap;
 
 /// One watched call (`ec2:TerminateInstances`, `rds:DeleteDBInstance`, …), successful
 /// or not. The name is the seed's door's; the fields speak of instances because that is
@@ -117,8 +119,7 @@ pub struct Session {
 }
 
 impl Session {
-    /// What `doc`'s caller `ui` (with its session context) says about its session.
-    pub fn from_record(
+    fn from_record(
         doc: &Document<'_>,
         ui: &UserIdentity<'_>,
         ctx: Option<&SessionContext<'_>>,
@@ -170,6 +171,18 @@ fn is_partial_failure(w: &Watched, code: &str) -> bool {
     w.resource.partial_failure.contains(&code)
 }
 
+/// Who made `doc`'s call, and what its record says of the session: the one reading of
+/// `userIdentity` that watched calls and the initiator calls credited with them share.
+pub fn caller_of(doc: &Document<'_>) -> Result<(Principal, Session), SkipReason> {
+    let raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;
+    let ui: UserIdentity =
+        serde_json::from_str(raw.get()).map_err(|_| SkipReason::NoUserIdentity)?;
+    let ctx = principal::session_context(&ui);
+    let p = principal::resolve_in(&ui, ctx.as_ref()).map_err(|_| SkipReason::NoUserIdentity)?;
+    let session = Session::from_record(doc, &ui, ctx.as_ref());
+    Ok((p, session))
+}
+
 /// Reads a watched call's record into a [`Termination`]; `Ok(None)` for any other call.
 pub fn from_record(
     doc: &Document<'_>,
@@ -187,12 +200,7 @@ pub fn from_record(
     let recipient = doc.recipient_account_id.get();
     let event_time = doc.time()?;
     let time = doc.event_time.get().unwrap_or_default();
-    let ui_raw = doc.user_identity.ok_or(SkipReason::NoUserIdentity)?;
-    let ui: UserIdentity =
-        serde_json::from_str(ui_raw.get()).map_err(|_| SkipReason::NoUserIdentity)?;
-    let ctx = principal::session_context(&ui);
-    let principal =
-        principal::resolve_in(&ui, ctx.as_ref()).map_err(|_| SkipReason::NoUserIdentity)?;
+    let (principal, session) = caller_of(doc)?;
     let account = recipient
         .or(envelope.and_then(|e| e.account.get()))
         .or(principal.account.as_deref())
@@ -245,7 +253,7 @@ pub fn from_record(
         unconfirmed,
         source_ip: doc.source_ip_address.get().map(sanitize),
         user_agent: doc.user_agent.get().map(sanitize),
-        session: Session::from_record(doc, &ui, ctx.as_ref()),
+        session,
         origin: None,
         credit: None,
         principal,
@@ -276,21 +284,19 @@ fn instance_ids(w: &Watched, doc: &Document<'_>) -> Result<Vec<String>, SkipReas
 }
 
 /// The one ID request parameter `key` names (an empty list when it names none, as a
-/// failed call's request may not).
+/// failed call's request may not). Read into borrowed scalars, not a `Value` tree.
 fn param_id(w: &Watched, doc: &Document<'_>, key: &str) -> Result<Vec<String>, SkipReason> {
     let Some(raw) = doc.request_parameters else {
         return Ok(Vec::new());
     };
-    let params: serde_json::Map<String, serde_json::Value> = match serde_json::from_str(raw.get()) {
-        Ok(p) => p,
-        // `null` (no parameters): nothing named.
-        Err(_) if raw.get().trim() == "null" => return Ok(Vec::new()),
-        Err(_) => return Err(SkipReason::BadRequestParameters),
-    };
+    // `null` (no parameters) names nothing; objects and arrays inside read as absent.
+    let params: Option<HashMap<Cow<'_, str>, Lenient<'_>>> =
+        serde_json::from_str(raw.get()).map_err(|_| SkipReason::BadRequestParameters)?;
     Ok(params
-        .get(key)
-        .and_then(serde_json::Value::as_str)
-        .filter(|id| !id.is_empty() && id.len() <= w.resource.max_id_len)
+        .as_ref()
+        .and_then(|p| p.get(key))
+        .and_then(Lenient::get)
+        .filter(|id| id.len() <= w.resource.max_id_len)
         .map(|id| vec![sanitize(id)])
         .unwrap_or_default())
 }
