@@ -132,7 +132,9 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
                 Subject::Account => {
                     format!("({}: {} principals)", i.kind().kind(), i.principals.len())
                 }
-                Subject::Service(p) | Subject::Attempt(p) => format!("{p} ({})", i.kind().kind()),
+                Subject::Service(p) | Subject::Attempt(p) | Subject::Precursor(p) => {
+                    format!("{p} ({})", i.kind().kind())
+                }
             },
             containment
         )?;
@@ -149,6 +151,15 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
         }
         if let Some(n) = &i.initiator {
             writeln!(w, "    decided by: {} ({})", n.principal_arn, n.event_name)?;
+        }
+        for p in &i.precursors {
+            writeln!(
+                w,
+                "    precursor: {} {} ({})",
+                format_millis(p.event_time),
+                p.event_name,
+                p.resources.join(", ")
+            )?;
         }
     }
     let peaks = &r.result.peaks;

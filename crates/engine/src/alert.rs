@@ -363,6 +363,59 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
     }
 }
 
+/// The runbook's first looks: the incident's call's, or for a precursor burst one per
+/// kind of call it counted (they differ: instances, databases, buckets).
+fn runbooks(i: &Incident) -> Vec<&'static str> {
+    if i.kind() != Lane::Precursor {
+        return vec![call_of(i).runbook];
+    }
+    let mut out: Vec<&'static str> = Vec::new();
+    for p in &i.precursors {
+        if let Some(w) = catalogue::PRECURSORS
+            .iter()
+            .find(|w| w.event_name == p.event_name)
+        {
+            if !out.contains(&w.runbook) {
+                out.push(w.runbook);
+            }
+        }
+    }
+    if out.is_empty() {
+        out.push(call_of(i).runbook);
+    }
+    out
+}
+
+/// The most resources an ASFF finding holds.
+pub const ASFF_RESOURCES: usize = 32;
+
+/// The ASFF resource type of what an incident's calls destroyed (Security Hub's own
+/// names, where it has one; `Other` where it has none, and for a precursor burst,
+/// whose resources are of several types).
+fn asff_resource_type(i: &Incident) -> &'static str {
+    if i.kind() == Lane::Precursor {
+        return "Other";
+    }
+    match i.resource_type.as_str() {
+        "ec2:instance" => "AwsEc2Instance",
+        "ec2:volume" => "AwsEc2Volume",
+        "rds:db" => "AwsRdsDbInstance",
+        "rds:cluster" => "AwsRdsDbCluster",
+        "rds:snapshot" => "AwsRdsDbSnapshot",
+        "rds:cluster-snapshot" => "AwsRdsDbClusterSnapshot",
+        "dynamodb:table" => "AwsDynamoDbTable",
+        "s3:bucket" => "AwsS3Bucket",
+        "kms:key" => "AwsKmsKey",
+        "backup:recoveryPoint" => "AwsBackupRecoveryPoint",
+        "backup:backupVault" => "AwsBackupBackupVault",
+        "eks:cluster" => "AwsEksCluster",
+        "lambda:function" => "AwsLambdaFunction",
+        "secretsmanager:Secret" => "AwsSecretsManagerSecret",
+        "route53:hostedzone" => "AwsRoute53HostedZone",
+        _ => "Other",
+    }
+}
+
 /// The ASFF resource type of a principal ARN.
 fn resource_type(arn: &str) -> &'static str {
     match short_principal(arn).split('/').next() {
@@ -399,6 +452,13 @@ fn incident_card(
             "*{who}* made *{}* failed {name} calls in account `{}`; nothing was terminated.",
             i.attempts, i.account
         ),
+        Lane::Precursor => writeln!(
+            d,
+            "*{who}* removed *{}* protection(s) in account `{}`, crossing the threshold of {}: nothing is destroyed yet. Alert only.",
+            i.instances(),
+            i.account,
+            i.threshold
+        ),
         _ => writeln!(
             d,
             "*{who}* {verb} *{}* {noun}(s) in account `{}` ({}), crossing the threshold of {}.",
@@ -430,6 +490,21 @@ fn incident_card(
             format_millis(n.event_time)
         );
     }
+    if !i.precursors.is_empty() {
+        let names: Vec<&str> = i.precursors.iter().map(|p| p.event_name.as_str()).collect();
+        let _ = writeln!(
+            d,
+            "Protections removed first: {} call(s) ({}), the first at {}.",
+            i.precursors.len(),
+            crate::catalogue::PRECURSORS
+                .iter()
+                .map(|w| w.event_name)
+                .filter(|n| names.contains(n))
+                .collect::<Vec<_>>()
+                .join(", "),
+            format_millis(i.precursors[0].event_time)
+        );
+    }
     let _ = writeln!(
         d,
         "*Containment: {}.* {}",
@@ -456,6 +531,17 @@ fn incident_card(
         resources.push((resource_type(p).into(), p.to_owned()));
     }
     resources.push(account_resource(&i.account));
+    // What was destroyed, as far as a finding holds (ASFF takes 32 resources); the
+    // recovery manifest lists every one.
+    let destroyed = asff_resource_type(i);
+    for id in i
+        .instance_ids
+        .iter()
+        .chain(&i.unconfirmed_ids)
+        .take(ASFF_RESOURCES - resources.len())
+    {
+        resources.push((destroyed.into(), id.clone()));
+    }
     Card {
         key: i.id.clone(),
         rule: Rule::Lane(i.kind()),
@@ -888,6 +974,17 @@ fn text_body(
                 i.principals.iter().cloned().collect::<Vec<_>>().join(", ")
             );
         }
+        Lane::Precursor => {
+            let _ = writeln!(
+                t,
+                "  {} removed {} protection(s) in account {}, crossing {} within {}s. Nothing is destroyed yet: this is how a wipe is prepared (protections off, instances set to terminate on shutdown, buckets set to empty themselves). Alert only.",
+                i.principal_arn().unwrap_or_default(),
+                i.instances(),
+                i.account,
+                i.threshold,
+                window / 1000,
+            );
+        }
         lane => {
             let _ = writeln!(
                 t,
@@ -1028,6 +1125,22 @@ fn text_body(
     if a.instance_profile {
         let _ = writeln!(t, "  instance profile  some calls used instance-profile credentials: every instance sharing the profile holds them");
     }
+    if !i.precursors.is_empty() {
+        let _ = writeln!(
+            t,
+            "\nPrecursors: protections the principal removed ({})",
+            i.precursors.len()
+        );
+        for p in i.precursors.iter().take(TEXT_SAMPLE) {
+            let _ = writeln!(
+                t,
+                "  {}  {}  {}",
+                format_millis(p.event_time),
+                p.event_name,
+                p.resources.join(", ")
+            );
+        }
+    }
     let shown = i.instance_ids.len().min(TEXT_SAMPLE);
     // "Instances", "DB instances", "EBS volumes": the type's own noun, capitalised.
     let heading = {
@@ -1053,13 +1166,15 @@ fn text_body(
         .unwrap_or("");
     let _ = writeln!(t, "\nRunbook");
     let _ = writeln!(t, "  1. Verify: the calls are in CloudTrail, e.g.");
-    let _ = writeln!(
-        t,
-        "     {}",
-        call.runbook
-            .replace("{region}", &i.region)
-            .replace("{start}", &format_millis(i.first_event_time))
-    );
+    for runbook in runbooks(i) {
+        let _ = writeln!(
+            t,
+            "     {}",
+            runbook
+                .replace("{region}", &i.region)
+                .replace("{start}", &format_millis(i.first_event_time))
+        );
+    }
     let _ = writeln!(
         t,
         "     and look for userIdentity {user}. Ask its owner what it is running."
@@ -1132,6 +1247,7 @@ mod tests {
             origin: None,
             via: None,
             initiator: None,
+            precursors: Vec::new(),
             sessions: Default::default(),
             principals: BTreeSet::new(),
             error_codes: BTreeSet::new(),

@@ -30,6 +30,9 @@ pub struct Watched {
     /// The runbook's first look: where on-call sees these calls for themselves
     /// (`{region}` and `{start}` are the incident's).
     pub runbook: &'static str,
+    /// Set for a precursor ([`PRECURSORS`]): the call destroys nothing itself, and is
+    /// recorded only when its request takes a protection away, as this reads it.
+    pub precursor: Option<Weakens>,
 }
 
 /// What a watched call destroys, and how a record says which.
@@ -117,6 +120,7 @@ pub const TERMINATE_INSTANCES: Watched = Watched {
         burst: "EC2 instance terminations",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=TerminateInstances --start-time {start}",
+    precursor: None,
 };
 
 /// The resource type of EC2 instances, the seed's door.
@@ -154,6 +158,7 @@ const DELETE_VOLUME: Watched = Watched {
         burst: "EBS volume deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteVolume --start-time {start}",
+    precursor: None,
 };
 
 /// `ec2:DeleteSnapshot`.
@@ -181,6 +186,7 @@ const DELETE_SNAPSHOT: Watched = Watched {
         burst: "EBS snapshot deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteSnapshot --start-time {start}",
+    precursor: None,
 };
 
 /// `ec2:DeregisterImage`.
@@ -208,6 +214,7 @@ const DEREGISTER_IMAGE: Watched = Watched {
         burst: "AMI deregistrations",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeregisterImage --start-time {start}",
+    precursor: None,
 };
 
 /// `rds:DeleteDBInstance`.
@@ -235,6 +242,7 @@ const DELETE_DB_INSTANCE: Watched = Watched {
         burst: "RDS DB instance deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBInstance --start-time {start}",
+    precursor: None,
 };
 
 /// `rds:DeleteDBCluster`.
@@ -262,6 +270,7 @@ const DELETE_DB_CLUSTER: Watched = Watched {
         burst: "RDS DB cluster deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBCluster --start-time {start}",
+    precursor: None,
 };
 
 /// `rds:DeleteDBSnapshot`.
@@ -289,6 +298,7 @@ const DELETE_DB_SNAPSHOT: Watched = Watched {
         burst: "RDS DB snapshot deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBSnapshot --start-time {start}",
+    precursor: None,
 };
 
 /// `rds:DeleteDBClusterSnapshot`.
@@ -316,6 +326,7 @@ const DELETE_DB_CLUSTER_SNAPSHOT: Watched = Watched {
         burst: "RDS DB cluster snapshot deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteDBClusterSnapshot --start-time {start}",
+    precursor: None,
 };
 
 /// `dynamodb:DeleteTable`.
@@ -343,6 +354,7 @@ const DELETE_TABLE: Watched = Watched {
         burst: "DynamoDB table deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteTable --start-time {start}",
+    precursor: None,
 };
 
 /// `s3:DeleteBucket`.
@@ -370,6 +382,7 @@ const DELETE_BUCKET: Watched = Watched {
         burst: "S3 bucket deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteBucket --start-time {start}",
+    precursor: None,
 };
 
 /// `kms:ScheduleKeyDeletion`.
@@ -397,6 +410,7 @@ const SCHEDULE_KEY_DELETION: Watched = Watched {
         burst: "KMS key deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=ScheduleKeyDeletion --start-time {start}",
+    precursor: None,
 };
 
 /// `backup:DeleteRecoveryPoint`.
@@ -424,6 +438,7 @@ const DELETE_RECOVERY_POINT: Watched = Watched {
         burst: "AWS Backup recovery point deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteRecoveryPoint --start-time {start}",
+    precursor: None,
 };
 
 /// `backup:DeleteBackupVault`.
@@ -451,6 +466,7 @@ const DELETE_BACKUP_VAULT: Watched = Watched {
         burst: "AWS Backup vault deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteBackupVault --start-time {start}",
+    precursor: None,
 };
 
 /// `eks:DeleteCluster`.
@@ -478,6 +494,7 @@ const DELETE_CLUSTER: Watched = Watched {
         burst: "EKS cluster deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteCluster --start-time {start}",
+    precursor: None,
 };
 
 /// `elasticfilesystem:DeleteFileSystem`.
@@ -505,6 +522,7 @@ const DELETE_FILE_SYSTEM: Watched = Watched {
         burst: "EFS file system deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteFileSystem --start-time {start}",
+    precursor: None,
 };
 
 /// `elasticache:DeleteCacheCluster`.
@@ -532,6 +550,7 @@ const DELETE_CACHE_CLUSTER: Watched = Watched {
         burst: "ElastiCache cluster deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteCacheCluster --start-time {start}",
+    precursor: None,
 };
 
 /// `elasticache:DeleteReplicationGroup`.
@@ -559,6 +578,7 @@ const DELETE_REPLICATION_GROUP: Watched = Watched {
         burst: "ElastiCache replication group deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteReplicationGroup --start-time {start}",
+    precursor: None,
 };
 
 /// `lambda:DeleteFunction`.
@@ -586,6 +606,7 @@ const DELETE_FUNCTION: Watched = Watched {
         burst: "Lambda function deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteFunction20150331 --start-time {start}",
+    precursor: None,
 };
 
 /// `secretsmanager:DeleteSecret`.
@@ -613,6 +634,7 @@ const DELETE_SECRET: Watched = Watched {
         burst: "Secrets Manager secret deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteSecret --start-time {start}",
+    precursor: None,
 };
 
 /// `route53:DeleteHostedZone`.
@@ -640,6 +662,7 @@ const DELETE_HOSTED_ZONE: Watched = Watched {
         burst: "Route 53 hosted zone deletions",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=DeleteHostedZone --start-time {start}",
+    precursor: None,
 };
 
 /// `organizations:LeaveOrganization`.
@@ -667,6 +690,7 @@ const LEAVE_ORGANIZATION: Watched = Watched {
         burst: "accounts leaving the organization",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=LeaveOrganization --start-time {start}",
+    precursor: None,
 };
 
 /// `organizations:CloseAccount`.
@@ -694,6 +718,7 @@ const CLOSE_ACCOUNT: Watched = Watched {
         burst: "account closures",
     },
     runbook: "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=CloseAccount --start-time {start}",
+    precursor: None,
 };
 
 /// Every destructive call the engine counts.
@@ -722,18 +747,146 @@ pub const WATCHED: [&Watched; 22] = [
     &CLOSE_ACCOUNT,
 ];
 
+/// The resource type precursors are counted under: a burst of them is one principal's
+/// protections removed, whatever they protected (`precursor_burst`, alert-only).
+pub const PRECURSOR: &str = "precursor";
+
+/// How a precursor's request takes a protection away.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Weakens {
+    /// EC2's `ModifyInstanceAttribute`: termination protection off
+    /// (`disableApiTermination` false), or an OS shutdown made a termination
+    /// (`instanceInitiatedShutdownBehavior` `terminate`), after which the instance dies
+    /// with no `TerminateInstances` record at all. Each is logged as `{"value": …}`, or
+    /// as the request's `attribute` and `value` pair.
+    InstanceProtection,
+    /// A boolean request parameter set to `false` (`deletionProtection`).
+    Off(&'static str),
+    /// S3's `PutBucketLifecycle`: an enabled rule expiring current objects or noncurrent
+    /// versions within [`LIFECYCLE_DAYS`] day(s), or on a date already that close.
+    ShortLifecycle,
+}
+
+/// A lifecycle rule that expires objects within this many days empties a bucket by
+/// tomorrow: a deletion that no `DeleteObject` record will name.
+pub const LIFECYCLE_DAYS: u64 = 1;
+
+/// A precursor: the same shape as a destructive call, counted under [`PRECURSOR`] and
+/// spoken of in the same words whatever it weakened.
+const fn precursor(
+    source: &'static str,
+    event_source: &'static str,
+    event_name: &'static str,
+    deny_action: &'static str,
+    resource_type: &'static str,
+    ids: &'static str,
+    weakens: Weakens,
+    runbook: &'static str,
+) -> Watched {
+    Watched {
+        source,
+        event_source,
+        event_name,
+        deny_action,
+        resource: Resource {
+            kind: PRECURSOR,
+            resource_type,
+            ids: Ids::Param(ids),
+            request_ids: ids,
+            confirmed_by: "no errorCode, and a request that removes the protection",
+            already_gone: &[],
+            partial_failure: &[],
+            max_ids: 1,
+            max_id_len: 255,
+            // Ten protections removed within an hour by one principal is preparation, not
+            // routine: a stack teardown lifts the few its resources carry.
+            default: Some((10, 60 * MINUTE)),
+        },
+        words: Words {
+            noun: "protection",
+            nouns: "protections",
+            verb: "removed",
+            burst: "protections removed",
+        },
+        runbook,
+        precursor: Some(weakens),
+    }
+}
+
+/// Calls that remove a protection a wipe would meet: recorded only when their request
+/// does (see [`Weakens`]), listed on the incidents of the principal that made them, and
+/// a burst of them alone is an alert-only `precursor_burst`. The brake denies them too.
+pub const PRECURSORS: [Watched; 5] = [
+    precursor(
+        "aws.ec2",
+        "ec2.amazonaws.com",
+        "ModifyInstanceAttribute",
+        "ec2:ModifyInstanceAttribute",
+        "AWS::EC2::Instance",
+        "instanceId",
+        Weakens::InstanceProtection,
+        "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=ModifyInstanceAttribute --start-time {start}",
+    ),
+    precursor(
+        "aws.rds",
+        "rds.amazonaws.com",
+        "ModifyDBInstance",
+        "rds:ModifyDBInstance",
+        "AWS::RDS::DBInstance",
+        "dBInstanceIdentifier",
+        Weakens::Off("deletionProtection"),
+        "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=ModifyDBInstance --start-time {start}",
+    ),
+    precursor(
+        "aws.rds",
+        "rds.amazonaws.com",
+        "ModifyDBCluster",
+        "rds:ModifyDBCluster",
+        "AWS::RDS::DBCluster",
+        "dBClusterIdentifier",
+        Weakens::Off("deletionProtection"),
+        "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=ModifyDBCluster --start-time {start}",
+    ),
+    precursor(
+        "aws.dynamodb",
+        "dynamodb.amazonaws.com",
+        "UpdateTable",
+        "dynamodb:UpdateTable",
+        "AWS::DynamoDB::Table",
+        "tableName",
+        Weakens::Off("deletionProtectionEnabled"),
+        "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=UpdateTable --start-time {start}",
+    ),
+    // The API is PutBucketLifecycleConfiguration; CloudTrail names it PutBucketLifecycle,
+    // and IAM's action is s3:PutLifecycleConfiguration.
+    precursor(
+        "aws.s3",
+        "s3.amazonaws.com",
+        "PutBucketLifecycle",
+        "s3:PutLifecycleConfiguration",
+        "AWS::S3::Bucket",
+        "bucketName",
+        Weakens::ShortLifecycle,
+        "aws cloudtrail lookup-events --region {region} --lookup-attributes AttributeKey=EventName,AttributeValue=PutBucketLifecycle --start-time {start}",
+    ),
+];
+
 /// The first watched call that destroys `kind`: how alerts speak of it.
 pub fn of_kind(kind: &str) -> &'static Watched {
-    WATCHED
-        .iter()
-        .copied()
+    every()
         .find(|w| w.resource.kind == kind)
         .unwrap_or(&TERMINATE_INSTANCES)
 }
 
-/// Every resource type, each once, in catalogue order.
+/// Every catalogued call: the destructive ones, then the precursors.
+pub fn every() -> impl Iterator<Item = &'static Watched> {
+    WATCHED.iter().copied().chain(PRECURSORS.iter())
+}
+
+/// Every type counted, each once, in catalogue order: the resource types, then
+/// [`PRECURSOR`].
 pub fn kinds() -> Vec<&'static str> {
-    distinct(WATCHED.iter().map(|w| w.resource.kind))
+    distinct(every().map(|w| w.resource.kind))
 }
 
 /// The watched call a record's `eventSource` and `eventName` name, if any.
@@ -741,10 +894,7 @@ pub fn watched(event_source: &str, event_name: &str) -> Option<&'static Watched>
     if !may_name(event_name) {
         return None;
     }
-    WATCHED
-        .iter()
-        .copied()
-        .find(|w| w.event_source == event_source && w.event_name == event_name)
+    every().find(|w| w.event_source == event_source && w.event_name == event_name)
 }
 
 /// Whether `event_name` may be a catalogued call's: `false` is certain, `true` means
@@ -773,6 +923,12 @@ const NAMES: [u64; 4] = {
     let mut i = 0;
     while i < WATCHED.len() {
         let s = slot(WATCHED[i].event_name.as_bytes());
+        f[s / 64] |= 1 << (s % 64);
+        i += 1;
+    }
+    let mut i = 0;
+    while i < PRECURSORS.len() {
+        let s = slot(PRECURSORS[i].event_name.as_bytes());
         f[s / 64] |= 1 << (s % 64);
         i += 1;
     }
@@ -1043,12 +1199,14 @@ fn calls_pattern(calls: &[&ContextCall]) -> Value {
 /// `terminations` (the member rule adds its own `$or` filter on top), `session_issues`,
 /// `initiators` and `tamper`.
 pub fn event_patterns() -> Value {
+    // Precursors ride with the destructive calls: the same members' filter, and each
+    // service's source is already there.
     let terminations = json!({
-        "source": distinct(WATCHED.iter().map(|w| w.source)),
+        "source": distinct(every().map(|w| w.source)),
         "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
         "detail": {
-            "eventSource": distinct(WATCHED.iter().map(|w| w.event_source)),
-            "eventName": WATCHED.iter().map(|w| w.event_name).collect::<Vec<_>>(),
+            "eventSource": distinct(every().map(|w| w.event_source)),
+            "eventName": every().map(|w| w.event_name).collect::<Vec<_>>(),
         },
     });
     let assumptions: Vec<&ContextCall> = context_calls(|r| r == Assumption).collect();
@@ -1160,6 +1318,25 @@ mod tests {
     }
 
     #[test]
+    fn precursors_are_found_counted_apart_and_denied_by_the_brake() {
+        for w in &PRECURSORS {
+            let found = watched(w.event_source, w.event_name).expect(w.event_name);
+            assert_eq!(found, w, "{}", w.event_name);
+            assert_eq!(w.resource.kind, PRECURSOR);
+            assert!(w.precursor.is_some());
+            assert!(may_name(w.event_name));
+            assert!(!also_context(w));
+            assert!(context(w.event_source, w.event_name).is_none());
+        }
+        assert!(WATCHED.iter().all(|w| w.precursor.is_none()));
+        assert_eq!(kinds().last(), Some(&PRECURSOR));
+        assert_eq!(of_kind(PRECURSOR).event_name, "ModifyInstanceAttribute");
+        let denies = distinct(every().map(|w| w.deny_action));
+        assert_eq!(denies.len(), WATCHED.len() + PRECURSORS.len());
+        assert!(denies.contains(&"s3:PutLifecycleConfiguration"));
+    }
+
+    #[test]
     fn only_schedule_key_deletion_is_both_watched_and_a_context_call() {
         let both: Vec<&str> = WATCHED
             .iter()
@@ -1188,7 +1365,8 @@ mod tests {
     fn the_patterns_name_each_call_of_their_family() {
         let p = event_patterns();
         let names = p["terminations"]["detail"]["eventName"].as_array().unwrap();
-        assert_eq!(names.len(), WATCHED.len());
+        assert_eq!(names.len(), WATCHED.len() + PRECURSORS.len());
+        assert!(names.contains(&json!("PutBucketLifecycle")));
         assert_eq!(names[0], json!("TerminateInstances"));
         assert!(names.contains(&json!("DeleteDBInstance")));
         assert_eq!(p["terminations"]["source"][0], json!("aws.ec2"));

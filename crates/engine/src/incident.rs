@@ -100,7 +100,29 @@ pub struct Incident {
     /// What identified the sessions behind the calls.
     #[serde(default)]
     pub attribution: Attribution,
+    /// The principal's precursors (protections it removed) from one precursor window
+    /// before the incident's first call up to its trigger, oldest first (at most
+    /// [`PRECURSORS_KEPT`]); for a `precursor_burst`, its own calls.
+    #[serde(default)]
+    pub precursors: Vec<Precursor>,
 }
+
+/// One precursor an incident lists: a call that removed a protection.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Precursor {
+    /// When (first: the list is in time order).
+    #[serde(with = "crate::time::rfc3339")]
+    pub event_time: Millis,
+    /// `ModifyInstanceAttribute`, `ModifyDBInstance`, …
+    pub event_name: String,
+    /// What it left unprotected.
+    pub resources: Vec<String>,
+    /// Its eventID.
+    pub event_id: String,
+}
+
+/// How many precursors an incident lists.
+pub const PRECURSORS_KEPT: usize = 50;
 
 fn instances_kind() -> String {
     crate::catalogue::EC2_INSTANCE.to_owned()
@@ -204,6 +226,8 @@ pub enum Subject {
     Attempt(String),
     /// Every counted principal's in one account.
     Account,
+    /// One principal's removed protections.
+    Precursor(String),
 }
 
 impl Subject {
@@ -214,6 +238,7 @@ impl Subject {
             Lane::Service => Subject::Service(principal_arn.to_owned()),
             Lane::Attempt => Subject::Attempt(principal_arn.to_owned()),
             Lane::Account => Subject::Account,
+            Lane::Precursor => Subject::Precursor(principal_arn.to_owned()),
         }
     }
 
@@ -224,13 +249,17 @@ impl Subject {
             Subject::Service(_) => Lane::Service,
             Subject::Attempt(_) => Lane::Attempt,
             Subject::Account => Lane::Account,
+            Subject::Precursor(_) => Lane::Precursor,
         }
     }
 
     /// The principal, for every lane but the account's.
     pub fn principal_arn(&self) -> Option<&str> {
         match self {
-            Subject::Burst(p) | Subject::Service(p) | Subject::Attempt(p) => Some(p),
+            Subject::Burst(p)
+            | Subject::Service(p)
+            | Subject::Attempt(p)
+            | Subject::Precursor(p) => Some(p),
             Subject::Account => None,
         }
     }
@@ -344,6 +373,7 @@ pub struct View<'a> {
     principals: &'a BTreeSet<String>,
     error_codes: &'a BTreeSet<String>,
     attribution: &'a Attribution,
+    precursors: &'a [Precursor],
 }
 
 /// The first `n` of two disjoint sorted sets, merged in order.
@@ -439,6 +469,7 @@ impl Incident {
             principals: BTreeSet::new(),
             error_codes: BTreeSet::new(),
             attribution: Attribution::default(),
+            precursors: Vec::new(),
         };
         inc.absorb(t);
         inc
@@ -492,6 +523,28 @@ impl Incident {
                 self.principals.insert(p.clone());
             }
         }
+        if self.kind() == Lane::Precursor {
+            self.add_precursors(std::iter::once(e));
+        }
+    }
+
+    /// Lists the precursors among `events` (window events of the principal's precursor
+    /// lane), each once, in time order, at most [`PRECURSORS_KEPT`] (the earliest).
+    pub fn add_precursors<'e>(&mut self, events: impl IntoIterator<Item = &'e WindowEvent>) {
+        for e in events {
+            let Some(name) = &e.event_name else { continue };
+            if self.precursors.iter().any(|p| p.event_id == e.event_id) {
+                continue;
+            }
+            self.precursors.push(Precursor {
+                event_time: e.event_time,
+                event_name: name.clone(),
+                resources: e.instance_ids.clone(),
+                event_id: e.event_id.clone(),
+            });
+        }
+        self.precursors.sort();
+        self.precursors.truncate(PRECURSORS_KEPT);
     }
 
     /// Adds `instances` to session `name`'s count.
@@ -612,6 +665,7 @@ impl Incident {
             principals: &self.principals,
             error_codes: &self.error_codes,
             attribution: &self.attribution,
+            precursors: &self.precursors,
         }
     }
 

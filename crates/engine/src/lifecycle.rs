@@ -135,6 +135,63 @@ pub fn name_initiator<'a>(
     );
 }
 
+/// Where the precursors an incident lists lie: its principal's precursor lane in its
+/// account, from one precursor window before its first call up to `to` (its trigger).
+/// `None` for the lanes that list none: a precursor burst lists its own calls, and the
+/// service and account lanes count no one principal's preparation.
+pub fn precursor_search(
+    policy: &Policy,
+    incident: &Incident,
+    to: Millis,
+) -> Option<PrecursorSearch> {
+    let lane = incident.kind();
+    let principal = incident.principal_arn()?;
+    if !matches!(
+        lane,
+        crate::window::Lane::Burst | crate::window::Lane::Attempt
+    ) {
+        return None;
+    }
+    let window = policy.window_for(principal, crate::catalogue::PRECURSOR);
+    Some(PrecursorSearch {
+        key: Key::of(
+            crate::window::Lane::Precursor,
+            principal,
+            &incident.account,
+            crate::catalogue::PRECURSOR,
+        ),
+        from: incident.first_event_time - window,
+        to,
+    })
+}
+
+/// A principal's precursor lane, and the span an incident lists it over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrecursorSearch {
+    /// The precursor lane's key.
+    pub key: Key,
+    /// The earliest eventTime listed.
+    pub from: Millis,
+    /// The latest.
+    pub to: Millis,
+}
+
+impl PrecursorSearch {
+    /// Lists on `incident` the precursors among `events` (any superset of the key's
+    /// calls in the span).
+    pub fn list<'e>(
+        &self,
+        incident: &mut Incident,
+        events: impl IntoIterator<Item = &'e WindowEvent>,
+    ) {
+        incident.add_precursors(
+            events
+                .into_iter()
+                .filter(|e| e.event_time >= self.from && e.event_time <= self.to),
+        );
+    }
+}
+
 /// With the window store down, what one call proves by itself: an incident when it alone
 /// reaches the threshold (one cross-account instance, a call with many IDs), else
 /// `None`. Its containment is planned but waits for the incident to be recorded.

@@ -313,8 +313,7 @@ fn default_mode() -> Mode {
     Mode::Off
 }
 fn default_deny_actions() -> Vec<String> {
-    crate::catalogue::WATCHED
-        .iter()
+    crate::catalogue::every()
         .map(|w| w.deny_action.to_owned())
         .collect()
 }
@@ -751,7 +750,7 @@ threshold = 3
         );
         assert_eq!(p.containment, Mode::Off);
         // The brake stops every door: each watched call's action, the seed's first.
-        assert_eq!(p.deny_actions.len(), crate::catalogue::WATCHED.len());
+        assert_eq!(p.deny_actions.len(), crate::catalogue::every().count());
         assert_eq!(p.deny_actions[0], "ec2:TerminateInstances");
         assert!(p.deny_actions.contains(&"rds:DeleteDBInstance".to_string()));
     }

@@ -145,6 +145,9 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
     let mut keys: HashMap<Key, KeyState> = HashMap::new();
     let mut provenance = Provenance::default();
     let mut initiated: HashMap<&str, Vec<&Initiation>> = HashMap::new();
+    // Every precursor counted, by its key, for the incidents that list them: a lane's
+    // window keeps only its own span.
+    let mut precursors: HashMap<Key, Vec<WindowEvent>> = HashMap::new();
     for (_, order, event_id, step) in steps {
         let mut t = match step {
             Step::Assume(i) => {
@@ -201,6 +204,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             keys: &mut keys,
             incidents: &mut out.incidents,
             initiated: &initiated,
+            precursors: &mut precursors,
         };
         match primary {
             Classification::NotCounted(reason) => {
@@ -225,7 +229,13 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                 cross_account,
             } => {
                 out.counts.counted_calls += 1;
-                let event = WindowEvent::of(&t, Lane::Burst);
+                let event = WindowEvent::of(&t, key.lane);
+                if key.lane == Lane::Precursor {
+                    ctx.precursors
+                        .entry(key.clone())
+                        .or_default()
+                        .push(event.clone());
+                }
                 ctx.count(&t, key, threshold, cross_account, window, event);
             }
         }
@@ -260,6 +270,7 @@ struct Ctx<'a, 'b> {
     keys: &'a mut HashMap<Key, KeyState>,
     incidents: &'a mut Vec<Incident>,
     initiated: &'a HashMap<&'b str, Vec<&'b Initiation>>,
+    precursors: &'a mut HashMap<Key, Vec<WindowEvent>>,
 }
 
 impl Ctx<'_, '_> {
@@ -324,6 +335,12 @@ impl Ctx<'_, '_> {
                         &mut inc,
                         &search,
                         candidates.into_iter().flatten().copied(),
+                    );
+                }
+                if let Some(search) = lifecycle::precursor_search(self.policy, &inc, t.event_time) {
+                    search.list(
+                        &mut inc,
+                        self.precursors.get(&search.key).into_iter().flatten(),
                     );
                 }
                 state.open = Some(self.incidents.len());

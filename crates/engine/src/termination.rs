@@ -1,7 +1,7 @@
 //! From a watched call's CloudTrail record to a [`Termination`]: what it destroyed, who
 //! called, from which session.
 
-use crate::catalogue::{self, Ids, Watched};
+use crate::catalogue::{self, Ids, Watched, Weakens};
 use crate::principal::{self, sanitize, Arn, Principal};
 use crate::record::{
     Document, Envelope, InstancesSet, Lenient, SessionContext, TerminateParameters, UserIdentity,
@@ -197,6 +197,13 @@ pub fn from_record(
     if envelope.is_some_and(|env| env.disagrees(doc, Some(w.source))) {
         return Err(SkipReason::EnvelopeMismatch);
     }
+    // A precursor is recorded only when it succeeded in taking a protection away; any
+    // other call of its name (an instance type changed, storage grown) is another event.
+    if let Some(how) = w.precursor {
+        if doc.error_code.get().is_some() || !weakens(how, doc)? {
+            return Ok(None);
+        }
+    }
     let recipient = doc.recipient_account_id.get();
     let event_time = doc.time()?;
     let time = doc.event_time.get().unwrap_or_default();
@@ -258,6 +265,84 @@ pub fn from_record(
         credit: None,
         principal,
     }))
+}
+
+/// Whether a precursor's request takes the protection away, as `how` reads it.
+fn weakens(how: Weakens, doc: &Document<'_>) -> Result<bool, SkipReason> {
+    use serde_json::Value;
+    let Some(raw) = doc.request_parameters else {
+        return Ok(false);
+    };
+    let params: Value =
+        serde_json::from_str(raw.get()).map_err(|_| SkipReason::BadRequestParameters)?;
+    // EC2 logs an attribute as `{"value": …}`; the other services log it bare. Booleans
+    // may arrive as strings from query-protocol services.
+    let bare = |v: &Value| -> Value {
+        match v.get("value") {
+            Some(inner) => inner.clone(),
+            None => v.clone(),
+        }
+    };
+    let is_false = |v: &Value| matches!(bare(v), Value::Bool(false)) || bare(v) == "false";
+    Ok(match how {
+        Weakens::Off(key) => params.get(key).is_some_and(is_false),
+        Weakens::InstanceProtection => {
+            let shutdown_terminates = |v: &Value| {
+                bare(v)
+                    .as_str()
+                    .is_some_and(|s| s.eq_ignore_ascii_case("terminate"))
+            };
+            params.get("disableApiTermination").is_some_and(is_false)
+                || params
+                    .get("instanceInitiatedShutdownBehavior")
+                    .is_some_and(shutdown_terminates)
+                // The older form: `attribute` names it, `value` sets it.
+                || match (params.get("attribute").and_then(Value::as_str), params.get("value")) {
+                    (Some("disableApiTermination"), Some(v)) => is_false(v),
+                    (Some("instanceInitiatedShutdownBehavior"), Some(v)) => shutdown_terminates(v),
+                    _ => false,
+                }
+        }
+        Weakens::ShortLifecycle => {
+            let event_time = doc.time()?;
+            let rules = params
+                .pointer("/LifecycleConfiguration/Rule")
+                .map(|r| match r {
+                    Value::Array(rules) => rules.iter().collect(),
+                    rule => vec![rule],
+                })
+                .unwrap_or_default();
+            rules.into_iter().any(|r| expires_soon(r, event_time))
+        }
+    })
+}
+
+/// Whether an S3 lifecycle rule (as CloudTrail logs the XML: numbers may be strings) is
+/// enabled and expires current objects or noncurrent versions within
+/// [`catalogue::LIFECYCLE_DAYS`], or on a date no later than that after `now`.
+fn expires_soon(rule: &serde_json::Value, now: Millis) -> bool {
+    use serde_json::Value;
+    let number = |v: Option<&Value>| -> Option<u64> {
+        match v? {
+            Value::Number(n) => n.as_u64(),
+            Value::String(s) => s.trim().parse().ok(),
+            _ => None,
+        }
+    };
+    let soon = |days: Option<u64>| days.is_some_and(|d| d <= catalogue::LIFECYCLE_DAYS);
+    let enabled = rule.get("Status").and_then(Value::as_str) == Some("Enabled");
+    let expiration = rule.get("Expiration");
+    let by_date = expiration
+        .and_then(|e| e.get("Date"))
+        .and_then(Value::as_str)
+        .and_then(crate::time::parse_event_time)
+        .is_some_and(|d| d <= now + catalogue::LIFECYCLE_DAYS as Millis * 86_400_000);
+    enabled
+        && (soon(number(expiration.and_then(|e| e.get("Days"))))
+            || by_date
+            || soon(number(
+                rule.pointer("/NoncurrentVersionExpiration/NoncurrentDays"),
+            )))
 }
 
 fn instance_ids(w: &Watched, doc: &Document<'_>) -> Result<Vec<String>, SkipReason> {

@@ -59,6 +59,10 @@ pub enum Lane {
     /// Distinct instances by every counted principal in one account.
     #[serde(rename = "account_burst")]
     Account,
+    /// Protections removed by one principal (the catalogue's precursors), whatever
+    /// they protected: a wipe being prepared.
+    #[serde(rename = "precursor_burst")]
+    Precursor,
 }
 
 impl Lane {
@@ -69,6 +73,7 @@ impl Lane {
             Lane::Service => "service_burst",
             Lane::Attempt => "attempt_burst",
             Lane::Account => "account_burst",
+            Lane::Precursor => "precursor_burst",
         }
     }
 }
@@ -161,7 +166,13 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if policy.in_change_window(&p.arn, &t.account, t.event_time) {
         return Classification::NotCounted(SkipReason::ChangeWindow);
     }
-    let key = Key::of(Lane::Burst, &p.arn, &t.account, t.kind());
+    // A precursor counts in its own lane, which never contains: it destroyed nothing.
+    let lane = if t.call.precursor.is_some() {
+        Lane::Precursor
+    } else {
+        Lane::Burst
+    };
+    let key = Key::of(lane, &p.arn, &t.account, t.kind());
     if t.is_attempt() {
         return Classification::Attempt(key);
     }
@@ -250,6 +261,9 @@ pub struct WindowEvent {
     /// The attempt lane's error code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// A precursor's `eventName`, for the incidents that list it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
 }
 
 impl WindowEvent {
@@ -277,6 +291,7 @@ impl WindowEvent {
             } else {
                 None
             },
+            event_name: t.call.precursor.map(|_| t.call.event_name.to_owned()),
         }
     }
 }
@@ -416,6 +431,7 @@ mod tests {
             access_key: None,
             principal: None,
             error_code: None,
+            event_name: None,
         }
     }
 
@@ -471,6 +487,7 @@ mod tests {
                     access_key: None,
                     principal: None,
                     error_code: None,
+                    event_name: None,
                 })
                 .collect();
             let t = next(20) as Millis * 30_000;

@@ -629,6 +629,18 @@ where
                             .await?;
                         lifecycle::name_initiator(&mut incident, &search, &candidates);
                     }
+                    if let Some(search) =
+                        lifecycle::precursor_search(&self.policy, &incident, t.event_time)
+                    {
+                        // Evidence, not a reason to hold the page: without the store's
+                        // answer the incident opens listing none.
+                        match self.store.window(&search.key, search.from, search.to).await {
+                            Ok(events) => search.list(&mut incident, &events),
+                            Err(e) => {
+                                tracing::warn!(event_id = %t.event_id, error = %e, "precursors unavailable; the incident lists none")
+                            }
+                        }
+                    }
                     if self
                         .store
                         .open_incident(key, &incident, current.as_ref(), now)

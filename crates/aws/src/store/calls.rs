@@ -54,6 +54,7 @@ impl Calls for WindowStore {
             ("ak", &event.access_key),
             ("p", &event.principal),
             ("ec", &event.error_code),
+            ("en", &event.event_name),
         ] {
             if let Some(v) = v {
                 put = put.item(attr, s(v));
@@ -118,6 +119,7 @@ impl Calls for WindowStore {
                     access_key: get_s(item, "ak").ok().map(str::to_owned),
                     principal: get_s(item, "p").ok().map(str::to_owned),
                     error_code: get_s(item, "ec").ok().map(str::to_owned),
+                    event_name: get_s(item, "en").ok().map(str::to_owned),
                 })
             })
             .collect()

@@ -48,6 +48,7 @@ pub fn input() -> Input {
             access_key: None,
             principal: None,
             error_code: None,
+            event_name: None,
         })
         .collect();
     let other = tripwire_synth::api_envelope(
