@@ -417,3 +417,97 @@ fn already_dead(w: &Watched, doc: &Document<'_>) -> Vec<String> {
     dead.sort_unstable();
     dead
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::scan::{scan_events, Events};
+    use serde_json::json;
+
+    /// Whether a successful call of `name` with `params` at noon on 2026-11-30 is read
+    /// as a precursor.
+    fn precursor(source: &str, name: &str, params: serde_json::Value) -> bool {
+        let record = json!({"eventVersion": "1.09", "eventTime": "2026-11-30T12:00:00Z",
+            "eventSource": source, "eventName": name, "awsRegion": "eu-west-1",
+            "eventID": "e1", "recipientAccountId": "444455556666",
+            "userIdentity": {"type": "IAMUser", "arn": "arn:aws:iam::444455556666:user/u",
+                "accountId": "444455556666", "principalId": "AIDAEXAMPLE"},
+            "requestParameters": params});
+        let mut events = Events::default();
+        scan_events(&record.to_string(), &mut Default::default(), &mut events).unwrap();
+        !events.terminations.is_empty()
+    }
+
+    #[test]
+    fn lifecycle_rules_that_empty_a_bucket_by_tomorrow_are_precursors() {
+        let rules = |rule: serde_json::Value| {
+            precursor(
+                "s3.amazonaws.com",
+                "PutBucketLifecycle",
+                json!({"bucketName": "b", "LifecycleConfiguration": {"Rule": rule}}),
+            )
+        };
+        let enabled = |e: serde_json::Value| {
+            let mut r = json!({"Status": "Enabled"});
+            r.as_object_mut().unwrap().extend(e.as_object().unwrap().clone());
+            r
+        };
+        // Several rules, one of them short; days as XML text.
+        assert!(rules(json!([
+            enabled(json!({"Expiration": {"Days": 365}})),
+            enabled(json!({"Expiration": {"Days": "1"}}))
+        ])));
+        // Noncurrent versions, the bucket's undo, gone in a day.
+        assert!(rules(enabled(
+            json!({"NoncurrentVersionExpiration": {"NoncurrentDays": 1}})
+        )));
+        // A date already past, or tomorrow.
+        assert!(rules(enabled(
+            json!({"Expiration": {"Date": "2026-01-01T00:00:00.000Z"}})
+        )));
+        assert!(rules(enabled(
+            json!({"Expiration": {"Date": "2026-12-01T00:00:00Z"}})
+        )));
+        assert!(!rules(enabled(
+            json!({"Expiration": {"Date": "2027-01-01T00:00:00Z"}})
+        )));
+        assert!(!rules(enabled(json!({"Expiration": {"Days": 2}}))));
+        assert!(!rules(json!({"Status": "Disabled", "Expiration": {"Days": 1}})));
+        assert!(!rules(enabled(json!({"Transition": {"Days": 0}}))));
+        assert!(!precursor(
+            "s3.amazonaws.com",
+            "PutBucketLifecycle",
+            json!({"bucketName": "b"})
+        ));
+    }
+
+    #[test]
+    fn an_instance_attribute_is_read_in_either_form_ec2_accepts() {
+        let ec2 = |p| precursor("ec2.amazonaws.com", "ModifyInstanceAttribute", p);
+        assert!(ec2(
+            json!({"instanceId": "i-1", "attribute": "disableApiTermination", "value": "false"})
+        ));
+        assert!(ec2(
+            json!({"instanceId": "i-1", "attribute": "instanceInitiatedShutdownBehavior", "value": "Terminate"})
+        ));
+        assert!(!ec2(
+            json!({"instanceId": "i-1", "attribute": "disableApiTermination", "value": "true"})
+        ));
+        assert!(!ec2(
+            json!({"instanceId": "i-1", "attribute": "instanceType", "value": "false"})
+        ));
+        assert!(!ec2(
+            json!({"instanceId": "i-1", "disableApiStop": {"value": false}})
+        ));
+        // Deletion protection is a bare boolean elsewhere; a string is read too.
+        assert!(precursor(
+            "rds.amazonaws.com",
+            "ModifyDBInstance",
+            json!({"dBInstanceIdentifier": "db", "deletionProtection": "false"})
+        ));
+        assert!(!precursor(
+            "rds.amazonaws.com",
+            "ModifyDBInstance",
+            json!({"dBInstanceIdentifier": "db", "deletionProtection": null})
+        ));
+    }
+}

@@ -155,6 +155,8 @@ struct Expect {
     /// How many contributing principals an account burst lists.
     #[serde(default)]
     principals: usize,
+    /// The event names of the precursors the incident lists, in time order, when given.
+    precursors: Option<Vec<String>>,
     /// The containment scope, when given.
     scope: Option<String>,
     /// The scope's condition as `KEY=VALUE`, when given (`none` for no condition).
@@ -264,8 +266,7 @@ fn render(s: &Scenario) -> String {
             };
             let event_id = format!("ev-{r}-{k}");
             if let Some(name) = &run.call {
-                let w = tripwire_engine::catalogue::WATCHED
-                    .iter()
+                let w = tripwire_engine::catalogue::every()
                     .find(|w| w.event_name == name)
                     .unwrap_or_else(|| panic!("{name} is not a watched call"));
                 let line = tripwire_synth::destroy_record(
@@ -374,6 +375,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 }),
                 managed: Some(c.managed.clone()),
                 deactivate_keys: Some(c.deactivate_keys.clone()),
+                precursors: Some(i.precursors.iter().map(|p| p.event_name.clone()).collect()),
             }
         })
         .collect();
@@ -392,7 +394,8 @@ fn check(s: &Scenario) -> Result<(), String> {
                 .is_some_and(|r| r.contains(phrase.as_str())),
             None => true,
         };
-        let target_ok = e.target.is_none() || e.target == g.target;
+        let target_ok = (e.target.is_none() || e.target == g.target)
+            && (e.precursors.is_none() || e.precursors == g.precursors);
         let scope_ok = (e.scope.is_none() || e.scope == g.scope)
             && (e.condition.is_none() || e.condition == g.condition)
             && (e.managed.is_none() || e.managed == g.managed)

@@ -6,7 +6,7 @@
 
 use serde_json::{json, Value};
 use std::fmt::Write as _;
-use tripwire_engine::catalogue::{Ids, Watched, TERMINATE_INSTANCES};
+use tripwire_engine::catalogue::{Ids, Watched, Weakens, TERMINATE_INSTANCES};
 use tripwire_engine::time::{format_millis, Millis};
 
 /// Who makes a call, written `role/PATH/NAME@ACCOUNT`, `user/PATH/NAME@ACCOUNT`,
@@ -596,10 +596,24 @@ pub fn destroy_record(
     event_id: &str,
     error: Option<&str>,
 ) -> Value {
-    let params = match w.resource.ids {
-        Ids::Param(key) => json!({ key: id }).to_string(),
-        Ids::Recipient | Ids::InstancesSet => "null".to_owned(),
+    let mut params = match w.resource.ids {
+        Ids::Param(key) => json!({ key: id }),
+        Ids::Recipient | Ids::InstancesSet => Value::Null,
     };
+    // A precursor's request takes its protection away, as the service logs it.
+    match w.precursor {
+        Some(Weakens::InstanceProtection) => {
+            params["disableApiTermination"] = json!({ "value": false })
+        }
+        Some(Weakens::Off(key)) => params[key] = json!(false),
+        Some(Weakens::ShortLifecycle) => {
+            params["LifecycleConfiguration"] = json!({
+                "Rule": { "ID": "expire", "Status": "Enabled", "Filter": { "Prefix": "" }, "Expiration": { "Days": 1 } }
+            })
+        }
+        None => {}
+    }
+    let params = params.to_string();
     let mut b = String::new();
     write_record(
         &mut b,
