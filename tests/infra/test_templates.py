@@ -168,7 +168,8 @@ def test_the_event_pattern_matches_every_terminate_event_and_nothing_else(moto, 
 
 def _door_envelopes():
     """Every watched call's record from tests/fixtures/doors.toml (the engine reads each
-    into a destruction: crates/engine/tests/doors.rs), and the look-alikes it lists, as
+    into a destruction or a precursor: crates/engine/tests/doors.rs; a precursor's call is
+    forwarded whatever its request, and the engine reads it), and the look-alikes it lists, as
     EventBridge delivers CloudTrail events: `source` aws.SERVICE."""
     import tomllib
     doors = tomllib.loads((ROOT / "tests" / "fixtures" / "doors.toml").read_text())
@@ -188,7 +189,7 @@ def _door_envelopes():
 
     doors_ = [envelope(records(d["file"], lambda r, d=d: r.get("eventName") == d["call"]
                                and r.get("eventID", d.get("event_id")) == d.get("event_id", r.get("eventID")))[0])
-              for d in doors["door"]]
+              for d in doors["door"] + doors["precursor"]]
     look_alikes = [envelope(r) for n in doors["not_a_door"]
                    for r in records(n["file"], lambda r, n=n: (r.get("eventName"), r.get("eventSource")) == (n["event_name"], n["event_source"]))]
     return doors_, look_alikes
@@ -198,7 +199,8 @@ def _door_envelopes():
 def test_every_door_is_forwarded_from_its_record_and_look_alikes_are_not(moto, which):
     matched = _rule_on_moto(moto, f"doors-{abs(hash(which))}", _patterns(moto)[which])
     doors, look_alikes = _door_envelopes()
-    assert len(doors) == len(_catalogue_patterns()["terminations"]["detail"]["eventName"]) >= 22
+    names = _catalogue_patterns()["terminations"]["detail"]["eventName"]
+    assert len({d["detail"]["eventName"] for d in doors}) == len(names) >= 27
     assert len({d["source"] for d in doors}) >= 13, "every service's own source"
     assert {d["detail"]["eventName"]: matched(d) for d in doors} == {d["detail"]["eventName"]: 1 for d in doors}
     assert look_alikes and [matched(e) for e in look_alikes] == [0] * len(look_alikes)

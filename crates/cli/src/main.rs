@@ -296,16 +296,20 @@ fn main() -> Result<()> {
             // type) and, for instances, the `[accounts]` overrides.
             println!("resource types (threshold in window, containment; calls):");
             for kind in tripwire_engine::catalogue::kinds() {
-                let calls: Vec<&str> = tripwire_engine::catalogue::WATCHED
-                    .iter()
+                let calls: Vec<&str> = tripwire_engine::catalogue::every()
                     .filter(|w| w.resource.kind == kind)
                     .map(|w| w.deny_action)
                     .collect();
+                // Precursors destroy nothing: their lane pages and never contains.
+                let containment = if kind == tripwire_engine::catalogue::PRECURSOR {
+                    "alert only".to_owned()
+                } else {
+                    format!("{:?}", p.containment_for("", kind))
+                };
                 println!(
-                    "  {kind:<30} {:>4} in {:>4}s, {:?}; {}{}",
+                    "  {kind:<30} {:>4} in {:>4}s, {containment}; {}{}",
                     p.threshold_for("", "", false, kind),
                     p.window_for("", kind) / 1000,
-                    p.containment_for("", kind),
                     calls.join(", "),
                     if p.resources.contains_key(kind) {
                         " ([resources] rule)"

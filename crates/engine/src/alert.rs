@@ -1150,9 +1150,12 @@ fn text_body(
             .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
             .unwrap_or_default()
     };
-    let _ = writeln!(t, "\n{heading} ({}; {} shown)", i.instances(), shown);
-    for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
-        let _ = writeln!(t, "  {id}");
+    // A precursor burst's resources are its precursors', listed above.
+    if i.kind() != Lane::Precursor {
+        let _ = writeln!(t, "\n{heading} ({}; {} shown)", i.instances(), shown);
+        for id in i.instance_ids.iter().take(TEXT_SAMPLE) {
+            let _ = writeln!(t, "  {id}");
+        }
     }
     let _ = writeln!(
         t,
@@ -1179,6 +1182,14 @@ fn text_body(
         t,
         "     and look for userIdentity {user}. Ask its owner what it is running."
     );
+    if i.kind() == Lane::Precursor {
+        let _ = writeln!(
+            t,
+            "  2. If it is not legitimate, turn the protections listed above back on and contain the principal by hand: this lane never contains, and the wipe it prepares has not begun."
+        );
+        let _ = writeln!(t, "\nIncident {}", i.id);
+        return t;
+    }
     let _ = writeln!(
         t,
         "  2. If it is legitimate, lift containment (detaches the tripwire-* managed policies and removes only the tripwire-* inline ones):"

@@ -772,7 +772,8 @@ pub enum Weakens {
 pub const LIFECYCLE_DAYS: u64 = 1;
 
 /// A precursor: the same shape as a destructive call, counted under [`PRECURSOR`] and
-/// spoken of in the same words whatever it weakened.
+/// spoken of in the same words whatever it weakened. (Positional, as a table row.)
+#[allow(clippy::too_many_arguments)]
 const fn precursor(
     source: &'static str,
     event_source: &'static str,

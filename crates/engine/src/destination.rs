@@ -840,6 +840,16 @@ mod tests {
                 .unwrap()
                 .iter()
                 .any(|r| r["Id"] == "AWS::::Account:222222222222"));
+            // What was destroyed, as many as ASFF holds: the seed's 600 instances fill it.
+            let resources = d["Resources"].as_array().unwrap();
+            assert_eq!(resources.len(), crate::alert::ASFF_RESOURCES);
+            let instances: Vec<&Value> = resources
+                .iter()
+                .filter(|r| r["Type"] == "AwsEc2Instance")
+                .collect();
+            assert_eq!(instances.len(), crate::alert::ASFF_RESOURCES - 2);
+            assert_eq!(instances[0]["Id"], json!(i.instance_ids.first().unwrap()));
+            assert_eq!(instances[0]["Region"], "us-east-1");
         }
         let states: Vec<_> = docs.iter().map(|d| d["RecordState"].clone()).collect();
         assert_eq!(states, ["ACTIVE", "ACTIVE", "ACTIVE", "ARCHIVED"]);

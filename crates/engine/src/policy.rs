@@ -481,6 +481,12 @@ impl Policy {
                     ),
                 ));
             }
+            if kind == crate::catalogue::PRECURSOR && r.containment.is_some() {
+                return Err(err(
+                    &format!("{key}.containment"),
+                    "precursors destroy nothing and their lane never contains; set only `threshold` and `window`".into(),
+                ));
+            }
             let rule = ResourceRule {
                 threshold: r
                     .threshold
@@ -885,6 +891,10 @@ containment = "brake"
                 "resources.\"rds:db\".window",
             ),
             ("[resources.\"rds:db\"]\nsize = 2", "size"),
+            (
+                "[resources.\"precursor\"]\ncontainment = \"revoke\"",
+                "resources.\"precursor\".containment",
+            ),
         ] {
             let e = Policy::from_toml(text).unwrap_err();
             assert!(e.key.starts_with(key), "{text}: {e}");

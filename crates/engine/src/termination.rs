@@ -448,7 +448,9 @@ mod tests {
         };
         let enabled = |e: serde_json::Value| {
             let mut r = json!({"Status": "Enabled"});
-            r.as_object_mut().unwrap().extend(e.as_object().unwrap().clone());
+            r.as_object_mut()
+                .unwrap()
+                .extend(e.as_object().unwrap().clone());
             r
         };
         // Several rules, one of them short; days as XML text.
@@ -471,7 +473,9 @@ mod tests {
             json!({"Expiration": {"Date": "2027-01-01T00:00:00Z"}})
         )));
         assert!(!rules(enabled(json!({"Expiration": {"Days": 2}}))));
-        assert!(!rules(json!({"Status": "Disabled", "Expiration": {"Days": 1}})));
+        assert!(!rules(
+            json!({"Status": "Disabled", "Expiration": {"Days": 1}})
+        ));
         assert!(!rules(enabled(json!({"Transition": {"Days": 0}}))));
         assert!(!precursor(
             "s3.amazonaws.com",

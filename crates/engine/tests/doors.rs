@@ -169,10 +169,7 @@ fn every_precursor_is_read_from_a_record_that_removes_its_protection() {
         let found = records(&p.file, |r| {
             r["eventName"] == p.call.as_str() && r["eventID"] == p.event_id.as_str()
         });
-        let read: Vec<_> = found
-            .iter()
-            .flat_map(|r| scan(r).0.terminations)
-            .collect();
+        let read: Vec<_> = found.iter().flat_map(|r| scan(r).0.terminations).collect();
         assert_eq!(read.len(), 1, "{}: {}", p.call, p.event_id);
         let t = &read[0];
         assert_eq!(
@@ -191,7 +188,8 @@ fn a_call_that_takes_no_protection_away_is_another_event() {
         let found: Vec<String> = match (&n.event_id, n.line) {
             (_, Some(line)) => vec![text.lines().nth(line - 1).unwrap().to_owned()],
             (Some(id), None) => records(&n.file, |r| {
-                r["eventID"] == id.as_str() && PRECURSORS.iter().any(|w| r["eventName"] == w.event_name)
+                r["eventID"] == id.as_str()
+                    && PRECURSORS.iter().any(|w| r["eventName"] == w.event_name)
             }),
             (None, None) => panic!("{}: names no record", n.why),
         };

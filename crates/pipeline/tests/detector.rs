@@ -1225,3 +1225,105 @@ async fn recontain_writes_a_lifted_policy_back_once_per_incident() {
         }
     }
 }
+
+/// A catalogued call (a destruction or a precursor) by `who` at `at` naming `id`, as
+/// EventBridge delivers it.
+fn catalogued(name: &str, who: &str, at: i64, id: &str, event_id: &str) -> Value {
+    let caller = tripwire_synth::Caller::parse(who).unwrap();
+    let w = tripwire_engine::catalogue::every()
+        .find(|w| w.event_name == name)
+        .unwrap();
+    let r = tripwire_synth::destroy_record(w, &caller, PROD, "us-east-1", at, id, event_id, None);
+    tripwire_synth::eventbridge_envelope(&r, &format!("eb-{event_id}"))
+}
+
+#[tokio::test]
+async fn precursors_are_listed_on_the_wipe_that_follows_and_a_burst_of_them_alone_only_pages() {
+    let rig = Rig::new(POLICY);
+    let app = "role/app@222222222222";
+    // Two databases' deletion protection off; one record delivered twice.
+    let first = catalogued("ModifyDBInstance", app, T0, "orders", "pre-0");
+    for e in [&first, &first] {
+        rig.deliver_one(e).await.unwrap();
+    }
+    let second = catalogued("ModifyDBInstance", app, T0 + 60_000, "billing", "pre-1");
+    assert!(matches!(
+        one(&rig, &second).await,
+        Outcome::Counted {
+            window_count: 2,
+            threshold: 10,
+            ..
+        }
+    ));
+    assert!(rig.alerts.kinds().is_empty(), "two precursors page nobody");
+    // Then the wipe: rds:db pages at three, listing what its principal prepared.
+    for k in 0..3 {
+        let e = catalogued(
+            "DeleteDBInstance",
+            app,
+            T0 + (5 + k) * 60_000,
+            &format!("db-{k}"),
+            &format!("del-{k}"),
+        );
+        rig.deliver_one(&e).await.unwrap();
+    }
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+    let wipe = &rig.alerts.sent()[0];
+    let page: Value = serde_json::from_str(&wipe.json).unwrap();
+    assert_eq!(page["resource_type"], "rds:db");
+    let listed: Vec<(&str, &str)> = page["precursors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["event_name"].as_str().unwrap(),
+                p["resources"][0].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        listed,
+        [
+            ("ModifyDBInstance", "orders"),
+            ("ModifyDBInstance", "billing")
+        ],
+        "each once, oldest first"
+    );
+    assert!(wipe
+        .text
+        .contains("Precursors: protections the principal removed (2)"));
+    assert_eq!(rig.queue.queued().len(), 1, "the wipe is contained");
+
+    // Ten protections removed by another principal within the hour, and nothing else:
+    // one alert-only page, no containment asked for.
+    let ops = "role/ops@222222222222";
+    for k in 0..10 {
+        let e = catalogued(
+            "ModifyInstanceAttribute",
+            ops,
+            T0 + k * 60_000,
+            &format!("i-{k:017x}"),
+            &format!("ops-{k}"),
+        );
+        rig.deliver_one(&e).await.unwrap();
+    }
+    assert_eq!(rig.alerts.kinds(), ["detected", "detected"]);
+    let burst = &rig.alerts.sent()[1];
+    let page: Value = serde_json::from_str(&burst.json).unwrap();
+    assert_eq!(page["incident_kind"], "precursor_burst");
+    assert_eq!(page["resource_type"], "precursor");
+    assert_eq!(page["instances"], 10);
+    assert_eq!(page["precursors"].as_array().unwrap().len(), 10);
+    assert_eq!(page["containment"]["action"], "none");
+    assert!(
+        burst.subject.contains("10 protections removed"),
+        "{}",
+        burst.subject
+    );
+    assert_eq!(
+        rig.queue.queued().len(),
+        1,
+        "a precursor burst never contains"
+    );
+}
