@@ -290,14 +290,32 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
 {
     // Three DB instances deleted, each call delivered twice (EventBridge is at least
     // once): the real detector counts them under rds:db, the real responder contains the
-    // caller from the incident recorded under that type, and release lifts it.
+    // caller from the incident recorded under that type, and release lifts it. First the
+    // caller turns one instance's deletion protection off: the page lists it, read back
+    // from the real table.
     let stack = Stack::start(Options::default()).await;
     let caller = tripwire_synth::Caller::parse("role/vendor/cleanup-task@222222222222").unwrap();
-    let w = tripwire_engine::catalogue::WATCHED
-        .iter()
-        .find(|w| w.event_name == "DeleteDBInstance")
-        .unwrap();
+    let find = |name: &str| {
+        tripwire_engine::catalogue::every()
+            .find(|w| w.event_name == name)
+            .unwrap()
+    };
+    let w = find("DeleteDBInstance");
     let mut outcomes = Vec::new();
+    let unprotect = tripwire_synth::destroy_record(
+        find("ModifyDBInstance"),
+        &caller,
+        PROD,
+        "us-east-1",
+        BASE - 60_000,
+        "orders-0",
+        "unprotect-0",
+        None,
+    );
+    let e = eventbridge_envelope(&unprotect, "eb-unprotect-0");
+    for _ in 0..2 {
+        outcomes.push(outcome(&stack.invoke(&e).await.unwrap()).to_owned());
+    }
     for k in 0..3 {
         let r = tripwire_synth::destroy_record(
             w,
@@ -321,6 +339,8 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
             "duplicate",
             "counted",
             "duplicate",
+            "counted",
+            "duplicate",
             "opened",
             "duplicate"
         ]
@@ -338,6 +358,16 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
     assert_eq!(
         detected.body["resources"],
         json!(["orders-0", "orders-1", "orders-2"])
+    );
+    let precursors = detected.body["precursors"].as_array().unwrap();
+    assert_eq!(precursors.len(), 1, "{precursors:?}");
+    assert_eq!(precursors[0]["event_name"], "ModifyDBInstance");
+    assert_eq!(precursors[0]["resources"], json!(["orders-0"]));
+    assert_eq!(
+        kinds(&alerts).iter().filter(|k| *k == "detected").count(),
+        1,
+        "one precursor pages nobody: {:?}",
+        kinds(&alerts)
     );
     assert!(
         kinds(&alerts).contains(&"contained".to_owned()),
