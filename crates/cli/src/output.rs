@@ -25,6 +25,7 @@ struct Summary<'a> {
     provenance_skipped: &'a std::collections::BTreeMap<&'static str, u64>,
     initiator_records: u64,
     credited_calls: u64,
+    precursor_calls: u64,
     corrupt_files: &'a [crate::reading::CorruptFile],
     incidents: usize,
     heartbeats: u64,
@@ -60,6 +61,7 @@ fn summary(r: &Report) -> Summary<'_> {
         provenance_skipped: &c.provenance_skipped,
         initiator_records: c.initiator_records,
         credited_calls: c.credited_calls,
+        precursor_calls: c.precursor_calls,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
         heartbeats: r.result.coverage.iter().map(|c| c.heartbeats).sum(),
@@ -256,11 +258,12 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
     writeln!(w, "  not counted: {}", list(s.not_counted))?;
     writeln!(
         w,
-        "  role assumptions {}  calls with an origin {}  initiator calls {}  service calls credited to their initiator {}  provenance skipped: {}",
+        "  role assumptions {}  calls with an origin {}  initiator calls {}  service calls credited to their initiator {}  precursors counted {}  provenance skipped: {}",
         s.assume_role_records,
         s.calls_with_origin,
         s.initiator_records,
         s.credited_calls,
+        s.precursor_calls,
         list(s.provenance_skipped)
     )?;
     writeln!(w, "  corrupt files: {}", s.corrupt_files.len())?;

@@ -63,6 +63,8 @@ pub struct ReplayCounts {
     /// Service-linked roles' terminations credited to the principal whose call decided
     /// them, and counted as that principal's.
     pub credited_calls: u64,
+    /// Precursors counted (calls that took a protection away), among `counted_calls`.
+    pub precursor_calls: u64,
 }
 
 /// The outcome of a replay.
@@ -231,6 +233,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                 out.counts.counted_calls += 1;
                 let event = WindowEvent::of(&t, key.lane);
                 if key.lane == Lane::Precursor {
+                    out.counts.precursor_calls += 1;
                     ctx.precursors
                         .entry(key.clone())
                         .or_default()

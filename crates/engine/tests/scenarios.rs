@@ -186,6 +186,7 @@ struct Counts {
     already_terminated_instances: Option<u64>,
     calls_with_origin: Option<u64>,
     credited_calls: Option<u64>,
+    precursor_calls: Option<u64>,
     provenance_skipped: Option<BTreeMap<String, u64>>,
 }
 
@@ -455,6 +456,7 @@ fn check(s: &Scenario) -> Result<(), String> {
                 c.calls_with_origin,
             ),
             ("credited_calls", want.credited_calls, c.credited_calls),
+            ("precursor_calls", want.precursor_calls, c.precursor_calls),
         ];
         for (name, w, g) in pairs {
             if w.is_some_and(|w| w != g) {
