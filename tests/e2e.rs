@@ -10,7 +10,9 @@ use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTH
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
 
 /// 2018-01-09T22:09:00Z, when the incident began.
-const BASE: i64 = 1_515_535_740_000;
+/// Ten minutes ago, on a whole minute: the real functions read the system clock, and a
+/// burst older than its window plus `max_delivery_delay` is history they never contain.
+static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(tripwire_localstack::recent);
 
 fn outcome(v: &Value) -> &str {
     v[0]["outcome"].as_str().unwrap_or_default()
@@ -19,7 +21,7 @@ fn outcome(v: &Value) -> &str {
 /// Ten calls by `who`, a second apart from [`BASE`]: a burst that crosses the threshold.
 async fn deliver_burst(stack: &Stack, who: &str, tag: &str) {
     for e in Burst::new(who, tag)
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes()
@@ -55,7 +57,7 @@ fn kinds(alerts: &[Received]) -> Vec<String> {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_seed_incident_is_detected_once_and_the_role_contained() {
     let stack = Stack::start(Options::default()).await;
-    let mut events: Vec<(i64, Value)> = seed_scenario(BASE)
+    let mut events: Vec<(i64, Value)> = seed_scenario(*BASE)
         .into_iter()
         .map(|(_, rec)| {
             (
@@ -101,8 +103,9 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
         detected.body["principal_arn"],
         "arn:aws:iam::222222222222:role/vendor/cleanup-task"
     );
-    assert_eq!(detected.body["first_event_time"], "2018-01-09T22:09:00Z");
-    assert_eq!(detected.body["trigger_time"], "2018-01-09T22:09:13.500Z");
+    let at = |ms: i64| tripwire_engine::time::format_millis(ms);
+    assert_eq!(detected.body["first_event_time"], at(*BASE).as_str());
+    assert_eq!(detected.body["trigger_time"], at(*BASE + 13_500).as_str());
     assert_eq!(detected.body["containment"]["action"], "revoke");
 
     // One stable session made every call: the brake on the role, and the session
@@ -136,7 +139,7 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
 async fn duplicate_deliveries_do_not_double_count() {
     let stack = Stack::start(Options::default()).await;
     let events = Burst::new("role/deploy/ci-deployer@222222222222", "dup")
-        .at(BASE)
+        .at(*BASE)
         .calls(9)
         .step(1000)
         .envelopes();
@@ -149,7 +152,7 @@ async fn duplicate_deliveries_do_not_double_count() {
     let last = stack.invoke(&events[8]).await.unwrap();
     assert_eq!(outcome(&last), "duplicate");
     let one_more = Burst::new("role/deploy/ci-deployer@222222222222", "more")
-        .at(BASE + 9000)
+        .at(*BASE + 9000)
         .calls(1)
         .step(1000)
         .envelopes();
@@ -162,6 +165,29 @@ async fn duplicate_deliveries_do_not_double_count() {
     assert_eq!(out[0]["window_count"], 10);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thirty_day_old_replay_pages_with_the_reason_and_contains_no_one() {
+    // A burst from thirty days ago, redriven now through the real detector: counted and
+    // paged, and nothing is attached to the role.
+    let stack = Stack::start(Options::default()).await;
+    for e in Burst::new("role/vendor/cleanup-task@222222222222", "old")
+        .at(*BASE - 30 * 86_400_000)
+        .calls(10)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let alerts = stack.alerts().await;
+    assert_eq!(kinds(&alerts), ["detected"]);
+    assert_eq!(alerts[0].body["containment"]["action"], "none");
+    let reason = alerts[0].body["containment"]["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("past its window plus max_delivery_delay"),
+        "{reason}"
+    );
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn twenty_racing_containers_open_exactly_one_incident() {
     let stack = Stack::start(Options {
@@ -170,7 +196,7 @@ async fn twenty_racing_containers_open_exactly_one_incident() {
     })
     .await;
     let events = Burst::new("role/vendor/cleanup-task@222222222222", "race")
-        .at(BASE)
+        .at(*BASE)
         .calls(30)
         .step(500)
         .envelopes();
@@ -213,7 +239,7 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
     let stack = Stack::start(Options::default()).await;
     let e = Burst::new("role/ops/fleet-admin@444444444444", "xacct")
         .account(PROD)
-        .at(BASE)
+        .at(*BASE)
         .calls(1)
         .step(1000)
         .envelopes();
@@ -259,7 +285,7 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
         ("root@222222222222", "root", "root cannot be restricted"),
     ] {
         for e in Burst::new(who, tag)
-            .at(BASE)
+            .at(*BASE)
             .calls(10)
             .step(1000)
             .envelopes()
@@ -307,7 +333,7 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
         &caller,
         PROD,
         "us-east-1",
-        BASE - 60_000,
+        *BASE - 60_000,
         "orders-0",
         "unprotect-0",
         None,
@@ -322,7 +348,7 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
             &caller,
             PROD,
             "us-east-1",
-            BASE + k * 20_000,
+            *BASE + k * 20_000,
             &format!("orders-{k}"),
             &format!("del-db-{k}"),
             None,
@@ -391,7 +417,7 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
 async fn release_removes_the_policies_and_closes_the_incident() {
     let stack = Stack::start(Options::default()).await;
     let events = Burst::new("role/vendor/cleanup-task@222222222222", "rel")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes();
@@ -415,7 +441,7 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
     // Closed: the next burst opens a new incident instead of joining the old one.
     let again = Burst::new("role/vendor/cleanup-task@222222222222", "again")
-        .at(BASE + 20_000)
+        .at(*BASE + 20_000)
         .calls(10)
         .step(1000)
         .envelopes();
@@ -579,7 +605,7 @@ async fn only_real_deaths_count_and_unconfirmed_ones_are_reported() {
     let stack = Stack::start(Options::default()).await;
     // A reaper re-terminating what Auto Scaling already killed: never counted.
     for e in Burst::new("role/ops/reaper@222222222222", "reaper")
-        .at(BASE)
+        .at(*BASE)
         .calls(12)
         .already_terminated(1)
         .envelopes()
@@ -591,7 +617,7 @@ async fn only_real_deaths_count_and_unconfirmed_ones_are_reported() {
     // Termination protection on one of six: EC2 refuses the call and terminates the
     // rest; the window item and the incident keep them apart as unconfirmed.
     let refused = Burst::new("role/vendor/cleanup-task@222222222222", "prot")
-        .at(BASE)
+        .at(*BASE)
         .ids_per_call(6)
         .error("Client.OperationNotPermitted")
         .envelopes();
@@ -600,7 +626,7 @@ async fn only_real_deaths_count_and_unconfirmed_ones_are_reported() {
         "counted"
     );
     let more = Burst::new("role/vendor/cleanup-task@222222222222", "prot-more")
-        .at(BASE + 1000)
+        .at(*BASE + 1000)
         .calls(6)
         .envelopes();
     let mut last = Value::Null;
@@ -647,7 +673,7 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
         role_arn: "arn:aws:iam::222222222222:role/ops/admin",
         session: "cleanup",
         access_key: "PRODADMIN0000001",
-        time: BASE - 60_000,
+        time: *BASE - 60_000,
         event_id: "assume-1",
         source_identity: Some("vendor-tool"),
     });
@@ -662,7 +688,7 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
     );
     // A later invocation joins through DynamoDB: one instance is a burst from elsewhere.
     let calls = Burst::new("role/ops/admin@222222222222", "chain")
-        .at(BASE)
+        .at(*BASE)
         .session("cleanup")
         .access_key("PRODADMIN0000001")
         .envelopes();
@@ -692,7 +718,7 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
     // Records without a session issuer name `role/oncall`; IAM says it is
     // `role/breakglass/oncall`, which is protected: nothing is written.
     for e in Burst::new("session/oncall@222222222222", "oncall")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .envelopes()
     {
@@ -727,15 +753,15 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
     // probing (an attempt burst); Auto Scaling's service-linked role scaling in a group
     // someone deleted (a service burst with its initiator).
     let roles: Vec<Burst> = [
-        ("role/a@222222222222", "a", BASE),
-        ("role/b@222222222222", "b", BASE + 30_000),
-        ("role/c@222222222222", "c", BASE + 60_000),
+        ("role/a@222222222222", "a", *BASE),
+        ("role/b@222222222222", "b", *BASE + 30_000),
+        ("role/c@222222222222", "c", *BASE + 60_000),
     ]
     .into_iter()
     .map(|(who, tag, at)| Burst::new(who, tag).at(at).calls(5).step(5000))
     .collect();
     let recon = Burst::new("role/recon@222222222222", "recon")
-        .at(BASE + 100_000)
+        .at(*BASE + 100_000)
         .calls(5)
         .error("Client.DryRunOperation");
     // A group deleted without force: it decided no termination (a forced deletion's
@@ -744,7 +770,7 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
     let mut init = tripwire_synth::initiator_record(
         &alice,
         PROD,
-        BASE + 110_000,
+        *BASE + 110_000,
         "autoscaling.amazonaws.com",
         "DeleteAutoScalingGroup",
         "init-1",
@@ -754,7 +780,7 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
         "role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling@222222222222",
         "asg",
     )
-    .at(BASE + 120_000)
+    .at(*BASE + 120_000)
     .calls(2)
     .ids_per_call(10)
     .invoked_by("autoscaling.amazonaws.com");
@@ -876,7 +902,7 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
         ),
     ];
     for b in bursts {
-        for e in b.at(BASE).calls(10).step(1000).envelopes() {
+        for e in b.at(*BASE).calls(10).step(1000).envelopes() {
             stack.invoke(&e).await.unwrap();
         }
     }
@@ -1080,7 +1106,7 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     let (used, unused) = (&keys[0], &keys[1]);
     let tail = used.strip_prefix("AKIA").expect("a long-term key");
     for e in Burst::new("user/ops/alice@222222222222", "alice")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .access_key(tail)
@@ -1240,7 +1266,7 @@ async fn stopping_the_trail_pages_tamper_once_through_the_real_detector() {
         "role/Admin@222222222222",
         &json!({"name": "org-trail"}),
         "stop-e2e",
-        BASE,
+        *BASE,
     );
     assert_eq!(outcome(&stack.invoke(&stop).await.unwrap()), "tamper");
     // A redelivery (EventBridge is at least once) pages no one again.
@@ -1487,6 +1513,7 @@ async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_wh
     let stack = Stack::start(Options::default()).await;
     // 20 calls of 1,000 instances: 20,000, beyond the ~15,000 IDs one 400 KB item holds.
     let envelopes = Burst::new("role/vendor/cleanup-task@222222222222", "wipe")
+        .at(*BASE)
         .calls(20)
         .ids_per_call(1000)
         .step(200)
@@ -1587,7 +1614,7 @@ async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_wh
     }
     // The 20,001st instance counts once, and nobody is paged as if it were new.
     let last = Burst::new("role/vendor/cleanup-task@222222222222", "wipe-last")
-        .at(1_515_535_740_000 + 4_000)
+        .at(*BASE + 4_000)
         .envelopes();
     let out = stack.invoke(&last[0]).await.unwrap();
     assert_eq!(
@@ -1629,7 +1656,7 @@ async fn recontain_writes_back_the_deny_someone_deleted() {
         "role/Admin@222222222222",
         &json!({"roleName": "cleanup-task", "policyName": name}),
         "lift-e2e",
-        BASE + 60_000,
+        *BASE + 60_000,
     );
     assert_eq!(outcome(&stack.invoke(&lift).await.unwrap()), "tamper");
     // Written back, as IAM stores it, and said so on the second channel.

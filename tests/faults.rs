@@ -6,7 +6,9 @@ use serde_json::{json, Value};
 use tripwire_localstack::{Burst, Options, Received, Stack, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, terminate_record, Call, Caller};
 
-const BASE: i64 = 1_515_535_740_000;
+/// Ten minutes ago, on a whole minute: the real functions read the system clock, and a
+/// burst older than its window plus `max_delivery_delay` is history they never contain.
+static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(tripwire_localstack::recent);
 
 fn with_faults() -> Options {
     Options {
@@ -42,7 +44,7 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
         .await;
     let mut opened = 0;
     for e in Burst::new("role/vendor/cleanup-task@222222222222", "retry")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes()
@@ -81,7 +83,7 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
 async fn a_failed_event_is_kept_for_retry_and_then_counted_once() {
     let stack = Stack::start(with_faults()).await;
     let events = Burst::new("role/deploy/ci-deployer@222222222222", "kept")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes();
@@ -114,7 +116,7 @@ async fn a_failed_event_is_kept_for_retry_and_then_counted_once() {
 async fn containment_happens_while_sns_is_down_and_the_alert_follows_once() {
     let stack = Stack::start(with_faults()).await;
     let events = Burst::new("role/vendor/cleanup-task@222222222222", "nosns")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes();
@@ -152,7 +154,7 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
     stack.set_faults(&json!({"sts": {"error500": 1.0}})).await;
     let mut results = Vec::new();
     for e in Burst::new("role/vendor/cleanup-task@222222222222", "nosts")
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes()
@@ -169,7 +171,7 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
     stack.set_faults(&json!({"iam": {"denied": 1.0}})).await;
     for e in Burst::new("role/ops/fleet-admin@444444444444", "denied")
         .account(PROD)
-        .at(BASE)
+        .at(*BASE)
         .calls(1)
         .step(1000)
         .envelopes()
@@ -201,7 +203,7 @@ fn one_call(who: &str, account: &str, instances: usize, tag: &str) -> Value {
         caller: &caller,
         account,
         region: "us-east-1",
-        time: BASE,
+        time: *BASE,
         instance_ids: &ids,
         event_id: &id,
         error: None,

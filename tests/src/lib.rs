@@ -15,3 +15,16 @@ pub mod stack;
 pub use events::Burst;
 pub use probe::{largest_of, percent_decode, Received};
 pub use stack::*;
+
+/// Ten minutes ago, on a whole minute, once per process: when the tests' bursts begin.
+/// The real functions read the system clock, and a burst older than its window plus the
+/// policy's `max_delivery_delay` is history they page about and never contain.
+pub fn recent() -> i64 {
+    static AT: std::sync::OnceLock<i64> = std::sync::OnceLock::new();
+    *AT.get_or_init(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as i64);
+        (now / 60_000 - 10) * 60_000
+    })
+}

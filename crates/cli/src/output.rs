@@ -26,6 +26,7 @@ struct Summary<'a> {
     initiator_records: u64,
     credited_calls: u64,
     precursor_calls: u64,
+    identity_anomalies: &'a std::collections::BTreeMap<&'static str, u64>,
     corrupt_files: &'a [crate::reading::CorruptFile],
     incidents: usize,
     heartbeats: u64,
@@ -62,6 +63,7 @@ fn summary(r: &Report) -> Summary<'_> {
         initiator_records: c.initiator_records,
         credited_calls: c.credited_calls,
         precursor_calls: c.precursor_calls,
+        identity_anomalies: &c.identity_anomalies,
         corrupt_files: &r.corrupt_files,
         incidents: r.result.incidents.len(),
         heartbeats: r.result.coverage.iter().map(|c| c.heartbeats).sum(),
@@ -265,6 +267,11 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
         s.credited_calls,
         s.precursor_calls,
         list(s.provenance_skipped)
+    )?;
+    writeln!(
+        w,
+        "  identities that disagree (counted, never contained): {}",
+        list(s.identity_anomalies)
     )?;
     writeln!(w, "  corrupt files: {}", s.corrupt_files.len())?;
     for c in s.corrupt_files {

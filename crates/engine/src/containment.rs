@@ -468,6 +468,12 @@ pub struct Culprit {
     pub without_source_identity: u64,
     /// Any call used instance-profile credentials (`ec2RoleDelivery`).
     pub instance_profile: bool,
+    /// Counted calls made without them.
+    pub without_instance_profile: u64,
+    /// The source identity the identity provider set where the session chain began
+    /// (a SAML assertion, a web identity token), as provenance joined it; a source
+    /// identity a caller chose (`sts:SetSourceIdentity`) is not one.
+    pub provider_source_identity: Option<String>,
     /// `userIdentity.accessKeyId` values seen.
     pub access_keys: Vec<String>,
 }
@@ -482,6 +488,12 @@ impl Culprit {
             source_identities: s.source_identity.iter().cloned().collect(),
             without_source_identity: u64::from(s.source_identity.is_none()),
             instance_profile: s.ec2_role_delivery.is_some(),
+            without_instance_profile: u64::from(s.ec2_role_delivery.is_none()),
+            provider_source_identity: t
+                .origin
+                .as_ref()
+                .filter(|o| o.source_identity_by_provider)
+                .and_then(|o| o.source_identity.clone()),
             access_keys: s.access_key_id.iter().cloned().collect(),
         }
     }
@@ -541,15 +553,18 @@ fn volatile_session(name: &str) -> Option<&'static str> {
 /// The scope a role's containment narrows to, its condition, and why.
 fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) {
     let account = p.account.as_deref().unwrap_or_default();
+    // A source identity scopes containment only when the identity provider set it: one
+    // a caller chose with sts:SetSourceIdentity could be a colleague's, and the deny
+    // would land on them while the caller's own sessions went on.
     if let [one] = c.source_identities.as_slice() {
-        if c.without_source_identity == 0 {
+        if c.without_source_identity == 0 && c.provider_source_identity.as_ref() == Some(one) {
             return (
                 Scope::Session,
                 Some(Condition {
                     key: ConditionKey::SourceIdentity,
                     values: vec![one.clone()],
                 }),
-                format!("every counted call carried source identity `{one}`, which survives role chaining and new sessions"),
+                format!("every counted call carried source identity `{one}`, set by the identity provider where the session chain began; it survives role chaining and new sessions"),
             );
         }
     }
@@ -567,6 +582,16 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
     if name == OTHER_SESSIONS {
         return (Scope::Role, None, "too many sessions to name one".into());
     }
+    // An instance's role credentials carry its ID as the session name and
+    // `ec2RoleDelivery`; a session merely named like an instance is anyone's choice, and
+    // the instance deny would miss its calls and cut off the real instance.
+    if is_instance_id(name) && !(c.instance_profile && c.without_instance_profile == 0) {
+        return (
+            Scope::Role,
+            None,
+            format!("session `{name}` is named like an instance, but not every counted call carried ec2RoleDelivery: a name any caller can choose"),
+        );
+    }
     if is_instance_id(name) {
         return (
             Scope::Instance,
@@ -575,8 +600,7 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
                 values: vec![format!("arn:{}:ec2:*:{account}:instance/{name}", p.partition)],
             }),
             format!(
-                "every counted call used instance {name}'s role credentials{}; the deny holds across credential rotation",
-                if c.instance_profile { " (ec2RoleDelivery)" } else { "" }
+                "every counted call used instance {name}'s role credentials (ec2RoleDelivery); the deny holds across credential rotation"
             ),
         );
     }
@@ -608,6 +632,36 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
             format!("session `{name}` has no single principal ID to deny"),
         ),
     }
+}
+
+/// Why a burst of `kind` by `arn` whose newest call was made at `newest` is history at
+/// `now`, not something to contain, if it is: replayed from an EventBridge archive, or
+/// older than its window plus `max_delivery_delay` (a late redrive). A session issued
+/// since then would be revoked for what happened before it existed.
+pub fn stale(
+    policy: &Policy,
+    arn: &str,
+    kind: &str,
+    newest: Millis,
+    now: Millis,
+    replay: Option<&str>,
+) -> Option<String> {
+    if let Some(name) = replay {
+        return Some(format!(
+            "replayed from an EventBridge archive (`{name}`): history is never contained"
+        ));
+    }
+    let limit = policy
+        .window_for(arn, kind)
+        .saturating_add(policy.max_delivery_delay);
+    let age = now.saturating_sub(newest);
+    (age > limit).then(|| {
+        format!(
+            "the burst's newest call is {} min old, past its window plus max_delivery_delay ({} min): a late delivery is never contained",
+            age / 60_000,
+            limit / 60_000
+        )
+    })
 }
 
 /// Renders the plan for `p`, whose incident's calls (destroying resources of `kind`)

@@ -7,7 +7,7 @@ use crate::policy::Policy;
 use crate::provenance::Origin;
 use crate::termination::Termination;
 use crate::time::Millis;
-use crate::window::{events_in, Key, Lane, OpenIncident, WindowCount, WindowEvent};
+use crate::window::{events_in, Described, Key, Lane, OpenIncident, WindowCount, WindowEvent};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -169,26 +169,31 @@ pub struct Attribution {
     /// every call to carry one.
     #[serde(default)]
     pub without_source_identity: u64,
+    /// Counted calls made without instance-profile credentials: the instance scope needs
+    /// every call to carry `ec2RoleDelivery` (a session name alone anyone can choose).
+    #[serde(default)]
+    pub without_instance_profile: u64,
+}
+
+/// Adds `v` to `set` while it holds fewer than [`SAMPLE`].
+fn sample(set: &mut BTreeSet<String>, v: &Option<String>) {
+    if let Some(v) = v {
+        if set.len() < SAMPLE {
+            set.insert(v.clone());
+        }
+    }
 }
 
 impl Attribution {
-    /// Adds what one call's session shows.
-    pub fn add(&mut self, s: &crate::termination::Session) {
-        for (set, v) in [
-            (&mut self.principal_ids, &s.principal_id),
-            (&mut self.access_key_ids, &s.access_key_id),
-            (&mut self.vpc_endpoint_ids, &s.vpc_endpoint_id),
-            (&mut self.web_identity_providers, &s.web_identity_provider),
-            (&mut self.invoked_by, &s.invoked_by),
-        ] {
-            if let Some(v) = v {
-                if set.len() < SAMPLE {
-                    set.insert(v.clone());
-                }
-            }
-        }
-        self.from_console |= s.from_console;
-        self.instance_profile |= s.ec2_role_delivery.is_some();
+    /// Adds what one counted call's session shows.
+    pub fn add(&mut self, d: &Described) {
+        sample(&mut self.principal_ids, &d.principal_id);
+        sample(&mut self.vpc_endpoint_ids, &d.vpc_endpoint_id);
+        sample(&mut self.web_identity_providers, &d.web_identity_provider);
+        sample(&mut self.invoked_by, &d.invoked_by);
+        self.from_console |= d.from_console;
+        self.instance_profile |= d.instance_profile;
+        self.without_instance_profile += u64::from(!d.instance_profile);
     }
 
     /// Adds one counted call's source identity (or its absence).
@@ -425,6 +430,12 @@ impl Incident {
             source_identities: a.source_identities.iter().cloned().collect(),
             without_source_identity: a.without_source_identity,
             instance_profile: a.instance_profile,
+            without_instance_profile: a.without_instance_profile,
+            provider_source_identity: self
+                .origin
+                .as_ref()
+                .filter(|o| o.source_identity_by_provider)
+                .and_then(|o| o.source_identity.clone()),
             access_keys: a.access_key_ids.iter().cloned().collect(),
         }
     }
@@ -480,26 +491,27 @@ impl Incident {
         self.count(&WindowEvent::of(t, self.kind()));
         self.first_event_time = self.first_event_time.min(t.event_time);
         self.last_event_time = self.last_event_time.max(t.event_time);
-        self.regions.insert(t.region.clone());
-        for (set, v) in [
-            (&mut self.source_ips, &t.source_ip),
-            (&mut self.user_agents, &t.user_agent),
-        ] {
-            if let Some(v) = v {
-                if set.len() < SAMPLE {
-                    set.insert(v.clone());
-                }
-            }
-        }
-        self.attribution.add(&t.session);
+        // A session key (`ASIA…`) identifies the run; the window keeps only users' keys.
+        sample(
+            &mut self.attribution.access_key_ids,
+            &t.session.access_key_id,
+        );
         if self.origin.is_none() {
             self.origin.clone_from(&t.origin);
         }
     }
 
-    /// Counts one call as the incident's lane does: its instances (attempts for the
-    /// attempt lane), its session, and for an account burst its principal.
+    /// Counts one call as the incident's lane does: where it came from (whatever the
+    /// lane), its instances (attempts for the attempt lane), its session, and for an
+    /// account burst its principal.
     pub fn count(&mut self, e: &WindowEvent) {
+        let d = &e.described;
+        if let Some(r) = &d.region {
+            self.regions.insert(r.clone());
+        }
+        sample(&mut self.source_ips, &d.source_ip);
+        sample(&mut self.user_agents, &d.user_agent);
+        self.attribution.add(d);
         if self.kind() == Lane::Attempt {
             self.attempts += 1;
             if let Some(code) = &e.error_code {
@@ -510,11 +522,7 @@ impl Incident {
         self.add_instances(&e.instance_ids, e.unconfirmed);
         self.attribution
             .add_source_identity(e.source_identity.as_ref());
-        if let Some(k) = &e.access_key {
-            if self.attribution.access_key_ids.len() < SAMPLE {
-                self.attribution.access_key_ids.insert(k.clone());
-            }
-        }
+        sample(&mut self.attribution.access_key_ids, &e.access_key);
         if let Some(name) = &e.session {
             self.add_session(name, e.instance_ids.len() as u64);
         }
@@ -578,13 +586,23 @@ impl Incident {
         }
         // The scope is chosen on every call that filled the window.
         inc.containment = match key.lane {
-            Lane::Burst => containment::plan(
+            Lane::Burst => match containment::stale(
                 policy,
-                &t.principal,
-                &inc.culprit(),
-                plan_time,
+                &t.principal.arn,
                 &inc.resource_type,
-            ),
+                t.event_time,
+                plan_time,
+                t.replay.as_deref(),
+            ) {
+                Some(why) => Plan::alert_only(why),
+                None => containment::plan(
+                    policy,
+                    &t.principal,
+                    &inc.culprit(),
+                    plan_time,
+                    &inc.resource_type,
+                ),
+            },
             lane => Plan::alert_only(format!(
                 "alert only: the {} lane never contains",
                 lane.kind()

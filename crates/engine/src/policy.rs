@@ -53,6 +53,10 @@ pub struct Policy {
     pub resources: BTreeMap<String, ResourceRule>,
     /// Planned work during which a principal's terminations are not counted.
     pub change_windows: Vec<ChangeWindow>,
+    /// How late CloudTrail and EventBridge may deliver a call and it still lead to
+    /// containment: a burst whose newest call is older than its window plus this (an
+    /// archive replay, a late redrive) pages, alert-only, and contains no one.
+    pub max_delivery_delay: Millis,
 }
 
 /// `[principals."GLOB"]`: a principal's own threshold, window and containment, for
@@ -267,6 +271,8 @@ struct RawPolicy {
     resources: BTreeMap<String, RawResourceRule>,
     #[serde(default)]
     change_windows: Vec<RawChangeWindow>,
+    #[serde(default = "default_max_delivery_delay")]
+    max_delivery_delay: String,
 }
 
 #[derive(Deserialize)]
@@ -308,6 +314,9 @@ fn default_threshold() -> i64 {
 fn default_window() -> String {
     "5m".into()
 }
+fn default_max_delivery_delay() -> String {
+    "1h".into()
+}
 fn default_mode() -> Mode {
     // Alert-only until a team has watched and backtested: containment is opt-in.
     Mode::Off
@@ -346,6 +355,14 @@ impl Policy {
             return Err(err(
                 "window",
                 format!("`{}` must be between 1s and 24h", raw.window),
+            ));
+        }
+        let max_delivery_delay =
+            parse_duration(&raw.max_delivery_delay).map_err(|m| err("max_delivery_delay", m))?;
+        if !(1000..=MAX_WINDOW).contains(&max_delivery_delay) {
+            return Err(err(
+                "max_delivery_delay",
+                format!("`{}` must be between 1s and 24h", raw.max_delivery_delay),
             ));
         }
         let mut allowed_accounts = BTreeSet::new();
@@ -556,6 +573,7 @@ impl Policy {
             principals,
             resources,
             change_windows,
+            max_delivery_delay,
         })
     }
 

@@ -264,7 +264,12 @@ pub fn resolve_in(
         "IAMUser" => match arn.and_then(|a| Some((a, path_and_name(a.resource, "user")?))) {
             Some((a, (path, name))) if a.service == "iam" => Ok(Principal {
                 arn: sanitize(ui.arn.get().unwrap_or_default()),
-                anomaly: identity_anomaly(a.account, path, name),
+                anomaly: identity_anomaly(a.account, path, name).or_else(|| {
+                    ui.account_id
+                        .get()
+                        .is_some_and(|own| own != a.account)
+                        .then_some("the record's accountId disagrees with the user ARN's account")
+                }),
                 kind: PrincipalKind::User {
                     name: name.into(),
                     path: path.into(),
@@ -586,5 +591,27 @@ mod tests {
         ] {
             assert!(iam_entity(bad).is_err(), "{bad}");
         }
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::*;
+
+    fn user(account_id: &str) -> Principal {
+        let raw = serde_json::json!({"type": "IAMUser", "principalId": "AIDAEXAMPLE",
+            "arn": "arn:aws:iam::222222222222:user/ops/jane", "accountId": account_id})
+        .to_string();
+        let ui: UserIdentity = serde_json::from_str(&raw).unwrap();
+        resolve_in(&ui, None).unwrap()
+    }
+
+    #[test]
+    fn a_user_record_whose_account_disagrees_with_its_arn_carries_an_anomaly() {
+        assert_eq!(user("222222222222").anomaly, None);
+        assert_eq!(
+            user("333333333333").anomaly,
+            Some("the record's accountId disagrees with the user ARN's account")
+        );
     }
 }

@@ -39,6 +39,11 @@ pub struct Origin {
     pub provider: Option<String>,
     /// The source identity set on the chain, which survives every hop.
     pub source_identity: Option<String>,
+    /// Whether the identity provider set `source_identity` (the SAML assertion or the web
+    /// identity token that began the chain) rather than a caller who chose it with
+    /// `sts:SetSourceIdentity`: only then may containment be scoped to it.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub source_identity_by_provider: bool,
     /// Role assumptions between the origin and the caller (1: assumed directly).
     pub hops: u32,
 }
@@ -207,10 +212,12 @@ pub fn from_record(
             caller.subject =
                 text(&resp.subject_from_web_identity_token).or_else(|| text(&ui.user_name));
             caller.provider = text(&resp.provider).or_else(|| text(&ui.identity_provider));
+            caller.source_identity_by_provider = caller.source_identity.is_some();
         }
         "SAMLUser" => {
             caller.subject = text(&resp.subject).or_else(|| text(&ui.user_name));
             caller.provider = text(&ui.identity_provider).or_else(|| text(&resp.issuer));
+            caller.source_identity_by_provider = caller.source_identity.is_some();
         }
         "AWSService" => caller.principal_id = text(&ui.invoked_by).or(caller.principal_id),
         _ => {
@@ -275,6 +282,7 @@ pub fn resolve(a: &Assumption, parent: Option<&Issued>) -> Result<Issued, SkipRe
     }
     let origin = match parent {
         // A chain: the origin is where the parent's chain began, one hop further.
+        // A source identity set at a later hop was the caller's choice, not the provider's.
         Some(p) if p.issued <= a.event_time && a.event_time <= p.expires => Origin {
             hops: p.origin.hops.saturating_add(1),
             source_identity: p
@@ -282,6 +290,8 @@ pub fn resolve(a: &Assumption, parent: Option<&Issued>) -> Result<Issued, SkipRe
                 .source_identity
                 .clone()
                 .or(a.caller.source_identity.clone()),
+            source_identity_by_provider: p.origin.source_identity.is_some()
+                && p.origin.source_identity_by_provider,
             ..p.origin.clone()
         },
         _ => a.caller.clone(),

@@ -95,6 +95,9 @@ pub struct Document<'a> {
     /// EventBridge envelope source, e.g. `aws.ec2`.
     #[serde(borrow, default)]
     pub source: Lenient<'a>,
+    /// Set by EventBridge on an event replayed from an archive: the replay's name.
+    #[serde(rename = "replay-name", borrow, default)]
+    pub replay_name: Lenient<'a>,
     /// EventBridge envelope account: where the event was emitted.
     #[serde(borrow, default)]
     pub account: Lenient<'a>,
@@ -279,6 +282,8 @@ pub struct Envelope<'a> {
     pub account: Lenient<'a>,
     /// `region`, the region that emitted the event.
     pub region: Lenient<'a>,
+    /// `replay-name`: the event was replayed from an EventBridge archive.
+    pub replay_name: Lenient<'a>,
 }
 
 impl Envelope<'_> {
@@ -362,6 +367,7 @@ fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
                     source: doc.source,
                     account: doc.account,
                     region: doc.region,
+                    replay_name: doc.replay_name,
                 };
                 out(inner_record(detail.get(), Some(envelope)))
             }

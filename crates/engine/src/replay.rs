@@ -65,6 +65,9 @@ pub struct ReplayCounts {
     pub credited_calls: u64,
     /// Precursors counted (calls that took a protection away), among `counted_calls`.
     pub precursor_calls: u64,
+    /// Calls whose identity fields disagree (or name nothing IAM could hold), by why:
+    /// counted, never contained.
+    pub identity_anomalies: BTreeMap<&'static str, u64>,
 }
 
 /// The outcome of a replay.
@@ -195,6 +198,9 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             Err(r) => *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1,
         }
         out.counts.already_terminated_instances += u64::from(t.already_terminated);
+        if let Some(why) = t.principal.anomaly {
+            *out.counts.identity_anomalies.entry(why).or_default() += 1;
+        }
         let Routed {
             primary,
             lanes,

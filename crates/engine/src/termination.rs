@@ -57,6 +57,9 @@ pub struct Termination {
     /// `principal`, `session`, `source_ip` and `user_agent` are that principal's, and
     /// this keeps the service and the call (see `initiator::credit`).
     pub credit: Option<Box<Credit>>,
+    /// The EventBridge archive replay that delivered it (`replay-name`): history, never
+    /// a reason to contain anyone now.
+    pub replay: Option<String>,
 }
 
 /// A service's termination counted for the principal whose call made the service act.
@@ -263,6 +266,7 @@ pub fn from_record(
         session,
         origin: None,
         credit: None,
+        replay: envelope.and_then(|e| e.replay_name.get()).map(sanitize),
         principal,
     }))
 }

@@ -264,6 +264,61 @@ pub struct WindowEvent {
     /// A precursor's `eventName`, for the incidents that list it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub event_name: Option<String>,
+    /// Where and how the call was made, so an incident describes every call it counts,
+    /// not only those from its trigger on.
+    #[serde(default, flatten)]
+    pub described: Described,
+}
+
+/// What a counted call shows of where it came from: `awsRegion`, `sourceIPAddress`,
+/// `userAgent` and the session's identifiers.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Described {
+    /// `awsRegion`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// `sourceIPAddress`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source_ip: Option<String>,
+    /// `userAgent`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_agent: Option<String>,
+    /// `userIdentity.principalId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub principal_id: Option<String>,
+    /// `vpcEndpointId`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vpc_endpoint_id: Option<String>,
+    /// `webIdFederationData.federatedProvider`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub web_identity_provider: Option<String>,
+    /// `userIdentity.invokedBy`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invoked_by: Option<String>,
+    /// Made with console session credentials.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_console: bool,
+    /// Made with instance-profile credentials (`ec2RoleDelivery`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub instance_profile: bool,
+}
+
+impl Described {
+    /// What `t`'s record shows.
+    pub fn of(t: &Termination) -> Self {
+        let s = &t.session;
+        Described {
+            region: Some(t.region.clone()),
+            source_ip: t.source_ip.clone(),
+            user_agent: t.user_agent.clone(),
+            principal_id: s.principal_id.clone(),
+            vpc_endpoint_id: s.vpc_endpoint_id.clone(),
+            web_identity_provider: s.web_identity_provider.clone(),
+            invoked_by: s.invoked_by.clone(),
+            from_console: s.from_console,
+            instance_profile: s.ec2_role_delivery.is_some(),
+        }
+    }
 }
 
 impl WindowEvent {
@@ -292,6 +347,7 @@ impl WindowEvent {
                 None
             },
             event_name: t.call.precursor.map(|_| t.call.event_name.to_owned()),
+            described: Described::of(t),
         }
     }
 }
@@ -432,6 +488,7 @@ mod tests {
             principal: None,
             error_code: None,
             event_name: None,
+            described: Described::default(),
         }
     }
 
@@ -488,6 +545,7 @@ mod tests {
                     principal: None,
                     error_code: None,
                     event_name: None,
+                    described: Default::default(),
                 })
                 .collect();
             let t = next(20) as Millis * 30_000;

@@ -74,6 +74,10 @@ struct Run {
     /// A watched call other than TerminateInstances, by its event name
     /// (`DeleteDBInstance`): each call destroys one of `ids`.
     call: Option<String>,
+    /// `awsRegion` (default `us-east-1`).
+    region: Option<String>,
+    /// `sourceIPAddress` (default `198.51.100.7`).
+    source_ip: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -157,6 +161,9 @@ struct Expect {
     principals: usize,
     /// The event names of the precursors the incident lists, in time order, when given.
     precursors: Option<Vec<String>>,
+    /// The regions and source IPs the incident describes, when given.
+    regions: Option<Vec<String>>,
+    source_ips: Option<Vec<String>>,
     /// The containment scope, when given.
     scope: Option<String>,
     /// The scope's condition as `KEY=VALUE`, when given (`none` for no condition).
@@ -274,7 +281,7 @@ fn render(s: &Scenario) -> String {
                     w,
                     &caller,
                     &account,
-                    "us-east-1",
+                    run.region.as_deref().unwrap_or("us-east-1"),
                     start + k * step,
                     ids.first().map_or("", String::as_str),
                     &event_id,
@@ -290,12 +297,12 @@ fn render(s: &Scenario) -> String {
             let call = Call {
                 caller: &caller,
                 account: &account,
-                region: "us-east-1",
+                region: run.region.as_deref().unwrap_or("us-east-1"),
                 time: start + k * step,
                 instance_ids: &ids,
                 event_id: &event_id,
                 error: run.error.as_deref(),
-                source_ip: "198.51.100.7",
+                source_ip: run.source_ip.as_deref().unwrap_or("198.51.100.7"),
                 user_agent: "scenario",
                 invoked_by: run.invoked_by.as_deref(),
                 already_terminated: run.already_terminated,
@@ -377,6 +384,8 @@ fn check(s: &Scenario) -> Result<(), String> {
                 managed: Some(c.managed.clone()),
                 deactivate_keys: Some(c.deactivate_keys.clone()),
                 precursors: Some(i.precursors.iter().map(|p| p.event_name.clone()).collect()),
+                regions: Some(i.regions.iter().cloned().collect()),
+                source_ips: Some(i.source_ips.iter().cloned().collect()),
             }
         })
         .collect();
@@ -396,7 +405,9 @@ fn check(s: &Scenario) -> Result<(), String> {
             None => true,
         };
         let target_ok = (e.target.is_none() || e.target == g.target)
-            && (e.precursors.is_none() || e.precursors == g.precursors);
+            && (e.precursors.is_none() || e.precursors == g.precursors)
+            && (e.regions.is_none() || e.regions == g.regions)
+            && (e.source_ips.is_none() || e.source_ips == g.source_ips);
         let scope_ok = (e.scope.is_none() || e.scope == g.scope)
             && (e.condition.is_none() || e.condition == g.condition)
             && (e.managed.is_none() || e.managed == g.managed)

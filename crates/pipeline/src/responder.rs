@@ -204,15 +204,28 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                 incident.id
             ));
         }
+        // An item without its opening time is older than the field: too old to act on.
         if stored
             .opened_at
-            .is_some_and(|at| now.saturating_sub(at) > MAX_REQUEST_AGE_MS)
+            .is_none_or(|at| now.saturating_sub(at) > MAX_REQUEST_AGE_MS)
         {
             return Err(format!(
-                "incident {} opened more than {} hours ago; a request for it is a replay",
+                "incident {} opened more than {} hours ago (or says not when); a request for it is a replay",
                 incident.id,
                 MAX_REQUEST_AGE_MS / 3_600_000
             ));
+        }
+        // The burst's own times, not when the incident was opened: an old burst opened
+        // late (a redrive) is never contained with a fresh cutoff.
+        if let Some(why) = containment::stale(
+            &self.policy,
+            incident.principal_arn().unwrap_or_default(),
+            &incident.resource_type,
+            incident.last_event_time,
+            now,
+            None,
+        ) {
+            return Err(why);
         }
         if incident.containment.action == Action::None {
             return Err(format!(

@@ -1327,3 +1327,41 @@ async fn precursors_are_listed_on_the_wipe_that_follows_and_a_burst_of_them_alon
         "a precursor burst never contains"
     );
 }
+
+#[tokio::test]
+async fn a_burst_delivered_late_or_replayed_from_an_archive_pages_and_contains_no_one() {
+    for (name, late, replay) in [
+        ("two hours late", 2 * 3_600_000, None),
+        ("replayed on time", 0, Some("org-trail-replay")),
+    ] {
+        let rig = Rig::new(POLICY);
+        rig.clock.set(T0 + 5_000 + late);
+        for mut e in Burst::new(CLEANUP, "old").calls(10).envelopes() {
+            if let Some(r) = replay {
+                e["replay-name"] = r.into();
+            }
+            rig.deliver_one(&e).await.unwrap();
+        }
+        assert_eq!(rig.alerts.kinds(), ["detected"], "{name}: still paged");
+        let page: Value = serde_json::from_str(&rig.alerts.sent()[0].json).unwrap();
+        assert_eq!(page["containment"]["action"], "none", "{name}");
+        let reason = page["containment"]["reason"].as_str().unwrap();
+        let want = if replay.is_some() {
+            "replayed from an EventBridge archive (`org-trail-replay`)"
+        } else {
+            "past its window plus max_delivery_delay (65 min)"
+        };
+        assert!(reason.contains(want), "{name}: {reason}");
+        assert!(
+            rig.queue.queued().is_empty(),
+            "{name}: no containment asked for"
+        );
+    }
+    // An hour late is within the default max_delivery_delay: contained as usual.
+    let rig = Rig::new(POLICY);
+    rig.clock.set(T0 + 3_600_000);
+    for e in Burst::new(CLEANUP, "late-but-live").calls(10).envelopes() {
+        rig.deliver_one(&e).await.unwrap();
+    }
+    assert_eq!(rig.queue.queued().len(), 1);
+}

@@ -165,6 +165,14 @@ async fn forged_replayed_and_released_requests_contain_no_one() {
         refused(&out).contains("a request for it is a replay"),
         "{out:?}"
     );
+    // Two hours on, within a day of the opening but past the burst's own window plus
+    // max_delivery_delay: the burst's times decide, not the incident's opening.
+    rig.clock.set(T0 + 2 * 3_600_000);
+    let out = rig.responder.handle(good.clone()).await.unwrap();
+    assert!(
+        refused(&out).contains("past its window plus max_delivery_delay"),
+        "{out:?}"
+    );
     // Released, it is a replay whenever it comes.
     rig.clock.set(T0 + 60_000);
     rig.store.release(&key(&good.principal_arn, PROD));

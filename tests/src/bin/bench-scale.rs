@@ -17,7 +17,9 @@ use tripwire_localstack::{Burst, Options, Stack, PROD};
 const IDS_PER_CALL: usize = 100;
 /// Deliveries in flight, as EventBridge's concurrent invocations.
 const IN_FLIGHT: usize = 4;
-const BASE: i64 = 1_515_535_740_000;
+/// Ten minutes ago, on a whole minute: the real functions read the system clock, and a
+/// burst older than its window plus `max_delivery_delay` is history they never contain.
+static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(tripwire_localstack::recent);
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
     if v.is_empty() {
@@ -87,7 +89,7 @@ async fn wipe(instances: usize) -> Value {
         .enumerate()
     {
         // EC2's throttle shape: a burst, then five calls a second.
-        let at = BASE
+        let at = *BASE
             + if k < 10 {
                 k as i64 * 10
             } else {
@@ -184,7 +186,7 @@ async fn routine(principals: usize) -> Value {
             .flat_map(|p| {
                 let who = format!("{}@{PROD}", who.replace("{p}", &p.to_string()));
                 Burst::new(&who, &format!("{name}{p}"))
-                    .at(BASE + p as i64 * 300_000)
+                    .at(*BASE + p as i64 * 300_000)
                     .calls(5)
                     .step(60_000)
                     .envelopes()

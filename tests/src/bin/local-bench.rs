@@ -17,7 +17,9 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use tripwire_localstack::{binary_in, Burst, Options, Stack, PROD};
 
-const BASE: i64 = 1_515_535_740_000;
+/// Ten minutes ago, on a whole minute: the real functions read the system clock, and a
+/// burst older than its window plus `max_delivery_delay` is history they never contain.
+static BASE: std::sync::LazyLock<i64> = std::sync::LazyLock::new(tripwire_localstack::recent);
 
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -285,16 +287,16 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
         PROD,
     );
     let (window, incident) = (window_pk(&key), incident_pk(&key));
-    let call_sk = |n: usize| event_sk('E', BASE + n as i64, &format!("raw-{n}"));
+    let call_sk = |n: usize| event_sk('E', *BASE + n as i64, &format!("raw-{n}"));
     let call = |n: usize| {
         ddb.put_item()
             .table_name(&stack.table)
             .item("pk", A::S(window.clone()))
             .item("sk", A::S(call_sk(n)))
-            .item("t", A::N((BASE as usize + n).to_string()))
+            .item("t", A::N((*BASE as usize + n).to_string()))
             .item("done", A::Bool(false))
-            .item("lease", A::N(BASE.to_string()))
-            .item("expires", A::N(BASE.to_string()))
+            .item("lease", A::N((*BASE).to_string()))
+            .item("expires", A::N((*BASE).to_string()))
             .item("ids", A::Ss(vec![format!("i-{n:017x}")]))
             .condition_expression("attribute_not_exists(pk)")
             .send()
@@ -313,8 +315,8 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
         .table_name(&stack.table)
         .key_condition_expression("pk = :p AND sk BETWEEN :a AND :b")
         .expression_attribute_values(":p", A::S(window.clone()))
-        .expression_attribute_values(":a", A::S(event_sk('E', BASE - 300_000, "")))
-        .expression_attribute_values(":b", A::S(event_sk('E', BASE + 300_001, "")))
+        .expression_attribute_values(":a", A::S(event_sk('E', *BASE - 300_000, "")))
+        .expression_attribute_values(":b", A::S(event_sk('E', *BASE + 300_001, "")))
         .consistent_read(true)
         .send()
         .await
@@ -333,8 +335,8 @@ async fn raw_calls(stack: &Stack, i: usize, k: usize, assume: bool) -> f64 {
         .item("pk", A::S(incident.clone()))
         .item("sk", A::S("CURRENT".into()))
         .item("id", A::S(format!("raw-{i}-{k}")))
-        .item("first", A::N(BASE.to_string()))
-        .item("last", A::N(BASE.to_string()))
+        .item("first", A::N((*BASE).to_string()))
+        .item("last", A::N((*BASE).to_string()))
         .item(
             "ids",
             A::Ss((0..10).map(|n| format!("i-{n:017x}")).collect()),
@@ -462,7 +464,7 @@ async fn containment_run(
     alone: &mut BTreeMap<&'static str, Vec<f64>>,
 ) -> (f64, f64, f64, f64) {
     let events = Burst::new(&format!("role/bench/bench-{i}@{PROD}"), &format!("b{i}"))
-        .at(BASE)
+        .at(*BASE)
         .calls(10)
         .step(1000)
         .envelopes();
@@ -629,7 +631,7 @@ async fn runaway(call_ms: u64) -> String {
             &format!("role/vendor/runaway@{PROD}"),
             &format!("run{terminated}"),
         )
-        .at(BASE + terminated as i64 * 200)
+        .at(*BASE + terminated as i64 * 200)
         .calls(1)
         .step(1)
         .envelopes()

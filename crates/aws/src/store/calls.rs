@@ -3,6 +3,7 @@
 
 use super::keys::*;
 use super::*;
+use tripwire_engine::window::Described;
 
 impl WindowStore {
     /// An update of one call's window item.
@@ -55,9 +56,23 @@ impl Calls for WindowStore {
             ("p", &event.principal),
             ("ec", &event.error_code),
             ("en", &event.event_name),
+            ("ip", &event.described.source_ip),
+            ("ua", &event.described.user_agent),
+            ("pid", &event.described.principal_id),
+            ("vpce", &event.described.vpc_endpoint_id),
+            ("wip", &event.described.web_identity_provider),
+            ("inv", &event.described.invoked_by),
         ] {
             if let Some(v) = v {
                 put = put.item(attr, s(v));
+            }
+        }
+        for (attr, v) in [
+            ("con", event.described.from_console),
+            ("ird", event.described.instance_profile),
+        ] {
+            if v {
+                put = put.item(attr, AttributeValue::Bool(true));
             }
         }
         if conditional("dynamodb:PutItem", put.send().await)?.is_some() {
@@ -120,6 +135,17 @@ impl Calls for WindowStore {
                     principal: get_s(item, "p").ok().map(str::to_owned),
                     error_code: get_s(item, "ec").ok().map(str::to_owned),
                     event_name: get_s(item, "en").ok().map(str::to_owned),
+                    described: Described {
+                        region: get_s(item, "r").ok().map(str::to_owned),
+                        source_ip: get_s(item, "ip").ok().map(str::to_owned),
+                        user_agent: get_s(item, "ua").ok().map(str::to_owned),
+                        principal_id: get_s(item, "pid").ok().map(str::to_owned),
+                        vpc_endpoint_id: get_s(item, "vpce").ok().map(str::to_owned),
+                        web_identity_provider: get_s(item, "wip").ok().map(str::to_owned),
+                        invoked_by: get_s(item, "inv").ok().map(str::to_owned),
+                        from_console: get_bool(item, "con"),
+                        instance_profile: get_bool(item, "ird"),
+                    },
                 })
             })
             .collect()

@@ -49,6 +49,7 @@ pub fn input() -> Input {
             principal: None,
             error_code: None,
             event_name: None,
+            described: Default::default(),
         })
         .collect();
     let other = tripwire_synth::api_envelope(
