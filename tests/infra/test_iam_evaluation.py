@@ -139,6 +139,52 @@ def test_the_rest_of_the_principal_keeps_working_but_is_braked(name):
         assert _allowed(free, *TERMINATE, ctx) and _allowed(free, *READ, ctx)
 
 
+# Doors around the watched calls, each with a resource it applies to: another identity,
+# a service acting with a role or on instances, stack writes, capacity changes, and the
+# precursors that set a resource to destroy itself later.
+DOORS = [
+    ("sts:AssumeRole", f"arn:aws:iam::{PROD}:role/admin"),
+    ("sts:GetFederationToken", f"arn:aws:sts::{PROD}:federated-user/escape"),
+    ("iam:PassRole", f"arn:aws:iam::{PROD}:role/admin"),
+    ("iam:CreateUser", f"arn:aws:iam::{PROD}:user/escape"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/escape"),
+    ("iam:AddUserToGroup", f"arn:aws:iam::{PROD}:group/admins"),
+    ("iam:AttachGroupPolicy", f"arn:aws:iam::{PROD}:group/admins"),
+    ("iam:CreateSAMLProvider", f"arn:aws:iam::{PROD}:saml-provider/escape"),
+    ("ssm:SendCommand", _instance("i-0fffffffffffffff0")),
+    ("ssm:StartAutomationExecution", f"arn:aws:ssm:us-east-1:{PROD}:automation-definition/AWS-TerminateEC2Instance:$DEFAULT"),
+    ("ssm:StartSession", _instance("i-0fffffffffffffff0")),
+    ("lambda:UpdateFunctionCode", f"arn:aws:lambda:us-east-1:{PROD}:function:admin-task"),
+    ("cloudformation:UpdateStack", f"arn:aws:cloudformation:us-east-1:{PROD}:stack/app/0a1b2c3d"),
+    ("cloudformation:ExecuteChangeSet", f"arn:aws:cloudformation:us-east-1:{PROD}:stack/app/0a1b2c3d"),
+    ("autoscaling:SetInstanceHealth", "*"),
+    ("autoscaling:StartInstanceRefresh", "*"),
+    ("autoscaling:ExecutePolicy", "*"),
+    ("autoscaling:DeleteWarmPool", "*"),
+    ("ec2:ModifyFleet", "*"),
+    ("ec2:ModifySpotFleetRequest", "*"),
+    ("eks:UpdateNodegroupConfig", f"arn:aws:eks:us-east-1:{PROD}:nodegroup/prod/web/0a1b2c3d"),
+    ("elasticmapreduce:ModifyInstanceGroups", "*"),
+    ("batch:UpdateComputeEnvironment", f"arn:aws:batch:us-east-1:{PROD}:compute-environment/jobs"),
+    ("ec2:ModifyInstanceAttribute", _instance("i-0fffffffffffffff0")),
+    ("s3:PutLifecycleConfiguration", "arn:aws:s3:::app-bucket"),
+    ("rds:ModifyDBInstance", f"arn:aws:rds:us-east-1:{PROD}:db:orders"),
+]
+
+
+@pytest.mark.parametrize("name", sorted(SCOPES))
+def test_every_door_around_the_brake_is_closed_for_a_fresh_session(name):
+    """A braked principal's sessions the scope spares (a fresh session, the fleet's other
+    instances) keep their work but cannot walk around the brake: each door is open to the
+    same session without containment, and shut under it."""
+    arn, node = _contained(name)
+    free = _node(arn, {})
+    for ctx in SCOPES[name]["others"]:
+        for action, resource in DOORS:
+            assert _allowed(free, action, resource, ctx), (name, action, "open without containment")
+            assert not _allowed(node, action, resource, ctx), (name, action, "open under the brake")
+
+
 # ---- the containment role may only add the tripwire's denies ------------------------
 
 def _member_role(resource):

@@ -891,9 +891,63 @@ pub const UNDO_ACTIONS: [&str; 28] = [
     "iam:DeletePolicy",
 ];
 
+/// Doors the watched calls leave open: another identity (assuming a role, minting a
+/// federation token, creating a user, role, group or provider and attaching policy to
+/// it), a service acting with a role or on instances (passing a role, SSM commands and
+/// automation, a function's code, stack writes), and the calls that make a service
+/// destroy capacity without deciding terminations by name (health, refreshes, scaling
+/// policies, warm pools, compute environments). A braked session that could make any of
+/// these would walk out through it. The price: every session of a braked principal,
+/// the innocent ones of a shared role included, loses them until `tripwire release`.
+pub const DOOR_ACTIONS: [&str; 42] = [
+    "sts:AssumeRole",
+    "sts:GetFederationToken",
+    "iam:PassRole",
+    "iam:CreateUser",
+    "iam:CreateRole",
+    "iam:CreateGroup",
+    "iam:AddUserToGroup",
+    "iam:PutGroupPolicy",
+    "iam:AttachGroupPolicy",
+    "iam:CreatePolicy",
+    "iam:CreateInstanceProfile",
+    "iam:AddRoleToInstanceProfile",
+    "iam:CreateOpenIDConnectProvider",
+    "iam:CreateSAMLProvider",
+    "iam:UpdateSAMLProvider",
+    "ssm:SendCommand",
+    "ssm:StartAutomationExecution",
+    "ssm:StartSession",
+    "ssm:CreateAssociation",
+    "ssm:UpdateAssociation",
+    "ssm:StartChangeRequestExecution",
+    "lambda:UpdateFunctionCode",
+    "lambda:CreateFunction",
+    "autoscaling:SetInstanceHealth",
+    "autoscaling:StartInstanceRefresh",
+    "autoscaling:ExecutePolicy",
+    "autoscaling:PutScalingPolicy",
+    "autoscaling:PutScheduledUpdateGroupAction",
+    "autoscaling:DeleteWarmPool",
+    "autoscaling:PutWarmPool",
+    "batch:UpdateComputeEnvironment",
+    "cloudformation:CreateStack",
+    "cloudformation:UpdateStack",
+    "cloudformation:CreateChangeSet",
+    "cloudformation:ExecuteChangeSet",
+    "cloudformation:UpdateStackSet",
+    "cloudformation:CreateStackInstances",
+    "cloudformation:UpdateStackInstances",
+    "cloudformation:DeleteStackInstances",
+    "cloudformation:DeleteStackSet",
+    "eks:CreateAccessEntry",
+    "eks:AssociateAccessPolicy",
+];
+
 /// The managed brake: every session of the principal it is attached to is denied
-/// `deny_actions` and the calls that decide terminations, and may not undo containment.
-/// Static, so the member stack creates it once per account.
+/// `deny_actions` and the calls that decide terminations, the doors around them
+/// ([`DOOR_ACTIONS`]), and undoing containment. Static, so the member stack creates it
+/// once per account.
 pub fn brake_document(deny_actions: &[String]) -> String {
     let initiators = crate::catalogue::initiator_actions();
     let mut stop: Vec<&str> = deny_actions.iter().map(String::as_str).collect();
@@ -908,6 +962,16 @@ pub fn brake_document(deny_actions: &[String]) -> String {
         deny(
             "TripwireNoUndoingContainment",
             UNDO_ACTIONS.to_vec(),
+            "*",
+            None,
+        ),
+        deny(
+            "TripwireBrakeClosesTheDoors",
+            DOOR_ACTIONS
+                .iter()
+                .copied()
+                .filter(|a| !deny_actions.iter().any(|d| d == a))
+                .collect(),
             "*",
             None,
         ),
@@ -1055,9 +1119,25 @@ mod tests {
                 && actions(1).contains(&"iam:DetachRolePolicy")
         );
         assert_eq!(st[1]["Resource"], "*");
+        for a in [
+            "sts:AssumeRole",
+            "iam:PassRole",
+            "ssm:SendCommand",
+            "cloudformation:UpdateStack",
+        ] {
+            assert!(actions(2).contains(&a), "{a}");
+        }
         // Given twice, an action is listed once.
-        let twice = brake_document(&["ec2:DeleteFleets".into()]);
+        let twice = brake_document(&["ec2:DeleteFleets".into(), "iam:PassRole".into()]);
         assert_eq!(twice.matches("ec2:DeleteFleets").count(), 1);
+        assert_eq!(twice.matches("\"iam:PassRole\"").count(), 1);
+        // Every door once, none already an undo or an initiator.
+        let doors: std::collections::BTreeSet<&str> = DOOR_ACTIONS.iter().copied().collect();
+        assert_eq!(doors.len(), DOOR_ACTIONS.len());
+        let initiators = crate::catalogue::initiator_actions();
+        assert!(DOOR_ACTIONS
+            .iter()
+            .all(|a| !UNDO_ACTIONS.contains(a) && !initiators.iter().any(|i| i == a)));
     }
 
     #[test]
