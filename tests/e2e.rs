@@ -1017,8 +1017,8 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_nothing_is_written()
-{
+async fn a_principal_that_filled_its_inline_policy_quota_is_still_braked_and_the_page_says_what_landed(
+) {
     let stack = Stack::start(Options::default()).await;
     // The role's own inline policies leave less room than the tripwire's deny needs
     // (IAM counts 10,240 characters for a role, whitespace not counted).
@@ -1044,11 +1044,16 @@ async fn a_principal_at_its_inline_policy_quota_is_refused_with_the_reason_and_n
         .as_str()
         .unwrap();
     assert!(
-        detail.contains("10240 characters") && detail.contains("nothing was written"),
+        detail.contains("tripwire-brake attached, so every session is braked")
+            && detail.contains("10240 characters")
+            && detail.contains("no inline deny was written"),
         "{detail}"
     );
-    // Nothing partial: not even the brake.
-    assert!(stack.attached(PROD, "role/crowded").await.is_empty());
+    // Filling the quota does not pre-empt the brake; the inline denies did not fit.
+    assert_eq!(
+        stack.attached(PROD, "role/crowded").await,
+        ["tripwire-brake"]
+    );
     assert_eq!(stack.role_policy_names(PROD, "crowded").await, ["customer"]);
     // Sizing a role's own inline policies reads them (iam:GetRolePolicy).
     stack.save_observed_actions("quota").await;

@@ -250,10 +250,11 @@ impl Contain for Containment {
         }
     }
 
-    /// Puts the plan in place: the quota checked first, then the managed policies
-    /// attached (the brake matters most, and a full attachment quota fails before
-    /// anything is written), then the inline policies written. `Ok(Err(_))` is a refusal
-    /// that retrying will not fix; `Err(_)` is a transient failure worth a retry.
+    /// Puts the plan in place: the managed policies attached first (the brake matters
+    /// most, and needs none of the inline quota a principal may have filled to pre-empt
+    /// containment), then the inline quota checked, then the inline policies written.
+    /// `Ok(Err(_))` is a refusal that retrying will not fix, saying what landed; `Err(_)`
+    /// is a transient failure worth a retry.
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
@@ -262,10 +263,6 @@ impl Contain for Containment {
         };
         let result = async {
             let iam = self.iam(partition, account).await?;
-            let existing = inline_sizes(&iam, target).await?;
-            if let Err(reason) = fits_quota(plan, &existing) {
-                return Ok(Err(Refused::Iam(reason)));
-            }
             for name in &plan.managed {
                 let arn = managed_policy_arn(partition, account, name);
                 // Attaching an attached policy succeeds, so retries are harmless.
@@ -287,6 +284,18 @@ impl Contain for Containment {
                         .map(|_| ())
                         .map_err(|e| aws_error(Port::Containment, "iam:AttachUserPolicy", e))?,
                 }
+            }
+            let existing = inline_sizes(&iam, target).await?;
+            if let Err(reason) = fits_quota(plan, &existing) {
+                let landed = if plan.managed.is_empty() {
+                    "nothing is attached".to_owned()
+                } else {
+                    format!(
+                        "{} attached, so every session is braked",
+                        plan.managed.join(", ")
+                    )
+                };
+                return Ok(Err(Refused::Iam(format!("{landed}; but {reason}"))));
             }
             for p in &plan.policies {
                 // Fixed names: writing the same policy again replaces it, so retries are harmless.

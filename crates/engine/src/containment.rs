@@ -40,7 +40,7 @@ pub fn fits_quota(plan: &Plan, existing: &[(String, usize)]) -> Result<(), Strin
     let added: usize = plan.policies.iter().map(|p| policy_size(&p.document)).sum();
     if kept + added > quota {
         return Err(format!(
-            "the {} {} has {kept} of IAM's {quota} characters of inline policies in use and the tripwire's need {added}, so nothing was written (LimitExceeded): shrink or remove one of its inline policies, or contain it by hand with an SCP",
+            "the {} {} has {kept} of IAM's {quota} characters of inline policies in use and the tripwire's denies need {added}, so no inline deny was written (LimitExceeded): the culprit's sessions are not denied everything; shrink or remove one of its inline policies, or contain it by hand with an SCP",
             if target.is_role() { "role" } else { "user" },
             target.name()
         ));
@@ -1161,7 +1161,7 @@ mod tests {
         assert_eq!(fits_quota(&p, &full), Ok(()));
         let over = vec![("customer".to_string(), 10_240 - size + 1)];
         let err = fits_quota(&p, &over).unwrap_err();
-        assert!(err.contains("nothing was written"), "{err}");
+        assert!(err.contains("no inline deny was written"), "{err}");
         // The tripwire's own earlier policy of the same name is replaced, not added.
         let ours = vec![
             ("customer".to_string(), 10_240 - size),
