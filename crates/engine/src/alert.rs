@@ -180,6 +180,8 @@ pub enum ContainmentState {
     Failed,
     /// The responder refused the plan.
     Refused,
+    /// `tripwire release` is lifting containment: nothing may be written back now.
+    Releasing,
     /// `tripwire release` lifted containment and closed the incident.
     Released,
     /// An update alert: containment was reported in its own alert.
@@ -196,6 +198,7 @@ impl ContainmentState {
             ContainmentState::Contained => "contained",
             ContainmentState::Failed => "failed",
             ContainmentState::Refused => "refused",
+            ContainmentState::Releasing => "releasing",
             ContainmentState::Released => "released",
             ContainmentState::SeeEarlierAlerts => "see_earlier_alerts",
         }
@@ -207,13 +210,14 @@ impl ContainmentState {
     }
 }
 
-const ALL_STATES: [ContainmentState; 8] = [
+const ALL_STATES: [ContainmentState; 9] = [
     ContainmentState::Pending,
     ContainmentState::Requested,
     ContainmentState::NotAttempted,
     ContainmentState::Contained,
     ContainmentState::Failed,
     ContainmentState::Refused,
+    ContainmentState::Releasing,
     ContainmentState::Released,
     ContainmentState::SeeEarlierAlerts,
 ];

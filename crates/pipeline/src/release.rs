@@ -66,8 +66,9 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
 
     /// Releases `principal` (a role or user ARN) for its incidents in `account` (where
     /// the resources died): the policies are the principal's, whichever door its bursts
-    /// came through, so every type's open incident is closed. Policies come off first: a
-    /// failure there leaves the incidents open, so the release can simply be run again.
+    /// came through, so every type's open incident is closed. The incidents are marked
+    /// `releasing` first, then the policies come off: a failure there leaves the
+    /// incidents open, so the release can simply be run again.
     pub async fn run(
         &self,
         account: &str,
@@ -75,6 +76,21 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
         reactivate_keys: bool,
     ) -> Result<Released, Error> {
         let entity = &iam_entity(principal).map_err(Error::Config)?;
+        // Marked first: a responder retry or a `recontain` that reads the incident while
+        // the policies come off refuses, instead of writing them back.
+        for kind in catalogue::kinds() {
+            let key = Key::of(Lane::Burst, principal, account, kind);
+            if let Some(s) = self.store.incident(&key).await? {
+                self.store
+                    .record_containment(
+                        &key,
+                        &s.open.id,
+                        ContainmentState::Releasing,
+                        "tripwire release is lifting containment",
+                    )
+                    .await?;
+            }
+        }
         let removed = self.lift.lift(entity).await?;
         let now = self.clock.now();
         let (mut keys, mut closed, mut alert) = (Vec::new(), false, None);

@@ -204,6 +204,12 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                 incident.id
             ));
         }
+        if stored.containment_state == Some(ContainmentState::Releasing) {
+            return Err(format!(
+                "incident {} is being released; nothing is written back while the policies come off",
+                incident.id
+            ));
+        }
         // An item without its opening time is older than the field: too old to act on.
         if stored
             .opened_at

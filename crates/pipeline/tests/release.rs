@@ -136,8 +136,31 @@ async fn a_failed_lift_leaves_the_incident_open_for_a_second_try() {
         .unwrap_err();
     assert!(err.to_string().contains("AccessDenied"), "{err}");
     let stored = rig.store.current(&key(USER_ARN, PROD)).unwrap();
-    assert_ne!(stored.containment_state, Some(ContainmentState::Released));
+    assert_eq!(
+        stored.containment_state,
+        Some(ContainmentState::Releasing),
+        "marked before IAM was touched"
+    );
     assert_eq!(rig.alerts.kinds().len(), before, "no released alert");
+    // A responder retry racing the release writes nothing back.
+    let req = rig.queue.queued()[0].clone();
+    let applied = rig.contain.applied().len();
+    let out = rig.responder.handle(req).await.unwrap();
+    assert!(format!("{out:?}").contains("is being released"), "{out:?}");
+    assert_eq!(rig.contain.applied().len(), applied);
+    // The second try ends released.
+    let done = release(&rig, &MemoryLift::default())
+        .run(PROD, USER_ARN, false)
+        .await
+        .unwrap();
+    assert!(done.closed);
+    let stored = rig
+        .store
+        .incident(&key(USER_ARN, PROD))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(stored.containment_state, Some(ContainmentState::Released));
 }
 
 #[tokio::test]
