@@ -3,7 +3,7 @@
 
 use crate::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY, REVOKE_SESSIONS_POLICY, SCOPE_POLICY};
 use crate::policy::{Mode, Policy};
-use crate::principal::aws_service_role;
+use crate::principal::service_role;
 use crate::principal::{FederationIssuer, Principal, PrincipalKind};
 use crate::time::{format_millis, Millis};
 use serde::{Deserialize, Serialize};
@@ -398,8 +398,9 @@ fn is_control_tower_role(name: &str) -> bool {
     name == "awscontroltowerexecution" || name.starts_with("aws-controltower-")
 }
 
-/// Why a principal is not contained for a burst of `kind`, or `None` if it may be.
-pub fn refusal(policy: &Policy, p: &Principal, kind: &str) -> Option<String> {
+/// Why a principal is not contained for a burst of `kind` whose calls show `c`, or
+/// `None` if it may be.
+pub fn refusal(policy: &Policy, p: &Principal, kind: &str, c: &Culprit) -> Option<String> {
     // A `[principals]` rule that sets containment is the operator's explicit choice,
     // and overrides the service-role defaults below (never the checks before them).
     let explicit = policy
@@ -428,10 +429,17 @@ pub fn refusal(policy: &Policy, p: &Principal, kind: &str) -> Option<String> {
         }
     }
     if let (PrincipalKind::Role { name, .. }, false) = (&p.kind, explicit) {
-        if let Some(service) = aws_service_role(name) {
-            return Some(format!(
-                "an AWS service role that only {service} assumes: containing it would stop {service} for everyone; alert only (a [principals] rule with `containment` overrides this)"
-            ));
+        // Exempt only when the service made every counted call: the name alone anyone
+        // with iam:CreateRole can take, and a person using the role is contained.
+        if let Some((service, hosts)) = service_role(name) {
+            let by_service = c.without_invoked_by == 0
+                && !c.invoked_by.is_empty()
+                && c.invoked_by.iter().all(|h| hosts.contains(&h.as_str()));
+            if by_service {
+                return Some(format!(
+                    "an AWS service role that only {service} assumes, and {service} made every counted call: containing it would stop {service} for everyone; alert only (a [principals] rule with `containment` overrides this)"
+                ));
+            }
         }
         if is_control_tower_role(name) {
             return Some(
@@ -483,6 +491,10 @@ pub struct Culprit {
     pub instance_profile: bool,
     /// Counted calls made without them.
     pub without_instance_profile: u64,
+    /// The services that made counted calls (`invokedBy`).
+    pub invoked_by: Vec<String>,
+    /// Counted calls no service made.
+    pub without_invoked_by: u64,
     /// The source identity the identity provider set where the session chain began
     /// (a SAML assertion, a web identity token), as provenance joined it; a source
     /// identity a caller chose (`sts:SetSourceIdentity`) is not one.
@@ -502,6 +514,8 @@ impl Culprit {
             without_source_identity: u64::from(s.source_identity.is_none()),
             instance_profile: s.ec2_role_delivery.is_some(),
             without_instance_profile: u64::from(s.ec2_role_delivery.is_none()),
+            invoked_by: s.invoked_by.iter().cloned().collect(),
+            without_invoked_by: u64::from(s.invoked_by.is_none()),
             provider_source_identity: t
                 .origin
                 .as_ref()
@@ -681,7 +695,7 @@ pub fn stale(
 /// show `culprit`. `now` is the cutoff for revoking older sessions: the responder's
 /// clock as it writes.
 pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind: &str) -> Plan {
-    if let Some(reason) = refusal(policy, p, kind) {
+    if let Some(reason) = refusal(policy, p, kind, culprit) {
         return Plan::none(reason);
     }
     let (target, account) = match (&p.kind, &p.account) {

@@ -173,6 +173,10 @@ pub struct Attribution {
     /// every call to carry `ec2RoleDelivery` (a session name alone anyone can choose).
     #[serde(default)]
     pub without_instance_profile: u64,
+    /// Counted calls no service made (no `invokedBy`): a service role is exempt only
+    /// when its service made every call.
+    #[serde(default)]
+    pub without_invoked_by: u64,
 }
 
 /// Adds `v` to `set` while it holds fewer than [`SAMPLE`].
@@ -194,6 +198,7 @@ impl Attribution {
         self.from_console |= d.from_console;
         self.instance_profile |= d.instance_profile;
         self.without_instance_profile += u64::from(!d.instance_profile);
+        self.without_invoked_by += u64::from(d.invoked_by.is_none());
     }
 
     /// Adds one counted call's source identity (or its absence).
@@ -431,6 +436,8 @@ impl Incident {
             without_source_identity: a.without_source_identity,
             instance_profile: a.instance_profile,
             without_instance_profile: a.without_instance_profile,
+            invoked_by: a.invoked_by.iter().cloned().collect(),
+            without_invoked_by: a.without_invoked_by,
             provider_source_identity: self
                 .origin
                 .as_ref()

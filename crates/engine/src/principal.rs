@@ -512,26 +512,59 @@ pub fn principal_of(arn: &str, principal_type: &str) -> Result<Principal, String
 /// the services' consoles and CLIs: containing one breaks the service for everyone
 /// (every EMR cluster, every Spot Fleet), so they are alerted on, never contained,
 /// unless a `[principals]` rule sets their containment. Names as IAM compares them.
-const AWS_SERVICE_ROLES: [(&str, &str); 7] = [
-    ("emr_defaultrole", "Amazon EMR"),
-    ("emr_defaultrole_v2", "Amazon EMR"),
+/// Customer-managed roles an AWS service assumes by a fixed name, the service, and the
+/// hosts its calls name as `invokedBy` (as the public EMR records in the fixtures show:
+/// `elasticmapreduce.amazonaws.com`).
+const AWS_SERVICE_ROLES: [(&str, &str, &[&str]); 7] = [
+    (
+        "emr_defaultrole",
+        "Amazon EMR",
+        &["elasticmapreduce.amazonaws.com"],
+    ),
+    (
+        "emr_defaultrole_v2",
+        "Amazon EMR",
+        &["elasticmapreduce.amazonaws.com"],
+    ),
     (
         "emr_autoscaling_defaultrole",
         "Amazon EMR automatic scaling",
+        &[
+            "elasticmapreduce.amazonaws.com",
+            "application-autoscaling.amazonaws.com",
+        ],
     ),
-    ("aws-ec2-spot-fleet-tagging-role", "EC2 Spot Fleet"),
-    ("awsbatchservicerole", "AWS Batch"),
-    ("aws-elasticbeanstalk-service-role", "AWS Elastic Beanstalk"),
-    ("datapipelinedefaultrole", "AWS Data Pipeline"),
+    (
+        "aws-ec2-spot-fleet-tagging-role",
+        "EC2 Spot Fleet",
+        &["spotfleet.amazonaws.com"],
+    ),
+    ("awsbatchservicerole", "AWS Batch", &["batch.amazonaws.com"]),
+    (
+        "aws-elasticbeanstalk-service-role",
+        "AWS Elastic Beanstalk",
+        &["elasticbeanstalk.amazonaws.com"],
+    ),
+    (
+        "datapipelinedefaultrole",
+        "AWS Data Pipeline",
+        &["datapipeline.amazonaws.com"],
+    ),
 ];
 
 /// The AWS service a customer-managed service role belongs to, by its name.
 pub fn aws_service_role(name: &str) -> Option<&'static str> {
+    service_role(name).map(|(service, _)| service)
+}
+
+/// The AWS service a customer-managed service role belongs to, and the hosts its calls
+/// carry as `invokedBy`: a name alone anyone with `iam:CreateRole` can take.
+pub fn service_role(name: &str) -> Option<(&'static str, &'static [&'static str])> {
     let name = name.to_ascii_lowercase();
     AWS_SERVICE_ROLES
         .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, service)| *service)
+        .find(|(n, _, _)| *n == name)
+        .map(|(_, service, hosts)| (*service, *hosts))
 }
 
 /// Who made the call, and the account it was made in (`recipientAccountId`, else
