@@ -317,6 +317,43 @@ def test_the_scp_leaves_stacksets_and_everyday_work_alone():
         assert _under_scp(admin, action, resource), (action, resource)
 
 
+# Names the tripwire protects or refuses by name: a member administrator who could create
+# one (or edit or pass it) would wipe through it, paged but never contained.
+RESERVED = [
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/BreakGlass-tmp"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/breakglass-tmp"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/breakglass/oncall"),
+    ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin"),
+    ("iam:PutRolePolicy", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin"),
+    ("iam:AttachRolePolicy", f"arn:aws:iam::{PROD}:role/OrganizationAccountAccessRole"),
+    ("iam:PassRole", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/OrganizationAccountAccessRole"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/AWSControlTowerExecution"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/aws-controltower-ops"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/service-role/aws-controltower-ops"),
+    ("iam:CreateRole", f"arn:aws-us-gov:iam::{PROD}:role/BreakGlass-tmp"),
+]
+
+
+@pytest.mark.parametrize("action,resource", RESERVED, ids=[f"{a} {r.split(':', 5)[-1]}" for a, r in RESERVED])
+def test_a_member_admin_cannot_take_a_name_the_tripwire_never_contains(action, resource):
+    admin = _member_admin()
+    assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the SCP it could"
+    assert not _under_scp(admin, action, resource)
+
+
+def test_the_deployers_still_create_the_reserved_roles_and_admins_their_own():
+    stacksets = _member_admin(f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd")
+    assert _under_scp(stacksets, "iam:CreateRole", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin")
+    control_tower = _member_admin(f"arn:aws:iam::{PROD}:role/AWSControlTowerExecution")
+    assert _under_scp(control_tower, "iam:CreateRole", f"arn:aws:iam::{PROD}:role/aws-controltower-ops")
+    admin = _member_admin()
+    for name in ("app", "glass-breaker", "ops/BreakGlass-notes"):
+        assert _under_scp(admin, "iam:CreateRole", f"arn:aws:iam::{PROD}:role/{name}"), name
+    # Using a break-glass role is what it is for.
+    assert _under_scp(admin, "sts:AssumeRole", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin")
+
+
 def test_the_scp_fits_the_organizations_size_limit():
     # SCPs are at most 5,120 characters; the deploy walkthrough submits it minified.
     assert len(json.dumps(SCP, separators=(",", ":"))) <= 5120
