@@ -279,6 +279,9 @@ DISARM = [
     ("iam:PutRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-forwarder"),
     ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-release"),
     ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/stacksets-exec-x"),
+    # Passing the tripwire's member roles lets another service act as them.
+    ("iam:PassRole", f"arn:aws:iam::{PROD}:role/tripwire-canary"),
+    ("iam:PassRole", f"arn:aws:iam::{PROD}:role/tripwire-forwarder"),
     ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd"),
     ("sts:AssumeRole", f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd"),
     ("iam:CreatePolicyVersion", f"arn:aws:iam::{PROD}:policy/tripwire/tripwire-brake"),
