@@ -394,6 +394,28 @@ def test_only_the_deployer_changes_the_security_accounts_functions_and_roles(act
     assert _guarded(deployer, action, resource)
 
 
+CONTAINING = [f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-detector",
+              f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-responder"]
+
+
+@pytest.mark.parametrize("function", CONTAINING, ids=lambda f: f.rsplit(":", 1)[-1])
+def test_no_administrator_hands_the_functions_that_contain_a_forged_event(function):
+    """On a direct invoke an envelope's `source` and `account` are plain JSON: whoever may
+    invoke the detector could name any unprotected role. Only EventBridge (a service
+    principal, which SCPs do not bind), the detector (which asks the responder) and the
+    deployer may invoke them."""
+    admin = _member_admin(f"arn:aws:iam::{SECURITY}:role/Admin")
+    for action in ("lambda:InvokeFunction", "lambda:InvokeAsync"):
+        assert _allowed(admin, action, function, {"aws:PrincipalArn": admin.arn}), "without the guard it could"
+        assert not _guarded(admin, action, function), action
+    detector = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-detector")
+    assert _guarded(detector, "lambda:InvokeFunction", CONTAINING[1])
+    deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
+    assert _guarded(deployer, "lambda:InvokeFunction", function)
+    # The watchdog and the findings function contain no one: their invokers are left alone.
+    assert _guarded(admin, "lambda:InvokeFunction", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-watchdog")
+
+
 def _central_role(name):
     """The central stack's role `name` as the evaluator's principal, and its ARN."""
     role = CENTRAL["Resources"][name]
