@@ -16,6 +16,7 @@ mod status;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
+use std::fmt::Write as _;
 use std::path::PathBuf;
 use tripwire_engine::Policy;
 
@@ -271,7 +272,9 @@ fn main() -> Result<()> {
         }
         Command::CheckPolicy { file, get: None } => {
             let p = load_policy(&file)?;
-            println!(
+            let mut out = String::new();
+            writeln!(
+                out,
                 "ok: threshold {} in {}s (cross-account {}), containment {:?}, {} allowed account(s), {} override(s)",
                 p.threshold,
                 p.window / 1000,
@@ -280,7 +283,7 @@ fn main() -> Result<()> {
                 p.containment,
                 p.allowed_accounts.len(),
                 p.accounts.len()
-            );
+            )?;
             let any_partition = p
                 .protected_principals
                 .iter()
@@ -288,13 +291,17 @@ fn main() -> Result<()> {
                 .filter(|g| g.any_partition())
                 .count();
             if any_partition > 0 {
-                println!(
+                writeln!(
+                    out,
                     "note: {any_partition} glob(s) start `arn:aws:` and match every partition (aws, aws-us-gov, aws-cn, ...); name a partition, e.g. `arn:aws-us-gov:`, to match only that one"
-                );
+                )?;
             }
             // What each door pages at, before `[principals]` rules (which apply to every
             // type) and, for instances, the `[accounts]` overrides.
-            println!("resource types (threshold in window, containment; calls):");
+            writeln!(
+                out,
+                "resource types (threshold in window, containment; calls):"
+            )?;
             for kind in tripwire_engine::catalogue::kinds() {
                 let calls: Vec<&str> = tripwire_engine::catalogue::every()
                     .filter(|w| w.resource.kind == kind)
@@ -306,7 +313,8 @@ fn main() -> Result<()> {
                 } else {
                     format!("{:?}", p.containment_for("", kind))
                 };
-                println!(
+                writeln!(
+                    out,
                     "  {kind:<30} {:>4} in {:>4}s, {containment}; {}{}",
                     p.threshold_for("", "", false, kind),
                     p.window_for("", kind) / 1000,
@@ -316,9 +324,9 @@ fn main() -> Result<()> {
                     } else {
                         ""
                     }
-                );
+                )?;
             }
-            Ok(())
+            emit(&out)
         }
         Command::Generate { out, size_mb } => generate::run(&out, size_mb),
         Command::Render {
@@ -366,5 +374,15 @@ fn main() -> Result<()> {
             release_role.or(containment_role),
             reactivate_keys,
         ),
+    }
+}
+
+/// Writes `text` to standard output. A reader that closed the pipe early (`| head`) has
+/// read what it wanted: that is not a failure, and never a panic.
+fn emit(text: &str) -> anyhow::Result<()> {
+    use std::io::Write as _;
+    match std::io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        other => Ok(other?),
     }
 }
