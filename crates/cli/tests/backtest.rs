@@ -183,8 +183,17 @@ fn check_policy_names_the_bad_key() {
     assert!(err.contains("accounts.333333333333.threshold"), "{err}");
     let (ok, out, _) = tripwire(&["check-policy", &policy()]);
     assert!(ok && out.starts_with("ok"), "{out}");
-    // The example protects `arn:aws:` globs, which cover every partition: it says so.
-    assert!(out.contains("match every partition"), "{out}");
+    // The example protects `arn:*:` globs, which IAM reads in every partition too.
+    assert!(!out.contains("match every partition"), "{out}");
+    // An `arn:aws:` glob covers every partition for the engine: it says so.
+    let commercial = dir.join("commercial.toml");
+    std::fs::write(
+        &commercial,
+        "protected_principals = [\"arn:aws:iam::*:role/X\"]\n",
+    )
+    .unwrap();
+    let (ok, out, _) = tripwire(&["check-policy", commercial.to_str().unwrap()]);
+    assert!(ok && out.contains("match every partition"), "{out}");
     let gov = dir.join("gov.toml");
     std::fs::write(
         &gov,
