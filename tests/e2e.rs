@@ -477,21 +477,33 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
         failed.body
     );
 
-    // A burst by the tripwire's own containment role: the detector pages, and the
-    // responder refuses to touch the role.
+    // A burst by the tripwire's own containment role: the detector pages with the
+    // reason it is never contained, and asks the responder for nothing.
     deliver_burst(&stack, &format!("role/{CONTAINMENT_ROLE}@{PROD}"), "own").await;
     let own = stack.alerts().await;
-    let failed = own
+    let detected = own
         .iter()
-        .find(|a| a.attributes["kind"] == "containment_failed")
-        .expect("a refusal alert");
+        .find(|a| {
+            a.attributes["kind"] == "detected"
+                && a.body["principal_arn"]
+                    .as_str()
+                    .is_some_and(|p| p.ends_with(CONTAINMENT_ROLE))
+        })
+        .expect("a page");
+    assert_eq!(detected.body["containment"]["action"], "none");
     assert!(
-        failed.body["containment_status"]["detail"]
+        detected.body["containment"]["reason"]
             .as_str()
             .unwrap()
-            .contains("member roles"),
+            .contains("the tripwire's own member roles"),
         "{}",
-        failed.body
+        detected.body
+    );
+    assert!(
+        own.iter()
+            .all(|a| a.attributes["kind"] != "containment_failed"),
+        "nothing was asked for the member role: {:?}",
+        kinds(&own)
     );
     assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
     assert!(stack
