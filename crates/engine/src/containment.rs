@@ -609,17 +609,17 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
     if name == OTHER_SESSIONS {
         return (Scope::Role, None, "too many sessions to name one".into());
     }
-    // An instance's role credentials carry its ID as the session name and
-    // `ec2RoleDelivery`; a session merely named like an instance is anyone's choice, and
-    // the instance deny would miss its calls and cut off the real instance.
-    if is_instance_id(name) && !(c.instance_profile && c.without_instance_profile == 0) {
-        return (
-            Scope::Role,
-            None,
-            format!("session `{name}` is named like an instance, but not every counted call carried ec2RoleDelivery: a name any caller can choose"),
-        );
-    }
     if is_instance_id(name) {
+        // An instance's role credentials carry its ID as the session name and
+        // `ec2RoleDelivery`; a session merely named like an instance is anyone's choice,
+        // and the instance deny would miss its calls and cut off the real instance.
+        if !c.instance_profile || c.without_instance_profile > 0 {
+            return (
+                Scope::Role,
+                None,
+                format!("session `{name}` is named like an instance, but not every counted call carried ec2RoleDelivery: a name any caller can choose"),
+            );
+        }
         return (
             Scope::Instance,
             Some(Condition {

@@ -76,8 +76,10 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
         reactivate_keys: bool,
     ) -> Result<Released, Error> {
         let entity = &iam_entity(principal).map_err(Error::Config)?;
-        // Marked first: a responder retry or a `recontain` that reads the incident while
-        // the policies come off refuses, instead of writing them back.
+        // The principal's incidents of every type, marked first: a responder retry or a
+        // `recontain` that reads one while the policies come off refuses, instead of
+        // writing them back.
+        let mut incidents = Vec::new();
         for kind in catalogue::kinds() {
             let key = Key::of(Lane::Burst, principal, account, kind);
             if let Some(s) = self.store.incident(&key).await? {
@@ -89,25 +91,22 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
                         "tripwire release is lifting containment",
                     )
                     .await?;
+                incidents.push((key, s));
             }
         }
         let removed = self.lift.lift(entity).await?;
         let now = self.clock.now();
         let (mut keys, mut closed, mut alert) = (Vec::new(), false, None);
-        for kind in catalogue::kinds() {
-            let key = Key::of(Lane::Burst, principal, account, kind);
-            // The keys the incident's plan deactivated, read before the incident is closed.
-            let stored = self.store.incident(&key).await?;
-            if let Some(s) = &stored {
-                for k in &s.incident.containment.deactivate_keys {
-                    if !keys.contains(k) {
-                        keys.push(k.clone());
-                    }
+        for (key, s) in &incidents {
+            // The keys the incident's plan deactivated.
+            for k in &s.incident.containment.deactivate_keys {
+                if !keys.contains(k) {
+                    keys.push(k.clone());
                 }
             }
-            let this = self.store.close(&key, now).await?;
+            let this = self.store.close(key, now).await?;
             closed |= this;
-            if let (true, Some(s), Some(alerts)) = (this, &stored, &self.alerts) {
+            if let (true, Some(alerts)) = (this, &self.alerts) {
                 let status = ContainmentStatus {
                     state: ContainmentState::Released,
                     detail: "tripwire release lifted containment and closed the incident.".into(),
