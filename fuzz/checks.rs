@@ -67,22 +67,35 @@ pub fn check_decide(text: &str) {
     }
     // Every ID seen per key, over all copies: a forged record may reuse an eventID with
     // other content, and the replay keeps the earliest copy, not necessarily the first.
-    // Keyed as the window keys them: a role by account and name, whatever the path.
+    // Keyed as the window keys them: a role by account and name, whatever the path, per
+    // lane and resource type. Peaks name no type, so they are bounded by a principal's
+    // IDs of every type; a service's terminations credited to an initiator, by the
+    // account's.
     let mut distinct: HashMap<Key, HashSet<String>> = HashMap::new();
+    let mut every_type: HashMap<Key, HashSet<String>> = HashMap::new();
+    let mut account_wide: HashMap<String, HashSet<String>> = HashMap::new();
     let mut callers: HashSet<String> = HashSet::new();
     for t in terms.iter().filter(|t| !t.is_attempt()) {
         callers.insert(t.principal.arn.clone());
-        for k in [Key::new(Lane::Burst, &t.principal.arn, &t.account), Key::new(Lane::Account, "", &t.account)] {
+        let lane = if t.call.precursor.is_some() { Lane::Precursor } else { Lane::Burst };
+        let typed = t.instance_ids.iter().map(|id| format!("{}/{id}", t.kind()));
+        for k in [Key::of(lane, &t.principal.arn, &t.account, t.kind()), Key::new(Lane::Account, "", &t.account)] {
             distinct.entry(k).or_default().extend(t.instance_ids.iter().cloned());
         }
+        every_type.entry(Key::new(Lane::Burst, &t.principal.arn, &t.account)).or_default().extend(typed.clone());
+        account_wide.entry(t.account.clone()).or_default().extend(typed);
     }
     let result = replay_events(&policy, events);
     for i in &result.incidents {
         if i.kind() == Lane::Attempt {
             assert_eq!(i.instances(), 0, "an attempt burst names no instance");
         } else if i.kind() != Lane::Service {
-            let ids = &distinct[&i.key()];
-            assert!(i.instances() <= ids.len() && i.trigger_count as usize <= ids.len());
+            let ids = if i.via.is_some() {
+                account_wide[&i.account].len()
+            } else {
+                distinct.get(&i.key()).unwrap_or_else(|| panic!("no counted call under {:?}", i.key())).len()
+            };
+            assert!(i.instances() <= ids && i.trigger_count as usize <= ids);
         }
         if i.kind() != Lane::Burst || policy.is_protected(i.principal_arn().unwrap_or_default()) {
             assert_eq!(i.containment.action, Action::None, "only the burst lane contains");
@@ -90,13 +103,24 @@ pub fn check_decide(text: &str) {
         if i.containment.action != Action::None {
             // Never a containment of someone who did not act: origins and initiators
             // are evidence, the target is a caller of the terminations.
-            assert!(callers.iter().any(|c| Key::new(Lane::Burst, c, &i.account) == i.key()));
+            // A service's terminations credited to a principal: that principal made the
+            // deciding call the incident names.
+            match (&i.via, &i.initiator) {
+                (Some(_), Some(n)) => assert_eq!(Some(n.principal_arn.as_str()), i.principal_arn()),
+                _ => assert!(callers
+                    .iter()
+                    .any(|c| Key::of(Lane::Burst, c, &i.account, &i.resource_type) == i.key())),
+            }
         }
         if i.kind() == Lane::Burst {
             assert!(!policy.is_ignored(i.principal_arn().unwrap_or_default()));
         }
     }
     for p in &result.peaks {
-        assert!(p.peak as usize <= distinct[&Key::new(Lane::Burst, &p.principal_arn, &p.account)].len());
+        let ids = every_type
+            .get(&Key::new(Lane::Burst, &p.principal_arn, &p.account))
+            .or_else(|| account_wide.get(&p.account))
+            .map_or(0, HashSet::len);
+        assert!(p.peak as usize <= ids, "a peak above the IDs its principal named");
     }
 }
