@@ -519,8 +519,8 @@ impl Culprit {
             provider_source_identity: t
                 .origin
                 .as_ref()
-                .filter(|o| o.source_identity_by_provider)
-                .and_then(|o| o.source_identity.clone()),
+                .and_then(|o| o.provider_source_identity())
+                .map(str::to_owned),
             access_keys: s.access_key_id.iter().cloned().collect(),
         }
     }

@@ -441,8 +441,8 @@ impl Incident {
             provider_source_identity: self
                 .origin
                 .as_ref()
-                .filter(|o| o.source_identity_by_provider)
-                .and_then(|o| o.source_identity.clone()),
+                .and_then(|o| o.provider_source_identity())
+                .map(str::to_owned),
             access_keys: a.access_key_ids.iter().cloned().collect(),
         }
     }

@@ -48,6 +48,16 @@ pub struct Origin {
     pub hops: u32,
 }
 
+impl Origin {
+    /// The source identity the identity provider set where the chain began, if it did:
+    /// the only one containment may be scoped to.
+    pub fn provider_source_identity(&self) -> Option<&str> {
+        self.source_identity
+            .as_deref()
+            .filter(|_| self.source_identity_by_provider)
+    }
+}
+
 /// One successful `AssumeRole*` call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Assumption {
