@@ -49,7 +49,7 @@ pub fn check_decide(text: &str) {
     let _ = scan_events(text, &mut counts, &mut events);
     let terms = events.terminations.clone();
     for t in &terms {
-        let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.event_time, t.kind());
+        let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.kind());
         if p.action != Action::None {
             // Only the caller: its own account, and the name its own ARN carries.
             let entity = iam_entity(&t.principal.arn).expect("a planned principal has a valid IAM ARN");

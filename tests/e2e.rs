@@ -2,9 +2,7 @@
 //! cargo-lambda's runtime emulator, real DynamoDB/SNS/SQS/IAM/STS APIs from moto.
 
 use serde_json::{json, Value};
-use tripwire_engine::containment::{
-    revoke_sessions_document, scope_document, Condition, ConditionKey, ContainmentRequest,
-};
+use tripwire_engine::containment::ContainmentRequest;
 use tripwire_localstack::runaway::{self, Door};
 use tripwire_localstack::{Burst, Options, Received, Stack, CONTAINMENT_ROLE, OTHER, PROD};
 use tripwire_synth::{eventbridge_envelope, seed_scenario};
@@ -109,27 +107,26 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
     assert_eq!(detected.body["containment"]["action"], "revoke");
 
     // One stable session made every call: the brake on the role, and the session
-    // alone denied everything, exactly as rendered.
+    // alone denied everything: the scope policy, reading the session from the tag.
+    // No inline policy: the containment role may not write one.
     assert_eq!(detected.body["containment"]["scope"], "session");
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
-    let policies = stack.role_policies(PROD, "cleanup-task").await;
-    let scope: Value = serde_json::from_str(&scope_document(&Condition {
-        key: ConditionKey::UserId,
-        values: vec!["AROA222222222222:session".into()],
-    }))
-    .unwrap();
     assert_eq!(
-        policies,
-        [("tripwire-contain-scope".to_string(), scope)].into()
+        stack.tags(PROD, "role/cleanup-task").await,
+        [(
+            "tripwire-contain-session".to_string(),
+            "AROA222222222222:session".to_string()
+        )]
+        .into()
     );
+    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
     // The look-alikes: nothing on the development account's role of the same name.
-    assert!(stack
-        .role_policies(tripwire_localstack::DEV, "cleanup-task")
-        .await
-        .is_empty());
+    let dev = tripwire_localstack::DEV;
+    assert!(stack.attached(dev, "role/cleanup-task").await.is_empty());
+    assert!(stack.tags(dev, "role/cleanup-task").await.is_empty());
     // Update alerts are throttled to one a minute: the 50 later calls ran in well under one.
     assert!(k.iter().filter(|k| *k == "update").count() <= 1, "{k:?}");
     stack.save_observed_actions("seed-incident").await;
@@ -218,10 +215,10 @@ async fn twenty_racing_containers_open_exactly_one_incident() {
     let k = kinds(&alerts);
     assert_eq!(k.iter().filter(|k| *k == "detected").count(), 1, "{k:?}");
     assert_eq!(k.iter().filter(|k| *k == "contained").count(), 1, "{k:?}");
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
     // The containers really ran side by side: more than one process served events.
     let served = (0..20)
@@ -247,7 +244,7 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
     assert_eq!(outcome(&out), "opened", "{out}");
     assert_eq!(
         stack.attached(OTHER, "role/fleet-admin").await,
-        ["tripwire-brake"],
+        ["tripwire-brake", "tripwire-contain-scope"],
         "contained in 444444444444 through its containment role"
     );
     let alerts = stack.alerts().await;
@@ -262,14 +259,11 @@ async fn a_cross_account_principal_is_contained_in_its_home_account() {
         "the alert is about where instances died"
     );
 
-    // An IAM user: the brake, and its session tokens issued before the cutoff revoked.
+    // An IAM user: the brake alone, and nothing written on it.
     deliver_burst(&stack, "user/ops/alice@222222222222", "alice").await;
     assert_eq!(stack.attached(PROD, "user/alice").await, ["tripwire-brake"]);
-    let user = stack.user_policies(PROD, "alice").await;
-    assert_eq!(
-        user.keys().collect::<Vec<_>>(),
-        ["tripwire-revoke-older-sessions"]
-    );
+    assert!(stack.user_policies(PROD, "alice").await.is_empty());
+    assert!(stack.tags(PROD, "user/alice").await.is_empty());
     stack.save_observed_actions("cross-account-and-user").await;
 }
 
@@ -306,9 +300,10 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
         );
     }
     assert!(stack
-        .role_policies(PROD, "BreakGlassAdmin")
+        .attached(PROD, "role/BreakGlassAdmin")
         .await
         .is_empty());
+    assert!(stack.tags(PROD, "role/BreakGlassAdmin").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -402,7 +397,7 @@ async fn another_door_through_the_real_functions_is_counted_under_its_type_conta
     );
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
     let stdout = release(
         &stack,
@@ -424,8 +419,8 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     for e in &events {
         stack.invoke(e).await.unwrap();
     }
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
-    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 1);
+    assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
+    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 2);
     // Through the release role (tripwire-release, trusting the operator), not the
     // containment role, which may not detach or delete anything.
     let stdout = release(
@@ -434,10 +429,11 @@ async fn release_removes_the_policies_and_closes_the_incident() {
         &[],
     );
     assert!(
-        stdout.contains("tripwire-brake, tripwire-contain-scope") && stdout.contains("closed"),
+        stdout.contains("tripwire-brake, tripwire-contain-scope, tag:tripwire-contain-session")
+            && stdout.contains("closed"),
         "{stdout}"
     );
-    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+    assert!(stack.tags(PROD, "role/cleanup-task").await.is_empty());
     assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
     // Closed: the next burst opens a new incident instead of joining the old one.
     let again = Burst::new("role/vendor/cleanup-task@222222222222", "again")
@@ -505,11 +501,9 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
         "nothing was asked for the member role: {:?}",
         kinds(&own)
     );
-    assert!(stack.role_policies(PROD, CONTAINMENT_ROLE).await.is_empty());
-    assert!(stack
-        .attached(PROD, &format!("role/{CONTAINMENT_ROLE}"))
-        .await
-        .is_empty());
+    let own_role = format!("role/{CONTAINMENT_ROLE}");
+    assert!(stack.tags(PROD, &own_role).await.is_empty());
+    assert!(stack.attached(PROD, &own_role).await.is_empty());
     // A forged request naming the containment role under a real incident's ID: there
     // is no such incident, so nothing is written and there is nothing to page about.
     let forged = serde_json::to_value(ContainmentRequest {
@@ -548,8 +542,8 @@ async fn a_repeated_containment_request_contains_again_but_pages_once() {
     .unwrap();
     let out = stack.invoke_responder(&again).await.unwrap();
     assert_eq!(out["outcome"], "contained", "{out}");
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
-    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 1);
+    assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
+    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 2);
     assert_eq!(kinds(&stack.alerts().await), Vec::<String>::new());
 }
 
@@ -721,11 +715,14 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
     assert_eq!(detected.body["incident_kind"], "burst");
     assert_eq!(detected.body["sessions"][0]["name"], "cleanup");
     assert_eq!(
-        stack.role_policy_names(PROD, "admin").await,
-        ["tripwire-contain-scope"],
+        stack.attached(PROD, "role/admin").await,
+        ["tripwire-brake", "tripwire-contain-scope"],
         "contained"
     );
-    assert_eq!(stack.attached(PROD, "role/admin").await, ["tripwire-brake"]);
+    assert!(stack
+        .tags(PROD, "role/admin")
+        .await
+        .contains_key("tripwire-contain-session"));
 
     // Records without a session issuer name `role/oncall`; IAM says it is
     // `role/breakglass/oncall`, which is protected: nothing is written.
@@ -750,7 +747,8 @@ async fn provenance_joins_across_invocations_and_the_responder_confirms_paths_wi
         detail.contains("role/breakglass/oncall is a protected principal"),
         "{detail}"
     );
-    assert!(stack.role_policy_names(PROD, "oncall").await.is_empty());
+    assert!(stack.attached(PROD, "role/oncall").await.is_empty());
+    assert!(stack.tags(PROD, "role/oncall").await.is_empty());
     stack.save_observed_actions("provenance-and-paths").await;
 }
 
@@ -890,12 +888,8 @@ async fn the_alert_only_lanes_and_initiators_page_as_the_backtest_decides() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
+async fn each_scope_is_contained_by_the_tags_and_policies_iam_holds() {
     let stack = Stack::start(Options::default()).await;
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     let bursts = [
         // The seed incident as it happens on EC2: the vendor's VM shares the web
         // fleet's instance profile.
@@ -918,67 +912,43 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
             stack.invoke(&e).await.unwrap();
         }
     }
-    let doc = |s: String| -> Value { serde_json::from_str(&s).unwrap() };
-    let scoped = |key: &str, value: &str| {
-        doc(scope_document(&Condition {
-            key: key.parse().unwrap(),
-            values: vec![value.into()],
-        }))
-    };
-    assert_eq!(
-        stack.role_policies(PROD, "web-fleet").await,
-        [(
-            "tripwire-contain-scope".to_string(),
-            scoped(
-                "ec2:SourceInstanceARN",
-                "arn:aws:ec2:*:222222222222:instance/i-0a1b2c3d4e5f60718"
-            )
-        )]
-        .into()
-    );
-    assert_eq!(
-        stack.role_policies(PROD, "OpsAdmin").await,
-        [(
-            "tripwire-contain-scope".to_string(),
-            scoped("aws:userid", "AROA222222222222:jane@example.com")
-        )]
-        .into()
-    );
-    // The role and the user: sessions issued before the responder wrote are revoked,
-    // by the responder's clock (the records are from 2018).
-    for policies in [
-        stack.role_policies(PROD, "KarpenterController").await,
-        stack.user_policies(PROD, "token-broker").await,
-    ] {
-        let revoke = &policies["tripwire-revoke-older-sessions"];
-        let cutoff = revoke["Statement"][0]["Condition"]["DateLessThan"]["aws:TokenIssueTime"]
-            .as_str()
-            .unwrap();
-        let cutoff = tripwire_engine::time::parse_event_time(cutoff).unwrap();
-        assert!(
-            cutoff >= started / 1000 * 1000,
-            "cutoff {cutoff} is before the test began"
-        );
-        assert_eq!(*revoke, doc(revoke_sessions_document(cutoff)));
-        assert_eq!(policies.len(), 1);
-    }
-    // What IAM stores, for the independent evaluator in tests/infra, which checks that
-    // these documents deny the culprit and spare the rest of the role.
+    // Each culprit is named by one tag the scope policy reads; the role and the user,
+    // with no single culprit, are braked and carry no tag. Nothing is written inline.
+    let tag = |k: &str, v: &str| std::collections::BTreeMap::from([(k.to_owned(), v.to_owned())]);
+    let want = [
+        (
+            "role/web-fleet",
+            tag("tripwire-contain-instance", "i-0a1b2c3d4e5f60718"),
+        ),
+        (
+            "role/OpsAdmin",
+            tag(
+                "tripwire-contain-session",
+                "AROA222222222222:jane@example.com",
+            ),
+        ),
+        ("role/KarpenterController", Default::default()),
+        ("user/token-broker", Default::default()),
+    ];
+    // What IAM holds, for the independent evaluator in tests/infra, which checks that
+    // the managed documents, read with these tags, deny the culprit and spare the rest.
     let mut stored = serde_json::Map::new();
-    for entity in [
-        "role/web-fleet",
-        "role/OpsAdmin",
-        "role/KarpenterController",
-        "user/token-broker",
-    ] {
+    for (entity, tags) in want {
         let attached = stack.attached(PROD, entity).await;
-        assert_eq!(attached, ["tripwire-brake"], "{entity}");
+        let expect: &[&str] = if tags.is_empty() {
+            &["tripwire-brake"]
+        } else {
+            &["tripwire-brake", "tripwire-contain-scope"]
+        };
+        assert_eq!(attached, expect, "{entity}");
+        assert_eq!(stack.tags(PROD, entity).await, tags, "{entity}");
         let (kind, name) = entity.split_once('/').unwrap();
         let inline = if kind == "role" {
             stack.role_policies(PROD, name).await
         } else {
             stack.user_policies(PROD, name).await
         };
+        assert!(inline.is_empty(), "{entity}: {inline:?}");
         let path = if name == "token-broker" {
             "/brokers/"
         } else {
@@ -986,7 +956,7 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
         };
         stored.insert(
             name.into(),
-            json!({"arn": format!("arn:aws:iam::{PROD}:{kind}{path}{name}"), "attached": attached, "inline": inline}),
+            json!({"arn": format!("arn:aws:iam::{PROD}:{kind}{path}{name}"), "attached": attached, "tags": tags}),
         );
     }
     let dir = tripwire_localstack::target_dir().join("iam-documents");
@@ -1020,8 +990,8 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
     for (who, phrase) in [
         ("web-fleet", "revoke, scope instance"),
         ("OpsAdmin", "revoke, scope session"),
-        ("KarpenterController", "revoke, scope role"),
-        ("token-broker", "revoke, scope user"),
+        ("KarpenterController", "brake: no single culprit"),
+        ("token-broker", "brake: no single culprit"),
     ] {
         assert!(scopes[who].starts_with(phrase), "{who}: {}", scopes[who]);
     }
@@ -1029,11 +999,10 @@ async fn each_scope_is_contained_with_the_exact_documents_iam_stores() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_principal_that_filled_its_inline_policy_quota_is_still_braked_and_the_page_says_what_landed(
-) {
+async fn a_principal_that_filled_its_inline_policy_quota_is_contained_in_full() {
     let stack = Stack::start(Options::default()).await;
-    // The role's own inline policies leave less room than the tripwire's deny needs
-    // (IAM counts 10,240 characters for a role, whitespace not counted).
+    // The role's own inline policies fill IAM's 10,240 characters for a role: once a
+    // way to pre-empt containment, now nothing containment needs.
     let padding = "x".repeat(10_100);
     let customer = json!({"Version": "2012-10-17", "Statement": [{"Sid": "Pad", "Effect": "Allow",
         "Action": "s3:GetObject", "Resource": format!("arn:aws:s3:::{padding}/*")}]});
@@ -1047,27 +1016,18 @@ async fn a_principal_that_filled_its_inline_policy_quota_is_still_braked_and_the
         .await
         .expect("PutRolePolicy");
     deliver_burst(&stack, "role/crowded@222222222222", "crowded").await;
-    let alerts = stack.alerts().await;
-    let failed = alerts
-        .iter()
-        .find(|a| a.attributes["kind"] == "containment_failed")
-        .expect("a failure alert");
-    let detail = failed.body["containment_status"]["detail"]
-        .as_str()
-        .unwrap();
-    assert!(
-        detail.contains("tripwire-brake attached, so every session is braked")
-            && detail.contains("10240 characters")
-            && detail.contains("no inline deny was written"),
-        "{detail}"
-    );
-    // Filling the quota does not pre-empt the brake; the inline denies did not fit.
+    let mut k = kinds(&stack.alerts().await);
+    k.sort();
+    assert_eq!(k, ["contained", "detected"]);
     assert_eq!(
         stack.attached(PROD, "role/crowded").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
+    assert!(stack
+        .tags(PROD, "role/crowded")
+        .await
+        .contains_key("tripwire-contain-session"));
     assert_eq!(stack.role_policy_names(PROD, "crowded").await, ["customer"]);
-    // Sizing a role's own inline policies reads them (iam:GetRolePolicy).
     stack.save_observed_actions("quota").await;
 }
 
@@ -1142,9 +1102,10 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
     // Only the key the burst used; the user's other key was never seen, so it stays.
     assert_eq!(got, status("Inactive"));
     let names = |p: std::collections::BTreeMap<String, Value>| p.into_keys().collect::<Vec<_>>();
+    assert_eq!(stack.attached(PROD, "user/alice").await, ["tripwire-brake"]);
     assert_eq!(
         names(stack.user_policies(PROD, "alice").await),
-        ["customer", "tripwire-revoke-older-sessions"]
+        ["customer"]
     );
     let contained = stack
         .alerts()
@@ -1173,6 +1134,7 @@ async fn deactivate_keys_deactivates_the_users_burst_key_and_release_reactivates
         names(stack.user_policies(PROD, "alice").await),
         ["customer"]
     );
+    assert!(stack.attached(PROD, "user/alice").await.is_empty());
     stack.save_observed_actions("deactivate-keys").await;
 }
 
@@ -1270,7 +1232,7 @@ async fn a_runaway_that_force_deletes_groups_is_contained_and_its_next_deletion_
     assert!(kinds(&alerts).contains(&"contained".to_owned()));
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
 }
 
@@ -1648,36 +1610,41 @@ async fn a_wipe_past_one_items_size_is_counted_once_per_instance_and_exported_wh
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn recontain_writes_back_the_deny_someone_deleted() {
+async fn recontain_puts_back_the_tag_someone_removed() {
     let stack = Stack::start(Options {
         policy: format!("recontain = true\n{}", tripwire_localstack::POLICY),
         ..Options::default()
     })
     .await;
     deliver_burst(&stack, "role/vendor/cleanup-task@222222222222", "rc").await;
-    let contained = stack.role_policies(PROD, "cleanup-task").await;
-    let name = contained.keys().next().expect("the scoped deny").clone();
-    // An administrator deletes it; CloudTrail records the call.
+    let contained = stack.tags(PROD, "role/cleanup-task").await;
+    let key = contained
+        .keys()
+        .next()
+        .expect("the tag naming the session")
+        .clone();
+    // An administrator removes it, which lifts the scope like a detach; CloudTrail
+    // records the call.
     stack
         .iam_in(PROD)
-        .delete_role_policy()
+        .untag_role()
         .role_name("cleanup-task")
-        .policy_name(&name)
+        .tag_keys(&key)
         .send()
         .await
-        .expect("DeleteRolePolicy");
-    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+        .expect("UntagRole");
+    assert!(stack.tags(PROD, "role/cleanup-task").await.is_empty());
     let lift = tripwire_synth::api_envelope(
         "iam.amazonaws.com",
-        "DeleteRolePolicy",
+        "UntagRole",
         "role/Admin@222222222222",
-        &json!({"roleName": "cleanup-task", "policyName": name}),
+        &json!({"roleName": "cleanup-task", "tagKeys": [key]}),
         "lift-e2e",
         *BASE + 60_000,
     );
     assert_eq!(outcome(&stack.invoke(&lift).await.unwrap()), "tamper");
-    // Written back, as IAM stores it, and said so on the second channel.
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await, contained);
+    // Put back, as IAM holds it, and said so on the second channel.
+    assert_eq!(stack.tags(PROD, "role/cleanup-task").await, contained);
     let alarms = stack.alarms().await;
     assert_eq!(kinds(&alarms), ["tamper"]);
     assert_eq!(alarms[0].body["lifted_from"], "role/cleanup-task");

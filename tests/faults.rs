@@ -72,10 +72,10 @@ async fn the_sdk_rides_out_throttling_5xx_stalls_and_resets() {
     }
     assert_eq!(opened, 1);
     assert_eq!(kinds(&stack.alerts().await), ["contained", "detected"]);
-    assert_eq!(stack.role_policies(PROD, "cleanup-task").await.len(), 1);
+    assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"]
+        ["tripwire-brake", "tripwire-contain-scope"]
     );
 }
 
@@ -130,7 +130,7 @@ async fn containment_happens_while_sns_is_down_and_the_alert_follows_once() {
     );
     assert_eq!(
         stack.attached(PROD, "role/cleanup-task").await,
-        ["tripwire-brake"],
+        ["tripwire-brake", "tripwire-contain-scope"],
         "contained although SNS is down"
     );
     assert!(stack.alerts().await.is_empty());
@@ -166,7 +166,7 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
         "containment failed transiently, so the event is retried"
     );
     assert_eq!(kinds(&stack.alerts().await), ["detected"]);
-    assert!(stack.role_policies(PROD, "cleanup-task").await.is_empty());
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
     // IAM refuses (AccessDenied): a permanent failure, reported in words.
     stack.set_faults(&json!({"iam": {"denied": 1.0}})).await;
     for e in Burst::new("role/ops/fleet-admin@444444444444", "denied")
@@ -192,7 +192,8 @@ async fn alerts_go_out_while_sts_or_iam_fail() {
         "{}",
         failed.body
     );
-    assert!(stack.role_policies(OTHER, "fleet-admin").await.is_empty());
+    assert!(stack.attached(OTHER, "role/fleet-admin").await.is_empty());
+    assert!(stack.tags(OTHER, "role/fleet-admin").await.is_empty());
 }
 
 fn one_call(who: &str, account: &str, instances: usize, tag: &str) -> Value {

@@ -3,9 +3,12 @@ principalmapper's local policy simulation, which evaluates condition operators a
 request context the test states (moto ignores conditions, so on moto a scoped deny stops
 every session).
 
-The documents are what the end-to-end tests left behind (target/iam-documents, the exact
-documents moto's IAM stored), the member stack's roles and managed policies, and the SCP.
-Where the evaluator cannot model something, the test says so and names what covers it."""
+The documents are what the end-to-end tests left behind (target/iam-documents: the
+policies moto's IAM has attached and the tags it holds), the member stack's roles and
+managed policies, and the SCP. Where the evaluator cannot model something, the test says
+so and names what covers it: principalmapper does not substitute policy variables in
+conditions, so `_substitute` does what IAM documents for string conditions (the request's
+value of the key in its place) before the evaluator sees the document."""
 
 import collections
 import collections.abc
@@ -53,21 +56,53 @@ def _node(arn, docs, role_id="AROA222222222222"):
                 None, 0, False, True, None, False, None)
 
 
+def _substitute(doc, ctx):
+    """`${key}` in every string replaced by the request's value of `key`; a key the
+    request lacks is left as written, which matches nothing (each scope statement also
+    requires its tag with a Null check)."""
+    if isinstance(doc, dict):
+        return {k: _substitute(v, ctx) for k, v in doc.items()}
+    if isinstance(doc, list):
+        return [_substitute(v, ctx) for v in doc]
+    if isinstance(doc, str):
+        for key, value in ctx.items():
+            if isinstance(value, str):
+                doc = doc.replace("${" + key + "}", value)
+    return doc
+
+
+class Contained:
+    """A contained principal: its attached managed policies, read with its tags."""
+
+    def __init__(self, name):
+        entry = _stored()[name]
+        self.arn, self.attached = entry["arn"], entry["attached"]
+        # The principal's tags are in every request of its sessions (a session tag of
+        # the same key would override one: the SCP reserves tripwire-* session tags).
+        self.tags = {f"aws:PrincipalTag/{k}": v for k, v in entry["tags"].items()}
+        self.managed = _managed()
+
+    def allowed(self, action, resource, ctx):
+        ctx = {**self.tags, **ctx}
+        docs = {n: _substitute(self.managed[n], ctx) for n in self.attached}
+        return local_check_authorization_full(_node(self.arn, docs), action, resource, ctx)
+
+
 def _contained(name):
-    entry = _stored()[name]
-    managed = _managed()
-    docs = {n: managed[n] for n in entry["attached"]}
-    docs.update(entry["inline"])
-    return entry["arn"], _node(entry["arn"], docs)
+    c = Contained(name)
+    return c.arn, c
 
 
 def _allowed(node, action, resource, context):
+    if isinstance(node, Contained):
+        return node.allowed(action, resource, context)
     return local_check_authorization_full(node, action, resource, context)
 
 
 def _role_session(role, session, issued, **extra):
     return {"aws:userid": f"AROA222222222222:{session}", "aws:TokenIssueTime": issued,
-            "aws:PrincipalArn": f"arn:aws:iam::{PROD}:role/{role}", "aws:CurrentTime": NOW, **extra}
+            "aws:PrincipalArn": f"arn:aws:iam::{PROD}:role/{role}", "aws:PrincipalAccount": PROD,
+            "aws:CurrentTime": NOW, **extra}
 
 
 def _instance(i):
@@ -79,7 +114,7 @@ READ = ("s3:GetObject", "arn:aws:s3:::app-bucket/key")
 
 
 def _undo(arn):
-    return ("iam:DeleteRolePolicy" if ":role/" in arn else "iam:DeleteUserPolicy", arn)
+    return ("iam:UntagRole" if ":role/" in arn else "iam:UntagUser", arn)
 
 
 # Each case: the contained principal, the culprit's sessions (also a fresh one) and the
@@ -100,24 +135,24 @@ SCOPES = {
         "others": [_role_session("OpsAdmin", "oncall@example.com", BEFORE)],
     },
     "KarpenterController": {
-        # The role scope: every session issued before the cutoff is the culprit's.
-        "culprit": [_role_session("KarpenterController", "1515535740000000001", BEFORE)],
-        # A session issued after the cutoff keeps everything but the brake.
-        "others": [_role_session("KarpenterController", "1515535740000000009", "2099-01-01T00:00:00Z")],
+        # No single culprit (two sessions made the calls): no session is denied
+        # everything, every session is braked, the burst's own included.
+        "culprit": [],
+        "others": [_role_session("KarpenterController", "1515535740000000001", BEFORE),
+                   _role_session("KarpenterController", "1515535740000000009", "2099-01-01T00:00:00Z")],
     },
     "token-broker": {
-        # Federation tokens the user issued before the cutoff.
-        "culprit": [{"aws:userid": f"{PROD}:session-7", "aws:TokenIssueTime": BEFORE,
-                     "aws:PrincipalArn": f"arn:aws:sts::{PROD}:federated-user/session-7", "aws:CurrentTime": NOW}],
-        # Its long-term access key has no token issue time: only the brake applies (see
-        # docs/threat-model.md on users' keys).
-        "others": [{"aws:userid": "AIDA222222222222", "aws:PrincipalArn": f"arn:aws:iam::{PROD}:user/brokers/token-broker",
+        # An IAM user and the federation tokens it issued: braked, none denied everything.
+        "culprit": [],
+        "others": [{"aws:userid": f"{PROD}:session-7", "aws:TokenIssueTime": BEFORE,
+                    "aws:PrincipalArn": f"arn:aws:sts::{PROD}:federated-user/session-7", "aws:CurrentTime": NOW},
+                   {"aws:userid": "AIDA222222222222", "aws:PrincipalArn": f"arn:aws:iam::{PROD}:user/brokers/token-broker",
                     "aws:CurrentTime": NOW}],
     },
 }
 
 
-@pytest.mark.parametrize("name", sorted(SCOPES))
+@pytest.mark.parametrize("name", sorted(n for n in SCOPES if SCOPES[n]["culprit"]))
 def test_the_culprit_is_denied_everything_and_cannot_undo_it(name):
     arn, node = _contained(name)
     for ctx in SCOPES[name]["culprit"]:
@@ -207,26 +242,38 @@ UNTOUCHABLE = [f"arn:aws:iam::{ACCOUNT}:role/{r}" for r in (
     "OrganizationAccountAccessRole")] + [f"arn:aws:iam::{ACCOUNT}:role/aws-service-role/autoscaling.amazonaws.com/AWSServiceRoleForAutoScaling"]
 
 
-def test_the_containment_role_attaches_only_the_tripwires_policies():
+SCOPE_ARN = f"arn:aws:iam::{ACCOUNT}:policy/tripwire/ScopePolicy"
+CONTAIN_TAG = {"aws:TagKeys": ["tripwire-contain-session"]}
+
+
+def test_the_containment_role_can_only_add_the_tripwires_denies_and_never_grant():
     node = _member_role("ContainmentRole")
     ctx = {"aws:PrincipalArn": node.arn}
-    assert _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    for mine in (BRAKE_ARN, SCOPE_ARN):
+        assert _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": mine})
     for other in ("arn:aws:iam::aws:policy/AdministratorAccess", f"arn:aws:iam::{ACCOUNT}:policy/customer-admin"):
         assert not _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": other}), other
-    # It may write an inline policy, and IAM cannot say what the document holds: that it
-    # is only ever a deny the responder rendered for a recorded incident is shown by
-    # crates/pipeline/tests/responder.rs (forged requests) and tests/e2e.rs.
-    assert _allowed(node, "iam:PutRolePolicy", APP, ctx)
-    for action in ("iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:UntagRole", "iam:DeleteRole",
-                   "iam:UpdateAssumeRolePolicy", "iam:CreatePolicyVersion", "iam:DeleteUserPolicy"):
-        assert not _allowed(node, action, APP, {**ctx, "iam:PolicyARN": BRAKE_ARN}), action
+    # It names the culprit by tag, under the tripwire's keys only.
+    assert _allowed(node, "iam:TagRole", APP, {**ctx, **CONTAIN_TAG})
+    for keys in (["team"], ["tripwire-contain-session", "team"], ["tripwire-release"]):
+        assert not _allowed(node, "iam:TagRole", APP, {**ctx, "aws:TagKeys": keys}), keys
+    # No document of its own making (no inline policy, no policy version, no new
+    # policy), so no Allow; nothing of the customer's removed or loosened.
+    for action in ("iam:PutRolePolicy", "iam:PutUserPolicy", "iam:CreatePolicyVersion", "iam:CreatePolicy",
+                   "iam:SetDefaultPolicyVersion", "iam:PutRolePermissionsBoundary", "iam:UpdateAssumeRolePolicy",
+                   "iam:DeleteRolePolicy", "iam:DetachRolePolicy", "iam:UntagRole", "iam:DeleteRole",
+                   "iam:DeleteUserPolicy", "iam:CreateAccessKey", "iam:UpdateAccessKey"):
+        for resource in (APP, f"arn:aws:iam::{ACCOUNT}:policy/tripwire/BrakePolicy"):
+            assert not _allowed(node, action, resource, {**ctx, "iam:PolicyARN": BRAKE_ARN, **CONTAIN_TAG}), action
 
 
-@pytest.mark.parametrize("target", UNTOUCHABLE)
+@pytest.mark.parametrize("target", UNTOUCHABLE + [f"arn:aws:iam::{ACCOUNT}:role/tripwire-{r}"
+                                                  for r in ("detector", "responder", "watchdog", "findings")])
 def test_the_containment_role_cannot_touch_protected_tripwire_or_aws_roles(target):
+    """The security account's tripwire roles included: the StackSet deploys this role there too."""
     node = _member_role("ContainmentRole")
-    ctx = {"aws:PrincipalArn": node.arn, "iam:PolicyARN": BRAKE_ARN}
-    for action in ("iam:AttachRolePolicy", "iam:PutRolePolicy"):
+    ctx = {"aws:PrincipalArn": node.arn, "iam:PolicyARN": BRAKE_ARN, **CONTAIN_TAG}
+    for action in ("iam:AttachRolePolicy", "iam:TagRole", "iam:PutRolePolicy"):
         assert not _allowed(node, action, target, ctx), (action, target)
 
 
@@ -234,6 +281,8 @@ def test_the_release_role_detaches_only_the_tripwires_policies():
     node = _member_role("ReleaseRole")
     ctx = {"aws:PrincipalArn": node.arn}
     assert _allowed(node, "iam:DetachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert _allowed(node, "iam:UntagRole", APP, {**ctx, **CONTAIN_TAG})
+    assert not _allowed(node, "iam:UntagRole", APP, {**ctx, "aws:TagKeys": ["team"]})
     assert not _allowed(node, "iam:DetachRolePolicy", APP, {**ctx, "iam:PolicyARN": "arn:aws:iam::aws:policy/SecurityAudit"})
     assert not _allowed(node, "iam:AttachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
     assert not _allowed(node, "iam:PutRolePolicy", APP, ctx)
@@ -355,6 +404,33 @@ def test_the_deployers_still_create_the_reserved_roles_and_admins_their_own():
         assert _under_scp(admin, "iam:CreateRole", f"arn:aws:iam::{PROD}:role/{name}"), name
     # Using a break-glass role is what it is for.
     assert _under_scp(admin, "sts:AssumeRole", f"arn:aws:iam::{PROD}:role/BreakGlassAdmin")
+
+
+def test_only_the_tripwires_roles_set_or_remove_its_containment_tags():
+    """A tripwire-contain-* tag names the culprit the scope policy denies: set by anyone
+    else it would aim the deny at an innocent session; removed, it lifts the deny; and a
+    session tag of the same key overrides the role's (the culprit's own session dodging
+    its deny). The SCP reserves the keys for the containment and release roles."""
+    scps = [[Policy("arn:aws:organizations::1:policy/p-full", "FullAWSAccess", FULL_ACCESS),
+             Policy("arn:aws:organizations::1:policy/p-tripwire", "protect-tripwire", copy.deepcopy(SCP))]]
+
+    def under_scp(node, action, resource, keys):
+        ctx = {"aws:PrincipalArn": node.arn, "aws:TagKeys": keys}
+        return local_check_authorization_full(node, action, resource, ctx, service_control_policy_groups=scps)
+
+    app = f"arn:aws:iam::{PROD}:role/app"
+    admin = _member_admin()
+    for action, resource in (("iam:TagRole", app), ("iam:UntagRole", app), ("iam:TagUser", f"arn:aws:iam::{PROD}:user/alice"),
+                             ("iam:UntagUser", f"arn:aws:iam::{PROD}:user/alice"), ("sts:TagSession", app)):
+        assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the SCP it could"
+        assert not under_scp(admin, action, resource, ["tripwire-contain-session"]), action
+        # IAM's tag keys are case-insensitive, so a key in other case is the same tag.
+        assert not under_scp(admin, action, resource, ["team", "TRIPWIRE-CONTAIN-Instance"]), action
+        assert under_scp(admin, action, resource, ["team"]), (action, "other tags stay the admin's")
+    containment = _member_admin(f"arn:aws:iam::{PROD}:role/tripwire-containment")
+    assert under_scp(containment, "iam:TagRole", app, ["tripwire-contain-session"])
+    release = _member_admin(f"arn:aws:iam::{PROD}:role/tripwire-release")
+    assert under_scp(release, "iam:UntagRole", app, ["tripwire-contain-session"])
 
 
 def test_the_scp_fits_the_organizations_size_limit():

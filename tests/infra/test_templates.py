@@ -518,17 +518,23 @@ def test_the_containment_role_may_only_add_the_tripwires_denies():
     seen = _observed().get("containment-role", set())
     role = MEMBER["Resources"]["ContainmentRole"]
     granted = _allowed(role)
-    assert {"iam:AttachRolePolicy", "iam:PutRolePolicy", "iam:AttachUserPolicy", "iam:PutUserPolicy"} <= seen, seen
+    assert {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:TagRole"} <= seen, seen
     # deactivate_keys, where a deployment turns it on.
     assert seen <= granted | _key_status_grant(role, "DeactivateTheBurstsAccessKeys"), sorted(seen - granted)
-    assert granted == {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:PutRolePolicy", "iam:PutUserPolicy",
-                       "iam:GetRole", "iam:GetUser", "iam:ListRolePolicies", "iam:GetRolePolicy",
-                       "iam:ListUserPolicies", "iam:GetUserPolicy"}
-    # Nothing that removes or loosens: no Delete, Detach or Untag.
-    assert not [a for a in granted if a.split(":")[1].startswith(("Delete", "Detach", "Untag", "Update", "Tag"))]
+    assert granted == {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:TagRole", "iam:TagUser",
+                       "iam:GetRole", "iam:GetUser"}
+    # Nothing that writes a document or removes or loosens anything: no Put, no policy
+    # versions, no Delete, Detach or Untag.
+    assert not [a for a in granted if a.split(":")[1].startswith(
+        ("Put", "Create", "SetDefault", "Delete", "Detach", "Untag", "Update"))]
     attach = next(st for st in _statements(role) if isinstance(st, dict) and "iam:AttachRolePolicy" in st["Action"]
                   and st["Effect"] == "Allow")
-    assert attach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [{"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}]}}
+    assert attach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [
+        {"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}, {"Ref": "ScopePolicy"}]}}
+    tag = next(st for st in _statements(role) if isinstance(st, dict) and "iam:TagRole" in st["Action"]
+               and st["Effect"] == "Allow")
+    assert tag["Condition"] == {"ForAllValues:StringLike": {"aws:TagKeys": "tripwire-contain-*"},
+                                "Null": {"aws:TagKeys": "false"}}
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [t["Principal"] for t in trust] == [{"AWS": {"Ref": "ResponderRoleArn"}}]
 
@@ -537,11 +543,16 @@ def test_the_release_role_is_the_operators_and_lifts_only_what_release_lifts():
     seen = _observed().get("release-role", set())
     role = MEMBER["Resources"]["ReleaseRole"]
     granted = _allowed(role)
-    assert {"iam:DetachRolePolicy", "iam:DeleteRolePolicy"} <= seen, seen
+    assert {"iam:DetachRolePolicy", "iam:UntagRole", "iam:ListRoleTags"} <= seen, seen
     assert seen <= granted | _key_status_grant(role, "ReactivateKeysOnRequest"), sorted(seen - granted)
-    assert granted == {"iam:DetachRolePolicy", "iam:DetachUserPolicy", "iam:DeleteRolePolicy", "iam:DeleteUserPolicy"}
+    assert granted == {"iam:DetachRolePolicy", "iam:DetachUserPolicy", "iam:UntagRole", "iam:UntagUser",
+                       "iam:ListRoleTags", "iam:ListUserTags", "iam:DeleteRolePolicy", "iam:DeleteUserPolicy"}
     detach = next(st for st in _statements(role) if "iam:DetachRolePolicy" in st["Action"] and st["Effect"] == "Allow")
-    assert detach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [{"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}]}}
+    assert detach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [
+        {"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}, {"Ref": "ScopePolicy"}]}}
+    untag = next(st for st in _statements(role) if "iam:UntagRole" in st["Action"] and st["Effect"] == "Allow")
+    assert untag["Condition"] == {"ForAllValues:StringLike": {"aws:TagKeys": "tripwire-contain-*"},
+                                  "Null": {"aws:TagKeys": "false"}}
     trust = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
     assert [t["Principal"] for t in trust] == [{"AWS": {"Ref": "ReleasePrincipals"}}]
     assert role["Condition"] == "CreatesReleaseRole"
@@ -598,7 +609,8 @@ def test_the_deploy_script_passes_the_policys_filters_and_the_member_defaults_fi
 
 def test_the_member_stacks_managed_policies_are_what_the_engine_renders():
     want = json.loads(_tripwire("managed-policies", POLICY))
-    for res, name in (("BrakePolicy", "tripwire-brake"), ("QuarantinePolicy", "tripwire-quarantine")):
+    for res, name in (("BrakePolicy", "tripwire-brake"), ("QuarantinePolicy", "tripwire-quarantine"),
+                      ("ScopePolicy", "tripwire-contain-scope")):
         p = MEMBER["Resources"][res]["Properties"]
         assert (p["ManagedPolicyName"], p["Path"]) == (name, "/tripwire/")
         assert _resolve(p["PolicyDocument"], MEMBER) == want[name], name

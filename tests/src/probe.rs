@@ -452,6 +452,31 @@ impl Stack {
         names
     }
 
+    /// The tags on a role (`role/NAME`) or user (`user/NAME`) in `account`.
+    pub async fn tags(&self, account: &str, entity: &str) -> BTreeMap<String, String> {
+        let iam = self.iam_in(account);
+        let tags = match entity.split_once('/') {
+            Some(("role", name)) => {
+                iam.list_role_tags()
+                    .role_name(name)
+                    .send()
+                    .await
+                    .expect("ListRoleTags")
+                    .tags
+            }
+            Some(("user", name)) => {
+                iam.list_user_tags()
+                    .user_name(name)
+                    .send()
+                    .await
+                    .expect("ListUserTags")
+                    .tags
+            }
+            _ => panic!("`{entity}`: role/NAME or user/NAME"),
+        };
+        tags.into_iter().map(|t| (t.key, t.value)).collect()
+    }
+
     /// The names of the inline policies on a role in `account`: one IAM call, so a cheap
     /// poll for "is a policy readable yet".
     pub async fn role_policy_names(&self, account: &str, role: &str) -> Vec<String> {
@@ -516,8 +541,30 @@ impl aws_smithy_runtime_api::client::interceptors::Intercept for MotoAccount {
     }
 }
 
-/// IAM returns policy documents URL-encoded.
-pub use tripwire_aws::contain::percent_decode;
+/// IAM returns policy documents URL-encoded (RFC 3986).
+pub fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (
+            b[i],
+            b.get(i + 1).copied().and_then(hex),
+            b.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
 
 /// An item's size as DynamoDB counts it: each attribute's name plus its value (strings
 /// and binaries by their bytes, numbers about a byte per two digits plus one, booleans

@@ -525,6 +525,7 @@ impl Stack {
                     names::QUARANTINE_MANAGED_POLICY,
                     containment::quarantine_document(),
                 ),
+                (names::SCOPE_POLICY, containment::scope_document()),
             ] {
                 iam.create_policy()
                     .policy_name(name)

@@ -1,18 +1,20 @@
 //! Executes containment plans in member accounts: assume the containment role there,
-//! attach the tripwire's managed policies and write its fixed-name inline policies; or,
-//! through the release role, detach and delete them again.
+//! attach the tripwire's managed policies and set its `tripwire-contain-*` tags; or,
+//! through the release role, detach and remove them again.
 
 use crate::error::{aws_error, Error, Port};
 use crate::sdk::client;
 use aws_config::SdkConfig;
 use aws_credential_types::provider::SharedCredentialsProvider;
 use aws_sdk_iam::config::{Credentials, Region};
-use aws_sdk_iam::types::StatusType;
+use aws_sdk_iam::types::{StatusType, Tag};
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
-use tripwire_engine::containment::{fits_quota, policy_size, Plan, Target};
-use tripwire_engine::names::{managed_policy_arn, ALL_MANAGED_POLICIES, ALL_POLICY_NAMES};
+use tripwire_engine::containment::{Plan, Target};
+use tripwire_engine::names::{
+    managed_policy_arn, ALL_CONTAIN_TAGS, ALL_MANAGED_POLICIES, LEGACY_INLINE_POLICIES,
+};
 use tripwire_engine::principal::IamEntity;
 use tripwire_pipeline::Contain;
 pub use tripwire_pipeline::Refused;
@@ -47,7 +49,7 @@ fn explain(e: &Error) -> Option<String> {
     Some(match code {
         "NoSuchEntity" => "the role or user no longer exists (NoSuchEntity)".into(),
         "UnmodifiableEntity" => "the role is protected by AWS, e.g. a service-linked role (UnmodifiableEntity)".into(),
-        "LimitExceeded" => "the principal's inline policies are at IAM's size limit, so the deny could not be added (LimitExceeded)".into(),
+        "LimitExceeded" => "the principal is at an IAM quota: its attached managed policies or its tags (LimitExceeded)".into(),
         "AccessDenied" | "AccessDeniedException" => {
             "the containment role may not do this: check its policy, the SCPs, and its explicit denies (AccessDenied)".into()
         }
@@ -125,8 +127,9 @@ impl Containment {
         Ok(client)
     }
 
-    /// Detaches every tripwire managed policy from `entity` and removes every tripwire
-    /// inline policy; returns the names removed.
+    /// Detaches every tripwire managed policy from `entity`, removes its
+    /// `tripwire-contain-*` tags and any inline policy earlier releases wrote; returns
+    /// what it removed (tags as `tag:KEY`).
     pub async fn release(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
         let iam = self.iam(&entity.partition, &entity.account).await?;
         let mut removed = Vec::new();
@@ -151,11 +154,31 @@ impl Containment {
             };
             match res {
                 Ok(()) => removed.push(name.to_owned()),
+                // Not attached: nothing to lift. Release is idempotent.
                 Err(e) if e.code() == Some("NoSuchEntity") => {}
                 Err(e) => return Err(e),
             }
         }
-        for name in ALL_POLICY_NAMES {
+        let tagged = self.contain_tags(&iam, entity).await?;
+        if !tagged.is_empty() {
+            if entity.is_role {
+                iam.untag_role()
+                    .role_name(&entity.name)
+                    .set_tag_keys(Some(tagged.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::Containment, "iam:UntagRole", e))?;
+            } else {
+                iam.untag_user()
+                    .user_name(&entity.name)
+                    .set_tag_keys(Some(tagged.clone()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::Containment, "iam:UntagUser", e))?;
+            }
+            removed.extend(tagged.into_iter().map(|k| format!("tag:{k}")));
+        }
+        for name in LEGACY_INLINE_POLICIES {
             let res = if entity.is_role {
                 iam.delete_role_policy()
                     .role_name(&entity.name)
@@ -175,12 +198,51 @@ impl Containment {
             };
             match res {
                 Ok(()) => removed.push(name.to_owned()),
-                // Not there: nothing to lift. Release is idempotent.
                 Err(e) if e.code() == Some("NoSuchEntity") => {}
                 Err(e) => return Err(e),
             }
         }
         Ok(removed)
+    }
+
+    /// Which of the tripwire's containment tags `entity` carries.
+    async fn contain_tags(
+        &self,
+        iam: &aws_sdk_iam::Client,
+        entity: &IamEntity,
+    ) -> Result<Vec<String>, Error> {
+        let keys: Vec<String> = if entity.is_role {
+            let mut pages = iam
+                .list_role_tags()
+                .role_name(&entity.name)
+                .into_paginator()
+                .items()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(tag) = pages.next().await {
+                let tag = tag.map_err(|e| aws_error(Port::Containment, "iam:ListRoleTags", e))?;
+                keys.push(tag.key().to_owned());
+            }
+            keys
+        } else {
+            let mut pages = iam
+                .list_user_tags()
+                .user_name(&entity.name)
+                .into_paginator()
+                .items()
+                .send();
+            let mut keys = Vec::new();
+            while let Some(tag) = pages.next().await {
+                let tag = tag.map_err(|e| aws_error(Port::Containment, "iam:ListUserTags", e))?;
+                keys.push(tag.key().to_owned());
+            }
+            keys
+        };
+        // IAM's tag keys are case-insensitive; the containment role may set only these.
+        Ok(keys
+            .into_iter()
+            .filter(|k| ALL_CONTAIN_TAGS.iter().any(|t| t.eq_ignore_ascii_case(k)))
+            .collect())
     }
 
     /// Sets the status of `user`'s access key `key` (deactivated by containment,
@@ -250,75 +312,68 @@ impl Contain for Containment {
         }
     }
 
-    /// Puts the plan in place: the managed policies attached first (the brake matters
-    /// most, and needs none of the inline quota a principal may have filled to pre-empt
-    /// containment), then the inline quota checked, then the inline policies written.
-    /// `Ok(Err(_))` is a refusal that retrying will not fix, saying what landed; `Err(_)`
-    /// is a transient failure worth a retry.
+    /// Puts the plan in place: the first managed policy (the brake, or quarantine)
+    /// attached before anything else, as it needs nothing a principal could have used up
+    /// but one attachment slot; then the tags that name the culprit; then the scope
+    /// policy that reads them. `Ok(Err(_))` is a refusal that retrying will not fix,
+    /// saying what landed; `Err(_)` is a transient failure worth a retry.
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
                 "the plan names no target account or entity".into(),
             )));
         };
+        let mut landed: Vec<String> = Vec::new();
         let result = async {
             let iam = self.iam(partition, account).await?;
-            for name in &plan.managed {
-                let arn = managed_policy_arn(partition, account, name);
-                // Attaching an attached policy succeeds, so retries are harmless.
+            let (first, rest) = plan
+                .managed
+                .split_first()
+                .map_or((None, &[][..]), |(f, r)| (Some(f), r));
+            if let Some(name) = first {
+                attach(&iam, target, &managed_policy_arn(partition, account, name)).await?;
+                landed.push(format!("{name} attached"));
+            }
+            if !plan.tags.is_empty() {
+                let tags: Vec<Tag> = plan
+                    .tags
+                    .iter()
+                    .map(|(k, v)| Tag::builder().key(k).value(v).build())
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| Error::Aws {
+                        port: Port::Containment,
+                        op: "iam:TagRole",
+                        code: "InvalidTag".into(),
+                        message: e.to_string(),
+                        transient: false,
+                    })?;
+                // Setting a tag again overwrites it, so retries are harmless.
                 match target {
                     Target::Role(role) => iam
-                        .attach_role_policy()
+                        .tag_role()
                         .role_name(role)
-                        .policy_arn(&arn)
+                        .set_tags(Some(tags))
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(|e| aws_error(Port::Containment, "iam:AttachRolePolicy", e))?,
+                        .map_err(|e| aws_error(Port::Containment, "iam:TagRole", e))?,
                     Target::User(user) => iam
-                        .attach_user_policy()
+                        .tag_user()
                         .user_name(user)
-                        .policy_arn(&arn)
+                        .set_tags(Some(tags))
                         .send()
                         .await
                         .map(|_| ())
-                        .map_err(|e| aws_error(Port::Containment, "iam:AttachUserPolicy", e))?,
+                        .map_err(|e| aws_error(Port::Containment, "iam:TagUser", e))?,
                 }
+                landed.push(format!(
+                    "tagged {}",
+                    plan.tags.keys().cloned().collect::<Vec<_>>().join(", ")
+                ));
             }
-            let existing = inline_sizes(&iam, target).await?;
-            if let Err(reason) = fits_quota(plan, &existing) {
-                let landed = if plan.managed.is_empty() {
-                    "nothing is attached".to_owned()
-                } else {
-                    format!(
-                        "{} attached, so every session is braked",
-                        plan.managed.join(", ")
-                    )
-                };
-                return Ok(Err(Refused::Iam(format!("{landed}; but {reason}"))));
-            }
-            for p in &plan.policies {
-                // Fixed names: writing the same policy again replaces it, so retries are harmless.
-                match target {
-                    Target::Role(role) => iam
-                        .put_role_policy()
-                        .role_name(role)
-                        .policy_name(&p.name)
-                        .policy_document(&p.document)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws_error(Port::Containment, "iam:PutRolePolicy", e))?,
-                    Target::User(user) => iam
-                        .put_user_policy()
-                        .user_name(user)
-                        .policy_name(&p.name)
-                        .policy_document(&p.document)
-                        .send()
-                        .await
-                        .map(|_| ())
-                        .map_err(|e| aws_error(Port::Containment, "iam:PutUserPolicy", e))?,
-                }
+            for name in rest {
+                attach(&iam, target, &managed_policy_arn(partition, account, name)).await?;
+                landed.push(format!("{name} attached"));
             }
             // Last: the denies already stop the keys, and deactivating is the one step
             // an operator may not want undone on release (see `tripwire release`).
@@ -334,98 +389,42 @@ impl Contain for Containment {
                     }
                 }
             }
-            Ok(Ok(()))
+            Ok(())
         }
         .await;
-        match result {
-            Ok(r) => Ok(r),
-            Err(e) => classify(Err(e)),
+        match classify(result) {
+            // What landed before the refusal, so the page says exactly that.
+            Ok(Err(Refused::Iam(why))) => Ok(Err(Refused::Iam(if landed.is_empty() {
+                format!("nothing landed: {why}")
+            } else {
+                format!("{} landed; then {why}", landed.join(", "))
+            }))),
+            other => other,
         }
     }
 }
 
-/// The names and sizes (as IAM counts them) of `target`'s inline policies.
-async fn inline_sizes(
-    iam: &aws_sdk_iam::Client,
-    target: &Target,
-) -> Result<Vec<(String, usize)>, Error> {
-    let mut out = Vec::new();
+/// Attaches the tripwire's managed policy `arn` to `target`. Attaching an attached
+/// policy succeeds, so retries are harmless.
+async fn attach(iam: &aws_sdk_iam::Client, target: &Target, arn: &str) -> Result<(), Error> {
     match target {
-        Target::Role(role) => {
-            let mut pages = iam
-                .list_role_policies()
-                .role_name(role)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| aws_error(Port::Containment, "iam:ListRolePolicies", e))?;
-                for name in page.policy_names() {
-                    let doc = iam
-                        .get_role_policy()
-                        .role_name(role)
-                        .policy_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error(Port::Containment, "iam:GetRolePolicy", e))?;
-                    out.push((
-                        name.clone(),
-                        policy_size(&percent_decode(doc.policy_document())),
-                    ));
-                }
-            }
-        }
-        Target::User(user) => {
-            let mut pages = iam
-                .list_user_policies()
-                .user_name(user)
-                .into_paginator()
-                .send();
-            while let Some(page) = pages.next().await {
-                let page =
-                    page.map_err(|e| aws_error(Port::Containment, "iam:ListUserPolicies", e))?;
-                for name in page.policy_names() {
-                    let doc = iam
-                        .get_user_policy()
-                        .user_name(user)
-                        .policy_name(name)
-                        .send()
-                        .await
-                        .map_err(|e| aws_error(Port::Containment, "iam:GetUserPolicy", e))?;
-                    out.push((
-                        name.clone(),
-                        policy_size(&percent_decode(doc.policy_document())),
-                    ));
-                }
-            }
-        }
+        Target::Role(role) => iam
+            .attach_role_policy()
+            .role_name(role)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::Containment, "iam:AttachRolePolicy", e)),
+        Target::User(user) => iam
+            .attach_user_policy()
+            .user_name(user)
+            .policy_arn(arn)
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::Containment, "iam:AttachUserPolicy", e)),
     }
-    Ok(out)
-}
-
-/// IAM returns policy documents URL-encoded (RFC 3986); sizes count the document itself.
-pub fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        match (
-            b[i],
-            b.get(i + 1).copied().and_then(hex),
-            b.get(i + 2).copied().and_then(hex),
-        ) {
-            (b'%', Some(h), Some(l)) => {
-                out.push((h * 16 + l) as u8);
-                i += 3;
-            }
-            (c, _, _) => {
-                out.push(c);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// The plan's target: its account, partition and entity. A plan that acts always names
@@ -457,21 +456,5 @@ impl tripwire_pipeline::Lift for Containment {
 
     async fn reactivate_keys(&self, entity: &IamEntity, keys: &[String]) -> Result<(), Error> {
         Containment::reactivate_keys(self, entity, keys).await
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::percent_decode;
-
-    #[test]
-    fn documents_come_back_decoded() {
-        assert_eq!(
-            percent_decode("%7B%22Version%22%3A%222012-10-17%22%7D"),
-            r#"{"Version":"2012-10-17"}"#
-        );
-        // Not an escape: kept as it is.
-        assert_eq!(percent_decode("100%"), "100%");
-        assert_eq!(percent_decode("%zz%4"), "%zz%4");
     }
 }

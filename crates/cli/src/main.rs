@@ -260,12 +260,15 @@ fn main() -> Result<()> {
             Ok(())
         }
         Command::ManagedPolicies { file } => {
-            use tripwire_engine::containment::{brake_document, quarantine_document};
-            use tripwire_engine::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY};
+            use tripwire_engine::containment::{
+                brake_document, quarantine_document, scope_document,
+            };
+            use tripwire_engine::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY, SCOPE_POLICY};
             let p = load_policy(&file)?;
             let docs = serde_json::json!({
                 BRAKE_POLICY: serde_json::from_str::<serde_json::Value>(&brake_document(&p.deny_actions))?,
                 QUARANTINE_MANAGED_POLICY: serde_json::from_str::<serde_json::Value>(&quarantine_document())?,
+                SCOPE_POLICY: serde_json::from_str::<serde_json::Value>(&scope_document())?,
             });
             println!("{}", serde_json::to_string_pretty(&docs)?);
             Ok(())

@@ -1256,7 +1256,7 @@ mod tests {
                 }),
                 managed: vec![],
                 reason: "revoke".into(),
-                policies: vec![],
+                tags: Default::default(),
                 deactivate_keys: vec![],
             },
             origin: None,

@@ -5,7 +5,8 @@
 
 use crate::catalogue::{self, ContextCall, Role, TamperTarget};
 use crate::names::{
-    CANARY_INSTANCE, CANARY_ROLE, DEFAULT_CONTAINMENT_ROLE, FORWARD_RULE_PREFIX, MEMBER_ROLES,
+    CANARY_INSTANCE, CANARY_ROLE, CONTAIN_TAG_PREFIX, DEFAULT_CONTAINMENT_ROLE,
+    FORWARD_RULE_PREFIX, MEMBER_ROLES,
 };
 use crate::principal::{sanitize, PrincipalKind};
 use crate::record::Document;
@@ -355,6 +356,8 @@ struct Params<'a> {
     user_name: Option<&'a str>,
     policy_name: Option<&'a str>,
     policy_arn: Option<&'a str>,
+    #[serde(borrow, default)]
+    tag_keys: Vec<std::borrow::Cow<'a, str>>,
     key_id: Option<&'a str>,
     subscription_arn: Option<&'a str>,
     topic_arn: Option<&'a str>,
@@ -411,6 +414,22 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
                 return entity().map(|e| Touched::Lifted {
                     entity: sanitize(&e),
                     policy,
+                });
+            }
+            // The tags that name the culprit to the scope policy, removed.
+            let untagged = matches!(name, "UntagRole" | "UntagUser")
+                .then(|| {
+                    // IAM's tag keys are case-insensitive.
+                    p.tag_keys.iter().find(|k| {
+                        k.get(..CONTAIN_TAG_PREFIX.len())
+                            .is_some_and(|h| h.eq_ignore_ascii_case(CONTAIN_TAG_PREFIX))
+                    })
+                })
+                .flatten();
+            if let Some(key) = untagged {
+                return entity().map(|e| Touched::Lifted {
+                    entity: sanitize(&e),
+                    policy: sanitize(&format!("tag/{key}")),
                 });
             }
             // The brake and quarantine documents themselves.
@@ -823,6 +842,24 @@ mod tests {
                     serde_json::json!({"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}),
                 ),
                 Some("role/cleanup-task policy/tripwire-contain-scope"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UntagRole",
+                    admin(),
+                    serde_json::json!({"roleName": "cleanup-task", "tagKeys": ["team", "Tripwire-Contain-Session"]}),
+                ),
+                Some("role/cleanup-task policy/tag/Tripwire-Contain-Session"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UntagUser",
+                    admin(),
+                    serde_json::json!({"userName": "alice", "tagKeys": ["team", "é-tripwire"]}),
+                ),
+                None,
             ),
             (
                 call(

@@ -1069,7 +1069,7 @@ use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 46] = [
+pub const CONTEXT: [ContextCall; 48] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1140,6 +1140,9 @@ pub const CONTEXT: [ContextCall; 46] = [
     call(IAM, "PutRolePermissionsBoundary", Tamper(T::Iam)),
     call(IAM, "DeleteRolePermissionsBoundary", Tamper(T::Iam)),
     call(IAM, "TagRole", Tamper(T::Iam)),
+    // Removing the tags that name a contained culprit lifts its scope like a detach.
+    call(IAM, "UntagRole", Tamper(T::Iam)),
+    call(IAM, "UntagUser", Tamper(T::Iam)),
     call(KMS, "DisableKey", Tamper(T::Key)),
     call(KMS, "ScheduleKeyDeletion", Tamper(T::Key)),
     call(SNS, "Unsubscribe", Tamper(T::Subscription)),
@@ -1384,7 +1387,7 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            29
+            31
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
         assert_eq!(

@@ -1,52 +1,16 @@
 //! The containment plan, as data: whom to restrict, where, and the exact policy JSON.
 //! It is executed elsewhere (the responder); nothing here calls AWS.
 
-use crate::names::{BRAKE_POLICY, QUARANTINE_MANAGED_POLICY, REVOKE_SESSIONS_POLICY, SCOPE_POLICY};
+use crate::names::{
+    BRAKE_POLICY, INSTANCE_TAG, QUARANTINE_MANAGED_POLICY, SCOPE_POLICY, SESSION_TAG,
+    SOURCE_IDENTITY_TAG,
+};
 use crate::policy::{Mode, Policy};
 use crate::principal::service_role;
 use crate::principal::{FederationIssuer, Principal, PrincipalKind};
-use crate::time::{format_millis, Millis};
+use crate::time::Millis;
 use serde::{Deserialize, Serialize};
-
-/// IAM's quota on the aggregate size of a principal's inline policies, in characters
-/// with whitespace not counted: 10,240 for a role, 2,048 for a user.
-pub fn inline_quota(is_role: bool) -> usize {
-    if is_role {
-        10_240
-    } else {
-        2_048
-    }
-}
-
-/// A policy document's size as IAM counts it against the inline quota.
-pub fn policy_size(document: &str) -> usize {
-    document.chars().filter(|c| !c.is_whitespace()).count()
-}
-
-/// Whether the plan's inline policies fit IAM's quota beside the principal's `existing`
-/// ones (name and size): a policy of the same name is replaced, not added. A plan that
-/// does not fit is refused before anything is written.
-pub fn fits_quota(plan: &Plan, existing: &[(String, usize)]) -> Result<(), String> {
-    let Some(target) = plan.target() else {
-        return Ok(());
-    };
-    let quota = inline_quota(target.is_role());
-    let replaced = |n: &str| plan.policies.iter().any(|p| p.name == n);
-    let kept: usize = existing
-        .iter()
-        .filter(|(n, _)| !replaced(n))
-        .map(|(_, size)| size)
-        .sum();
-    let added: usize = plan.policies.iter().map(|p| policy_size(&p.document)).sum();
-    if kept + added > quota {
-        return Err(format!(
-            "the {} {} has {kept} of IAM's {quota} characters of inline policies in use and the tripwire's denies need {added}, so no inline deny was written (LimitExceeded): the culprit's sessions are not denied everything; shrink or remove one of its inline policies, or contain it by hand with an SCP",
-            if target.is_role() { "role" } else { "user" },
-            target.name()
-        ));
-    }
-    Ok(())
-}
+use std::collections::BTreeMap;
 
 /// What containment does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,13 +78,32 @@ impl ConditionKey {
         }
     }
 
-    /// The IAM operator the key takes.
-    fn operator(self) -> &'static str {
+    /// The principal tag that carries the culprit's value for this key.
+    pub fn tag(self) -> &'static str {
         match self {
-            ConditionKey::SourceInstanceArn => "ArnLike",
-            ConditionKey::SourceIdentity | ConditionKey::UserId => "StringEquals",
+            ConditionKey::SourceInstanceArn => INSTANCE_TAG,
+            ConditionKey::SourceIdentity => SOURCE_IDENTITY_TAG,
+            ConditionKey::UserId => SESSION_TAG,
         }
     }
+
+    /// The tag's value for the condition value `v`: an instance's ARN is tagged by its
+    /// ID (the scope policy rebuilds the ARN around it in any region).
+    fn tag_value(self, v: &str) -> String {
+        match self {
+            ConditionKey::SourceInstanceArn => v.rsplit('/').next().unwrap_or(v).to_owned(),
+            ConditionKey::SourceIdentity | ConditionKey::UserId => v.to_owned(),
+        }
+    }
+}
+
+/// Whether IAM accepts `v` as a tag value: at most 256 characters of letters, digits,
+/// spaces and `_ . : / = + - @`. A session name or source identity may also hold `,`,
+/// which no tag can, so such a culprit cannot be named by tag.
+pub fn is_tag_value(v: &str) -> bool {
+    v.chars().count() <= 256
+        && v.chars()
+            .all(|c| c.is_alphanumeric() || c.is_whitespace() || "_.:/=+-@".contains(c))
 }
 
 impl std::fmt::Display for ConditionKey {
@@ -152,17 +135,8 @@ pub struct Condition {
     pub values: Vec<String>,
 }
 
-/// One inline policy to write.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct InlinePolicy {
-    /// Fixed policy name.
-    pub name: String,
-    /// The policy document, exactly as it will be stored.
-    pub document: String,
-}
-
-/// The IAM entity a plan restricts, by name without path (as `PutRolePolicy` and
-/// `PutUserPolicy` take it). In JSON: `role_name` or `user_name`, never both.
+/// The IAM entity a plan restricts, by name without path (as `AttachRolePolicy` and
+/// `TagRole` take it). In JSON: `role_name` or `user_name`, never both.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// An IAM role.
@@ -223,10 +197,12 @@ pub struct Plan {
     pub restriction: Option<Restriction>,
     /// Why this action and scope (or why none).
     pub reason: String,
-    /// The tripwire's managed policies to attach, by name (see [`managed_policy_arn`]).
+    /// The tripwire's managed policies to attach, by name (see [`managed_policy_arn`]),
+    /// in order: the brake (or quarantine) first.
     pub managed: Vec<String>,
-    /// Inline policies to write, in order.
-    pub policies: Vec<InlinePolicy>,
+    /// The `tripwire-contain-*` tags that name the culprit to [`SCOPE_POLICY`]; set
+    /// after the first managed policy and before the scope policy.
+    pub tags: BTreeMap<String, String>,
     /// An IAM user's long-term access keys seen in the burst, to deactivate
     /// (`deactivate_keys = true`); written after the policies, so the deny lands first.
     pub deactivate_keys: Vec<String>,
@@ -253,8 +229,8 @@ struct PlanJson {
     reason: String,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     managed_policies: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty", default)]
-    policies: Vec<InlinePolicy>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty", default)]
+    principal_tags: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     deactivate_access_keys: Vec<String>,
 }
@@ -288,7 +264,7 @@ impl TryFrom<PlanJson> for Plan {
             restriction,
             reason: j.reason,
             managed: j.managed_policies,
-            policies: j.policies,
+            tags: j.principal_tags,
             deactivate_keys: j.deactivate_access_keys,
         })
     }
@@ -324,7 +300,7 @@ impl From<Plan> for PlanJson {
             principal_arn,
             reason: p.reason,
             managed_policies: p.managed,
-            policies: p.policies,
+            principal_tags: p.tags,
             deactivate_access_keys: p.deactivate_keys,
         }
     }
@@ -342,15 +318,15 @@ impl Plan {
             restriction: None,
             reason: reason.into(),
             managed: Vec::new(),
-            policies: Vec::new(),
+            tags: BTreeMap::new(),
             deactivate_keys: Vec::new(),
         }
     }
 
-    /// The plan without its policy documents: what the backtest and alerts show.
+    /// The plan without what only the responder needs: what the backtest and alerts show.
     pub fn summary(&self) -> Plan {
         Plan {
-            policies: Vec::new(),
+            tags: BTreeMap::new(),
             restriction: self.restriction.clone().map(|r| Restriction {
                 partition: None,
                 principal_arn: None,
@@ -382,13 +358,9 @@ impl Plan {
         self.restriction.as_ref().and_then(|r| r.condition.as_ref())
     }
 
-    /// Every policy the plan puts in place, by name: managed, then inline.
+    /// Every policy the plan attaches, by name, in order.
     pub fn policy_names(&self) -> Vec<String> {
-        self.managed
-            .iter()
-            .cloned()
-            .chain(self.policies.iter().map(|p| p.name.clone()))
-            .collect()
+        self.managed.clone()
     }
 }
 
@@ -533,10 +505,34 @@ fn is_instance_id(s: &str) -> bool {
     })
 }
 
+/// Why a session name does not identify one run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Volatile {
+    /// One constant every run of a tool uses: the name is everyone's.
+    Constant,
+    /// Generated by an SDK per session: the runaway's next session has another.
+    Generated,
+    /// A timestamp or a counter.
+    Numeric,
+    /// A UUID or a long run of digits.
+    Unique,
+}
+
+impl Volatile {
+    fn as_str(self) -> &'static str {
+        match self {
+            Volatile::Constant => "a constant every run of the tool uses",
+            Volatile::Generated => "generated by an SDK for each session",
+            Volatile::Numeric => "numeric (a timestamp or counter)",
+            Volatile::Unique => "unique per run (a UUID or a timestamp)",
+        }
+    }
+}
+
 /// Session names that do not identify one run: generated per session by SDKs and tools
 /// (so the runaway's next session has another), or one constant every run uses (so the
-/// name is everyone's). Denying such a name would miss the culprit or hit everyone.
-fn volatile_session(name: &str) -> Option<&'static str> {
+/// name is everyone's, and denying it would deny every run).
+fn volatile_session(name: &str) -> Option<Volatile> {
     // Defaults of widely used tools, shared by every run that does not set a name.
     const CONSTANT: [&str; 3] = [
         "GitHubActions", // aws-actions/configure-aws-credentials
@@ -553,14 +549,14 @@ fn volatile_session(name: &str) -> Option<&'static str> {
         "Boto3Session",
     ];
     if CONSTANT.contains(&name) {
-        return Some("a constant every run of the tool uses");
+        return Some(Volatile::Constant);
     }
     if GENERATED.iter().any(|p| name.starts_with(p)) {
-        return Some("generated by an SDK for each session");
+        return Some(Volatile::Generated);
     }
     let digits = name.bytes().filter(u8::is_ascii_digit).count();
     if !name.is_empty() && digits == name.len() {
-        return Some("numeric (a timestamp or counter)");
+        return Some(Volatile::Numeric);
     }
     // A UUID or a long run of digits: unique per run.
     let hexdash = name.len() == 36
@@ -572,7 +568,7 @@ fn volatile_session(name: &str) -> Option<&'static str> {
             .windows(10)
             .any(|w| w.iter().all(u8::is_ascii_digit))
     {
-        return Some("unique per run (a UUID or a timestamp)");
+        return Some(Volatile::Unique);
     }
     None
 }
@@ -609,40 +605,45 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
     if name == OTHER_SESSIONS {
         return (Scope::Role, None, "too many sessions to name one".into());
     }
-    if is_instance_id(name) {
-        // An instance's role credentials carry its ID as the session name and
-        // `ec2RoleDelivery`; a session merely named like an instance is anyone's choice,
-        // and the instance deny would miss its calls and cut off the real instance.
-        if !c.instance_profile || c.without_instance_profile > 0 {
+    // Why the session's own deny reaches less than one might think, if it does.
+    let caveat = if is_instance_id(name) {
+        if c.instance_profile && c.without_instance_profile == 0 {
             return (
-                Scope::Role,
-                None,
-                format!("session `{name}` is named like an instance, but not every counted call carried ec2RoleDelivery: a name any caller can choose"),
+                Scope::Instance,
+                Some(Condition {
+                    key: ConditionKey::SourceInstanceArn,
+                    values: vec![format!("arn:{}:ec2:*:{account}:instance/{name}", p.partition)],
+                }),
+                format!(
+                    "every counted call used instance {name}'s role credentials (ec2RoleDelivery); the deny holds across credential rotation"
+                ),
             );
         }
-        return (
-            Scope::Instance,
-            Some(Condition {
-                key: ConditionKey::SourceInstanceArn,
-                values: vec![format!("arn:{}:ec2:*:{account}:instance/{name}", p.partition)],
-            }),
-            format!(
-                "every counted call used instance {name}'s role credentials (ec2RoleDelivery); the deny holds across credential rotation"
-            ),
-        );
-    }
-    if c.instance_profile {
-        return (
-            Scope::Role,
-            None,
-            format!(
-                "instance-profile credentials under session `{name}`, which is not an instance ID"
-            ),
-        );
-    }
-    if let Some(why) = volatile_session(name) {
-        return (Scope::Role, None, format!("session name `{name}` is {why}"));
-    }
+        // An instance's role credentials carry its ID as the session name and
+        // `ec2RoleDelivery`; a session merely named like an instance is anyone's choice,
+        // and an instance deny would miss its calls and cut off the real instance.
+        Some(format!("session `{name}` is named like an instance, but not every counted call carried ec2RoleDelivery: a name any caller can choose, so the session, not an instance"))
+    } else if c.instance_profile {
+        Some(format!(
+            "instance-profile credentials under session `{name}`, which is not an instance ID"
+        ))
+    } else {
+        match volatile_session(name) {
+            // Every run's name: denying it would deny every run of the tool.
+            Some(why @ Volatile::Constant) => {
+                return (
+                    Scope::Role,
+                    None,
+                    format!("session name `{name}` is {}", why.as_str()),
+                )
+            }
+            Some(why) => Some(format!(
+                "session name `{name}` is {}: its next session is braked, not denied",
+                why.as_str()
+            )),
+            None => None,
+        }
+    };
     let suffix = format!(":{name}");
     match c.principal_ids.as_slice() {
         [id] if id.ends_with(&suffix) && id.len() > suffix.len() => (
@@ -651,7 +652,12 @@ fn role_scope(p: &Principal, c: &Culprit) -> (Scope, Option<Condition>, String) 
                 key: ConditionKey::UserId,
                 values: vec![id.clone()],
             }),
-            format!("one stable session, `{name}`, made every counted call"),
+            match caveat {
+                Some(caveat) => {
+                    format!("one session, `{name}`, made every counted call ({caveat})")
+                }
+                None => format!("one stable session, `{name}`, made every counted call"),
+            },
         ),
         _ => (
             Scope::Role,
@@ -692,9 +698,8 @@ pub fn stale(
 }
 
 /// Renders the plan for `p`, whose incident's calls (destroying resources of `kind`)
-/// show `culprit`. `now` is the cutoff for revoking older sessions: the responder's
-/// clock as it writes.
-pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind: &str) -> Plan {
+/// show `culprit`.
+pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, kind: &str) -> Plan {
     if let Some(reason) = refusal(policy, p, kind, culprit) {
         return Plan::none(reason);
     }
@@ -719,7 +724,11 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind
             "federation tokens are bound by the IAM user that issued them".into(),
         )
     } else {
-        (Scope::User, None, "an IAM user".into())
+        (
+            Scope::User,
+            None,
+            "an IAM user: its keys and the sessions they issue are one identity to IAM".into(),
+        )
     };
     let whole = if target.is_role() { "role" } else { "user" };
     let brake = format!(
@@ -727,51 +736,57 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind
         policy.deny_actions.join(", ")
     );
     let mode = policy.containment_for(&p.arn, kind);
-    let (action, scope, condition, managed, policies, what) = match mode {
+    let whole_scope = if target.is_role() {
+        Scope::Role
+    } else {
+        Scope::User
+    };
+    let (action, scope, condition, managed, tags, what) = match mode {
         Mode::Quarantine => (
             Action::Quarantine,
-            if target.is_role() { Scope::Role } else { Scope::User },
+            whole_scope,
             None,
             vec![QUARANTINE_MANAGED_POLICY.to_string()],
-            Vec::new(),
+            BTreeMap::new(),
             format!("quarantine: every session of the {whole} is denied everything ({QUARANTINE_MANAGED_POLICY})"),
         ),
         Mode::Brake => (
             Action::Brake,
-            if target.is_role() { Scope::Role } else { Scope::User },
+            whole_scope,
             None,
             vec![BRAKE_POLICY.to_string()],
-            Vec::new(),
+            BTreeMap::new(),
             format!("brake: {brake}"),
         ),
-        _ => match condition {
-            Some(c) => {
-                let doc = scope_document(&c);
-                (
-                    Action::Revoke,
-                    scope,
-                    Some(c),
-                    vec![BRAKE_POLICY.to_string()],
-                    vec![InlinePolicy { name: SCOPE_POLICY.into(), document: doc }],
-                    format!(
-                        "revoke, scope {}: {why}; it is denied everything ({SCOPE_POLICY}), and {brake}",
-                        scope.as_str()
-                    ),
-                )
-            }
-            None => (
+        _ => match condition.as_ref().map(|c| (c, scope_tags(c))) {
+            Some((c, Ok(tags))) => (
                 Action::Revoke,
                 scope,
+                Some(c.clone()),
+                vec![BRAKE_POLICY.to_string(), SCOPE_POLICY.to_string()],
+                tags,
+                format!(
+                    "revoke, scope {}: {why}; it is denied everything ({SCOPE_POLICY}, through its {} tag), and {brake}",
+                    scope.as_str(),
+                    c.key.tag()
+                ),
+            ),
+            // No single culprit to name: the whole principal is only braked. IAM takes
+            // no date from a tag (policy variables are for string and ARN operators), so
+            // "sessions issued before now" would need a document written per incident,
+            // and a role that may write documents may write an Allow.
+            unnamed => (
+                Action::Brake,
+                whole_scope,
                 None,
                 vec![BRAKE_POLICY.to_string()],
-                vec![InlinePolicy {
-                    name: REVOKE_SESSIONS_POLICY.into(),
-                    document: revoke_sessions_document(now),
-                }],
+                BTreeMap::new(),
                 format!(
-                    "revoke, scope {}: {why}; sessions issued before {} are denied everything ({REVOKE_SESSIONS_POLICY}), and {brake}",
-                    scope.as_str(),
-                    format_millis(now)
+                    "brake: no single culprit can be denied everything ({}); {brake}; set containment = \"quarantine\" for it under [principals] to deny it everything",
+                    match unnamed {
+                        Some((_, Err(e))) => e,
+                        _ => why,
+                    }
                 ),
             ),
         },
@@ -810,7 +825,7 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, now: Millis, kind
         }),
         reason: what,
         managed,
-        policies,
+        tags,
         deactivate_keys,
     }
 }
@@ -860,27 +875,68 @@ fn render(statement: Vec<Statement<'_>>) -> String {
     .unwrap_or_default()
 }
 
-/// The AWS "revoke older sessions" deny: every session issued before `now` loses all access.
-pub fn revoke_sessions_document(now: Millis) -> String {
-    let when = format_millis(now);
-    let cond = serde_json::json!({ "DateLessThan": { "aws:TokenIssueTime": when } });
-    render(vec![deny(
-        "TripwireRevokeOlderSessions",
-        vec!["*"],
-        "*",
-        Some(cond),
-    )])
+/// The tags that name `c`'s culprit to the scope policy, or why no tag can.
+fn scope_tags(c: &Condition) -> Result<BTreeMap<String, String>, String> {
+    let [value] = c.values.as_slice() else {
+        return Err(format!("{} values of {} to deny", c.values.len(), c.key));
+    };
+    let tagged = c.key.tag_value(value);
+    if !is_tag_value(&tagged) {
+        return Err(format!(
+            "`{tagged}` ({}) holds a character no IAM tag value can",
+            c.key
+        ));
+    }
+    Ok(BTreeMap::from([(c.key.tag().to_owned(), tagged)]))
 }
 
-/// The culprit alone (an instance, a session) is denied everything.
-pub fn scope_document(c: &Condition) -> String {
-    let cond = serde_json::json!({ c.key.operator(): { c.key.as_str(): c.values } });
-    render(vec![deny(
-        "TripwireContainScope",
-        vec!["*"],
-        "*",
-        Some(cond),
-    )])
+/// The managed scope policy: whoever the principal's `tripwire-contain-*` tags name (an
+/// instance, a source identity, a session) is denied everything. IAM substitutes a
+/// policy variable in a string condition at request time; each statement also requires
+/// its tag, so an untagged principal is denied nothing by it. Static, so the member
+/// stack creates it once per account. An instance is tagged by its ID: its role
+/// credentials may call any region, and its ARN names the region it runs in.
+pub fn scope_document() -> String {
+    let by = |sid: &'static str, key: ConditionKey, value: String, tag: &str| {
+        // Wildcards only in the instance's ARN: no tag value can hold one.
+        let op = match key {
+            ConditionKey::SourceInstanceArn => "StringLike",
+            _ => "StringEquals",
+        };
+        deny(
+            sid,
+            vec!["*"],
+            "*",
+            Some(serde_json::json!({
+                op: { key.as_str(): value },
+                "Null": { format!("aws:PrincipalTag/{tag}"): "false" },
+            })),
+        )
+    };
+    let var = |tag: &str| format!("${{aws:PrincipalTag/{tag}}}");
+    render(vec![
+        by(
+            "TripwireContainInstance",
+            ConditionKey::SourceInstanceArn,
+            format!(
+                "arn:*:ec2:*:${{aws:PrincipalAccount}}:instance/{}",
+                var(INSTANCE_TAG)
+            ),
+            INSTANCE_TAG,
+        ),
+        by(
+            "TripwireContainSourceIdentity",
+            ConditionKey::SourceIdentity,
+            var(SOURCE_IDENTITY_TAG),
+            SOURCE_IDENTITY_TAG,
+        ),
+        by(
+            "TripwireContainSession",
+            ConditionKey::UserId,
+            var(SESSION_TAG),
+            SESSION_TAG,
+        ),
+    ])
 }
 
 /// IAM calls that would undo containment: policies, boundaries, trust, tags and keys.
@@ -1086,37 +1142,62 @@ mod tests {
             partition: "aws-us-gov".into(),
             anomaly: None,
         };
-        plan(
-            &policy,
-            &p,
-            culprit,
-            1_515_535_740_000,
-            crate::catalogue::EC2_INSTANCE,
-        )
+        plan(&policy, &p, culprit, crate::catalogue::EC2_INSTANCE)
     }
 
     #[test]
-    fn documents_are_exactly_what_iam_stores() {
+    fn the_culprit_is_named_by_tag_and_the_documents_are_exactly_what_iam_stores() {
         let one = Culprit {
             sessions: vec!["i-0a1b2c3d4e5f60718".into()],
             instance_profile: true,
             ..Culprit::default()
         };
         let p = role_plan("revoke", &one);
+        assert_eq!(p.action, Action::Revoke);
+        assert_eq!(p.managed, [BRAKE_POLICY, SCOPE_POLICY]);
         assert_eq!(
-            p.policies[0].document,
-            r#"{"Version":"2012-10-17","Statement":[{"Sid":"TripwireContainScope","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"ArnLike":{"ec2:SourceInstanceARN":["arn:aws-us-gov:ec2:*:222222222222:instance/i-0a1b2c3d4e5f60718"]}}}]}"#
+            p.tags,
+            BTreeMap::from([(INSTANCE_TAG.into(), "i-0a1b2c3d4e5f60718".into())])
         );
-        let p = role_plan("revoke", &Culprit::default());
+        // The summary keeps the condition, not the tags that carry it.
+        assert!(p.summary().tags.is_empty() && p.summary().condition().is_some());
+        // As values: a condition's key order depends on serde_json's features.
+        let doc = |s: &str| serde_json::from_str::<serde_json::Value>(s).unwrap();
         assert_eq!(
-            p.policies[0].document,
-            r#"{"Version":"2012-10-17","Statement":[{"Sid":"TripwireRevokeOlderSessions","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"DateLessThan":{"aws:TokenIssueTime":"2018-01-09T22:09:00Z"}}}]}"#
+            doc(&scope_document()),
+            doc(
+                r#"{"Version":"2012-10-17","Statement":[{"Sid":"TripwireContainInstance","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"Null":{"aws:PrincipalTag/tripwire-contain-instance":"false"},"StringLike":{"ec2:SourceInstanceARN":"arn:*:ec2:*:${aws:PrincipalAccount}:instance/${aws:PrincipalTag/tripwire-contain-instance}"}}},{"Sid":"TripwireContainSourceIdentity","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"Null":{"aws:PrincipalTag/tripwire-contain-source-identity":"false"},"StringEquals":{"aws:SourceIdentity":"${aws:PrincipalTag/tripwire-contain-source-identity}"}}},{"Sid":"TripwireContainSession","Effect":"Deny","Action":["*"],"Resource":"*","Condition":{"Null":{"aws:PrincipalTag/tripwire-contain-session":"false"},"StringEquals":{"aws:userid":"${aws:PrincipalTag/tripwire-contain-session}"}}}]}"#
+            )
         );
-        assert_eq!(p.managed, [BRAKE_POLICY]);
         assert_eq!(
             managed_policy_arn("aws-us-gov", "222222222222", BRAKE_POLICY),
             "arn:aws-us-gov:iam::222222222222:policy/tripwire/tripwire-brake"
         );
+    }
+
+    #[test]
+    fn without_one_culprit_to_name_revoke_brakes_and_says_why() {
+        // No session at all: nothing to deny everything to, and no cutoff to write.
+        let p = role_plan("revoke", &Culprit::default());
+        assert_eq!((p.action, p.scope()), (Action::Brake, Some(Scope::Role)));
+        assert_eq!(p.managed, [BRAKE_POLICY]);
+        assert!(p.tags.is_empty() && p.condition().is_none());
+        assert!(
+            p.reason.contains("the calls name no session"),
+            "{}",
+            p.reason
+        );
+        // A session name with a comma is a valid name but no tag value.
+        let comma = Culprit {
+            sessions: vec!["ops,night".into()],
+            principal_ids: vec!["AROA222222222222:ops,night".into()],
+            ..Culprit::default()
+        };
+        let p = role_plan("revoke", &comma);
+        assert_eq!(p.action, Action::Brake);
+        assert!(p.reason.contains("no IAM tag value can"), "{}", p.reason);
+        assert!(is_tag_value("AROA222222222222:jane@example.com") && !is_tag_value("a,b"));
+        assert!(!is_tag_value(&"x".repeat(257)) && is_tag_value(&"x".repeat(256)));
     }
 
     #[test]
@@ -1165,24 +1246,6 @@ mod tests {
         assert!(DOOR_ACTIONS
             .iter()
             .all(|a| !UNDO_ACTIONS.contains(a) && !initiators.iter().any(|i| i == a)));
-    }
-
-    #[test]
-    fn a_plan_that_would_pass_the_inline_quota_writes_nothing() {
-        let p = role_plan("revoke", &Culprit::default());
-        let size = policy_size(&p.policies[0].document);
-        let full = vec![("customer".to_string(), 10_240 - size)];
-        assert_eq!(fits_quota(&p, &full), Ok(()));
-        let over = vec![("customer".to_string(), 10_240 - size + 1)];
-        let err = fits_quota(&p, &over).unwrap_err();
-        assert!(err.contains("no inline deny was written"), "{err}");
-        // The tripwire's own earlier policy of the same name is replaced, not added.
-        let ours = vec![
-            ("customer".to_string(), 10_240 - size),
-            (REVOKE_SESSIONS_POLICY.to_string(), size),
-        ];
-        assert_eq!(fits_quota(&p, &ours), Ok(()));
-        assert_eq!(policy_size("{ \"a\" :\n 1 }"), 7);
     }
 
     #[test]

@@ -602,13 +602,7 @@ impl Incident {
                 t.replay.as_deref(),
             ) {
                 Some(why) => Plan::alert_only(why),
-                None => containment::plan(
-                    policy,
-                    &t.principal,
-                    &inc.culprit(),
-                    plan_time,
-                    &inc.resource_type,
-                ),
+                None => containment::plan(policy, &t.principal, &inc.culprit(), &inc.resource_type),
             },
             lane => Plan::alert_only(format!(
                 "alert only: the {} lane never contains",

@@ -2,24 +2,28 @@
 //! attaches, the canary's role and instance, the forwarding rules' prefix. Every check
 //! that recognises the tripwire's own parts (tamper, refusal, release) reads them here.
 
-/// Inline policy name for the "revoke older sessions" deny of a role or user; fixed, so
-/// a retry overwrites. Written per incident: its cutoff is the time the responder acts.
-pub const REVOKE_SESSIONS_POLICY: &str = "tripwire-revoke-older-sessions";
-/// Inline policy name for the deny of everything to the culprit alone (an instance, a
-/// session): its condition names the culprit, so it is written per incident.
-pub const SCOPE_POLICY: &str = "tripwire-contain-scope";
-/// Inline policy name of the unconditional action deny that earlier releases wrote;
-/// kept so `tripwire release` still lifts it.
-pub const DENY_ACTIONS_POLICY: &str = "tripwire-deny-actions";
-/// Inline policy name of the deny-everything policy that earlier releases wrote.
-pub const QUARANTINE_POLICY: &str = "tripwire-quarantine";
-/// Every inline policy name the tripwire may write; `tripwire release` removes these.
-pub const ALL_POLICY_NAMES: [&str; 4] = [
-    REVOKE_SESSIONS_POLICY,
-    SCOPE_POLICY,
-    DENY_ACTIONS_POLICY,
-    QUARANTINE_POLICY,
+/// Inline policy names earlier releases wrote (a per-incident cutoff, a per-incident
+/// scope, an action deny, a deny of everything). The tripwire writes no inline policy
+/// now (the containment role may not); `tripwire release` still lifts these.
+pub const LEGACY_INLINE_POLICIES: [&str; 4] = [
+    "tripwire-revoke-older-sessions",
+    "tripwire-contain-scope",
+    "tripwire-deny-actions",
+    "tripwire-quarantine",
 ];
+
+/// The prefix of every principal tag containment sets. The containment role may set
+/// only tags under it (`aws:TagKeys`), the release role remove only those, and the SCP
+/// reserves it (tags and session tags) for them.
+pub const CONTAIN_TAG_PREFIX: &str = "tripwire-contain-";
+/// Principal tag naming the instance whose role credentials the scope denies.
+pub const INSTANCE_TAG: &str = "tripwire-contain-instance";
+/// Principal tag naming the source identity the scope denies.
+pub const SOURCE_IDENTITY_TAG: &str = "tripwire-contain-source-identity";
+/// Principal tag naming the role session (`aws:userid`) the scope denies.
+pub const SESSION_TAG: &str = "tripwire-contain-session";
+/// Every tag containment sets; `tripwire release` removes these.
+pub const ALL_CONTAIN_TAGS: [&str; 3] = [INSTANCE_TAG, SOURCE_IDENTITY_TAG, SESSION_TAG];
 
 /// The roles every member stack creates under these fixed names (with the containment
 /// role, whose name is a parameter). A role name is unique in its account whatever its
@@ -40,8 +44,13 @@ pub const MANAGED_PATH: &str = "/tripwire/";
 pub const BRAKE_POLICY: &str = "tripwire-brake";
 /// Managed policy: every session of the principal is denied everything.
 pub const QUARANTINE_MANAGED_POLICY: &str = "tripwire-quarantine";
+/// Managed policy: the culprit alone (an instance, a source identity, a session) is
+/// denied everything. Static: its statements read whom from the principal's
+/// `tripwire-contain-*` tags through policy variables, so no document is written per
+/// incident and the containment role needs no permission that could write an Allow.
+pub const SCOPE_POLICY: &str = "tripwire-contain-scope";
 /// Every managed policy the tripwire attaches; `tripwire release` detaches these.
-pub const ALL_MANAGED_POLICIES: [&str; 2] = [BRAKE_POLICY, QUARANTINE_MANAGED_POLICY];
+pub const ALL_MANAGED_POLICIES: [&str; 3] = [BRAKE_POLICY, QUARANTINE_MANAGED_POLICY, SCOPE_POLICY];
 
 /// The ARN of one of the tripwire's managed policies in `account`.
 pub fn managed_policy_arn(partition: &str, account: &str, name: &str) -> String {

@@ -133,13 +133,7 @@ fn terminate_records_resolve_to_the_right_principal_in_every_shape() {
             Classification::Counted { cross_account, .. } => {
                 assert!(e.not_counted.is_none(), "{name} should not be counted");
                 assert_eq!(cross_account, e.cross_account, "{name}");
-                let p = plan(
-                    &policy,
-                    &t.principal,
-                    &Culprit::of_call(t),
-                    t.event_time,
-                    t.kind(),
-                );
+                let p = plan(&policy, &t.principal, &Culprit::of_call(t), t.kind());
                 assert_eq!(
                     Some(format!("{:?}", p.action).to_lowercase()),
                     e.contain,

@@ -84,16 +84,17 @@ fn the_service_linked_roles_termination_becomes_the_deleters_and_keeps_the_servi
     assert_eq!(credit.initiator.event_id, i.event_id);
     // A credited call is never credited again.
     assert!(creditable(&c).is_none());
-    // The user is contained as if it had terminated the instance itself.
+    // The user is contained as if it had terminated the instance itself: an IAM user,
+    // so braked (no session of its own to deny everything to).
     let policy = Policy::from_toml("threshold = 1\ncontainment = \"revoke\"").unwrap();
     let p = plan(
         &policy,
         &c.principal,
         &tripwire_engine::containment::Culprit::of_call(&c),
-        0,
         c.kind(),
     );
-    assert_eq!(p.action, Action::Revoke);
+    assert_eq!(p.action, Action::Brake);
+    assert_eq!(p.principal_arn(), Some(i.principal_arn.as_str()));
 }
 
 #[test]
@@ -204,7 +205,6 @@ fn an_initiator_containment_must_not_act_on_is_counted_but_never_contained() {
             &policy,
             &c.principal,
             &tripwire_engine::containment::Culprit::of_call(&c),
-            0,
             c.kind(),
         );
         assert_eq!(p.action, Action::None, "{kind}: {}", p.reason);

@@ -256,7 +256,6 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             &self.policy,
             &principal,
             &incident.culprit(),
-            now,
             &incident.resource_type,
         );
         if plan.action == Action::None {

@@ -433,9 +433,9 @@ async fn the_detector_and_the_backtest_open_the_same_incident() {
         )
     );
     assert_eq!(stored.instance_ids, backtest.instance_ids);
-    // The incident document keeps no policy text, and the request carries none.
+    // The incident document keeps only the summary (no tags), and the request carries none.
     assert_eq!(rig.queue.queued()[0].incident_id, stored.id);
-    assert!(stored.containment.policies.is_empty());
+    assert!(stored.containment.tags.is_empty());
     let _ = rig
         .store
         .incident(&key(CLEANUP_ARN, PROD))

@@ -220,12 +220,14 @@ async fn main() {
         "Managed policies attached to {ROLE} (every session): {}",
         stack.attached(PROD, "role/cleanup-task").await.join(", ")
     );
-    println!("Inline policies now on {ROLE}, as IAM stores them:");
-    for (name, doc) in stack.role_policies(PROD, "cleanup-task").await {
-        if name.starts_with("tripwire-") {
-            println!("  {name}: {doc}");
+    println!("Tags now on {ROLE}, naming the culprit to tripwire-contain-scope:");
+    for (key, value) in stack.tags(PROD, "role/cleanup-task").await {
+        if key.starts_with(tripwire_engine::names::CONTAIN_TAG_PREFIX) {
+            println!("  {key} = {value}");
         }
     }
+    println!("(The containment role wrote no policy document: it may only attach the tripwire's");
+    println!("managed denies and set tripwire-contain-* tags.)");
     println!(
         "\nmoto enforces IAM by action and resource and ignores conditions, so here the session's"
     );

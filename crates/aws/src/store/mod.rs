@@ -353,7 +353,6 @@ mod tests {
             &policy,
             &t.principal,
             &tripwire_engine::containment::Culprit::of_call(&t),
-            0,
             t.kind(),
         );
         let w = tripwire_engine::window::WindowCount {

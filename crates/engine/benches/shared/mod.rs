@@ -87,13 +87,7 @@ pub fn decision(i: &Input) -> impl Sized {
     match classify(&i.policy, t) {
         Classification::Counted { threshold, .. } => Some((
             decide(t.event_time, threshold, i.policy.window, &i.window, None),
-            plan(
-                &i.policy,
-                &t.principal,
-                &Culprit::of_call(t),
-                t.event_time,
-                t.kind(),
-            ),
+            plan(&i.policy, &t.principal, &Culprit::of_call(t), t.kind()),
         )),
         _ => None,
     }
