@@ -474,8 +474,19 @@ async fn iam_refusals_and_forged_plans_end_in_a_clear_containment_failed_alert()
     );
 
     // A burst by the tripwire's own containment role: the detector pages with the
-    // reason it is never contained, and asks the responder for nothing.
+    // reason it is never contained, on the alarm channel too (its credentials are being
+    // misused), and asks the responder for nothing.
+    let _ = stack.alarms().await;
     deliver_burst(&stack, &format!("role/{CONTAINMENT_ROLE}@{PROD}"), "own").await;
+    let alarms = stack.alarms().await;
+    assert_eq!(
+        kinds(&alarms),
+        ["detected"],
+        "the page, on the alarm channel"
+    );
+    assert!(alarms[0].body["principal_arn"]
+        .as_str()
+        .is_some_and(|p| p.ends_with(CONTAINMENT_ROLE)));
     let own = stack.alerts().await;
     let detected = own
         .iter()
@@ -545,6 +556,55 @@ async fn a_repeated_containment_request_contains_again_but_pages_once() {
     assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
     assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 2);
     assert_eq!(kinds(&stack.alerts().await), Vec::<String>::new());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_release_racing_the_responders_retries_ends_released() {
+    let stack = Stack::start(Options::default()).await;
+    deliver_burst(&stack, "role/vendor/cleanup-task@222222222222", "racing").await;
+    let alerts = stack.alerts().await;
+    let detected = alerts
+        .iter()
+        .find(|a| a.attributes["kind"] == "detected")
+        .expect("detected");
+    let request = serde_json::to_value(ContainmentRequest {
+        incident_id: detected.body["id"].as_str().unwrap().into(),
+        principal_arn: detected.body["principal_arn"].as_str().unwrap().into(),
+        account: PROD.into(),
+        resource_type: "ec2:instance".into(),
+    })
+    .unwrap();
+    // An operator releases while redeliveries of the asynchronous invoke keep arriving.
+    // Release marks the incident before it touches IAM: a retry before the mark puts
+    // back what release is about to lift; one after it is refused.
+    let mut child = stack
+        .cli()
+        .args(["release", "--account", PROD, "--principal"])
+        .arg(detected.body["principal_arn"].as_str().unwrap())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut outcomes = Vec::new();
+    while child.try_wait().unwrap().is_none() {
+        let out = stack.invoke_responder(&request).await.unwrap();
+        outcomes.push(out["outcome"].as_str().unwrap_or_default().to_owned());
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.contains("closed"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!outcomes.is_empty(), "no retry raced the release");
+    // Released, whatever the interleaving: nothing of the tripwire is left on the role,
+    // and every later retry is refused.
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
+    assert!(stack.tags(PROD, "role/cleanup-task").await.is_empty());
+    let after = stack.invoke_responder(&request).await.unwrap();
+    assert_eq!(after["outcome"], "refused", "{after} after {outcomes:?}");
+    assert!(stack.attached(PROD, "role/cleanup-task").await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -530,3 +530,35 @@ def test_the_watchdog_touches_only_heartbeat_state_and_its_own_pages():
                              ("cloudformation:UpdateStackSet", listed),
                              ("cloudformation:DescribeStacks", "arn:aws:cloudformation:us-east-1:1:stack/x/y")):
         assert not _allowed(node, action, resource, ctx), (action, resource)
+
+
+# ---- the security account: only the tripwire writes its incidents -------------------
+
+TABLE = "arn:aws:dynamodb:us-east-1:123456789012:table/tripwire-Table-0A1B2C3D"
+
+
+def _table_policy():
+    return _resolve(CENTRAL["Resources"]["Table"]["Properties"]["ResourcePolicy"]["PolicyDocument"], CENTRAL)
+
+
+def _writes_table(node, action):
+    return local_check_authorization_full(node, action, TABLE, {"aws:PrincipalArn": node.arn},
+                                          resource_policy=_table_policy(), resource_owner="123456789012")
+
+
+@pytest.mark.parametrize("action", ["dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem",
+                                    "dynamodb:BatchWriteItem", "dynamodb:PartiQLUpdate", "dynamodb:DeleteTable",
+                                    "dynamodb:DeleteResourcePolicy"])
+def test_no_administrator_writes_an_incident_the_responder_would_act_on(action):
+    """An incident written by hand, with the responder invoked on it, would contain
+    whoever it names; one marked released or deleted would undo the refusals. The
+    table's own policy denies every writer but the functions, the release operators and
+    the deployer, administrators of the security account included."""
+    admin = _member_admin("arn:aws:iam::123456789012:role/Admin")
+    assert _allowed(admin, action, TABLE, {"aws:PrincipalArn": admin.arn}), "without the table's policy it could"
+    assert not _writes_table(admin, action), action
+    for writer in ("tripwire-detector", "tripwire-responder", "tripwire-watchdog", "tripwire-deployer",
+                   "security-operator"):
+        assert _writes_table(_member_admin(f"arn:aws:iam::123456789012:role/{writer}"), action), writer
+    # Reading stays the administrators': the runbook reads incidents.
+    assert _writes_table(admin, "dynamodb:GetItem")

@@ -87,23 +87,32 @@ impl Page for SnsTopic {
             https: &alert.json,
         })
         .map_err(|e| Error::encoding("the alert", e))?;
-        let out = self
-            .client
-            .publish()
-            .topic_arn(match &self.alarm_topic_arn {
-                Some(alarms) if alert.kind.is_own_alarm() => alarms,
-                _ => &self.topic_arn,
-            })
-            .subject(&alert.subject)
-            .message(message)
-            .message_structure("json")
-            .message_attributes("severity", attribute(alert.kind.severity())?)
-            .message_attributes("account", attribute(&alert.account)?)
-            .message_attributes("kind", attribute(alert.kind.as_str())?)
-            .send()
-            .await
-            .map_err(|e| aws_error(Port::Alerts, "sns:Publish", e))?;
-        Ok(out.message_id().unwrap_or_default().to_owned())
+        // The tripwire's own alarms take the second channel; a burst by one of its own
+        // roles pages both (the alarm first: a failed one fails the page, and its retry
+        // may repeat the alarm, never lose it).
+        let topics: &[&String] = match &self.alarm_topic_arn {
+            Some(alarms) if alert.kind.is_own_alarm() => &[alarms],
+            Some(alarms) if alert.tamper => &[alarms, &self.topic_arn],
+            _ => &[&self.topic_arn],
+        };
+        let mut id = String::new();
+        for topic in topics {
+            let out = self
+                .client
+                .publish()
+                .topic_arn(*topic)
+                .subject(&alert.subject)
+                .message(&message)
+                .message_structure("json")
+                .message_attributes("severity", attribute(alert.kind.severity())?)
+                .message_attributes("account", attribute(&alert.account)?)
+                .message_attributes("kind", attribute(alert.kind.as_str())?)
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::Alerts, "sns:Publish", e))?;
+            id = out.message_id().unwrap_or_default().to_owned();
+        }
+        Ok(id)
     }
 }
 
@@ -123,6 +132,7 @@ mod tests {
             text: "t".into(),
             json: "{}".into(),
             account: "222222222222".into(),
+            tamper: false,
             card: Default::default(),
         }
     }
@@ -159,6 +169,7 @@ mod tests {
             text: "text".into(),
             json: "{\"a\":1}".into(),
             account: "222222222222".into(),
+            tamper: false,
             card: Default::default(),
         };
         let id = Alerter::new(client, "arn:aws:sns:us-east-1:123456789012:t")
@@ -187,24 +198,31 @@ mod tests {
             to(main, "detected"),
             to(alarms, "tamper"),
             to(alarms, "coverage_lost"),
+            // A burst by one of the tripwire's own roles: both channels, the alarm first.
+            to(alarms, "detected"),
+            to(main, "detected"),
         ];
         let client = mock_client!(
             aws_sdk_sns,
             RuleMode::Sequential,
-            [&rules[0], &rules[1], &rules[2]]
+            [&rules[0], &rules[1], &rules[2], &rules[3], &rules[4]]
         );
         let alerter = Alerter::new(client, main).with_alarm_topic(Some(alarms.into()));
-        for kind in [
-            AlertKind::Detected,
-            AlertKind::Tamper,
-            AlertKind::CoverageLost,
+        for (kind, tamper) in [
+            (AlertKind::Detected, false),
+            (AlertKind::Tamper, false),
+            (AlertKind::CoverageLost, false),
+            (AlertKind::Detected, true),
         ] {
-            let alert = alert(kind);
+            let alert = Alert {
+                tamper,
+                ..alert(kind)
+            };
             alerter.publish(&alert).await.unwrap();
         }
         assert_eq!(
             rules.iter().map(|r| r.num_calls()).collect::<Vec<_>>(),
-            [1, 1, 1]
+            [1, 1, 1, 1, 1]
         );
     }
 

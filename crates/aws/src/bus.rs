@@ -104,6 +104,7 @@ mod tests {
             text: "text".into(),
             json: r#"{"type":"incident","id":"inc-1"}"#.into(),
             account: "222222222222".into(),
+            tamper: false,
             card: Card {
                 key: "inc-1".into(),
                 resources: vec![

@@ -228,6 +228,7 @@ mod tests {
             text: String::new(),
             json: "{}".into(),
             account: "222222222222".into(),
+            tamper: false,
             card: Card {
                 key: "inc-1".into(),
                 rule: tripwire_engine::alert::Rule::Lane(tripwire_engine::window::Lane::Burst),

@@ -88,6 +88,10 @@ pub struct Alert {
     pub account: String,
     /// What the chat card, the page and the finding show ([`crate::destination`]).
     pub card: Card,
+    /// Also a tamper alarm: an incident's page about a burst by one of the tripwire's
+    /// own member roles, whose credentials are being misused. It goes to the alarm
+    /// channel as well as the first.
+    pub tamper: bool,
 }
 
 /// Which rule raised an alert: an incident's lane, a tamper call, or coverage.
@@ -314,6 +318,10 @@ pub fn render(
         text,
         json: serde_json::to_string(&machine).unwrap_or_default(),
         account: incident.account.clone(),
+        // A principal burst only: the canary's own calls are heartbeats, never counted.
+        tamper: kind == AlertKind::Detected
+            && matches!(&incident.subject, crate::incident::Subject::Burst(p)
+                if crate::names::role_name(p).is_some_and(crate::names::is_member_role)),
     }
 }
 
@@ -688,6 +696,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
         resolves: false,
     };
     Alert {
+        tamper: false,
         kind: AlertKind::Tamper,
         card,
         subject: subject_safe(&subject),
@@ -774,6 +783,7 @@ pub fn render_coverage(
     let checks: &[&str] = if lost { &LOST_CHECKS } else { &[] };
     let card = coverage_card(&s.account, &s.region, &subject, &text, checks, s.last, now);
     Alert {
+        tamper: false,
         kind,
         card,
         subject: subject_safe(&subject),
@@ -847,6 +857,7 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
         now,
     );
     Alert {
+        tamper: false,
         kind: AlertKind::CoverageLost,
         card,
         subject: subject_safe(&subject),

@@ -390,13 +390,9 @@ pub fn refusal(policy: &Policy, p: &Principal, kind: &str, c: &Culprit) -> Optio
     // The member stack's own roles: the responder refuses them by name (and the
     // containment role may not touch them), so a plan would promise what cannot happen.
     if let PrincipalKind::Role { name, .. } = &p.kind {
-        let own = crate::names::MEMBER_ROLES
-            .iter()
-            .chain(std::iter::once(&crate::names::DEFAULT_CONTAINMENT_ROLE))
-            .any(|n| name.eq_ignore_ascii_case(n));
-        if own {
+        if crate::names::is_member_role(name) {
             return Some(format!(
-                "`{name}` is one of the tripwire's own member roles, which it never contains: a burst by it means its credentials are misused; handle it as tampering (rotate, and check the member stack)"
+                "`{name}` is one of the tripwire's own member roles, which it never contains: a burst by it means its credentials are misused; handle it as tampering (rotate, and check the member stack); this page also goes to the alarm channel"
             ));
         }
     }

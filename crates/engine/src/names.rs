@@ -35,6 +35,21 @@ pub const MEMBER_ROLES: [&str; 3] = ["tripwire-forwarder", "tripwire-release", "
 /// (`ContainmentRoleName`).
 pub const DEFAULT_CONTAINMENT_ROLE: &str = "tripwire-containment";
 
+/// Whether the role `name` is one of the member stacks' own (the containment role by its
+/// default name). IAM role names are case-insensitive.
+pub fn is_member_role(name: &str) -> bool {
+    MEMBER_ROLES
+        .iter()
+        .chain(std::iter::once(&DEFAULT_CONTAINMENT_ROLE))
+        .any(|n| name.eq_ignore_ascii_case(n))
+}
+
+/// The role name in a role ARN (`arn:…:role/PATH/NAME`), if it is one.
+pub fn role_name(arn: &str) -> Option<&str> {
+    arn.split_once(":role/")
+        .and_then(|(_, rest)| rest.rsplit('/').next())
+}
+
 /// The IAM path of the managed policies each member stack creates. The containment role
 /// may attach exactly these (`iam:PolicyARN` pinned), so what it attaches is fixed by the
 /// stack, not by the code that calls it.

@@ -239,12 +239,33 @@ pub trait Incidents: Send + Sync {
         flag: Flag,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Records the containment outcome on incident `id`.
+    /// Holds incident `id` for the responder until `until`, unless it is being released
+    /// or was: `Ok(false)` then, and nothing may be put in place. Release marks an
+    /// incident only while no hold is live, so nothing is put in place after the mark.
+    fn hold_for_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        until: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Records the responder's containment outcome on incident `id` and ends its hold;
+    /// never over `releasing` or `released` (`Ok(false)` then).
     fn record_containment(
         &self,
         key: &Key,
         id: &str,
         state: ContainmentState,
+        detail: &str,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Marks incident `id` `releasing` (with `detail`), unless a responder's hold on it
+    /// is live at `now`: `Ok(false)` then, or when `id` is no longer current.
+    fn mark_releasing(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
         detail: &str,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
 

@@ -3,7 +3,8 @@
 //! denies), the keys the incident deactivated come back only when asked, the incident is
 //! closed so the next burst opens a new one, and the `released` alert resolves the page.
 
-use crate::{Alerts, Clock, Error, Incidents};
+use crate::responder::HOLD_MS;
+use crate::{Alerts, Clock, Error, Incidents, StoredIncident};
 use std::future::Future;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::catalogue;
@@ -82,15 +83,7 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
         let mut incidents = Vec::new();
         for kind in catalogue::kinds() {
             let key = Key::of(Lane::Burst, principal, account, kind);
-            if let Some(s) = self.store.incident(&key).await? {
-                self.store
-                    .record_containment(
-                        &key,
-                        &s.open.id,
-                        ContainmentState::Releasing,
-                        "tripwire release is lifting containment",
-                    )
-                    .await?;
+            if let Some(s) = self.mark(&key).await? {
                 incidents.push((key, s));
             }
         }
@@ -134,5 +127,38 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
             closed,
             alert,
         })
+    }
+
+    /// Marks the key's incident `releasing`, waiting while a responder holds it (it is
+    /// putting containment in place: lifting now would race it). The incident marked,
+    /// or `None` when the key has none.
+    async fn mark(&self, key: &Key) -> Result<Option<StoredIncident>, Error> {
+        let give_up = self.clock.now() + HOLD_MS + 10_000;
+        loop {
+            let Some(s) = self.store.incident(key).await? else {
+                return Ok(None);
+            };
+            let now = self.clock.now();
+            if self
+                .store
+                .mark_releasing(
+                    key,
+                    &s.open.id,
+                    now,
+                    "tripwire release is lifting containment",
+                )
+                .await?
+            {
+                return Ok(Some(s));
+            }
+            if now > give_up {
+                return Err(Error::Config(format!(
+                    "incident {} stayed held by a responder for over {} s; run the release again",
+                    s.open.id,
+                    (HOLD_MS + 10_000) / 1000
+                )));
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        }
     }
 }

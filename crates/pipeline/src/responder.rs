@@ -21,6 +21,11 @@ use tripwire_engine::{Action, Policy};
 /// queue after that; a request older than this is a replay.
 pub const MAX_REQUEST_AGE_MS: Millis = 24 * 3600 * 1000;
 
+/// How long the responder holds an incident while it puts containment in place: longer
+/// than the function's timeout (60 s), so a responder that dies frees it, and release,
+/// which waits for a live hold, never lifts policies a responder is still attaching.
+pub const HOLD_MS: Millis = 90_000;
+
 /// What the responder did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "outcome", rename_all = "snake_case")]
@@ -135,6 +140,24 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                 },
                 format!("the responder refused: {reason}"),
             ),
+            Ok(_)
+                if !self
+                    .store
+                    .hold_for_containment(&key, &req.incident_id, now + HOLD_MS)
+                    .await? =>
+            {
+                let reason = format!(
+                    "incident {} is being released; nothing is put in place while the policies come off",
+                    req.incident_id
+                );
+                (
+                    ResponderOutcome::Refused {
+                        incident,
+                        reason: reason.clone(),
+                    },
+                    format!("the responder refused: {reason}"),
+                )
+            }
             Ok(plan) => match self.containment.apply(&plan).await? {
                 Ok(()) => {
                     // So that a tripwire policy someone lifts can be written back.

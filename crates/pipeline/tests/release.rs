@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use support::{key, Rig};
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::principal::IamEntity;
-use tripwire_pipeline::{Error, Incidents, Lift, Outcome, Port, Release, Released};
+use tripwire_pipeline::{Clock, Error, Incidents, Lift, Outcome, Port, Release, Released};
 use tripwire_synth::Burst;
 
 const POLICY: &str = r#"
@@ -44,7 +44,7 @@ impl Lift for MemoryLift {
             .push(format!("lift {}", entity.name));
         Ok(vec![
             "tripwire-brake".into(),
-            "tripwire-revoke-older-sessions".into(),
+            "tag:tripwire-contain-session".into(),
         ])
     }
 
@@ -243,4 +243,85 @@ async fn a_release_closes_the_principals_incidents_of_every_type() {
             "{k:?}"
         );
     }
+}
+
+#[tokio::test]
+async fn release_waits_for_a_responder_putting_containment_in_place_and_then_nothing_is_put_back() {
+    let rig = contained().await;
+    let k = key(USER_ARN, PROD);
+    let id = rig.store.current(&k).unwrap().open.id;
+    // A responder retry is attaching policies: it holds the incident.
+    let now = rig.clock.now();
+    assert!(rig
+        .store
+        .hold_for_containment(&k, &id, now + tripwire_pipeline::responder::HOLD_MS)
+        .await
+        .unwrap());
+    let lift = MemoryLift::default();
+    let releasing = {
+        let (rig_store, alerts, clock, lift) = (
+            rig.store.clone(),
+            rig.alerts.clone(),
+            rig.clock.clone(),
+            lift.clone(),
+        );
+        tokio::spawn(async move {
+            Release::new(lift, rig_store, Some(alerts), clock, 300_000)
+                .run(PROD, USER_ARN, false)
+                .await
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    // Release has not marked the incident, and has touched nothing in IAM.
+    assert!(lift.log.lock().unwrap().is_empty());
+    assert_ne!(
+        rig.store.current(&k).unwrap().containment_state,
+        Some(ContainmentState::Releasing)
+    );
+    // The responder finishes and records what it put in place, which ends its hold.
+    assert!(rig
+        .store
+        .record_containment(&k, &id, ContainmentState::Contained, "in place")
+        .await
+        .unwrap());
+    let done = releasing.await.unwrap().unwrap();
+    assert!(done.closed);
+    assert_eq!(lift.log.lock().unwrap().as_slice(), ["lift ops"]);
+    // After the mark nothing may hold it or record over it: a later retry is refused
+    // before anything is put in place.
+    assert!(!rig
+        .store
+        .hold_for_containment(&k, &id, now + 1)
+        .await
+        .unwrap());
+    assert!(!rig
+        .store
+        .record_containment(&k, &id, ContainmentState::Contained, "late")
+        .await
+        .unwrap());
+    assert_eq!(
+        rig.store.current(&k).unwrap().containment_state,
+        Some(ContainmentState::Released)
+    );
+}
+
+#[tokio::test]
+async fn a_hold_a_responder_never_ended_expires() {
+    let rig = contained().await;
+    let k = key(USER_ARN, PROD);
+    let id = rig.store.current(&k).unwrap().open.id;
+    // A responder that died holding the incident: once its hold has passed, release
+    // goes ahead.
+    let now = rig.clock.now();
+    assert!(rig
+        .store
+        .hold_for_containment(&k, &id, now + 1_000)
+        .await
+        .unwrap());
+    rig.clock.set(now + 2_000);
+    let done = release(&rig, &MemoryLift::default())
+        .run(PROD, USER_ARN, false)
+        .await
+        .unwrap();
+    assert!(done.closed);
 }

@@ -466,6 +466,10 @@ impl WindowStore {
     }
 }
 
+/// Incident `:id` is current and neither being released nor released: the responder
+/// may hold it and record on it.
+const NOT_RELEASING: &str = "id = :id AND (attribute_not_exists(containment_state) OR NOT (containment_state IN (:releasing, :released)))";
+
 impl Incidents for WindowStore {
     async fn close(&self, key: &Key, now: Millis) -> Result<bool, Error> {
         let res = self
@@ -730,6 +734,25 @@ impl Incidents for WindowStore {
     }
 
     /// Records the containment outcome on incident `id`.
+    async fn hold_for_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        until: Millis,
+    ) -> Result<bool, Error> {
+        let res = self
+            .update_incident(key)
+            .update_expression("SET held_until = :u")
+            .condition_expression(NOT_RELEASING)
+            .expression_attribute_values(":u", n(until))
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":releasing", s(ContainmentState::Releasing.as_str()))
+            .expression_attribute_values(":released", s(ContainmentState::Released.as_str()))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+
     async fn record_containment(
         &self,
         key: &Key,
@@ -739,11 +762,37 @@ impl Incidents for WindowStore {
     ) -> Result<bool, Error> {
         let res = self
             .update_incident(key)
-            .update_expression("SET containment_state = :s, containment_detail = :d")
-            .condition_expression("id = :id")
+            .update_expression(
+                "SET containment_state = :s, containment_detail = :d REMOVE held_until",
+            )
+            .condition_expression(NOT_RELEASING)
             .expression_attribute_values(":s", s(state.as_str()))
             .expression_attribute_values(":d", s(detail))
             .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":releasing", s(ContainmentState::Releasing.as_str()))
+            .expression_attribute_values(":released", s(ContainmentState::Released.as_str()))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
+    }
+
+    async fn mark_releasing(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
+        detail: &str,
+    ) -> Result<bool, Error> {
+        let res = self
+            .update_incident(key)
+            .update_expression("SET containment_state = :s, containment_detail = :d")
+            .condition_expression(
+                "id = :id AND (attribute_not_exists(held_until) OR held_until < :now)",
+            )
+            .expression_attribute_values(":s", s(ContainmentState::Releasing.as_str()))
+            .expression_attribute_values(":d", s(detail))
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":now", n(now))
             .send()
             .await;
         Ok(conditional("dynamodb:UpdateItem", res)?.is_some())

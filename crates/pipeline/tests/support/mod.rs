@@ -101,6 +101,8 @@ struct Item {
     containment_state: ContainmentState,
     containment_detail: Option<String>,
     containment_alerted: Option<ContainmentState>,
+    /// Until when a responder holds it (0: not held).
+    held_until: Millis,
     history: Vec<OpenIncident>,
 }
 
@@ -318,6 +320,13 @@ fn close_item(tables: &mut Tables, key: &Key) -> bool {
     true
 }
 
+fn releasing(state: ContainmentState) -> bool {
+    matches!(
+        state,
+        ContainmentState::Releasing | ContainmentState::Released
+    )
+}
+
 impl Incidents for MemoryStore {
     async fn close(&self, key: &Key, _now: Millis) -> Result<bool, Error> {
         let mut tables = self.op("close").await?;
@@ -365,6 +374,7 @@ impl Incidents for MemoryStore {
                 containment_state: ContainmentState::Pending,
                 containment_detail: None,
                 containment_alerted: None,
+                held_until: 0,
                 history: replacing
                     .map(StoredIncident::history_after)
                     .unwrap_or_default(),
@@ -428,6 +438,24 @@ impl Incidents for MemoryStore {
         Ok(())
     }
 
+    async fn hold_for_containment(
+        &self,
+        key: &Key,
+        id: &str,
+        until: Millis,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("hold_for_containment").await?;
+        Ok(self
+            .with_current(&mut tables, key, id, |i| {
+                let free = !releasing(i.containment_state);
+                if free {
+                    i.held_until = until;
+                }
+                free
+            })
+            .unwrap_or(false))
+    }
+
     async fn record_containment(
         &self,
         key: &Key,
@@ -438,10 +466,35 @@ impl Incidents for MemoryStore {
         let mut tables = self.op("record_containment").await?;
         Ok(self
             .with_current(&mut tables, key, id, |i| {
-                i.containment_state = state;
-                i.containment_detail = Some(detail.to_owned());
+                let free = !releasing(i.containment_state);
+                if free {
+                    i.containment_state = state;
+                    i.containment_detail = Some(detail.to_owned());
+                    i.held_until = 0;
+                }
+                free
             })
-            .is_some())
+            .unwrap_or(false))
+    }
+
+    async fn mark_releasing(
+        &self,
+        key: &Key,
+        id: &str,
+        now: Millis,
+        detail: &str,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("mark_releasing").await?;
+        Ok(self
+            .with_current(&mut tables, key, id, |i| {
+                let free = i.held_until < now;
+                if free {
+                    i.containment_state = ContainmentState::Releasing;
+                    i.containment_detail = Some(detail.to_owned());
+                }
+                free
+            })
+            .unwrap_or(false))
     }
 
     async fn mark_containment_alerted(
