@@ -1268,6 +1268,7 @@ mod tests {
                 managed: vec![],
                 reason: "revoke".into(),
                 tags: Default::default(),
+                origin: None,
                 deactivate_keys: vec![],
             },
             origin: None,

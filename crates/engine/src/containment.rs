@@ -206,6 +206,10 @@ pub struct Plan {
     /// An IAM user's long-term access keys seen in the burst, to deactivate
     /// (`deactivate_keys = true`); written after the policies, so the deny lands first.
     pub deactivate_keys: Vec<String>,
+    /// The brake for the principal the burst's session chain began with (provenance),
+    /// in its own account: a runaway whose role was assumed from another would
+    /// otherwise assume it again. Kept whole in the summary: release lifts it by its ARN.
+    pub origin: Option<Box<Plan>>,
 }
 
 /// A plan's JSON: the backtest's and the alerts' stable shape.
@@ -233,6 +237,8 @@ struct PlanJson {
     principal_tags: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Vec::is_empty", default)]
     deactivate_access_keys: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    origin_brake: Option<Box<Plan>>,
 }
 
 impl TryFrom<PlanJson> for Plan {
@@ -266,6 +272,7 @@ impl TryFrom<PlanJson> for Plan {
             managed: j.managed_policies,
             tags: j.principal_tags,
             deactivate_keys: j.deactivate_access_keys,
+            origin: j.origin_brake,
         })
     }
 }
@@ -302,6 +309,7 @@ impl From<Plan> for PlanJson {
             managed_policies: p.managed,
             principal_tags: p.tags,
             deactivate_access_keys: p.deactivate_keys,
+            origin_brake: p.origin,
         }
     }
 }
@@ -320,6 +328,7 @@ impl Plan {
             managed: Vec::new(),
             tags: BTreeMap::new(),
             deactivate_keys: Vec::new(),
+            origin: None,
         }
     }
 
@@ -469,6 +478,8 @@ pub struct Culprit {
     pub provider_source_identity: Option<String>,
     /// `userIdentity.accessKeyId` values seen.
     pub access_keys: Vec<String>,
+    /// The principal the session chain began with, when provenance names its ARN.
+    pub origin_principal: Option<String>,
 }
 
 impl Culprit {
@@ -490,6 +501,7 @@ impl Culprit {
                 .and_then(|o| o.provider_source_identity())
                 .map(str::to_owned),
             access_keys: s.access_key_id.iter().cloned().collect(),
+            origin_principal: t.origin.as_ref().and_then(|o| o.principal_arn.clone()),
         }
     }
 }
@@ -788,8 +800,8 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, kind: &str) -> Pl
         },
     };
     // Only an IAM user's own long-term keys (`AKIA`): session keys (`ASIA`) cannot be
-    // deactivated and are already denied by issue time, and a federated user's keys
-    // belong to the broker's sessions, not to a key of the user's own.
+    // deactivated (the brake reaches them), and a federated user's keys belong to the
+    // broker's sessions, not to a key of the user's own.
     let deactivate_keys: Vec<String> =
         if policy.deactivate_keys && matches!(p.kind, PrincipalKind::User { .. }) {
             culprit
@@ -809,6 +821,23 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, kind: &str) -> Pl
             deactivate_keys.join(", ")
         )
     };
+    let (origin, what) = match culprit
+        .origin_principal
+        .as_deref()
+        .filter(|o| !o.eq_ignore_ascii_case(&p.arn))
+    {
+        None => (None, what),
+        Some(arn) => match origin_brake(policy, arn, kind) {
+            Ok(o) => (
+                Some(Box::new(o)),
+                format!("{what}; the session chain began with {arn}, which is braked too ({BRAKE_POLICY})"),
+            ),
+            Err(why) => (
+                None,
+                format!("{what}; the session chain began with {arn}, which is not braked: {why}"),
+            ),
+        },
+    };
     Plan {
         action,
         restriction: Some(Restriction {
@@ -823,7 +852,44 @@ pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, kind: &str) -> Pl
         managed,
         tags,
         deactivate_keys,
+        origin,
     }
+}
+
+/// The brake for `arn`, the principal a burst's session chain began with: it did not
+/// make the calls, so it is only braked (its doors closed: it cannot assume the role
+/// again), under the same refusals as any principal.
+fn origin_brake(policy: &Policy, arn: &str, kind: &str) -> Result<Plan, String> {
+    let e = crate::principal::iam_entity(arn)?;
+    let op =
+        crate::principal::principal_of(arn, if e.is_role { "AssumedRole" } else { "IAMUser" })?;
+    if let Some(why) = refusal(policy, &op, kind, &Culprit::default()) {
+        return Err(why);
+    }
+    let (target, scope) = if e.is_role {
+        (Target::Role(e.name), Scope::Role)
+    } else {
+        (Target::User(e.name), Scope::User)
+    };
+    Ok(Plan {
+        action: Action::Brake,
+        reason: format!(
+            "brake: the burst's session chain began with it; every session of it is denied {} and the doors around them ({BRAKE_POLICY})",
+            policy.deny_actions.join(", ")
+        ),
+        restriction: Some(Restriction {
+            target,
+            account: e.account,
+            scope,
+            condition: None,
+            partition: Some(e.partition),
+            principal_arn: Some(arn.to_owned()),
+        }),
+        managed: vec![BRAKE_POLICY.to_string()],
+        tags: BTreeMap::new(),
+        deactivate_keys: Vec::new(),
+        origin: None,
+    })
 }
 
 #[derive(Serialize)]
@@ -1242,6 +1308,42 @@ mod tests {
         assert!(DOOR_ACTIONS
             .iter()
             .all(|a| !UNDO_ACTIONS.contains(a) && !initiators.iter().any(|i| i == a)));
+    }
+
+    #[test]
+    fn the_chains_origin_is_braked_beside_the_culprit_or_the_plan_says_why_not() {
+        let from = |origin: &str| Culprit {
+            origin_principal: Some(origin.into()),
+            ..Culprit::default()
+        };
+        let p = role_plan("revoke", &from("arn:aws:iam::111111111111:role/dev/tool"));
+        let o = p.origin.as_deref().expect("the origin braked");
+        assert_eq!(
+            (o.action, o.managed.as_slice()),
+            (Action::Brake, &[BRAKE_POLICY.to_string()][..])
+        );
+        assert_eq!(o.target(), Some(&Target::Role("tool".into())));
+        assert_eq!(
+            o.principal_arn(),
+            Some("arn:aws:iam::111111111111:role/dev/tool")
+        );
+        // Kept whole in the summary: release lifts it by its ARN.
+        assert_eq!(p.summary().origin, p.origin);
+        let json = serde_json::to_value(p.summary()).unwrap();
+        assert_eq!(json["origin_brake"]["role_name"], "tool");
+        assert_eq!(serde_json::from_value::<Plan>(json).unwrap(), p.summary());
+        // The root user, the principal itself, or no named origin: nothing more.
+        for (origin, why) in [
+            ("arn:aws:iam::111111111111:root", "names neither a role nor a user"),
+            ("arn:aws:iam::111111111111:role/aws-service-role/x.amazonaws.com/AWSServiceRoleForX", "service-linked"),
+        ] {
+            let p = role_plan("revoke", &from(origin));
+            assert!(p.origin.is_none(), "{origin}");
+            assert!(p.reason.contains("which is not braked"), "{}", p.reason);
+            assert!(p.reason.contains(why), "{origin}: {}", p.reason);
+        }
+        let own = role_plan("revoke", &from("arn:aws:iam::222222222222:role/app"));
+        assert!(own.origin.is_none() && !own.reason.contains("chain"));
     }
 
     #[test]

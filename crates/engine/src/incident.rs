@@ -444,6 +444,7 @@ impl Incident {
                 .and_then(|o| o.provider_source_identity())
                 .map(str::to_owned),
             access_keys: a.access_key_ids.iter().cloned().collect(),
+            origin_principal: self.origin.as_ref().and_then(|o| o.principal_arn.clone()),
         }
     }
 

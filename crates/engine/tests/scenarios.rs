@@ -172,6 +172,17 @@ struct Expect {
     managed: Option<Vec<String>>,
     /// The access keys containment deactivates, when given.
     deactivate_keys: Option<Vec<String>>,
+    /// The chain's origin the plan brakes too, as `role:NAME@ACCOUNT` (`none` for no
+    /// brake), when given.
+    origin_brake: Option<String>,
+}
+
+/// `role:NAME@ACCOUNT` or `user:NAME@ACCOUNT`.
+fn target_of(r: &tripwire_engine::containment::Restriction) -> String {
+    match &r.target {
+        Target::Role(n) => format!("role:{n}@{}", r.account),
+        Target::User(n) => format!("user:{n}@{}", r.account),
+    }
 }
 
 fn burst() -> String {
@@ -371,10 +382,13 @@ fn check(s: &Scenario) -> Result<(), String> {
                 cross_account: i.cross_account,
                 attempts: i.attempts,
                 instances_unconfirmed: i.unconfirmed_ids.len(),
-                target: c.restriction.as_ref().map(|r| match &r.target {
-                    Target::Role(n) => format!("role:{n}@{}", r.account),
-                    Target::User(n) => format!("user:{n}@{}", r.account),
-                }),
+                target: c.restriction.as_ref().map(target_of),
+                origin_brake: Some(
+                    c.origin
+                        .as_ref()
+                        .and_then(|o| o.restriction.as_ref())
+                        .map_or_else(|| "none".into(), target_of),
+                ),
                 reason: Some(c.reason.clone()),
                 scope: c.scope().map(|s| s.as_str().to_owned()),
                 condition: Some(match c.condition() {
@@ -405,6 +419,7 @@ fn check(s: &Scenario) -> Result<(), String> {
             None => true,
         };
         let target_ok = (e.target.is_none() || e.target == g.target)
+            && (e.origin_brake.is_none() || e.origin_brake == g.origin_brake)
             && (e.precursors.is_none() || e.precursors == g.precursors)
             && (e.regions.is_none() || e.regions == g.regions)
             && (e.source_ips.is_none() || e.source_ips == g.source_ips);

@@ -87,7 +87,21 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
                 incidents.push((key, s));
             }
         }
-        let removed = self.lift.lift(entity).await?;
+        let mut removed = self.lift.lift(entity).await?;
+        // The principals the bursts' session chains began with, braked beside it.
+        let mut origins: Vec<&str> = incidents
+            .iter()
+            .filter_map(|(_, s)| s.incident.containment.origin.as_ref())
+            .filter_map(|o| o.principal_arn())
+            .collect();
+        origins.sort_unstable();
+        origins.dedup();
+        for arn in origins {
+            let origin = iam_entity(arn).map_err(Error::Config)?;
+            for lifted in self.lift.lift(&origin).await? {
+                removed.push(format!("{lifted} (from {arn})"));
+            }
+        }
         let now = self.clock.now();
         let (mut keys, mut closed, mut alert) = (Vec::new(), false, None);
         for (key, s) in &incidents {

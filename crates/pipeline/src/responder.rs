@@ -167,7 +167,10 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                             .await?;
                     }
                     let policies = plan.policy_names();
-                    let detail = format!("{}; {} in place", plan.reason, policies.join(", "));
+                    let mut detail = format!("{}; {} in place", plan.reason, policies.join(", "));
+                    if let Some(origin) = &plan.origin {
+                        detail.push_str(&self.brake_origin(origin).await?);
+                    }
                     (ResponderOutcome::Contained { incident, policies }, detail)
                 }
                 Err(Refused::Iam(reason)) => (
@@ -216,6 +219,30 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             .mark_containment_alerted(&key, &req.incident_id, status.state)
             .await?;
         Ok(outcome)
+    }
+
+    /// Brakes the principal the burst's session chain began with, checked with IAM like
+    /// the culprit; what happened, for the alert. Its failure leaves the culprit's
+    /// containment standing and is said, not retried.
+    async fn brake_origin(&self, origin: &Plan) -> Result<String, Error> {
+        let arn = origin.principal_arn().unwrap_or_default();
+        let checked = match self.containment.current_arn(origin).await? {
+            Ok(current) => check_current(&self.policy, &self.own_roles, origin, &current),
+            Err(Refused::Iam(reason)) => Err(format!("IAM could not confirm it: {reason}")),
+        };
+        let done = match checked {
+            Ok(()) => self.containment.apply(origin).await?,
+            Err(reason) => Err(Refused::Iam(reason)),
+        };
+        Ok(match done {
+            Ok(()) => format!(
+                "; the chain's origin {arn}: {} in place",
+                origin.managed.join(", ")
+            ),
+            Err(Refused::Iam(reason)) => {
+                format!("; the chain's origin {arn} was not braked: {reason}")
+            }
+        })
     }
 
     /// The plan for a recorded incident, from the responder's own policy, or why none.

@@ -1365,3 +1365,73 @@ async fn a_burst_delivered_late_or_replayed_from_an_archive_pages_and_contains_n
     }
     assert_eq!(rig.queue.queued().len(), 1);
 }
+
+#[tokio::test]
+async fn the_responder_brakes_the_role_a_chain_began_with_beside_the_culprit() {
+    let rig = Rig::new(CHAIN_POLICY);
+    let role = "arn:aws:iam::222222222222:role/ops/admin";
+    // The origin account's own record of the assumption names the role it came from.
+    let a = assume(
+        "role/dev-tool@333333333333",
+        role,
+        "cleanup",
+        "PRODADMIN0000002",
+        T0 - 60_000,
+        "ASIADEVTOOL00001",
+    );
+    one(&rig, &a).await;
+    let calls = Burst::new("role/ops/admin@222222222222", "chained")
+        .session("cleanup")
+        .access_key("PRODADMIN0000002")
+        .envelopes();
+    assert!(matches!(one(&rig, &calls[0]).await, Outcome::Opened { .. }));
+    let req = rig.queue.queued()[0].clone();
+    rig.responder.handle(req).await.unwrap();
+    let applied = rig.contain.applied();
+    let whom: Vec<Option<&str>> = applied.iter().map(|p| p.principal_arn()).collect();
+    assert_eq!(
+        whom,
+        [Some(role), Some("arn:aws:iam::333333333333:role/dev-tool")],
+        "the culprit first, then the chain's origin"
+    );
+    assert_eq!(applied[1].managed, ["tripwire-brake"]);
+    let detail = contained_detail(&rig);
+    assert!(
+        detail.contains(
+            "the chain's origin arn:aws:iam::333333333333:role/dev-tool: tripwire-brake in place"
+        ),
+        "{detail}"
+    );
+    // IAM refusing the origin leaves the culprit contained and says so.
+    let rig = Rig::new(CHAIN_POLICY);
+    one(&rig, &a).await;
+    one(&rig, &calls[0]).await;
+    rig.contain.paths.lock().unwrap().insert(
+        "arn:aws:iam::333333333333:role/dev-tool".into(),
+        "arn:aws:iam::333333333333:role/renamed".into(),
+    );
+    let req = rig.queue.queued()[0].clone();
+    let out = rig.responder.handle(req).await.unwrap();
+    assert!(
+        matches!(out, tripwire_pipeline::ResponderOutcome::Contained { .. }),
+        "{out:?}"
+    );
+    assert_eq!(rig.contain.applied().len(), 1);
+    let detail = contained_detail(&rig);
+    assert!(detail.contains("was not braked: IAM names"), "{detail}");
+}
+
+/// What the last `contained` alert says landed.
+fn contained_detail(rig: &Rig) -> String {
+    let sent = rig.alerts.sent();
+    let alert = sent
+        .iter()
+        .rev()
+        .find(|a| a.kind == tripwire_engine::alert::AlertKind::Contained)
+        .expect("a contained alert");
+    let json: Value = serde_json::from_str(&alert.json).unwrap();
+    json["containment_status"]["detail"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+}
