@@ -194,9 +194,19 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             }
         };
         let status = ContainmentStatus { state, detail };
-        self.store
+        let recorded = self
+            .store
             .record_containment(&key, &req.incident_id, status.state, &status.detail)
             .await?;
+        // Not recorded: the incident is being released (an operator's decision, already
+        // on its page) or another replaced it; a retry's refusal pages no one.
+        if !recorded {
+            tracing::info!(
+                ?outcome,
+                "outcome not recorded: the incident is being released or was replaced"
+            );
+            return Ok(outcome);
+        }
         // Lambda delivers an asynchronous invoke at least once: a repeated request
         // re-applies the (idempotent) policies but does not page again for the same
         // outcome. Marked after publishing, so a failed publish is retried, not lost.

@@ -148,6 +148,11 @@ async fn a_failed_lift_leaves_the_incident_open_for_a_second_try() {
     let out = rig.responder.handle(req).await.unwrap();
     assert!(format!("{out:?}").contains("is being released"), "{out:?}");
     assert_eq!(rig.contain.applied().len(), applied);
+    assert_eq!(
+        rig.alerts.kinds().len(),
+        before,
+        "the refused retry pages no one: the release is on its way"
+    );
     // The second try ends released.
     let done = release(&rig, &MemoryLift::default())
         .run(PROD, USER_ARN, false)
