@@ -706,3 +706,21 @@ def test_the_canary_calls_what_the_detector_recognizes():
     forward = [r["Properties"]["EventPattern"] for r in MEMBER["Resources"].values()
                if r["Type"] == "AWS::Events::Rule" and "TerminateInstances" in json.dumps(r["Properties"].get("EventPattern", {}))]
     assert forward, "a rule forwards TerminateInstances"
+
+
+@pytest.mark.parametrize("alarm,function,silent_minutes", [("WatchdogSilent", "Watchdog", 15),
+                                                          ("DetectorSilent", "Detector", 60)])
+def test_a_function_that_stops_running_pages_the_alarm_channel(alarm, function, silent_minutes):
+    """A stopped schedule or a detector nothing reaches raises no error: the alarm is on
+    invocations, and missing data (no invocation at all) is breaching."""
+    p = CENTRAL["Resources"][alarm]["Properties"]
+    assert (p["Namespace"], p["MetricName"], p["Statistic"]) == ("AWS/Lambda", "Invocations", "Sum")
+    assert p["Dimensions"] == [{"Name": "FunctionName", "Value": {"Ref": function}}]
+    assert (p["ComparisonOperator"], p["Threshold"], p["TreatMissingData"]) == ("LessThanThreshold", 1, "breaching")
+    assert p["Period"] * p["EvaluationPeriods"] == silent_minutes * 60
+    assert p["AlarmActions"] == [{"Ref": "AlarmTopic"}]
+    # The detector's window covers the longest canary interval the stacks allow.
+    if function == "Detector":
+        assert p["Period"] >= CENTRAL["Parameters"]["CanaryInterval"]["MaxValue"] * 60
+    else:
+        assert "rate(5 minutes)" in json.dumps(CENTRAL["Resources"]["Watchdog"]["Properties"]["Events"])

@@ -459,16 +459,19 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
     }
 }
 
+/// A KMS key's ID, from its ID or its ARN (`arn:…:key/ID`).
+fn key_id(k: &str) -> &str {
+    k.split_once(":key/").map_or(k, |(_, id)| id)
+}
+
 impl Tamper {
     /// Whether it touched the tripwire: a key or a topic only the policy's
     /// `tripwire_keys` and `tripwire_topics` identify; every other target is the
     /// tripwire's by its name.
     pub fn is_ours(&self, policy: &crate::policy::Policy) -> bool {
         match &self.target {
-            Touched::Key(t) => policy
-                .tripwire_keys
-                .iter()
-                .any(|k| k == t || k.ends_with(&format!("/{t}"))),
+            // KMS takes a key by ID or ARN, whichever the policy lists: compare IDs.
+            Touched::Key(t) => policy.tripwire_keys.iter().any(|k| key_id(k) == key_id(t)),
             // A subscription's ARN is its topic's, a colon and an ID.
             Touched::Subscription(t) => policy.tripwire_topics.iter().any(|topic| {
                 t.strip_prefix(topic.as_str())
@@ -1035,6 +1038,14 @@ tripwire_topics = ["arn:aws:sns:us-east-1:123456789012:tripwire-alerts"]"#,
             };
             assert_eq!(t.is_ours(&policy), ours, "{r}");
             assert!(!t.is_ours(&crate::Policy::from_toml("").unwrap()), "{r}");
+            // The policy may list the key by its ID while the call names its ARN.
+            if matches!(t.target, Touched::Key(_)) {
+                let by_id = crate::Policy::from_toml(
+                    r#"tripwire_keys = ["1234abcd-12ab-34cd-56ef-1234567890ab"]"#,
+                )
+                .unwrap();
+                assert_eq!(t.is_ours(&by_id), ours, "{r}");
+            }
         }
     }
 
