@@ -562,3 +562,22 @@ def test_no_administrator_writes_an_incident_the_responder_would_act_on(action):
         assert _writes_table(_member_admin(f"arn:aws:iam::123456789012:role/{writer}"), action), writer
     # Reading stays the administrators': the runbook reads incidents.
     assert _writes_table(admin, "dynamodb:GetItem")
+
+
+def test_only_the_member_forwarders_put_events_on_the_organization_bus():
+    """Anyone in the organization allowed events:PutEvents could otherwise flood the
+    detector (its concurrency is capped) and delay real events behind theirs."""
+    policy = _resolve(CENTRAL["Resources"]["BusPolicy"]["Properties"]["Statement"], CENTRAL)
+    bus_policy = {"Version": "2012-10-17", "Statement": [policy]}
+    bus = policy["Resource"]
+    org = {"aws:PrincipalOrgID": _resolve({"Ref": "OrgId"}, CENTRAL)}
+
+    def puts(arn):
+        node = _member_admin(arn)
+        return local_check_authorization_full(node, "events:PutEvents", bus, {"aws:PrincipalArn": arn, **org},
+                                              resource_policy=bus_policy, resource_owner="123456789012")
+
+    assert puts(f"arn:aws:iam::{PROD}:role/tripwire-forwarder")
+    for other in (f"arn:aws:iam::{PROD}:role/Admin", f"arn:aws:iam::{PROD}:role/ops/tripwire-forwarder",
+                  f"arn:aws:iam::{PROD}:role/tripwire-forwarder-x"):
+        assert not puts(other), other

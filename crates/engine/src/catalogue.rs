@@ -1191,6 +1191,9 @@ fn distinct<'a>(values: impl Iterator<Item = &'a str>) -> Vec<&'a str> {
 
 fn calls_pattern(calls: &[&ContextCall]) -> Value {
     json!({
+        // Only AWS's own events: PutEvents refuses a custom event whose source begins
+        // with `aws.`, so no one's flood of look-alikes reaches the detector.
+        "source": [{ "prefix": "aws." }],
         "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
         "detail": {
             "eventSource": distinct(calls.iter().map(|c| c.event_source)),
