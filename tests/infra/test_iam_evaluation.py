@@ -451,6 +451,9 @@ GUARDED = [
     ("iam:PassRole", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
     ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
     ("sts:AssumeRole", f"arn:aws:iam::{SECURITY}:role/tripwire-responder"),
+    # The watchdog's schedule: stopped, lost coverage would never page.
+    ("scheduler:DeleteSchedule", f"arn:aws:scheduler:us-east-1:{SECURITY}:schedule/default/tripwire-watchdog"),
+    ("scheduler:UpdateSchedule", f"arn:aws:scheduler:us-east-1:{SECURITY}:schedule/default/tripwire-watchdog"),
 ]
 
 

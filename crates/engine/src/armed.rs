@@ -456,6 +456,10 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             .subscription_arn
             .map(|s| Touched::Subscription(sanitize(s))),
         TamperTarget::Topic => p.topic_arn.map(|t| Touched::Topic(sanitize(t))),
+        TamperTarget::Schedule => p
+            .name
+            .filter(|n| crate::names::SCHEDULES.contains(n))
+            .map(named),
     }
 }
 
@@ -827,6 +831,36 @@ mod tests {
                     serde_json::json!({"rule": "tripwire-forward-initiators", "ids": ["x"]}),
                 ),
                 Some("tripwire-forward-initiators"),
+            ),
+            // EventBridge Scheduler's records name the schedule as `name`, as the public
+            // DeleteSchedule record in tests/fixtures/cloudtrail-corpus/mixed/
+            // aws_spotlight_test_datas.jsonl does (`{"name": "EC2-Stop-…"}`).
+            (
+                call(
+                    "scheduler.amazonaws.com",
+                    "DeleteSchedule",
+                    admin(),
+                    serde_json::json!({"name": "tripwire-canary", "clientToken": "e1db22ef"}),
+                ),
+                Some("tripwire-canary"),
+            ),
+            (
+                call(
+                    "scheduler.amazonaws.com",
+                    "UpdateSchedule",
+                    admin(),
+                    serde_json::json!({"name": "tripwire-watchdog", "state": "DISABLED"}),
+                ),
+                Some("tripwire-watchdog"),
+            ),
+            (
+                call(
+                    "scheduler.amazonaws.com",
+                    "DeleteSchedule",
+                    admin(),
+                    serde_json::json!({"name": "EC2-Stop-i-06f8415851cf64313", "clientToken": "e1db22ef"}),
+                ),
+                None,
             ),
             (
                 call(

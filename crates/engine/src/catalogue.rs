@@ -1032,6 +1032,8 @@ pub enum TamperTarget {
     Subscription,
     /// An SNS topic, by `topicArn`.
     Topic,
+    /// An EventBridge Scheduler schedule, by `name`: the canary's, or the watchdog's.
+    Schedule,
 }
 
 /// A call read for context, never counted.
@@ -1061,6 +1063,7 @@ const EVENTS: &str = "events.amazonaws.com";
 const IAM: &str = "iam.amazonaws.com";
 const KMS: &str = "kms.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
+const SCHEDULER: &str = "scheduler.amazonaws.com";
 const EKS: &str = "eks.amazonaws.com";
 const EMR: &str = "elasticmapreduce.amazonaws.com";
 
@@ -1069,7 +1072,7 @@ use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 48] = [
+pub const CONTEXT: [ContextCall; 50] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1147,6 +1150,10 @@ pub const CONTEXT: [ContextCall; 48] = [
     call(KMS, "ScheduleKeyDeletion", Tamper(T::Key)),
     call(SNS, "Unsubscribe", Tamper(T::Subscription)),
     call(SNS, "DeleteTopic", Tamper(T::Topic)),
+    // Deleting or disabling the canary's schedule silences its heartbeats; the
+    // watchdog's, its pages. A disabled schedule stays, so UpdateSchedule too.
+    call(SCHEDULER, "DeleteSchedule", Tamper(T::Schedule)),
+    call(SCHEDULER, "UpdateSchedule", Tamper(T::Schedule)),
 ];
 
 /// The context call a record's `eventSource` and `eventName` name, if any.
@@ -1390,7 +1397,7 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            31
+            33
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
         assert_eq!(

@@ -75,6 +75,9 @@ pub fn managed_policy_arn(partition: &str, account: &str, name: &str) -> String 
 /// The member stacks' canary role: it may only call TerminateInstances with DryRun on
 /// [`CANARY_INSTANCE`].
 pub const CANARY_ROLE: &str = "tripwire-canary";
+/// The EventBridge Scheduler schedules the stacks create under fixed names: the canary's
+/// in every member region, the watchdog's in the security account.
+pub const SCHEDULES: [&str; 2] = ["tripwire-canary", "tripwire-watchdog"];
 /// The instance the canary asks for: an ID of EC2's form that is never allocated, so
 /// even a canary that lost its DryRun flag terminates nothing.
 pub const CANARY_INSTANCE: &str = "i-0000000000000dead";
