@@ -356,6 +356,7 @@ struct Params<'a> {
     user_name: Option<&'a str>,
     policy_name: Option<&'a str>,
     policy_arn: Option<&'a str>,
+    function_name: Option<&'a str>,
     #[serde(borrow, default)]
     tag_keys: Vec<std::borrow::Cow<'a, str>>,
     key_id: Option<&'a str>,
@@ -460,6 +461,15 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             .name
             .filter(|n| crate::names::SCHEDULES.contains(n))
             .map(named),
+        // A name, or an ARN (`arn:…:function:NAME`, maybe with a qualifier).
+        TamperTarget::Function => p
+            .function_name
+            .map(|f| {
+                f.split_once(":function:")
+                    .map_or(f, |(_, rest)| rest.split(':').next().unwrap_or(rest))
+            })
+            .filter(|n| crate::names::FUNCTIONS.contains(n))
+            .map(|n| named(&format!("function/{n}"))),
     }
 }
 
@@ -529,6 +539,16 @@ pub fn tamper_of(
     let event_time = doc.time()?;
     let (p, account) = crate::principal::caller(doc)?;
     if is_tripwire_itself(&p.kind) {
+        return Ok(None);
+    }
+    // The security account's deployer updates its functions and the watchdog's schedule
+    // (CloudFormation calls as it); nothing else it touches is exempt, as a member
+    // account's role may take the name.
+    let deployer =
+        matches!(&p.kind, PrincipalKind::Role { name, .. } if name == "tripwire-deployer");
+    let security_parts = on == TamperTarget::Function
+        || (on == TamperTarget::Schedule && target == Touched::Named("tripwire-watchdog".into()));
+    if deployer && security_parts {
         return Ok(None);
     }
     Ok(Some(Tamper {
@@ -861,6 +881,53 @@ mod tests {
                     serde_json::json!({"name": "EC2-Stop-i-06f8415851cf64313", "clientToken": "e1db22ef"}),
                 ),
                 None,
+            ),
+            (
+                call(
+                    "lambda.amazonaws.com",
+                    "PutFunctionConcurrency20171031",
+                    admin(),
+                    serde_json::json!({"functionName": "tripwire-detector", "reservedConcurrentExecutions": 0}),
+                ),
+                Some("function/tripwire-detector"),
+            ),
+            (
+                call(
+                    "lambda.amazonaws.com",
+                    "UpdateFunctionConfiguration20150331v2",
+                    admin(),
+                    serde_json::json!({"functionName": "arn:aws:lambda:us-east-1:123456789012:function:tripwire-responder:live", "timeout": 1}),
+                ),
+                Some("function/tripwire-responder"),
+            ),
+            (
+                call(
+                    "lambda.amazonaws.com",
+                    "UpdateFunctionCode20150331v2",
+                    admin(),
+                    serde_json::json!({"functionName": "orders-api", "publish": true}),
+                ),
+                None,
+            ),
+            // A deployment of the security account's stack is not tampering; the same
+            // name elsewhere exempts nothing else.
+            (
+                call(
+                    "lambda.amazonaws.com",
+                    "UpdateFunctionCode20150331v2",
+                    role("tripwire-deployer", "123456789012"),
+                    serde_json::json!({"functionName": "tripwire-detector", "publish": true}),
+                ),
+                None,
+            ),
+            (
+                call(
+                    "scheduler.amazonaws.com",
+                    "DeleteSchedule",
+                    role("tripwire-deployer", "222222222222"),
+                    serde_json::json!({"name": "tripwire-canary"}),
+                ),
+                Some("tripwire-canary"),
             ),
             (
                 call(

@@ -1034,6 +1034,8 @@ pub enum TamperTarget {
     Topic,
     /// An EventBridge Scheduler schedule, by `name`: the canary's, or the watchdog's.
     Schedule,
+    /// One of the tripwire's functions, by `functionName` (a name or an ARN).
+    Function,
 }
 
 /// A call read for context, never counted.
@@ -1064,6 +1066,7 @@ const IAM: &str = "iam.amazonaws.com";
 const KMS: &str = "kms.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
 const SCHEDULER: &str = "scheduler.amazonaws.com";
+const LAMBDA: &str = "lambda.amazonaws.com";
 const EKS: &str = "eks.amazonaws.com";
 const EMR: &str = "elasticmapreduce.amazonaws.com";
 
@@ -1072,7 +1075,7 @@ use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 50] = [
+pub const CONTEXT: [ContextCall; 53] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1154,6 +1157,21 @@ pub const CONTEXT: [ContextCall; 50] = [
     // watchdog's, its pages. A disabled schedule stays, so UpdateSchedule too.
     call(SCHEDULER, "DeleteSchedule", Tamper(T::Schedule)),
     call(SCHEDULER, "UpdateSchedule", Tamper(T::Schedule)),
+    // Lambda's event names carry the API version (the Lambda developer guide lists
+    // them; the corpus has UpdateFunctionCode20150331v2 and
+    // UpdateFunctionConfiguration20150331v2). Reserved concurrency 0 silences the
+    // detector with every part intact.
+    call(
+        LAMBDA,
+        "PutFunctionConcurrency20171031",
+        Tamper(T::Function),
+    ),
+    call(
+        LAMBDA,
+        "UpdateFunctionConfiguration20150331v2",
+        Tamper(T::Function),
+    ),
+    call(LAMBDA, "UpdateFunctionCode20150331v2", Tamper(T::Function)),
 ];
 
 /// The context call a record's `eventSource` and `eventName` name, if any.
@@ -1397,7 +1415,7 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            33
+            36
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
         assert_eq!(

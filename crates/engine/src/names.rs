@@ -75,6 +75,14 @@ pub fn managed_policy_arn(partition: &str, account: &str, name: &str) -> String 
 /// The member stacks' canary role: it may only call TerminateInstances with DryRun on
 /// [`CANARY_INSTANCE`].
 pub const CANARY_ROLE: &str = "tripwire-canary";
+/// The security account's functions, by their fixed names.
+pub const FUNCTIONS: [&str; 4] = [
+    "tripwire-detector",
+    "tripwire-responder",
+    "tripwire-watchdog",
+    "tripwire-findings",
+];
+
 /// The EventBridge Scheduler schedules the stacks create under fixed names: the canary's
 /// in every member region, the watchdog's in the security account.
 pub const SCHEDULES: [&str; 2] = ["tripwire-canary", "tripwire-watchdog"];
