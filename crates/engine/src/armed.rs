@@ -226,15 +226,19 @@ pub enum Touched {
     Subscription(String),
     /// An SNS topic's ARN: the tripwire's if `tripwire_topics` lists it.
     Topic(String),
+    /// A service control policy's ID: the tripwire's if `tripwire_scps` lists it.
+    Scp(String),
 }
 
 impl Touched {
     /// How the call names it (`role/NAME policy/P` for a lifted policy).
     pub fn name(&self) -> std::borrow::Cow<'_, str> {
         match self {
-            Touched::Named(n) | Touched::Key(n) | Touched::Subscription(n) | Touched::Topic(n) => {
-                n.as_str().into()
-            }
+            Touched::Named(n)
+            | Touched::Key(n)
+            | Touched::Subscription(n)
+            | Touched::Topic(n)
+            | Touched::Scp(n) => n.as_str().into(),
             Touched::Lifted { entity, policy } => format!("{entity} policy/{policy}").into(),
         }
     }
@@ -246,6 +250,7 @@ impl Touched {
             Some(Role::Tamper(TamperTarget::Key)) => Touched::Key(name.into()),
             Some(Role::Tamper(TamperTarget::Subscription)) => Touched::Subscription(name.into()),
             Some(Role::Tamper(TamperTarget::Topic)) => Touched::Topic(name.into()),
+            Some(Role::Tamper(TamperTarget::Scp)) => Touched::Scp(name.into()),
             _ => match name.split_once(" policy/") {
                 Some((entity, policy)) => Touched::Lifted {
                     entity: entity.into(),
@@ -357,6 +362,7 @@ struct Params<'a> {
     policy_name: Option<&'a str>,
     policy_arn: Option<&'a str>,
     function_name: Option<&'a str>,
+    policy_id: Option<&'a str>,
     #[serde(borrow, default)]
     tag_keys: Vec<std::borrow::Cow<'a, str>>,
     key_id: Option<&'a str>,
@@ -470,6 +476,7 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             })
             .filter(|n| crate::names::FUNCTIONS.contains(n))
             .map(|n| named(&format!("function/{n}"))),
+        TamperTarget::Scp => p.policy_id.map(|id| Touched::Scp(sanitize(id))),
     }
 }
 
@@ -492,6 +499,7 @@ impl Tamper {
                     .is_some_and(|r| r.starts_with(':'))
             }),
             Touched::Topic(t) => policy.tripwire_topics.iter().any(|topic| topic == t),
+            Touched::Scp(t) => policy.tripwire_scps.iter().any(|id| id == t),
             Touched::Named(_) | Touched::Lifted { .. } => true,
         }
     }
@@ -1066,6 +1074,53 @@ mod tests {
             };
             assert_eq!(got.as_deref(), want, "{r}");
         }
+    }
+
+    #[test]
+    fn the_tripwires_scp_detached_deleted_or_changed_pages_only_when_the_policy_names_it() {
+        let policy = crate::Policy::from_toml(r#"tripwire_scps = ["p-tripwire1"]"#).unwrap();
+        let admin = || role("OrgAdmin", "111111111111");
+        for (name, params, ours) in [
+            (
+                "DetachPolicy",
+                serde_json::json!({"policyId": "p-tripwire1", "targetId": "r-abcd"}),
+                true,
+            ),
+            (
+                "DeletePolicy",
+                serde_json::json!({"policyId": "p-tripwire1"}),
+                true,
+            ),
+            (
+                "UpdatePolicy",
+                serde_json::json!({"policyId": "p-tripwire1", "content": "{}"}),
+                true,
+            ),
+            (
+                "DetachPolicy",
+                serde_json::json!({"policyId": "p-someoneelse", "targetId": "r-abcd"}),
+                false,
+            ),
+        ] {
+            let r = call("organizations.amazonaws.com", name, admin(), params);
+            let Extracted::Tamper(t) = extracted(&r) else {
+                panic!("{r}: a candidate");
+            };
+            assert_eq!(t.target, Touched::Scp(t.target.name().into_owned()));
+            assert_eq!(t.is_ours(&policy), ours, "{r}");
+            assert!(!t.is_ours(&crate::Policy::from_toml("").unwrap()), "{r}");
+        }
+        // IAM's DeletePolicy is still IAM's.
+        let iam = call(
+            "iam.amazonaws.com",
+            "DeletePolicy",
+            admin(),
+            serde_json::json!({"policyArn": "arn:aws:iam::111111111111:policy/tripwire/tripwire-brake"}),
+        );
+        assert!(
+            matches!(extracted(&iam), Extracted::Tamper(t) if matches!(t.target, Touched::Named(_)))
+        );
+        assert!(crate::Policy::from_toml(r#"tripwire_scps = ["scp-1"]"#).is_err());
     }
 
     #[test]

@@ -1036,6 +1036,8 @@ pub enum TamperTarget {
     Schedule,
     /// One of the tripwire's functions, by `functionName` (a name or an ARN).
     Function,
+    /// A service control policy, by `policyId`: the tripwire's if `tripwire_scps` lists it.
+    Scp,
 }
 
 /// A call read for context, never counted.
@@ -1067,6 +1069,7 @@ const KMS: &str = "kms.amazonaws.com";
 const SNS: &str = "sns.amazonaws.com";
 const SCHEDULER: &str = "scheduler.amazonaws.com";
 const LAMBDA: &str = "lambda.amazonaws.com";
+const ORGANIZATIONS: &str = "organizations.amazonaws.com";
 const EKS: &str = "eks.amazonaws.com";
 const EMR: &str = "elasticmapreduce.amazonaws.com";
 
@@ -1075,7 +1078,7 @@ use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 53] = [
+pub const CONTEXT: [ContextCall; 56] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1172,6 +1175,11 @@ pub const CONTEXT: [ContextCall; 53] = [
         Tamper(T::Function),
     ),
     call(LAMBDA, "UpdateFunctionCode20150331v2", Tamper(T::Function)),
+    // In the management account, where no SCP binds anyone: the records name the policy
+    // by ID only (`policyId`, as Organizations' records name an account `accountId`).
+    call(ORGANIZATIONS, "DetachPolicy", Tamper(T::Scp)),
+    call(ORGANIZATIONS, "DeletePolicy", Tamper(T::Scp)),
+    call(ORGANIZATIONS, "UpdatePolicy", Tamper(T::Scp)),
 ];
 
 /// The context call a record's `eventSource` and `eventName` name, if any.
@@ -1222,7 +1230,8 @@ fn calls_pattern(calls: &[&ContextCall]) -> Value {
         "detail-type": [CLOUDTRAIL_DETAIL_TYPE],
         "detail": {
             "eventSource": distinct(calls.iter().map(|c| c.event_source)),
-            "eventName": calls.iter().map(|c| c.event_name).collect::<Vec<_>>(),
+            // Once each: IAM and Organizations both have a DeletePolicy.
+            "eventName": distinct(calls.iter().map(|c| c.event_name)),
         },
     })
 }
@@ -1415,7 +1424,8 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            36
+            // 39 calls; DeletePolicy is IAM's and Organizations'.
+            38
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
         assert_eq!(

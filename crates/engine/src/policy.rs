@@ -42,6 +42,9 @@ pub struct Policy {
     pub tripwire_keys: Vec<String>,
     /// The tripwire's SNS topics (ARNs): deleting one or unsubscribing from it is tampering.
     pub tripwire_topics: Vec<String>,
+    /// The tripwire's service control policies (IDs, `p-…`): detaching, deleting or
+    /// changing one is tampering (the records name a policy by its ID only).
+    pub tripwire_scps: Vec<String>,
     /// When someone lifts a tripwire policy from a contained principal, write it back,
     /// once per incident.
     pub recontain: bool,
@@ -261,6 +264,8 @@ struct RawPolicy {
     #[serde(default)]
     tripwire_topics: Vec<String>,
     #[serde(default)]
+    tripwire_scps: Vec<String>,
+    #[serde(default)]
     recontain: bool,
     #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
@@ -418,13 +423,27 @@ impl Policy {
                 &raw.tripwire_topics,
                 "an SNS topic ARN (arn:PARTITION:sns:REGION:ACCOUNT:NAME)",
             ),
+            (
+                "tripwire_scps",
+                &raw.tripwire_scps,
+                "a service control policy ID (p- and 8 to 128 letters, digits or _)",
+            ),
         ] {
             for (i, v) in values.iter().enumerate() {
-                let ok = if key == "tripwire_keys" {
-                    v.starts_with("arn:") && v.contains(":key/")
-                        || (!v.is_empty() && v.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
-                } else {
-                    v.starts_with("arn:") && v.split(':').count() == 6 && v.contains(":sns:")
+                let ok = match key {
+                    "tripwire_keys" => {
+                        v.starts_with("arn:") && v.contains(":key/")
+                            || (!v.is_empty()
+                                && v.bytes().all(|c| c.is_ascii_hexdigit() || c == b'-'))
+                    }
+                    "tripwire_topics" => {
+                        v.starts_with("arn:") && v.split(':').count() == 6 && v.contains(":sns:")
+                    }
+                    // Organizations' pattern for a policy ID.
+                    _ => v.strip_prefix("p-").is_some_and(|id| {
+                        (8..=128).contains(&id.len())
+                            && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+                    }),
                 };
                 if !ok {
                     return Err(err(&format!("{key}[{i}]"), format!("`{v}` is not {shape}")));
@@ -568,6 +587,7 @@ impl Policy {
             deactivate_keys: raw.deactivate_keys,
             tripwire_keys: raw.tripwire_keys,
             tripwire_topics: raw.tripwire_topics,
+            tripwire_scps: raw.tripwire_scps,
             recontain: raw.recontain,
             accounts,
             principals,
