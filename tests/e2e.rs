@@ -1320,6 +1320,35 @@ async fn stopping_the_trail_pages_tamper_once_through_the_real_detector() {
         alerts[0].body["principal_arn"],
         "arn:aws:iam::222222222222:role/Admin"
     );
+    // The silencers that leave every part intact: the canary's schedule deleted, the
+    // detector's reserved concurrency set to 0. Each pages once, with what it touched.
+    for (source, name, params, target) in [
+        (
+            "scheduler.amazonaws.com",
+            "DeleteSchedule",
+            json!({"name": "tripwire-canary", "clientToken": "c-1"}),
+            "tripwire-canary",
+        ),
+        (
+            "lambda.amazonaws.com",
+            "PutFunctionConcurrency20171031",
+            json!({"functionName": "tripwire-detector", "reservedConcurrentExecutions": 0}),
+            "function/tripwire-detector",
+        ),
+    ] {
+        let e = tripwire_synth::api_envelope(
+            source,
+            name,
+            "role/Admin@222222222222",
+            &params,
+            &format!("silence-{name}"),
+            *BASE + 1_000,
+        );
+        assert_eq!(outcome(&stack.invoke(&e).await.unwrap()), "tamper", "{name}");
+        let alarms = stack.alarms().await;
+        assert_eq!(kinds(&alarms), ["tamper"], "{name}");
+        assert_eq!(alarms[0].body["target"], target);
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
