@@ -1344,7 +1344,11 @@ async fn stopping_the_trail_pages_tamper_once_through_the_real_detector() {
             &format!("silence-{name}"),
             *BASE + 1_000,
         );
-        assert_eq!(outcome(&stack.invoke(&e).await.unwrap()), "tamper", "{name}");
+        assert_eq!(
+            outcome(&stack.invoke(&e).await.unwrap()),
+            "tamper",
+            "{name}"
+        );
         let alarms = stack.alarms().await;
         assert_eq!(kinds(&alarms), ["tamper"], "{name}");
         assert_eq!(alarms[0].body["target"], target);

@@ -328,6 +328,9 @@ DISARM = [
     ("iam:PutRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-forwarder"),
     ("iam:UpdateAssumeRolePolicy", f"arn:aws:iam::{PROD}:role/tripwire-release"),
     ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/stacksets-exec-x"),
+    # The same names under another path: a role exempt by name would be anyone's.
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/p/stacksets-exec-x"),
+    ("iam:CreateRole", f"arn:aws:iam::{PROD}:role/ops/tripwire-release"),
     # Passing the tripwire's member roles lets another service act as them.
     ("iam:PassRole", f"arn:aws:iam::{PROD}:role/tripwire-canary"),
     ("iam:PassRole", f"arn:aws:iam::{PROD}:role/tripwire-forwarder"),

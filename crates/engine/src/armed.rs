@@ -518,16 +518,27 @@ impl Tamper {
 }
 
 /// Who may change the tripwire's parts: a deployment (StackSets' execution roles), and
-/// the release role lifting the tripwire's own policies.
+/// the release role lifting the tripwire's own policies. By the exact name at the root
+/// path, as StackSets and the member stack create them (`stacksets-exec-` and 32 hex
+/// digits): a role merely named like one, or the same name under another path, is
+/// anyone's.
 fn is_tripwire_itself(kind: &PrincipalKind) -> bool {
-    match kind {
-        PrincipalKind::Role { name, .. } => {
-            name.starts_with("stacksets-exec-")
-                || name == "AWSCloudFormationStackSetExecutionRole"
-                || name == "tripwire-release"
-        }
-        _ => false,
-    }
+    let PrincipalKind::Role {
+        name,
+        path,
+        path_known,
+    } = kind
+    else {
+        return false;
+    };
+    let stacksets = name.strip_prefix("stacksets-exec-").is_some_and(|h| {
+        h.len() == 32 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    });
+    *path_known
+        && path == "/"
+        && (stacksets
+            || name == "AWSCloudFormationStackSetExecutionRole"
+            || name == "tripwire-release")
 }
 
 /// The tamper call `doc` is, if it is one.
@@ -758,13 +769,15 @@ mod tests {
         out.unwrap()
     }
 
+    /// A role session; `name` may carry a path (`ops/NAME`), as the issuer's ARN does.
     fn role(name: &str, account: &str) -> serde_json::Value {
+        let short = name.rsplit('/').next().unwrap_or(name);
         serde_json::json!({"type": "AssumedRole", "principalId": "AROAEXAMPLE:s",
-            "arn": format!("arn:aws:sts::{account}:assumed-role/{name}/s"), "accountId": account,
+            "arn": format!("arn:aws:sts::{account}:assumed-role/{short}/s"), "accountId": account,
             "accessKeyId": "ASIAEXAMPLE",
             "sessionContext": {"sessionIssuer": {"type": "Role", "principalId": "AROAEXAMPLE",
                 "arn": format!("arn:aws:iam::{account}:role/{name}"), "accountId": account,
-                "userName": name}}})
+                "userName": short}}})
     }
 
     fn call(
@@ -1050,10 +1063,32 @@ mod tests {
                 call(
                     "iam.amazonaws.com",
                     "UpdateAssumeRolePolicy",
-                    role("stacksets-exec-0123456789abcdef", "222222222222"),
+                    role(
+                        "stacksets-exec-899a82a2cb437e970934262f85c7628a",
+                        "222222222222",
+                    ),
                     serde_json::json!({"roleName": "tripwire-containment"}),
                 ),
                 None,
+            ),
+            // Merely named like one, or the name under another path: anyone's.
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "StopLogging",
+                    role("stacksets-exec-mine", "111111111111"),
+                    serde_json::json!({"name": "org-trail"}),
+                ),
+                Some("org-trail"),
+            ),
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "StopLogging",
+                    role("ops/tripwire-release", "222222222222"),
+                    serde_json::json!({"name": "org-trail"}),
+                ),
+                Some("org-trail"),
             ),
             (
                 call(
