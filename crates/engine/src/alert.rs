@@ -321,7 +321,8 @@ pub fn render(
         // A principal burst only: the canary's own calls are heartbeats, never counted.
         tamper: kind == AlertKind::Detected
             && matches!(&incident.subject, crate::incident::Subject::Burst(p)
-                if crate::names::role_name(p).is_some_and(crate::names::is_member_role)),
+                if crate::principal::iam_entity(p)
+                    .is_ok_and(|e| e.is_role && crate::names::is_member_role(&e.name))),
     }
 }
 

@@ -18,8 +18,8 @@ use std::collections::BTreeMap;
 pub enum Action {
     /// Nothing; `reason` says why.
     None,
-    /// Deny the culprit everything (its older sessions, for a role or user scope) and
-    /// brake every session of the principal.
+    /// Deny the one culprit the calls name (an instance, a source identity, a session)
+    /// everything, and brake every session of the principal.
     Revoke,
     /// Brake only: every session of the principal is denied `deny_actions`, the calls
     /// that decide terminations, and undoing containment.

@@ -44,12 +44,6 @@ pub fn is_member_role(name: &str) -> bool {
         .any(|n| name.eq_ignore_ascii_case(n))
 }
 
-/// The role name in a role ARN (`arn:…:role/PATH/NAME`), if it is one.
-pub fn role_name(arn: &str) -> Option<&str> {
-    arn.split_once(":role/")
-        .and_then(|(_, rest)| rest.rsplit('/').next())
-}
-
 /// The IAM path of the managed policies each member stack creates. The containment role
 /// may attach exactly these (`iam:PolicyARN` pinned), so what it attaches is fixed by the
 /// stack, not by the code that calls it.

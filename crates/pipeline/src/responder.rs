@@ -120,7 +120,7 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             return Ok(ResponderOutcome::Refused { incident, reason });
         };
         let now = self.clock.now();
-        // The cutoff for older sessions is now, as the policy is written.
+        // Staleness is judged by the responder's clock as it acts.
         let planned = self.plan(&stored, now);
         let planned = match planned {
             Ok(plan) => match self.containment.current_arn(&plan).await? {
@@ -282,7 +282,7 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             ));
         }
         // The burst's own times, not when the incident was opened: an old burst opened
-        // late (a redrive) is never contained with a fresh cutoff.
+        // late (a redrive) is never contained.
         if let Some(why) = containment::stale(
             &self.policy,
             incident.principal_arn().unwrap_or_default(),

@@ -1,6 +1,7 @@
 //! The responder pipeline in-process, on the in-memory ports: it plans from the recorded
 //! incident and its own policy, refuses every request that does not name a recorded,
-//! containable incident, stamps the cutoff as it writes, and pages once per outcome.
+//! containable incident, braked alone when it names no single culprit, and pages once
+//! per outcome.
 
 mod support;
 

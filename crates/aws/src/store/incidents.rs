@@ -464,11 +464,23 @@ impl WindowStore {
             .key("pk", s(incident_pk(key)))
             .key("sk", s("CURRENT"))
     }
-}
 
-/// Incident `:id` is current and neither being released nor released: the responder
-/// may hold it and record on it.
-const NOT_RELEASING: &str = "id = :id AND (attribute_not_exists(containment_state) OR NOT (containment_state IN (:releasing, :released)))";
+    /// An update of incident `id` that holds only while it is current and neither being
+    /// released nor released: the responder's hold and outcome.
+    fn unless_releasing(
+        &self,
+        key: &Key,
+        id: &str,
+    ) -> aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder {
+        self.update_incident(key)
+            .condition_expression(
+                "id = :id AND (attribute_not_exists(containment_state) OR NOT (containment_state IN (:releasing, :released)))",
+            )
+            .expression_attribute_values(":id", s(id))
+            .expression_attribute_values(":releasing", s(ContainmentState::Releasing.as_str()))
+            .expression_attribute_values(":released", s(ContainmentState::Released.as_str()))
+    }
+}
 
 impl Incidents for WindowStore {
     async fn close(&self, key: &Key, now: Millis) -> Result<bool, Error> {
@@ -733,7 +745,6 @@ impl Incidents for WindowStore {
         .map(|_| ())
     }
 
-    /// Records the containment outcome on incident `id`.
     async fn hold_for_containment(
         &self,
         key: &Key,
@@ -741,13 +752,9 @@ impl Incidents for WindowStore {
         until: Millis,
     ) -> Result<bool, Error> {
         let res = self
-            .update_incident(key)
+            .unless_releasing(key, id)
             .update_expression("SET held_until = :u")
-            .condition_expression(NOT_RELEASING)
             .expression_attribute_values(":u", n(until))
-            .expression_attribute_values(":id", s(id))
-            .expression_attribute_values(":releasing", s(ContainmentState::Releasing.as_str()))
-            .expression_attribute_values(":released", s(ContainmentState::Released.as_str()))
             .send()
             .await;
         Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
@@ -761,16 +768,12 @@ impl Incidents for WindowStore {
         detail: &str,
     ) -> Result<bool, Error> {
         let res = self
-            .update_incident(key)
+            .unless_releasing(key, id)
             .update_expression(
                 "SET containment_state = :s, containment_detail = :d REMOVE held_until",
             )
-            .condition_expression(NOT_RELEASING)
             .expression_attribute_values(":s", s(state.as_str()))
             .expression_attribute_values(":d", s(detail))
-            .expression_attribute_values(":id", s(id))
-            .expression_attribute_values(":releasing", s(ContainmentState::Releasing.as_str()))
-            .expression_attribute_values(":released", s(ContainmentState::Released.as_str()))
             .send()
             .await;
         Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
