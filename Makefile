@@ -74,11 +74,13 @@ validate-infra: setup $(SAM_VENV)/.installed ## cfn-lint, checkov, event pattern
 
 deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the central stack (needs AWS credentials)
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(SAM_VENV)/bin/sam build --template infra/template.yaml --build-dir $(WORK)/sam-build
-	# One list of protected principals and denied actions, from the policy file, for
-	# this stack and (scripts/deploy-members.sh) the member stacks.
+	# The whole policy file, published as the next version of /tripwire/policy and pinned
+	# by the stack (the functions read that version); and one list of protected
+	# principals and denied actions from it, for this stack and (scripts/deploy-members.sh)
+	# the member stacks.
 	$(CARGO) build -q --release -p tripwire-cli
 	$(SAM_VENV)/bin/sam deploy --guided --template-file $(WORK)/sam-build/template.yaml --stack-name tripwire --capabilities CAPABILITY_NAMED_IAM \
-	  --parameter-overrides "ProtectedPrincipals=$$(./target/release/tripwire check-policy $(POLICY) --get protected_principals)" "DenyActions=$$(./target/release/tripwire check-policy $(POLICY) --get deny_actions)" "DeactivateKeys=$$(./target/release/tripwire check-policy $(POLICY) --get deactivate_keys)" "AllowedAccounts=$$(./target/release/tripwire check-policy $(POLICY) --get allowed_accounts)" "ServiceThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get service_threshold)" "AccountThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get account_threshold)"
+	  --parameter-overrides "PolicyParameter=$$(./target/release/tripwire publish-policy $(POLICY))" "ProtectedPrincipals=$$(./target/release/tripwire check-policy $(POLICY) --get protected_principals)" "DenyActions=$$(./target/release/tripwire check-policy $(POLICY) --get deny_actions)" "DeactivateKeys=$$(./target/release/tripwire check-policy $(POLICY) --get deactivate_keys)" "AllowedAccounts=$$(./target/release/tripwire check-policy $(POLICY) --get allowed_accounts)" "ServiceThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get service_threshold)" "AccountThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get account_threshold)"
 
 deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
 	$(CARGO) build -q --release -p tripwire-cli

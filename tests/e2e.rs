@@ -1402,6 +1402,7 @@ async fn tripwire_status_shows_where_the_canary_is_heard_and_where_it_is_not() {
     );
     let rows: Vec<(String, String, String, u64, u64)> = stdout
         .lines()
+        .filter(|l| l.contains(r#""type":"status""#))
         .map(|l| {
             let v: Value = serde_json::from_str(l).unwrap();
             (
@@ -1432,6 +1433,99 @@ async fn tripwire_status_shows_where_the_canary_is_heard_and_where_it_is_not() {
     assert_eq!(us["latency_p99_ms"], 900_000);
     assert!(stack.alarms().await.is_empty());
     stack.save_observed_actions("status").await;
+}
+
+/// `tripwire status --json --policy FILE`'s policy lines, once both functions have
+/// recorded what they loaded at cold start.
+async fn policy_lines(stack: &Stack, file: &std::path::Path) -> Vec<Value> {
+    for _ in 0..50 {
+        let out = stack
+            .cli()
+            .args(["status", "--json", "--policy"])
+            .arg(file)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let lines: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str::<Value>(l).unwrap())
+            .filter(|v| v["type"] == "policy")
+            .collect();
+        if lines.len() == 2 {
+            return lines;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    panic!("the functions never recorded the policy they loaded");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_reports_the_policy_changed_behind_the_files_back() {
+    use tripwire_localstack::POLICY;
+    // The file says one thing; the stack was deployed with its threshold and containment
+    // changed behind its back.
+    let deployed = POLICY
+        .replace("threshold = 10", "threshold = 500")
+        .replace("containment = \"revoke\"", "containment = \"off\"");
+    assert_ne!(deployed, POLICY);
+    let stack = Stack::start(Options {
+        policy: deployed.clone(),
+        ..Options::default()
+    })
+    .await;
+    // What the functions run is the published version, threshold and all: ten calls are
+    // no burst under it.
+    for e in Burst::new("role/vendor/cleanup-task@222222222222", "st")
+        .calls(10)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    assert!(stack.alerts().await.is_empty());
+    let file = stack.logs.join("policy.toml");
+    std::fs::write(&file, POLICY).unwrap();
+    let lines = policy_lines(&stack, &file).await;
+    let functions: Vec<&str> = lines
+        .iter()
+        .map(|l| l["function"].as_str().unwrap())
+        .collect();
+    assert_eq!(functions, ["detector", "responder"]);
+    for l in &lines {
+        assert_eq!(l["in_sync"], false, "{l}");
+        assert_eq!(
+            l["differing_keys"],
+            json!(["containment", "threshold"]),
+            "{l}"
+        );
+        assert_eq!(
+            l["deployed_sha256"],
+            tripwire_engine::deployed::policy_hash(&deployed)
+        );
+        assert_eq!(
+            l["local_sha256"],
+            tripwire_engine::deployed::policy_hash(POLICY)
+        );
+        assert!(
+            l["source"]
+                .as_str()
+                .unwrap()
+                .starts_with("/tripwire/policy:"),
+            "{l}"
+        );
+    }
+    // Beside the deployed file itself: in sync.
+    std::fs::write(&file, &deployed).unwrap();
+    for l in policy_lines(&stack, &file).await {
+        assert_eq!(
+            (l["in_sync"].clone(), l["differing_keys"].clone()),
+            (json!(true), json!([]))
+        );
+    }
+    stack.save_observed_actions("policy-drift").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -238,8 +238,8 @@ def _never_counted_by_the_service_lane_off():
 def test_the_member_rule_keeps_home_only_what_the_policy_never_counts(moto, allowed, service_lane):
     """Filtering at the source must never drop an event the engine would count: each real
     record is kept home only where corpus-expectations.toml (checked against the engine by
-    crates/engine/tests/corpus.rs) says the policy cannot count it. The canary is always
-    forwarded, and the negatives never are."""
+    crates/engine/tests/corpus.rs) says the policy cannot count it. The canary is filtered
+    exactly like a termination by a role, and the negatives are never forwarded."""
     pattern = _member_pattern(moto, AllowedAccounts=allowed, ServiceLane=service_lane)
     matched = _rule_on_moto(moto, f"filter-{abs(hash((allowed, service_lane)))}", pattern)
     positives, negatives = _cases()
@@ -254,7 +254,9 @@ def test_the_member_rule_keeps_home_only_what_the_policy_never_counts(moto, allo
     want = [0 if here_allowed or (lane_off and n in service_only) else 1 for n in names]
     assert [matched(e) for e in positives] == want
     assert [matched(e) for e in service_variants] == [0 if here_allowed or lane_off else 1] * 2
-    assert [matched(_canary(e)) for e in positives] == [1] * len(positives)
+    # No branch of its own: where the account's terminations stay home, so does the
+    # canary, and the watchdog pages the silence.
+    assert [matched(_canary(e)) for e in positives] == [0 if here_allowed else 1] * len(positives)
     assert not [e["detail"].get("eventName") for e in negatives if matched(e)]
 
 
@@ -352,9 +354,11 @@ def test_every_termination_pattern_is_the_catalogues():
     events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
     assert events["OrganizationBus"]["Properties"]["Pattern"] == want
     assert events["CentralAccountDefaultBus"]["Properties"]["Pattern"] == want
-    # The member rule adds its own `$or` (the canary; allowed accounts; the service lane).
+    # The member rule adds the allowed accounts and the service lane, and nothing of the
+    # canary's own.
     member = dict(MEMBER["Resources"]["ForwardTerminateInstances"]["Properties"]["EventPattern"])
-    assert set(member) == set(want) | {"$or"}
+    assert set(member) == set(want) | {"account", "$or"}
+    member.pop("account")
     member.pop("$or")
     assert member == want
 
@@ -370,7 +374,8 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
 def _rendered_policy(cross_account_threshold, service_threshold="", account_threshold=""):
     """The central stack's TRIPWIRE_POLICY as CloudFormation renders it with the default
     parameters, `cross_account_threshold`, `service_threshold` and `account_threshold`."""
-    sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::Sub"]
+    # Without a published policy (PolicyParameter empty): the If's second branch.
+    sub = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]["TRIPWIRE_POLICY"]["Fn::If"][2]["Fn::Sub"]
     text, names = sub[0], dict(sub[1])
     params = {k: str(v.get("Default", "")) for k, v in CENTRAL["Parameters"].items()}
     params["CrossAccountThreshold"] = cross_account_threshold
@@ -393,6 +398,29 @@ def _rendered_policy(cross_account_threshold, service_threshold="", account_thre
         text = text.replace("${" + k + "}", v)
     assert "${" not in text, text
     return text
+
+
+def test_with_a_published_policy_the_stack_passes_only_its_own_list_keys():
+    """With PolicyParameter set the functions read the whole file from SSM; the stack adds
+    only what the file cannot know, as lists the engine joins to the file's own
+    (crates/engine/src/deployed.rs, STACK_LIST_KEYS): never a key that would override it."""
+    import tomllib
+    env = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]
+    assert env["TRIPWIRE_POLICY_PARAMETER"] == {"Fn::If": ["HasPolicyParameter", {"Ref": "PolicyParameter"}, {"Ref": "AWS::NoValue"}]}
+    cond, published, _ = env["TRIPWIRE_POLICY"]["Fn::If"]
+    assert cond == "HasPolicyParameter"
+    text = published["Fn::Sub"]
+    for name in ["Key.Arn", "AlarmKey.Arn", "Topic", "AlarmTopic"]:
+        text = text.replace("${" + name + "}", f"value-of-{name}")
+    assert "${" not in text
+    stack_keys = tomllib.loads(text)
+    assert set(stack_keys) <= {"tripwire_keys", "tripwire_topics", "tripwire_scps"}
+    assert all(isinstance(v, list) for v in stack_keys.values())
+    # Every function that reads the policy may read the published parameter, and only it.
+    for role in ["DetectorRole", "ResponderRole", "WatchdogRole"]:
+        stmts = CENTRAL["Resources"][role]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+        ssm = [s for s in stmts if "ssm" in json.dumps(s.get("Action"))]
+        assert [(s["Action"], s["Resource"]) for s in ssm] == [("ssm:GetParameter", {"Fn::Sub": "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter/tripwire/policy"})], role
 
 
 @pytest.mark.parametrize("cross", ["", "1"])

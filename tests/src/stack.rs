@@ -325,6 +325,8 @@ impl Stack {
             stack.functions_endpoint = format!("http://127.0.0.1:{port}");
         }
         stack.bootstrap().await;
+        // Published as `make deploy` publishes it: the functions read the pinned version.
+        let pinned = stack.publish_policy(&opts.policy);
         if opts.enforce_iam {
             stack.enforce_iam().await;
         }
@@ -346,7 +348,7 @@ impl Stack {
                 .env("AWS_LAMBDA_FUNCTION_NAME", name)
                 .env("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST")
                 .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "128")
-                .env("TRIPWIRE_POLICY", &opts.policy)
+                .env("TRIPWIRE_POLICY_PARAMETER", &pinned)
                 .env("TRIPWIRE_TABLE", &stack.table)
                 .env("TRIPWIRE_TOPIC_ARN", &stack.topic_arn)
                 .env("TRIPWIRE_ALARM_TOPIC_ARN", &stack.alarm_topic_arn)
@@ -774,6 +776,27 @@ impl Stack {
             .json()
             .await
             .expect("fault counts")
+    }
+
+    /// Publishes `policy` as the deploying principal does (`tripwire publish-policy`);
+    /// the pinned `NAME:VERSION` it printed.
+    pub fn publish_policy(&self, policy: &str) -> String {
+        let file = self.logs.join(format!("policy-{}.toml", free_port()));
+        std::fs::write(&file, policy).unwrap();
+        let mut cmd = Command::new(binary("tripwire"));
+        aws_env(&mut cmd, &self.moto, (HARNESS_KEY, "testing"));
+        let out = cmd
+            .arg("publish-policy")
+            .arg(&file)
+            .stdin(Stdio::null())
+            .output()
+            .expect("tripwire publish-policy runs");
+        assert!(
+            out.status.success(),
+            "publish-policy: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
     }
 
     /// Environment for running the `tripwire` CLI against this stack.

@@ -44,12 +44,95 @@ fn required(env: Env, name: &str) -> Result<String, Error> {
         .ok_or_else(|| Error::Config(format!("{name} is not set")))
 }
 
-/// The policy, from `TRIPWIRE_POLICY` (inline) or `TRIPWIRE_POLICY_FILE`.
-pub fn policy(env: Env) -> Result<Policy, Error> {
-    let (source, text) = match (
-        env(POLICY).filter(|v| !v.trim().is_empty()),
-        env(POLICY_FILE),
-    ) {
+/// The published policy file's SSM parameter, pinned to a version
+/// (`/tripwire/policy:3`, `tripwire publish-policy` prints it): read at cold start, with
+/// `TRIPWIRE_POLICY` holding only the stack's own keys. A pin, so that writing a new
+/// version changes nothing until a deploy names it.
+pub const POLICY_PARAMETER: &str = "TRIPWIRE_POLICY_PARAMETER";
+
+/// A policy as a function loaded it: the validated policy, the file's text and hash, and
+/// where it came from.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoadedPolicy {
+    /// The validated policy (the file with the stack's keys layered on).
+    pub policy: Policy,
+    /// The file's text as published (without the stack's keys).
+    pub text: String,
+    /// Its SHA-256 ([`tripwire_engine::deployed::policy_hash`]).
+    pub sha256: String,
+    /// The variable or parameter version it came from.
+    pub source: String,
+}
+
+impl LoadedPolicy {
+    fn inline(source: String, text: String) -> Result<Self, Error> {
+        let policy =
+            Policy::from_toml(&text).map_err(|e| Error::Config(format!("{source}: {e}")))?;
+        Ok(LoadedPolicy {
+            policy,
+            sha256: tripwire_engine::deployed::policy_hash(&text),
+            text,
+            source,
+        })
+    }
+}
+
+/// Where the policy comes from: already read from the environment, or a published
+/// version still to fetch ([`crate::published::resolve`]).
+#[derive(Debug, Clone, PartialEq)]
+pub enum PolicySource {
+    /// `TRIPWIRE_POLICY` or `TRIPWIRE_POLICY_FILE`.
+    Loaded(Box<LoadedPolicy>),
+    /// `TRIPWIRE_POLICY_PARAMETER`, and the stack's keys from `TRIPWIRE_POLICY`.
+    Parameter {
+        /// `NAME:VERSION`.
+        selector: String,
+        /// The stack's own keys (TOML), layered on the file.
+        stack_keys: String,
+    },
+}
+
+/// An SSM parameter name and a version: `/tripwire/policy:3`.
+fn valid_selector(v: &str) -> bool {
+    v.rsplit_once(':').is_some_and(|(name, version)| {
+        name.starts_with('/')
+            && name.len() <= 1011
+            && name
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || b"_.-/".contains(&c))
+            && !version.is_empty()
+            && version.len() <= 10
+            && version.bytes().all(|c| c.is_ascii_digit())
+            && !version.starts_with('0')
+    })
+}
+
+/// The policy, from `TRIPWIRE_POLICY_PARAMETER` (the published file, the stack's keys in
+/// `TRIPWIRE_POLICY`), `TRIPWIRE_POLICY` (inline) or `TRIPWIRE_POLICY_FILE`.
+pub fn policy(env: Env) -> Result<PolicySource, Error> {
+    let inline = env(POLICY).filter(|v| !v.trim().is_empty());
+    if let Some(selector) = env(POLICY_PARAMETER).filter(|v| !v.trim().is_empty()) {
+        let selector = selector.trim().to_owned();
+        if env(POLICY_FILE).is_some() {
+            return Err(Error::Config(format!(
+                "set {POLICY_PARAMETER} or {POLICY_FILE}, not both"
+            )));
+        }
+        if !valid_selector(&selector) {
+            return Err(Error::Config(format!(
+                "{POLICY_PARAMETER}=`{selector}` is not an SSM parameter name and version (/tripwire/policy:3)"
+            )));
+        }
+        let stack_keys = inline.unwrap_or_default();
+        // The stack's keys alone must already make a valid policy: a mistake there fails
+        // here, naming the variable, before anything is fetched.
+        Policy::from_toml(&stack_keys).map_err(|e| Error::Config(format!("{POLICY}: {e}")))?;
+        return Ok(PolicySource::Parameter {
+            selector,
+            stack_keys,
+        });
+    }
+    let (source, text) = match (inline, env(POLICY_FILE)) {
         (Some(_), Some(_)) => {
             return Err(Error::Config(format!(
                 "set {POLICY} or {POLICY_FILE}, not both"
@@ -67,11 +150,11 @@ pub fn policy(env: Env) -> Result<Policy, Error> {
         }
         (None, None) => {
             return Err(Error::Config(format!(
-                "{POLICY} or {POLICY_FILE} must be set"
+                "{POLICY_PARAMETER}, {POLICY} or {POLICY_FILE} must be set"
             )))
         }
     };
-    Policy::from_toml(&text).map_err(|e| Error::Config(format!("{source}: {e}")))
+    LoadedPolicy::inline(source, text).map(|p| PolicySource::Loaded(Box::new(p)))
 }
 
 fn tls_roots(env: Env) -> Result<TlsRoots, Error> {
@@ -168,7 +251,7 @@ pub fn release_role(env: Env) -> Result<String, Error> {
 #[derive(Debug, Clone)]
 pub struct DetectorConfig {
     /// The validated policy.
-    pub policy: Policy,
+    pub policy: PolicySource,
     /// DynamoDB table.
     pub table: String,
     /// SNS topic.
@@ -204,6 +287,9 @@ pub const CANARY_INTERVAL: &str = "TRIPWIRE_CANARY_INTERVAL_MINUTES";
 /// The watchdog's configuration.
 #[derive(Debug, Clone)]
 pub struct WatchdogConfig {
+    /// The policy: its allowed accounts send no heartbeats (their canaries are filtered
+    /// like any termination there), so none is expected from them.
+    pub policy: PolicySource,
     /// DynamoDB table.
     pub table: String,
     /// Where coverage alerts go without a second channel.
@@ -272,6 +358,7 @@ impl WatchdogConfig {
             Some(v) => minutes(NEVER_SEEN_GRACE, v.trim(), 0..=10_080)?,
         };
         Ok(WatchdogConfig {
+            policy: policy(env)?,
             table: table(env)?,
             topic_arn: topic_arn(env)?,
             alarm_topic_arn: alarm_topic_arn(env)?,
@@ -288,7 +375,7 @@ impl WatchdogConfig {
 #[derive(Debug, Clone)]
 pub struct ResponderConfig {
     /// The validated policy (its protected principals are re-checked here).
-    pub policy: Policy,
+    pub policy: PolicySource,
     /// DynamoDB table.
     pub table: String,
     /// SNS topic.
@@ -397,7 +484,16 @@ mod tests {
     #[test]
     fn a_good_environment_loads() {
         let d = DetectorConfig::from_env(&env(GOOD)).unwrap();
-        assert_eq!(d.policy.threshold, 5);
+        match &d.policy {
+            PolicySource::Loaded(p) => {
+                assert_eq!(p.policy.threshold, 5);
+                assert_eq!(
+                    p.sha256,
+                    tripwire_engine::deployed::policy_hash("threshold = 5")
+                );
+            }
+            other => panic!("{other:?}"),
+        }
         assert_eq!(d.tls_roots, TlsRoots::Amazon);
         let system: Vec<_> = GOOD
             .iter()
@@ -443,7 +539,7 @@ mod tests {
             (
                 POLICY,
                 None,
-                "TRIPWIRE_POLICY or TRIPWIRE_POLICY_FILE must be set",
+                "TRIPWIRE_POLICY_PARAMETER, TRIPWIRE_POLICY or TRIPWIRE_POLICY_FILE must be set",
             ),
             (TABLE, Some("a b"), TABLE),
             (TABLE, None, "TRIPWIRE_TABLE is not set"),
@@ -452,6 +548,22 @@ mod tests {
             (CONTAINMENT_ROLE, Some("role/x"), CONTAINMENT_ROLE),
             (OWN_ROLES, Some("tripwire-*"), OWN_ROLES),
             (TLS_ROOTS, Some("native"), TLS_ROOTS),
+            (POLICY_PARAMETER, Some("/tripwire/policy"), POLICY_PARAMETER),
+            (
+                POLICY_PARAMETER,
+                Some("tripwire/policy:1"),
+                POLICY_PARAMETER,
+            ),
+            (
+                POLICY_PARAMETER,
+                Some("/tripwire/policy:01"),
+                POLICY_PARAMETER,
+            ),
+            (
+                POLICY_PARAMETER,
+                Some("/tripwire/policy:latest"),
+                POLICY_PARAMETER,
+            ),
             (ALERT_BUS, Some("tripwire alerts"), ALERT_BUS),
             (
                 ALERT_BUS,
@@ -483,9 +595,36 @@ mod tests {
     }
 
     #[test]
+    fn a_published_policy_is_a_pinned_version_with_the_stacks_keys_beside_it() {
+        let stack = "tripwire_topics = [\"arn:aws:sns:us-east-1:123456789012:t\"]";
+        let e = env(&[(POLICY_PARAMETER, "/tripwire/policy:12"), (POLICY, stack)]);
+        assert_eq!(
+            policy(&e).unwrap(),
+            PolicySource::Parameter {
+                selector: "/tripwire/policy:12".into(),
+                stack_keys: stack.into()
+            }
+        );
+        let bad_stack = env(&[
+            (POLICY_PARAMETER, "/tripwire/policy:1"),
+            (POLICY, "threshold = 0"),
+        ]);
+        assert!(policy(&bad_stack)
+            .unwrap_err()
+            .to_string()
+            .contains("TRIPWIRE_POLICY: policy key `threshold`"));
+        let both = env(&[
+            (POLICY_PARAMETER, "/tripwire/policy:1"),
+            (POLICY_FILE, "p.toml"),
+        ]);
+        assert!(policy(&both).unwrap_err().to_string().contains("not both"));
+    }
+
+    #[test]
     fn the_watchdog_lists_the_stackset_only_when_named() {
         use aws_sdk_cloudformation::types::CallAs;
         let base = [
+            (POLICY, "threshold = 5"),
             (TABLE, "tripwire"),
             (TOPIC_ARN, "arn:aws:sns:us-east-1:123456789012:tripwire"),
             (CANARY_INTERVAL, "10"),

@@ -17,6 +17,7 @@ pub mod findings;
 pub mod function;
 pub mod invoke;
 pub mod logging;
+pub mod published;
 pub mod sdk;
 pub mod stages;
 pub mod store;
@@ -56,8 +57,10 @@ pub type Watchdog = tripwire_pipeline::watchdog::Watchdog<
 pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> {
     let cfg = config::WatchdogConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
+    let store = store::WindowStore::new(client(&sdk), cfg.table);
+    let policy = load_policy(&sdk, cfg.policy, "watchdog", &store).await?;
     Ok(tripwire_pipeline::watchdog::Watchdog::new(
-        store::WindowStore::new(client(&sdk), cfg.table),
+        store,
         alerter::Alerter::new(client(&sdk), cfg.topic_arn)
             .with_alarm_topic(cfg.alarm_topic_arn)
             .with_bus(alert_bus(&sdk, cfg.alert_bus)),
@@ -68,16 +71,38 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
         cfg.stack_set
             .map(|(name, call_as)| deployments::StackInstances::new(client(&sdk), name, call_as)),
         cfg.never_seen_grace,
-    ))
+    )
+    .with_allowed_accounts(policy.allowed_accounts))
+}
+
+/// The policy `source` names, fetched when it is a published version, logged by its hash
+/// and recorded for `tripwire status`; a failed record is logged, never fatal.
+async fn load_policy(
+    sdk: &aws_config::SdkConfig,
+    source: config::PolicySource,
+    function: &str,
+    store: &store::WindowStore,
+) -> Result<tripwire_engine::Policy, Error> {
+    use tripwire_pipeline::Clock;
+    let loaded = published::resolve(&client(sdk), source).await?;
+    tracing::info!(policy_sha256 = %loaded.sha256, source = %loaded.source, "policy loaded");
+    if let Err(e) = store
+        .record_loaded_policy(function, &loaded, SystemClock.now())
+        .await
+    {
+        tracing::warn!(error = %e, "the loaded policy was not recorded for tripwire status");
+    }
+    Ok(loaded.policy)
 }
 
 /// The detector, built from the environment and [`function_sdk_config`].
 pub async fn detector_from_env(env: config::Env<'_>) -> Result<Detector, Error> {
     let cfg = config::DetectorConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
+    let store = store::WindowStore::new(client(&sdk), cfg.table);
     Ok(Detector::new(
-        cfg.policy,
-        store::WindowStore::new(client(&sdk), cfg.table),
+        load_policy(&sdk, cfg.policy, "detector", &store).await?,
+        store,
         alerter::Alerter::new(client(&sdk), cfg.topic_arn)
             .with_alarm_topic(cfg.alarm_topic_arn)
             .with_bus(alert_bus(&sdk, cfg.alert_bus)),
@@ -90,12 +115,13 @@ pub async fn detector_from_env(env: config::Env<'_>) -> Result<Detector, Error> 
 pub async fn responder_from_env(env: config::Env<'_>) -> Result<Responder, Error> {
     let cfg = config::ResponderConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
+    let store = store::WindowStore::new(client(&sdk), cfg.table);
     Ok(Responder::new(
-        cfg.policy,
+        load_policy(&sdk, cfg.policy, "responder", &store).await?,
         cfg.own_roles,
         cfg.containment_role.clone(),
         contain::Containment::new(&sdk, cfg.containment_role),
-        store::WindowStore::new(client(&sdk), cfg.table),
+        store,
         alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_bus(alert_bus(&sdk, cfg.alert_bus)),
         SystemClock,
     ))

@@ -94,12 +94,27 @@ enum Command {
         /// The policy file (TOML).
         file: PathBuf,
     },
+    /// Publish the whole policy file as the next version of its SSM parameter, which the
+    /// functions read at cold start; prints `NAME:VERSION`, the central stack's
+    /// PolicyParameter.
+    PublishPolicy {
+        /// The policy file (TOML); validated first.
+        file: PathBuf,
+        /// The SSM parameter.
+        #[arg(long, default_value = tripwire_aws::published::DEFAULT_PARAMETER)]
+        name: String,
+    },
     /// Is it armed? Each account and region's last canary heartbeat, its age and state
-    /// (armed, late, lost, never_seen) and delivery latency over the last day.
+    /// (armed, late, lost, never_seen) and delivery latency over the last day; and the
+    /// policy each function loaded beside the local file's, with the keys that differ.
     Status {
         /// DynamoDB table (default: $TRIPWIRE_TABLE).
         #[arg(long)]
         table: Option<String>,
+        /// The local policy file the deployed one is compared with (default:
+        /// config/policy.toml, when there is one).
+        #[arg(long)]
+        policy: Option<PathBuf>,
         /// The member stacks' CanaryInterval, in minutes.
         #[arg(long, default_value_t = 10)]
         interval_minutes: u32,
@@ -354,12 +369,29 @@ fn main() -> Result<()> {
             std::io::Write::flush(&mut w)?;
             render::report(&counts)
         }
+        Command::PublishPolicy { file, name } => {
+            let text = std::fs::read_to_string(&file)
+                .with_context(|| format!("reading policy {}", file.display()))?;
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()?;
+            let pinned = runtime.block_on(async {
+                let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
+                tripwire_aws::published::publish(&tripwire_aws::client(&sdk), &name, &text).await
+            });
+            println!(
+                "{}",
+                pinned.with_context(|| format!("publishing {}", file.display()))?
+            );
+            Ok(())
+        }
         Command::Status {
             table,
+            policy,
             interval_minutes,
             expect,
             json,
-        } => status::run(table, interval_minutes, &expect, json),
+        } => status::run(table, policy, interval_minutes, &expect, json),
         Command::Incident {
             command: IncidentCommand::Export { table, format, id },
         } => incident::export(table, &id, &format),

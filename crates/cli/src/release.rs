@@ -44,8 +44,8 @@ pub fn run(
     // The window only words the alert's threshold sentence: the stack's policy when this
     // shell has it (TRIPWIRE_POLICY), else the default.
     let window = match tripwire_aws::config::policy(&process_env) {
-        Ok(p) => p.window,
-        Err(_) => tripwire_engine::Policy::from_toml("")?.window,
+        Ok(tripwire_aws::config::PolicySource::Loaded(p)) => p.policy.window,
+        _ => tripwire_engine::Policy::from_toml("")?.window,
     };
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

@@ -1,14 +1,16 @@
 //! `tripwire status`: is the tripwire armed in every account and region? From the
 //! canary's heartbeats in the table: each pair's last heartbeat, its age and state, and
-//! its delivery latency over the last day. Standard credential chain; honours
-//! `AWS_ENDPOINT_URL*`.
+//! its delivery latency over the last day. And does it run the policy in the file? The
+//! policy each function recorded at its cold start beside the local file's. Standard
+//! credential chain; honours `AWS_ENDPOINT_URL*`.
 
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use tripwire_aws::config::{process_env, TABLE};
-use tripwire_aws::store::WindowStore;
+use tripwire_aws::store::{LoadedRecord, WindowStore};
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
+use tripwire_engine::deployed::{differing_keys, policy_hash};
 use tripwire_engine::time::{format_millis, Millis};
 use tripwire_pipeline::{Clock, Heartbeats, SystemClock};
 
@@ -29,6 +31,49 @@ struct Row {
     heartbeats: u64,
     /// Incidents with a call there in the last day, not released.
     open_incidents: u64,
+}
+
+/// One function's loaded policy beside the local file: the `policy` JSON line.
+#[derive(Debug, serde::Serialize, PartialEq)]
+struct PolicyRow {
+    #[serde(rename = "type")]
+    record_type: &'static str,
+    function: String,
+    deployed_sha256: String,
+    source: String,
+    loaded: String,
+    local_sha256: Option<String>,
+    local_file: Option<String>,
+    /// Whether the deployed file is the local one, byte for byte.
+    in_sync: Option<bool>,
+    /// The keys whose values differ (empty when only comments or layout do).
+    differing_keys: Vec<String>,
+}
+
+fn policy_rows(loaded: &[LoadedRecord], local: Option<(&str, &str)>) -> Vec<PolicyRow> {
+    let local_hash = local.map(|(_, text)| policy_hash(text));
+    loaded
+        .iter()
+        .map(|l| {
+            let in_sync = local_hash.as_ref().map(|h| *h == l.sha256);
+            let differing_keys = match local {
+                Some((_, text)) if in_sync == Some(false) => differing_keys(&l.text, text)
+                    .unwrap_or_else(|e| vec![format!("(unreadable: {e})")]),
+                _ => Vec::new(),
+            };
+            PolicyRow {
+                record_type: "policy",
+                function: l.function.clone(),
+                deployed_sha256: l.sha256.clone(),
+                source: l.source.clone(),
+                loaded: format_millis(l.loaded),
+                local_sha256: local_hash.clone(),
+                local_file: local.map(|(path, _)| path.to_owned()),
+                in_sync,
+                differing_keys,
+            }
+        })
+        .collect()
 }
 
 /// The rows for `states` at `now`, with `histograms` (the last day's, summed) and the
@@ -78,6 +123,7 @@ fn rows(
 /// Prints the matrix (or JSON lines).
 pub fn run(
     table: Option<String>,
+    policy: Option<std::path::PathBuf>,
     interval_minutes: u32,
     expect: &[String],
     json: bool,
@@ -93,6 +139,18 @@ pub fn run(
                 .with_context(|| format!("--expect `{e}`: ACCOUNT:REGION"))
         })
         .collect::<Result<Vec<_>>>()?;
+    let default_policy = std::path::Path::new("config/policy.toml");
+    let policy = match policy {
+        Some(p) => Some(p),
+        None => default_policy.exists().then(|| default_policy.to_owned()),
+    };
+    let local = policy
+        .map(|p| {
+            std::fs::read_to_string(&p)
+                .map(|text| (p.display().to_string(), text))
+                .with_context(|| format!("reading policy {}", p.display()))
+        })
+        .transpose()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -101,6 +159,10 @@ pub fn run(
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
         let now = SystemClock.now();
         let states = store.heartbeat_states().await?;
+        let policies = policy_rows(
+            &store.loaded_policies().await?,
+            local.as_ref().map(|(p, t)| (p.as_str(), t.as_str())),
+        );
         // The StackSet instances the watchdog listed that never spoke are expected too.
         let mut expect = expect;
         expect.extend(
@@ -144,10 +206,34 @@ pub fn run(
             Millis::from(interval_minutes) * 60_000,
         );
         if json {
+            for p in &policies {
+                println!("{}", serde_json::to_string(p)?);
+            }
             for r in &rows {
                 println!("{}", serde_json::to_string(r)?);
             }
             return Ok(());
+        }
+        for p in &policies {
+            let local = match (&p.local_file, &p.local_sha256, p.in_sync) {
+                (Some(f), Some(h), Some(true)) => format!("= {f} ({}): in sync", &h[..12]),
+                (Some(f), Some(h), _) if p.differing_keys.is_empty() => {
+                    format!("!= {f} ({}): DRIFT in comments or layout only", &h[..12])
+                }
+                (Some(f), Some(h), _) => format!(
+                    "!= {f} ({}): DRIFT in {}",
+                    &h[..12],
+                    p.differing_keys.join(", ")
+                ),
+                _ => "no local policy file to compare (--policy)".to_owned(),
+            };
+            println!(
+                "POLICY {:<10} {} ({}, loaded {}) {local}",
+                p.function,
+                &p.deployed_sha256[..12],
+                p.source,
+                p.loaded
+            );
         }
         let ms = |v: Option<Millis>| v.map_or("-".to_owned(), |v| format!("<={}s", v / 1000));
         println!(
@@ -169,4 +255,40 @@ pub fn run(
         }
         Ok(())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn loaded(text: &str) -> LoadedRecord {
+        LoadedRecord {
+            function: "detector".into(),
+            sha256: policy_hash(text),
+            text: text.into(),
+            source: "/tripwire/policy:2".into(),
+            loaded: 0,
+        }
+    }
+
+    #[test]
+    fn a_deployed_policy_is_in_sync_only_byte_for_byte_and_drift_names_its_keys() {
+        let file = "threshold = 10\n";
+        let rows = policy_rows(&[loaded(file)], Some(("p.toml", file)));
+        assert_eq!(rows[0].in_sync, Some(true));
+        assert!(rows[0].differing_keys.is_empty());
+        let rows = policy_rows(&[loaded("threshold = 3\n")], Some(("p.toml", file)));
+        assert_eq!(rows[0].in_sync, Some(false));
+        assert_eq!(rows[0].differing_keys, ["threshold"]);
+        let rows = policy_rows(&[loaded("# c\nthreshold = 10\n")], Some(("p.toml", file)));
+        assert_eq!(
+            (rows[0].in_sync, rows[0].differing_keys.len()),
+            (Some(false), 0)
+        );
+        let rows = policy_rows(&[loaded(file)], None);
+        assert_eq!(
+            (rows[0].in_sync, rows[0].local_sha256.as_deref()),
+            (None, None)
+        );
+    }
 }

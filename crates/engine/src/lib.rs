@@ -8,6 +8,7 @@
 // and those below, checked by tests/floors.rs.
 // 1. Names and records.
 pub mod catalogue;
+pub mod deployed;
 pub mod names;
 pub mod policy;
 pub mod principal;

@@ -45,6 +45,7 @@ pub struct Watchdog<S, A, C, D = NoDeployments> {
     interval: Millis,
     deployments: D,
     grace: Millis,
+    allowed: BTreeSet<String>,
 }
 
 impl<S, A, C> Watchdog<S, A, C> {
@@ -58,6 +59,7 @@ impl<S, A, C> Watchdog<S, A, C> {
             interval,
             deployments: NoDeployments,
             grace: 0,
+            allowed: BTreeSet::new(),
         }
     }
 
@@ -71,7 +73,19 @@ impl<S, A, C> Watchdog<S, A, C> {
             interval: self.interval,
             deployments,
             grace,
+            allowed: self.allowed,
         }
+    }
+}
+
+impl<S, A, C, D> Watchdog<S, A, C, D> {
+    /// The policy's allowed accounts: the member stacks filter their canaries like any
+    /// termination there, so no heartbeat is expected from them and their silence pages
+    /// nothing. A member stack that drops more than the policy allows stays expected, and
+    /// its silence pages.
+    pub fn with_allowed_accounts(mut self, allowed: BTreeSet<String>) -> Self {
+        self.allowed = allowed;
+        self
     }
 }
 
@@ -105,7 +119,10 @@ impl<S: Heartbeats + Steps, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, 
                     });
                 }
             }
-            if lost_paged.is_none() && Armed::of(Some(s.last), now, self.interval) == Armed::Lost {
+            if lost_paged.is_none()
+                && !self.allowed.contains(&s.account)
+                && Armed::of(Some(s.last), now, self.interval) == Armed::Lost
+            {
                 let step = format!("coverage_lost#{}#{}#{}", s.account, s.region, s.last);
                 let sent = self
                     .page(
@@ -158,7 +175,7 @@ impl<S: Heartbeats + Steps, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, 
         for d in &deployed {
             let pair = (d.account.as_str(), d.region.as_str());
             present.insert(pair);
-            if heard.contains_key(&pair) {
+            if heard.contains_key(&pair) || self.allowed.contains(&d.account) {
                 continue;
             }
             match listed.get(&(d.account.clone(), d.region.clone())) {

@@ -213,3 +213,33 @@ async fn a_stackset_instance_that_never_speaks_is_paged_once_after_the_grace_per
         ]
     );
 }
+
+#[tokio::test]
+async fn an_allowed_account_is_never_expected_and_its_silence_pages_nothing() {
+    const SANDBOX: &str = "333333333333";
+    let rig = Rig::new(POLICY);
+    let instances = Instances::default();
+    let dog = Watchdog::new(
+        rig.store.clone(),
+        rig.alerts.clone(),
+        rig.clock.clone(),
+        10 * MINUTE,
+    )
+    .with_deployments(instances.clone(), 0)
+    .with_allowed_accounts([SANDBOX.to_owned()].into());
+    let run = |at: i64| {
+        rig.clock.set(at);
+        dog.run(at + MINUTE)
+    };
+    // The member stacks filter an allowed account's canary like its terminations: its
+    // instance never speaks, and PROD's us-east-1 spoke once and fell silent.
+    instances.set(&[(PROD, "us-east-1"), (SANDBOX, "us-east-1")]);
+    heartbeat(&rig, "us-east-1", T0).await;
+    assert_eq!(run(T0 + MINUTE).await.unwrap(), []);
+    assert_eq!(
+        run(T0 + 31 * MINUTE).await.unwrap(),
+        [lost("us-east-1")],
+        "only the account the policy counts in is expected"
+    );
+    assert_eq!(rig.alerts.kinds(), ["coverage_lost"]);
+}

@@ -28,6 +28,7 @@
 //!   from yet (heartbeats.rs).
 //! - `P#<account>#<entity>` / `P`: the incident a contained principal was last contained
 //!   for (contained.rs).
+//! - `PL` / `<function>`: the policy a function loaded at its last cold start (loaded.rs).
 //!
 //! Calls (`W#`) are calls.rs; incidents, marks, counts and export indexes (`I#`, `M#`,
 //! `C#`, `X#`, `J#`) incidents.rs; issues, initiators and credits (`K#`, `N#`, `R#`) sessions.rs.

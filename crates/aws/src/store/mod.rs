@@ -34,11 +34,13 @@ mod contained;
 mod heartbeats;
 mod incidents;
 pub mod keys;
+mod loaded;
 mod sessions;
 mod steps;
 
 pub use incidents::{Terminated, INCIDENT_SAMPLE};
 pub use keys::{call_sk, event_sk, incident_pk, window_pk};
+pub use loaded::LoadedRecord;
 
 type Item = HashMap<String, AttributeValue>;
 

@@ -1,0 +1,140 @@
+//! The policy as deployed: one file, published whole (`tripwire publish-policy`), read by
+//! every function at cold start with the stack's own keys layered on, and compared with
+//! the local file by `tripwire status`.
+
+use crate::policy::{Policy, PolicyError};
+use sha2::{Digest, Sha256};
+
+/// Keys only the stack knows (its own KMS keys and topics): the stack passes them beside
+/// the published file, and they join the file's own lists.
+pub const STACK_LIST_KEYS: [&str; 3] = ["tripwire_keys", "tripwire_topics", "tripwire_scps"];
+
+/// The SHA-256 of a policy file's bytes, lower-case hex: the hash the functions log and
+/// record at cold start, and `tripwire status` compares.
+pub fn policy_hash(text: &str) -> String {
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+fn parse(what: &str, text: &str) -> Result<toml::Table, PolicyError> {
+    text.parse::<toml::Table>().map_err(|e| PolicyError {
+        key: what.to_owned(),
+        message: e.message().to_owned(),
+    })
+}
+
+/// The published file with the stack's keys layered on: a list key both set is the union
+/// (file order first), and any other key both set is an error, so neither silently wins.
+pub fn with_stack_keys(file: &str, stack: &str) -> Result<Policy, PolicyError> {
+    let mut merged = parse("(policy file)", file)?;
+    for (key, value) in parse("(stack keys)", stack)? {
+        match (merged.get_mut(&key), value) {
+            (None, value) => {
+                merged.insert(key, value);
+            }
+            (Some(toml::Value::Array(mine)), toml::Value::Array(theirs))
+                if STACK_LIST_KEYS.contains(&key.as_str()) =>
+            {
+                for v in theirs {
+                    if !mine.contains(&v) {
+                        mine.push(v);
+                    }
+                }
+            }
+            (Some(_), _) => {
+                return Err(PolicyError {
+                    key,
+                    message: "is set by both the published policy file and the stack".into(),
+                })
+            }
+        }
+    }
+    Policy::from_toml(&merged.to_string())
+}
+
+/// The dotted keys two policy files differ in (`threshold`, `principals."role/x*".window`),
+/// sorted; empty when they mean the same though their bytes differ (comments, layout).
+pub fn differing_keys(a: &str, b: &str) -> Result<Vec<String>, PolicyError> {
+    let (a, b) = (parse("(first)", a)?, parse("(second)", b)?);
+    let mut out = Vec::new();
+    diff(&a, &b, "", &mut out);
+    out.sort();
+    Ok(out)
+}
+
+fn diff(a: &toml::Table, b: &toml::Table, prefix: &str, out: &mut Vec<String>) {
+    let mut keys: Vec<&String> = a.keys().chain(b.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for k in keys {
+        let name = if k
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'_' || c == b'-')
+        {
+            format!("{prefix}{k}")
+        } else {
+            format!("{prefix}{k:?}")
+        };
+        match (a.get(k), b.get(k)) {
+            (Some(toml::Value::Table(x)), Some(toml::Value::Table(y))) => {
+                diff(x, y, &format!("{name}."), out)
+            }
+            (x, y) if x != y => out.push(name),
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_hash_is_the_files_bytes_sha256() {
+        // FIPS 180-2's "abc" test vector.
+        assert_eq!(
+            policy_hash("abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_stacks_lists_join_the_files_and_anything_else_both_set_is_refused() {
+        let file = "threshold = 3\ntripwire_keys = [\"1234abcd-12ab-34cd-56ef-1234567890ab\"]\n[principals.\"arn:*:iam::*:role/karpenter-*\"]\nthreshold = 500\n";
+        let p = with_stack_keys(file, "tripwire_keys = [\"0000abcd-12ab-34cd-56ef-1234567890ab\", \"1234abcd-12ab-34cd-56ef-1234567890ab\"]\ntripwire_topics = [\"arn:aws:sns:us-east-1:111111111111:t\"]").unwrap();
+        assert_eq!(p.threshold, 3);
+        assert_eq!(
+            p.tripwire_keys,
+            [
+                "1234abcd-12ab-34cd-56ef-1234567890ab",
+                "0000abcd-12ab-34cd-56ef-1234567890ab"
+            ]
+        );
+        assert_eq!(p.tripwire_topics, ["arn:aws:sns:us-east-1:111111111111:t"]);
+        assert_eq!(p.principals[0].threshold, Some(500));
+        let e = with_stack_keys(file, "threshold = 4").unwrap_err();
+        assert_eq!(e.key, "threshold");
+        let e = with_stack_keys("threshold = ", "").unwrap_err();
+        assert_eq!(e.key, "(policy file)");
+    }
+
+    #[test]
+    fn differing_keys_names_each_changed_key_and_ignores_comments() {
+        let a =
+            "# ours\nthreshold = 10\nwindow = \"5m\"\n[principals.\"role/a*\"]\nthreshold = 5\n";
+        let b = "threshold = 10\nwindow = \"5m\"\n\n[principals.\"role/a*\"]\nthreshold = 5\n";
+        assert_eq!(differing_keys(a, b).unwrap(), Vec::<String>::new());
+        let c = "threshold = 3\n[principals.\"role/a*\"]\nthreshold = 6\n[accounts.\"111111111111\"]\nthreshold = 1\n";
+        assert_eq!(
+            differing_keys(a, c).unwrap(),
+            [
+                "accounts",
+                "principals.\"role/a*\".threshold",
+                "threshold",
+                "window"
+            ]
+        );
+    }
+}
