@@ -1575,6 +1575,60 @@ async fn the_watchdog_pages_a_silent_region_once_and_its_return_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_allowed_accounts_change_that_drops_terminations_drops_the_canary_and_pages() {
+    use tripwire_localstack::CENTRAL;
+    let stack = Stack::start(Options {
+        watchdog: true,
+        ..Options::default()
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let canary = |ago_min: i64, id: &str| {
+        let rec = tripwire_synth::canary_record(CENTRAL, "us-east-1", now - ago_min * 60_000, id);
+        eventbridge_envelope(&rec, id)
+    };
+    let termination = |id: &str| {
+        Burst::new(&format!("role/ops/cleanup@{CENTRAL}"), id)
+            .account(CENTRAL)
+            .at(now)
+            .calls(1)
+            .envelopes()
+            .remove(0)
+    };
+    // The member stack as the policy makes it (this account counts): the canary and a
+    // real termination both reach the detector through its rule.
+    stack.member_stack("").await;
+    for e in [canary(40, "c-old"), termination("t-before")] {
+        let got = stack.forwarded(&e).await;
+        assert_eq!(got.len(), 1, "forwarded: {e}");
+        stack.invoke(&got[0]).await.unwrap();
+    }
+    // Someone updates the StackSet's AllowedAccounts to this account: its terminations
+    // stay home, and the canary's call with them.
+    stack.member_stack(CENTRAL).await;
+    assert_eq!(
+        stack.forwarded(&termination("t-after")).await,
+        Vec::<Value>::new()
+    );
+    assert_eq!(
+        stack.forwarded(&canary(0, "c-new")).await,
+        Vec::<Value>::new(),
+        "the canary has no way around the filter"
+    );
+    // The watchdog still expects this account (the policy does not allow it): its last
+    // heartbeat is 40 minutes old, and the silence pages.
+    assert_eq!(
+        stack.invoke_watchdog().await.unwrap(),
+        json!([{"paged": "coverage_lost", "account": CENTRAL, "region": "us-east-1"}])
+    );
+    assert_eq!(kinds(&stack.alarms().await), ["coverage_lost"]);
+    stack.save_observed_actions("allowed-accounts-change").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_pages_each_stackset_instance_that_never_speaks_once() {
     let stack = Stack::start(Options {
         watchdog: true,

@@ -8,6 +8,7 @@
 //! - [`runaway`]: a real runaway through moto's EC2 with IAM enforced.
 
 pub mod events;
+pub mod member;
 pub mod probe;
 pub mod runaway;
 pub mod stack;

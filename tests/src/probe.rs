@@ -321,7 +321,7 @@ impl Stack {
     }
 
     /// Every message waiting in `queue_url`, deleted once read.
-    async fn drain(&self, queue_url: &str) -> Vec<String> {
+    pub(crate) async fn drain(&self, queue_url: &str) -> Vec<String> {
         let sqs = aws_sdk_sqs::Client::new(&self.sdk);
         let mut out = Vec::new();
         loop {
