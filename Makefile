@@ -80,9 +80,9 @@ deploy: setup $(SAM_VENV)/.installed ## sam build + sam deploy --guided: the cen
 	# the member stacks.
 	$(CARGO) build -q --release -p tripwire-cli
 	$(SAM_VENV)/bin/sam deploy --guided --template-file $(WORK)/sam-build/template.yaml --stack-name tripwire --capabilities CAPABILITY_NAMED_IAM \
-	  --parameter-overrides "PolicyParameter=$$(./target/release/tripwire publish-policy $(POLICY))" "ProtectedPrincipals=$$(./target/release/tripwire check-policy $(POLICY) --get protected_principals)" "DenyActions=$$(./target/release/tripwire check-policy $(POLICY) --get deny_actions)" "DeactivateKeys=$$(./target/release/tripwire check-policy $(POLICY) --get deactivate_keys)" "AllowedAccounts=$$(./target/release/tripwire check-policy $(POLICY) --get allowed_accounts)" "ServiceThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get service_threshold)" "AccountThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get account_threshold)"
+	  --parameter-overrides "PolicyParameter=$$(./target/release/tripwire publish-policy $(POLICY))" "ExpectedRegions=$$(PRINT_REGIONS=1 scripts/deploy-members.sh)" "ProtectedPrincipals=$$(./target/release/tripwire check-policy $(POLICY) --get protected_principals)" "DenyActions=$$(./target/release/tripwire check-policy $(POLICY) --get deny_actions)" "DeactivateKeys=$$(./target/release/tripwire check-policy $(POLICY) --get deactivate_keys)" "AllowedAccounts=$$(./target/release/tripwire check-policy $(POLICY) --get allowed_accounts)" "ServiceThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get service_threshold)" "AccountThreshold=$$(./target/release/tripwire check-policy $(POLICY) --get account_threshold)"
 
-deploy-members: ## Print the StackSet commands for every account and region (RUN=1 runs them)
+deploy-members: ## Print the StackSet commands for every account and enabled region, and the management account's (RUN=1 runs them; MANAGEMENT_PROFILE)
 	$(CARGO) build -q --release -p tripwire-cli
 	POLICY=$(POLICY) scripts/deploy-members.sh
 

@@ -1529,6 +1529,78 @@ async fn status_reports_the_policy_changed_behind_the_files_back() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_account_of_the_organization_is_expected_in_every_enabled_region() {
+    use tripwire_localstack::CENTRAL;
+    let stack = Stack::start(Options {
+        watchdog: true,
+        expected_regions: "us-east-1,eu-west-1".into(),
+        ..Options::default()
+    })
+    .await;
+    // moto's organization: this account manages it, and one member joins. No StackSet
+    // instance names either of them.
+    let org = aws_sdk_organizations::Client::new(&stack.sdk);
+    org.create_organization()
+        .feature_set(aws_sdk_organizations::types::OrganizationFeatureSet::All)
+        .send()
+        .await
+        .expect("CreateOrganization");
+    org.create_account()
+        .email("member@example.com")
+        .account_name("member")
+        .send()
+        .await
+        .expect("CreateAccount");
+    let mut accounts: Vec<String> = org
+        .list_accounts()
+        .send()
+        .await
+        .unwrap()
+        .accounts()
+        .iter()
+        .filter_map(|a| a.id().map(str::to_owned))
+        .collect();
+    accounts.sort();
+    assert_eq!(accounts.len(), 2);
+    assert!(accounts.contains(&CENTRAL.to_owned()), "the management account");
+    // The management account's forwarder in us-east-1 spoke; nothing else did.
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let rec = tripwire_synth::canary_record(CENTRAL, "us-east-1", now - 60_000, "c-1");
+    assert_eq!(
+        outcome(&stack.invoke(&eventbridge_envelope(&rec, "c-1")).await.unwrap()),
+        "heartbeat"
+    );
+    // The first run lists the expected pairs; the next (no grace here) pages each silent one.
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]));
+    let paged = stack.invoke_watchdog().await.unwrap();
+    let mut want = vec![json!({"paged": "never_seen", "account": CENTRAL, "region": "eu-west-1"})];
+    for a in accounts.iter().filter(|a| *a != CENTRAL) {
+        for r in ["us-east-1", "eu-west-1"] {
+            want.push(json!({"paged": "never_seen", "account": a, "region": r}));
+        }
+    }
+    let mut got = paged.as_array().unwrap().clone();
+    got.sort_by_key(|v| v.to_string());
+    want.sort_by_key(|v| v.to_string());
+    assert_eq!(got, want);
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]), "once");
+    let alarms = stack.alarms().await;
+    assert_eq!(kinds(&alarms), ["coverage_lost"; 3]);
+    assert!(alarms.iter().all(|a| a.body["state"] == "never_seen"), "{alarms:?}");
+    // `tripwire status` shows the same set as never_seen.
+    let out = stack.cli().args(["status", "--json"]).output().unwrap();
+    let never: usize = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#""state":"never_seen""#))
+        .count();
+    assert_eq!(never, 3);
+    stack.save_observed_actions("organization-expected").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_pages_a_silent_region_once_and_its_return_once() {
     let stack = Stack::start(Options {
         watchdog: true,

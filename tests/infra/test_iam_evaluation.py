@@ -457,6 +457,27 @@ GUARDED = [
     # The watchdog's schedule: stopped, lost coverage would never page.
     ("scheduler:DeleteSchedule", f"arn:aws:scheduler:us-east-1:{SECURITY}:schedule/default/tripwire-watchdog"),
     ("scheduler:UpdateSchedule", f"arn:aws:scheduler:us-east-1:{SECURITY}:schedule/default/tripwire-watchdog"),
+    # The quiet disarms: the organization bus, its rules and targets; the alert channels
+    # and their subscriptions; the table and the alarms; the published policy; and the
+    # member StackSet (an AllowedAccounts of every account).
+    ("events:DisableRule", f"arn:aws:events:us-east-1:{SECURITY}:rule/tripwire/tripwire-DetectorOrganizationBus-1A2B3C"),
+    ("events:DisableRule", f"arn:aws:events:us-east-1:{SECURITY}:rule/tripwire-DetectorCentralAccountTamper-1A2B3C"),
+    ("events:RemoveTargets", f"arn:aws:events:us-east-1:{SECURITY}:rule/tripwire/tripwire-DetectorOrganizationBus-1A2B3C"),
+    ("events:RemovePermission", f"arn:aws:events:us-east-1:{SECURITY}:event-bus/tripwire"),
+    ("events:DeleteEventBus", f"arn:aws:events:us-east-1:{SECURITY}:event-bus/tripwire-alerts"),
+    ("sns:SetSubscriptionAttributes", f"arn:aws:sns:us-east-1:{SECURITY}:tripwire-alarms:0b2f9f5e-6f2a-4d7b-9b7e-1c2d3e4f5a6b"),
+    ("sns:Unsubscribe", f"arn:aws:sns:us-east-1:{SECURITY}:tripwire-alerts:0b2f9f5e-6f2a-4d7b-9b7e-1c2d3e4f5a6b"),
+    ("sns:SetTopicAttributes", f"arn:aws:sns:us-east-1:{SECURITY}:tripwire-alerts"),
+    ("sns:DeleteTopic", f"arn:aws:sns:us-east-1:{SECURITY}:tripwire-alarms"),
+    ("dynamodb:DeleteResourcePolicy", f"arn:aws:dynamodb:us-east-1:{SECURITY}:table/tripwire-Table-1A2B3C4D5E6F"),
+    ("dynamodb:DeleteTable", f"arn:aws:dynamodb:us-east-1:{SECURITY}:table/tripwire-Table-1A2B3C4D5E6F"),
+    ("cloudwatch:DisableAlarmActions", f"arn:aws:cloudwatch:us-east-1:{SECURITY}:alarm:tripwire-watchdog-silent"),
+    ("cloudwatch:DeleteAlarms", f"arn:aws:cloudwatch:us-east-1:{SECURITY}:alarm:tripwire-detector-silent"),
+    ("ssm:PutParameter", f"arn:aws:ssm:us-east-1:{SECURITY}:parameter/tripwire/policy"),
+    ("cloudformation:UpdateStackSet", f"arn:aws:cloudformation:us-east-1:{SECURITY}:stackset/tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"),
+    ("cloudformation:DeleteStackInstances", f"arn:aws:cloudformation:us-east-1:{SECURITY}:stackset/tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"),
+    ("lambda:PutFunctionConcurrency", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-detector"),
+    ("lambda:RemovePermission", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-detector"),
 ]
 
 
@@ -474,6 +495,50 @@ def test_only_the_deployer_changes_the_security_accounts_functions_and_roles(act
     assert not _guarded(admin, action, resource)
     deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
     assert _guarded(deployer, action, resource)
+
+
+def test_the_guard_leaves_the_security_accounts_own_work_alone():
+    admin = _member_admin(f"arn:aws:iam::{SECURITY}:role/Admin")
+    for action, resource in (
+            ("events:DisableRule", f"arn:aws:events:us-east-1:{SECURITY}:rule/app-nightly"),
+            ("sns:DeleteTopic", f"arn:aws:sns:us-east-1:{SECURITY}:app-alerts"),
+            ("sns:Subscribe", f"arn:aws:sns:us-east-1:{SECURITY}:tripwire-alerts"),
+            ("dynamodb:DeleteTable", f"arn:aws:dynamodb:us-east-1:{SECURITY}:table/app"),
+            ("cloudwatch:DeleteAlarms", f"arn:aws:cloudwatch:us-east-1:{SECURITY}:alarm:app-latency"),
+            ("ssm:PutParameter", f"arn:aws:ssm:us-east-1:{SECURITY}:parameter/app/config"),
+            ("cloudformation:UpdateStackSet", f"arn:aws:cloudformation:us-east-1:{SECURITY}:stackset/app:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d")):
+        assert _guarded(admin, action, resource), (action, resource)
+
+
+def test_only_the_deployer_changes_a_key_the_stack_tagged_as_the_tripwires():
+    """The keys have no fixed ARN; the stack tags them `tripwire=guarded`, and the guard
+    denies changing (and untagging) a key with that tag to all but the deployer."""
+    scps = [[Policy("arn:aws:organizations::1:policy/p-full", "FullAWSAccess", FULL_ACCESS),
+             Policy("arn:aws:organizations::1:policy/p-guard", "protect-security-account", copy.deepcopy(GUARD))]]
+    key = f"arn:aws:kms:us-east-1:{SECURITY}:key/1234abcd-12ab-34cd-56ef-1234567890ab"
+
+    def may(node, action, tags):
+        ctx = {"aws:PrincipalArn": node.arn, **{f"aws:ResourceTag/{k}": v for k, v in tags.items()}}
+        return local_check_authorization_full(node, action, key, ctx, service_control_policy_groups=scps)
+
+    admin = _member_admin(f"arn:aws:iam::{SECURITY}:role/Admin")
+    deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
+    for action in ("kms:PutKeyPolicy", "kms:ScheduleKeyDeletion", "kms:DisableKey", "kms:UntagResource"):
+        assert not may(admin, action, {"tripwire": "guarded"}), action
+        assert may(deployer, action, {"tripwire": "guarded"}), action
+        assert may(admin, action, {"team": "app"}), (action, "another key stays the admin's")
+    tags = {r: CENTRAL["Resources"][r]["Properties"]["Tags"] for r in ("Key", "AlarmKey")}
+    assert all(t == [{"Key": "tripwire", "Value": "guarded"}] for t in tags.values()), tags
+
+
+def test_the_guard_fits_the_organizations_size_limit():
+    assert len(json.dumps(GUARD, separators=(",", ":"))) <= 5120
+
+
+def test_every_alarm_has_a_name_the_guard_reserves():
+    alarms = {n: r["Properties"].get("AlarmName") for n, r in CENTRAL["Resources"].items()
+              if r["Type"] == "AWS::CloudWatch::Alarm"}
+    assert alarms and all(isinstance(a, str) and a.startswith("tripwire-") for a in alarms.values()), alarms
 
 
 CONTAINING = [f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-detector",

@@ -273,6 +273,8 @@ def _context_patterns():
         "tamper": [member["ForwardTamper"]["Properties"]["EventPattern"],
                    events["OrganizationBusTamper"]["Properties"]["Pattern"],
                    events["CentralAccountTamper"]["Properties"]["Pattern"]],
+        # Parts only the security account has: its own trail, its own rule.
+        "security_tamper": [events["CentralAccountSecurityTamper"]["Properties"]["Pattern"]],
     }
 
 
@@ -321,6 +323,17 @@ CONTEXT_CASES = {
          _call("aws.sns", "sns.amazonaws.com", "Publish", "AssumedRole"),
          _call("aws.ec2", "ec2.amazonaws.com", "TerminateInstances", "AssumedRole")],
     ),
+    "security_tamper": (
+        [_call("aws.events", "events.amazonaws.com", "RemovePermission", "AssumedRole"),
+         _call("aws.dynamodb", "dynamodb.amazonaws.com", "DeleteResourcePolicy", "AssumedRole"),
+         _call("aws.monitoring", "monitoring.amazonaws.com", "DisableAlarmActions", "AssumedRole"),
+         _call("aws.ssm", "ssm.amazonaws.com", "PutParameter", "AssumedRole", error="AccessDenied"),
+         _call("aws.cloudformation", "cloudformation.amazonaws.com", "UpdateStackSet", "AssumedRole")],
+        [_call("aws.ssm", "ssm.amazonaws.com", "GetParameter", "AssumedRole"),
+         _call("aws.dynamodb", "dynamodb.amazonaws.com", "PutItem", "AssumedRole"),
+         _call("aws.cloudformation", "cloudformation.amazonaws.com", "CreateStackSet", "AssumedRole"),
+         _call("custom.ssm", "ssm.amazonaws.com", "PutParameter", "AssumedRole")],
+    ),
 }
 
 
@@ -342,7 +355,8 @@ def _catalogue_patterns():
     return json.loads(_tripwire("check-policy", POLICY, "--get", "event_patterns"))
 
 
-@pytest.mark.parametrize("family,ours", [("session_issues", "issues"), ("initiators", "initiators"), ("tamper", "tamper")])
+@pytest.mark.parametrize("family,ours", [("session_issues", "issues"), ("initiators", "initiators"), ("tamper", "tamper"),
+                                         ("security_tamper", "security_tamper")])
 def test_every_context_pattern_is_the_catalogues(family, ours):
     want = _catalogue_patterns()[family]
     for p in _context_patterns()[ours]:
@@ -363,7 +377,7 @@ def test_every_termination_pattern_is_the_catalogues():
     assert member == want
 
 
-@pytest.mark.parametrize("which", ["issues", "initiators", "tamper"])
+@pytest.mark.parametrize("which", ["issues", "initiators", "tamper", "security_tamper"])
 def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(moto, which):
     matched = _rule_on_moto(moto, f"ctx-{which}", _context_patterns()[which][0])
     positives, negatives = CONTEXT_CASES[which]
@@ -400,10 +414,11 @@ def _rendered_policy(cross_account_threshold, service_threshold="", account_thre
     return text
 
 
-def test_with_a_published_policy_the_stack_passes_only_its_own_list_keys():
+def test_with_a_published_policy_the_stack_passes_only_its_own_keys_and_the_switch():
     """With PolicyParameter set the functions read the whole file from SSM; the stack adds
     only what the file cannot know, as lists the engine joins to the file's own
-    (crates/engine/src/deployed.rs, STACK_LIST_KEYS): never a key that would override it."""
+    (crates/engine/src/deployed.rs, STACK_LIST_KEYS), and ContainmentMode, the switch the
+    deploy guide turns: never another key that would override the file."""
     import tomllib
     env = CENTRAL["Globals"]["Function"]["Environment"]["Variables"]
     assert env["TRIPWIRE_POLICY_PARAMETER"] == {"Fn::If": ["HasPolicyParameter", {"Ref": "PolicyParameter"}, {"Ref": "AWS::NoValue"}]}
@@ -412,8 +427,11 @@ def test_with_a_published_policy_the_stack_passes_only_its_own_list_keys():
     text = published["Fn::Sub"]
     for name in ["Key.Arn", "AlarmKey.Arn", "Topic", "AlarmTopic"]:
         text = text.replace("${" + name + "}", f"value-of-{name}")
+    text = text.replace("${ContainmentMode}", "off")
     assert "${" not in text
     stack_keys = tomllib.loads(text)
+    # ContainmentMode is the switch (off keeps the file alert-only); the rest are lists.
+    assert stack_keys.pop("containment") == "off"
     assert set(stack_keys) <= {"tripwire_keys", "tripwire_topics", "tripwire_scps"}
     assert all(isinstance(v, list) for v in stack_keys.values())
     # Every function that reads the policy may read the published parameter, and only it.
@@ -628,7 +646,7 @@ def test_the_deploy_script_passes_the_policys_filters_and_the_member_defaults_fi
         policy = tmp_path / f"policy-{bool(extra)}.toml"
         policy.write_text(f'threshold = 10\nwindow = "5m"\n{extra}allowed_accounts = ["111111111111", "222222222222"]\n')
         out = subprocess.run(["scripts/deploy-members.sh"], cwd=ROOT, capture_output=True, text=True, check=True,
-                             env={**os.environ, "POLICY": str(policy), "TRIPWIRE": str(tripwire)}).stdout
+                             env={**os.environ, "POLICY": str(policy), "TRIPWIRE": str(tripwire), "REGIONS": "us-east-1"}).stdout
         stack_set, management = out.splitlines()[0], out.splitlines()[3]
         assert r"ParameterKey=AllowedAccounts,ParameterValue='111111111111\,222222222222'" in stack_set
         assert f"ParameterKey=ServiceLane,ParameterValue={lane} " in stack_set
@@ -752,3 +770,45 @@ def test_a_function_that_stops_running_pages_the_alarm_channel(alarm, function, 
         assert p["Period"] >= CENTRAL["Parameters"]["CanaryInterval"]["MaxValue"] * 60
     else:
         assert "rate(5 minutes)" in json.dumps(CENTRAL["Resources"]["Watchdog"]["Properties"]["Events"])
+
+
+def test_a_flood_of_custom_events_on_the_organization_bus_never_reaches_the_detector(moto):
+    """Anyone the bus policy admits can put events on it, but only AWS's own events wake
+    the detector: every rule the central stack puts on the organization bus matches
+    `source` prefix `aws.` (PutEvents refuses that prefix to callers), so a flood of
+    look-alikes, every field but the source copied from real records, is dropped by
+    EventBridge before it costs an invocation. One real record beside them still goes."""
+    events = boto3.client("events", **moto)
+    sqs = boto3.client("sqs", **moto)
+    bus = "flood-org-bus"
+    events.create_event_bus(Name=bus)
+    queue = sqs.create_queue(QueueName=bus)["QueueUrl"]
+    arn = sqs.get_queue_attributes(QueueUrl=queue, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    rules = {name: e["Properties"]["Pattern"] for name, e in CENTRAL["Resources"]["Detector"]["Properties"]["Events"].items()
+             if e["Properties"].get("EventBusName") == {"Ref": "Bus"}}
+    assert len(rules) >= 4, rules
+    for name, pattern in rules.items():
+        events.put_rule(Name=name, EventBusName=bus, EventPattern=json.dumps(pattern))
+        events.put_targets(Rule=name, EventBusName=bus, Targets=[{"Id": "detector", "Arn": arn}])
+    positives, _ = _cases()
+    look_alikes = [c for which in CONTEXT_CASES.values() for c in which[0]] + positives
+    flood = []
+    for i in range(1000):
+        e = look_alikes[i % len(look_alikes)]
+        flood.append({"EventBusName": bus, "Source": e["source"].replace("aws.", "custom.", 1) if i % 2 else "tripwire." + e["source"],
+                      "DetailType": e["detail-type"], "Detail": json.dumps(e["detail"])})
+    for k in range(0, len(flood), 10):
+        out = events.put_events(Entries=flood[k:k + 10])
+        assert out["FailedEntryCount"] == 0
+    real = positives[0]
+    events.put_events(Entries=[{"EventBusName": bus, "Source": real["source"], "DetailType": real["detail-type"],
+                                "Detail": json.dumps(real["detail"])}])
+    got = []
+    while True:
+        batch = sqs.receive_message(QueueUrl=queue, MaxNumberOfMessages=10, WaitTimeSeconds=0).get("Messages", [])
+        if not batch:
+            break
+        got += [json.loads(m["Body"]) for m in batch]
+        for m in batch:
+            sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
+    assert [(g["source"], g["detail"].get("eventID")) for g in got] == [(real["source"], real["detail"].get("eventID"))]

@@ -49,6 +49,10 @@ pub struct Options {
     pub enforce_iam: bool,
     /// Also run the findings function behind its own emulator ([`Stack::invoke_findings`]).
     pub findings: bool,
+    /// The watchdog's expected regions for every account of the organization
+    /// (`TRIPWIRE_EXPECTED_REGIONS`, comma-separated); empty expects only the StackSet's
+    /// instances.
+    pub expected_regions: String,
 }
 
 impl Default for Options {
@@ -62,6 +66,7 @@ impl Default for Options {
             watchdog: false,
             enforce_iam: false,
             findings: false,
+            expected_regions: String::new(),
         }
     }
 }
@@ -360,6 +365,7 @@ impl Stack {
                 .env("TRIPWIRE_MEMBER_STACKSET", MEMBER_STACKSET)
                 // No grace: the first run that lists an instance notes it, the next pages it.
                 .env("TRIPWIRE_NEVER_SEEN_GRACE_MINUTES", "0")
+                .env("TRIPWIRE_EXPECTED_REGIONS", &opts.expected_regions)
                 // The emulator serves one function per port, always named `_`.
                 .env("TRIPWIRE_RESPONDER_FUNCTION", "_")
                 .env(

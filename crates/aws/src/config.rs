@@ -306,6 +306,8 @@ pub struct WatchdogConfig {
     /// How long after the watchdog first lists an instance it pages one that never
     /// spoke, in ms.
     pub never_seen_grace: Millis,
+    /// The regions every active account of the organization is expected in.
+    pub expected_regions: Vec<String>,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
 }
@@ -316,6 +318,23 @@ pub const MEMBER_STACKSET: &str = "TRIPWIRE_MEMBER_STACKSET";
 pub const STACKSET_CALL_AS: &str = "TRIPWIRE_STACKSET_CALL_AS";
 /// Minutes a listed instance may stay silent before it is paged (default 60).
 pub const NEVER_SEEN_GRACE: &str = "TRIPWIRE_NEVER_SEEN_GRACE_MINUTES";
+
+/// The regions every account of the organization should send heartbeats from
+/// (comma-separated; the deploy scripts pass the enabled regions they deployed to).
+/// Unset, only the StackSet's instances and the pairs heard from are expected.
+pub const EXPECTED_REGIONS: &str = "TRIPWIRE_EXPECTED_REGIONS";
+
+/// `us-east-1`, `ap-southeast-4`, `us-gov-west-1`: lower-case words and a number.
+fn valid_region(r: &str) -> bool {
+    let mut parts = r.split('-');
+    let last = parts.next_back();
+    let words: Vec<&str> = parts.collect();
+    words.len() >= 2
+        && words
+            .iter()
+            .all(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_lowercase()))
+        && last.is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|c| c.is_ascii_digit()))
+}
 
 /// A whole number of minutes within `range`, in ms.
 fn minutes(name: &str, v: &str, range: std::ops::RangeInclusive<u32>) -> Result<Millis, Error> {
@@ -357,7 +376,24 @@ impl WatchdogConfig {
             // 0 pages at the second run that lists it (the tests' setting).
             Some(v) => minutes(NEVER_SEEN_GRACE, v.trim(), 0..=10_080)?,
         };
+        let mut expected_regions = Vec::new();
+        for r in env(EXPECTED_REGIONS)
+            .unwrap_or_default()
+            .split(',')
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+        {
+            if !valid_region(r) {
+                return Err(Error::Config(format!(
+                    "{EXPECTED_REGIONS}: `{r}` is not a region name (us-east-1)"
+                )));
+            }
+            if !expected_regions.iter().any(|e| e == r) {
+                expected_regions.push(r.to_owned());
+            }
+        }
         Ok(WatchdogConfig {
+            expected_regions,
             policy: policy(env)?,
             table: table(env)?,
             topic_arn: topic_arn(env)?,
@@ -652,7 +688,13 @@ mod tests {
         );
         let w = with(&[(MEMBER_STACKSET, "m"), (STACKSET_CALL_AS, "SELF")]).unwrap();
         assert_eq!(w.stack_set, Some(("m".into(), CallAs::SelfValue)));
+        let w = with(&[(EXPECTED_REGIONS, "us-east-1, eu-west-1,us-east-1,,us-gov-west-1")]).unwrap();
+        assert_eq!(w.expected_regions, ["us-east-1", "eu-west-1", "us-gov-west-1"]);
+        assert!(with(&[]).unwrap().expected_regions.is_empty());
         for (extra, want) in [
+            ((EXPECTED_REGIONS, "us-east-1,useast1"), EXPECTED_REGIONS),
+            ((EXPECTED_REGIONS, "US-EAST-1"), EXPECTED_REGIONS),
+            ((EXPECTED_REGIONS, "us-east-"), EXPECTED_REGIONS),
             ((STACKSET_CALL_AS, "ADMIN"), STACKSET_CALL_AS),
             ((NEVER_SEEN_GRACE, "10081"), "from 0 to 10080"),
             ((CANARY_INTERVAL, "1"), "from 2 to 60"),

@@ -1,6 +1,9 @@
 //! Where the member stacks are deployed: the member StackSet's instances, listed through
 //! CloudFormation as the organization's management account or the StackSets delegated
 //! administrator (service-managed StackSets live in the management account either way).
+//! And where they should be: every active account of the organization, the management
+//! account included, in every region the deploy enabled, so a region or an account the
+//! StackSet never reached still pages `never_seen`.
 
 use crate::error::aws_error;
 use crate::{Error, Port};
@@ -64,6 +67,58 @@ impl Deployments for StackInstances {
                     region: region.to_owned(),
                     status,
                 });
+            }
+            token = page.next_token().map(str::to_owned);
+            if token.is_none() {
+                return Ok(out);
+            }
+        }
+    }
+}
+
+/// Every active account of the organization in each expected region.
+#[derive(Debug, Clone)]
+pub struct OrganizationAccounts {
+    client: aws_sdk_organizations::Client,
+    regions: Vec<String>,
+}
+
+impl OrganizationAccounts {
+    /// The organization's accounts (listed as the management account or a delegated
+    /// administrator) in `regions`.
+    pub fn new(client: aws_sdk_organizations::Client, regions: Vec<String>) -> Self {
+        OrganizationAccounts { client, regions }
+    }
+}
+
+impl Deployments for OrganizationAccounts {
+    async fn deployed(&self) -> Result<Vec<Deployed>, Error> {
+        use aws_sdk_organizations::types::AccountState;
+        let mut out = Vec::new();
+        let mut token = None;
+        loop {
+            let page = self
+                .client
+                .list_accounts()
+                .set_next_token(token)
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::Deployments, "organizations:ListAccounts", e))?;
+            for a in page.accounts() {
+                let Some(id) = a.id() else {
+                    return Err(Error::Stored("an account of the organization without an ID".into()));
+                };
+                // A suspended or closing account sends nothing and needs no page.
+                if a.state().is_some_and(|s| *s != AccountState::Active) {
+                    continue;
+                }
+                for region in &self.regions {
+                    out.push(Deployed {
+                        account: id.to_owned(),
+                        region: region.clone(),
+                        status: "expected: an active account of the organization in an enabled region, with no member stack instance listed there".into(),
+                    });
+                }
             }
             token = page.next_token().map(str::to_owned);
             if token.is_none() {

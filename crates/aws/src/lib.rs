@@ -50,7 +50,10 @@ pub type Watchdog = tripwire_pipeline::watchdog::Watchdog<
     store::WindowStore,
     alerter::Alerter,
     SystemClock,
-    Option<deployments::StackInstances>,
+    (
+        Option<deployments::StackInstances>,
+        Option<deployments::OrganizationAccounts>,
+    ),
 >;
 
 /// The watchdog, built from the environment and [`function_sdk_config`].
@@ -68,8 +71,14 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
         cfg.interval,
     )
     .with_deployments(
-        cfg.stack_set
-            .map(|(name, call_as)| deployments::StackInstances::new(client(&sdk), name, call_as)),
+        (
+            cfg.stack_set.map(|(name, call_as)| {
+                deployments::StackInstances::new(client(&sdk), name, call_as)
+            }),
+            (!cfg.expected_regions.is_empty()).then(|| {
+                deployments::OrganizationAccounts::new(client(&sdk), cfg.expected_regions)
+            }),
+        ),
         cfg.never_seen_grace,
     )
     .with_allowed_accounts(policy.allowed_accounts))

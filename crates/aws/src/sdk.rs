@@ -31,7 +31,8 @@ from_sdk!(
     aws_sdk_cloudformation,
     aws_sdk_eventbridge,
     aws_sdk_securityhub,
-    aws_sdk_ssm
+    aws_sdk_ssm,
+    aws_sdk_organizations
 );
 
 /// The one way to build a client: from `sdk`, with the stage timer, so every AWS call

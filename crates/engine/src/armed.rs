@@ -6,7 +6,7 @@
 use crate::catalogue::{self, ContextCall, Role, TamperTarget};
 use crate::names::{
     CANARY_INSTANCE, CANARY_ROLE, CONTAIN_TAG_PREFIX, DEFAULT_CONTAINMENT_ROLE,
-    FORWARD_RULE_PREFIX, MEMBER_ROLES,
+    FORWARD_RULE_PREFIX, MEMBER_ROLES, RULE_PREFIX,
 };
 use crate::principal::{sanitize, PrincipalKind};
 use crate::record::Document;
@@ -368,7 +368,19 @@ struct Params<'a> {
     key_id: Option<&'a str>,
     subscription_arn: Option<&'a str>,
     topic_arn: Option<&'a str>,
+    event_bus_name: Option<&'a str>,
+    table_name: Option<&'a str>,
+    resource_arn: Option<&'a str>,
+    alarm_name: Option<&'a str>,
+    #[serde(borrow, default)]
+    alarm_names: Vec<std::borrow::Cow<'a, str>>,
+    #[serde(borrow, default)]
+    names: Vec<std::borrow::Cow<'a, str>>,
+    stack_set_name: Option<&'a str>,
 }
+
+/// The targets only the security account has, as [`target`] names them.
+const SECURITY_ONLY: [&str; 5] = ["event-bus/", "table/", "alarm/", "parameter/", "stackset/"];
 
 /// IAM calls that change a role: on a member stack role, they disarm it.
 const ROLE_CHANGES: [&str; 10] = [
@@ -402,18 +414,42 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
     match on {
         TamperTarget::Trail => p.name.map(named),
         TamperTarget::TrailSelectors => p.trail_name.map(named),
-        TamperTarget::Rule => p
+        TamperTarget::Rule => p.name.filter(|n| n.starts_with(RULE_PREFIX)).map(named),
+        TamperTarget::RuleTargets => p.rule.filter(|n| n.starts_with(RULE_PREFIX)).map(named),
+        TamperTarget::Bus => p
             .name
-            .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
-            .map(named),
-        TamperTarget::RuleTargets => p
-            .rule
-            .filter(|n| n.starts_with(FORWARD_RULE_PREFIX))
-            .map(named),
+            .or(p.event_bus_name)
+            .filter(|b| crate::names::BUSES.contains(b))
+            .map(|b| named(&format!("event-bus/{b}"))),
+        TamperTarget::Table => p
+            .table_name
+            .or_else(|| p.resource_arn.and_then(|a| a.split_once(":table/").map(|t| t.1)))
+            .filter(|t| t.starts_with(crate::names::CENTRAL_PREFIX))
+            .map(|t| named(&format!("table/{t}"))),
+        TamperTarget::Alarm => p
+            .alarm_name
+            .into_iter()
+            .chain(p.alarm_names.iter().map(|a| a.as_ref()))
+            .find(|a| a.starts_with(crate::names::CENTRAL_PREFIX))
+            .map(|a| named(&format!("alarm/{a}"))),
+        TamperTarget::Parameter => p
+            .name
+            .into_iter()
+            .chain(p.names.iter().map(|n| n.as_ref()))
+            .find(|n| n.starts_with(crate::names::PARAMETER_PATH))
+            .map(|n| named(&format!("parameter{n}"))),
+        // A name, or a name and an ID (`tripwire-member:1a2b…`).
+        TamperTarget::StackSet => p
+            .stack_set_name
+            .filter(|n| n.split(':').next() == Some(crate::names::MEMBER_STACKSET))
+            .map(|n| named(&format!("stackset/{n}"))),
         TamperTarget::Iam => {
-            // The tripwire's own denies, lifted from a contained principal.
-            let inline = matches!(name, "DeleteRolePolicy" | "DeleteUserPolicy")
-                && p.policy_name.is_some_and(|n| n.starts_with("tripwire-"));
+            // The tripwire's own denies, lifted from a contained principal; or, by
+            // overwriting one an earlier release wrote inline, emptied in place.
+            let inline = matches!(
+                name,
+                "DeleteRolePolicy" | "DeleteUserPolicy" | "PutRolePolicy" | "PutUserPolicy"
+            ) && p.policy_name.is_some_and(|n| n.starts_with("tripwire-"));
             let managed = matches!(name, "DetachRolePolicy" | "DetachUserPolicy")
                 && p.policy_arn.is_some_and(is_tripwire_managed);
             if inline || managed {
@@ -500,6 +536,17 @@ impl Tamper {
             }),
             Touched::Topic(t) => policy.tripwire_topics.iter().any(|topic| topic == t),
             Touched::Scp(t) => policy.tripwire_scps.iter().any(|id| id == t),
+            // Parts only the security account has: there, by name. Its account is the
+            // one the stack's own topics are in; a policy without them (a backtest)
+            // takes the name anywhere.
+            Touched::Named(n) if SECURITY_ONLY.iter().any(|p| n.starts_with(p)) => {
+                let mut home = policy
+                    .tripwire_topics
+                    .iter()
+                    .filter_map(|t| t.split(':').nth(4))
+                    .peekable();
+                home.peek().is_none() || home.any(|a| a == self.account)
+            }
             Touched::Named(_) | Touched::Lifted { .. } => true,
         }
     }
@@ -565,8 +612,23 @@ pub fn tamper_of(
     // account's role may take the name.
     let deployer =
         matches!(&p.kind, PrincipalKind::Role { name, .. } if name == "tripwire-deployer");
-    let security_parts = on == TamperTarget::Function
-        || (on == TamperTarget::Schedule && target == Touched::Named("tripwire-watchdog".into()));
+    let security_parts = match on {
+        TamperTarget::Function
+        | TamperTarget::Bus
+        | TamperTarget::Table
+        | TamperTarget::Alarm
+        | TamperTarget::Parameter
+        | TamperTarget::StackSet
+        | TamperTarget::Key
+        | TamperTarget::Topic
+        | TamperTarget::Subscription => true,
+        TamperTarget::Schedule => target == Touched::Named("tripwire-watchdog".into()),
+        // The central stack's rules; a member's forwarding rules are StackSets' alone.
+        TamperTarget::Rule | TamperTarget::RuleTargets => {
+            !target.name().starts_with(FORWARD_RULE_PREFIX)
+        }
+        _ => false,
+    };
     if deployer && security_parts {
         return Ok(None);
     }
@@ -1109,6 +1171,96 @@ mod tests {
             };
             assert_eq!(got.as_deref(), want, "{r}");
         }
+    }
+
+    #[test]
+    fn the_security_accounts_own_parts_page_there_by_name_and_the_deployer_changes_them() {
+        // The security account is where the stack's topics are.
+        let policy = crate::Policy::from_toml(
+            r#"tripwire_topics = ["arn:aws:sns:us-east-1:123456789012:tripwire-alerts"]
+tripwire_keys = ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef-1234567890ab"]"#,
+        )
+        .unwrap();
+        let at = |account: &str, who: serde_json::Value, source: &str, name: &str, params| {
+            let mut r = call(source, name, who, params);
+            r["recipientAccountId"] = account.into();
+            r
+        };
+        let sec = "123456789012";
+        let admin = || role("Admin", "123456789012");
+        // Request parameters are the API's members in lower camel case, as CloudTrail
+        // logs them (`alarmNames` as public DeleteAlarms records show).
+        let cases = [
+            (at(sec, admin(), "events.amazonaws.com", "RemovePermission",
+                serde_json::json!({"statementId": "org", "eventBusName": "tripwire"})),
+                Some("event-bus/tripwire")),
+            (at(sec, admin(), "events.amazonaws.com", "DeleteEventBus",
+                serde_json::json!({"name": "tripwire-alerts"})), Some("event-bus/tripwire-alerts")),
+            (at(sec, admin(), "events.amazonaws.com", "DisableRule",
+                serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C", "eventBusName": "tripwire"})),
+                Some("tripwire-DetectorOrganizationBus-1A2B3C")),
+            (at(sec, admin(), "dynamodb.amazonaws.com", "DeleteResourcePolicy",
+                serde_json::json!({"resourceArn": "arn:aws:dynamodb:us-east-1:123456789012:table/tripwire-Table-1A2B3C"})),
+                Some("table/tripwire-Table-1A2B3C")),
+            (at(sec, admin(), "dynamodb.amazonaws.com", "UpdateTimeToLive",
+                serde_json::json!({"tableName": "tripwire-Table-1A2B3C", "timeToLiveSpecification": {"enabled": false, "attributeName": "expires"}})),
+                Some("table/tripwire-Table-1A2B3C")),
+            (at(sec, admin(), "monitoring.amazonaws.com", "DeleteAlarms",
+                serde_json::json!({"alarmNames": ["app-latency", "tripwire-watchdog-silent"]})),
+                Some("alarm/tripwire-watchdog-silent")),
+            (at(sec, admin(), "monitoring.amazonaws.com", "PutMetricAlarm",
+                serde_json::json!({"alarmName": "tripwire-detector-silent", "threshold": 0.0})),
+                Some("alarm/tripwire-detector-silent")),
+            (at(sec, admin(), "monitoring.amazonaws.com", "DisableAlarmActions",
+                serde_json::json!({"alarmNames": ["app-latency"]})), None),
+            (at(sec, admin(), "ssm.amazonaws.com", "PutParameter",
+                serde_json::json!({"name": "/tripwire/policy", "type": "String", "overwrite": true, "tier": "Intelligent-Tiering"})),
+                Some("parameter/tripwire/policy")),
+            (at(sec, admin(), "ssm.amazonaws.com", "DeleteParameters",
+                serde_json::json!({"names": ["/app/db", "/tripwire/policy"]})),
+                Some("parameter/tripwire/policy")),
+            (at(sec, admin(), "cloudformation.amazonaws.com", "UpdateStackSet",
+                serde_json::json!({"stackSetName": "tripwire-member", "callAs": "DELEGATED_ADMIN"})),
+                Some("stackset/tripwire-member")),
+            (at(sec, admin(), "cloudformation.amazonaws.com", "DeleteStackInstances",
+                serde_json::json!({"stackSetName": "tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "retainStacks": false})),
+                Some("stackset/tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d")),
+            (at(sec, admin(), "cloudformation.amazonaws.com", "UpdateStackSet",
+                serde_json::json!({"stackSetName": "tripwire-member-old"})), None),
+            (at(sec, admin(), "sns.amazonaws.com", "SetSubscriptionAttributes",
+                serde_json::json!({"subscriptionArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e", "attributeName": "FilterPolicy", "attributeValue": "{\"never\": [\"x\"]}"})),
+                Some("arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e")),
+            (at(sec, admin(), "kms.amazonaws.com", "PutKeyPolicy",
+                serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "policyName": "default"})),
+                Some("1234abcd-12ab-34cd-56ef-1234567890ab")),
+            // The deploying principal changes them (CloudFormation calls as it).
+            (at(sec, role("tripwire-deployer", sec), "ssm.amazonaws.com", "PutParameter",
+                serde_json::json!({"name": "/tripwire/policy", "overwrite": true})), None),
+            (at(sec, role("tripwire-deployer", sec), "events.amazonaws.com", "PutRule",
+                serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C"})), None),
+            // A member's forwarding rule is StackSets' alone, whatever the role's name.
+            (at("222222222222", role("tripwire-deployer", "222222222222"), "events.amazonaws.com", "DisableRule",
+                serde_json::json!({"name": "tripwire-forward-tamper"})), Some("tripwire-forward-tamper")),
+        ];
+        for (r, want) in cases {
+            let got = match extracted(&r) {
+                Extracted::Tamper(t) | Extracted::DestroyedAndTamper(_, t) => {
+                    assert!(t.is_ours(&policy), "{r}");
+                    Some(t.target.to_string())
+                }
+                _ => None,
+            };
+            assert_eq!(got.as_deref(), want, "{r}");
+        }
+        // The same names in a member account are its own, not the tripwire's: paged
+        // only where the stack's topics are (and anywhere when no topic is known).
+        let elsewhere = at("222222222222", role("Admin", "222222222222"), "dynamodb.amazonaws.com",
+            "DeleteTable", serde_json::json!({"tableName": "tripwire-Table-1A2B3C"}));
+        let Extracted::DestroyedAndTamper(_, t) = extracted(&elsewhere) else {
+            panic!("DeleteTable is a door and a tamper candidate");
+        };
+        assert!(!t.is_ours(&policy));
+        assert!(t.is_ours(&crate::Policy::from_toml("").unwrap()));
     }
 
     #[test]

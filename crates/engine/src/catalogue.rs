@@ -1038,6 +1038,30 @@ pub enum TamperTarget {
     Function,
     /// A service control policy, by `policyId`: the tripwire's if `tripwire_scps` lists it.
     Scp,
+    /// One of the central stack's event buses, by `name` or `eventBusName`.
+    Bus,
+    /// The central stack's table, by `tableName` or `resourceArn`.
+    Table,
+    /// One of the central stack's alarms, by `alarmName` or `alarmNames`.
+    Alarm,
+    /// The published policy's parameter, by `name` or `names`.
+    Parameter,
+    /// The member StackSet, by `stackSetName` (a name, or a name and ID).
+    StackSet,
+}
+
+impl TamperTarget {
+    /// A part only the security account has: its calls are matched there alone.
+    pub const fn security_only(self) -> bool {
+        matches!(
+            self,
+            TamperTarget::Bus
+                | TamperTarget::Table
+                | TamperTarget::Alarm
+                | TamperTarget::Parameter
+                | TamperTarget::StackSet
+        )
+    }
 }
 
 /// A call read for context, never counted.
@@ -1072,13 +1096,17 @@ const LAMBDA: &str = "lambda.amazonaws.com";
 const ORGANIZATIONS: &str = "organizations.amazonaws.com";
 const EKS: &str = "eks.amazonaws.com";
 const EMR: &str = "elasticmapreduce.amazonaws.com";
+const DYNAMODB: &str = "dynamodb.amazonaws.com";
+const MONITORING: &str = "monitoring.amazonaws.com";
+const SSM: &str = "ssm.amazonaws.com";
+const CLOUDFORMATION: &str = "cloudformation.amazonaws.com";
 
 use Decides::{Always, Instance, WhenSet, WhenTrue};
 use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 56] = [
+pub const CONTEXT: [ContextCall; 80] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1112,11 +1140,7 @@ pub const CONTEXT: [ContextCall; 56] = [
         "UpdateNodegroupConfig",
         Initiator(WhenSet(&["scalingConfig"])),
     ),
-    call(
-        "cloudformation.amazonaws.com",
-        "DeleteStack",
-        Initiator(Always),
-    ),
+    call(CLOUDFORMATION, "DeleteStack", Initiator(Always)),
     call(EMR, "TerminateJobFlows", Initiator(Always)),
     call(EMR, "ModifyInstanceGroups", Initiator(Always)),
     call(
@@ -1133,6 +1157,10 @@ pub const CONTEXT: [ContextCall; 56] = [
     call(EVENTS, "PutRule", Tamper(T::Rule)),
     call(EVENTS, "PutTargets", Tamper(T::RuleTargets)),
     call(EVENTS, "RemoveTargets", Tamper(T::RuleTargets)),
+    // The organization bus: who may put events on it, and the bus itself.
+    call(EVENTS, "PutPermission", Tamper(T::Bus)),
+    call(EVENTS, "RemovePermission", Tamper(T::Bus)),
+    call(EVENTS, "DeleteEventBus", Tamper(T::Bus)),
     call(IAM, "DeleteRolePolicy", Tamper(T::Iam)),
     call(IAM, "DeleteUserPolicy", Tamper(T::Iam)),
     call(IAM, "DetachRolePolicy", Tamper(T::Iam)),
@@ -1145,6 +1173,7 @@ pub const CONTEXT: [ContextCall; 56] = [
     call(IAM, "UpdateAssumeRolePolicy", Tamper(T::Iam)),
     call(IAM, "UpdateRole", Tamper(T::Iam)),
     call(IAM, "PutRolePolicy", Tamper(T::Iam)),
+    call(IAM, "PutUserPolicy", Tamper(T::Iam)),
     call(IAM, "AttachRolePolicy", Tamper(T::Iam)),
     call(IAM, "PutRolePermissionsBoundary", Tamper(T::Iam)),
     call(IAM, "DeleteRolePermissionsBoundary", Tamper(T::Iam)),
@@ -1154,8 +1183,32 @@ pub const CONTEXT: [ContextCall; 56] = [
     call(IAM, "UntagUser", Tamper(T::Iam)),
     call(KMS, "DisableKey", Tamper(T::Key)),
     call(KMS, "ScheduleKeyDeletion", Tamper(T::Key)),
+    call(KMS, "PutKeyPolicy", Tamper(T::Key)),
+    call(KMS, "DisableKeyRotation", Tamper(T::Key)),
     call(SNS, "Unsubscribe", Tamper(T::Subscription)),
+    // A filter policy that matches nothing silences a subscription as surely.
+    call(SNS, "SetSubscriptionAttributes", Tamper(T::Subscription)),
     call(SNS, "DeleteTopic", Tamper(T::Topic)),
+    call(SNS, "SetTopicAttributes", Tamper(T::Topic)),
+    call(SNS, "RemovePermission", Tamper(T::Topic)),
+    // The security account's table (its resource policy guards the incidents), alarms,
+    // published policy and member StackSet (an AllowedAccounts of every account).
+    // (UpdateTable stays a precursor only: turning deletion protection off is counted.)
+    call(DYNAMODB, "DeleteTable", Tamper(T::Table)),
+    call(DYNAMODB, "UpdateTimeToLive", Tamper(T::Table)),
+    call(DYNAMODB, "PutResourcePolicy", Tamper(T::Table)),
+    call(DYNAMODB, "DeleteResourcePolicy", Tamper(T::Table)),
+    call(MONITORING, "DeleteAlarms", Tamper(T::Alarm)),
+    call(MONITORING, "DisableAlarmActions", Tamper(T::Alarm)),
+    call(MONITORING, "PutMetricAlarm", Tamper(T::Alarm)),
+    call(SSM, "PutParameter", Tamper(T::Parameter)),
+    call(SSM, "DeleteParameter", Tamper(T::Parameter)),
+    call(SSM, "DeleteParameters", Tamper(T::Parameter)),
+    call(SSM, "LabelParameterVersion", Tamper(T::Parameter)),
+    call(CLOUDFORMATION, "UpdateStackSet", Tamper(T::StackSet)),
+    call(CLOUDFORMATION, "DeleteStackSet", Tamper(T::StackSet)),
+    call(CLOUDFORMATION, "DeleteStackInstances", Tamper(T::StackSet)),
+    call(CLOUDFORMATION, "UpdateStackInstances", Tamper(T::StackSet)),
     // Deleting or disabling the canary's schedule silences its heartbeats; the
     // watchdog's, its pages. A disabled schedule stays, so UpdateSchedule too.
     call(SCHEDULER, "DeleteSchedule", Tamper(T::Schedule)),
@@ -1237,8 +1290,8 @@ fn calls_pattern(calls: &[&ContextCall]) -> Value {
 }
 
 /// The EventBridge patterns both stacks forward and match on, by rule family:
-/// `terminations` (the member rule adds its own `$or` filter on top), `session_issues`,
-/// `initiators` and `tamper`.
+/// `terminations` (the member rule adds its own filter on top), `session_issues`,
+/// `initiators`, `tamper` and `security_tamper` (the security account's own rule).
 pub fn event_patterns() -> Value {
     // Precursors ride with the destructive calls: the same members' filter, and each
     // service's source is already there.
@@ -1267,13 +1320,21 @@ pub fn event_patterns() -> Value {
         calls_pattern(&context_calls(|r| matches!(r, Initiator(_))).collect::<Vec<_>>());
     // A failed initiator call decided nothing.
     initiators["detail"]["errorCode"] = json!([{ "exists": false }]);
-    // A failed tamper call is an attempt, worth a page: no errorCode filter.
-    let tamper = calls_pattern(&context_calls(|r| matches!(r, Tamper(_))).collect::<Vec<_>>());
+    // A failed tamper call is an attempt, worth a page: no errorCode filter. The parts
+    // only the security account has are matched there alone, by a rule of their own
+    // (each pattern stays within EventBridge's 2,048 characters).
+    let tamper = calls_pattern(
+        &context_calls(|r| matches!(r, Tamper(t) if !t.security_only())).collect::<Vec<_>>(),
+    );
+    let security_tamper = calls_pattern(
+        &context_calls(|r| matches!(r, Tamper(t) if t.security_only())).collect::<Vec<_>>(),
+    );
     json!({
         "terminations": terminations,
         "session_issues": issues,
         "initiators": initiators,
         "tamper": tamper,
+        "security_tamper": security_tamper,
     })
 }
 
@@ -1378,13 +1439,13 @@ mod tests {
     }
 
     #[test]
-    fn only_schedule_key_deletion_is_both_watched_and_a_context_call() {
+    fn only_the_tripwires_own_table_and_keys_are_both_watched_and_a_context_call() {
         let both: Vec<&str> = WATCHED
             .iter()
             .filter(|w| also_context(w))
             .map(|w| w.event_name)
             .collect();
-        assert_eq!(both, ["ScheduleKeyDeletion"]);
+        assert_eq!(both, ["DeleteTable", "ScheduleKeyDeletion"]);
     }
 
     #[test]
@@ -1424,10 +1485,23 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            // 39 calls; DeletePolicy is IAM's and Organizations'.
-            38
+            // 45 calls; DeletePolicy is IAM's and Organizations'.
+            44
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
+        // The security account's own parts: a rule of their own, matched there alone.
+        let security = p["security_tamper"]["detail"]["eventName"].as_array().unwrap();
+        assert_eq!(security.len(), 18);
+        assert!(security.contains(&json!("UpdateStackSet")));
+        assert!(!p["tamper"]["detail"]["eventName"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("UpdateStackSet")));
+        // Each stays within EventBridge's 2,048 characters per pattern.
+        for family in ["terminations", "session_issues", "initiators", "tamper", "security_tamper"] {
+            let len = p[family].to_string().len();
+            assert!(len <= 2048, "{family}: {len} characters");
+        }
         assert_eq!(
             p["initiators"]["detail"]["eventSource"][0],
             json!("autoscaling.amazonaws.com")

@@ -27,9 +27,31 @@ fn parse(what: &str, text: &str) -> Result<toml::Table, PolicyError> {
 
 /// The published file with the stack's keys layered on: a list key both set is the union
 /// (file order first), and any other key both set is an error, so neither silently wins.
+///
+/// `containment` from the stack is its `ContainmentMode`, the one switch the deploy
+/// guide turns: `off` keeps every rule alert-only, the file's `[principals]` and
+/// `[resources]` containment included, so a first deploy of a file that says `revoke`
+/// only alerts; any other value arms the file's own settings as written.
 pub fn with_stack_keys(file: &str, stack: &str) -> Result<Policy, PolicyError> {
     let mut merged = parse("(policy file)", file)?;
-    for (key, value) in parse("(stack keys)", stack)? {
+    let mut stack = parse("(stack keys)", stack)?;
+    match stack.remove("containment") {
+        None => {}
+        Some(toml::Value::String(m)) if m == "off" => {
+            merged.insert("containment".into(), toml::Value::String(m));
+            for rules in ["principals", "resources"] {
+                if let Some(toml::Value::Table(t)) = merged.get_mut(rules) {
+                    for (_, rule) in t.iter_mut() {
+                        if let toml::Value::Table(rule) = rule {
+                            rule.remove("containment");
+                        }
+                    }
+                }
+            }
+        }
+        Some(_) => {}
+    }
+    for (key, value) in stack {
         match (merged.get_mut(&key), value) {
             (None, value) => {
                 merged.insert(key, value);
@@ -118,6 +140,21 @@ mod tests {
         assert_eq!(e.key, "threshold");
         let e = with_stack_keys("threshold = ", "").unwrap_err();
         assert_eq!(e.key, "(policy file)");
+    }
+
+    #[test]
+    fn the_stacks_containment_off_keeps_every_rule_alert_only_and_on_arms_the_files() {
+        use crate::policy::Mode;
+        let file = "containment = \"revoke\"\n[principals.\"arn:*:iam::*:role/ci-*\"]\ncontainment = \"quarantine\"\nthreshold = 50\n[resources.\"rds:db\"]\ncontainment = \"brake\"\n";
+        let off = with_stack_keys(file, "containment = \"off\"").unwrap();
+        assert_eq!(off.containment, Mode::Off);
+        assert_eq!(off.principals[0].containment, None, "inherits off");
+        assert_eq!(off.principals[0].threshold, Some(50), "the rest of the rule stays");
+        assert!(off.resources.values().all(|r| r.containment.is_none()));
+        let on = with_stack_keys(file, "containment = \"brake\"").unwrap();
+        assert_eq!(on.containment, Mode::Revoke, "the file's own");
+        assert_eq!(on.principals[0].containment, Some(Mode::Quarantine));
+        assert_eq!(with_stack_keys(file, "").unwrap(), on);
     }
 
     #[test]

@@ -85,3 +85,15 @@ pub const SCHEDULES: [&str; 2] = ["tripwire-canary", "tripwire-watchdog"];
 pub const CANARY_INSTANCE: &str = "i-0000000000000dead";
 /// The member stacks' forwarding rules are named with this prefix.
 pub const FORWARD_RULE_PREFIX: &str = "tripwire-forward";
+/// Every rule of the tripwire's is named with this prefix: the member stacks' by name,
+/// the central stack's by CloudFormation after the stack (`tripwire-Detector…`).
+pub const RULE_PREFIX: &str = "tripwire-";
+/// The central stack's event buses: the organization's, and the alerts'.
+pub const BUSES: [&str; 2] = ["tripwire", "tripwire-alerts"];
+/// The central stack's table and alarms are named with this prefix (the table by
+/// CloudFormation after the stack, `tripwire-Table-…`; the alarms by name).
+pub const CENTRAL_PREFIX: &str = "tripwire-";
+/// The published policy's SSM parameters live under this path.
+pub const PARAMETER_PATH: &str = "/tripwire/";
+/// The member StackSet (scripts/deploy-members.sh).
+pub const MEMBER_STACKSET: &str = "tripwire-member";

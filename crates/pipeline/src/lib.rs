@@ -412,10 +412,10 @@ pub trait ContainedPrincipals: Send + Sync {
     ) -> impl Future<Output = Result<Option<ContainmentRequest>, Error>> + Send;
 }
 
-/// Where the member stacks are deployed, where that is knowable (the StackSet's
-/// instances).
+/// Where the member stacks are deployed or expected, where that is knowable (the
+/// StackSet's instances; the organization's accounts in the enabled regions).
 pub trait Deployments: Send + Sync {
-    /// Every instance of the member StackSet.
+    /// Every (account, region) that should send heartbeats, with what is known of it.
     fn deployed(
         &self,
     ) -> impl Future<Output = Result<Vec<tripwire_engine::armed::Deployed>, Error>> + Send;
@@ -438,6 +438,23 @@ impl<D: Deployments> Deployments for Option<D> {
             Some(d) => d.deployed().await,
             None => Ok(Vec::new()),
         }
+    }
+}
+
+/// Two lists: every pair either names, once; the first's entry (its status) wins.
+impl<A: Deployments, B: Deployments> Deployments for (A, B) {
+    async fn deployed(&self) -> Result<Vec<tripwire_engine::armed::Deployed>, Error> {
+        let mut out = self.0.deployed().await?;
+        let seen: std::collections::BTreeSet<(String, String)> = out
+            .iter()
+            .map(|d| (d.account.clone(), d.region.clone()))
+            .collect();
+        for d in self.1.deployed().await? {
+            if !seen.contains(&(d.account.clone(), d.region.clone())) {
+                out.push(d);
+            }
+        }
+        Ok(out)
     }
 }
 
