@@ -427,11 +427,13 @@ def test_with_a_published_policy_the_stack_passes_only_its_own_keys_and_the_swit
     text = published["Fn::Sub"]
     for name in ["Key.Arn", "AlarmKey.Arn", "Topic", "AlarmTopic"]:
         text = text.replace("${" + name + "}", f"value-of-{name}")
-    text = text.replace("${ContainmentMode}", "off")
+    text = text.replace("${ContainmentMode}", "off").replace("${ContainmentRoleName}", "ops-containment")
     assert "${" not in text
     stack_keys = tomllib.loads(text)
-    # ContainmentMode is the switch (off keeps the file alert-only); the rest are lists.
+    # ContainmentMode is the switch (off keeps the file alert-only); the containment
+    # role's name is the member stacks' (its changes page tamper); the rest are lists.
     assert stack_keys.pop("containment") == "off"
+    assert stack_keys.pop("containment_role") == "ops-containment"
     assert set(stack_keys) <= {"tripwire_keys", "tripwire_topics", "tripwire_scps"}
     assert all(isinstance(v, list) for v in stack_keys.values())
     # Every function that reads the policy may read the published parameter, and only it.

@@ -333,7 +333,8 @@ fn valid_region(r: &str) -> bool {
         && words
             .iter()
             .all(|w| !w.is_empty() && w.bytes().all(|c| c.is_ascii_lowercase()))
-        && last.is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|c| c.is_ascii_digit()))
+        && last
+            .is_some_and(|n| !n.is_empty() && n.len() <= 2 && n.bytes().all(|c| c.is_ascii_digit()))
 }
 
 /// A whole number of minutes within `range`, in ms.
@@ -688,8 +689,15 @@ mod tests {
         );
         let w = with(&[(MEMBER_STACKSET, "m"), (STACKSET_CALL_AS, "SELF")]).unwrap();
         assert_eq!(w.stack_set, Some(("m".into(), CallAs::SelfValue)));
-        let w = with(&[(EXPECTED_REGIONS, "us-east-1, eu-west-1,us-east-1,,us-gov-west-1")]).unwrap();
-        assert_eq!(w.expected_regions, ["us-east-1", "eu-west-1", "us-gov-west-1"]);
+        let w = with(&[(
+            EXPECTED_REGIONS,
+            "us-east-1, eu-west-1,us-east-1,,us-gov-west-1",
+        )])
+        .unwrap();
+        assert_eq!(
+            w.expected_regions,
+            ["us-east-1", "eu-west-1", "us-gov-west-1"]
+        );
         assert!(with(&[]).unwrap().expected_regions.is_empty());
         for (extra, want) in [
             ((EXPECTED_REGIONS, "us-east-1,useast1"), EXPECTED_REGIONS),

@@ -106,7 +106,9 @@ impl Deployments for OrganizationAccounts {
                 .map_err(|e| aws_error(Port::Deployments, "organizations:ListAccounts", e))?;
             for a in page.accounts() {
                 let Some(id) = a.id() else {
-                    return Err(Error::Stored("an account of the organization without an ID".into()));
+                    return Err(Error::Stored(
+                        "an account of the organization without an ID".into(),
+                    ));
                 };
                 // A suspended or closing account sends nothing and needs no page.
                 if a.state().is_some_and(|s| *s != AccountState::Active) {

@@ -5,8 +5,7 @@
 
 use crate::catalogue::{self, ContextCall, Role, TamperTarget};
 use crate::names::{
-    CANARY_INSTANCE, CANARY_ROLE, CONTAIN_TAG_PREFIX, DEFAULT_CONTAINMENT_ROLE,
-    FORWARD_RULE_PREFIX, MEMBER_ROLES, RULE_PREFIX,
+    CANARY_INSTANCE, CANARY_ROLE, CONTAIN_TAG_PREFIX, FORWARD_RULE_PREFIX, RULE_PREFIX,
 };
 use crate::principal::{sanitize, PrincipalKind};
 use crate::record::Document;
@@ -377,7 +376,12 @@ struct Params<'a> {
     #[serde(borrow, default)]
     names: Vec<std::borrow::Cow<'a, str>>,
     stack_set_name: Option<&'a str>,
+    status: Option<&'a str>,
+    access_key_id: Option<&'a str>,
 }
+
+/// How a reactivated access key shows as a lift: `user/NAME policy/key/AKIA…`.
+const KEY_LIFT: &str = "key/";
 
 /// The targets only the security account has, as [`target`] names them.
 const SECURITY_ONLY: [&str; 5] = ["event-bus/", "table/", "alarm/", "parameter/", "stackset/"];
@@ -423,7 +427,10 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             .map(|b| named(&format!("event-bus/{b}"))),
         TamperTarget::Table => p
             .table_name
-            .or_else(|| p.resource_arn.and_then(|a| a.split_once(":table/").map(|t| t.1)))
+            .or_else(|| {
+                p.resource_arn
+                    .and_then(|a| a.split_once(":table/").map(|t| t.1))
+            })
             .filter(|t| t.starts_with(crate::names::CENTRAL_PREFIX))
             .map(|t| named(&format!("table/{t}"))),
         TamperTarget::Alarm => p
@@ -444,6 +451,18 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             .filter(|n| n.split(':').next() == Some(crate::names::MEMBER_STACKSET))
             .map(|n| named(&format!("stackset/{n}"))),
         TamperTarget::Iam => {
+            // A user's access key made active again: a lift when containment deactivated
+            // it (`deactivate_keys`), which only the table knows; the detector pages it
+            // only for a principal still contained (`Tamper::reactivated_key`).
+            if name == "UpdateAccessKey" {
+                return (p.status == Some("Active"))
+                    .then(|| p.user_name.zip(p.access_key_id))
+                    .flatten()
+                    .map(|(user, key)| Touched::Lifted {
+                        entity: sanitize(&format!("user/{user}")),
+                        policy: sanitize(&format!("{KEY_LIFT}{key}")),
+                    });
+            }
             // The tripwire's own denies, lifted from a contained principal; or, by
             // overwriting one an earlier release wrote inline, emptied in place.
             let inline = matches!(
@@ -486,12 +505,12 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
                 return p.policy_arn.filter(|a| is_tripwire_managed(a)).map(named);
             }
             // The member stacks' roles: who changes them, other than a deployment,
-            // disarms the tripwire in that account.
-            let member = |r: &str| r == DEFAULT_CONTAINMENT_ROLE || MEMBER_ROLES.contains(&r);
-            (ROLE_CHANGES.contains(&name) && p.role_name.is_some_and(member))
-                .then(entity)
+            // disarms the tripwire in that account. Any role is a candidate: the
+            // containment role's name is the policy's (`is_ours`).
+            ROLE_CHANGES
+                .contains(&name)
+                .then(|| p.role_name.map(|r| named(&format!("role/{r}"))))
                 .flatten()
-                .map(|e| named(&e))
         }
         // keyId is a key ID or an ARN; these calls take no alias.
         TamperTarget::Key => p.key_id.map(|k| Touched::Key(sanitize(k))),
@@ -547,6 +566,13 @@ impl Tamper {
                     .peekable();
                 home.peek().is_none() || home.any(|a| a == self.account)
             }
+            // A member stack role by its fixed name, or the containment role by the
+            // policy's (IAM role names are case-insensitive).
+            Touched::Named(n) if n.starts_with("role/") => {
+                let name = &n["role/".len()..];
+                crate::names::is_member_role(name)
+                    || name.eq_ignore_ascii_case(&policy.containment_role)
+            }
             Touched::Named(_) | Touched::Lifted { .. } => true,
         }
     }
@@ -554,6 +580,12 @@ impl Tamper {
     /// For a tripwire policy lifted from a principal: `role/NAME` or `user/NAME`.
     pub fn lifted_from(&self) -> Option<&str> {
         Tamper::lifted(&self.target)
+    }
+
+    /// An access key made active again (`UpdateAccessKey`): the tripwire's lift only
+    /// when its user is contained, which the caller asks the table.
+    pub fn reactivated_key(&self) -> bool {
+        matches!(&self.target, Touched::Lifted { policy, .. } if policy.starts_with(KEY_LIFT))
     }
 
     fn lifted(target: &Touched) -> Option<&str> {
@@ -1163,14 +1195,78 @@ mod tests {
             ),
             // (Only StackSets may create roles of those names: the SCP. So the name is
             // trusted.)
+            // Who may invoke the functions; Lambda's event names carry the API version.
+            (
+                call(
+                    "lambda.amazonaws.com",
+                    "AddPermission20150331v2",
+                    admin(),
+                    serde_json::json!({"functionName": "tripwire-detector", "statementId": "x", "action": "lambda:InvokeFunction", "principal": "*"}),
+                ),
+                Some("function/tripwire-detector"),
+            ),
+            // Overwriting an inline deny an earlier release wrote empties it in place.
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "PutUserPolicy",
+                    admin(),
+                    serde_json::json!({"userName": "alice", "policyName": "tripwire-brake", "policyDocument": "{}"}),
+                ),
+                Some("user/alice policy/tripwire-brake"),
+            ),
+            // A key made active again (the detector pages it only for a contained user).
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UpdateAccessKey",
+                    admin(),
+                    serde_json::json!({"userName": "alice", "accessKeyId": "AKIAIOSFODNN7EXAMPLE", "status": "Active"}),
+                ),
+                Some("user/alice policy/key/AKIAIOSFODNN7EXAMPLE"),
+            ),
+            (
+                call(
+                    "iam.amazonaws.com",
+                    "UpdateAccessKey",
+                    admin(),
+                    serde_json::json!({"userName": "alice", "accessKeyId": "AKIAIOSFODNN7EXAMPLE", "status": "Inactive"}),
+                ),
+                None,
+            ),
         ];
+        let policy = crate::Policy::from_toml("").unwrap();
         for (r, want) in cases {
             let got = match extracted(&r) {
-                Extracted::Tamper(t) => Some(t.target.to_string()),
+                Extracted::Tamper(t) if t.is_ours(&policy) => Some(t.target.to_string()),
                 _ => None,
             };
             assert_eq!(got.as_deref(), want, "{r}");
         }
+    }
+
+    #[test]
+    fn a_containment_role_of_another_name_is_the_tripwires_when_the_policy_names_it() {
+        let custom = crate::Policy::from_toml(r#"containment_role = "ops-Containment""#).unwrap();
+        let default = crate::Policy::from_toml("").unwrap();
+        let change = |role: &str| {
+            let r = call(
+                "iam.amazonaws.com",
+                "UpdateAssumeRolePolicy",
+                super::tests::role("Admin", "222222222222"),
+                serde_json::json!({"roleName": role}),
+            );
+            match extracted(&r) {
+                Extracted::Tamper(t) => t,
+                other => panic!("{r}: a candidate, not {other:?}"),
+            }
+        };
+        // IAM role names are case-insensitive.
+        assert!(change("OPS-containment").is_ours(&custom));
+        assert!(!change("ops-containment").is_ours(&default));
+        assert!(change("tripwire-forwarder").is_ours(&custom));
+        assert!(!change("app").is_ours(&custom));
+        assert!(crate::Policy::from_toml(r#"containment_role = "role/x""#).is_err());
     }
 
     #[test]
@@ -1191,56 +1287,188 @@ tripwire_keys = ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef
         // Request parameters are the API's members in lower camel case, as CloudTrail
         // logs them (`alarmNames` as public DeleteAlarms records show).
         let cases = [
-            (at(sec, admin(), "events.amazonaws.com", "RemovePermission",
-                serde_json::json!({"statementId": "org", "eventBusName": "tripwire"})),
-                Some("event-bus/tripwire")),
-            (at(sec, admin(), "events.amazonaws.com", "DeleteEventBus",
-                serde_json::json!({"name": "tripwire-alerts"})), Some("event-bus/tripwire-alerts")),
-            (at(sec, admin(), "events.amazonaws.com", "DisableRule",
-                serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C", "eventBusName": "tripwire"})),
-                Some("tripwire-DetectorOrganizationBus-1A2B3C")),
-            (at(sec, admin(), "dynamodb.amazonaws.com", "DeleteResourcePolicy",
-                serde_json::json!({"resourceArn": "arn:aws:dynamodb:us-east-1:123456789012:table/tripwire-Table-1A2B3C"})),
-                Some("table/tripwire-Table-1A2B3C")),
-            (at(sec, admin(), "dynamodb.amazonaws.com", "UpdateTimeToLive",
-                serde_json::json!({"tableName": "tripwire-Table-1A2B3C", "timeToLiveSpecification": {"enabled": false, "attributeName": "expires"}})),
-                Some("table/tripwire-Table-1A2B3C")),
-            (at(sec, admin(), "monitoring.amazonaws.com", "DeleteAlarms",
-                serde_json::json!({"alarmNames": ["app-latency", "tripwire-watchdog-silent"]})),
-                Some("alarm/tripwire-watchdog-silent")),
-            (at(sec, admin(), "monitoring.amazonaws.com", "PutMetricAlarm",
-                serde_json::json!({"alarmName": "tripwire-detector-silent", "threshold": 0.0})),
-                Some("alarm/tripwire-detector-silent")),
-            (at(sec, admin(), "monitoring.amazonaws.com", "DisableAlarmActions",
-                serde_json::json!({"alarmNames": ["app-latency"]})), None),
-            (at(sec, admin(), "ssm.amazonaws.com", "PutParameter",
-                serde_json::json!({"name": "/tripwire/policy", "type": "String", "overwrite": true, "tier": "Intelligent-Tiering"})),
-                Some("parameter/tripwire/policy")),
-            (at(sec, admin(), "ssm.amazonaws.com", "DeleteParameters",
-                serde_json::json!({"names": ["/app/db", "/tripwire/policy"]})),
-                Some("parameter/tripwire/policy")),
-            (at(sec, admin(), "cloudformation.amazonaws.com", "UpdateStackSet",
-                serde_json::json!({"stackSetName": "tripwire-member", "callAs": "DELEGATED_ADMIN"})),
-                Some("stackset/tripwire-member")),
-            (at(sec, admin(), "cloudformation.amazonaws.com", "DeleteStackInstances",
-                serde_json::json!({"stackSetName": "tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "retainStacks": false})),
-                Some("stackset/tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d")),
-            (at(sec, admin(), "cloudformation.amazonaws.com", "UpdateStackSet",
-                serde_json::json!({"stackSetName": "tripwire-member-old"})), None),
-            (at(sec, admin(), "sns.amazonaws.com", "SetSubscriptionAttributes",
-                serde_json::json!({"subscriptionArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e", "attributeName": "FilterPolicy", "attributeValue": "{\"never\": [\"x\"]}"})),
-                Some("arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e")),
-            (at(sec, admin(), "kms.amazonaws.com", "PutKeyPolicy",
-                serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "policyName": "default"})),
-                Some("1234abcd-12ab-34cd-56ef-1234567890ab")),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "events.amazonaws.com",
+                    "RemovePermission",
+                    serde_json::json!({"statementId": "org", "eventBusName": "tripwire"}),
+                ),
+                Some("event-bus/tripwire"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "events.amazonaws.com",
+                    "DeleteEventBus",
+                    serde_json::json!({"name": "tripwire-alerts"}),
+                ),
+                Some("event-bus/tripwire-alerts"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "events.amazonaws.com",
+                    "DisableRule",
+                    serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C", "eventBusName": "tripwire"}),
+                ),
+                Some("tripwire-DetectorOrganizationBus-1A2B3C"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "dynamodb.amazonaws.com",
+                    "DeleteResourcePolicy",
+                    serde_json::json!({"resourceArn": "arn:aws:dynamodb:us-east-1:123456789012:table/tripwire-Table-1A2B3C"}),
+                ),
+                Some("table/tripwire-Table-1A2B3C"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "dynamodb.amazonaws.com",
+                    "UpdateTimeToLive",
+                    serde_json::json!({"tableName": "tripwire-Table-1A2B3C", "timeToLiveSpecification": {"enabled": false, "attributeName": "expires"}}),
+                ),
+                Some("table/tripwire-Table-1A2B3C"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "monitoring.amazonaws.com",
+                    "DeleteAlarms",
+                    serde_json::json!({"alarmNames": ["app-latency", "tripwire-watchdog-silent"]}),
+                ),
+                Some("alarm/tripwire-watchdog-silent"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "monitoring.amazonaws.com",
+                    "PutMetricAlarm",
+                    serde_json::json!({"alarmName": "tripwire-detector-silent", "threshold": 0.0}),
+                ),
+                Some("alarm/tripwire-detector-silent"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "monitoring.amazonaws.com",
+                    "DisableAlarmActions",
+                    serde_json::json!({"alarmNames": ["app-latency"]}),
+                ),
+                None,
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "ssm.amazonaws.com",
+                    "PutParameter",
+                    serde_json::json!({"name": "/tripwire/policy", "type": "String", "overwrite": true, "tier": "Intelligent-Tiering"}),
+                ),
+                Some("parameter/tripwire/policy"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "ssm.amazonaws.com",
+                    "DeleteParameters",
+                    serde_json::json!({"names": ["/app/db", "/tripwire/policy"]}),
+                ),
+                Some("parameter/tripwire/policy"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "cloudformation.amazonaws.com",
+                    "UpdateStackSet",
+                    serde_json::json!({"stackSetName": "tripwire-member", "callAs": "DELEGATED_ADMIN"}),
+                ),
+                Some("stackset/tripwire-member"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "cloudformation.amazonaws.com",
+                    "DeleteStackInstances",
+                    serde_json::json!({"stackSetName": "tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d", "retainStacks": false}),
+                ),
+                Some("stackset/tripwire-member:1a2b3c4d-5e6f-7a8b-9c0d-1e2f3a4b5c6d"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "cloudformation.amazonaws.com",
+                    "UpdateStackSet",
+                    serde_json::json!({"stackSetName": "tripwire-member-old"}),
+                ),
+                None,
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "sns.amazonaws.com",
+                    "SetSubscriptionAttributes",
+                    serde_json::json!({"subscriptionArn": "arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e", "attributeName": "FilterPolicy", "attributeValue": "{\"never\": [\"x\"]}"}),
+                ),
+                Some("arn:aws:sns:us-east-1:123456789012:tripwire-alerts:0b2f9f5e"),
+            ),
+            (
+                at(
+                    sec,
+                    admin(),
+                    "kms.amazonaws.com",
+                    "PutKeyPolicy",
+                    serde_json::json!({"keyId": "1234abcd-12ab-34cd-56ef-1234567890ab", "policyName": "default"}),
+                ),
+                Some("1234abcd-12ab-34cd-56ef-1234567890ab"),
+            ),
             // The deploying principal changes them (CloudFormation calls as it).
-            (at(sec, role("tripwire-deployer", sec), "ssm.amazonaws.com", "PutParameter",
-                serde_json::json!({"name": "/tripwire/policy", "overwrite": true})), None),
-            (at(sec, role("tripwire-deployer", sec), "events.amazonaws.com", "PutRule",
-                serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C"})), None),
+            (
+                at(
+                    sec,
+                    role("tripwire-deployer", sec),
+                    "ssm.amazonaws.com",
+                    "PutParameter",
+                    serde_json::json!({"name": "/tripwire/policy", "overwrite": true}),
+                ),
+                None,
+            ),
+            (
+                at(
+                    sec,
+                    role("tripwire-deployer", sec),
+                    "events.amazonaws.com",
+                    "PutRule",
+                    serde_json::json!({"name": "tripwire-DetectorOrganizationBus-1A2B3C"}),
+                ),
+                None,
+            ),
             // A member's forwarding rule is StackSets' alone, whatever the role's name.
-            (at("222222222222", role("tripwire-deployer", "222222222222"), "events.amazonaws.com", "DisableRule",
-                serde_json::json!({"name": "tripwire-forward-tamper"})), Some("tripwire-forward-tamper")),
+            (
+                at(
+                    "222222222222",
+                    role("tripwire-deployer", "222222222222"),
+                    "events.amazonaws.com",
+                    "DisableRule",
+                    serde_json::json!({"name": "tripwire-forward-tamper"}),
+                ),
+                Some("tripwire-forward-tamper"),
+            ),
         ];
         for (r, want) in cases {
             let got = match extracted(&r) {
@@ -1254,8 +1482,13 @@ tripwire_keys = ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef
         }
         // The same names in a member account are its own, not the tripwire's: paged
         // only where the stack's topics are (and anywhere when no topic is known).
-        let elsewhere = at("222222222222", role("Admin", "222222222222"), "dynamodb.amazonaws.com",
-            "DeleteTable", serde_json::json!({"tableName": "tripwire-Table-1A2B3C"}));
+        let elsewhere = at(
+            "222222222222",
+            role("Admin", "222222222222"),
+            "dynamodb.amazonaws.com",
+            "DeleteTable",
+            serde_json::json!({"tableName": "tripwire-Table-1A2B3C"}),
+        );
         let Extracted::DestroyedAndTamper(_, t) = extracted(&elsewhere) else {
             panic!("DeleteTable is a door and a tamper candidate");
         };

@@ -1106,7 +1106,7 @@ use Role::{Assumption, Initiator, Tamper};
 use TamperTarget as T;
 
 /// Every context call, in the order the templates' patterns list them.
-pub const CONTEXT: [ContextCall; 80] = [
+pub const CONTEXT: [ContextCall; 85] = [
     call(STS, "AssumeRole", Assumption),
     call(STS, "AssumeRoleWithWebIdentity", Assumption),
     call(STS, "AssumeRoleWithSAML", Assumption),
@@ -1174,6 +1174,7 @@ pub const CONTEXT: [ContextCall; 80] = [
     call(IAM, "UpdateRole", Tamper(T::Iam)),
     call(IAM, "PutRolePolicy", Tamper(T::Iam)),
     call(IAM, "PutUserPolicy", Tamper(T::Iam)),
+    call(IAM, "UpdateAccessKey", Tamper(T::Iam)),
     call(IAM, "AttachRolePolicy", Tamper(T::Iam)),
     call(IAM, "PutRolePermissionsBoundary", Tamper(T::Iam)),
     call(IAM, "DeleteRolePermissionsBoundary", Tamper(T::Iam)),
@@ -1228,6 +1229,12 @@ pub const CONTEXT: [ContextCall; 80] = [
         Tamper(T::Function),
     ),
     call(LAMBDA, "UpdateFunctionCode20150331v2", Tamper(T::Function)),
+    // Who may invoke them (a direct invoke could hand the detector a forged event), in
+    // both API versions' names CloudTrail logs.
+    call(LAMBDA, "AddPermission20150331v2", Tamper(T::Function)),
+    call(LAMBDA, "AddPermission20150331", Tamper(T::Function)),
+    call(LAMBDA, "RemovePermission20150331v2", Tamper(T::Function)),
+    call(LAMBDA, "RemovePermission20150331", Tamper(T::Function)),
     // In the management account, where no SCP binds anyone: the records name the policy
     // by ID only (`policyId`, as Organizations' records name an account `accountId`).
     call(ORGANIZATIONS, "DetachPolicy", Tamper(T::Scp)),
@@ -1485,12 +1492,14 @@ mod tests {
         );
         assert_eq!(
             p["tamper"]["detail"]["eventName"].as_array().unwrap().len(),
-            // 45 calls; DeletePolicy is IAM's and Organizations'.
-            44
+            // 50 calls; DeletePolicy is IAM's and Organizations'.
+            49
         );
         assert!(p["tamper"]["detail"].get("errorCode").is_none());
         // The security account's own parts: a rule of their own, matched there alone.
-        let security = p["security_tamper"]["detail"]["eventName"].as_array().unwrap();
+        let security = p["security_tamper"]["detail"]["eventName"]
+            .as_array()
+            .unwrap();
         assert_eq!(security.len(), 18);
         assert!(security.contains(&json!("UpdateStackSet")));
         assert!(!p["tamper"]["detail"]["eventName"]
@@ -1498,7 +1507,13 @@ mod tests {
             .unwrap()
             .contains(&json!("UpdateStackSet")));
         // Each stays within EventBridge's 2,048 characters per pattern.
-        for family in ["terminations", "session_issues", "initiators", "tamper", "security_tamper"] {
+        for family in [
+            "terminations",
+            "session_issues",
+            "initiators",
+            "tamper",
+            "security_tamper",
+        ] {
             let len = p[family].to_string().len();
             assert!(len <= 2048, "{family}: {len} characters");
         }

@@ -149,12 +149,94 @@ mod tests {
         let off = with_stack_keys(file, "containment = \"off\"").unwrap();
         assert_eq!(off.containment, Mode::Off);
         assert_eq!(off.principals[0].containment, None, "inherits off");
-        assert_eq!(off.principals[0].threshold, Some(50), "the rest of the rule stays");
+        assert_eq!(
+            off.principals[0].threshold,
+            Some(50),
+            "the rest of the rule stays"
+        );
         assert!(off.resources.values().all(|r| r.containment.is_none()));
         let on = with_stack_keys(file, "containment = \"brake\"").unwrap();
         assert_eq!(on.containment, Mode::Revoke, "the file's own");
         assert_eq!(on.principals[0].containment, Some(Mode::Quarantine));
         assert_eq!(with_stack_keys(file, "").unwrap(), on);
+    }
+
+    /// A policy file setting every key the policy has, none to its default.
+    const EVERY_KEY: &str = r#"threshold = 7
+window = "3m"
+cross_account_threshold = 2
+service_threshold = 900
+attempt_threshold = 40
+account_threshold = 400
+allowed_accounts = ["111111111111"]
+ignore_principals = ["arn:aws:iam::*:role/sandbox-*"]
+protected_principals = ["arn:aws:iam::*:role/BreakGlass*"]
+containment = "brake"
+deny_actions = ["ec2:TerminateInstances"]
+deactivate_keys = true
+tripwire_keys = ["1234abcd-12ab-34cd-56ef-1234567890ab"]
+tripwire_topics = ["arn:aws:sns:us-east-1:123456789012:tripwire-alerts"]
+tripwire_scps = ["p-abcd1234"]
+recontain = true
+containment_role = "ops-containment"
+max_delivery_delay = "30m"
+
+[accounts."333333333333"]
+threshold = 3
+cross_account_threshold = 1
+
+[principals."arn:aws:iam::*:role/karpenter-*"]
+threshold = 500
+cross_account_threshold = 600
+window = "10m"
+containment = "off"
+
+[resources."rds:db"]
+threshold = 2
+window = "1h"
+containment = "quarantine"
+
+[[change_windows]]
+principal = "arn:aws:iam::222222222222:role/deploy/ci-deployer"
+account = "222222222222"
+from = "2026-12-05T22:00:00Z"
+until = "2026-12-06T02:00:00Z"
+"#;
+
+    #[test]
+    fn every_key_of_the_file_reaches_what_the_functions_read() {
+        // What the functions read (the published file, the stack's keys layered on) is
+        // the file itself, key for key; the stack's lists only add.
+        let read = with_stack_keys(EVERY_KEY, "").unwrap();
+        assert_eq!(read, Policy::from_toml(EVERY_KEY).unwrap());
+        let with_stack = with_stack_keys(
+            EVERY_KEY,
+            "containment = \"revoke\"\ntripwire_topics = [\"arn:aws:sns:us-east-1:123456789012:tripwire-alarms\"]",
+        )
+        .unwrap();
+        assert_eq!(with_stack.tripwire_topics.len(), 2);
+        assert_eq!(
+            Policy {
+                tripwire_topics: read.tripwire_topics.clone(),
+                ..with_stack
+            },
+            read
+        );
+        // Each key of the file counts: none is read and dropped.
+        let table: toml::Table = EVERY_KEY.parse().unwrap();
+        for key in table.keys() {
+            let mut without = table.clone();
+            without.remove(key);
+            let p = Policy::from_toml(&without.to_string()).unwrap();
+            assert_ne!(p, read, "{key} changed nothing");
+        }
+        // And every field of the policy is one of them: a new key left out of EVERY_KEY
+        // fails here (the pretty Debug form puts each field at one indent).
+        let fields = format!("{:#?}", Policy::from_toml("").unwrap())
+            .lines()
+            .filter(|l| l.starts_with("    ") && !l.starts_with("     ") && l.contains(": "))
+            .count();
+        assert_eq!(fields, table.len());
     }
 
     #[test]

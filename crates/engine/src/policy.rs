@@ -48,6 +48,9 @@ pub struct Policy {
     /// When someone lifts a tripwire policy from a contained principal, write it back,
     /// once per incident.
     pub recontain: bool,
+    /// The member stacks' containment role's name (their `ContainmentRoleName`; the
+    /// central stack passes it): changes to it page `tamper` like the fixed names'.
+    pub containment_role: String,
     /// Per-account threshold overrides, keyed by the account where instances die.
     pub accounts: BTreeMap<String, AccountOverride>,
     /// Per-principal rules, in file order; the first whose glob matches applies.
@@ -267,6 +270,8 @@ struct RawPolicy {
     tripwire_scps: Vec<String>,
     #[serde(default)]
     recontain: bool,
+    #[serde(default = "default_containment_role")]
+    containment_role: String,
     #[serde(default)]
     accounts: BTreeMap<String, RawOverride>,
     /// Kept as a table to keep file order: the first matching rule wins.
@@ -313,6 +318,9 @@ struct RawChangeWindow {
     until: String,
 }
 
+fn default_containment_role() -> String {
+    crate::names::DEFAULT_CONTAINMENT_ROLE.into()
+}
 fn default_threshold() -> i64 {
     10
 }
@@ -572,6 +580,13 @@ impl Policy {
                 until,
             });
         }
+        if !crate::principal::valid_iam_name(&raw.containment_role) {
+            return Err(err(
+                "containment_role",
+                format!("`{}` is not an IAM role name", raw.containment_role),
+            ));
+        }
+        let containment_role = raw.containment_role;
         Ok(Policy {
             threshold,
             window,
@@ -589,6 +604,7 @@ impl Policy {
             tripwire_topics: raw.tripwire_topics,
             tripwire_scps: raw.tripwire_scps,
             recontain: raw.recontain,
+            containment_role,
             accounts,
             principals,
             resources,

@@ -128,7 +128,9 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
         coverage: crate::armed::coverage(&heartbeats),
         ..ReplayResult::default()
     };
-    tampers.retain(|t| t.is_ours(policy));
+    // A reactivated key is a lift only for a user production contains, which an
+    // archive does not say: the detector asks its table; the replay leaves them out.
+    tampers.retain(|t| t.is_ours(policy) && !t.reactivated_key());
     tampers.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
     tampers.dedup_by(|a, b| a.event_id == b.event_id);
     out.tampers = tampers;

@@ -16,6 +16,7 @@ const FLOORS: [(&str, &[&str]); 4] = [
             "record",
             "principal",
             "policy",
+            "deployed",
             "catalogue",
         ],
     ),

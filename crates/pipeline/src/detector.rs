@@ -200,6 +200,14 @@ where
         if !t.is_ours(&self.policy) {
             return Ok(Outcome::OtherEvent);
         }
+        // A key made active again is a lift only for a user the tripwire contains: any
+        // other reactivation is the account's own business.
+        if t.reactivated_key() {
+            let entity = t.lifted_from().unwrap_or_default();
+            if self.store.contained_by(&t.account, entity).await?.is_none() {
+                return Ok(Outcome::OtherEvent);
+            }
+        }
         let step = format!("tamper#{}", t.event_id);
         let event_id = t.event_id.clone();
         if self

@@ -1435,3 +1435,51 @@ fn contained_detail(rig: &Rig) -> String {
         .unwrap_or_default()
         .to_owned()
 }
+
+#[tokio::test]
+async fn a_reactivated_access_key_pages_only_for_a_user_the_tripwire_contains() {
+    let rig = Rig::new(POLICY);
+    for e in Burst::new("user/alice@222222222222", "seed")
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        one(&rig, &e).await;
+    }
+    let first = rig.queue.queued().remove(0);
+    rig.responder.handle(first).await.unwrap();
+    assert_eq!(rig.alerts.kinds(), ["detected", "contained"]);
+    // IAM logs UpdateAccessKey's members in lower camel case (userName, accessKeyId,
+    // status), as its API names them.
+    let update = |user: &str, status: &str, id: &str| {
+        eventbridge(
+            "iam.amazonaws.com",
+            "UpdateAccessKey",
+            "role/Admin@222222222222",
+            serde_json::json!({"userName": user, "accessKeyId": "AKIAIOSFODNN7EXAMPLE", "status": status}),
+            id,
+        )
+    };
+    assert!(matches!(
+        one(&rig, &update("alice", "Active", "k-1")).await,
+        Outcome::Tamper { .. }
+    ));
+    // Another user's key, and a key made inactive, are the account's own business.
+    assert_eq!(
+        one(&rig, &update("bob", "Active", "k-2")).await,
+        Outcome::OtherEvent
+    );
+    assert_eq!(
+        one(&rig, &update("alice", "Inactive", "k-3")).await,
+        Outcome::OtherEvent
+    );
+    assert_eq!(rig.alerts.kinds(), ["detected", "contained", "tamper"]);
+    let tamper = rig.alerts.sent().pop().unwrap();
+    assert!(
+        tamper
+            .subject
+            .contains("user/alice policy/key/AKIAIOSFODNN7EXAMPLE"),
+        "{}",
+        tamper.subject
+    );
+}
