@@ -636,7 +636,18 @@ pub fn tamper_of(
     };
     let event_time = doc.time()?;
     let (p, account) = crate::principal::caller(doc)?;
-    if is_tripwire_itself(&p.kind) {
+    // The tripwire's own roles in the account the call changed: a role of the same name
+    // in another account, reaching in through a resource policy, is anyone's.
+    let home = p.account.as_deref() == Some(account.as_str());
+    // And only for what a deployment or a release changes: the member stacks' roles,
+    // policies, rules and schedule. No StackSet touches a trail, a key, a topic or an
+    // SCP, and in the management account, where no SCP binds anyone, anyone may create
+    // a role of those names.
+    let deployment_part = matches!(
+        on,
+        TamperTarget::Iam | TamperTarget::Rule | TamperTarget::RuleTargets | TamperTarget::Schedule
+    );
+    if home && deployment_part && is_tripwire_itself(&p.kind) {
         return Ok(None);
     }
     // The security account's deployer updates its functions and the watchdog's schedule
@@ -661,7 +672,7 @@ pub fn tamper_of(
         }
         _ => false,
     };
-    if deployer && security_parts {
+    if home && deployer && security_parts {
         return Ok(None);
     }
     Ok(Some(Tamper {
@@ -1027,12 +1038,16 @@ mod tests {
             // A deployment of the security account's stack is not tampering; the same
             // name elsewhere exempts nothing else.
             (
-                call(
-                    "lambda.amazonaws.com",
-                    "UpdateFunctionCode20150331v2",
-                    role("tripwire-deployer", "123456789012"),
-                    serde_json::json!({"functionName": "tripwire-detector", "publish": true}),
-                ),
+                {
+                    let mut r = call(
+                        "lambda.amazonaws.com",
+                        "UpdateFunctionCode20150331v2",
+                        role("tripwire-deployer", "123456789012"),
+                        serde_json::json!({"functionName": "tripwire-detector", "publish": true}),
+                    );
+                    r["recipientAccountId"] = "123456789012".into();
+                    r
+                },
                 None,
             ),
             (
@@ -1194,7 +1209,36 @@ mod tests {
                 None,
             ),
             // (Only StackSets may create roles of those names: the SCP. So the name is
-            // trusted.)
+            // trusted.) But only in the account the call changed, and never for a trail:
+            // in the management account anyone may create a role of that exact name.
+            (
+                call(
+                    "cloudtrail.amazonaws.com",
+                    "StopLogging",
+                    role(
+                        "stacksets-exec-899a82a2cb437e970934262f85c7628a",
+                        "222222222222",
+                    ),
+                    serde_json::json!({"name": "org-trail"}),
+                ),
+                Some("org-trail"),
+            ),
+            (
+                {
+                    let mut r = call(
+                        "cloudtrail.amazonaws.com",
+                        "StopLogging",
+                        role(
+                            "stacksets-exec-899a82a2cb437e970934262f85c7628a",
+                            "999999999999",
+                        ),
+                        serde_json::json!({"name": "org-trail"}),
+                    );
+                    r["recipientAccountId"] = "222222222222".into();
+                    r
+                },
+                Some("org-trail"),
+            ),
             // Who may invoke the functions; Lambda's event names carry the API version.
             (
                 call(
