@@ -421,12 +421,34 @@ async fn release_removes_the_policies_and_closes_the_incident() {
     }
     assert_eq!(stack.tags(PROD, "role/cleanup-task").await.len(), 1);
     assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 2);
-    // Through the release role (tripwire-release, trusting the operator), not the
-    // containment role, which may not detach or delete anything.
-    let stdout = release(
-        &stack,
-        "arn:aws:iam::222222222222:role/vendor/cleanup-task",
-        &[],
+    // From the page: its incident ID is all the operator types; the table knows the
+    // account and the principal. Through the release role (tripwire-release, trusting
+    // the operator), not the containment role, which may not detach or delete anything.
+    let id = stack.alerts().await[0].body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let by_id = |id: &str| {
+        stack
+            .cli()
+            .args(["release", "--incident", id])
+            .output()
+            .unwrap()
+    };
+    let unknown = by_id("no-such-incident");
+    assert!(!unknown.status.success());
+    assert!(String::from_utf8_lossy(&unknown.stderr).contains("no incident no-such-incident"));
+    assert_eq!(stack.attached(PROD, "role/cleanup-task").await.len(), 2);
+    let out = by_id(&id);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("arn:aws:iam::222222222222:role/vendor/cleanup-task: removed"),
+        "{stdout}"
     );
     assert!(
         stdout.contains("tripwire-brake, tripwire-contain-scope, tag:tripwire-contain-session")
@@ -446,6 +468,14 @@ async fn release_removes_the_policies_and_closes_the_incident() {
         opened += usize::from(outcome(&stack.invoke(e).await.unwrap()) == "opened");
     }
     assert_eq!(opened, 1);
+    // The old ID now names a closed incident: refused, pointing at the current one.
+    let old = by_id(&id);
+    assert!(!old.status.success());
+    assert!(
+        String::from_utf8_lossy(&old.stderr).contains("was closed"),
+        "{}",
+        String::from_utf8_lossy(&old.stderr)
+    );
     stack.save_observed_actions("release").await;
 }
 

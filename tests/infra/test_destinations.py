@@ -40,7 +40,8 @@ def alert_lines(tmp_path_factory):
 
 
 def _render(fmt, lines):
-    out = _tripwire("render", "--format", fmt, stdin="\n".join(lines) + "\n")
+    account = ["--finding-account", "123456789012"] if fmt == "asff" else []
+    out = _tripwire("render", "--format", fmt, *account, stdin="\n".join(lines) + "\n")
     return [json.loads(line) for line in out.splitlines()]
 
 

@@ -135,12 +135,15 @@ enum Command {
     /// Lift containment: detach the tripwire's managed policies, remove its inline
     /// policies and close the incident, through the release role in the principal's account.
     Release {
+        /// The incident ID the page shows: the table knows its account and principal.
+        #[arg(long, conflicts_with_all = ["account", "principal"])]
+        incident: Option<String>,
         /// The account where the instances died (the incident's account).
-        #[arg(long)]
-        account: String,
+        #[arg(long, required_unless_present = "incident", requires = "principal")]
+        account: Option<String>,
         /// The contained role or user ARN (with path).
-        #[arg(long)]
-        principal: String,
+        #[arg(long, required_unless_present = "incident", requires = "account")]
+        principal: Option<String>,
         /// DynamoDB table (default: $TRIPWIRE_TABLE).
         #[arg(long)]
         table: Option<String>,
@@ -168,9 +171,10 @@ enum Command {
         /// The policy file: its window words the page (default: the default policy's).
         #[arg(long)]
         policy: Option<PathBuf>,
-        /// ASFF: the account importing the findings (the central stack's).
-        #[arg(long, default_value = "123456789012")]
-        finding_account: String,
+        /// ASFF: the account importing the findings (the central stack's; default:
+        /// $TRIPWIRE_FINDINGS_ACCOUNT). No placeholder: a finding names a real account.
+        #[arg(long)]
+        finding_account: Option<String>,
         /// ASFF: its region.
         #[arg(long, default_value = "us-east-1")]
         finding_region: String,
@@ -358,8 +362,21 @@ fn main() -> Result<()> {
                 Some(p) => load_policy(&p)?.window,
                 None => Policy::from_toml("")?.window,
             };
+            let account = finding_account.or_else(|| {
+                tripwire_aws::config::process_env(tripwire_aws::config::FINDINGS_ACCOUNT)
+            });
+            let account = match (format, account) {
+                (_, Some(a)) if a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit()) => a,
+                (_, Some(a)) => anyhow::bail!("--finding-account `{a}` is not an account ID"),
+                (render::Format::Asff, None) => anyhow::bail!(
+                    "asff names the account importing the findings: pass --finding-account (the central stack's account) or set {}",
+                    tripwire_aws::config::FINDINGS_ACCOUNT
+                ),
+                // Only a finding names it.
+                (_, None) => String::new(),
+            };
             let ctx = tripwire_engine::destination::FindingContext {
-                account: finding_account,
+                account,
                 region: finding_region,
                 partition: finding_partition,
             };
@@ -396,19 +413,28 @@ fn main() -> Result<()> {
             command: IncidentCommand::Export { table, format, id },
         } => incident::export(table, &id, &format),
         Command::Release {
+            incident,
             account,
             principal,
             table,
             release_role,
             containment_role,
             reactivate_keys,
-        } => release::run(
-            &account,
-            &principal,
-            table,
-            release_role.or(containment_role),
-            reactivate_keys,
-        ),
+        } => {
+            let (account, principal) = match (incident, account, principal) {
+                (Some(id), _, _) => release::of_incident(&id, table.clone())?,
+                (None, Some(a), Some(p)) => (a, p),
+                // clap requires both without --incident.
+                _ => anyhow::bail!("pass --incident ID, or --account and --principal"),
+            };
+            release::run(
+                &account,
+                &principal,
+                table,
+                release_role.or(containment_role),
+                reactivate_keys,
+            )
+        }
     }
 }
 

@@ -7,6 +7,12 @@ use std::process::{Command, Stdio};
 fn render(format: &str, input: &str) -> (bool, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tripwire"))
         .args(["render", "--format", format])
+        .args(if format == "asff" {
+            &["--finding-account", "123456789012"][..]
+        } else {
+            &[]
+        })
+        .env_remove("TRIPWIRE_FINDINGS_ACCOUNT")
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -72,4 +78,23 @@ fn what_a_subscriber_holds_renders_as_the_alert_inside_it() {
         assert!(ok, "{err}");
         assert_eq!(out, want);
     }
+}
+
+#[test]
+fn a_finding_names_a_real_account_or_none_is_rendered() {
+    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
+        .args(["render", "--format", "asff"])
+        .env_remove("TRIPWIRE_FINDINGS_ACCOUNT")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--finding-account"), "{err}");
+    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
+        .args(["render", "--format", "asff", "--finding-account", "1234"])
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not an account ID"));
 }

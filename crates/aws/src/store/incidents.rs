@@ -147,16 +147,9 @@ impl WindowStore {
     /// calls' items (kept a day after the window, like every call): `None` when no
     /// incident has that ID here. Read page by page; never on the hot path.
     pub async fn export(&self, incident_id: &str) -> Result<Option<Vec<Terminated>>, Error> {
-        let Some(index) = self.get(index_pk(incident_id), "X").await? else {
+        let Some((index, current)) = self.indexed(incident_id).await? else {
             return Ok(None);
         };
-        let Some(item) = self
-            .get(get_s(&index, "ipk")?.to_owned(), "CURRENT")
-            .await?
-        else {
-            return Ok(None);
-        };
-        let current = stored_incident(&item, None)?;
         // The span: the current incident's, or a closed one's from the history.
         let span = std::iter::once(&current.open)
             .chain(&current.history)
@@ -818,5 +811,36 @@ impl Incidents for WindowStore {
         )
         .await
         .map(|_| ())
+    }
+}
+
+impl WindowStore {
+    /// The export index of incident `incident_id` and its key's current incident.
+    async fn indexed(&self, incident_id: &str) -> Result<Option<(Item, StoredIncident)>, Error> {
+        let Some(index) = self.get(index_pk(incident_id), "X").await? else {
+            return Ok(None);
+        };
+        let Some(item) = self
+            .get(get_s(&index, "ipk")?.to_owned(), "CURRENT")
+            .await?
+        else {
+            return Ok(None);
+        };
+        let current = stored_incident(&item, None)?;
+        Ok(Some((index, current)))
+    }
+
+    /// Incident `incident_id` as the page names it: its key's current incident, and
+    /// whether that is the one (`false`: it was closed and another opened since).
+    pub async fn incident_by_id(
+        &self,
+        incident_id: &str,
+    ) -> Result<Option<(StoredIncident, bool)>, Error> {
+        let Some((_, current)) = self.indexed(incident_id).await? else {
+            return Ok(None);
+        };
+        let is_current = current.open.id == incident_id;
+        let known = is_current || current.history.iter().any(|o| o.id == incident_id);
+        Ok(known.then_some((current, is_current)))
     }
 }
