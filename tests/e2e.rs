@@ -435,6 +435,25 @@ async fn release_removes_the_policies_and_closes_the_incident() {
             .output()
             .unwrap()
     };
+    // Where it stands, from the same ID: open, contained, and the page as of now.
+    let show = stack
+        .cli()
+        .args(["incident", "show", &id])
+        .output()
+        .unwrap();
+    let shown = String::from_utf8_lossy(&show.stdout).into_owned();
+    assert!(
+        show.status.success(),
+        "{}",
+        String::from_utf8_lossy(&show.stderr)
+    );
+    assert!(shown.contains(&format!("incident   {id}: open")), "{shown}");
+    assert!(shown.contains("containment contained"), "{shown}");
+    assert!(
+        shown.contains(&format!("tripwire release --incident {id}")),
+        "{shown}"
+    );
+    assert!(shown.contains("Subject: TRIPWIRE"), "{shown}");
     let unknown = by_id("no-such-incident");
     assert!(!unknown.status.success());
     assert!(String::from_utf8_lossy(&unknown.stderr).contains("no incident no-such-incident"));

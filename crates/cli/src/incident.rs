@@ -1,7 +1,8 @@
 //! `tripwire incident export`: the recovery manifest of one incident, every instance (or
 //! other resource, named by its `resource_type`) it destroyed with the call that did it,
-//! as CSV or JSON lines. From the table the
-//! functions write; standard credential chain; honours `AWS_ENDPOINT_URL*`.
+//! as CSV or JSON lines. `tripwire incident show`: where an incident stands, from the ID
+//! on the page. From the table the functions write; standard credential chain; honours
+//! `AWS_ENDPOINT_URL*`.
 
 use anyhow::{bail, Context, Result};
 use std::io::Write;
@@ -66,6 +67,79 @@ pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
             )
             .words
             .nouns)
+    );
+    Ok(())
+}
+
+/// Prints where incident `id` stands (open or closed, containment, the steps taken),
+/// then its page as the tripwire renders it now: the timeline, the scope, the plan and
+/// what to check. `window` words the threshold sentence (the policy's).
+pub fn show(table: Option<String>, id: &str, window: tripwire_engine::time::Millis) -> Result<()> {
+    use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
+    use tripwire_pipeline::{Clock, SystemClock};
+    let table = table
+        .or_else(|| process_env(TABLE))
+        .with_context(|| format!("pass --table or set {TABLE}"))?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let found = runtime.block_on(async {
+        let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
+        WindowStore::new(tripwire_aws::client(&sdk), table)
+            .incident_by_id(id)
+            .await
+            .map_err(anyhow::Error::from)
+    })?;
+    let Some((current, is_current)) = found else {
+        bail!("no incident {id} in the table (check the ID on the page)");
+    };
+    if !is_current {
+        println!(
+            "incident   {id}: closed; its key's current incident is {} (tripwire incident show {})",
+            current.open.id, current.open.id
+        );
+        return Ok(());
+    }
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    let state = current
+        .containment_state
+        .map_or("none recorded", |s| s.as_str());
+    println!("incident   {id}: open");
+    println!(
+        "state      containment {state}; detected alert sent {}; responder asked {}; last containment alert {}",
+        yes(current.alerted),
+        yes(current.invoked),
+        current.containment_alerted.map_or("none", |s| s.as_str())
+    );
+    if let Some(at) = current.opened_at {
+        println!("opened     {}", format_millis(at));
+    }
+    println!("next       tripwire incident export {id} > manifest.csv   (what to restore)");
+    if current.incident.principal_arn().is_some()
+        && !matches!(
+            current.containment_state,
+            Some(tripwire_engine::alert::ContainmentState::Released) | None
+        )
+    {
+        println!(
+            "           tripwire release --incident {id}   (once the principal is safe again)"
+        );
+    }
+    let mut status = ContainmentStatus::from_plan(&current.incident);
+    if let Some(s) = current.containment_state {
+        status.state = s;
+    }
+    let page = render(
+        AlertKind::Detected,
+        &current.incident,
+        &status,
+        window,
+        SystemClock.now(),
+        false,
+    );
+    println!(
+        "\n--- the page, as of now ---\nSubject: {}\n\n{}",
+        page.subject, page.text
     );
     Ok(())
 }

@@ -45,6 +45,18 @@ enum IncidentCommand {
         /// The incident's ID (as its alerts give it).
         id: String,
     },
+    /// Where an incident stands, from the ID on the page: open or closed, containment,
+    /// the steps taken, then its page as of now (timeline, scope, plan, what to check).
+    Show {
+        /// DynamoDB table (default: $TRIPWIRE_TABLE).
+        #[arg(long)]
+        table: Option<String>,
+        /// The policy file: its window words the page (default: the default policy's).
+        #[arg(long)]
+        policy: Option<PathBuf>,
+        /// The incident's ID (as its alerts give it).
+        id: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -412,6 +424,15 @@ fn main() -> Result<()> {
         Command::Incident {
             command: IncidentCommand::Export { table, format, id },
         } => incident::export(table, &id, &format),
+        Command::Incident {
+            command: IncidentCommand::Show { table, policy, id },
+        } => {
+            let window = match policy {
+                Some(p) => load_policy(&p)?.window,
+                None => Policy::from_toml("")?.window,
+            };
+            incident::show(table, &id, window)
+        }
         Command::Release {
             incident,
             account,
