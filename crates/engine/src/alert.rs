@@ -39,6 +39,20 @@ pub enum AlertKind {
     Released,
 }
 
+/// The runbook, in the tripwire's repository: one section per alert kind, headed by the
+/// page's own words, anchored by the kind's name.
+pub const RUNBOOK: &str = "docs/runbook.md";
+
+/// `text` with the line that points at `kind`'s section of the runbook.
+fn with_runbook(mut text: String, kind: AlertKind) -> String {
+    let _ = writeln!(
+        text,
+        "\nRunbook: {RUNBOOK}#{} (in the tripwire repository)",
+        kind.as_str()
+    );
+    text
+}
+
 impl AlertKind {
     /// The stable snake_case name (also the `kind` message attribute).
     pub fn as_str(self) -> &'static str {
@@ -302,7 +316,10 @@ pub fn render(
     window_degraded: bool,
 ) -> Alert {
     let subject = incident_subject(kind, incident);
-    let text = text_body(kind, incident, status, window, now, window_degraded);
+    let text = with_runbook(
+        text_body(kind, incident, status, window, now, window_degraded),
+        kind,
+    );
     let machine = Machine {
         kind,
         incident: incident.alert_view(JSON_SAMPLE),
@@ -696,6 +713,7 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
         time: now,
         resolves: false,
     };
+    let text = with_runbook(text, AlertKind::Tamper);
     Alert {
         tamper: false,
         kind: AlertKind::Tamper,
@@ -783,6 +801,7 @@ pub fn render_coverage(
     };
     let checks: &[&str] = if lost { &LOST_CHECKS } else { &[] };
     let card = coverage_card(&s.account, &s.region, &subject, &text, checks, s.last, now);
+    let text = with_runbook(text, kind);
     Alert {
         tamper: false,
         kind,
@@ -857,6 +876,7 @@ pub fn render_never_seen(d: &crate::armed::Deployed, listed: Millis, now: Millis
         listed,
         now,
     );
+    let text = with_runbook(text, AlertKind::CoverageLost);
     Alert {
         tamper: false,
         kind: AlertKind::CoverageLost,
@@ -1319,6 +1339,62 @@ mod tests {
                     && !a.subject.chars().any(|c| c.is_control()),
                 "{:?}",
                 a.subject
+            );
+        }
+    }
+
+    #[test]
+    fn every_page_points_at_its_runbook_section_headed_by_the_pages_own_words() {
+        let runbook = include_str!("../../../docs/runbook.md");
+        let i = incident("arn:aws:iam::222222222222:role/vendor/cleanup-task", 37);
+        let s = ContainmentStatus::from_plan(&i);
+        let mut pages: Vec<Alert> = [
+            AlertKind::Detected,
+            AlertKind::Update,
+            AlertKind::Contained,
+            AlertKind::ContainmentFailed,
+            AlertKind::Released,
+        ]
+        .into_iter()
+        .map(|k| render(k, &i, &s, 300_000, 1_515_535_754_000, false))
+        .collect();
+        let tamper: crate::armed::Tamper = serde_json::from_value(serde_json::json!({
+            "event_id": "e", "event_name": "StopLogging", "event_source": "cloudtrail.amazonaws.com",
+            "principal_arn": "arn:aws:iam::1:role/x", "account": "1", "region": "r",
+            "target": "org-trail", "event_time": "2018-01-09T22:09:00Z"}))
+        .unwrap();
+        pages.push(render_tamper(&tamper, None, 0));
+        let beat = crate::armed::HeartbeatState {
+            account: "222222222222".into(),
+            region: "eu-west-1".into(),
+            last: 0,
+            arrived: 0,
+            heartbeats: 3,
+            lost_paged: None,
+        };
+        for kind in [AlertKind::CoverageLost, AlertKind::CoverageRestored] {
+            pages.push(render_coverage(kind, &beat, 40 * 60_000, 10 * 60_000));
+        }
+        assert_eq!(pages.len(), 8, "every kind");
+        for page in &pages {
+            let kind = page.kind.as_str();
+            let link = format!("Runbook: {RUNBOOK}#{kind} (in the tripwire repository)");
+            assert!(
+                page.text.trim_end().ends_with(&link),
+                "{kind}: {}",
+                page.text
+            );
+            let anchor = format!("<a id=\"{kind}\"></a>\n## ");
+            let at = runbook
+                .find(&anchor)
+                .unwrap_or_else(|| panic!("{kind}: no section"));
+            let heading = runbook[at + anchor.len()..].lines().next().unwrap();
+            // The page's words: its subject up to the first colon (the update's text
+            // says TRIPWIRE UPDATE, its subject `TRIPWIRE update`).
+            let words = page.subject.split(':').next().unwrap().to_uppercase();
+            assert!(
+                heading.to_uppercase().starts_with(&words),
+                "{kind}: {heading} / {words}"
             );
         }
     }
