@@ -71,12 +71,9 @@ pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
     Ok(())
 }
 
-/// Prints where incident `id` stands (open or closed, containment, the steps taken),
-/// then its page as the tripwire renders it now: the timeline, the scope, the plan and
-/// what to check. `window` words the threshold sentence (the policy's).
-pub fn show(table: Option<String>, id: &str, window: tripwire_engine::time::Millis) -> Result<()> {
-    use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
-    use tripwire_pipeline::{Clock, SystemClock};
+/// Incident `id` as the page names it: its key's current incident, and whether that is
+/// the one (`false`: closed, and another opened since). An unknown ID is an error.
+pub fn by_id(table: Option<String>, id: &str) -> Result<(tripwire_pipeline::StoredIncident, bool)> {
     let table = table
         .or_else(|| process_env(TABLE))
         .with_context(|| format!("pass --table or set {TABLE}"))?;
@@ -90,9 +87,16 @@ pub fn show(table: Option<String>, id: &str, window: tripwire_engine::time::Mill
             .await
             .map_err(anyhow::Error::from)
     })?;
-    let Some((current, is_current)) = found else {
-        bail!("no incident {id} in the table (check the ID on the page)");
-    };
+    found.with_context(|| format!("no incident {id} in the table (check the ID on the page)"))
+}
+
+/// Prints where incident `id` stands (open or closed, containment, the steps taken),
+/// then its page as the tripwire renders it now: the timeline, the scope, the plan and
+/// what to check. `window` words the threshold sentence (the policy's).
+pub fn show(table: Option<String>, id: &str, window: tripwire_engine::time::Millis) -> Result<()> {
+    use tripwire_engine::alert::{render, AlertKind, ContainmentStatus};
+    use tripwire_pipeline::{Clock, SystemClock};
+    let (current, is_current) = by_id(table, id)?;
     if !is_current {
         println!(
             "incident   {id}: closed; its key's current incident is {} (tripwire incident show {})",

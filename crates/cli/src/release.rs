@@ -28,22 +28,7 @@ fn alerter(sdk: &aws_config::SdkConfig) -> Result<Option<Alerter>> {
 /// The account and principal of incident `id`, as the page names it: only the key's
 /// current incident, which names one principal, is released this way.
 pub fn of_incident(id: &str, table: Option<String>) -> Result<(String, String)> {
-    let table = table
-        .or_else(|| process_env(TABLE))
-        .with_context(|| format!("pass --table or set {TABLE}"))?;
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let found = runtime.block_on(async {
-        let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
-        WindowStore::new(tripwire_aws::client(&sdk), table)
-            .incident_by_id(id)
-            .await
-            .map_err(anyhow::Error::from)
-    })?;
-    let Some((current, is_current)) = found else {
-        anyhow::bail!("no incident {id} in the table (check the ID on the page)");
-    };
+    let (current, is_current) = crate::incident::by_id(table, id)?;
     let i = &current.incident;
     if !is_current {
         anyhow::bail!(
