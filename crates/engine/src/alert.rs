@@ -550,11 +550,10 @@ fn incident_card(
         next_steps.push("Containment is lifted; a new burst opens a new incident.".into());
     } else {
         next_steps.push(format!(
-            "If it is legitimate: `tripwire release --account {} --principal {}`",
-            i.account,
-            i.principal_arn().unwrap_or_default()
+            "If it is legitimate: `tripwire release --incident {}`",
+            i.id
         ));
-        next_steps.push(format!("If not: keep it contained, rotate its credentials, restore the {} (`tripwire incident export` lists them).", call.words.nouns));
+        next_steps.push(format!("If not: keep it contained, rotate its credentials, restore the {} (`tripwire incident export {}` lists them).", call.words.nouns, i.id));
     }
     let mut resources = Vec::new();
     if let Some(p) = i.principal_arn() {
@@ -1230,16 +1229,12 @@ fn text_body(
         t,
         "  2. If it is legitimate, lift containment (detaches the tripwire-* managed policies and removes only the tripwire-* inline ones):"
     );
+    // The page's own ID: the table knows the account and the principal.
+    let _ = writeln!(t, "     tripwire release --incident {}", i.id);
     let _ = writeln!(
         t,
-        "     tripwire release --account {} --principal {}",
-        i.account,
-        i.principal_arn().unwrap_or_default()
-    );
-    let _ = writeln!(
-        t,
-        "  3. If not, keep it contained, rotate its credentials, and restore the {} from your deployment tooling.",
-        call.words.nouns
+        "  3. If not, keep it contained, rotate its credentials, and restore the {} from your deployment tooling (tripwire incident export {} lists them).",
+        call.words.nouns, i.id
     );
     let _ = writeln!(t, "\nIncident {}", i.id);
     t
@@ -1411,7 +1406,15 @@ mod tests {
             1_515_535_754_000,
             false,
         );
-        for needle in ["first termination   2018-01-09T22:09:00Z", "threshold crossed   2018-01-09T22:09:13.500Z", "10.20.0.15", "us-east-1", "tripwire release --account 222222222222 --principal arn:aws:iam::222222222222:role/vendor/cleanup-task", "REQUESTED", "(1200; 10 shown)"] {
+        for needle in [
+            "first termination   2018-01-09T22:09:00Z",
+            "threshold crossed   2018-01-09T22:09:13.500Z",
+            "10.20.0.15",
+            "us-east-1",
+            "tripwire release --incident inc-1",
+            "REQUESTED",
+            "(1200; 10 shown)",
+        ] {
             assert!(a.text.contains(needle), "missing {needle}:\n{}", a.text);
         }
         let v: serde_json::Value = serde_json::from_str(&a.json).unwrap();
