@@ -12,22 +12,10 @@ use tripwire_engine::time::format_millis;
 
 /// Writes the manifest of incident `id` to stdout.
 pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
-    let table = table
-        .or_else(|| process_env(TABLE))
-        .with_context(|| format!("pass --table or set {TABLE}"))?;
     if !matches!(format, "csv" | "jsonl") {
         bail!("--format `{format}`: csv or jsonl");
     }
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let rows = runtime.block_on(async {
-        let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
-        WindowStore::new(tripwire_aws::client(&sdk), table)
-            .export(id)
-            .await
-            .map_err(anyhow::Error::from)
-    })?;
+    let rows = with_store(table, |store| async move { store.export(id).await })?;
     let Some(rows) = rows else {
         bail!("no incident {id} in the table (or its calls have expired: they are kept a day past the window)");
     };
@@ -71,22 +59,31 @@ pub fn export(table: Option<String>, id: &str, format: &str) -> Result<()> {
     Ok(())
 }
 
-/// Incident `id` as the page names it: its key's current incident, and whether that is
-/// the one (`false`: closed, and another opened since). An unknown ID is an error.
-pub fn by_id(table: Option<String>, id: &str) -> Result<(tripwire_pipeline::StoredIncident, bool)> {
+/// Runs `read` on the table (`--table`, else `$TRIPWIRE_TABLE`) with the operator's
+/// credentials, to completion.
+fn with_store<T, F, Fut>(table: Option<String>, read: F) -> Result<T>
+where
+    F: FnOnce(WindowStore) -> Fut,
+    Fut: std::future::Future<Output = Result<T, tripwire_aws::Error>>,
+{
     let table = table
         .or_else(|| process_env(TABLE))
         .with_context(|| format!("pass --table or set {TABLE}"))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let found = runtime.block_on(async {
+    runtime.block_on(async {
         let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
-        WindowStore::new(tripwire_aws::client(&sdk), table)
-            .incident_by_id(id)
+        read(WindowStore::new(tripwire_aws::client(&sdk), table))
             .await
             .map_err(anyhow::Error::from)
-    })?;
+    })
+}
+
+/// Incident `id` as the page names it: its key's current incident, and whether that is
+/// the one (`false`: closed, and another opened since). An unknown ID is an error.
+pub fn by_id(table: Option<String>, id: &str) -> Result<(tripwire_pipeline::StoredIncident, bool)> {
+    let found = with_store(table, |store| async move { store.incident_by_id(id).await })?;
     found.with_context(|| format!("no incident {id} in the table (check the ID on the page)"))
 }
 
