@@ -199,13 +199,24 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             .record_containment(&key, &req.incident_id, status.state, &status.detail)
             .await?;
         // Not recorded: the incident is being released (an operator's decision, already
-        // on its page) or another replaced it; a retry's refusal pages no one.
+        // on its page), or a later burst of the same key replaced it while we worked.
+        // Replaced, what IAM did to the principal still stands and its detected page
+        // awaits an outcome: that page goes out, with no record left to mark. A
+        // redelivery finds the replacement at its first read and is refused unpaged.
         if !recorded {
-            tracing::info!(
-                ?outcome,
-                "outcome not recorded: the incident is being released or was replaced"
-            );
-            return Ok(outcome);
+            let replaced = self
+                .store
+                .incident(&key)
+                .await?
+                .is_none_or(|s| s.open.id != req.incident_id);
+            if !replaced || matches!(outcome, ResponderOutcome::Refused { .. }) {
+                tracing::info!(
+                    ?outcome,
+                    replaced,
+                    "outcome not recorded: the incident is being released or was replaced"
+                );
+                return Ok(outcome);
+            }
         }
         // Lambda delivers an asynchronous invoke at least once: a repeated request
         // re-applies the (idempotent) policies but does not page again for the same
@@ -225,9 +236,11 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             false,
         );
         self.alerter.publish(&alert).await?;
-        self.store
-            .mark_containment_alerted(&key, &req.incident_id, status.state)
-            .await?;
+        if recorded {
+            self.store
+                .mark_containment_alerted(&key, &req.incident_id, status.state)
+                .await?;
+        }
         Ok(outcome)
     }
 

@@ -340,6 +340,42 @@ async fn a_failed_page_is_retried_not_lost() {
 }
 
 #[tokio::test]
+async fn containment_done_as_a_later_burst_replaces_the_incident_still_pages_once() {
+    let rig = Rig::new(POLICY);
+    let req = request_for(&rig, "role/vendor/cleanup-task@222222222222").await;
+    let k = key(&req.principal_arn, PROD);
+    let store = rig.store.clone();
+    let later = k.clone();
+    *rig.contain.during_apply.lock().unwrap() =
+        Some(Box::new(move || store.replace(&later, "inc-later")));
+    let out = rig.responder.handle(req.clone()).await.unwrap();
+    assert!(matches!(out, ResponderOutcome::Contained { .. }), "{out:?}");
+    // The policies are on the principal: the replaced incident's page says so.
+    assert_eq!(rig.alerts.kinds(), ["detected", "contained"]);
+    // The replacement's own state is untouched, and a redelivery pages no one.
+    assert_eq!(
+        rig.store.containment(&k).unwrap().0,
+        ContainmentState::Pending
+    );
+    let again = rig.responder.handle(req).await.unwrap();
+    assert!(refused(&again).contains("no incident"), "{again:?}");
+    assert_eq!(rig.alerts.kinds(), ["detected", "contained"]);
+}
+
+#[tokio::test]
+async fn containment_done_as_the_incident_is_released_pages_nothing_more() {
+    let rig = Rig::new(POLICY);
+    let req = request_for(&rig, "role/vendor/cleanup-task@222222222222").await;
+    let k = key(&req.principal_arn, PROD);
+    let store = rig.store.clone();
+    *rig.contain.during_apply.lock().unwrap() = Some(Box::new(move || store.release(&k)));
+    let out = rig.responder.handle(req).await.unwrap();
+    assert!(matches!(out, ResponderOutcome::Contained { .. }), "{out:?}");
+    // The release is an operator's decision, on its own page.
+    assert_eq!(rig.alerts.kinds(), ["detected"]);
+}
+
+#[tokio::test]
 async fn an_event_that_is_not_a_containment_request_is_ignored() {
     let rig = Rig::new(POLICY);
     // The last is the old request shape, which carried the documents to write.

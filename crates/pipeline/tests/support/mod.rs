@@ -228,6 +228,23 @@ impl MemoryStore {
         close_item(&mut self.tables.lock().unwrap(), key);
     }
 
+    /// Puts incident `id` in the key's place, as the detector does when a later burst
+    /// of the same key opens: the one it replaces joins the history.
+    pub fn replace(&self, key: &Key, id: &str) {
+        let mut tables = self.tables.lock().unwrap();
+        let i = tables
+            .incidents
+            .get_mut(key)
+            .expect("an incident to replace");
+        let old = i.read();
+        i.history = old.history_after();
+        i.id = id.to_owned();
+        i.containment_state = ContainmentState::Pending;
+        i.containment_detail = None;
+        i.containment_alerted = None;
+        i.held_until = 0;
+    }
+
     fn with_current<T>(
         &self,
         tables: &mut Tables,
@@ -771,6 +788,9 @@ pub struct MemoryContain {
     /// What IAM says a principal's ARN is, when it differs from the plan's (a path the
     /// records omitted).
     pub paths: Arc<Mutex<std::collections::HashMap<String, String>>>,
+    /// Runs once as the next plan is applied: what another container does meanwhile.
+    #[allow(clippy::type_complexity)]
+    pub during_apply: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
 }
 
 impl MemoryContain {
@@ -801,6 +821,9 @@ impl Contain for MemoryContain {
             return Ok(Err(Refused::Iam(reason)));
         }
         self.applied.lock().unwrap().push(plan.clone());
+        if let Some(meanwhile) = self.during_apply.lock().unwrap().take() {
+            meanwhile();
+        }
         Ok(Ok(()))
     }
 }
