@@ -8,7 +8,7 @@ WORK ?= .work
 POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build check fmt test fuzz fuzz-smoke lint demo demo-backtest package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
+.PHONY: help setup build check fmt test fuzz fuzz-smoke lint demo demo-backtest demo-tune package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -55,6 +55,13 @@ demo-backtest: ## Backtest a generated archive holding the seed incident and sho
 	@rm -rf $(WORK)/demo-archive
 	./target/release/tripwire generate --out $(WORK)/demo-archive --size-mb 20
 	./target/release/tripwire backtest --policy config/policy.toml $(WORK)/demo-archive
+
+demo-tune: ## Suggest thresholds from a generated 30-day history (nightly autoscaler scale-ins and the seed wipe)
+	$(CARGO) build -q --release -p tripwire-cli
+	@rm -rf $(WORK)/tune-archive
+	./target/release/tripwire generate --out $(WORK)/tune-archive --size-mb 1 --days 30
+	./target/release/tripwire tune --policy $(POLICY) $(WORK)/tune-archive
+	./target/release/tripwire tune --policy $(POLICY) --toml $(WORK)/tune-archive
 
 package: setup ## cargo lambda build --release: target/lambda/{detector,responder,watchdog,findings}/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder -p watchdog -p findings

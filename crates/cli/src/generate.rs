@@ -4,7 +4,8 @@
 //! Besides background noise it holds the scenario the project exists for (a vendor
 //! cleanup role terminating 60 production instances in 90 s) and the look-alikes that
 //! must not fire: an Auto Scaling scale-in, the same tool in the development account,
-//! and a rolling deploy that replaces a few instances at a time.
+//! and a rolling deploy that replaces a few instances at a time. With `days`, the nights
+//! before it hold a node autoscaler's routine: what `tripwire tune` learns from.
 
 use anyhow::Result;
 use flate2::{write::GzEncoder, Compression};
@@ -13,7 +14,9 @@ use std::io::Write;
 use std::path::Path;
 use tripwire_engine::catalogue::TERMINATE_INSTANCES as T;
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
-use tripwire_synth::{seed_scenario, write_record, ApiCall, Caller, SplitMix, DEV, PROD};
+use tripwire_synth::{
+    seed_scenario, terminate_record, write_record, ApiCall, Call, Caller, SplitMix, DEV, PROD,
+};
 
 const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
 const REGIONS: [&str; 2] = ["us-east-1", "eu-west-1"];
@@ -140,8 +143,75 @@ fn log_file(records: &[&str]) -> String {
     format!("{{\"Records\":[{}]}}", records.join(","))
 }
 
-/// Writes the archive: noise files up to `size_mb`, the scenario, and a redelivery.
-pub fn run(out: &Path, size_mb: u64) -> Result<()> {
+/// The nightly routine: a node autoscaler (Karpenter's controller role, one per cluster)
+/// consolidating at about 02:00 UTC, up to 340 instances in three minutes in production
+/// and up to 120 in the third account, on each of the `days` days up to the seed's.
+fn nights(out: &Path, days: u32) -> Result<()> {
+    const AUTOSCALER: &str = "KarpenterControllerRole";
+    const UA: &str = "aws-sdk-go-v2/1.24.1 os/linux lang/go#1.21.6 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.142.1 karpenter.sh-v0.33.1";
+    let seed_day = parse_event_time("2018-01-09T00:00:00Z").unwrap_or_default();
+    (0..days).into_par_iter().try_for_each(|d| -> Result<()> {
+        let night = seed_day - Millis::from(days - 1 - d) * 86_400_000;
+        for (account, most) in [(PROD, 340u64), (ACCOUNTS[2], 120)] {
+            let mut rng = SplitMix(0x6e69_6768 ^ (u64::from(d) << 8) ^ most);
+            let caller = Caller::Role {
+                account: account.into(),
+                path: "/".into(),
+                name: AUTOSCALER.into(),
+            };
+            let t0 = night + 2 * 3_600_000 + rng.below(20 * 60_000) as Millis;
+            // Most nights come near the peak; the busiest reaches it.
+            let total = if d == days / 2 {
+                most
+            } else {
+                most * 3 / 5 + rng.below(most * 2 / 5)
+            };
+            let (mut left, mut t) = (total, t0);
+            let mut records = Vec::new();
+            while left > 0 {
+                let n = (1 + rng.below(10)).min(left);
+                left -= n;
+                let ids: Vec<String> = (0..n).map(|_| rng.instance_id()).collect();
+                let source_ip = format!("10.1.{}.{}", rng.below(256), rng.below(256));
+                records.push(
+                    terminate_record(&Call {
+                        caller: &caller,
+                        account,
+                        region: "us-east-1",
+                        time: t,
+                        instance_ids: &ids,
+                        event_id: &rng.uuid(),
+                        error: None,
+                        source_ip: &source_ip,
+                        user_agent: UA,
+                        invoked_by: None,
+                        already_terminated: 0,
+                        session: "1705283922457",
+                        access_key: "ASIAEXAMPLEKARPNTR",
+                    })
+                    .to_string(),
+                );
+                t += 2_000 + rng.below(4_000) as Millis;
+            }
+            let refs: Vec<&str> = records.iter().map(String::as_str).collect();
+            write_gz(
+                &out.join(file_name(
+                    account,
+                    "us-east-1",
+                    t0,
+                    &format!("nightly{d:03}"),
+                )),
+                &log_file(&refs),
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// Writes the archive: noise files up to `size_mb`, the scenario, a redelivery, and
+/// `days` nights of an autoscaler's routine up to the scenario's day.
+pub fn run(out: &Path, size_mb: u64, days: u32) -> Result<()> {
+    nights(out, days)?;
     let start = parse_event_time("2018-01-09T20:00:00Z").unwrap_or_default();
     let files = ((size_mb as usize) << 20).div_ceil(FILE_BYTES).max(1);
     (0..files).into_par_iter().try_for_each(|n| -> Result<()> {
@@ -190,7 +260,7 @@ pub fn run(out: &Path, size_mb: u64) -> Result<()> {
         &log_file(redelivered),
     )?;
     eprintln!(
-        "wrote {files} noise files (~{size_mb} MB uncompressed) and the scenario to {}",
+        "wrote {files} noise files (~{size_mb} MB uncompressed), {days} nights of routine and the scenario to {}",
         out.display()
     );
     Ok(())

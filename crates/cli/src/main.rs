@@ -13,10 +13,12 @@ mod release;
 mod render;
 mod s3;
 mod status;
+mod tune;
 
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 use tripwire_engine::Policy;
 
@@ -59,35 +61,101 @@ enum IncidentCommand {
     },
 }
 
+/// Which history to read, and under which policy: shared by the commands that replay.
+#[derive(clap::Args)]
+struct ArchiveArgs {
+    /// The policy file (TOML).
+    #[arg(long)]
+    policy: PathBuf,
+    /// Worker threads (default: every core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// The first day read (YYYY-MM-DD, UTC), by the CloudTrail key layout.
+    #[arg(long)]
+    since: Option<String>,
+    /// The last day read (YYYY-MM-DD, UTC).
+    #[arg(long)]
+    until: Option<String>,
+    /// Only these accounts' folders (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    accounts: Vec<String>,
+    /// Only these regions' folders (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    regions: Vec<String>,
+    /// Files, folders and s3://BUCKET/PREFIX URIs: .json, .jsonl and their .gz forms,
+    /// walked recursively.
+    #[arg(required = true)]
+    paths: Vec<PathBuf>,
+}
+
+impl ArchiveArgs {
+    /// Reads the history and replays it, saying on stderr what was read.
+    fn replay(self) -> Result<(Policy, backtest::Report)> {
+        let narrow = reading::Narrow {
+            since: self.since.as_deref().map(reading::parse_day).transpose()?,
+            until: self.until.as_deref().map(reading::parse_day).transpose()?,
+            accounts: self
+                .accounts
+                .into_iter()
+                .filter(|a| !a.is_empty())
+                .collect(),
+            regions: self.regions.into_iter().filter(|r| !r.is_empty()).collect(),
+        };
+        if let (Some(s), Some(u)) = (narrow.since, narrow.until) {
+            anyhow::ensure!(s <= u, "--since is after --until");
+        }
+        let policy = load_policy(&self.policy)?;
+        if let Some(n) = self.threads {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(n)
+                .build_global()?;
+        }
+        let report = backtest::run(&policy, &self.paths, &narrow)?;
+        eprintln!(
+            "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s): {} incident(s)",
+            report.files,
+            report.bytes as f64 / 1e6,
+            report.elapsed.as_secs_f64(),
+            report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64().max(1e-9),
+            report.scan.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
+            report.result.incidents.len(),
+        );
+        Ok((policy, report))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Replay CloudTrail history through the policy and print what would have fired.
     Backtest {
-        /// The policy file (TOML).
-        #[arg(long)]
-        policy: PathBuf,
         /// One JSON object per line (the stable interface) instead of a table.
         #[arg(long)]
         json: bool,
-        /// Worker threads (default: every core).
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
+    /// Suggest thresholds from the organization's own history: per principal and
+    /// resource type, the busiest window, how often each threshold would have paged,
+    /// and `[principals]`/`[resources]` rules for the routines that page.
+    Tune {
+        /// One `{"type":"suggestion"}` JSON object per line instead of a table.
+        #[arg(long, conflicts_with = "toml")]
+        json: bool,
+        /// Only the suggested `[principals]`/`[resources]` tables, to append to the
+        /// policy file as it is.
         #[arg(long)]
-        threads: Option<usize>,
-        /// The first day read (YYYY-MM-DD, UTC), by the CloudTrail key layout.
-        #[arg(long)]
-        since: Option<String>,
-        /// The last day read (YYYY-MM-DD, UTC).
-        #[arg(long)]
-        until: Option<String>,
-        /// Only these accounts' folders (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        accounts: Vec<String>,
-        /// Only these regions' folders (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        regions: Vec<String>,
-        /// Files, folders and s3://BUCKET/PREFIX URIs: .json, .jsonl and their .gz forms,
-        /// walked recursively.
-        #[arg(required = true)]
-        paths: Vec<PathBuf>,
+        toml: bool,
+        /// A principal that would have paged on at least this many days is a routine.
+        #[arg(long, default_value_t = 3)]
+        min_days: usize,
+        /// How far above the peak a suggested threshold sits, at least, in percent.
+        #[arg(long, default_value_t = 25)]
+        margin: u32,
+        /// Rows in the table (suggestions first, then by peak); 0 for all.
+        #[arg(long, default_value_t = 20)]
+        top: usize,
+        #[command(flatten)]
+        archive: ArchiveArgs,
     },
     /// Validate a policy file; errors name the offending key.
     CheckPolicy {
@@ -203,6 +271,10 @@ enum Command {
         /// Approximate uncompressed size in MB.
         #[arg(long, default_value_t = 20)]
         size_mb: u64,
+        /// Days of a node autoscaler's nightly scale-ins up to the scenario's day
+        /// (history for `tripwire tune`).
+        #[arg(long, default_value_t = 0)]
+        days: u32,
     },
 }
 
@@ -214,32 +286,8 @@ fn load_policy(path: &PathBuf) -> Result<Policy> {
 
 fn main() -> Result<()> {
     match Cli::parse().command {
-        Command::Backtest {
-            policy,
-            json,
-            threads,
-            since,
-            until,
-            accounts,
-            regions,
-            paths,
-        } => {
-            let narrow = reading::Narrow {
-                since: since.as_deref().map(reading::parse_day).transpose()?,
-                until: until.as_deref().map(reading::parse_day).transpose()?,
-                accounts: accounts.into_iter().filter(|a| !a.is_empty()).collect(),
-                regions: regions.into_iter().filter(|r| !r.is_empty()).collect(),
-            };
-            if let (Some(s), Some(u)) = (narrow.since, narrow.until) {
-                anyhow::ensure!(s <= u, "--since is after --until");
-            }
-            let policy = load_policy(&policy)?;
-            if let Some(n) = threads {
-                rayon::ThreadPoolBuilder::new()
-                    .num_threads(n)
-                    .build_global()?;
-            }
-            let report = backtest::run(&policy, &paths, &narrow)?;
+        Command::Backtest { json, archive } => {
+            let (_, report) = archive.replay()?;
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
             if json {
@@ -247,15 +295,35 @@ fn main() -> Result<()> {
             } else {
                 output::table(&mut w, &report)?;
             }
-            eprintln!(
-                "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s): {} incident(s)",
-                report.files,
-                report.bytes as f64 / 1e6,
-                report.elapsed.as_secs_f64(),
-                report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64().max(1e-9),
-                report.scan.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
-                report.result.incidents.len(),
-            );
+            Ok(())
+        }
+        Command::Tune {
+            json,
+            toml,
+            min_days,
+            margin,
+            top,
+            archive,
+        } => {
+            anyhow::ensure!(min_days >= 1, "--min-days is at least 1");
+            let (policy, report) = archive.replay()?;
+            let options = tripwire_engine::tune::Options {
+                min_days,
+                margin_pct: margin,
+                ..Default::default()
+            };
+            let series = &report.result.series;
+            let suggestions = tripwire_engine::tune::tune(&policy, series, options);
+            let stdout = std::io::stdout();
+            let mut w = std::io::BufWriter::new(stdout.lock());
+            if json {
+                tune::json(&mut w, &suggestions)?;
+            } else if toml {
+                let span = tripwire_engine::tune::span(series);
+                w.write_all(tripwire_engine::tune::toml_fragment(&suggestions, span).as_bytes())?;
+            } else {
+                tune::table(&mut w, &suggestions, top)?;
+            }
             Ok(())
         }
         Command::CheckPolicy {
@@ -362,7 +430,7 @@ fn main() -> Result<()> {
             }
             emit(&out)
         }
-        Command::Generate { out, size_mb } => generate::run(&out, size_mb),
+        Command::Generate { out, size_mb, days } => generate::run(&out, size_mb, days),
         Command::Render {
             format,
             policy,

@@ -30,6 +30,7 @@ pub mod destination;
 pub mod incident;
 pub mod lifecycle;
 pub mod replay;
+pub mod tune;
 
 pub use containment::{Action, Plan, Target};
 pub use incident::Incident;

@@ -1012,6 +1012,16 @@ containment = "brake"
     }
 
     #[test]
+    fn durations_are_written_as_they_are_read() {
+        for ms in [
+            1, 250, 1000, 90_000, 300_000, 5_400_000, 3_600_000, 3_661_000,
+        ] {
+            let text = crate::time::format_duration(ms);
+            assert_eq!(parse_duration(&text), Ok(ms), "{text}");
+        }
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("1h30m"), Ok(5_400_000));
         assert_eq!(parse_duration("250ms"), Ok(250));

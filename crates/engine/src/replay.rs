@@ -83,6 +83,24 @@ pub struct ReplayResult {
     pub coverage: Vec<crate::armed::Coverage>,
     /// Calls that disarmed part of the tripwire, in eventTime order, each once.
     pub tampers: Vec<crate::armed::Tamper>,
+    /// Every burst key's window count at each of its calls, in eventTime order: what
+    /// `tripwire tune` and the report read.
+    pub series: Vec<Series>,
+}
+
+/// One burst key's history: the window count each counted call brought it to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series {
+    /// The key.
+    pub key: Key,
+    /// The principal as incidents name it.
+    pub principal_arn: String,
+    /// The threshold the policy applies to it.
+    pub threshold: u32,
+    /// The window it is counted in.
+    pub window: Millis,
+    /// (eventTime, distinct resources in the busiest window holding that call).
+    pub samples: Vec<(Millis, u32)>,
 }
 
 struct KeyState {
@@ -90,6 +108,8 @@ struct KeyState {
     open: Option<usize>,
     peak: (u32, Millis),
     threshold: u32,
+    window: Millis,
+    samples: Vec<(Millis, u32)>,
     /// The principal as the incident names it (a role with its path when known).
     display: String,
 }
@@ -254,18 +274,26 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             ctx.count(&t, lane.key, lane.threshold, cross, window, lane.event);
         }
     }
-    let mut peaks: Vec<Peak> = keys
-        .into_iter()
-        .filter(|(k, _)| k.lane == Lane::Burst)
-        .map(|(k, s)| Peak {
+    let mut peaks = Vec::new();
+    for (key, s) in keys.into_iter().filter(|(k, _)| k.lane == Lane::Burst) {
+        peaks.push(Peak {
             record_type: "peak",
-            principal_arn: s.display,
-            account: k.account,
+            principal_arn: s.display.clone(),
+            account: key.account.clone(),
             peak: s.peak.0,
             peak_time: s.peak.1,
             threshold: s.threshold,
-        })
-        .collect();
+        });
+        out.series.push(Series {
+            key,
+            principal_arn: s.display,
+            threshold: s.threshold,
+            window: s.window,
+            samples: s.samples,
+        });
+    }
+    out.series
+        .sort_by(|a, b| (&a.principal_arn, &a.key).cmp(&(&b.principal_arn, &b.key)));
     peaks.sort_by(|a, b| {
         b.peak
             .cmp(&a.peak)
@@ -299,6 +327,8 @@ impl Ctx<'_, '_> {
             open: None,
             peak: (0, t.event_time),
             threshold,
+            window,
+            samples: Vec::new(),
             display: t.principal.arn.clone(),
         });
         // Sorted replay: nothing older than one window can matter again.
@@ -321,6 +351,9 @@ impl Ctx<'_, '_> {
         let (Decision::Counted(w) | Decision::Open(w) | Decision::Join(w)) = &decision;
         if w.count > state.peak.0 {
             state.peak = (w.count, t.event_time);
+        }
+        if key.lane == Lane::Burst {
+            state.samples.push((t.event_time, w.count));
         }
         match decision {
             Decision::Counted(_) => {}

@@ -85,6 +85,26 @@ pub fn format_millis(ms: Millis) -> String {
     }
 }
 
+/// A duration as the policy writes it (`5m`, `1h30m`, `90s`, `250ms`): what
+/// `policy::parse_duration` reads back.
+pub fn format_duration(ms: Millis) -> String {
+    if ms <= 0 {
+        return "0s".into();
+    }
+    if ms % 1000 != 0 {
+        return format!("{ms}ms");
+    }
+    let secs = ms / 1000;
+    let (h, m, s) = (secs / 3600, secs % 3600 / 60, secs % 60);
+    let mut out = String::new();
+    for (n, unit) in [(h, "h"), (m, "m"), (s, "s")] {
+        if n > 0 {
+            out.push_str(&format!("{n}{unit}"));
+        }
+    }
+    out
+}
+
 /// Serde helpers: a [`Millis`] as an RFC 3339 string, read back with [`parse_event_time`].
 pub mod rfc3339 {
     use super::{format_millis, parse_event_time, Millis};

@@ -1,0 +1,160 @@
+//! `tripwire tune` as a user runs it: on a generated 30-day history with a node
+//! autoscaler's nightly scale-ins and the seed wipe, the rules it suggests, appended to
+//! the policy as they are, keep the nights quiet and still page the wipe.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+fn tripwire(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8(out.stdout).unwrap(),
+        String::from_utf8(out.stderr).unwrap(),
+    )
+}
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir =
+        std::env::temp_dir().join(format!("tripwire-tune-test-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn json_lines(stdout: &str) -> Vec<Value> {
+    stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
+        .collect()
+}
+
+/// The incidents' principals, as the backtest's JSON lines name them.
+fn paged(policy: &str, archive: &str) -> Vec<String> {
+    let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
+    assert!(ok, "{err}");
+    json_lines(&out)
+        .iter()
+        .filter(|v| v["type"] == "incident")
+        .map(|v| v["principal_arn"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+const AUTOSCALER: &str = "role/KarpenterControllerRole";
+const WIPE: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
+
+#[test]
+fn suggested_rules_page_the_wipe_and_not_the_nights() {
+    let dir = scratch("history");
+    let archive = dir.join("archive");
+    let archive = archive.to_str().unwrap();
+    let (ok, _, err) = tripwire(&[
+        "generate",
+        "--out",
+        archive,
+        "--size-mb",
+        "1",
+        "--days",
+        "30",
+    ]);
+    assert!(ok, "{err}");
+    let policy = repo().join("config/policy.toml");
+    let policy = policy.to_str().unwrap();
+
+    // Untuned, every night pages in both accounts the autoscaler works in.
+    let before = paged(policy, archive);
+    assert_eq!(
+        before.iter().filter(|p| p.ends_with(AUTOSCALER)).count(),
+        60
+    );
+    assert_eq!(before.iter().filter(|p| *p == WIPE).count(), 1);
+
+    let (ok, out, err) = tripwire(&["tune", "--json", "--policy", policy, archive]);
+    assert!(ok, "{err}");
+    let lines = json_lines(&out);
+    assert!(lines.iter().all(|l| l["type"] == "suggestion"), "{out}");
+    let by = |principal: &str| {
+        lines
+            .iter()
+            .find(|l| l["principal"] == principal && l["resource_type"] == "ec2:instance")
+            .unwrap_or_else(|| panic!("no line for {principal}: {out}"))
+    };
+    let night = by(&format!("arn:aws:iam::*:{AUTOSCALER}"));
+    // The busiest night is the generator's: 340 instances in production.
+    assert_eq!(night["peak"], 340, "{night}");
+    assert_eq!(night["window"], "5m");
+    assert_eq!(night["suggested_threshold"], 500);
+    assert_eq!(
+        (night["days_paged"].as_u64(), night["days_active"].as_u64()),
+        (Some(30), Some(30))
+    );
+    let wipe = by(WIPE);
+    assert_eq!(wipe["peak"], 60);
+    assert!(wipe["suggested_threshold"].is_null(), "{wipe}");
+
+    // The fragment is only [principals]/[resources] tables, check-policy accepts the
+    // policy with it appended as it is, and the same history then pages the wipe alone.
+    let (ok, fragment, err) = tripwire(&["tune", "--toml", "--policy", policy, archive]);
+    assert!(ok, "{err}");
+    for line in fragment.lines().filter(|l| l.starts_with('[')) {
+        assert!(
+            line.starts_with("[principals.") || line.starts_with("[resources."),
+            "{line}"
+        );
+    }
+    let tuned = dir.join("tuned.toml");
+    let text = format!("{}\n{fragment}", std::fs::read_to_string(policy).unwrap());
+    std::fs::write(&tuned, text).unwrap();
+    let tuned = tuned.to_str().unwrap();
+    let (ok, _, err) = tripwire(&["check-policy", tuned]);
+    assert!(ok, "{err}");
+    assert_eq!(paged(tuned, archive), [WIPE]);
+
+    // The table says the same in words.
+    let (ok, table, err) = tripwire(&["tune", "--policy", policy, archive]);
+    assert!(ok, "{err}");
+    assert!(
+        table.contains("a rule at 500 keeps a 47% margin"),
+        "{table}"
+    );
+    assert!(table.contains("a burst, not a routine"), "{table}");
+}
+
+#[test]
+fn bad_input_is_a_clear_error() {
+    let dir = scratch("bad");
+    let policy = repo().join("config/policy.toml");
+    let policy = policy.to_str().unwrap();
+    let missing = dir.join("nothing-here");
+    let (ok, _, err) = tripwire(&["tune", "--policy", policy, missing.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("no such file or folder"), "{err}");
+    let (ok, _, err) = tripwire(&[
+        "tune",
+        "--min-days",
+        "0",
+        "--policy",
+        policy,
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("--min-days"), "{err}");
+    let (ok, _, err) = tripwire(&[
+        "tune",
+        "--json",
+        "--toml",
+        "--policy",
+        policy,
+        dir.to_str().unwrap(),
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
+}
