@@ -8,12 +8,19 @@ WORK ?= .work
 POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup build check fmt test fuzz fuzz-smoke lint demo demo-backtest demo-tune package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-s3 bench-local bench-scale bench-profiles check-policy clean
+.PHONY: help setup chromium build check fmt test fuzz fuzz-smoke lint demo demo-backtest demo-tune package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-report report-demo bench-s3 bench-local bench-scale bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
 
-setup: $(VENV)/.installed ## Install the local tools (Python virtualenv: moto, cargo-lambda, cfn-lint, checkov)
+setup: $(VENV)/.installed chromium ## Install the local tools (Python virtualenv: moto, cargo-lambda, cfn-lint, checkov; Debian's chromium for the report's browser test)
+
+# The report is tested in a real browser: Debian's chromium package, headless.
+chromium:
+	@command -v chromium >/dev/null || { \
+	  echo "installing chromium (Debian package) for the report's browser test"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium >/dev/null; }
 
 $(VENV)/.installed: requirements-dev.txt
 	python3 -m venv $(VENV)
@@ -63,6 +70,12 @@ demo-tune: ## Suggest thresholds from a generated 30-day history (nightly autosc
 	./target/release/tripwire tune --policy $(POLICY) $(WORK)/tune-archive
 	./target/release/tripwire tune --policy $(POLICY) --toml $(WORK)/tune-archive
 
+report-demo: ## The seed incident's report: a generated 30-day history to target/report.html (open it from disk)
+	$(CARGO) build -q --release -p tripwire-cli
+	@rm -rf $(WORK)/report-archive
+	./target/release/tripwire generate --out $(WORK)/report-archive --size-mb 1 --days 30
+	./target/release/tripwire report --policy $(POLICY) --out target/report.html $(WORK)/report-archive
+
 package: setup ## cargo lambda build --release: target/lambda/{detector,responder,watchdog,findings}/bootstrap
 	PATH="$(abspath $(VENV))/bin:$$PATH" $(CARGO) lambda build --release -p detector -p responder -p watchdog -p findings
 
@@ -101,6 +114,9 @@ bench-decision: ## One event through parse + engine beside a serde_json::Value p
 
 bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
 	scripts/bench-backtest.sh
+
+bench-report: ## tripwire report beside tripwire backtest --json on the same ~315 MB (gzipped) archive: the page's cost as a ratio
+	scripts/bench-report.sh
 
 bench-s3: setup ## Backtest from S3 (moto on loopback) beside the same archive on disk
 	scripts/bench-s3.sh

@@ -15,7 +15,8 @@ use std::path::Path;
 use tripwire_engine::catalogue::TERMINATE_INSTANCES as T;
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
 use tripwire_synth::{
-    seed_scenario, terminate_record, write_record, ApiCall, Call, Caller, SplitMix, DEV, PROD,
+    canary_record, seed_scenario, terminate_record, write_record, ApiCall, Call, Caller, SplitMix,
+    DEV, PROD,
 };
 
 const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
@@ -208,10 +209,61 @@ fn nights(out: &Path, days: u32) -> Result<()> {
     })
 }
 
+/// What the tripwire itself leaves in the trail on the scenario's day: the canary's
+/// heartbeat every ten minutes in every account and region, silent for three hours in
+/// one of them, and after the wipe someone lifting the containment policy by hand.
+fn armed(out: &Path) -> Result<()> {
+    let day = parse_event_time("2018-01-09T00:00:00Z").unwrap_or_default();
+    for account in ACCOUNTS {
+        for region in REGIONS {
+            let beats: Vec<String> = (0..144)
+                .filter(|k| {
+                    !(account == ACCOUNTS[2] && region == REGIONS[1] && (60..78).contains(k))
+                })
+                .map(|k| {
+                    canary_record(
+                        account,
+                        region,
+                        day + k * 600_000,
+                        &format!("canary-{account}-{region}-{k}"),
+                    )
+                    .to_string()
+                })
+                .collect();
+            let refs: Vec<&str> = beats.iter().map(String::as_str).collect();
+            write_gz(
+                &out.join(file_name(account, region, day, "canary")),
+                &log_file(&refs),
+            )?;
+        }
+    }
+    let lifted = serde_json::json!({
+        "eventVersion": "1.08", "eventTime": "2018-01-09T22:31:07Z",
+        "eventSource": "iam.amazonaws.com", "eventName": "DeleteRolePolicy",
+        "awsRegion": "us-east-1", "eventID": "5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a",
+        "eventType": "AwsApiCall", "recipientAccountId": PROD,
+        "sourceIPAddress": "10.20.0.15", "userAgent": "aws-cli/1.14.20 Python/3.6.3",
+        "userIdentity": {"type": "IAMUser", "principalId": "AIDAEXAMPLEVENDOR01", "accountId": PROD,
+            "arn": format!("arn:aws:iam::{PROD}:user/vendor/integration"), "userName": "integration"},
+        "requestParameters": {"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"},
+        "responseElements": null
+    })
+    .to_string();
+    let t = parse_event_time("2018-01-09T22:30:00Z").unwrap_or_default();
+    write_gz(
+        &out.join(file_name(PROD, "us-east-1", t, "lifted")),
+        &log_file(&[&lifted]),
+    )
+}
+
 /// Writes the archive: noise files up to `size_mb`, the scenario, a redelivery, and
-/// `days` nights of an autoscaler's routine up to the scenario's day.
+/// with `days`, that many nights of an autoscaler's routine up to the scenario's day and
+/// the tripwire's own traces on it.
 pub fn run(out: &Path, size_mb: u64, days: u32) -> Result<()> {
-    nights(out, days)?;
+    if days > 0 {
+        nights(out, days)?;
+        armed(out)?;
+    }
     let start = parse_event_time("2018-01-09T20:00:00Z").unwrap_or_default();
     let files = ((size_mb as usize) << 20).div_ceil(FILE_BYTES).max(1);
     (0..files).into_par_iter().try_for_each(|n| -> Result<()> {

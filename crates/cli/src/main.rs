@@ -11,6 +11,7 @@ mod output;
 mod reading;
 mod release;
 mod render;
+mod report;
 mod s3;
 mod status;
 mod tune;
@@ -157,6 +158,16 @@ enum Command {
         #[command(flatten)]
         archive: ArchiveArgs,
     },
+    /// One self-contained HTML file to look at: incidents on a timeline per account, the
+    /// largest bursts against their threshold, every principal's peak against its
+    /// threshold and tune's suggestion, the coverage heatmap, tamper events, the counts.
+    Report {
+        /// Where to write the page.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        archive: ArchiveArgs,
+    },
     /// Validate a policy file; errors name the offending key.
     CheckPolicy {
         /// The policy file (TOML).
@@ -204,8 +215,12 @@ enum Command {
         #[arg(long)]
         expect: Vec<String>,
         /// One JSON object per line instead of a table.
-        #[arg(long)]
+        #[arg(long, conflicts_with = "html")]
         json: bool,
+        /// One self-contained HTML page instead: the policy lines and the coverage
+        /// heatmap (accounts × regions).
+        #[arg(long)]
+        html: bool,
     },
     /// An incident in the table.
     Incident {
@@ -324,6 +339,26 @@ fn main() -> Result<()> {
             } else {
                 tune::table(&mut w, &suggestions, top)?;
             }
+            Ok(())
+        }
+        Command::Report { out, archive } => {
+            let policy_file = archive.policy.display().to_string();
+            let text = std::fs::read_to_string(&archive.policy)
+                .with_context(|| format!("reading policy {policy_file}"))?;
+            let (policy, report) = archive.replay()?;
+            let suggestions = tripwire_engine::tune::tune(
+                &policy,
+                &report.result.series,
+                tripwire_engine::tune::Options::default(),
+            );
+            let html = report::backtest_page(&report::Inputs {
+                report: &report,
+                suggestions: &suggestions,
+                policy_file: &policy_file,
+                policy_sha256: &tripwire_engine::deployed::policy_hash(&text),
+            });
+            std::fs::write(&out, html).with_context(|| format!("writing {}", out.display()))?;
+            eprintln!("wrote {}", out.display());
             Ok(())
         }
         Command::CheckPolicy {
@@ -488,7 +523,15 @@ fn main() -> Result<()> {
             interval_minutes,
             expect,
             json,
-        } => status::run(table, policy, interval_minutes, &expect, json),
+            html,
+        } => {
+            let format = match (json, html) {
+                (true, _) => status::Format::Json,
+                (_, true) => status::Format::Html,
+                _ => status::Format::Table,
+            };
+            status::run(table, policy, interval_minutes, &expect, format)
+        }
         Command::Incident {
             command: IncidentCommand::Export { table, format, id },
         } => incident::export(table, &id, &format),

@@ -6,7 +6,7 @@ use tripwire_engine::incident::Subject;
 use tripwire_engine::time::format_millis;
 
 #[derive(serde::Serialize)]
-struct Summary<'a> {
+pub struct Summary<'a> {
     #[serde(rename = "type")]
     record_type: &'static str,
     files: usize,
@@ -42,7 +42,8 @@ struct TamperLine<'a> {
     tamper: &'a tripwire_engine::armed::Tamper,
 }
 
-fn summary(r: &Report) -> Summary<'_> {
+/// The summary line, as `--json` prints it and the report shows it.
+pub fn summary(r: &Report) -> Summary<'_> {
     let c = &r.result.counts;
     Summary {
         record_type: "summary",

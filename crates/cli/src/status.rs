@@ -120,13 +120,81 @@ fn rows(
         .collect()
 }
 
-/// Prints the matrix (or JSON lines).
+/// How `status` prints.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// The matrix.
+    Table,
+    /// JSON lines.
+    Json,
+    /// One self-contained HTML page.
+    Html,
+}
+
+/// The POLICY line's comparison with the local file, in words.
+fn in_words(p: &PolicyRow) -> String {
+    match (&p.local_file, &p.local_sha256, p.in_sync) {
+        (Some(f), Some(h), Some(true)) => format!("= {f} ({}): in sync", &h[..12]),
+        (Some(f), Some(h), _) if p.differing_keys.is_empty() => {
+            format!("!= {f} ({}): DRIFT in comments or layout only", &h[..12])
+        }
+        (Some(f), Some(h), _) => format!(
+            "!= {f} ({}): DRIFT in {}",
+            &h[..12],
+            p.differing_keys.join(", ")
+        ),
+        _ => "no local policy file to compare (--policy)".to_owned(),
+    }
+}
+
+/// The HTML page: each function's policy line and the heatmap of the rows.
+fn html(policies: &[PolicyRow], rows: &[Row], now: Millis) -> String {
+    let policies: Vec<(String, String)> = policies
+        .iter()
+        .map(|p| {
+            (
+                p.function.clone(),
+                format!(
+                    "{} ({}, loaded {}) {}",
+                    &p.deployed_sha256[..12],
+                    p.source,
+                    p.loaded,
+                    in_words(p)
+                ),
+            )
+        })
+        .collect();
+    let cells: Vec<crate::report::Cell> = rows
+        .iter()
+        .map(|r| crate::report::Cell {
+            account: r.account.clone(),
+            region: r.region.clone(),
+            class: r.state,
+            title: format!(
+                "{} {}: {}, last heartbeat {}, {} heartbeats, {} open incident(s)",
+                r.account,
+                r.region,
+                r.state,
+                r.last.as_deref().unwrap_or("never"),
+                r.heartbeats,
+                r.open_incidents
+            ),
+        })
+        .collect();
+    crate::report::status_page(
+        &policies,
+        &cells,
+        &format!("The table's view at {}.", format_millis(now)),
+    )
+}
+
+/// Prints the matrix (or JSON lines, or the HTML page).
 pub fn run(
     table: Option<String>,
     policy: Option<std::path::PathBuf>,
     interval_minutes: u32,
     expect: &[String],
-    json: bool,
+    format: Format,
 ) -> Result<()> {
     let table = table
         .or_else(|| process_env(TABLE))
@@ -205,7 +273,11 @@ pub fn run(
             now,
             Millis::from(interval_minutes) * 60_000,
         );
-        if json {
+        if format == Format::Html {
+            print!("{}", html(&policies, &rows, now));
+            return Ok(());
+        }
+        if format == Format::Json {
             for p in &policies {
                 println!("{}", serde_json::to_string(p)?);
             }
@@ -215,24 +287,13 @@ pub fn run(
             return Ok(());
         }
         for p in &policies {
-            let local = match (&p.local_file, &p.local_sha256, p.in_sync) {
-                (Some(f), Some(h), Some(true)) => format!("= {f} ({}): in sync", &h[..12]),
-                (Some(f), Some(h), _) if p.differing_keys.is_empty() => {
-                    format!("!= {f} ({}): DRIFT in comments or layout only", &h[..12])
-                }
-                (Some(f), Some(h), _) => format!(
-                    "!= {f} ({}): DRIFT in {}",
-                    &h[..12],
-                    p.differing_keys.join(", ")
-                ),
-                _ => "no local policy file to compare (--policy)".to_owned(),
-            };
             println!(
-                "POLICY {:<10} {} ({}, loaded {}) {local}",
+                "POLICY {:<10} {} ({}, loaded {}) {}",
                 p.function,
                 &p.deployed_sha256[..12],
                 p.source,
-                p.loaded
+                p.loaded,
+                in_words(p)
             );
         }
         let ms = |v: Option<Millis>| v.map_or("-".to_owned(), |v| format!("<={}s", v / 1000));
