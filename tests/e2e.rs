@@ -1480,6 +1480,34 @@ async fn tripwire_status_shows_where_the_canary_is_heard_and_where_it_is_not() {
     let us: Value =
         serde_json::from_str(stdout.lines().find(|l| l.contains("\"armed\"")).unwrap()).unwrap();
     assert_eq!(us["latency_p99_ms"], 900_000);
+    // The same rows as a page: one cell per pair, classed by its state, worst first.
+    let out = stack
+        .cli()
+        .args(["status", "--html", "--expect", "444444444444:eu-west-1"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let html = String::from_utf8(out.stdout).unwrap();
+    assert!(html.starts_with("<!doctype html>"), "{html}");
+    for (state, n) in [("armed", 1), ("late", 1), ("lost", 1), ("never_seen", 1)] {
+        assert!(
+            html.contains(&format!("data-key=\"cells.{state}\">{n}<")),
+            "{state}: {html}"
+        );
+    }
+    assert!(
+        html.contains("data-accounts=\"2\" data-regions=\"2\""),
+        "{html}"
+    );
+    let never = html.find("<th>444444444444</th>").unwrap();
+    assert!(
+        never < html.find("<th>222222222222</th>").unwrap(),
+        "worst first"
+    );
     assert!(stack.alarms().await.is_empty());
     stack.save_observed_actions("status").await;
 }
