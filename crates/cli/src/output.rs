@@ -31,6 +31,9 @@ pub struct Summary<'a> {
     incidents: usize,
     heartbeats: u64,
     tamper_events: usize,
+    shutdown_waves: usize,
+    #[serde(flatten)]
+    waves: &'a tripwire_engine::wave::WaveCounts,
 }
 
 /// A tamper event's JSON line.
@@ -69,6 +72,8 @@ pub fn summary(r: &Report) -> Summary<'_> {
         incidents: r.result.incidents.len(),
         heartbeats: r.result.coverage.iter().map(|c| c.heartbeats).sum(),
         tamper_events: r.result.tampers.len(),
+        shutdown_waves: r.result.waves.len(),
+        waves: &r.result.wave_counts,
     }
 }
 
@@ -76,6 +81,10 @@ pub fn summary(r: &Report) -> Summary<'_> {
 pub fn json(w: &mut impl Write, r: &Report) -> Result<()> {
     for i in &r.result.incidents {
         serde_json::to_writer(&mut *w, i)?;
+        writeln!(w)?;
+    }
+    for wave in &r.result.waves {
+        serde_json::to_writer(&mut *w, wave)?;
         writeln!(w)?;
     }
     for p in &r.result.peaks {
@@ -164,6 +173,34 @@ pub fn table(w: &mut impl Write, r: &Report) -> Result<()> {
                 format_millis(p.event_time),
                 p.event_name,
                 p.resources.join(", ")
+            )?;
+        }
+    }
+    let waves = &r.result.waves;
+    writeln!(
+        w,
+        "\nSHUTDOWN WAVES ({}; EC2's own events, whatever ended the instances)",
+        waves.len()
+    )?;
+    for wave in waves {
+        writeln!(
+            w,
+            "  {:<24} {:<13} {:<15} {:>9} {:>9}  {}",
+            format_millis(wave.trigger_time),
+            wave.account,
+            wave.region,
+            wave.instances,
+            format!("{}/{}", wave.trigger_count, wave.threshold),
+            wave.id
+        )?;
+        for c in &wave.claimed_by {
+            writeln!(w, "    claimed by {} ({})", c.principal_arn, c.instances)?;
+        }
+        if !wave.unclaimed.is_empty() {
+            writeln!(
+                w,
+                "    unclaimed: {} instance(s) no CloudTrail record named",
+                wave.unclaimed.len()
             )?;
         }
     }

@@ -255,11 +255,23 @@ impl Totals {
     }
 
     fn merge_events(&mut self, e: Events) {
-        self.events.terminations.extend(e.terminations);
-        self.events.assumptions.extend(e.assumptions);
-        self.events.initiations.extend(e.initiations);
-        self.events.heartbeats.extend(e.heartbeats);
-        self.events.tampers.extend(e.tampers);
+        // Every field named, so a new kind of event cannot be dropped here unseen.
+        let Events {
+            terminations,
+            assumptions,
+            initiations,
+            heartbeats,
+            tampers,
+            destructive_tampers,
+            state_changes,
+        } = e;
+        self.events.terminations.extend(terminations);
+        self.events.assumptions.extend(assumptions);
+        self.events.initiations.extend(initiations);
+        self.events.heartbeats.extend(heartbeats);
+        self.events.tampers.extend(tampers);
+        self.events.destructive_tampers += destructive_tampers;
+        self.events.state_changes.extend(state_changes);
     }
 }
 

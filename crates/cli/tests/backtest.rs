@@ -389,3 +389,110 @@ fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
     );
     assert!(table.contains("DeleteRolePolicy   role/cleanup-task policy/tripwire-contain-scope by arn:aws:iam::222222222222:user/ops/mallory"), "{table}");
 }
+
+/// EC2's state-change events beside the CloudTrail records of the seed wipe: one wave,
+/// claimed by the caller for all 60 instances, however the events come; and a second
+/// wave no record names, unclaimed.
+#[test]
+fn state_change_events_make_a_shutdown_wave_joined_to_its_caller() {
+    use tripwire_synth::{seed_scenario, state_change_event, SplitMix};
+    let dir = scratch("waves");
+    let base = 1_515_535_740_000; // 2018-01-09T22:09:00Z
+    let records = seed_scenario(base);
+    let mut lines_out: Vec<String> = records.iter().map(|(_, r)| r.to_string()).collect();
+    let wipe: Vec<(String, i64)> = records
+        .iter()
+        .filter(|(_, r)| {
+            r["userIdentity"]["sessionContext"]["sessionIssuer"]["userName"] == "cleanup-task"
+                && r["recipientAccountId"] == "222222222222"
+        })
+        .map(|(_, r)| {
+            let id = r["requestParameters"]["instancesSet"]["items"][0]["instanceId"]
+                .as_str()
+                .unwrap()
+                .to_owned();
+            let t =
+                tripwire_engine::time::parse_event_time(r["eventTime"].as_str().unwrap()).unwrap();
+            (id, t)
+        })
+        .collect();
+    assert_eq!(wipe.len(), 60);
+    let mut events = Vec::new();
+    for (k, (id, t)) in wipe.iter().enumerate() {
+        for (state, after) in [("shutting-down", 1_000), ("terminated", 45_000)] {
+            let e = state_change_event(
+                "222222222222",
+                "us-east-1",
+                id,
+                state,
+                t + after,
+                &format!("sc-{k}-{state}"),
+            );
+            events.push(e.to_string());
+        }
+    }
+    // An hour later, 70 instances go with no call behind them (Spot, an OS shutdown).
+    for k in 0..70 {
+        let id = format!("i-0feed{k:012x}");
+        let e = state_change_event(
+            "222222222222",
+            "us-east-1",
+            &id,
+            "shutting-down",
+            base + 3_600_000 + k * 500,
+            &format!("spot-{k}"),
+        );
+        events.push(e.to_string());
+    }
+    // Redeliveries, and every event in a shuffled order.
+    let again: Vec<String> = events.iter().step_by(7).cloned().collect();
+    events.extend(again);
+    let mut rng = SplitMix(26);
+    for i in (1..events.len()).rev() {
+        events.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    lines_out.extend(events);
+    std::fs::write(dir.join("both.jsonl"), lines_out.join("\n")).unwrap();
+    let (ok, out, err) = tripwire(&[
+        "backtest",
+        "--json",
+        "--policy",
+        &policy(),
+        dir.to_str().unwrap(),
+    ]);
+    assert!(ok, "{err}");
+    let got = lines(&out);
+    let waves: Vec<&Value> = got
+        .iter()
+        .filter(|l| l["type"] == "incident" && l["kind"] == "shutdown_wave")
+        .collect();
+    assert_eq!(waves.len(), 2, "{waves:#?}");
+    let (first, second) = (waves[0], waves[1]);
+    assert_eq!(
+        (first["account"].as_str(), first["region"].as_str()),
+        (Some("222222222222"), Some("us-east-1"))
+    );
+    assert_eq!(first["instances"], 60);
+    assert_eq!(first["threshold"], 50);
+    assert_eq!(
+        first["claimed_by"],
+        serde_json::json!([{"principal_arn": "arn:aws:iam::222222222222:role/vendor/cleanup-task", "instances": 60}])
+    );
+    assert_eq!(first["unclaimed"], serde_json::json!([]));
+    assert!(first["principal_arn"].is_null());
+    assert_eq!(second["instances"], 70);
+    assert_eq!(second["claimed_by"], serde_json::json!([]));
+    assert_eq!(second["unclaimed"].as_array().unwrap().len(), 70);
+    // The principal burst the records make is there as before, and contains.
+    let bursts: Vec<&Value> = got
+        .iter()
+        .filter(|l| l["type"] == "incident" && l["kind"] == "burst")
+        .collect();
+    assert_eq!(bursts.len(), 1);
+    assert_eq!(bursts[0]["containment"]["action"], "revoke");
+    let summary = got.last().unwrap();
+    assert_eq!(summary["shutdown_waves"], 2);
+    assert_eq!(summary["state_change_events"], 190);
+    assert_eq!(summary["state_change_duplicates"], 28);
+    assert_eq!(summary["state_change_repeats"], 60);
+}

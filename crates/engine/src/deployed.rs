@@ -180,6 +180,8 @@ tripwire_scps = ["p-abcd1234"]
 recontain = true
 containment_role = "ops-containment"
 max_delivery_delay = "30m"
+state_change_threshold = 120
+state_change_window = "2m"
 
 [accounts."333333333333"]
 threshold = 3

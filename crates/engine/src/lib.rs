@@ -31,6 +31,7 @@ pub mod incident;
 pub mod lifecycle;
 pub mod replay;
 pub mod tune;
+pub mod wave;
 
 pub use containment::{Action, Plan, Target};
 pub use incident::Incident;

@@ -59,6 +59,12 @@ pub struct Policy {
     pub resources: BTreeMap<String, ResourceRule>,
     /// Planned work during which a principal's terminations are not counted.
     pub change_windows: Vec<ChangeWindow>,
+    /// The shutdown-wave lane: distinct instances EC2 reports going away
+    /// (`shutting-down`, `terminated`) in one account and region, whatever ended them;
+    /// alert only. On by default (50); `0` turns it off.
+    pub state_change_threshold: Option<u32>,
+    /// The shutdown-wave lane's window.
+    pub state_change_window: Millis,
     /// How late CloudTrail and EventBridge may deliver a call and it still lead to
     /// containment: a burst whose newest call is older than its window plus this (an
     /// archive replay, a late redrive) pages, alert-only, and contains no one.
@@ -283,6 +289,16 @@ struct RawPolicy {
     change_windows: Vec<RawChangeWindow>,
     #[serde(default = "default_max_delivery_delay")]
     max_delivery_delay: String,
+    #[serde(default = "default_state_change_threshold")]
+    state_change_threshold: i64,
+    #[serde(default = "default_window")]
+    state_change_window: String,
+}
+
+/// A wave of 50 instances in five minutes: what no single scale-in of a modest group
+/// reaches, and what a wipe passes within seconds.
+fn default_state_change_threshold() -> i64 {
+    50
 }
 
 #[derive(Deserialize)]
@@ -368,6 +384,18 @@ impl Policy {
             return Err(err(
                 "window",
                 format!("`{}` must be between 1s and 24h", raw.window),
+            ));
+        }
+        let state_change_threshold = match raw.state_change_threshold {
+            0 => None,
+            t => Some(check_threshold("state_change_threshold", t)?),
+        };
+        let state_change_window =
+            parse_duration(&raw.state_change_window).map_err(|m| err("state_change_window", m))?;
+        if !(1000..=MAX_WINDOW).contains(&state_change_window) {
+            return Err(err(
+                "state_change_window",
+                format!("`{}` must be between 1s and 24h", raw.state_change_window),
             ));
         }
         let max_delivery_delay =
@@ -609,6 +637,8 @@ impl Policy {
             principals,
             resources,
             change_windows,
+            state_change_threshold,
+            state_change_window,
             max_delivery_delay,
         })
     }

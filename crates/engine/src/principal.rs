@@ -204,10 +204,7 @@ pub fn valid_iam_path(path: &str) -> bool {
             }))
 }
 
-/// Real account IDs are 12 digits; anything else can be counted but never acted on.
-pub fn valid_account(a: &str) -> bool {
-    a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit())
-}
+pub use crate::record::valid_account;
 
 /// Why a principal could not be resolved at all.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -98,6 +98,12 @@ pub struct Document<'a> {
     /// Set by EventBridge on an event replayed from an archive: the replay's name.
     #[serde(rename = "replay-name", borrow, default)]
     pub replay_name: Lenient<'a>,
+    /// EventBridge envelope ID: an event's own ID (a state-change event has no other).
+    #[serde(borrow, default)]
+    pub id: Lenient<'a>,
+    /// EventBridge envelope time: when a state-change event happened.
+    #[serde(borrow, default)]
+    pub time: Lenient<'a>,
     /// EventBridge envelope account: where the event was emitted.
     #[serde(borrow, default)]
     pub account: Lenient<'a>,
@@ -310,12 +316,96 @@ impl Envelope<'_> {
 pub enum Found<'a> {
     /// A record and the envelope it came in, if any.
     Record(Box<Document<'a>>, Option<Envelope<'a>>),
+    /// EC2's own event for an instance that changed state: no caller, any cause.
+    StateChange(Box<StateChange>),
     /// A part that is not a usable CloudTrail record.
     Skip(crate::skip::SkipReason),
 }
 
 /// The detail-type EventBridge gives CloudTrail management events.
 pub const CLOUDTRAIL_DETAIL_TYPE: &str = "AWS API Call via CloudTrail";
+
+/// Real account IDs are 12 digits; anything else can be counted but never acted on.
+pub fn valid_account(a: &str) -> bool {
+    a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit())
+}
+
+/// The detail-type of EC2's own instance state-change events (source `aws.ec2`).
+pub const STATE_CHANGE_DETAIL_TYPE: &str = "EC2 Instance State-change Notification";
+
+/// An `EC2 Instance State-change Notification`, as the EC2 documentation shows it:
+/// `{"id","detail-type","source":"aws.ec2","account","time","region","resources",
+/// "detail":{"instance-id","state"}}`. It names no caller: whatever ended the instance
+/// (a call, a service, Spot, the OS shutting down with behaviour `terminate`) sends one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateChange {
+    /// The event's ID (a redelivery repeats it).
+    pub event_id: String,
+    /// Where the instance lives.
+    pub account: String,
+    /// Its region.
+    pub region: String,
+    /// The instance.
+    pub instance_id: String,
+    /// `pending`, `running`, `stopping`, `stopped`, `shutting-down` or `terminated`.
+    pub state: String,
+    /// When it changed state (the envelope's `time`).
+    pub time: crate::time::Millis,
+}
+
+impl StateChange {
+    /// Whether the instance is going away (`shutting-down`) or gone (`terminated`).
+    pub fn ending(&self) -> bool {
+        matches!(self.state.as_str(), "shutting-down" | "terminated")
+    }
+}
+
+#[derive(Deserialize)]
+struct StateDetail<'a> {
+    #[serde(rename = "instance-id", borrow, default)]
+    instance_id: Lenient<'a>,
+    #[serde(borrow, default)]
+    state: Lenient<'a>,
+}
+
+/// Reads a state-change event. Only EC2 can send `aws.ec2`: any other source is a
+/// look-alike; a missing or odd field is named, never guessed.
+fn state_change<'a>(doc: &Document<'a>, detail: &'a RawValue) -> Found<'a> {
+    use crate::skip::SkipReason as R;
+    if doc.source.get() != Some("aws.ec2") {
+        return Found::Skip(R::EnvelopeMismatch);
+    }
+    let Ok(d) = serde_json::from_str::<StateDetail>(detail.get()) else {
+        return Found::Skip(R::BadStateChange);
+    };
+    let Some(account) = doc.account.get().filter(|a| valid_account(a)) else {
+        return Found::Skip(R::NoAccount);
+    };
+    let instance = d.instance_id.get().filter(|i| {
+        i.strip_prefix("i-").is_some_and(|h| {
+            (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit())
+        })
+    });
+    let (Some(instance), Some(state), Some(region), Some(id)) =
+        (instance, d.state.get(), doc.region.get(), doc.id.get())
+    else {
+        return Found::Skip(R::BadStateChange);
+    };
+    let Some(time) = doc.time.get() else {
+        return Found::Skip(R::MissingEventTime);
+    };
+    let Some(time) = crate::time::parse_event_time(time) else {
+        return Found::Skip(R::BadEventTime);
+    };
+    Found::StateChange(Box::new(StateChange {
+        event_id: id.to_owned(),
+        account: account.to_owned(),
+        region: region.to_owned(),
+        instance_id: instance.to_owned(),
+        state: state.to_owned(),
+        time,
+    }))
+}
 
 /// Walks one JSON document of any accepted shape and yields its records.
 pub fn walk_document<F: for<'b> FnMut(Found<'b>)>(raw: &str, out: &mut F) {
@@ -362,6 +452,7 @@ fn dispatch<'a, F: for<'b> FnMut(Found<'b>)>(doc: Document<'a>, out: &mut F) {
         }
     } else if doc.detail_type.get().is_some() || doc.detail.is_some() {
         match (doc.detail_type.get(), doc.detail) {
+            (Some(STATE_CHANGE_DETAIL_TYPE), Some(detail)) => out(state_change(&doc, detail)),
             (Some(CLOUDTRAIL_DETAIL_TYPE), Some(detail)) => {
                 let envelope = Envelope {
                     source: doc.source,
@@ -588,8 +679,74 @@ mod tests {
                     format!("record {:?} {:?}", d.event_id.get(), d.event_name.get())
                 }
                 Found::Skip(r) => format!("skip {}", r.as_str()),
+                Found::StateChange(c) => format!("state {} {}", c.instance_id, c.state),
             })
             .collect()
+    }
+
+    /// The shape of EC2's state-change event as the EC2 User Guide shows it
+    /// ("State change events for Amazon EC2 instances"), with `state` and `source` varied.
+    fn state_event(source: &str, state: &str, instance: &str) -> String {
+        format!(
+            r#"{{"version":"0","id":"7bf73129-1428-4cd3-a780-95db273d1602","detail-type":"EC2 Instance State-change Notification","source":"{source}","account":"123456789012","time":"2021-11-11T21:29:54Z","region":"us-east-1","resources":["arn:aws:ec2:us-east-1:123456789012:instance/{instance}"],"detail":{{"instance-id":"{instance}","state":"{state}"}}}}"#
+        )
+    }
+
+    #[test]
+    fn ec2_state_change_events_are_read_and_look_alikes_are_named() {
+        let found = |text: &str| {
+            let mut out = Vec::new();
+            walk_document(text, &mut |f| out.push(outline(&[f]).remove(0)));
+            out
+        };
+        let id = "i-1234567890abcdef0";
+        assert_eq!(
+            found(&state_event("aws.ec2", "shutting-down", id)),
+            [format!("state {id} shutting-down")]
+        );
+        let mut got = None;
+        walk_document(&state_event("aws.ec2", "terminated", id), &mut |f| {
+            if let Found::StateChange(c) = f {
+                got = Some(*c);
+            }
+        });
+        let c = got.unwrap();
+        assert!(c.ending());
+        assert_eq!(
+            (
+                c.account.as_str(),
+                c.region.as_str(),
+                c.time,
+                c.event_id.as_str()
+            ),
+            (
+                "123456789012",
+                "us-east-1",
+                1_636_666_194_000,
+                "7bf73129-1428-4cd3-a780-95db273d1602"
+            )
+        );
+        for (text, want) in [
+            // Only EC2 sends aws.ec2; a custom source is a look-alike.
+            (
+                state_event("custom.ec2", "terminated", id),
+                "skip envelope_mismatch",
+            ),
+            (
+                state_event("aws.ec2", "terminated", "not-an-instance"),
+                "skip bad_state_change",
+            ),
+            (
+                state_event("aws.ec2", "terminated", id).replace("2021-11-11T21:29:54Z", "soon"),
+                "skip bad_event_time",
+            ),
+            (
+                state_event("aws.ec2", "terminated", id).replace("\"123456789012\"", "\"12\""),
+                "skip no_account",
+            ),
+        ] {
+            assert_eq!(found(&text), [want], "{text}");
+        }
     }
 
     fn slow(raw: &str) -> Vec<Found<'_>> {

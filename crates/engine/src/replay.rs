@@ -86,6 +86,10 @@ pub struct ReplayResult {
     /// Every burst key's window count at each of its calls, in eventTime order: what
     /// `tripwire tune` and the report read.
     pub series: Vec<Series>,
+    /// Shutdown waves from EC2's state-change events, joined to the calls' principals.
+    pub waves: Vec<crate::wave::Wave>,
+    /// What the shutdown-wave lane counted.
+    pub wave_counts: crate::wave::WaveCounts,
 }
 
 /// One burst key's history: the window count each counted call brought it to.
@@ -143,7 +147,10 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
         heartbeats,
         mut tampers,
         destructive_tampers: _,
+        state_changes,
     } = events;
+    // Which principal's call named each instance: what a shutdown wave is joined to.
+    let mut named: Vec<crate::wave::Named> = Vec::new();
     let mut out = ReplayResult {
         coverage: crate::armed::coverage(&heartbeats),
         ..ReplayResult::default()
@@ -218,6 +225,14 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
                 t.origin = origin;
             }
             Err(r) => *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1,
+        }
+        if t.kind() == crate::catalogue::EC2_INSTANCE && !t.is_attempt() {
+            named.extend(t.instance_ids.iter().map(|id| crate::wave::Named {
+                account: t.account.clone(),
+                instance_id: id.clone(),
+                principal_arn: t.principal.arn.clone(),
+                event_time: t.event_time,
+            }));
         }
         out.counts.already_terminated_instances += u64::from(t.already_terminated);
         if let Some(why) = t.principal.anomaly {
@@ -294,6 +309,7 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
     }
     out.series
         .sort_by(|a, b| (&a.principal_arn, &a.key).cmp(&(&b.principal_arn, &b.key)));
+    (out.waves, out.wave_counts) = crate::wave::waves(policy, &state_changes, &named);
     peaks.sort_by(|a, b| {
         b.peak
             .cmp(&a.peak)

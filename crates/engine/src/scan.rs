@@ -26,7 +26,9 @@ pub enum Extracted {
     /// A watched call that may also disarm the tripwire (`ScheduleKeyDeletion`): counted
     /// as a destruction, and read as a tamper call.
     DestroyedAndTamper(Box<Termination>, Box<armed::Tamper>),
-    /// A usable record of another API call.
+    /// EC2's event for an instance going away (`shutting-down`, `terminated`).
+    StateChange(Box<crate::record::StateChange>),
+    /// A usable record of another API call (or an instance's other state change).
     OtherEvent,
     /// Unusable, with the reason.
     Skip(SkipReason),
@@ -36,6 +38,8 @@ pub enum Extracted {
 pub fn extract(found: Found<'_>) -> Extracted {
     match found {
         Found::Skip(r) => Extracted::Skip(r),
+        Found::StateChange(c) if c.ending() => Extracted::StateChange(c),
+        Found::StateChange(_) => Extracted::OtherEvent,
         Found::Record(doc, envelope) => match termination::from_record(&doc, envelope.as_ref()) {
             Ok(Some(t)) => match armed::heartbeat_of(&t) {
                 Some(h) => Extracted::Heartbeat(Box::new(h)),
@@ -101,6 +105,8 @@ pub struct Events {
     /// How many of `tampers` are also in `terminations` (one record each, counted as the
     /// watched call, not among the other events).
     pub destructive_tampers: usize,
+    /// EC2's events for instances going away: the shutdown-wave lane.
+    pub state_changes: Vec<crate::record::StateChange>,
 }
 
 /// Scans a buffer of JSON documents (one, or JSON lines) and collects its terminations,
@@ -137,6 +143,10 @@ pub fn scan_events(
                 out.terminations.push(*t);
                 out.tampers.push(*tamper);
                 out.destructive_tampers += 1;
+            }
+            Extracted::StateChange(c) => {
+                counts.other_events += 1;
+                out.state_changes.push(*c)
             }
             Extracted::OtherEvent => counts.other_events += 1,
             Extracted::Skip(r) => *counts.skipped.entry(r.as_str()).or_default() += 1,

@@ -46,6 +46,8 @@ pub enum SkipReason {
     ChangeWindow,
     /// An `AssumeRole*` record without a usable access key or role: joins nothing.
     BadAssumeRole,
+    /// An EC2 state-change event without a usable instance ID, state, region or ID.
+    BadStateChange,
     /// An `AssumeRole*` record whose session issued itself.
     OriginLoop,
     /// Two different sessions behind one access key: no call made with it gets an origin.
@@ -77,6 +79,7 @@ impl SkipReason {
             SkipReason::TooManyInstances => "too_many_instances",
             SkipReason::ChangeWindow => "change_window",
             SkipReason::BadAssumeRole => "bad_assume_role",
+            SkipReason::BadStateChange => "bad_state_change",
             SkipReason::OriginLoop => "origin_loop",
             SkipReason::AccessKeyReused => "access_key_reused",
             SkipReason::OriginMismatch => "origin_mismatch",

@@ -360,12 +360,33 @@ async fn allowed_accounts_service_roles_and_bad_input_are_named_skips() {
             reason: "malformed_record"
         }]
     );
-    let other = serde_json::json!({"version": "0", "detail-type": "EC2 Instance State-change Notification", "source": "aws.ec2", "detail": {}});
+    let other = serde_json::json!({"version": "0", "detail-type": "EC2 Spot Instance Interruption Warning", "source": "aws.ec2", "detail": {}});
     let out = rig.detector.handle(&other.to_string(), T0).await.unwrap();
     assert_eq!(
         out,
         [Outcome::Skipped {
             reason: "not_cloudtrail"
+        }]
+    );
+    // EC2's state-change events are read (the backtest's shutdown waves); the detector
+    // does not count them yet, and a look-alike of one is named.
+    let change = tripwire_synth::state_change_event(
+        "222222222222",
+        "us-east-1",
+        "i-1234567890abcdef0",
+        "terminated",
+        T0,
+        "sc-1",
+    );
+    let out = rig.detector.handle(&change.to_string(), T0).await.unwrap();
+    assert_eq!(out, [Outcome::OtherEvent]);
+    let mut forged = change.clone();
+    forged["source"] = "custom.ec2".into();
+    let out = rig.detector.handle(&forged.to_string(), T0).await.unwrap();
+    assert_eq!(
+        out,
+        [Outcome::Skipped {
+            reason: "envelope_mismatch"
         }]
     );
     assert!(rig.alerts.sent().is_empty());

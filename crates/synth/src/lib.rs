@@ -660,6 +660,30 @@ pub fn eventbridge_envelope(record: &Value, id: &str) -> Value {
     })
 }
 
+/// EC2's own `EC2 Instance State-change Notification` for `instance` entering `state`
+/// at `time`, in the shape the EC2 User Guide shows (no caller: EC2 sends one whatever
+/// ended the instance).
+pub fn state_change_event(
+    account: &str,
+    region: &str,
+    instance: &str,
+    state: &str,
+    time: Millis,
+    id: &str,
+) -> Value {
+    json!({
+        "version": "0",
+        "id": id,
+        "detail-type": tripwire_engine::record::STATE_CHANGE_DETAIL_TYPE,
+        "source": "aws.ec2",
+        "account": account,
+        "time": format_millis(time - time.rem_euclid(1000)),
+        "region": region,
+        "resources": [format!("arn:aws:ec2:{region}:{account}:instance/{instance}")],
+        "detail": {"instance-id": instance, "state": state}
+    })
+}
+
 /// The canary's call in `account` and `region` at `time`, as CloudTrail records it: the
 /// account's `tripwire-canary` role, DryRun on the canary instance.
 pub fn canary_record(account: &str, region: &str, time: Millis, event_id: &str) -> Value {
