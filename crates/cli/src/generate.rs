@@ -15,8 +15,8 @@ use std::path::Path;
 use tripwire_engine::catalogue::TERMINATE_INSTANCES as T;
 use tripwire_engine::time::{format_millis, parse_event_time, Millis};
 use tripwire_synth::{
-    canary_record, seed_scenario, terminate_record, write_record, ApiCall, Call, Caller, SplitMix,
-    DEV, PROD,
+    canary_record, seed_scenario, state_change_event, terminate_record, write_record, ApiCall,
+    Call, Caller, SplitMix, DEV, PROD,
 };
 
 const ACCOUNTS: [&str; 3] = [PROD, DEV, "333333333333"];
@@ -209,6 +209,36 @@ fn nights(out: &Path, days: u32) -> Result<()> {
     })
 }
 
+/// EC2's own state-change events for every instance production's scenario terminated,
+/// a second after each call, as an EventBridge archive export (JSON lines) holds them.
+fn state_changes(out: &Path) -> Result<()> {
+    let base = parse_event_time("2018-01-09T22:09:00Z").unwrap_or_default();
+    let mut lines = Vec::new();
+    for (account, record) in seed_scenario(base).iter().filter(|(a, _)| *a == PROD) {
+        let t = record["eventTime"]
+            .as_str()
+            .and_then(parse_event_time)
+            .unwrap_or_default();
+        let items = record["requestParameters"]["instancesSet"]["items"].as_array();
+        for item in items.into_iter().flatten() {
+            let Some(id) = item["instanceId"].as_str() else {
+                continue;
+            };
+            let e = state_change_event(
+                account,
+                "us-east-1",
+                id,
+                "shutting-down",
+                t + 1000,
+                &format!("sc-{id}"),
+            );
+            lines.push(e.to_string());
+        }
+    }
+    let path = out.join("EventBridge/ec2-instance-state-change-2018-01-09.jsonl.gz");
+    write_gz(&path, &lines.join("\n"))
+}
+
 /// What the tripwire itself leaves in the trail on the scenario's day: the canary's
 /// heartbeat every ten minutes in every account and region, silent for three hours in
 /// one of them, and after the wipe someone lifting the containment policy by hand.
@@ -257,12 +287,13 @@ fn armed(out: &Path) -> Result<()> {
 }
 
 /// Writes the archive: noise files up to `size_mb`, the scenario, a redelivery, and
-/// with `days`, that many nights of an autoscaler's routine up to the scenario's day and
-/// the tripwire's own traces on it.
+/// with `days`, that many nights of an autoscaler's routine up to the scenario's day, the
+/// tripwire's own traces on it, and EC2's state-change events for production's instances.
 pub fn run(out: &Path, size_mb: u64, days: u32) -> Result<()> {
     if days > 0 {
         nights(out, days)?;
         armed(out)?;
+        state_changes(out)?;
     }
     let start = parse_event_time("2018-01-09T20:00:00Z").unwrap_or_default();
     let files = ((size_mb as usize) << 20).div_ceil(FILE_BYTES).max(1);

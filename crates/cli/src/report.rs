@@ -132,6 +132,7 @@ pub fn backtest_page(i: &Inputs) -> String {
     );
     timeline(&mut body, &res.incidents);
     incidents(&mut body, &res.incidents, &res.series);
+    waves(&mut body, &res.waves);
     peaks(&mut body, i.suggestions);
     let cells: Vec<Cell> = res.coverage.iter().map(coverage_cell).collect();
     body.push_str("<section id=\"coverage\"><h2>Coverage</h2>");
@@ -178,6 +179,7 @@ pub fn backtest_page(i: &Inputs) -> String {
         &[
             ("timeline", "Timeline"),
             ("incidents", "Incidents"),
+            ("waves", "Shutdown waves"),
             ("peaks", "Peaks and thresholds"),
             ("coverage", "Coverage"),
             ("tamper", "Tamper"),
@@ -694,6 +696,45 @@ pub fn heatmap(out: &mut String, cells: &[Cell], legend: &[(&str, &str)]) {
         out.push_str("</tr>");
     }
     out.push_str("</tbody></table></div>");
+}
+
+/// Shutdown waves: EC2's own events, and who the CloudTrail records say ended them.
+fn waves(out: &mut String, waves: &[tripwire_engine::wave::Wave]) {
+    let _ = write!(
+        out,
+        "<section id=\"waves\"><h2>Shutdown waves (<span data-key=\"wave_rows\">{}</span>)</h2>\
+         <p class=\"note\">Instances EC2's state-change events show going away in one account \
+         and region, whatever ended them; claimed by the principals whose calls named them, \
+         the rest unclaimed.</p>",
+        waves.len()
+    );
+    if waves.is_empty() {
+        out.push_str("<p>None in this history.</p></section>");
+        return;
+    }
+    let head =
+        "<tr><th>triggered</th><th>account</th><th>region</th><th class=\"n\">instances</th>\
+                <th>claimed by</th><th class=\"n\">unclaimed</th><th>wave</th></tr>";
+    folded(out, head, waves, |out, w| {
+        let claimed: Vec<String> = w
+            .claimed_by
+            .iter()
+            .map(|c| format!("{} ({})", c.principal_arn, c.instances))
+            .collect();
+        let _ = write!(
+            out,
+            "<tr class=\"wave\" data-id=\"{id}\" data-instances=\"{n}\"><td>{t}<td>{a}<td>{r}<td class=\"n\">{n}\
+             <td class=\"w\">{c}<td class=\"n\">{u}<td>{id}</tr>",
+            id = esc(&w.id),
+            n = w.instances,
+            t = format_millis(w.trigger_time),
+            a = esc(&w.account),
+            r = esc(&w.region),
+            c = esc(&claimed.join(", ")),
+            u = w.unclaimed.len(),
+        );
+    });
+    out.push_str("</section>");
 }
 
 fn tampers(out: &mut String, tampers: &[tripwire_engine::armed::Tamper]) {

@@ -200,7 +200,9 @@ fn the_report_renders_in_chromium_with_the_backtests_numbers() {
     assert!(compared > 15, "{compared} numbers compared");
 
     // Every incident, with its ID and size; the timeline's marks add up to them.
-    let incidents = of("incident");
+    let (waves, incidents): (Vec<&Value>, Vec<&Value>) = of("incident")
+        .into_iter()
+        .partition(|i| i["kind"] == "shutdown_wave");
     assert_eq!(
         incidents.len(),
         61,
@@ -239,6 +241,18 @@ fn the_report_renders_in_chromium_with_the_backtests_numbers() {
     for c in &charts {
         assert!(want.iter().any(|(id, _)| id == attr(c, "data-id")), "{c}");
     }
+
+    // The shutdown wave EC2's events make, with its size.
+    assert_eq!(waves.len(), 1, "the wipe's 60 instances in production");
+    let rows = tags(&dom, "<tr class=\"wave\"");
+    assert_eq!(keys["wave_rows"], "1");
+    assert_eq!(
+        (attr(rows[0], "data-id"), attr(rows[0], "data-instances")),
+        (
+            waves[0]["id"].as_str().unwrap(),
+            waves[0]["instances"].to_string().as_str()
+        )
+    );
 
     // Each principal's peak against its threshold, as tune's lines say.
     let bars = tags(&dom, "<g class=\"peak-row\"");

@@ -43,7 +43,7 @@ fn paged(policy: &str, archive: &str) -> Vec<String> {
     assert!(ok, "{err}");
     json_lines(&out)
         .iter()
-        .filter(|v| v["type"] == "incident")
+        .filter(|v| v["type"] == "incident" && v["kind"] == "burst")
         .map(|v| v["principal_arn"].as_str().unwrap().to_owned())
         .collect()
 }
