@@ -113,13 +113,14 @@ impl ArchiveArgs {
         }
         let report = backtest::run(&policy, &self.paths, &narrow)?;
         eprintln!(
-            "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s): {} incident(s)",
+            "read {} files, {:.1} MB in {:.2}s ({:.0} MB/s, {:.0} records/s): {} incident(s), {} shutdown wave(s)",
             report.files,
             report.bytes as f64 / 1e6,
             report.elapsed.as_secs_f64(),
             report.bytes as f64 / 1e6 / report.elapsed.as_secs_f64().max(1e-9),
             report.scan.records as f64 / report.elapsed.as_secs_f64().max(1e-9),
             report.result.incidents.len(),
+            report.result.waves.len(),
         );
         Ok((policy, report))
     }

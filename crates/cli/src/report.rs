@@ -304,8 +304,9 @@ fn timeline(out: &mut String, incidents: &[Incident]) {
     for (row, (account, n)) in accounts.iter().take(TIMELINE_ROWS).enumerate() {
         let _ = write!(
             out,
-            "<text x=\"0\" y=\"{}\">{account} ({n})</text>",
-            row as i64 * ROW + 13
+            "<text x=\"0\" y=\"{}\">{} ({n})</text>",
+            row as i64 * ROW + 13,
+            esc(account)
         );
     }
     if others > 0 {
@@ -530,8 +531,10 @@ fn peaks(out: &mut String, suggestions: &[Suggestion]) {
     );
     for (n, s) in shown.iter().enumerate() {
         let top = n as f64 * ROW;
-        let label: String = if s.principal.chars().count() > 62 {
-            format!("…{}", &s.principal[s.principal.len() - 60..])
+        // The end of a long ARN says the most; cut on characters, never inside one.
+        let n = s.principal.chars().count();
+        let label: String = if n > 62 {
+            format!("…{}", s.principal.chars().skip(n - 60).collect::<String>())
         } else {
             s.principal.clone()
         };

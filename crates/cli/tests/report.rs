@@ -437,3 +437,67 @@ fn ten_thousand_incidents_and_twenty_thousand_cells_stay_under_five_megabytes() 
     assert!(console.is_empty(), "console: {console:#?}");
     assert_eq!(dom.matches("<tr class=\"incident\"").count(), 10_000);
 }
+
+/// A record's strings are text on the page, never markup: an account field that is not
+/// an account ID (counted, never acted on) shows escaped wherever the page names it.
+#[test]
+fn what_records_say_is_escaped() {
+    use tripwire_synth::{terminate_record, Call, Caller};
+    let dir = scratch("escaped");
+    let account = "<b id=x>1</b>";
+    let caller = Caller::Role {
+        account: "222222222222".into(),
+        path: "/".into(),
+        name: "cleanup".into(),
+    };
+    let mut text = String::new();
+    for k in 0..12i64 {
+        let ids = vec![format!("i-{k:017x}")];
+        let rec = terminate_record(&Call {
+            caller: &caller,
+            account,
+            region: "us-east-1",
+            time: 1_767_225_600_000 + k * 1000,
+            instance_ids: &ids,
+            event_id: &format!("esc-{k}"),
+            error: None,
+            source_ip: "10.0.0.9",
+            user_agent: "escape-test",
+            invoked_by: None,
+            already_terminated: 0,
+            session: "s",
+            access_key: "EXAMPLEEXAMPLE00",
+        });
+        text.push_str(&format!("{rec}\n"));
+    }
+    let archive = dir.join("crafted.jsonl");
+    std::fs::write(&archive, text).unwrap();
+    let policy = repo().join("config/policy.toml");
+    let (policy, archive) = (policy.to_str().unwrap(), archive.to_str().unwrap());
+    let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
+    assert!(ok, "{err}");
+    assert!(
+        json_lines(&out)
+            .iter()
+            .any(|l| l["type"] == "incident" && l["account"] == account),
+        "the crafted account makes an incident: {out}"
+    );
+    let page = dir.join("report.html");
+    let (ok, _, err) = tripwire(&[
+        "report",
+        "--policy",
+        policy,
+        "--out",
+        page.to_str().unwrap(),
+        archive,
+    ]);
+    assert!(ok, "{err}");
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(!html.contains("<b id=x>"), "markup from a record");
+    assert!(html.contains("&lt;b id=x&gt;1&lt;/b&gt;"));
+    let (dom, _) = browse(&page, None);
+    assert!(
+        !dom.contains("<b id=\"x\">"),
+        "the browser made an element of it"
+    );
+}

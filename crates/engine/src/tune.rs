@@ -286,6 +286,12 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
         .find_map(|a| policy.rule_for(a))
         .map(|r| r.glob.to_string());
     let is_root = g.arns.iter().all(|a| a.ends_with(":root"));
+    // A rule's glob is the ARN itself: only characters IAM writes in one may go in it,
+    // so a crafted record can neither widen a rule (`*`, `?`) nor break the TOML.
+    let writable = g.arns.iter().all(|a| {
+        a.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b":/+=,.@_-".contains(&b))
+    });
     let days_paged = now.days.len() as u32;
     let what = format!(
         "{principal} peaks at {peak} {kind} in one {} window",
@@ -320,6 +326,11 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
     } else if is_root {
         format!(
             "{what} and paged {}: the root user is never given a rule; find who used it",
+            plural(now.incidents, "time")
+        )
+    } else if !writable {
+        format!(
+            "{what} and paged {}: its ARN holds characters IAM never writes, so no rule is suggested",
             plural(now.incidents, "time")
         )
     } else if (days_paged as usize) < opts.min_days {
@@ -472,16 +483,16 @@ pub fn toml_fragment(suggestions: &[Suggestion], span: Option<Span>) -> String {
                 e.0 = e.0.max(t);
                 e.1.push(s);
             }
-            (Some("principals"), Some(rule)) => edits.push(format!(
+            (Some("principals"), Some(rule)) => edits.push(comment(&format!(
                 "# edit [principals.\"{}\"]: threshold = {t} ({} {})",
                 quoted(rule),
                 s.principal,
                 s.resource_type
-            )),
+            ))),
             (Some("resources"), _) if s.principal == "*" => {
                 out.push_str(&format!(
                     "\n# {}\n[resources.\"{}\"]\nthreshold = {t}\n",
-                    s.reason,
+                    comment(&s.reason),
                     quoted(&s.resource_type)
                 ));
             }
@@ -491,7 +502,7 @@ pub fn toml_fragment(suggestions: &[Suggestion], span: Option<Span>) -> String {
     for (glob, (t, why)) in principals {
         out.push('\n');
         for s in why {
-            out.push_str(&format!("# {}\n", s.reason));
+            out.push_str(&format!("# {}\n", comment(&s.reason)));
         }
         out.push_str(&format!(
             "[principals.\"{}\"]\nthreshold = {t}\n",
@@ -511,6 +522,14 @@ pub fn toml_fragment(suggestions: &[Suggestion], span: Option<Span>) -> String {
 /// A TOML basic string's content.
 fn quoted(s: &str) -> String {
     s.replace('\\', "\\\\").replace('"', "\\\"")
+}
+
+/// One comment line: a control character in a finding (a crafted record's name) would
+/// end the comment and write TOML of its own.
+fn comment(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
 }
 
 #[cfg(test)]
@@ -654,6 +673,32 @@ mod tests {
         );
         assert!(!frag.contains("backup-a\"]"), "{frag}");
         Policy::from_toml(&frag).unwrap();
+    }
+
+    #[test]
+    fn a_crafted_name_gets_no_rule_and_writes_no_toml() {
+        let policy = Policy::from_toml("").unwrap();
+        let crafted = [
+            "arn:aws:iam::222222222222:role/x\n[principals.\"arn:aws:iam::*:role/*\"]\nthreshold = 100000",
+            "arn:aws:iam::222222222222:role/*",
+        ];
+        let all: Vec<Series> = crafted
+            .iter()
+            .map(|arn| series(arn, "222222222222", EC2_INSTANCE, nightly(10, 40)))
+            .collect();
+        let got = tune(&policy, &all, Options::default());
+        assert_eq!(got.len(), 2);
+        for s in &got {
+            assert_eq!(s.suggested_threshold, None, "{s:?}");
+            assert!(
+                s.reason.contains("characters IAM never writes"),
+                "{}",
+                s.reason
+            );
+        }
+        let frag = toml_fragment(&got, span(&all));
+        assert!(!frag.lines().any(|l| l.starts_with('[')), "{frag}");
+        assert_eq!(Policy::from_toml(&frag).unwrap(), policy);
     }
 
     #[test]
