@@ -226,7 +226,10 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
             }
             Err(r) => *out.counts.provenance_skipped.entry(r.as_str()).or_default() += 1,
         }
-        if t.kind() == crate::catalogue::EC2_INSTANCE && !t.is_attempt() {
+        if !state_changes.is_empty()
+            && t.kind() == crate::catalogue::EC2_INSTANCE
+            && !t.is_attempt()
+        {
             named.extend(t.instance_ids.iter().map(|id| crate::wave::Named {
                 account: t.account.clone(),
                 instance_id: id.clone(),
