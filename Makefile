@@ -115,7 +115,7 @@ bench-decision: ## One event through parse + engine beside a serde_json::Value p
 bench-backtest: ## Backtest MB/s and records/s on a 1 GB archive beside zcat, zcat|jq and Python
 	scripts/bench-backtest.sh
 
-bench-report: ## tripwire report beside tripwire backtest --json on the same ~315 MB (gzipped) archive: the page's cost as a ratio
+bench-report: ## tripwire report beside tripwire backtest --json on the 1 GB bench archive (83 MB gzipped): the page's cost as a ratio
 	scripts/bench-report.sh
 
 bench-s3: setup ## Backtest from S3 (moto on loopback) beside the same archive on disk
