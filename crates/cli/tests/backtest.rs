@@ -480,6 +480,8 @@ fn state_change_events_make_a_shutdown_wave_joined_to_its_caller() {
     );
     assert_eq!(first["unclaimed"], serde_json::json!([]));
     assert!(first["principal_arn"].is_null());
+    assert_eq!(first["resource_type"], "ec2:instance");
+    assert_eq!(first["containment"]["action"], "none");
     assert_eq!(second["instances"], 70);
     assert_eq!(second["claimed_by"], serde_json::json!([]));
     assert_eq!(second["unclaimed"].as_array().unwrap().len(), 70);

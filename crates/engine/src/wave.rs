@@ -51,6 +51,11 @@ pub struct Wave {
     pub kind: &'static str,
     /// Always `null`: a wave has no one principal (see `claimed_by`).
     pub principal_arn: Option<String>,
+    /// Always `ec2:instance`, as the other incidents name what died.
+    pub resource_type: &'static str,
+    /// Always `{"action":"none","reason":…}`: a wave contains no one; the principal
+    /// bursts the same calls make do.
+    pub containment: WaveContainment,
     /// Where the instances lived.
     pub account: String,
     /// Their region.
@@ -79,6 +84,20 @@ pub struct Wave {
     /// The instances no record named within `max_delivery_delay` of the wave.
     pub unclaimed: Vec<String>,
 }
+
+/// A wave's `containment`, in the shape of the other incidents' alert-only one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct WaveContainment {
+    /// Always `none`.
+    pub action: &'static str,
+    /// Why.
+    pub reason: &'static str,
+}
+
+const ALERT_ONLY: WaveContainment = WaveContainment {
+    action: "none",
+    reason: "a shutdown wave names no caller and contains no one; the principal bursts the same calls make are contained as usual",
+};
 
 /// What the lane counted.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
@@ -167,6 +186,8 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<
                     ),
                     kind: KIND,
                     principal_arn: None,
+                    resource_type: crate::catalogue::EC2_INSTANCE,
+                    containment: ALERT_ONLY,
                     account: account.to_owned(),
                     region: region.to_owned(),
                     instances: 0,
