@@ -146,7 +146,8 @@ fn log_file(records: &[&str]) -> String {
 
 /// The nightly routine: a node autoscaler (Karpenter's controller role, one per cluster)
 /// consolidating at about 02:00 UTC, up to 340 instances in three minutes in production
-/// and up to 120 in the third account, on each of the `days` days up to the seed's.
+/// and up to 120 in the third account, on each of the `days` days up to the seed's, with
+/// EC2's state-change event for each instance.
 fn nights(out: &Path, days: u32) -> Result<()> {
     const AUTOSCALER: &str = "KarpenterControllerRole";
     const UA: &str = "aws-sdk-go-v2/1.24.1 os/linux lang/go#1.21.6 md/GOOS#linux md/GOARCH#amd64 api/ec2#1.142.1 karpenter.sh-v0.33.1";
@@ -168,11 +169,23 @@ fn nights(out: &Path, days: u32) -> Result<()> {
                 most * 3 / 5 + rng.below(most * 2 / 5)
             };
             let (mut left, mut t) = (total, t0);
-            let mut records = Vec::new();
+            let (mut records, mut changes) = (Vec::new(), Vec::new());
             while left > 0 {
                 let n = (1 + rng.below(10)).min(left);
                 left -= n;
                 let ids: Vec<String> = (0..n).map(|_| rng.instance_id()).collect();
+                // EC2's own event for each instance, a second after the call.
+                for id in &ids {
+                    let e = state_change_event(
+                        account,
+                        "us-east-1",
+                        id,
+                        "shutting-down",
+                        t + 1000,
+                        &format!("sc-{id}"),
+                    );
+                    changes.push(e.to_string());
+                }
                 let source_ip = format!("10.1.{}.{}", rng.below(256), rng.below(256));
                 records.push(
                     terminate_record(&Call {
@@ -203,6 +216,12 @@ fn nights(out: &Path, days: u32) -> Result<()> {
                     &format!("nightly{d:03}"),
                 )),
                 &log_file(&refs),
+            )?;
+            write_gz(
+                &out.join(format!(
+                    "EventBridge/ec2-instance-state-change-{account}-night{d:03}.jsonl.gz"
+                )),
+                &changes.join("\n"),
             )?;
         }
         Ok(())

@@ -329,7 +329,12 @@ fn main() -> Result<()> {
                 ..Default::default()
             };
             let series = &report.result.series;
-            let suggestions = tripwire_engine::tune::tune(&policy, series, options);
+            let mut suggestions = tripwire_engine::tune::tune(&policy, series, options);
+            suggestions.extend(tripwire_engine::tune::tune_waves(
+                &policy,
+                &report.result.wave_peaks,
+                options,
+            ));
             let stdout = std::io::stdout();
             let mut w = std::io::BufWriter::new(stdout.lock());
             if json {

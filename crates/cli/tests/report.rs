@@ -242,17 +242,37 @@ fn the_report_renders_in_chromium_with_the_backtests_numbers() {
         assert!(want.iter().any(|(id, _)| id == attr(c, "data-id")), "{c}");
     }
 
-    // The shutdown wave EC2's events make, with its size.
-    assert_eq!(waves.len(), 1, "the wipe's 60 instances in production");
-    let rows = tags(&dom, "<tr class=\"wave\"");
-    assert_eq!(keys["wave_rows"], "1");
-    assert_eq!(
-        (attr(rows[0], "data-id"), attr(rows[0], "data-instances")),
-        (
-            waves[0]["id"].as_str().unwrap(),
-            waves[0]["instances"].to_string().as_str()
-        )
-    );
+    // The shutdown waves EC2's events make (each night's in both accounts, and the
+    // wipe's), each with its size.
+    let nights = waves
+        .iter()
+        .filter(|w| {
+            w["claimed_by"][0]["principal_arn"]
+                .as_str()
+                .is_some_and(|p| p.ends_with("KarpenterControllerRole"))
+        })
+        .count();
+    assert_eq!((waves.len(), nights), (61, 60));
+    let want: BTreeSet<(String, String)> = waves
+        .iter()
+        .map(|w| {
+            (
+                w["id"].as_str().unwrap().to_owned(),
+                w["instances"].to_string(),
+            )
+        })
+        .collect();
+    let got: BTreeSet<(String, String)> = tags(&dom, "<tr class=\"wave\"")
+        .iter()
+        .map(|t| {
+            (
+                attr(t, "data-id").to_owned(),
+                attr(t, "data-instances").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert_eq!(keys["wave_rows"], waves.len().to_string());
 
     // Each principal's peak against its threshold, as tune's lines say.
     let bars = tags(&dom, "<g class=\"peak-row\"");

@@ -118,6 +118,49 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
     assert!(ok, "{err}");
     assert_eq!(paged(tuned, archive), [WIPE]);
 
+    // EC2's own events wave every night too: the wave lane's threshold is suggested
+    // above the routine nights, as a comment (a top-level key cannot follow tables).
+    let waves = |policy: &str| {
+        let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
+        assert!(ok, "{err}");
+        json_lines(&out)
+            .iter()
+            .filter(|v| v["kind"] == "shutdown_wave")
+            .count()
+    };
+    assert_eq!(
+        waves(tuned),
+        61,
+        "every night in both accounts, and the wipe"
+    );
+    let lane = lines
+        .iter()
+        .find(|l| l["rule"] == "state_change_threshold")
+        .unwrap_or_else(|| panic!("no wave suggestion: {out}"));
+    assert_eq!(
+        (lane["peak"].as_u64(), lane["suggested_threshold"].as_u64()),
+        (Some(340), Some(500))
+    );
+    let set = "state_change_threshold = 500";
+    assert!(fragment.contains(set), "{fragment}");
+    let with_lane = dir.join("with-lane.toml");
+    std::fs::write(
+        &with_lane,
+        format!("{set}\n{}", std::fs::read_to_string(tuned).unwrap()),
+    )
+    .unwrap();
+    let with_lane = with_lane.to_str().unwrap();
+    assert_eq!(
+        waves(with_lane),
+        0,
+        "no night waves; the wipe's 63 is under it too"
+    );
+    assert_eq!(
+        paged(with_lane, archive),
+        [WIPE],
+        "the burst lane still pages the wipe"
+    );
+
     // The table says the same in words.
     let (ok, table, err) = tripwire(&["tune", "--policy", policy, archive]);
     assert!(ok, "{err}");

@@ -90,6 +90,8 @@ pub struct ReplayResult {
     pub waves: Vec<crate::wave::Wave>,
     /// What the shutdown-wave lane counted.
     pub wave_counts: crate::wave::WaveCounts,
+    /// Each account and region's busiest wave window per day: what tune reads.
+    pub wave_peaks: Vec<crate::wave::DailyPeak>,
 }
 
 /// One burst key's history: the window count each counted call brought it to.
@@ -312,7 +314,8 @@ pub fn replay_events(policy: &Policy, events: Events) -> ReplayResult {
     }
     out.series
         .sort_by(|a, b| (&a.principal_arn, &a.key).cmp(&(&b.principal_arn, &b.key)));
-    (out.waves, out.wave_counts) = crate::wave::waves(policy, &state_changes, &named);
+    let lane = crate::wave::waves(policy, &state_changes, &named);
+    (out.waves, out.wave_counts, out.wave_peaks) = (lane.waves, lane.counts, lane.daily_peaks);
     peaks.sort_by(|a, b| {
         b.peak
             .cmp(&a.peak)

@@ -10,6 +10,7 @@ use crate::catalogue::EC2_INSTANCE;
 use crate::policy::Policy;
 use crate::replay::Series;
 use crate::time::{format_duration, format_millis, Millis};
+use crate::wave::DailyPeak;
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -455,6 +456,88 @@ fn type_rules(
     }
 }
 
+/// The shutdown-wave lane's threshold from the history's daily peaks: one line, with
+/// `principal` `*` and `rule` `state_change_threshold`, when any state-change event was
+/// read. The lane counts every instance going away, routine scale-ins too, so a routine
+/// is what would have paged on at least `min_days` days; the suggestion sits above the
+/// `min_days`-th busiest day, so a day busier than any routine still pages.
+pub fn tune_waves(policy: &Policy, peaks: &[DailyPeak], opts: Options) -> Option<Suggestion> {
+    let (peak, peak_time) = peaks
+        .iter()
+        .map(|p| (p.peak, std::cmp::Reverse(p.time)))
+        .max()
+        .map(|(p, std::cmp::Reverse(t))| (p, t))?;
+    let mut busiest: BTreeMap<i64, u32> = BTreeMap::new();
+    for p in peaks {
+        let d = busiest.entry(p.day).or_default();
+        *d = (*d).max(p.peak);
+    }
+    let window = policy.state_change_window;
+    let threshold = policy.state_change_threshold;
+    let paged = |t: u32| busiest.values().filter(|&&p| p >= t).count() as u32;
+    let days_paged = threshold.map_or(0, paged);
+    let accounts: BTreeSet<String> = peaks.iter().map(|p| p.account.clone()).collect();
+    let what = format!(
+        "EC2's state-change events peak at {peak} instances in one {} window of one account and region",
+        format_duration(window)
+    );
+    let mut s = Suggestion {
+        record_type: "suggestion",
+        principal: "*".into(),
+        resource_type: EC2_INSTANCE.into(),
+        accounts: accounts.into_iter().collect(),
+        peak,
+        peak_time,
+        window: format_duration(window),
+        window_ms: window,
+        threshold: threshold.unwrap_or(0),
+        days_active: busiest.len() as u32,
+        incidents: days_paged,
+        days_paged,
+        suggested_threshold: None,
+        margin_pct: None,
+        incidents_suggested: None,
+        rule: None,
+        existing_rule: None,
+        candidates: Vec::new(),
+        reason: String::new(),
+    };
+    let mut by_day: Vec<u32> = busiest.values().copied().collect();
+    by_day.sort_unstable_by(|a, b| b.cmp(a));
+    s.reason = match threshold {
+        Some(t) if (days_paged as usize) < opts.min_days => format!(
+            "{what}: state_change_threshold {t} would have paged on {}; nothing to change",
+            plural(days_paged, "day")
+        ),
+        _ if by_day.len() < opts.min_days => format!(
+            "{what}, on {}: too little history to call anything routine",
+            plural(by_day.len() as u32, "day")
+        ),
+        _ => {
+            let routine = by_day[opts.min_days - 1];
+            let t = suggested(routine, opts.margin_pct);
+            let still = paged(t);
+            s.suggested_threshold = Some(t);
+            s.margin_pct = Some(margin(t, routine));
+            s.incidents_suggested = Some(still);
+            s.rule = Some("state_change_threshold");
+            format!(
+                "{what}; {} of its {} days reach {routine}: state_change_threshold = {t} keeps a {}% margin over them{} (a top-level key: set it at the top of the policy file)",
+                opts.min_days.max(by_day.iter().filter(|&&p| p >= routine).count()),
+                by_day.len(),
+                margin(t, routine),
+                match (threshold, still) {
+                    (Some(now), 0) => format!(", where {now} would have paged on {}", plural(days_paged, "day")),
+                    (Some(now), n) => format!(", where {now} would have paged on {}; {} busier than any routine still page", plural(days_paged, "day"), plural(n, "day")),
+                    (None, 0) => ", and turns the lane on".to_owned(),
+                    (None, n) => format!(", turns the lane on, and pages on the {} busier than any routine", plural(n, "day")),
+                }
+            )
+        }
+    };
+    Some(s)
+}
+
 /// The suggestions as TOML to append to the policy file as it is: only `[principals]`
 /// and `[resources]` tables, one per glob or type (the highest suggestion when a
 /// principal has several types), and a comment for each rule that needs editing.
@@ -488,6 +571,9 @@ pub fn toml_fragment(suggestions: &[Suggestion], span: Option<Span>) -> String {
                 quoted(rule),
                 s.principal,
                 s.resource_type
+            ))),
+            (Some("state_change_threshold"), _) => edits.push(comment(&format!(
+                "# set at the top of the policy file (a top-level key cannot follow these tables): state_change_threshold = {t}"
             ))),
             (Some("resources"), _) if s.principal == "*" => {
                 out.push_str(&format!(
@@ -699,6 +785,53 @@ mod tests {
         let frag = toml_fragment(&got, span(&all));
         assert!(!frag.lines().any(|l| l.starts_with('[')), "{frag}");
         assert_eq!(Policy::from_toml(&frag).unwrap(), policy);
+    }
+
+    #[test]
+    fn the_wave_threshold_sits_above_the_routine_days_and_a_wipe_day_still_pages() {
+        let policy = Policy::from_toml("").unwrap();
+        let mut peaks: Vec<DailyPeak> = (0..30)
+            .map(|d| DailyPeak {
+                account: "222222222222".into(),
+                region: "us-east-1".into(),
+                day: d,
+                peak: 200 + (d as u32 * 7) % 140,
+                time: d * DAY + 7_200_000,
+            })
+            .collect();
+        // One day a wipe, far above any night.
+        peaks[29].peak = 4000;
+        let s = tune_waves(&policy, &peaks, Options::default()).unwrap();
+        assert_eq!(
+            (s.principal.as_str(), s.rule),
+            ("*", Some("state_change_threshold"))
+        );
+        assert_eq!((s.peak, s.threshold, s.days_paged), (4000, 50, 30));
+        // Above the third-busiest day (326): the wipe's day and the busiest night may page.
+        assert_eq!(s.suggested_threshold, Some(500));
+        assert_eq!(
+            s.incidents_suggested,
+            Some(1),
+            "the wipe's day still pages, no night does"
+        );
+        let frag = toml_fragment(&[s], None);
+        assert!(frag.contains("state_change_threshold = 500"), "{frag}");
+        assert!(
+            !frag.lines().any(|l| l.starts_with("state_change")),
+            "a comment only: {frag}"
+        );
+        Policy::from_toml(&frag).unwrap();
+        // Quiet history: nothing to change.
+        let quiet: Vec<DailyPeak> = peaks
+            .iter()
+            .map(|p| DailyPeak {
+                peak: 5,
+                ..p.clone()
+            })
+            .collect();
+        let s = tune_waves(&policy, &quiet, Options::default()).unwrap();
+        assert_eq!(s.suggested_threshold, None);
+        assert!(tune_waves(&policy, &[], Options::default()).is_none());
     }
 
     #[test]

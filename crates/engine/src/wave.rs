@@ -112,8 +112,35 @@ pub struct WaveCounts {
     pub state_change_allowed: u64,
 }
 
+/// One account and region's busiest window on one day (UTC): what `tripwire tune`
+/// reads to suggest `state_change_threshold`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DailyPeak {
+    /// The account.
+    pub account: String,
+    /// The region.
+    pub region: String,
+    /// Days since the epoch.
+    pub day: i64,
+    /// The most instances in one window that day.
+    pub peak: u32,
+    /// When that window ended.
+    pub time: Millis,
+}
+
+/// What the lane found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct WaveResult {
+    /// The waves, in trigger order.
+    pub waves: Vec<Wave>,
+    /// What it counted.
+    pub counts: WaveCounts,
+    /// Each account and region's busiest window per day, whether or not the lane is on.
+    pub daily_peaks: Vec<DailyPeak>,
+}
+
 /// The waves `changes` make under `policy`, joined to the callers in `named`.
-pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<Wave>, WaveCounts) {
+pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> WaveResult {
     let mut counts = WaveCounts::default();
     let mut ids = HashSet::new();
     // Each instance once per (account, region), at its first event.
@@ -139,10 +166,10 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<
             }
         }
     }
-    let Some(threshold) = policy.state_change_threshold else {
-        return (Vec::new(), counts);
-    };
+    // Off, the lane still measures: tune says what turning it on would page.
+    let threshold = policy.state_change_threshold.unwrap_or(u32::MAX);
     let window = policy.state_change_window;
+    let mut daily: BTreeMap<(&str, &str, i64), (u32, Millis)> = BTreeMap::new();
     let mut groups: BTreeMap<(&str, &str), Vec<(Millis, &str)>> = BTreeMap::new();
     for ((account, region, instance), t) in first {
         groups
@@ -167,6 +194,13 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<
                 recent.pop_front();
             }
             recent.push_back((t, instance));
+            let count = u32::try_from(recent.len()).unwrap_or(u32::MAX);
+            let day = daily
+                .entry((account, region, t.div_euclid(86_400_000)))
+                .or_insert((0, t));
+            if count > day.0 {
+                *day = (count, t);
+            }
             if let Some(w) = open.as_mut().filter(|w| t <= w.last_event_time + window) {
                 w.instance_ids.push(instance.to_owned());
                 w.last_event_time = t;
@@ -175,7 +209,6 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<
             if let Some(done) = open.take() {
                 out.push(done);
             }
-            let count = u32::try_from(recent.len()).unwrap_or(u32::MAX);
             if count >= threshold {
                 let (first_time, first_instance) = recent[0];
                 open = Some(Wave {
@@ -209,7 +242,21 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> (Vec<
         claim(w, &by_instance, policy.max_delivery_delay);
     }
     out.sort_by(|a, b| (a.trigger_time, &a.id).cmp(&(b.trigger_time, &b.id)));
-    (out, counts)
+    let daily_peaks = daily
+        .into_iter()
+        .map(|((account, region, day), (peak, time))| DailyPeak {
+            account: account.to_owned(),
+            region: region.to_owned(),
+            day,
+            peak,
+            time,
+        })
+        .collect();
+    WaveResult {
+        waves: out,
+        counts,
+        daily_peaks,
+    }
 }
 
 /// Joins each instance of `w` to the earliest call that named it in its account within
@@ -301,7 +348,13 @@ mod tests {
                 event_time: 0,
             }])
             .collect();
-        let (waves, counts) = waves(&policy, &changes, &named);
+        let WaveResult {
+            waves,
+            counts,
+            daily_peaks,
+        } = waves(&policy, &changes, &named);
+        assert_eq!(daily_peaks.len(), 1);
+        assert_eq!((daily_peaks[0].peak, daily_peaks[0].time), (8, 7000));
         assert_eq!(waves.len(), 1, "{waves:#?}");
         let w = &waves[0];
         assert_eq!((w.instances, w.trigger_count, w.trigger_time), (8, 5, 4000));
@@ -340,23 +393,27 @@ mod tests {
                 )
             })
             .collect();
-        assert!(waves(&policy, &apart, &[]).0.is_empty());
+        assert!(waves(&policy, &apart, &[]).waves.is_empty());
         let mut allowed: Vec<StateChange> = (0..6)
             .map(|k| change(&format!("b{k}"), &instance(k), "shutting-down", k as Millis))
             .collect();
         for c in &mut allowed {
             c.account = "111111111111".into();
         }
-        let (w, counts) = waves(&policy, &allowed, &[]);
-        assert!(w.is_empty());
-        assert_eq!(counts.state_change_allowed, 6);
+        let r = waves(&policy, &allowed, &[]);
+        assert!(r.waves.is_empty() && r.daily_peaks.is_empty());
+        assert_eq!(r.counts.state_change_allowed, 6);
         let off = Policy::from_toml("state_change_threshold = 0").unwrap();
         let close: Vec<StateChange> = (0..60)
             .map(|k| change(&format!("c{k}"), &instance(k), "shutting-down", k as Millis))
             .collect();
-        assert!(waves(&off, &close, &[]).0.is_empty());
+        let r = waves(&off, &close, &[]);
+        assert!(r.waves.is_empty());
+        assert_eq!(r.daily_peaks[0].peak, 60, "off, it still measures");
         assert_eq!(
-            waves(&Policy::from_toml("").unwrap(), &close, &[]).0.len(),
+            waves(&Policy::from_toml("").unwrap(), &close, &[])
+                .waves
+                .len(),
             1,
             "on by default at 50"
         );
