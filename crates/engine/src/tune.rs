@@ -179,13 +179,15 @@ struct Tally {
     days: BTreeSet<i64>,
 }
 
-fn tally(members: &[&Series], threshold: u32) -> Tally {
+/// The incidents `threshold` would open over `members`; `None`: each key's own threshold
+/// (accounts may differ), as the policy applies now.
+fn tally(members: &[&Series], threshold: Option<u32>) -> Tally {
     let mut out = Tally {
         incidents: 0,
         days: BTreeSet::new(),
     };
     for s in members {
-        for t in openings(&s.samples, s.window, threshold) {
+        for t in openings(&s.samples, s.window, threshold.unwrap_or(s.threshold)) {
             out.incidents += 1;
             out.days.insert(t.div_euclid(DAY));
         }
@@ -255,6 +257,12 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
         .map(|(c, std::cmp::Reverse(t))| (c, t))
         .unwrap_or_default();
     let threshold = g.members.iter().map(|s| s.threshold).min().unwrap_or(0);
+    let highest = g.members.iter().map(|s| s.threshold).max().unwrap_or(0);
+    let current = if highest == threshold {
+        format!("the threshold {threshold}")
+    } else {
+        format!("its thresholds ({threshold} to {highest} by account)")
+    };
     let window = g.members.iter().map(|s| s.window).max().unwrap_or(0);
     let accounts: BTreeSet<&str> = g.members.iter().map(|s| s.key.account.as_str()).collect();
     let days_active: BTreeSet<i64> = g
@@ -262,7 +270,7 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
         .iter()
         .flat_map(|s| s.samples.iter().map(|&(t, _)| t.div_euclid(DAY)))
         .collect();
-    let now = tally(&g.members, threshold);
+    let now = tally(&g.members, None);
     let ceiling = suggested(peak, opts.margin_pct);
     let mut candidates = vec![threshold];
     let mut step = nice_up(u64::from(threshold) + 1);
@@ -273,7 +281,7 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
     let candidates: Vec<Candidate> = candidates
         .into_iter()
         .map(|c| {
-            let t = tally(&g.members, c);
+            let t = tally(&g.members, Some(c));
             Candidate {
                 threshold: c,
                 incidents: t.incidents,
@@ -346,13 +354,13 @@ fn one(policy: &Policy, principal: &str, kind: &str, g: &Group, opts: Options) -
             days.join(", ")
         )
     } else {
-        let t = tally(&g.members, ceiling);
+        let t = tally(&g.members, Some(ceiling));
         s.suggested_threshold = Some(ceiling);
         s.margin_pct = Some(margin(ceiling, peak));
         s.incidents_suggested = Some(t.incidents);
         s.rule = Some("principals");
         let mut r = format!(
-            "{what} and paged on {days_paged} of the {} days it worked: a rule at {ceiling} keeps a {}% margin; the threshold {threshold} would have paged {}",
+            "{what} and paged on {days_paged} of the {} days it worked: a rule at {ceiling} keeps a {}% margin; {current} would have paged {}",
             s.days_active,
             margin(ceiling, peak),
             plural(now.incidents, "time")
@@ -404,11 +412,8 @@ fn type_rules(
             .filter(|((_, k), _)| *k == kind)
             .flat_map(|(_, g)| g.members.iter().copied())
             .collect();
-        let now = tally(
-            &members,
-            members.iter().map(|s| s.threshold).min().unwrap_or(0),
-        );
-        let after = tally(&members, threshold);
+        let now = tally(&members, None);
+        let after = tally(&members, Some(threshold));
         let window = members.iter().map(|s| s.window).max().unwrap_or(0);
         let accounts: BTreeSet<String> = routine
             .iter()
