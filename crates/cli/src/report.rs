@@ -123,9 +123,10 @@ pub fn backtest_page(i: &Inputs) -> String {
     let mut body = String::new();
     let _ = write!(
         body,
-        "<p class=\"headline\"><b>{}</b> incident(s), <b>{}</b> tamper event(s), heartbeats from \
+        "<p class=\"headline\"><b>{}</b> incident(s), <b>{}</b> shutdown wave(s), <b>{}</b> tamper event(s), heartbeats from \
          <b>{}</b> account-region(s); {} destructive calls read (the counts are at the end).</p>",
         res.incidents.len(),
+        res.waves.len(),
         res.tampers.len(),
         res.coverage.len(),
         res.counts.terminate_calls
