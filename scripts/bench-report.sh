@@ -4,17 +4,28 @@
 #   SIZE_MB  uncompressed archive size (default 1024: 259 files, 83 MB gzipped on disk)
 #   ARCHIVE  where to keep it (default .work/bench-archive, shared with bench-backtest)
 #   RUNS     timed runs of each, interleaved (default 5; the median is compared)
+#   DAYS     with N > 0, N nights of a node autoscaler's routine and EC2's state-change
+#            events too (generate --days): a page with incidents, waves and tune's work
+#            to draw (default 0; its own archive, .work/bench-history)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SIZE_MB=${SIZE_MB:-1024}
-ARCHIVE=${ARCHIVE:-.work/bench-archive}
+DAYS=${DAYS:-0}
+# The plain archive is bench-backtest's, with its completion mark; a history has its own.
+if [ "$DAYS" -gt 0 ]; then
+  ARCHIVE=${ARCHIVE:-.work/bench-history}
+  MARK=".complete-$SIZE_MB-$DAYS"
+else
+  ARCHIVE=${ARCHIVE:-.work/bench-archive}
+  MARK=".complete-$SIZE_MB"
+fi
 RUNS=${RUNS:-5}
 cargo build --release -q -p tripwire-cli
 T=target/release/tripwire
-if [ ! -f "$ARCHIVE/.complete-$SIZE_MB" ]; then
+if [ ! -f "$ARCHIVE/$MARK" ]; then
   rm -rf "$ARCHIVE"
-  $T generate --out "$ARCHIVE" --size-mb "$SIZE_MB"
-  touch "$ARCHIVE/.complete-$SIZE_MB"
+  $T generate --out "$ARCHIVE" --size-mb "$SIZE_MB" --days "$DAYS"
+  touch "$ARCHIVE/$MARK"
 fi
 OUT=$(mktemp -d)
 trap 'rm -rf "$OUT"' EXIT
