@@ -1,42 +1,11 @@
 //! The `tripwire` binary as a user runs it: real files, real output, the JSON contract.
 
+mod common;
+
+use common::{json_lines, policy, repo, scratch, tripwire};
+
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-fn tripwire(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_tripwire"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8(out.stdout).unwrap(),
-        String::from_utf8(out.stderr).unwrap(),
-    )
-}
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-fn scratch(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("tripwire-cli-test-{}-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-fn lines(stdout: &str) -> Vec<Value> {
-    stdout
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON ({e}): {l}")))
-        .collect()
-}
-
-fn policy() -> String {
-    repo().join("config/policy.toml").display().to_string()
-}
+use std::path::Path;
 
 #[test]
 fn the_seed_incident_fires_once_and_its_look_alikes_do_not() {
@@ -51,7 +20,7 @@ fn the_seed_incident_fires_once_and_its_look_alikes_do_not() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let out = lines(&out);
+    let out = json_lines(&out);
     let incidents: Vec<&Value> = out.iter().filter(|v| v["type"] == "incident").collect();
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
     let i = incidents[0];
@@ -111,7 +80,7 @@ fn the_real_corpus_is_read_whole_and_the_corrupt_file_reported() {
         corpus.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let summary = lines(&out).pop().unwrap();
+    let summary = json_lines(&out).pop().unwrap();
     let corrupt = summary["corrupt_files"].as_array().unwrap();
     assert_eq!(corrupt.len(), 1, "{corrupt:?}");
     assert!(corrupt[0]["path"]
@@ -153,7 +122,7 @@ fn a_truncated_gzip_file_keeps_the_rest_going() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let summary = lines(&out).pop().unwrap();
+    let summary = json_lines(&out).pop().unwrap();
     assert_eq!(summary["files"], 3);
     assert_eq!(summary["records"], 2, "the good file's two records");
     let corrupt: Vec<&str> = summary["corrupt_files"]
@@ -259,7 +228,7 @@ fn an_assume_role_in_one_file_gives_calls_in_another_their_origin() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let out = lines(&out);
+    let out = json_lines(&out);
     let incident = out
         .iter()
         .find(|v| v["type"] == "incident")
@@ -319,7 +288,7 @@ fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let got = lines(&out);
+    let got = json_lines(&out);
     let of = |t: &str| -> Vec<&Value> { got.iter().filter(|l| l["type"] == t).collect() };
     let coverage: Vec<_> = of("coverage")
         .iter()
@@ -461,7 +430,7 @@ fn state_change_events_make_a_shutdown_wave_joined_to_its_caller() {
         dir.to_str().unwrap(),
     ]);
     assert!(ok, "{err}");
-    let got = lines(&out);
+    let got = json_lines(&out);
     let waves: Vec<&Value> = got
         .iter()
         .filter(|l| l["type"] == "incident" && l["kind"] == "shutdown_wave")
