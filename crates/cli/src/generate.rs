@@ -174,18 +174,7 @@ fn nights(out: &Path, days: u32) -> Result<()> {
                 let n = (1 + rng.below(10)).min(left);
                 left -= n;
                 let ids: Vec<String> = (0..n).map(|_| rng.instance_id()).collect();
-                // EC2's own event for each instance, a second after the call.
-                for id in &ids {
-                    let e = state_change_event(
-                        account,
-                        "us-east-1",
-                        id,
-                        "shutting-down",
-                        t + 1000,
-                        &format!("sc-{id}"),
-                    );
-                    changes.push(e.to_string());
-                }
+                changes.extend(shutting_down(account, &ids, t));
                 let source_ip = format!("10.1.{}.{}", rng.below(256), rng.below(256));
                 records.push(
                     terminate_record(&Call {
@@ -228,6 +217,26 @@ fn nights(out: &Path, days: u32) -> Result<()> {
     })
 }
 
+/// EC2's own `shutting-down` event for each of `ids`, a second after the call at `t`.
+fn shutting_down<'a>(
+    account: &'a str,
+    ids: &'a [impl AsRef<str>],
+    t: Millis,
+) -> impl Iterator<Item = String> + 'a {
+    ids.iter().map(move |id| {
+        let id = id.as_ref();
+        state_change_event(
+            account,
+            "us-east-1",
+            id,
+            "shutting-down",
+            t + 1000,
+            &format!("sc-{id}"),
+        )
+        .to_string()
+    })
+}
+
 /// EC2's own state-change events for every instance production's scenario terminated,
 /// a second after each call, as an EventBridge archive export (JSON lines) holds them.
 fn state_changes(out: &Path) -> Result<()> {
@@ -239,20 +248,12 @@ fn state_changes(out: &Path) -> Result<()> {
             .and_then(parse_event_time)
             .unwrap_or_default();
         let items = record["requestParameters"]["instancesSet"]["items"].as_array();
-        for item in items.into_iter().flatten() {
-            let Some(id) = item["instanceId"].as_str() else {
-                continue;
-            };
-            let e = state_change_event(
-                account,
-                "us-east-1",
-                id,
-                "shutting-down",
-                t + 1000,
-                &format!("sc-{id}"),
-            );
-            lines.push(e.to_string());
-        }
+        let ids: Vec<&str> = items
+            .into_iter()
+            .flatten()
+            .filter_map(|i| i["instanceId"].as_str())
+            .collect();
+        lines.extend(shutting_down(account, &ids, t));
     }
     let path = out.join("EventBridge/ec2-instance-state-change-2018-01-09.jsonl.gz");
     write_gz(&path, &lines.join("\n"))

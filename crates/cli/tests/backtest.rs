@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{json_lines, policy, repo, scratch, tripwire};
+use common::{json_lines, policy, repo, run, scratch, tripwire};
 
 use serde_json::Value;
 use std::path::Path;
@@ -10,16 +10,14 @@ use std::path::Path;
 #[test]
 fn the_seed_incident_fires_once_and_its_look_alikes_do_not() {
     let dir = scratch("seed");
-    let (ok, _, err) = tripwire(&["generate", "--out", dir.to_str().unwrap(), "--size-mb", "2"]);
-    assert!(ok, "{err}");
-    let (ok, out, err) = tripwire(&[
+    run(&["generate", "--out", dir.to_str().unwrap(), "--size-mb", "2"]);
+    let out = run(&[
         "backtest",
         "--policy",
         &policy(),
         "--json",
         dir.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let out = json_lines(&out);
     let incidents: Vec<&Value> = out.iter().filter(|v| v["type"] == "incident").collect();
     assert_eq!(incidents.len(), 1, "{incidents:#?}");
@@ -72,14 +70,13 @@ fn the_seed_incident_fires_once_and_its_look_alikes_do_not() {
 #[test]
 fn the_real_corpus_is_read_whole_and_the_corrupt_file_reported() {
     let corpus = repo().join("tests/fixtures/cloudtrail-corpus");
-    let (ok, out, err) = tripwire(&[
+    let out = run(&[
         "backtest",
         "--policy",
         &policy(),
         "--json",
         corpus.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let summary = json_lines(&out).pop().unwrap();
     let corrupt = summary["corrupt_files"].as_array().unwrap();
     assert_eq!(corrupt.len(), 1, "{corrupt:?}");
@@ -114,14 +111,13 @@ fn a_truncated_gzip_file_keeps_the_rest_going() {
     std::fs::write(dir.join("truncated.json.gz"), &bytes[..bytes.len() / 2]).unwrap();
     std::fs::write(dir.join("binary.json"), [0xff, 0xfe, 0x00, 0x01]).unwrap();
     std::fs::write(dir.join("ignored.txt"), "not a trail").unwrap();
-    let (ok, out, err) = tripwire(&[
+    let out = run(&[
         "backtest",
         "--policy",
         &policy(),
         "--json",
         dir.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let summary = json_lines(&out).pop().unwrap();
     assert_eq!(summary["files"], 3);
     assert_eq!(summary["records"], 2, "the good file's two records");
@@ -220,14 +216,13 @@ fn an_assume_role_in_one_file_gives_calls_in_another_their_origin() {
         serde_json::json!({ "Records": calls }).to_string(),
     )
     .unwrap();
-    let (ok, out, err) = tripwire(&[
+    let out = run(&[
         "backtest",
         "--policy",
         &policy(),
         "--json",
         dir.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let out = json_lines(&out);
     let incident = out
         .iter()
@@ -280,14 +275,13 @@ fn an_archive_answers_where_the_tripwire_was_armed_and_who_disarmed_it() {
             "arn": "arn:aws:iam::222222222222:user/ops/mallory", "userName": "mallory"},
         "requestParameters": {"roleName": "cleanup-task", "policyName": "tripwire-contain-scope"}}).to_string());
     std::fs::write(dir.join("armed.jsonl"), lines_out).unwrap();
-    let (ok, out, err) = tripwire(&[
+    let out = run(&[
         "backtest",
         "--json",
         "--policy",
         &policy(),
         dir.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let got = json_lines(&out);
     let of = |t: &str| -> Vec<&Value> { got.iter().filter(|l| l["type"] == t).collect() };
     let coverage: Vec<_> = of("coverage")
@@ -422,14 +416,13 @@ fn state_change_events_make_a_shutdown_wave_joined_to_its_caller() {
     }
     lines_out.extend(events);
     std::fs::write(dir.join("both.jsonl"), lines_out.join("\n")).unwrap();
-    let (ok, out, err) = tripwire(&[
+    let out = run(&[
         "backtest",
         "--json",
         "--policy",
         &policy(),
         dir.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let got = json_lines(&out);
     let waves: Vec<&Value> = got
         .iter()

@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{json_lines, repo, scratch, tripwire};
+use common::{history, json_lines, policy, repo, run, scratch};
 
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
@@ -107,22 +107,12 @@ fn attr<'a>(tag: &'a str, name: &str) -> &'a str {
 #[test]
 fn the_report_renders_in_chromium_with_the_backtests_numbers() {
     let dir = scratch("seed");
-    let archive = dir.join("archive");
-    let archive = archive.to_str().unwrap();
-    let (ok, _, err) = tripwire(&[
-        "generate",
-        "--out",
-        archive,
-        "--size-mb",
-        "1",
-        "--days",
-        "30",
-    ]);
-    assert!(ok, "{err}");
-    let policy = repo().join("config/policy.toml");
-    let policy = policy.to_str().unwrap();
+    let archive = history(&dir);
+    let archive = archive.as_str();
+    let policy = policy();
+    let policy = policy.as_str();
     let page = dir.join("report.html");
-    let (ok, _, err) = tripwire(&[
+    run(&[
         "report",
         "--policy",
         policy,
@@ -130,13 +120,10 @@ fn the_report_renders_in_chromium_with_the_backtests_numbers() {
         page.to_str().unwrap(),
         archive,
     ]);
-    assert!(ok, "{err}");
-    let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let out = run(&["backtest", "--json", "--policy", policy, archive]);
     let lines = json_lines(&out);
     let of = |t: &str| -> Vec<&Value> { lines.iter().filter(|l| l["type"] == t).collect() };
-    let (ok, out, err) = tripwire(&["tune", "--json", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let out = run(&["tune", "--json", "--policy", policy, archive]);
     let suggestions = json_lines(&out);
 
     let (dom, console) = browse(&page, None);
@@ -409,7 +396,7 @@ fn ten_thousand_incidents_and_twenty_thousand_cells_stay_under_five_megabytes() 
     std::fs::write(&archive, text).unwrap();
     let policy = repo().join("config/policy.toml");
     let page = dir.join("report.html");
-    let (ok, _, err) = tripwire(&[
+    run(&[
         "report",
         "--policy",
         policy.to_str().unwrap(),
@@ -417,7 +404,6 @@ fn ten_thousand_incidents_and_twenty_thousand_cells_stay_under_five_megabytes() 
         page.to_str().unwrap(),
         archive.to_str().unwrap(),
     ]);
-    assert!(ok, "{err}");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(html.len() < 5 << 20, "{} bytes", html.len());
     assert_eq!(html.matches("<tr class=\"incident\"").count(), 10_000);
@@ -465,8 +451,7 @@ fn what_records_say_is_escaped() {
     std::fs::write(&archive, text).unwrap();
     let policy = repo().join("config/policy.toml");
     let (policy, archive) = (policy.to_str().unwrap(), archive.to_str().unwrap());
-    let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let out = run(&["backtest", "--json", "--policy", policy, archive]);
     assert!(
         json_lines(&out)
             .iter()
@@ -474,7 +459,7 @@ fn what_records_say_is_escaped() {
         "the crafted account makes an incident: {out}"
     );
     let page = dir.join("report.html");
-    let (ok, _, err) = tripwire(&[
+    run(&[
         "report",
         "--policy",
         policy,
@@ -482,7 +467,6 @@ fn what_records_say_is_escaped() {
         page.to_str().unwrap(),
         archive,
     ]);
-    assert!(ok, "{err}");
     let html = std::fs::read_to_string(&page).unwrap();
     assert!(!html.contains("<b id=x>"), "markup from a record");
     assert!(html.contains("&lt;b id=x&gt;1&lt;/b&gt;"));

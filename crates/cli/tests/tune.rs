@@ -4,12 +4,11 @@
 
 mod common;
 
-use common::{json_lines, repo, scratch, tripwire};
+use common::{history, json_lines, policy, run, scratch, tripwire};
 
 /// The incidents' principals, as the backtest's JSON lines name them.
 fn paged(policy: &str, archive: &str) -> Vec<String> {
-    let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let out = run(&["backtest", "--json", "--policy", policy, archive]);
     json_lines(&out)
         .iter()
         .filter(|v| v["type"] == "incident" && v["kind"] == "burst")
@@ -23,20 +22,10 @@ const WIPE: &str = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
 #[test]
 fn suggested_rules_page_the_wipe_and_not_the_nights() {
     let dir = scratch("history");
-    let archive = dir.join("archive");
-    let archive = archive.to_str().unwrap();
-    let (ok, _, err) = tripwire(&[
-        "generate",
-        "--out",
-        archive,
-        "--size-mb",
-        "1",
-        "--days",
-        "30",
-    ]);
-    assert!(ok, "{err}");
-    let policy = repo().join("config/policy.toml");
-    let policy = policy.to_str().unwrap();
+    let archive = history(&dir);
+    let archive = archive.as_str();
+    let policy = policy();
+    let policy = policy.as_str();
 
     // Untuned, every night pages in both accounts the autoscaler works in.
     let before = paged(policy, archive);
@@ -46,8 +35,7 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
     );
     assert_eq!(before.iter().filter(|p| *p == WIPE).count(), 1);
 
-    let (ok, out, err) = tripwire(&["tune", "--json", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let out = run(&["tune", "--json", "--policy", policy, archive]);
     let lines = json_lines(&out);
     assert!(lines.iter().all(|l| l["type"] == "suggestion"), "{out}");
     let by = |principal: &str| {
@@ -71,8 +59,7 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
 
     // The fragment is only [principals]/[resources] tables, check-policy accepts the
     // policy with it appended as it is, and the same history then pages the wipe alone.
-    let (ok, fragment, err) = tripwire(&["tune", "--toml", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let fragment = run(&["tune", "--toml", "--policy", policy, archive]);
     for line in fragment.lines().filter(|l| l.starts_with('[')) {
         assert!(
             line.starts_with("[principals.") || line.starts_with("[resources."),
@@ -83,15 +70,13 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
     let text = format!("{}\n{fragment}", std::fs::read_to_string(policy).unwrap());
     std::fs::write(&tuned, text).unwrap();
     let tuned = tuned.to_str().unwrap();
-    let (ok, _, err) = tripwire(&["check-policy", tuned]);
-    assert!(ok, "{err}");
+    run(&["check-policy", tuned]);
     assert_eq!(paged(tuned, archive), [WIPE]);
 
     // EC2's own events wave every night too: the wave lane's threshold is suggested
     // above the routine nights, as a comment (a top-level key cannot follow tables).
     let waves = |policy: &str| {
-        let (ok, out, err) = tripwire(&["backtest", "--json", "--policy", policy, archive]);
-        assert!(ok, "{err}");
+        let out = run(&["backtest", "--json", "--policy", policy, archive]);
         json_lines(&out)
             .iter()
             .filter(|v| v["kind"] == "shutdown_wave")
@@ -131,8 +116,7 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
     );
 
     // The table says the same in words.
-    let (ok, table, err) = tripwire(&["tune", "--policy", policy, archive]);
-    assert!(ok, "{err}");
+    let table = run(&["tune", "--policy", policy, archive]);
     assert!(
         table.contains("a rule at 500 keeps a 47% margin"),
         "{table}"
@@ -143,8 +127,8 @@ fn suggested_rules_page_the_wipe_and_not_the_nights() {
 #[test]
 fn bad_input_is_a_clear_error() {
     let dir = scratch("bad");
-    let policy = repo().join("config/policy.toml");
-    let policy = policy.to_str().unwrap();
+    let policy = policy();
+    let policy = policy.as_str();
     let missing = dir.join("nothing-here");
     let (ok, _, err) = tripwire(&["tune", "--policy", policy, missing.to_str().unwrap()]);
     assert!(!ok);

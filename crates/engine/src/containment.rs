@@ -506,12 +506,7 @@ impl Culprit {
     }
 }
 
-/// An EC2 instance ID: the session name of an instance's role credentials.
-fn is_instance_id(s: &str) -> bool {
-    s.strip_prefix("i-").is_some_and(|h| {
-        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
-    })
-}
+use crate::record::is_instance_id;
 
 /// Why a session name does not identify one run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

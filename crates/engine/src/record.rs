@@ -330,6 +330,14 @@ pub fn valid_account(a: &str) -> bool {
     a.len() == 12 && a.bytes().all(|c| c.is_ascii_digit())
 }
 
+/// An EC2 instance ID, as EC2 writes it: `i-` and 8 or 17 lowercase hex digits (also
+/// the session name of an instance's role credentials).
+pub fn is_instance_id(s: &str) -> bool {
+    s.strip_prefix("i-").is_some_and(|h| {
+        (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    })
+}
+
 /// The detail-type of EC2's own instance state-change events (source `aws.ec2`).
 pub const STATE_CHANGE_DETAIL_TYPE: &str = "EC2 Instance State-change Notification";
 
@@ -381,11 +389,7 @@ fn state_change<'a>(doc: &Document<'a>, detail: &'a RawValue) -> Found<'a> {
     let Some(account) = doc.account.get().filter(|a| valid_account(a)) else {
         return Found::Skip(R::NoAccount);
     };
-    let instance = d.instance_id.get().filter(|i| {
-        i.strip_prefix("i-").is_some_and(|h| {
-            (h.len() == 8 || h.len() == 17) && h.bytes().all(|b| b.is_ascii_hexdigit())
-        })
-    });
+    let instance = d.instance_id.get().filter(|i| is_instance_id(i));
     let (Some(instance), Some(state), Some(region), Some(id)) =
         (instance, d.state.get(), doc.region.get(), doc.id.get())
     else {

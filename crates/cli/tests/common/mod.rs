@@ -46,3 +46,27 @@ pub fn json_lines(stdout: &str) -> Vec<Value> {
 pub fn policy() -> String {
     repo().join("config/policy.toml").display().to_string()
 }
+
+/// Runs `tripwire ARGS`, which must succeed: its stdout.
+pub fn run(args: &[&str]) -> String {
+    let (ok, out, err) = tripwire(args);
+    assert!(ok, "tripwire {}: {err}", args.join(" "));
+    out
+}
+
+/// A generated 30-day history under `dir` (a node autoscaler's nightly scale-ins, the
+/// seed wipe on the last day, the canary, a tamper call and EC2's state-change events):
+/// its path.
+pub fn history(dir: &std::path::Path) -> String {
+    let archive = dir.join("archive").display().to_string();
+    run(&[
+        "generate",
+        "--out",
+        &archive,
+        "--size-mb",
+        "1",
+        "--days",
+        "30",
+    ]);
+    archive
+}
