@@ -83,9 +83,9 @@ def moto(tmp_path_factory):
 MOTO_ACCOUNT = "123456789012"
 
 
-def _member_pattern(moto, **params):
-    """The member stack's forwarding pattern as CloudFormation (moto's) resolves it with
-    `params`, in moto's account."""
+def _member_pattern(moto, rule="tripwire-forward-terminate-instances", **params):
+    """The member stack's forwarding pattern (of `rule`) as CloudFormation (moto's)
+    resolves it with `params`, in moto's account."""
     cf = boto3.client("cloudformation", **moto)
     name = "member-" + "-".join(f"{k}{v}".replace(",", "") for k, v in sorted(params.items())) if params else "member"
     given = {"OrgId": "o-abcdefghij", "ResponderRoleArn": "arn:aws:iam::999999999999:role/tripwire-responder",
@@ -95,7 +95,7 @@ def _member_pattern(moto, **params):
                     Parameters=[{"ParameterKey": k, "ParameterValue": v} for k, v in given.items()])
     assert cf.describe_stacks(StackName=name)["Stacks"][0]["StackStatus"] == "CREATE_COMPLETE"
     events = boto3.client("events", **moto)
-    pattern = json.loads(events.describe_rule(Name="tripwire-forward-terminate-instances")["EventPattern"])
+    pattern = json.loads(events.describe_rule(Name=rule)["EventPattern"])
     cf.delete_stack(StackName=name)
     return pattern
 
@@ -383,6 +383,49 @@ def test_the_context_patterns_forward_what_the_detector_joins_and_nothing_else(m
     positives, negatives = CONTEXT_CASES[which]
     assert [matched(e) for e in positives] == [1] * len(positives)
     assert [matched(e) for e in negatives] == [0] * len(negatives)
+
+
+def _state_change_patterns(moto):
+    events = CENTRAL["Resources"]["Detector"]["Properties"]["Events"]
+    return {
+        "central bus": events["OrganizationBusStateChanges"]["Properties"]["Pattern"],
+        "central default bus": events["CentralAccountStateChanges"]["Properties"]["Pattern"],
+        "member forwarding rule": _member_pattern(moto, rule="tripwire-forward-state-changes"),
+    }
+
+
+def test_every_state_change_pattern_is_the_catalogues(moto):
+    want = _catalogue_patterns()["state_changes"]
+    patterns = _state_change_patterns(moto)
+    member = dict(patterns.pop("member forwarding rule"))
+    # The member rule adds the allowed accounts, as for terminations, and nothing else.
+    assert set(member.pop("account")[0]) == {"anything-but"}
+    assert member == want
+    for where, p in patterns.items():
+        assert p == want, where
+
+
+def _state_changes():
+    """EC2's state-change events in the corpus (AWS's documentation and public
+    samples): the ones for instances going away, and every other."""
+    found = [e for p in sorted((FIXTURES / "mixed").glob("*.jsonl")) for e in _envelopes(p)
+             if e["detail-type"] == "EC2 Instance State-change Notification"]
+    going = [e for e in found if e["detail"].get("state") in ("shutting-down", "terminated")]
+    return going, [e for e in found if e not in going]
+
+
+@pytest.mark.parametrize("which", ["central bus", "central default bus", "member forwarding rule"])
+def test_the_state_change_pattern_forwards_instances_going_away_and_nothing_else(moto, which):
+    matched = _rule_on_moto(moto, f"sc-{abs(hash(which))}", _state_change_patterns(moto)[which])
+    going, others = _state_changes()
+    assert going and others, "the corpus holds both"
+    shutting = json.loads(json.dumps(going[0]))
+    shutting["detail"]["state"] = "shutting-down"
+    forged = json.loads(json.dumps(going[0]))
+    forged["source"] = "custom.ec2"
+    spot = {**going[0], "detail-type": "EC2 Spot Instance Interruption Warning"}
+    assert [matched(e) for e in going + [shutting]] == [1] * (len(going) + 1)
+    assert [matched(e) for e in others + [forged, spot]] == [0] * (len(others) + 2)
 
 
 def _rendered_policy(cross_account_threshold, service_threshold="", account_threshold=""):

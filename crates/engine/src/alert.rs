@@ -37,6 +37,10 @@ pub enum AlertKind {
     CoverageRestored,
     /// `tripwire release` lifted containment and closed the incident.
     Released,
+    /// EC2's own events saw instances go away in one account and region faster than
+    /// the wave threshold allows, whoever ended them: the first page, its updates, and
+    /// who CloudTrail says terminated them.
+    ShutdownWave,
 }
 
 /// The runbook, in the tripwire's repository: one section per alert kind, headed by the
@@ -65,6 +69,7 @@ impl AlertKind {
             AlertKind::CoverageLost => "coverage_lost",
             AlertKind::CoverageRestored => "coverage_restored",
             AlertKind::Released => "released",
+            AlertKind::ShutdownWave => "shutdown_wave",
         }
     }
 
@@ -80,7 +85,9 @@ impl AlertKind {
     /// `critical` pages someone; `high` and `info` can be routed elsewhere.
     pub fn severity(self) -> &'static str {
         match self {
-            AlertKind::Detected | AlertKind::ContainmentFailed => "critical",
+            AlertKind::Detected | AlertKind::ContainmentFailed | AlertKind::ShutdownWave => {
+                "critical"
+            }
             AlertKind::Update | AlertKind::Tamper | AlertKind::CoverageLost => "high",
             AlertKind::Contained | AlertKind::CoverageRestored | AlertKind::Released => "info",
         }
@@ -117,6 +124,8 @@ pub enum Rule {
     Tamper,
     /// The canary fell silent, or spoke again.
     Coverage,
+    /// EC2's own events: a shutdown wave.
+    Wave,
 }
 
 impl Default for Rule {
@@ -132,6 +141,7 @@ impl Rule {
             Rule::Lane(l) => l.kind(),
             Rule::Tamper => "tamper",
             Rule::Coverage => "coverage",
+            Rule::Wave => crate::wave::KIND,
         }
     }
 }
@@ -374,7 +384,8 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
             AlertKind::Update
             | AlertKind::Tamper
             | AlertKind::CoverageLost
-            | AlertKind::CoverageRestored,
+            | AlertKind::CoverageRestored
+            | AlertKind::ShutdownWave,
             _,
         ) => format!(
             "TRIPWIRE update: {n} {nouns} {verb} by {who} in {}",
@@ -724,6 +735,180 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
     }
 }
 
+/// Which page of a shutdown wave this is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WaveStage {
+    /// The wave crossed the threshold.
+    Opened,
+    /// More instances went.
+    Grew,
+    /// CloudTrail named a caller the wave's pages had not named yet.
+    Claimed,
+}
+
+/// The JSON of a wave's page: the backtest's wave line (its `instance_ids` and
+/// `unclaimed` a sample, the counts whole), with the page's stage and time.
+#[derive(Serialize)]
+struct WaveJson<'a> {
+    #[serde(flatten)]
+    wave: &'a crate::wave::Wave,
+    stage: WaveStage,
+    unclaimed_count: usize,
+    #[serde(with = "crate::time::rfc3339")]
+    alert_time: Millis,
+}
+
+/// Renders a shutdown wave's page. `w.instance_ids` and `w.unclaimed` may be a sample;
+/// `unclaimed_count` is the whole: instances no CloudTrail record has named so far.
+pub fn render_wave(
+    w: &crate::wave::Wave,
+    stage: WaveStage,
+    unclaimed_count: usize,
+    max_delivery_delay: Millis,
+    now: Millis,
+) -> Alert {
+    let kind = AlertKind::ShutdownWave;
+    let callers = |n: usize| -> String {
+        let mut names: Vec<&str> = w
+            .claimed_by
+            .iter()
+            .take(n)
+            .map(|c| short_principal(&c.principal_arn))
+            .collect();
+        if w.claimed_by.len() > n {
+            names.push("others");
+        }
+        names.join(", ")
+    };
+    let headline = format!(
+        "TRIPWIRE SHUTDOWN WAVE: instances going away in {} {}",
+        w.account, w.region
+    );
+    let subject = match stage {
+        WaveStage::Opened => format!(
+            "TRIPWIRE SHUTDOWN WAVE: {} instances going away in {} {}",
+            w.instances, w.account, w.region
+        ),
+        WaveStage::Grew => format!(
+            "TRIPWIRE SHUTDOWN WAVE UPDATE: {} instances gone in {} {}",
+            w.instances, w.account, w.region
+        ),
+        WaveStage::Claimed => format!(
+            "TRIPWIRE SHUTDOWN WAVE: {} instances in {} {}, terminated by {}",
+            w.instances,
+            w.account,
+            w.region,
+            callers(2)
+        ),
+    };
+    let mut text = String::new();
+    let _ = writeln!(
+        text,
+        "TRIPWIRE SHUTDOWN WAVE: EC2 reports instances shutting down or terminated in one account and region, faster than {} in {}. EC2's events name no caller; CloudTrail's records, which come later, do.\n",
+        w.threshold, w.window
+    );
+    let _ = writeln!(text, "Wave   {}", w.id);
+    let _ = writeln!(text, "Where  account {}, region {}", w.account, w.region);
+    let _ = writeln!(
+        text,
+        "Count  {} instances ({} in the window that crossed the threshold)",
+        w.instances, w.trigger_count
+    );
+    let _ = writeln!(
+        text,
+        "When   {} to {} (threshold crossed at {})",
+        format_millis(w.first_event_time),
+        format_millis(w.last_event_time),
+        format_millis(w.trigger_time)
+    );
+    if w.claimed_by.is_empty() {
+        let _ = writeln!(text, "Who    no CloudTrail record has named a caller yet");
+    } else {
+        let _ = writeln!(text, "Who    from the CloudTrail records naming the instances:");
+        for c in &w.claimed_by {
+            let _ = writeln!(text, "         {} ({} instances)", c.principal_arn, c.instances);
+        }
+    }
+    let _ = writeln!(
+        text,
+        "Unclaimed {unclaimed_count} instances no record names yet (records may take up to {}; after that: Spot interruptions, OS shutdowns, a path not watched)",
+        crate::time::format_duration(max_delivery_delay)
+    );
+    if !w.unclaimed.is_empty() {
+        let _ = writeln!(text, "         e.g. {}", w.unclaimed.join(", "));
+    }
+    let _ = writeln!(
+        text,
+        "Containment none from this page: the principals CloudTrail names are counted and contained as usual."
+    );
+    let _ = writeln!(text, "\nInstances (sample): {}", w.instance_ids.join(", "));
+    let json = WaveJson {
+        wave: w,
+        stage,
+        unclaimed_count,
+        alert_time: now,
+    };
+    let mut resources = vec![account_resource(&w.account)];
+    resources.extend(
+        w.claimed_by
+            .iter()
+            .take(8)
+            .map(|c| (resource_type(&c.principal_arn).into(), c.principal_arn.clone())),
+    );
+    resources.extend(
+        w.instance_ids
+            .iter()
+            .take(ASFF_RESOURCES.saturating_sub(resources.len()))
+            .map(|id| ("AwsEc2Instance".to_owned(), id.clone())),
+    );
+    let card = Card {
+        key: w.id.clone(),
+        rule: Rule::Wave,
+        title: subject.clone(),
+        headline,
+        description: format!(
+            "*{}* instances shutting down or terminated in account `{}` {} since {}. Callers so far: {}. Unclaimed: {unclaimed_count}.",
+            w.instances,
+            w.account,
+            w.region,
+            format_millis(w.first_event_time),
+            if w.claimed_by.is_empty() { "none yet".to_owned() } else { callers(4) },
+        ),
+        next_steps: vec![
+            "Check whether a scale-in, a deployment or a Spot reclaim is under way in this account and region.".into(),
+            "If not, read who the CloudTrail records name (the next page) and stop them; the tripwire contains a principal whose burst crosses its threshold.".into(),
+        ],
+        keywords: vec![
+            "tripwire".into(),
+            kind.as_str().into(),
+            w.account.clone(),
+            w.region.clone(),
+        ],
+        resources,
+        context: vec![
+            ("wave".into(), w.id.clone()),
+            ("instances".into(), w.instances.to_string()),
+            ("unclaimed".into(), unclaimed_count.to_string()),
+        ],
+        region: w.region.clone(),
+        first_seen: w.first_event_time,
+        last_seen: w.last_event_time,
+        opened: w.trigger_time,
+        time: now,
+        resolves: false,
+    };
+    Alert {
+        kind,
+        card,
+        subject: subject_safe(&subject),
+        text: with_runbook(text, kind),
+        json: serde_json::to_string(&json).unwrap_or_default(),
+        account: w.account.clone(),
+        tamper: false,
+    }
+}
+
 /// The JSON of a coverage alert.
 #[derive(Serialize)]
 struct CoverageJson<'a> {
@@ -971,7 +1156,8 @@ fn text_body(
         AlertKind::Update
         | AlertKind::Tamper
         | AlertKind::CoverageLost
-        | AlertKind::CoverageRestored => "TRIPWIRE UPDATE: the burst is still going.".into(),
+        | AlertKind::CoverageRestored
+        | AlertKind::ShutdownWave => "TRIPWIRE UPDATE: the burst is still going.".into(),
         AlertKind::Contained => {
             format!("TRIPWIRE CONTAINED the principal behind a burst of {burst}.")
         }

@@ -1297,7 +1297,7 @@ fn calls_pattern(calls: &[&ContextCall]) -> Value {
 }
 
 /// The EventBridge patterns both stacks forward and match on, by rule family:
-/// `terminations` (the member rule adds its own filter on top), `session_issues`,
+/// `terminations` and `state_changes` (the member rules add their own filter on top), `session_issues`,
 /// `initiators`, `tamper` and `security_tamper` (the security account's own rule).
 pub fn event_patterns() -> Value {
     // Precursors ride with the destructive calls: the same members' filter, and each
@@ -1336,8 +1336,16 @@ pub fn event_patterns() -> Value {
     let security_tamper = calls_pattern(
         &context_calls(|r| matches!(r, Tamper(t) if t.security_only())).collect::<Vec<_>>(),
     );
+    // EC2's own events for instances going away, whatever ended them: the shutdown-wave
+    // lane (the member rule adds the allowed accounts' filter, as for terminations).
+    let state_changes = json!({
+        "source": ["aws.ec2"],
+        "detail-type": [crate::record::STATE_CHANGE_DETAIL_TYPE],
+        "detail": { "state": ["shutting-down", "terminated"] },
+    });
     json!({
         "terminations": terminations,
+        "state_changes": state_changes,
         "session_issues": issues,
         "initiators": initiators,
         "tamper": tamper,

@@ -17,6 +17,9 @@ use std::collections::{BTreeMap, HashMap, HashSet, VecDeque};
 /// The incident `kind` a wave opens.
 pub const KIND: &str = "shutdown_wave";
 
+/// How many of a live wave's instance IDs its page lists (the counts are whole).
+pub const SAMPLE: usize = 100;
+
 /// Instances a CloudTrail call named, for the join: one per (call, instance).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Named {
@@ -83,6 +86,44 @@ pub struct Wave {
     pub claimed_by: Vec<Claim>,
     /// The instances no record named within `max_delivery_delay` of the wave.
     pub unclaimed: Vec<String>,
+}
+
+impl Wave {
+    /// A wave as a store keeps it, rebuilt: `instance_ids` its sample, `instances` the
+    /// whole count, `claimed_by` and `unclaimed` for the reader to fill.
+    #[allow(clippy::too_many_arguments)]
+    pub fn stored(
+        id: String,
+        account: String,
+        region: String,
+        (first_event_time, trigger_time, last_event_time): (Millis, Millis, Millis),
+        trigger_count: u32,
+        threshold: u32,
+        window: String,
+        instances: usize,
+        instance_ids: Vec<String>,
+    ) -> Self {
+        Wave {
+            record_type: "incident",
+            id,
+            kind: KIND,
+            principal_arn: None,
+            resource_type: crate::catalogue::EC2_INSTANCE,
+            containment: ALERT_ONLY,
+            account,
+            region,
+            instances,
+            instance_ids,
+            trigger_count,
+            threshold,
+            window,
+            first_event_time,
+            trigger_time,
+            last_event_time,
+            claimed_by: Vec::new(),
+            unclaimed: Vec::new(),
+        }
+    }
 }
 
 /// A wave's `containment`, in the shape of the other incidents' alert-only one.
@@ -213,10 +254,7 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> WaveR
                 let (first_time, first_instance) = recent[0];
                 open = Some(Wave {
                     record_type: "incident",
-                    id: format!(
-                        "wave-{:016x}",
-                        fnv1a(&[account, region, &first_time.to_string(), first_instance])
-                    ),
+                    id: wave_id(account, region, first_time, first_instance),
                     kind: KIND,
                     principal_arn: None,
                     resource_type: crate::catalogue::EC2_INSTANCE,
@@ -259,6 +297,80 @@ pub fn waves(policy: &Policy, changes: &[StateChange], named: &[Named]) -> WaveR
     }
 }
 
+/// The wave the detector opens when an account and region's instances (`entries`: each
+/// instance's first event time, as the store keeps them, around `t`) reach the threshold
+/// in the busiest window holding `t`: the backtest's rule, read over what has arrived so
+/// far, so events in order open the same wave with the same ID. `None` below the
+/// threshold, or with the lane off.
+pub fn open_live(
+    policy: &Policy,
+    account: &str,
+    region: &str,
+    t: Millis,
+    entries: &[(Millis, String)],
+) -> Option<Wave> {
+    let threshold = policy.state_change_threshold?;
+    let window = policy.state_change_window;
+    let mut sorted: Vec<&(Millis, String)> = entries.iter().collect();
+    sorted.sort_unstable();
+    // Every window ending at an event in [t, t + window] holds t: the busiest of them.
+    let mut best: Option<(usize, usize)> = None;
+    let mut start = 0;
+    for (end, (e, _)) in sorted.iter().enumerate() {
+        while sorted[start].0 < e - window {
+            start += 1;
+        }
+        let holds_t = *e >= t && *e <= t + window && sorted[start].0 <= t;
+        if holds_t && best.is_none_or(|(s, b)| end - start > b - s) {
+            best = Some((start, end));
+        }
+    }
+    let (s, e) = best?;
+    let inside = &sorted[s..=e];
+    let count = u32::try_from(inside.len()).unwrap_or(u32::MAX);
+    if count < threshold {
+        return None;
+    }
+    let (first_time, first_instance) = inside[0];
+    let last_time = inside[inside.len() - 1].0;
+    let mut instance_ids: Vec<String> = inside.iter().map(|(_, i)| i.clone()).collect();
+    instance_ids.sort_unstable();
+    Some(Wave {
+        record_type: "incident",
+        id: wave_id(account, region, *first_time, first_instance),
+        kind: KIND,
+        principal_arn: None,
+        resource_type: crate::catalogue::EC2_INSTANCE,
+        containment: ALERT_ONLY,
+        account: account.to_owned(),
+        region: region.to_owned(),
+        instances: instance_ids.len(),
+        unclaimed: instance_ids.clone(),
+        instance_ids,
+        trigger_count: count,
+        threshold,
+        window: format_duration(window),
+        first_event_time: *first_time,
+        trigger_time: t,
+        last_event_time: last_time.max(t),
+        claimed_by: Vec::new(),
+    })
+}
+
+/// A wave's stable ID: its account, region and first instance's event.
+fn wave_id(account: &str, region: &str, first_time: Millis, first_instance: &str) -> String {
+    format!(
+        "wave-{:016x}",
+        fnv1a(&[account, region, &first_time.to_string(), first_instance])
+    )
+}
+
+/// Whether an instance's event at `t` belongs to the wave `w`: within one window of its
+/// events, as the backtest extends a wave.
+pub fn admits(w: &Wave, t: Millis, window: Millis) -> bool {
+    t >= w.first_event_time - window && t <= w.last_event_time.saturating_add(window)
+}
+
 /// Joins each instance of `w` to the earliest call that named it in its account within
 /// `bound` of the wave: a call comes before its instance's event, and late records are
 /// still the same call.
@@ -279,6 +391,20 @@ fn claim(w: &mut Wave, by_instance: &HashMap<(&str, &str), Vec<&Named>>, bound: 
             None => w.unclaimed.push(id.clone()),
         }
     }
+    w.claimed_by = claims_of(claims);
+}
+
+/// Who claimed how many, most first: one entry per principal in `callers`.
+pub fn tally<'a>(callers: impl IntoIterator<Item = &'a String>) -> Vec<Claim> {
+    let mut claims: BTreeMap<&str, usize> = BTreeMap::new();
+    for p in callers {
+        *claims.entry(p).or_default() += 1;
+    }
+    claims_of(claims)
+}
+
+/// Per-principal counts as a wave lists them: most first, then by ARN.
+pub fn claims_of<'a>(claims: impl IntoIterator<Item = (&'a str, usize)>) -> Vec<Claim> {
     let mut claimed: Vec<Claim> = claims
         .into_iter()
         .map(|(p, n)| Claim {
@@ -291,7 +417,7 @@ fn claim(w: &mut Wave, by_instance: &HashMap<(&str, &str), Vec<&Named>>, bound: 
             .cmp(&a.instances)
             .then(a.principal_arn.cmp(&b.principal_arn))
     });
-    w.claimed_by = claimed;
+    claimed
 }
 
 #[cfg(test)]

@@ -5,17 +5,18 @@
 
 use crate::{
     Alerts, Calls, Clock, ContainedPrincipals, ContainmentQueue, Error, Flag, Heartbeats,
-    Incidents, IssueState, Recorded, Sessions, Steps, StoredIncident,
+    Incidents, IssueState, Recorded, Sessions, Steps, StoredIncident, StoredWave, Waves,
 };
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tripwire_engine::alert::{
-    render, render_tamper, AlertKind, ContainmentState, ContainmentStatus,
+    render, render_tamper, render_wave, AlertKind, ContainmentState, ContainmentStatus,
+    WaveStage,
 };
 use tripwire_engine::armed::Tamper;
 use tripwire_engine::containment::ContainmentRequest;
 use tripwire_engine::lifecycle::{self, Routed};
-use tripwire_engine::record::CLOUDTRAIL_DETAIL_TYPE;
+use tripwire_engine::record::{StateChange, CLOUDTRAIL_DETAIL_TYPE, STATE_CHANGE_DETAIL_TYPE};
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::{decide, Classification, Decision, Key, Lane};
 use tripwire_engine::{
@@ -132,6 +133,33 @@ pub enum Outcome {
         /// What the lane did with it.
         result: Box<Outcome>,
     },
+    /// An EC2 state-change event in the shutdown-wave lane.
+    StateChange {
+        /// The event's ID.
+        event_id: String,
+        /// The instance.
+        instance_id: String,
+        /// `counted` (below the threshold), `opened`, `joined`, `late` (inside the pair's
+        /// wave before the current one), `repeat` (the instance counted already, or a
+        /// redelivery), `allowed` (an allowed account), `off` (the lane is off).
+        result: &'static str,
+        /// The wave it opened or joined.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        wave: Option<String>,
+        /// Instances in the window (counted) or in the wave.
+        instances: usize,
+        /// Whether a page went out.
+        page: bool,
+    },
+    /// A CloudTrail call named instances of a shutdown wave: their caller is credited.
+    WaveClaimed {
+        /// The call's eventID.
+        event_id: String,
+        /// The wave.
+        wave: String,
+        /// Whether a page naming the caller went out.
+        page: bool,
+    },
     /// This call joined an open incident.
     Joined {
         /// eventID.
@@ -156,7 +184,7 @@ pub struct Detector<S, A, Q, C> {
 
 impl<S, A, Q, C> Detector<S, A, Q, C>
 where
-    S: Calls + Incidents + Sessions + Heartbeats + Steps + ContainedPrincipals,
+    S: Calls + Incidents + Sessions + Heartbeats + Steps + ContainedPrincipals + Waves,
     A: Alerts,
     Q: ContainmentQueue,
     C: Clock,
@@ -184,7 +212,9 @@ where
     ) -> Result<Vec<Outcome>, Error> {
         type Envelope = aws_lambda_events::eventbridge::EventBridgeEvent<Box<RawValue>>;
         let stamped = serde_json::from_str::<Envelope>(event).is_ok_and(|e| {
-            e.detail_type == CLOUDTRAIL_DETAIL_TYPE && e.account.is_some() && e.region.is_some()
+            [CLOUDTRAIL_DETAIL_TYPE, STATE_CHANGE_DETAIL_TYPE].contains(&e.detail_type.as_str())
+                && e.account.is_some()
+                && e.region.is_some()
         });
         if !stamped {
             return Ok(vec![Outcome::Skipped {
@@ -298,7 +328,8 @@ where
             - events.assumptions.len()
             - events.initiations.len()
             - events.heartbeats.len()
-            - (events.tampers.len() - events.destructive_tampers);
+            - (events.tampers.len() - events.destructive_tampers)
+            - events.state_changes.len();
         out.extend(std::iter::repeat_n(Outcome::OtherEvent, others));
         let lease_until = lease_end(deadline, self.clock.now());
         for a in &events.assumptions {
@@ -324,6 +355,9 @@ where
                 region: h.region,
             });
         }
+        for c in &events.state_changes {
+            out.push(self.state_change(c, lease_until).await?);
+        }
         for t in events.terminations {
             let mut t = self.credit(t).await?;
             self.join_origin(&mut t).await;
@@ -344,6 +378,259 @@ where
                     result: Box::new(result),
                 });
             }
+            out.extend(self.claim_wave(&t).await?);
+        }
+        Ok(out)
+    }
+
+    /// One instance's EC2 state-change event, in the shutdown-wave lane: counted once
+    /// per instance, a wave opened or joined, paged. Deduplicated like a call: a retry
+    /// after a failure finishes what the first attempt started.
+    async fn state_change(&self, c: &StateChange, lease_until: Millis) -> Result<Outcome, Error> {
+        let answer = |result, wave: Option<&StoredWave>, instances, page| Outcome::StateChange {
+            event_id: c.event_id.clone(),
+            instance_id: c.instance_id.clone(),
+            result,
+            wave: wave.map(|w| w.wave.id.clone()),
+            instances,
+            page,
+        };
+        if self.policy.allowed_accounts.contains(&c.account) {
+            return Ok(answer("allowed", None, 0, false));
+        }
+        if self.policy.state_change_threshold.is_none() {
+            return Ok(answer("off", None, 0, false));
+        }
+        if self
+            .store
+            .record_change(c, self.clock.now(), lease_until)
+            .await?
+            == Recorded::Duplicate
+        {
+            return Ok(answer("repeat", None, 0, false));
+        }
+        let result = self.wave_step(c, lease_until).await;
+        let _ = self.store.settle_change(c, result.is_ok()).await;
+        let (result, wave, instances, page) = result?;
+        Ok(answer(result, wave.as_ref(), instances, page))
+    }
+
+    /// Joins the pair's live wave, or opens one if the instances around this event
+    /// reach the threshold. Races are settled as for incidents: read, decide, write
+    /// conditionally, and read again if another container wrote first.
+    async fn wave_step(
+        &self,
+        c: &StateChange,
+        lease_until: Millis,
+    ) -> Result<(&'static str, Option<StoredWave>, usize, bool), Error> {
+        let window = self.policy.state_change_window;
+        let now = self.clock.now();
+        for _ in 0..3 {
+            let current = self.store.wave(&c.account, &c.region).await?;
+            if let Some(cur) = current
+                .as_ref()
+                .filter(|w| tripwire_engine::wave::admits(&w.wave, c.time, window))
+            {
+                let Some(joined) = self
+                    .store
+                    .join_wave(
+                        &c.account,
+                        &c.region,
+                        &cur.wave.id,
+                        std::slice::from_ref(&c.instance_id),
+                        c.time,
+                    )
+                    .await?
+                else {
+                    continue;
+                };
+                // The opener's retry, or any event of a wave whose opener gave up.
+                let page = if joined.alerted {
+                    self.page_wave(&joined, None, WaveStage::Grew, now)
+                        .await?
+                } else {
+                    self.finish_wave_open(&joined, now, lease_until).await?
+                };
+                let n = joined.wave.instances;
+                return Ok(("joined", Some(joined), n, page));
+            }
+            if current
+                .as_ref()
+                .and_then(|w| w.previous)
+                .is_some_and(|(first, last)| c.time >= first - window && c.time <= last + window)
+            {
+                return Ok(("late", current, 0, false));
+            }
+            let entries = self
+                .store
+                .changes(&c.account, &c.region, c.time - window, c.time + window)
+                .await?;
+            let Some(w) = tripwire_engine::wave::open_live(
+                &self.policy,
+                &c.account,
+                &c.region,
+                c.time,
+                &entries,
+            ) else {
+                let count = entries
+                    .iter()
+                    .filter(|(t, _)| (c.time - window..=c.time).contains(t))
+                    .count();
+                return Ok(("counted", None, count, false));
+            };
+            let replacing = current.as_ref().map(|w| w.wave.id.as_str());
+            if !self
+                .store
+                .open_wave(&w, &c.event_id, replacing, now)
+                .await?
+            {
+                continue;
+            }
+            let Some(opened) = self.store.wave(&c.account, &c.region).await? else {
+                continue;
+            };
+            let page = self.finish_wave_open(&opened, now, lease_until).await?;
+            let n = opened.wave.instances.max(w.instances);
+            return Ok(("opened", Some(opened), n, page));
+        }
+        Err(Error::Contention)
+    }
+
+    /// Sends a wave's first page, once across every container, then credits the
+    /// opening window's instances to it (each once, whoever does it). The page does not
+    /// wait on the credits: at the opening the window's instances are the whole wave,
+    /// so its callers are read straight from the records' names.
+    async fn finish_wave_open(
+        &self,
+        stored: &StoredWave,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<bool, Error> {
+        let w = &stored.wave;
+        let mut paged = false;
+        let step = format!("wave#{}", w.id);
+        if !stored.alerted
+            && self.store.claim_once(&step, now, lease_until).await? != Recorded::Duplicate
+        {
+            let sent = async {
+                let alert = self.wave_alert(stored, WaveStage::Opened, now).await?;
+                self.alerter.publish(&alert).await?;
+                self.store
+                    .set_wave_alerted(&w.account, &w.region, &w.id, now)
+                    .await
+            }
+            .await;
+            let _ = self.store.settle_once(&step, sent.is_ok()).await;
+            sent?;
+            paged = true;
+        }
+        self.store
+            .join_wave(&w.account, &w.region, &w.id, &w.instance_ids, w.first_event_time)
+            .await?;
+        Ok(paged)
+    }
+
+    /// Pages wave `stored` again if its slot is free: for a new caller, or the gap.
+    async fn page_wave(
+        &self,
+        stored: &StoredWave,
+        caller: Option<&str>,
+        stage: WaveStage,
+        now: Millis,
+    ) -> Result<bool, Error> {
+        let w = &stored.wave;
+        if !self
+            .store
+            .claim_wave_page(&w.account, &w.region, &w.id, caller, now, UPDATE_GAP_MS)
+            .await?
+        {
+            return Ok(false);
+        }
+        self.alerter
+            .publish(&self.wave_alert(stored, stage, now).await?)
+            .await?;
+        Ok(true)
+    }
+
+    /// The page for `stored`: its sample's unclaimed instances looked up.
+    async fn wave_alert(
+        &self,
+        stored: &StoredWave,
+        stage: WaveStage,
+        now: Millis,
+    ) -> Result<tripwire_engine::alert::Alert, Error> {
+        let mut w = stored.wave.clone();
+        let callers = self
+            .store
+            .callers(&w.account, &w.region, &w.instance_ids)
+            .await?;
+        w.unclaimed = w
+            .instance_ids
+            .iter()
+            .filter(|i| !callers.contains_key(*i))
+            .cloned()
+            .collect();
+        w.instances = w.instances.max(w.instance_ids.len());
+        let mut claimed = stored.claimed;
+        if stage == WaveStage::Opened {
+            // The sample is the whole wave yet, and not yet credited: tally it here.
+            w.claimed_by = tripwire_engine::wave::tally(callers.values());
+            claimed = callers.len();
+        }
+        Ok(render_wave(
+            &w,
+            stage,
+            w.instances.saturating_sub(claimed),
+            self.policy.max_delivery_delay,
+            now,
+        ))
+    }
+
+    /// A counted call's instances, named to the waves they joined: the wave's page says
+    /// who terminated them, once per caller. Evidence for the wave only: the call's own
+    /// burst is counted and contained as every call's is.
+    async fn claim_wave(&self, t: &Termination) -> Result<Vec<Outcome>, Error> {
+        if self.policy.state_change_threshold.is_none()
+            || t.kind() != tripwire_engine::catalogue::EC2_INSTANCE
+            || t.is_attempt()
+            || t.instance_ids.is_empty()
+            || self.policy.allowed_accounts.contains(&t.account)
+        {
+            return Ok(Vec::new());
+        }
+        let waves = self
+            .store
+            .name_callers(
+                &t.account,
+                &t.region,
+                &t.instance_ids,
+                &t.principal.arn,
+                t.event_time,
+            )
+            .await?;
+        let mut out = Vec::new();
+        for id in waves {
+            let Some(stored) = self
+                .store
+                .wave(&t.account, &t.region)
+                .await?
+                .filter(|w| w.wave.id == id)
+            else {
+                continue;
+            };
+            let page = self
+                .page_wave(
+                    &stored,
+                    Some(&t.principal.arn),
+                    WaveStage::Claimed,
+                    self.clock.now(),
+                )
+                .await?;
+            out.push(Outcome::WaveClaimed {
+                event_id: t.event_id.clone(),
+                wave: id,
+                page,
+            });
         }
         Ok(out)
     }

@@ -29,6 +29,7 @@ use std::future::Future;
 use tripwire_engine::alert::{Alert, ContainmentState};
 use tripwire_engine::containment::{ContainmentRequest, Plan};
 use tripwire_engine::provenance::Issued;
+use tripwire_engine::record::StateChange;
 use tripwire_engine::time::Millis;
 use tripwire_engine::{
     Incident, Initiation, Key, OpenIncident, SkipReason, Termination, WindowEvent,
@@ -371,6 +372,124 @@ pub trait Heartbeats: Send + Sync {
         region: &str,
         last: Option<Millis>,
     ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
+/// A shutdown wave as stored: the wave (its `instance_ids` a sample, its `instances` and
+/// `claimed_by` whole; `unclaimed` left for the page to fill), and its page's state.
+#[derive(Debug, Clone)]
+pub struct StoredWave {
+    /// The wave.
+    pub wave: tripwire_engine::wave::Wave,
+    /// The event that opened it: its retry finishes the opening.
+    pub trigger_event_id: String,
+    /// The first page went out.
+    pub alerted: bool,
+    /// Instances CloudTrail has named a caller for.
+    pub claimed: usize,
+    /// The span of the pair's wave before this one: a late event inside it opens nothing.
+    pub previous: Option<(Millis, Millis)>,
+}
+
+/// Each account and region's state-change events and its wave. Each instance counts
+/// once (its first event, whichever), each instance's caller is the first CloudTrail
+/// record that named it, and each instance is credited to at most one wave, once.
+pub trait Waves: Send + Sync {
+    /// Records an instance's first state-change event with a lease, as
+    /// [`Calls::record`] does for calls: a later event for the same instance, or a
+    /// redelivery, is `Duplicate` once the first is done.
+    fn record_change(
+        &self,
+        c: &StateChange,
+        now: Millis,
+        lease_until: Millis,
+    ) -> impl Future<Output = Result<Recorded, Error>> + Send;
+
+    /// Settles an instance's event: done, or the lease given up for the retry.
+    fn settle_change(
+        &self,
+        c: &StateChange,
+        done: bool,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// The pair's instances whose first event lies in `[from, to]`: (time, instance).
+    fn changes(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<Vec<(Millis, String)>, Error>> + Send;
+
+    /// The pair's current wave, live or not.
+    fn wave(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> impl Future<Output = Result<Option<StoredWave>, Error>> + Send;
+
+    /// Makes `w` (counted from zero) the pair's wave if its current one is still
+    /// `replacing` (by ID; `None`: none). `Ok(false)` when another container won.
+    fn open_wave(
+        &self,
+        w: &tripwire_engine::wave::Wave,
+        trigger_event_id: &str,
+        replacing: Option<&str>,
+        now: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// Credits each of `instances` (recorded) to wave `id` once, and its caller to the
+    /// wave if a record named one; widens the wave's span to `t`. The wave after, or
+    /// `None` when it is no longer the pair's current one.
+    fn join_wave(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        instances: &[String],
+        t: Millis,
+    ) -> impl Future<Output = Result<Option<StoredWave>, Error>> + Send;
+
+    /// Names `principal_arn` the caller of each of `instances` that no record named
+    /// already, and credits the wave each joined. Returns the waves (IDs, each once)
+    /// where this principal is the caller of an instance that joined one; again on a
+    /// redelivery, so a failed page is retried.
+    fn name_callers(
+        &self,
+        account: &str,
+        region: &str,
+        instances: &[String],
+        principal_arn: &str,
+        t: Millis,
+    ) -> impl Future<Output = Result<Vec<String>, Error>> + Send;
+
+    /// Records that wave `id`'s first page went out at `now` (the update gap starts).
+    fn set_wave_alerted(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        now: Millis,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Takes wave `id`'s page slot once its first page went out: for `caller`, once per
+    /// caller; without one, if the last page is at least `gap` old.
+    fn claim_wave_page(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        caller: Option<&str>,
+        now: Millis,
+        gap: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// The callers records named for `instances` (those that have one).
+    fn callers(
+        &self,
+        account: &str,
+        region: &str,
+        instances: &[String],
+    ) -> impl Future<Output = Result<std::collections::HashMap<String, String>, Error>> + Send;
 }
 
 /// One-off steps (paging a tamper event, a watchdog page), claimed once across every

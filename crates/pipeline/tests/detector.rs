@@ -368,8 +368,8 @@ async fn allowed_accounts_service_roles_and_bad_input_are_named_skips() {
             reason: "not_cloudtrail"
         }]
     );
-    // EC2's state-change events are read (the backtest's shutdown waves); the detector
-    // does not count them yet, and a look-alike of one is named.
+    // EC2's state-change events count in the wave lane (tests/waves.rs); a look-alike
+    // of one is named.
     let change = tripwire_synth::state_change_event(
         "222222222222",
         "us-east-1",
@@ -379,7 +379,10 @@ async fn allowed_accounts_service_roles_and_bad_input_are_named_skips() {
         "sc-1",
     );
     let out = rig.detector.handle(&change.to_string(), T0).await.unwrap();
-    assert_eq!(out, [Outcome::OtherEvent]);
+    assert!(
+        matches!(&out[..], [Outcome::StateChange { result: "counted", instances: 1, .. }]),
+        "{out:?}"
+    );
     let mut forged = change.clone();
     forged["source"] = "custom.ec2".into();
     let out = rig.detector.handle(&forged.to_string(), T0).await.unwrap();

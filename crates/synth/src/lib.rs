@@ -1000,6 +1000,38 @@ impl Burst {
             .collect()
     }
 
+    /// EC2's `state` events (`shutting-down`, `terminated`) for every instance the calls
+    /// name, `delay` ms after its call (IDs `sc-{state}-{instance}`): what EC2 sends
+    /// whoever ended the instances.
+    pub fn state_changes(&self, state: &str, delay: Millis) -> Vec<Value> {
+        self.records()
+            .iter()
+            .flat_map(|r| {
+                let time = r["eventTime"]
+                    .as_str()
+                    .and_then(tripwire_engine::time::parse_event_time)
+                    .unwrap_or(self.at)
+                    + delay;
+                r["requestParameters"]["instancesSet"]["items"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|i| i["instanceId"].as_str())
+                    .map(|id| {
+                        state_change_event(
+                            &self.account,
+                            &self.region,
+                            id,
+                            state,
+                            time,
+                            &format!("sc-{state}-{id}"),
+                        )
+                    })
+                    .collect::<Vec<_>>()
+            })
+            .collect()
+    }
+
     /// The records in EventBridge envelopes (`eb-{eventID}`): what the detector receives.
     pub fn envelopes(&self) -> Vec<Value> {
         self.records()

@@ -29,6 +29,15 @@
 //! - `P#<account>#<entity>` / `P`: the incident a contained principal was last contained
 //!   for (contained.rs).
 //! - `PL` / `<function>`: the policy a function loaded at its last cold start (loaded.rs).
+//! - `V#<account>#<region>` / `E#<time>#<instance>`: an instance's first state-change
+//!   event, the window the wave lane reads; `WAVE`: the pair's current wave (bounds, a
+//!   sample of [`tripwire_engine::wave::SAMPLE`] IDs, page state, the previous wave's
+//!   span) (waves.rs).
+//! - `VI#<account>#<region>#<instance>` / `VI`: an instance (`t`, `done`, `lease` for its
+//!   first event; `w`, the wave it was credited to; `by`, the caller the first record
+//!   naming it names), one small item per instance, spread over partitions.
+//! - `VC#<wave id>` / `VC`: a wave's counts (`n`, `claimed`, `claims` by principal),
+//!   added in one transaction with the instance's `w` or `by`, so nothing counts twice.
 //!
 //! Calls (`W#`) are calls.rs; incidents, marks, counts and export indexes (`I#`, `M#`,
 //! `C#`, `X#`, `J#`) incidents.rs; issues, initiators and credits (`K#`, `N#`, `R#`) sessions.rs.
@@ -109,4 +118,21 @@ pub fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
 
 pub(super) fn expires(now: Millis) -> AttributeValue {
     n((now + RETENTION_MS) / 1000)
+}
+
+pub(super) fn pair_pk(account: &str, region: &str) -> String {
+    format!("V#{account}#{region}")
+}
+
+pub(super) fn instance_pk(account: &str, region: &str, instance: &str) -> String {
+    format!("VI#{account}#{region}#{instance}")
+}
+
+pub(super) fn wave_counts_pk(id: &str) -> String {
+    format!("VC#{id}")
+}
+
+/// A state-change window entry: the time zero-padded so the order is the time's.
+pub(super) fn change_sk(t: Millis, instance: &str) -> String {
+    format!("E#{:013}#{instance}", t.max(0))
 }

@@ -37,6 +37,7 @@ pub mod keys;
 mod loaded;
 mod sessions;
 mod steps;
+mod waves;
 
 pub use incidents::{Terminated, INCIDENT_SAMPLE};
 pub use keys::{call_sk, event_sk, incident_pk, window_pk};

@@ -143,6 +143,9 @@ struct Tables {
     once: HashMap<String, (bool, Millis)>,
     // Contained principals by (account, entity).
     contained: HashMap<(String, String), ContainmentRequest>,
+    // Per (account, region): instances' state changes, and the wave.
+    instances: HashMap<(String, String, String), WaveInstance>,
+    waves: HashMap<(String, String), WaveItem>,
     // Heartbeats by (account, region).
     heartbeats: BTreeMap<(String, String), tripwire_engine::armed::HeartbeatState>,
     // StackSet instances not heard from yet, by (account, region).
@@ -689,6 +692,312 @@ impl Steps for MemoryStore {
         Ok(())
     }
 }
+
+/// An instance's item: its first state change (time, lease, done), the wave it was
+/// credited to, and the caller a record named.
+#[derive(Debug, Clone, Default)]
+struct WaveInstance {
+    time: Option<Millis>,
+    done: bool,
+    lease: Millis,
+    wave: Option<String>,
+    by: Option<String>,
+}
+
+/// A pair's wave item and its counts.
+#[derive(Debug, Clone)]
+struct WaveItem {
+    wave: tripwire_engine::wave::Wave,
+    trigger_event_id: String,
+    alerted: bool,
+    last_page: Millis,
+    paged: BTreeSet<String>,
+    claims: BTreeMap<String, usize>,
+    previous: Option<(Millis, Millis)>,
+}
+
+impl WaveItem {
+    fn read(&self) -> tripwire_pipeline::StoredWave {
+        let mut wave = self.wave.clone();
+        wave.claimed_by = tripwire_engine::wave::claims_of(
+            self.claims.iter().map(|(p, n)| (p.as_str(), *n)),
+        );
+        tripwire_pipeline::StoredWave {
+            wave,
+            trigger_event_id: self.trigger_event_id.clone(),
+            alerted: self.alerted,
+            claimed: self.claims.values().sum(),
+            previous: self.previous,
+        }
+    }
+}
+
+fn pair(account: &str, region: &str) -> (String, String) {
+    (account.to_owned(), region.to_owned())
+}
+
+fn at(account: &str, region: &str, instance: &str) -> (String, String, String) {
+    (account.to_owned(), region.to_owned(), instance.to_owned())
+}
+
+impl MemoryStore {
+    /// The pair's wave as a reader sees it.
+    pub fn wave_of(&self, account: &str, region: &str) -> Option<tripwire_pipeline::StoredWave> {
+        self.tables
+            .lock()
+            .unwrap()
+            .waves
+            .get(&pair(account, region))
+            .map(WaveItem::read)
+    }
+}
+
+impl tripwire_pipeline::Waves for MemoryStore {
+    async fn record_change(
+        &self,
+        c: &tripwire_engine::record::StateChange,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<Recorded, Error> {
+        let mut tables = self.op("record_change").await?;
+        let i = tables
+            .instances
+            .entry(at(&c.account, &c.region, &c.instance_id))
+            .or_default();
+        match i.time {
+            None => {
+                (i.time, i.lease) = (Some(c.time), lease_until);
+                Ok(Recorded::New)
+            }
+            Some(_) if !i.done && i.lease < now => {
+                i.lease = lease_until;
+                Ok(Recorded::Unfinished)
+            }
+            Some(_) => Ok(Recorded::Duplicate),
+        }
+    }
+
+    async fn settle_change(
+        &self,
+        c: &tripwire_engine::record::StateChange,
+        done: bool,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("settle_change").await?;
+        if let Some(i) = tables
+            .instances
+            .get_mut(&at(&c.account, &c.region, &c.instance_id))
+            .filter(|i| !i.done)
+        {
+            if done {
+                i.done = true;
+            } else {
+                i.lease = 0;
+            }
+        }
+        Ok(())
+    }
+
+    async fn changes(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<Vec<(Millis, String)>, Error> {
+        let tables = self.op("changes").await?;
+        let mut out: Vec<(Millis, String)> = tables
+            .instances
+            .iter()
+            .filter(|((a, r, _), _)| a == account && r == region)
+            .filter_map(|((_, _, id), i)| i.time.map(|t| (t, id.clone())))
+            .filter(|(t, _)| (from..=to).contains(t))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn wave(
+        &self,
+        account: &str,
+        region: &str,
+    ) -> Result<Option<tripwire_pipeline::StoredWave>, Error> {
+        let tables = self.op("wave").await?;
+        Ok(tables.waves.get(&pair(account, region)).map(WaveItem::read))
+    }
+
+    async fn open_wave(
+        &self,
+        w: &tripwire_engine::wave::Wave,
+        trigger_event_id: &str,
+        replacing: Option<&str>,
+        _now: Millis,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("open_wave").await?;
+        let key = pair(&w.account, &w.region);
+        let current = tables.waves.get(&key);
+        if current.map(|c| c.wave.id.as_str()) != replacing {
+            return Ok(false);
+        }
+        let previous = current.map(|c| (c.wave.first_event_time, c.wave.last_event_time));
+        let mut wave = w.clone();
+        wave.instances = 0;
+        tables.waves.insert(
+            key,
+            WaveItem {
+                wave,
+                trigger_event_id: trigger_event_id.to_owned(),
+                alerted: false,
+                last_page: 0,
+                paged: BTreeSet::new(),
+                claims: BTreeMap::new(),
+                previous,
+            },
+        );
+        Ok(true)
+    }
+
+    async fn join_wave(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        instances: &[String],
+        t: Millis,
+    ) -> Result<Option<tripwire_pipeline::StoredWave>, Error> {
+        let mut guard = self.op("join_wave").await?;
+        let tables = &mut *guard;
+        let Some(item) = tables
+            .waves
+            .get_mut(&pair(account, region))
+            .filter(|w| w.wave.id == id)
+        else {
+            return Ok(None);
+        };
+        for instance in instances {
+            let i = tables
+                .instances
+                .entry(at(account, region, instance))
+                .or_default();
+            if i.wave.is_some() {
+                continue;
+            }
+            i.wave = Some(id.to_owned());
+            item.wave.instances += 1;
+            if item.wave.instance_ids.len() < SAMPLE && !item.wave.instance_ids.contains(instance) {
+                item.wave.instance_ids.push(instance.clone());
+            }
+            if let Some(by) = &i.by {
+                *item.claims.entry(by.clone()).or_default() += 1;
+            }
+        }
+        item.wave.last_event_time = item.wave.last_event_time.max(t);
+        item.wave.first_event_time = item.wave.first_event_time.min(t);
+        Ok(Some(item.read()))
+    }
+
+    async fn name_callers(
+        &self,
+        account: &str,
+        region: &str,
+        instances: &[String],
+        principal_arn: &str,
+        _t: Millis,
+    ) -> Result<Vec<String>, Error> {
+        let mut guard = self.op("name_callers").await?;
+        let tables = &mut *guard;
+        let mut waves = BTreeSet::new();
+        for instance in instances {
+            let i = tables
+                .instances
+                .entry(at(account, region, instance))
+                .or_default();
+            match &i.by {
+                Some(by) if by != principal_arn => continue,
+                Some(_) => {}
+                None => {
+                    i.by = Some(principal_arn.to_owned());
+                    if let Some(w) = i.wave.as_ref().and_then(|id| {
+                        tables
+                            .waves
+                            .get_mut(&pair(account, region))
+                            .filter(|w| &w.wave.id == id)
+                    }) {
+                        *w.claims.entry(principal_arn.to_owned()).or_default() += 1;
+                    }
+                }
+            }
+            if let Some(w) = &i.wave {
+                waves.insert(w.clone());
+            }
+        }
+        Ok(waves.into_iter().collect())
+    }
+
+    async fn set_wave_alerted(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        now: Millis,
+    ) -> Result<(), Error> {
+        let mut tables = self.op("set_wave_alerted").await?;
+        if let Some(w) = tables
+            .waves
+            .get_mut(&pair(account, region))
+            .filter(|w| w.wave.id == id)
+        {
+            w.alerted = true;
+            w.last_page = now;
+        }
+        Ok(())
+    }
+
+    async fn claim_wave_page(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        caller: Option<&str>,
+        now: Millis,
+        gap: Millis,
+    ) -> Result<bool, Error> {
+        let mut tables = self.op("claim_wave_page").await?;
+        let Some(w) = tables
+            .waves
+            .get_mut(&pair(account, region))
+            .filter(|w| w.wave.id == id && w.alerted)
+        else {
+            return Ok(false);
+        };
+        let free = match caller {
+            Some(p) => w.paged.insert(p.to_owned()),
+            None => w.last_page <= now - gap,
+        };
+        if free {
+            w.last_page = now;
+        }
+        Ok(free)
+    }
+
+    async fn callers(
+        &self,
+        account: &str,
+        region: &str,
+        instances: &[String],
+    ) -> Result<HashMap<String, String>, Error> {
+        let tables = self.op("callers").await?;
+        Ok(instances
+            .iter()
+            .filter_map(|i| {
+                let by = tables.instances.get(&at(account, region, i))?.by.clone()?;
+                Some((i.clone(), by))
+            })
+            .collect())
+    }
+}
+
+/// How many of a wave's instance IDs its item lists, as the DynamoDB store does.
+pub const SAMPLE: usize = tripwire_engine::wave::SAMPLE;
 
 impl ContainedPrincipals for MemoryStore {
     async fn point_contained(
