@@ -205,3 +205,78 @@ async fn fifty_concurrent_deliveries_find_exactly_the_backtest_incidents() {
         .count();
     assert_eq!(detected, 5);
 }
+
+/// A wave's events and its caller's records, all at once from many containers, each
+/// delivered more than once: one wave, one first page, one page naming the caller, and
+/// every instance counted and credited exactly once, as the backtest counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_wave_raced_by_many_containers_counts_and_credits_each_instance_once() {
+    use tripwire_pipeline::Waves;
+    let stack = Arc::new(
+        Stack::start(Options {
+            detectors: 10,
+            ..Options::default()
+        })
+        .await,
+    );
+    let burst = tripwire_localstack::Burst::new("role/conc/wiper@222222222222", "conc-wave")
+        .at(*BASE)
+        .calls(40)
+        .ids_per_call(2)
+        .step(1000);
+    let mut events = burst.state_changes("shutting-down", 1500);
+    events.extend(burst.state_changes("terminated", 40_000));
+    events.extend(burst.envelopes());
+    let mut rng = SplitMix(11);
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.extend((0..60).map(|_| rng.below(events.len() as u64) as usize));
+    for i in (1..order.len()).rev() {
+        order.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+    let gate = Arc::new(Semaphore::new(IN_FLIGHT));
+    let tasks: Vec<_> = order
+        .iter()
+        .map(|&i| {
+            let (stack, gate, event) = (stack.clone(), gate.clone(), events[i].clone());
+            tokio::spawn(async move {
+                let _permit = gate.acquire_owned().await.unwrap();
+                stack.invoke(&event).await
+            })
+        })
+        .collect();
+    let mut results: BTreeMap<String, usize> = BTreeMap::new();
+    for t in tasks {
+        let out = t.await.unwrap().expect("every delivery succeeds");
+        for o in out.as_array().unwrap() {
+            if let Some(r) = o["result"].as_str() {
+                *results.entry(r.to_owned()).or_default() += 1;
+            }
+        }
+    }
+    assert_eq!(results.get("opened"), Some(&1), "{results:?}");
+    let store = tripwire_aws::store::WindowStore::new(
+        aws_sdk_dynamodb::Client::new(&stack.sdk),
+        &stack.table,
+    );
+    let wave = store.wave(PROD, "us-east-1").await.unwrap().unwrap();
+    assert_eq!((wave.wave.instances, wave.claimed), (80, 80));
+    assert_eq!(wave.wave.claimed_by.len(), 1);
+    assert_eq!(wave.wave.claimed_by[0].instances, 80);
+    let pages: Vec<String> = stack
+        .alerts()
+        .await
+        .iter()
+        .filter(|a| a.attributes["kind"] == "shutdown_wave")
+        .map(|a| a.body["stage"].as_str().unwrap_or_default().to_owned())
+        .collect();
+    assert_eq!(
+        pages.iter().filter(|s| *s == "opened").count(),
+        1,
+        "{pages:?}"
+    );
+    assert_eq!(
+        pages.iter().filter(|s| *s == "claimed").count(),
+        1,
+        "{pages:?}"
+    );
+}

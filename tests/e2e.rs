@@ -132,6 +132,110 @@ async fn the_seed_incident_is_detected_once_and_the_role_contained() {
     stack.save_observed_actions("seed-incident").await;
 }
 
+/// Alerts until one of `kind` has arrived (the responder's pages come a moment later).
+async fn alerts_until(stack: &Stack, kind: &str) -> Vec<Received> {
+    let mut got = Vec::new();
+    for _ in 0..40 {
+        got.extend(stack.alerts().await);
+        if kinds(&got).iter().any(|k| k == kind) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    got
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ec2s_own_events_page_a_wave_before_cloudtrail_and_the_late_records_name_and_contain_the_caller(
+) {
+    let stack = Stack::start(Options::default()).await;
+    let cleanup = "arn:aws:iam::222222222222:role/vendor/cleanup-task";
+    // 60 instances, 30 calls of two a second apart; EC2's events two seconds after each.
+    let burst = Burst::new("role/vendor/cleanup-task@222222222222", "wave")
+        .at(*BASE)
+        .calls(30)
+        .ids_per_call(2)
+        .step(1000);
+    let mut results = Vec::new();
+    for e in burst.state_changes("shutting-down", 2000) {
+        let out = stack.invoke(&e).await.unwrap();
+        results.push(out[0]["result"].as_str().unwrap_or_default().to_owned());
+    }
+    // The default threshold: 50 instances in 5 minutes.
+    assert_eq!(
+        results.iter().filter(|r| *r == "counted").count(),
+        49,
+        "{results:?}"
+    );
+    assert_eq!(results[49], "opened");
+    assert!(results[50..].iter().all(|r| r == "joined"), "{results:?}");
+    let first = stack.alerts().await;
+    assert_eq!(kinds(&first), ["shutdown_wave"]);
+    assert_eq!(
+        first[0].subject,
+        "TRIPWIRE SHUTDOWN WAVE: 50 instances going away in 222222222222 us-east-1"
+    );
+    assert_eq!(first[0].attributes["severity"], "critical");
+    let page = &first[0].body;
+    assert_eq!(
+        (page["stage"].as_str(), page["unclaimed_count"].as_u64()),
+        (Some("opened"), Some(50))
+    );
+    assert_eq!(page["claimed_by"], json!([]));
+    let wave = page["id"].as_str().unwrap().to_owned();
+
+    // CloudTrail, late: shuffled, every record twice.
+    let records = burst.envelopes();
+    let mut late: Vec<Value> = records.iter().rev().step_by(3).cloned().collect();
+    late.extend(records.iter().cloned());
+    late.extend(records.iter().skip(1).step_by(2).cloned());
+    for e in &late {
+        stack.invoke(e).await.unwrap();
+    }
+    let later = alerts_until(&stack, "contained").await;
+    let k = kinds(&later);
+    assert_eq!(
+        k.iter().filter(|k| *k == "shutdown_wave").count(),
+        1,
+        "{k:?}"
+    );
+    assert_eq!(k.iter().filter(|k| *k == "detected").count(), 1, "{k:?}");
+    assert_eq!(k.iter().filter(|k| *k == "contained").count(), 1, "{k:?}");
+    let named = later
+        .iter()
+        .find(|a| a.attributes["kind"] == "shutdown_wave")
+        .unwrap();
+    assert_eq!(named.body["id"], wave.as_str());
+    assert_eq!(named.body["stage"], "claimed");
+    assert_eq!(named.body["claimed_by"][0]["principal_arn"], cleanup);
+    assert_eq!(
+        named.subject,
+        "TRIPWIRE SHUTDOWN WAVE: 60 instances in 222222222222 us-east-1 by role/vendor/cleanup-task"
+    );
+    assert_eq!(
+        stack.attached(PROD, "role/cleanup-task").await,
+        ["tripwire-brake", "tripwire-contain-scope"]
+    );
+
+    // A second wave no record claims (Spot, an OS shutdown): alert-only, every instance
+    // named unclaimed.
+    let quiet = Burst::new("role/web@222222222222", "quiet")
+        .region("eu-west-1")
+        .at(*BASE)
+        .calls(60)
+        .step(500);
+    for e in quiet.state_changes("terminated", 0) {
+        stack.invoke(&e).await.unwrap();
+    }
+    let second = stack.alerts().await;
+    assert_eq!(kinds(&second), ["shutdown_wave"]);
+    assert_eq!(second[0].body["region"], "eu-west-1");
+    assert_eq!(second[0].body["unclaimed_count"], 50);
+    assert_eq!(second[0].body["unclaimed"].as_array().unwrap().len(), 50);
+    assert_eq!(second[0].body["containment"]["action"], "none");
+    stack.save_observed_actions("shutdown-wave").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deliveries_do_not_double_count() {
     let stack = Stack::start(Options::default()).await;

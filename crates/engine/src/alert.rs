@@ -795,7 +795,7 @@ pub fn render_wave(
             w.instances, w.account, w.region
         ),
         WaveStage::Claimed => format!(
-            "TRIPWIRE SHUTDOWN WAVE: {} instances in {} {}, terminated by {}",
+            "TRIPWIRE SHUTDOWN WAVE: {} instances in {} {} by {}",
             w.instances,
             w.account,
             w.region,
@@ -825,9 +825,16 @@ pub fn render_wave(
     if w.claimed_by.is_empty() {
         let _ = writeln!(text, "Who    no CloudTrail record has named a caller yet");
     } else {
-        let _ = writeln!(text, "Who    from the CloudTrail records naming the instances:");
+        let _ = writeln!(
+            text,
+            "Who    from the CloudTrail records naming the instances:"
+        );
         for c in &w.claimed_by {
-            let _ = writeln!(text, "         {} ({} instances)", c.principal_arn, c.instances);
+            let _ = writeln!(
+                text,
+                "         {} ({} instances)",
+                c.principal_arn, c.instances
+            );
         }
     }
     let _ = writeln!(
@@ -850,12 +857,12 @@ pub fn render_wave(
         alert_time: now,
     };
     let mut resources = vec![account_resource(&w.account)];
-    resources.extend(
-        w.claimed_by
-            .iter()
-            .take(8)
-            .map(|c| (resource_type(&c.principal_arn).into(), c.principal_arn.clone())),
-    );
+    resources.extend(w.claimed_by.iter().take(8).map(|c| {
+        (
+            resource_type(&c.principal_arn).into(),
+            c.principal_arn.clone(),
+        )
+    }));
     resources.extend(
         w.instance_ids
             .iter()

@@ -10,8 +10,7 @@ use crate::{
 use serde::Serialize;
 use serde_json::value::RawValue;
 use tripwire_engine::alert::{
-    render, render_tamper, render_wave, AlertKind, ContainmentState, ContainmentStatus,
-    WaveStage,
+    render, render_tamper, render_wave, AlertKind, ContainmentState, ContainmentStatus, WaveStage,
 };
 use tripwire_engine::armed::Tamper;
 use tripwire_engine::containment::ContainmentRequest;
@@ -446,8 +445,7 @@ where
                 };
                 // The opener's retry, or any event of a wave whose opener gave up.
                 let page = if joined.alerted {
-                    self.page_wave(&joined, None, WaveStage::Grew, now)
-                        .await?
+                    self.page_wave(&joined, None, WaveStage::Grew, now).await?
                 } else {
                     self.finish_wave_open(&joined, now, lease_until).await?
                 };
@@ -525,7 +523,13 @@ where
             paged = true;
         }
         self.store
-            .join_wave(&w.account, &w.region, &w.id, &w.instance_ids, w.first_event_time)
+            .join_wave(
+                &w.account,
+                &w.region,
+                &w.id,
+                &w.instance_ids,
+                w.first_event_time,
+            )
             .await?;
         Ok(paged)
     }

@@ -380,7 +380,14 @@ async fn allowed_accounts_service_roles_and_bad_input_are_named_skips() {
     );
     let out = rig.detector.handle(&change.to_string(), T0).await.unwrap();
     assert!(
-        matches!(&out[..], [Outcome::StateChange { result: "counted", instances: 1, .. }]),
+        matches!(
+            &out[..],
+            [Outcome::StateChange {
+                result: "counted",
+                instances: 1,
+                ..
+            }]
+        ),
         "{out:?}"
     );
     let mut forged = change.clone();

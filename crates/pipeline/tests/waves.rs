@@ -20,7 +20,10 @@ fn policy() -> String {
 
 /// The wipe: 30 calls of 2 instances, a second apart.
 fn wipe() -> Burst {
-    Burst::new(CLEANUP, "wave").calls(30).ids_per_call(2).step(1000)
+    Burst::new(CLEANUP, "wave")
+        .calls(30)
+        .ids_per_call(2)
+        .step(1000)
 }
 
 /// The `result` of each state-change outcome, in order.
@@ -62,7 +65,10 @@ async fn a_wave_pages_before_cloudtrail_and_its_page_names_the_caller_the_record
     let page = json(&rig.alerts.sent()[0]);
     assert_eq!(page["stage"], "opened");
     assert_eq!(page["kind"], "shutdown_wave");
-    assert_eq!((page["instances"].as_u64(), page["unclaimed_count"].as_u64()), (Some(20), Some(20)));
+    assert_eq!(
+        (page["instances"].as_u64(), page["unclaimed_count"].as_u64()),
+        (Some(20), Some(20))
+    );
     assert_eq!(page["claimed_by"], serde_json::json!([]));
     assert!(rig.queue.queued().is_empty(), "a wave contains no one");
 
@@ -79,7 +85,10 @@ async fn a_wave_pages_before_cloudtrail_and_its_page_names_the_caller_the_record
 
     // CloudTrail, late, shuffled, each record twice.
     let records = burst.envelopes();
-    let late: Vec<Value> = shuffled(&records).into_iter().chain(records.clone()).collect();
+    let late: Vec<Value> = shuffled(&records)
+        .into_iter()
+        .chain(records.clone())
+        .collect();
     let mut claimed = Vec::new();
     for e in &late {
         for o in rig.deliver_one(e).await.unwrap() {
@@ -89,10 +98,17 @@ async fn a_wave_pages_before_cloudtrail_and_its_page_names_the_caller_the_record
         }
     }
     assert!(claimed.iter().all(|(w, _)| *w == wave.wave.id));
-    assert_eq!(claimed.iter().filter(|(_, page)| *page).count(), 1, "{claimed:?}");
+    assert_eq!(
+        claimed.iter().filter(|(_, page)| *page).count(),
+        1,
+        "{claimed:?}"
+    );
     // The first record names the caller on the wave's page, before the caller's own
     // burst crosses its threshold; then that burst's page and containment.
-    assert_eq!(rig.alerts.kinds(), ["shutdown_wave", "shutdown_wave", "detected"]);
+    assert_eq!(
+        rig.alerts.kinds(),
+        ["shutdown_wave", "shutdown_wave", "detected"]
+    );
     let named = json(&rig.alerts.sent()[1]);
     assert_eq!(named["stage"], "claimed");
     assert_eq!(named["claimed_by"][0]["principal_arn"], CLEANUP_ARN);
@@ -123,7 +139,10 @@ async fn records_before_the_events_are_credited_when_the_instances_join() {
         .find(|a| a.kind.as_str() == "shutdown_wave")
         .unwrap();
     let page = json(&opened);
-    assert_eq!(page["instances"].as_u64().unwrap() as usize, page["instance_ids"].as_array().unwrap().len());
+    assert_eq!(
+        page["instances"].as_u64().unwrap() as usize,
+        page["instance_ids"].as_array().unwrap().len()
+    );
     let claimed_on_page = page["claimed_by"]
         .as_array()
         .unwrap()
@@ -139,14 +158,18 @@ async fn records_before_the_events_are_credited_when_the_instances_join() {
 #[tokio::test]
 async fn a_wave_no_record_claims_stays_alert_only_and_names_its_instances_unclaimed() {
     let rig = Rig::new(&policy());
-    let burst = Burst::new("role/web@333333333333", "spot").calls(25).step(500);
+    let burst = Burst::new("role/web@333333333333", "spot")
+        .calls(25)
+        .step(500);
     let results = deliver_changes(&rig, &burst.state_changes("terminated", 0)).await;
     assert_eq!(results.iter().filter(|r| **r == "opened").count(), 1);
     let page = json(&rig.alerts.sent()[0]);
     assert_eq!(page["account"], "333333333333");
     assert_eq!(page["unclaimed_count"], 20);
     assert_eq!(page["unclaimed"].as_array().unwrap().len(), 20);
-    assert!(rig.alerts.sent()[0].text.contains("no CloudTrail record has named a caller yet"));
+    assert!(rig.alerts.sent()[0]
+        .text
+        .contains("no CloudTrail record has named a caller yet"));
     assert!(rig.queue.queued().is_empty());
 }
 
@@ -171,9 +194,15 @@ async fn a_failed_first_page_is_retried_by_the_same_event_and_goes_out_once() {
     assert!(rig.deliver_one(&changes[19]).await.is_err());
     assert!(rig.alerts.sent().is_empty());
     // Lambda's retry of the same event: its lease was given up.
-    assert_eq!(deliver_changes(&rig, &changes[19..21]).await, ["joined", "joined"]);
+    assert_eq!(
+        deliver_changes(&rig, &changes[19..21]).await,
+        ["joined", "joined"]
+    );
     assert_eq!(rig.alerts.kinds(), ["shutdown_wave"]);
-    assert_eq!(rig.store.wave_of(PROD, "us-east-1").unwrap().wave.instances, 21);
+    assert_eq!(
+        rig.store.wave_of(PROD, "us-east-1").unwrap().wave.instances,
+        21
+    );
 }
 
 #[tokio::test]
@@ -181,7 +210,8 @@ async fn grown_waves_are_paged_again_at_most_once_a_minute() {
     let rig = Rig::new(&policy());
     let changes = wipe().state_changes("shutting-down", 2000);
     deliver_changes(&rig, &changes[..30]).await;
-    rig.clock.advance(tripwire_pipeline::detector::UPDATE_GAP_MS);
+    rig.clock
+        .advance(tripwire_pipeline::detector::UPDATE_GAP_MS);
     deliver_changes(&rig, &changes[30..]).await;
     assert_eq!(rig.alerts.kinds(), ["shutdown_wave", "shutdown_wave"]);
     assert_eq!(json(&rig.alerts.sent()[1])["stage"], "grew");
@@ -199,16 +229,27 @@ async fn the_detector_and_the_backtest_report_the_same_wave() {
     let live = rig.store.wave_of(PROD, "us-east-1").unwrap();
     let mut events = tripwire_engine::Events::default();
     for e in changes.iter().chain(&burst.envelopes()) {
-        tripwire_engine::scan_events(&e.to_string(), &mut Default::default(), &mut events)
-            .unwrap();
+        tripwire_engine::scan_events(&e.to_string(), &mut Default::default(), &mut events).unwrap();
     }
     let policy = tripwire_engine::Policy::from_toml(&policy()).unwrap();
     let replay = tripwire_engine::replay::replay_events(&policy, events);
     assert_eq!(replay.waves.len(), 1);
     let b = &replay.waves[0];
     assert_eq!(
-        (&b.id, b.instances, b.trigger_count, b.trigger_time, b.first_event_time),
-        (&live.wave.id, live.wave.instances, live.wave.trigger_count, live.wave.trigger_time, live.wave.first_event_time)
+        (
+            &b.id,
+            b.instances,
+            b.trigger_count,
+            b.trigger_time,
+            b.first_event_time
+        ),
+        (
+            &live.wave.id,
+            live.wave.instances,
+            live.wave.trigger_count,
+            live.wave.trigger_time,
+            live.wave.first_event_time
+        )
     );
     assert_eq!(b.claimed_by, live.wave.claimed_by);
     assert!(b.unclaimed.is_empty() && live.claimed == live.wave.instances);

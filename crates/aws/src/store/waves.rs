@@ -121,9 +121,18 @@ impl WindowStore {
 
     /// Credits one recorded instance to wave `id`, and its named caller with it.
     /// Whether this call credited it.
-    async fn credit(&self, account: &str, region: &str, id: &str, instance: &str) -> Result<bool, Error> {
+    async fn credit(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+        instance: &str,
+    ) -> Result<bool, Error> {
         for _ in 0..TRIES {
-            let Some(item) = self.get(instance_pk(account, region, instance), "VI").await? else {
+            let Some(item) = self
+                .get(instance_pk(account, region, instance), "VI")
+                .await?
+            else {
                 return Ok(false);
             };
             if item.contains_key("w") || !item.contains_key("t") {
@@ -141,7 +150,8 @@ impl WindowStore {
                 Some(p) => mark
                     .condition_expression("attribute_not_exists(w) AND #by = :by")
                     .expression_attribute_values(":by", s(p)),
-                None => mark.condition_expression("attribute_not_exists(w) AND attribute_not_exists(#by)"),
+                None => mark
+                    .condition_expression("attribute_not_exists(w) AND attribute_not_exists(#by)"),
             }
             .expression_attribute_names("#by", "by");
             let items = vec![
@@ -239,7 +249,10 @@ impl WindowStore {
             usize::try_from(count("n")).unwrap_or(0),
             ids,
         );
-        if let Some(claims) = counts.and_then(|c| c.get("claims")).and_then(|v| v.as_m().ok()) {
+        if let Some(claims) = counts
+            .and_then(|c| c.get("claims"))
+            .and_then(|v| v.as_m().ok())
+        {
             let mut by: Vec<(&str, usize)> = Vec::new();
             for (p, v) in claims {
                 let k = v.as_n().ok().and_then(|k| k.parse().ok()).unwrap_or(0);
@@ -456,7 +469,9 @@ impl Waves for WindowStore {
             let res = self
                 .update_wave(account, region)
                 .update_expression("ADD ids :ids")
-                .condition_expression("id = :id AND (attribute_not_exists(ids) OR size(ids) < :cap)")
+                .condition_expression(
+                    "id = :id AND (attribute_not_exists(ids) OR size(ids) < :cap)",
+                )
                 .expression_attribute_values(":ids", AttributeValue::Ss(credited))
                 .expression_attribute_values(":id", s(id))
                 .expression_attribute_values(":cap", n(SAMPLE))

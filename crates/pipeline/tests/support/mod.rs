@@ -719,9 +719,8 @@ struct WaveItem {
 impl WaveItem {
     fn read(&self) -> tripwire_pipeline::StoredWave {
         let mut wave = self.wave.clone();
-        wave.claimed_by = tripwire_engine::wave::claims_of(
-            self.claims.iter().map(|(p, n)| (p.as_str(), *n)),
-        );
+        wave.claimed_by =
+            tripwire_engine::wave::claims_of(self.claims.iter().map(|(p, n)| (p.as_str(), *n)));
         tripwire_pipeline::StoredWave {
             wave,
             trigger_event_id: self.trigger_event_id.clone(),
