@@ -8,7 +8,7 @@ WORK ?= .work
 POLICY ?= config/policy.toml
 export SAM_CLI_TELEMETRY = 0
 
-.PHONY: help setup chromium build check fmt test fuzz fuzz-smoke lint demo demo-backtest demo-tune package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-report report-demo bench-s3 bench-local bench-scale bench-profiles check-policy clean
+.PHONY: help setup chromium build check fmt test fuzz fuzz-smoke lint demo demo-backtest demo-tune package validate-infra deploy deploy-members bench bench-decision bench-backtest bench-report report-demo bench-s3 bench-local bench-wave bench-scale bench-profiles check-policy clean
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{ printf "  make %-16s %s\n", $$1, $$2 }'
@@ -125,6 +125,11 @@ bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS 
 	$(CARGO) build --release -p detector -p responder
 	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
 	TRIPWIRE_PROFILE=release ./target/release/local-bench
+
+bench-wave: setup ## A shutdown wave's first page beside a CloudTrail burst's: the detector's own time on the crossing event (release builds)
+	$(CARGO) build --release -p detector -p responder
+	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
+	ONLY=wave TRIPWIRE_PROFILE=release ./target/release/local-bench
 
 bench-scale: setup ## The worst day: 100, 10,000 and 100,000 instances through the release detector, and a storm of 1,000 principals (~30 min; target/bench-scale.json)
 	$(CARGO) build --release -p detector -p responder -p tripwire-cli

@@ -735,8 +735,11 @@ pub fn render_tamper(t: &crate::armed::Tamper, recontain: Option<&str>, now: Mil
     }
 }
 
+/// Instance IDs a wave's text lists.
+const TEXT_IDS: usize = 20;
+
 /// Which page of a shutdown wave this is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum WaveStage {
     /// The wave crossed the threshold.
@@ -842,14 +845,27 @@ pub fn render_wave(
         "Unclaimed {unclaimed_count} instances no record names yet (records may take up to {}; after that: Spot interruptions, OS shutdowns, a path not watched)",
         crate::time::format_duration(max_delivery_delay)
     );
+    // A page stays readable on a phone: twenty IDs at most; the JSON has the sample.
+    let listed = |ids: &[String]| -> String {
+        let mut s = ids
+            .iter()
+            .take(TEXT_IDS)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(", ");
+        if ids.len() > TEXT_IDS {
+            let _ = write!(s, " and {} more", ids.len() - TEXT_IDS);
+        }
+        s
+    };
     if !w.unclaimed.is_empty() {
-        let _ = writeln!(text, "         e.g. {}", w.unclaimed.join(", "));
+        let _ = writeln!(text, "         e.g. {}", listed(&w.unclaimed));
     }
     let _ = writeln!(
         text,
         "Containment none from this page: the principals CloudTrail names are counted and contained as usual."
     );
-    let _ = writeln!(text, "\nInstances (sample): {}", w.instance_ids.join(", "));
+    let _ = writeln!(text, "\nInstances: {}", listed(&w.instance_ids));
     let json = WaveJson {
         wave: w,
         stage,

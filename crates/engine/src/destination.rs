@@ -8,8 +8,8 @@
 //! backtest's incident and tamper lines into the same [`Alert`] the functions render.
 
 use crate::alert::{
-    render, render_coverage, render_never_seen, render_tamper, Alert, AlertKind, ContainmentStatus,
-    Rule,
+    render, render_coverage, render_never_seen, render_tamper, render_wave, Alert, AlertKind,
+    ContainmentStatus, Rule, WaveStage,
 };
 use crate::armed::{Deployed, HeartbeatState, Tamper};
 use crate::incident::Incident;
@@ -490,6 +490,9 @@ fn time(v: &Value, name: &str) -> Result<Millis, NotAnAlert> {
 pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
     let record_type = v.get("type").and_then(Value::as_str).unwrap_or_default();
     match record_type {
+        "incident" if v.get("kind").and_then(Value::as_str) == Some(crate::wave::KIND) => {
+            wave_alert(v)
+        }
         "incident" => incident_alert(v, window),
         "tamper" => {
             let t: Tamper = from(v, "tamper")?;
@@ -542,6 +545,68 @@ pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
     }
 }
 
+/// A wave's page from its backtest line (the opening page, at the trigger time) or from
+/// a page's own JSON (its stage and time).
+fn wave_alert(v: &Value) -> Result<Alert, NotAnAlert> {
+    let text = |name: &str| -> Result<String, NotAnAlert> {
+        field(v, name)?
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| NotAnAlert::Invalid(format!("`{name}` is not a string")))
+    };
+    let count = |name: &str| -> Result<u64, NotAnAlert> {
+        field(v, name)?
+            .as_u64()
+            .ok_or_else(|| NotAnAlert::Invalid(format!("`{name}` is not a count")))
+    };
+    let strings = |name: &str| -> Vec<String> {
+        v.get(name)
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|s| s.as_str().map(str::to_owned))
+            .collect()
+    };
+    let mut w = crate::wave::Wave::stored(
+        text("id")?,
+        text("account")?,
+        text("region")?,
+        (
+            time(v, "first_event_time")?,
+            time(v, "trigger_time")?,
+            time(v, "last_event_time")?,
+        ),
+        u32::try_from(count("trigger_count")?).unwrap_or(u32::MAX),
+        u32::try_from(count("threshold")?).unwrap_or(u32::MAX),
+        text("window")?,
+        usize::try_from(count("instances")?).unwrap_or(usize::MAX),
+        strings("instance_ids"),
+    );
+    w.unclaimed = strings("unclaimed");
+    w.claimed_by = from(
+        v.get("claimed_by").unwrap_or(&Value::Array(Vec::new())),
+        "claimed_by",
+    )?;
+    let stage = match v.get("stage") {
+        Some(s) => from(s, "stage")?,
+        None => WaveStage::Opened,
+    };
+    let now = match v.get("alert_time") {
+        Some(_) => time(v, "alert_time")?,
+        None => w.trigger_time,
+    };
+    let unclaimed = match v.get("unclaimed_count") {
+        Some(_) => usize::try_from(count("unclaimed_count")?).unwrap_or(usize::MAX),
+        None => w.unclaimed.len(),
+    };
+    // The page names the bound records may take; a line does not carry it: the
+    // default policy's.
+    let bound = crate::policy::Policy::from_toml("")
+        .map(|p| p.max_delivery_delay)
+        .unwrap_or(3_600_000);
+    Ok(render_wave(&w, stage, unclaimed, bound, now))
+}
+
 fn incident_alert(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
     let mut incident: Incident = from(v, "incident")?;
     // An alert's `kind` is the alert's; the incident's is `incident_kind` (which the
@@ -591,6 +656,45 @@ fn incident_alert(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wave_page_reads_back_from_its_json_and_a_backtest_line_as_its_first_page() {
+        let w = crate::wave::Wave::stored(
+            "wave-0123456789abcdef".into(),
+            "222222222222".into(),
+            "us-east-1".into(),
+            (1_000_000, 1_030_000, 1_090_000),
+            50,
+            50,
+            "5m".into(),
+            60,
+            vec!["i-0123456789abcdef0".into(), "i-0123456789abcdef1".into()],
+        );
+        let mut named = w.clone();
+        named.claimed_by = crate::wave::tally(&["arn:aws:iam::222222222222:role/x".to_owned()]);
+        named.unclaimed = vec!["i-0123456789abcdef1".into()];
+        for (wave, stage) in [(&w, WaveStage::Opened), (&named, WaveStage::Claimed)] {
+            let sent = render_wave(wave, stage, 59, 3_600_000, 1_100_000);
+            let v: Value = serde_json::from_str(&sent.json).unwrap();
+            assert_eq!(alert_from_json(&v, 0).unwrap(), sent);
+        }
+        // The backtest's line: its opening page at the trigger time.
+        let mut line: Value = serde_json::to_value(&w).unwrap();
+        line["unclaimed"] = serde_json::json!(["i-0123456789abcdef0", "i-0123456789abcdef1"]);
+        let page = alert_from_json(&line, 0).unwrap();
+        assert_eq!(page.kind, AlertKind::ShutdownWave);
+        assert_eq!(page.card.time, 1_030_000);
+        assert!(
+            page.subject.contains("60 instances going away"),
+            "{}",
+            page.subject
+        );
+        let broken = serde_json::json!({"type": "incident", "kind": "shutdown_wave", "id": "w"});
+        assert!(matches!(
+            alert_from_json(&broken, 0),
+            Err(NotAnAlert::Invalid(_))
+        ));
+    }
     use crate::alert::ContainmentState;
 
     /// A wipe as the backtest replays it: 600 instances by one role.

@@ -34,7 +34,7 @@ pub struct Named {
 }
 
 /// One principal's share of a wave.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Claim {
     /// The principal whose calls named the instances.
     pub principal_arn: String,
@@ -500,6 +500,62 @@ mod tests {
             ),
             (16, 1, 8)
         );
+    }
+
+    #[test]
+    fn the_live_opening_is_the_backtests_whatever_the_arrival_order() {
+        let policy =
+            Policy::from_toml("state_change_threshold = 5\nstate_change_window = \"1m\"").unwrap();
+        // Ten instances a second apart; the fifth crosses in time order.
+        let changes: Vec<StateChange> = (0..10)
+            .map(|k| {
+                change(
+                    &format!("s{k}"),
+                    &instance(k),
+                    "shutting-down",
+                    k as Millis * 1000,
+                )
+            })
+            .collect();
+        let backtest = &waves(&policy, &changes, &[]).waves[0];
+        let entries = |ks: &[usize]| -> Vec<(Millis, String)> {
+            ks.iter()
+                .map(|&k| (k as Millis * 1000, instance(k)))
+                .collect()
+        };
+        // In order: the fifth arrival opens it, with the backtest's ID and counts.
+        assert!(open_live(&policy, PROD, "us-east-1", 3000, &entries(&[0, 1, 2, 3])).is_none());
+        let live = open_live(&policy, PROD, "us-east-1", 4000, &entries(&[0, 1, 2, 3, 4])).unwrap();
+        assert_eq!(
+            (
+                &live.id,
+                live.trigger_count,
+                live.trigger_time,
+                live.first_event_time
+            ),
+            (
+                &backtest.id,
+                backtest.trigger_count,
+                backtest.trigger_time,
+                backtest.first_event_time
+            )
+        );
+        assert_eq!(live.instance_ids, (0..5).map(instance).collect::<Vec<_>>());
+        // Out of order: a late event fills the gap before later ones; the wave opens on
+        // the busiest window holding it, and never on a window without it.
+        let late = open_live(&policy, PROD, "us-east-1", 1000, &entries(&[0, 2, 3, 4, 1])).unwrap();
+        assert_eq!(
+            (late.id.as_str(), late.instances),
+            (backtest.id.as_str(), 5)
+        );
+        let far = entries(&[0, 1, 2, 3, 4]);
+        assert!(
+            open_live(&policy, PROD, "us-east-1", 200_000, &far).is_none(),
+            "an event outside every full window opens nothing"
+        );
+        assert!(admits(&live, 4000 + 60_000, 60_000) && !admits(&live, 4000 + 60_001, 60_000));
+        let off = Policy::from_toml("state_change_threshold = 0").unwrap();
+        assert!(open_live(&off, PROD, "us-east-1", 4000, &far).is_none());
     }
 
     #[test]

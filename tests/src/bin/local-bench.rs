@@ -652,6 +652,65 @@ async fn runaway(call_ms: u64) -> String {
     )
 }
 
+/// The first page's cost to the project: the detector's own time (wall minus the time
+/// with an AWS call in flight) on the event that crosses the threshold, for a shutdown
+/// wave (EC2's state-change events, 50 instances) beside a CloudTrail burst (10 calls),
+/// alert-only both, on one stack, interleaved. The invocation's own time bounds the time
+/// from the event to the page's publish call from above.
+async fn first_page(runs: usize) -> Vec<String> {
+    let stack = Stack::start(Options {
+        policy: tripwire_localstack::POLICY
+            .replace("containment = \"revoke\"", "containment = \"off\""),
+        ..Options::default()
+    })
+    .await;
+    let own = |v: &Value| v["fields"]["own_ms"].as_f64().expect("own_ms in the log");
+    let log = stack.logs.join("detector-0.log");
+    let (mut wave, mut burst) = (Vec::new(), Vec::new());
+    for i in 0..runs {
+        // A pair of its own per run: the account's last digits.
+        let account = format!("2222222{i:05}");
+        let changes = Burst::new(&format!("role/bench/wave@{account}"), &format!("w{i}"))
+            .at(*BASE)
+            .calls(50)
+            .step(200)
+            .state_changes("shutting-down", 1000);
+        for e in &changes[..49] {
+            stack.invoke(e).await.unwrap();
+        }
+        let out = stack.invoke(&changes[49]).await.unwrap();
+        assert_eq!(out[0]["result"], "opened", "{out}");
+        wave.push(own(
+            &last_log(&log, "event processed").expect("detector log")
+        ));
+        let calls = Burst::new(&format!("role/bench/burst-{i}@{PROD}"), &format!("c{i}"))
+            .at(*BASE)
+            .calls(10)
+            .step(1000)
+            .envelopes();
+        for e in &calls[..9] {
+            stack.invoke(e).await.unwrap();
+        }
+        let out = stack.invoke(&calls[9]).await.unwrap();
+        assert_eq!(out[0]["outcome"], "opened", "{out}");
+        burst.push(own(
+            &last_log(&log, "event processed").expect("detector log")
+        ));
+    }
+    let p = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+    let (w, b) = (p(&sorted(wave)), p(&sorted(burst)));
+    vec![
+        format!(
+            "| first page of a shutdown wave: detector's own time on the crossing event ({runs} runs) | {:.2} ms | {:.2} ms | p99 {:.2}x the CloudTrail burst's | | |",
+            w.0, w.1, w.1 / b.1
+        ),
+        format!(
+            "| first page of a CloudTrail burst (alert-only): detector's own time on the crossing call | {:.2} ms | {:.2} ms | baseline | | |",
+            b.0, b.1
+        ),
+    ]
+}
+
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
     let runs: usize = std::env::var("RUNS")
@@ -662,7 +721,7 @@ async fn main() {
         "| measure | p50 | p99 | ratio to baseline | peak RSS | zip |".to_string(),
         "|---|---:|---:|---:|---:|---:|".to_string(),
     ];
-    // ONLY=cold,containment,runaway picks parts; all by default.
+    // ONLY=cold,containment,wave,runaway picks parts; all by default.
     let only = std::env::var("ONLY").unwrap_or_default();
     let part = |name: &str| only.is_empty() || only.split(',').any(|p| p.trim() == name);
     if part("cold") {
@@ -672,6 +731,10 @@ async fn main() {
     if part("containment") {
         eprintln!("time to containment ({runs} runs)...");
         rows.extend(containment(runs).await);
+    }
+    if part("wave") {
+        eprintln!("first pages, wave beside burst ({runs} runs)...");
+        rows.extend(first_page(runs).await);
     }
     if part("runaway") {
         eprintln!("runaway simulations...");
