@@ -237,6 +237,44 @@ async fn ec2s_own_events_page_a_wave_before_cloudtrail_and_the_late_records_name
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_its_bound_the_watchdog_pages_a_waves_unclaimed_instances_once() {
+    // Records may take a second here, so the wave ten minutes ago is past its bound.
+    let stack = Stack::start(Options {
+        watchdog: true,
+        policy: format!(
+            "{}max_delivery_delay = \"1s\"\n",
+            tripwire_localstack::POLICY
+        ),
+        ..Options::default()
+    })
+    .await;
+    let quiet = Burst::new("role/web@222222222222", "closing")
+        .region("eu-west-1")
+        .at(*BASE)
+        .calls(55)
+        .step(500);
+    for e in quiet.state_changes("terminated", 0) {
+        stack.invoke(&e).await.unwrap();
+    }
+    assert_eq!(kinds(&stack.alerts().await), ["shutdown_wave"]);
+    let paged = stack.invoke_watchdog().await.unwrap();
+    assert_eq!(paged[0]["paged"], "wave_closed", "{paged}");
+    assert_eq!(
+        (paged[0]["region"].as_str(), paged[0]["unclaimed"].as_u64()),
+        (Some("eu-west-1"), Some(55))
+    );
+    let closed = stack.alerts().await;
+    assert_eq!(kinds(&closed), ["shutdown_wave"]);
+    assert_eq!(closed[0].body["stage"], "closed");
+    assert_eq!(
+        closed[0].subject,
+        "TRIPWIRE SHUTDOWN WAVE CLOSED: 55 of 55 instances in 222222222222 eu-west-1 unclaimed"
+    );
+    assert_eq!(stack.invoke_watchdog().await.unwrap(), json!([]), "once");
+    stack.save_observed_actions("wave-closed").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn duplicate_deliveries_do_not_double_count() {
     let stack = Stack::start(Options::default()).await;
     let events = Burst::new("role/deploy/ci-deployer@222222222222", "dup")

@@ -81,7 +81,8 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
         ),
         cfg.never_seen_grace,
     )
-    .with_allowed_accounts(policy.allowed_accounts))
+    .with_allowed_accounts(policy.allowed_accounts)
+    .with_wave_bound(policy.max_delivery_delay))
 }
 
 /// The policy `source` names, fetched when it is a published version, logged by its hash

@@ -748,6 +748,9 @@ pub enum WaveStage {
     Grew,
     /// CloudTrail named a caller the wave's pages had not named yet.
     Claimed,
+    /// `max_delivery_delay` after the wave's last instance, some instances were never
+    /// named by a record: they went some other way.
+    Closed,
 }
 
 /// The JSON of a wave's page: the backtest's wave line (its `instance_ids` and
@@ -804,6 +807,10 @@ pub fn render_wave(
             w.region,
             callers(2)
         ),
+        WaveStage::Closed => format!(
+            "TRIPWIRE SHUTDOWN WAVE CLOSED: {unclaimed_count} of {} instances in {} {} unclaimed",
+            w.instances, w.account, w.region
+        ),
     };
     let mut text = String::new();
     let _ = writeln!(
@@ -840,11 +847,18 @@ pub fn render_wave(
             );
         }
     }
-    let _ = writeln!(
-        text,
-        "Unclaimed {unclaimed_count} instances no record names yet (records may take up to {}; after that: Spot interruptions, OS shutdowns, a path not watched)",
-        crate::time::format_duration(max_delivery_delay)
-    );
+    let bound = crate::time::format_duration(max_delivery_delay);
+    if stage == WaveStage::Closed {
+        let _ = writeln!(
+            text,
+            "Unclaimed {unclaimed_count} instances no CloudTrail record named within {bound} of the wave: they went some other way (a Spot interruption, an OS shutdown with shutdown behaviour terminate, a path the tripwire does not watch)"
+        );
+    } else {
+        let _ = writeln!(
+            text,
+            "Unclaimed {unclaimed_count} instances no record names yet (records may take up to {bound}; after that: Spot interruptions, OS shutdowns, a path not watched)"
+        );
+    }
     // A page stays readable on a phone: twenty IDs at most; the JSON has the sample.
     let listed = |ids: &[String]| -> String {
         let mut s = ids
@@ -1579,7 +1593,19 @@ mod tests {
         for kind in [AlertKind::CoverageLost, AlertKind::CoverageRestored] {
             pages.push(render_coverage(kind, &beat, 40 * 60_000, 10 * 60_000));
         }
-        assert_eq!(pages.len(), 8, "every kind");
+        let wave = crate::wave::Wave::stored(
+            "wave-1".into(),
+            "222222222222".into(),
+            "us-east-1".into(),
+            (0, 1000, 2000),
+            50,
+            50,
+            "5m".into(),
+            60,
+            Vec::new(),
+        );
+        pages.push(render_wave(&wave, WaveStage::Opened, 60, 3_600_000, 3000));
+        assert_eq!(pages.len(), 9, "every kind");
         for page in &pages {
             let kind = page.kind.as_str();
             let link = format!("Runbook: {RUNBOOK}#{kind} (in the tripwire repository)");

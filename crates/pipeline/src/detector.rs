@@ -556,38 +556,21 @@ where
         Ok(true)
     }
 
-    /// The page for `stored`: its sample's unclaimed instances looked up.
+    /// The page for `stored`, as [`wave_page`] renders it.
     async fn wave_alert(
         &self,
         stored: &StoredWave,
         stage: WaveStage,
         now: Millis,
     ) -> Result<tripwire_engine::alert::Alert, Error> {
-        let mut w = stored.wave.clone();
-        let callers = self
-            .store
-            .callers(&w.account, &w.region, &w.instance_ids)
-            .await?;
-        w.unclaimed = w
-            .instance_ids
-            .iter()
-            .filter(|i| !callers.contains_key(*i))
-            .cloned()
-            .collect();
-        w.instances = w.instances.max(w.instance_ids.len());
-        let mut claimed = stored.claimed;
-        if stage == WaveStage::Opened {
-            // The sample is the whole wave yet, and not yet credited: tally it here.
-            w.claimed_by = tripwire_engine::wave::tally(callers.values());
-            claimed = callers.len();
-        }
-        Ok(render_wave(
-            &w,
+        wave_page(
+            &self.store,
+            stored,
             stage,
-            w.instances.saturating_sub(claimed),
             self.policy.max_delivery_delay,
             now,
-        ))
+        )
+        .await
     }
 
     /// A counted call's instances, named to the waves they joined: the wave's page says
@@ -1051,4 +1034,38 @@ where
             update_alert,
         }))
     }
+}
+
+/// A wave's page: its sample's unclaimed instances looked up in `store`. At the opening
+/// the sample is the whole wave, not yet credited, so its callers are tallied here.
+pub(crate) async fn wave_page<S: Waves>(
+    store: &S,
+    stored: &StoredWave,
+    stage: WaveStage,
+    bound: Millis,
+    now: Millis,
+) -> Result<tripwire_engine::alert::Alert, Error> {
+    let mut w = stored.wave.clone();
+    let callers = store
+        .callers(&w.account, &w.region, &w.instance_ids)
+        .await?;
+    w.unclaimed = w
+        .instance_ids
+        .iter()
+        .filter(|i| !callers.contains_key(*i))
+        .cloned()
+        .collect();
+    w.instances = w.instances.max(w.instance_ids.len());
+    let mut claimed = stored.claimed;
+    if stage == WaveStage::Opened {
+        w.claimed_by = tripwire_engine::wave::tally(callers.values());
+        claimed = callers.len();
+    }
+    Ok(render_wave(
+        &w,
+        stage,
+        w.instances.saturating_sub(claimed),
+        bound,
+        now,
+    ))
 }

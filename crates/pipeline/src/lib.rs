@@ -428,7 +428,8 @@ pub trait Waves: Send + Sync {
     ) -> impl Future<Output = Result<Option<StoredWave>, Error>> + Send;
 
     /// Makes `w` (counted from zero) the pair's wave if its current one is still
-    /// `replacing` (by ID; `None`: none). `Ok(false)` when another container won.
+    /// `replacing` (by ID; `None`: none), and lists it as open. `Ok(false)` when another
+    /// container won.
     fn open_wave(
         &self,
         w: &tripwire_engine::wave::Wave,
@@ -482,6 +483,20 @@ pub trait Waves: Send + Sync {
         now: Millis,
         gap: Millis,
     ) -> impl Future<Output = Result<bool, Error>> + Send;
+
+    /// The waves opened and not yet closed, as (account, region, wave ID): what the
+    /// watchdog looks at for waves past their bound.
+    fn open_waves(
+        &self,
+    ) -> impl Future<Output = Result<Vec<(String, String, String)>, Error>> + Send;
+
+    /// Takes wave `id` off the open list (idempotent).
+    fn forget_wave(
+        &self,
+        account: &str,
+        region: &str,
+        id: &str,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
 
     /// The callers records named for `instances` (those that have one).
     fn callers(

@@ -1,12 +1,13 @@
 //! The watchdog: on a schedule, pages `coverage_lost` once when an account and region
 //! that has sent canary heartbeats falls silent for three canary intervals, or when an
 //! instance of the member StackSet has sent none a grace period after the watchdog first
-//! listed it, and `coverage_restored` once when either speaks.
+//! listed it, and `coverage_restored` once when either speaks. It also closes shutdown
+//! waves past their bound, paging once the instances no record claimed.
 
-use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Recorded, Steps};
+use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Recorded, Steps, Waves};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
-use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind};
+use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind, WaveStage};
 use tripwire_engine::armed::{Armed, HeartbeatState, Listed};
 use tripwire_engine::time::Millis;
 
@@ -35,6 +36,17 @@ pub enum Paged {
         /// The region.
         region: String,
     },
+    /// A shutdown wave past its bound with instances no record claimed.
+    WaveClosed {
+        /// The account.
+        account: String,
+        /// The region.
+        region: String,
+        /// The wave.
+        wave: String,
+        /// Its unclaimed instances.
+        unclaimed: usize,
+    },
 }
 
 /// The watchdog over its ports.
@@ -46,6 +58,7 @@ pub struct Watchdog<S, A, C, D = NoDeployments> {
     deployments: D,
     grace: Millis,
     allowed: BTreeSet<String>,
+    wave_bound: Millis,
 }
 
 impl<S, A, C> Watchdog<S, A, C> {
@@ -60,6 +73,7 @@ impl<S, A, C> Watchdog<S, A, C> {
             deployments: NoDeployments,
             grace: 0,
             allowed: BTreeSet::new(),
+            wave_bound: 3_600_000,
         }
     }
 
@@ -74,6 +88,7 @@ impl<S, A, C> Watchdog<S, A, C> {
             deployments,
             grace,
             allowed: self.allowed,
+            wave_bound: self.wave_bound,
         }
     }
 }
@@ -87,9 +102,17 @@ impl<S, A, C, D> Watchdog<S, A, C, D> {
         self.allowed = allowed;
         self
     }
+
+    /// How long after a shutdown wave's last instance its records may still arrive (the
+    /// policy's `max_delivery_delay`): then the wave closes, and its unclaimed
+    /// instances are paged once.
+    pub fn with_wave_bound(mut self, bound: Millis) -> Self {
+        self.wave_bound = bound;
+        self
+    }
 }
 
-impl<S: Heartbeats + Steps, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
+impl<S: Heartbeats + Steps + Waves, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
     /// Checks every (account, region). A failed page fails the run, and the next run
     /// (or Lambda's retry) pages it; a page that went out is never repeated.
     pub async fn run(&self, lease_until: Millis) -> Result<Vec<Paged>, Error> {
@@ -145,7 +168,57 @@ impl<S: Heartbeats + Steps, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, 
         }
         self.never_seen(&states, now, lease_until, &mut paged)
             .await?;
+        self.close_waves(now, lease_until, &mut paged).await?;
         Ok(paged)
+    }
+
+    /// Closes each open wave `wave_bound` after its last instance: a wave some of whose
+    /// instances no record claimed by then pages once with them (`closed`); every
+    /// instance went some other way than a watched call. A wave all claimed closes
+    /// quietly: its pages said who.
+    async fn close_waves(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        paged: &mut Vec<Paged>,
+    ) -> Result<(), Error> {
+        for (account, region, id) in self.store.open_waves().await? {
+            let current = self
+                .store
+                .wave(&account, &region)
+                .await?
+                .filter(|w| w.wave.id == id);
+            if let Some(w) = &current {
+                if now < w.wave.last_event_time.saturating_add(self.wave_bound) {
+                    continue;
+                }
+                let unclaimed = w.wave.instances.saturating_sub(w.claimed);
+                if unclaimed > 0 {
+                    let alert = crate::detector::wave_page(
+                        &self.store,
+                        w,
+                        WaveStage::Closed,
+                        self.wave_bound,
+                        now,
+                    )
+                    .await?;
+                    if self
+                        .page(&format!("wave_closed#{id}"), alert, now, lease_until)
+                        .await?
+                    {
+                        paged.push(Paged::WaveClosed {
+                            account: account.clone(),
+                            region: region.clone(),
+                            wave: id.clone(),
+                            unclaimed,
+                        });
+                    }
+                }
+            }
+            // Closed, or replaced by a later wave (whose own entry stands).
+            self.store.forget_wave(&account, &region, &id).await?;
+        }
+        Ok(())
     }
 
     /// The StackSet's instances that have not spoken: each is listed on the first run

@@ -254,3 +254,76 @@ async fn the_detector_and_the_backtest_report_the_same_wave() {
     assert_eq!(b.claimed_by, live.wave.claimed_by);
     assert!(b.unclaimed.is_empty() && live.claimed == live.wave.instances);
 }
+
+#[tokio::test]
+async fn past_its_bound_a_wave_pages_its_unclaimed_instances_once_and_a_claimed_one_closes_quietly()
+{
+    use tripwire_pipeline::watchdog::{Paged, Watchdog};
+    let rig = Rig::new(&format!("{}max_delivery_delay = \"10m\"\n", policy()));
+    let dog = Watchdog::new(
+        rig.store.clone(),
+        rig.alerts.clone(),
+        rig.clock.clone(),
+        600_000,
+    )
+    .with_wave_bound(600_000);
+    // One wave half claimed (records for the first 15 calls' 30 instances), one never.
+    let burst = wipe();
+    deliver_changes(&rig, &burst.state_changes("shutting-down", 2000)).await;
+    for e in burst.envelopes().iter().take(15) {
+        rig.deliver_one(e).await.unwrap();
+    }
+    let quiet = Burst::new("role/web@222222222222", "quiet")
+        .region("eu-west-1")
+        .calls(25)
+        .step(500);
+    deliver_changes(&rig, &quiet.state_changes("terminated", 0)).await;
+    // A third, all claimed.
+    let claimed = Burst::new("role/ci@333333333333", "claimed")
+        .calls(25)
+        .step(500);
+    deliver_changes(&rig, &claimed.state_changes("terminated", 1000)).await;
+    for e in claimed.envelopes() {
+        rig.deliver_one(&e).await.unwrap();
+    }
+    let before = rig.alerts.sent().len();
+    // The last instances went at T0 + 31 s (the wipe), + 12 s and + 13 s: within the
+    // bound nothing closes.
+    let run = |at: i64| {
+        rig.clock.set(support::T0 + at);
+        dog.run(support::T0 + at + 60_000)
+    };
+    assert_eq!(run(600_000).await.unwrap(), []);
+    rig.alerts.faults.fail_next("publish", 1);
+    assert!(run(640_000).await.is_err(), "a failed page fails the run");
+    let paged = run(640_000).await.unwrap();
+    let mut closed: Vec<(String, usize)> = paged
+        .iter()
+        .map(|p| match p {
+            Paged::WaveClosed {
+                region, unclaimed, ..
+            } => (region.clone(), *unclaimed),
+            other => panic!("{other:?}"),
+        })
+        .collect();
+    closed.sort();
+    assert_eq!(
+        closed,
+        [("eu-west-1".to_owned(), 25), ("us-east-1".to_owned(), 30)]
+    );
+    let pages: Vec<Value> = rig.alerts.sent()[before..].iter().map(json).collect();
+    assert_eq!(pages.len(), 2, "the all-claimed wave closed quietly");
+    assert!(pages.iter().all(|p| p["stage"] == "closed"));
+    let us = pages.iter().find(|p| p["region"] == "us-east-1").unwrap();
+    assert_eq!(us["unclaimed_count"], 30);
+    assert_eq!(us["claimed_by"][0]["instances"], 30);
+    assert!(rig
+        .alerts
+        .sent()
+        .last()
+        .unwrap()
+        .subject
+        .starts_with("TRIPWIRE SHUTDOWN WAVE CLOSED: "));
+    // Closed once: the next run has nothing left.
+    assert_eq!(run(900_000).await.unwrap(), []);
+}

@@ -36,6 +36,8 @@
 //! - `VI#<account>#<region>#<instance>` / `VI`: an instance (`t`, `done`, `lease` for its
 //!   first event; `w`, the wave it was credited to; `by`, the caller the first record
 //!   naming it names), one small item per instance, spread over partitions.
+//! - `VW` / `<account>#<region>#<wave id>`: a wave not yet closed, for the watchdog,
+//!   which pages its unclaimed instances once `max_delivery_delay` has passed.
 //! - `VC#<wave id>` / `VC`: a wave's counts (`n`, `claimed`, `claims` by principal),
 //!   added in one transaction with the instance's `w` or `by`, so nothing counts twice.
 //!
@@ -118,6 +120,13 @@ pub fn event_sk(prefix: char, t: Millis, event_id: &str) -> String {
 
 pub(super) fn expires(now: Millis) -> AttributeValue {
     n((now + RETENTION_MS) / 1000)
+}
+
+/// The partition listing the waves not yet closed, for the watchdog.
+pub(super) const OPEN_WAVES: &str = "VW";
+
+pub(super) fn open_wave_sk(account: &str, region: &str, id: &str) -> String {
+    format!("{account}#{region}#{id}")
 }
 
 pub(super) fn pair_pk(account: &str, region: &str) -> String {

@@ -3,7 +3,7 @@
 //! kind's reads and writes are a file of their own, implementing the pipeline's port for
 //! that capability: calls and windows ([`calls`]), incidents ([`incidents`]), sessions
 //! and initiations ([`sessions`]), heartbeats ([`heartbeats`]), one-off steps
-//! ([`steps`]) and contained principals ([`contained`]).
+//! ([`steps`]), contained principals ([`contained`]) and shutdown waves ([`waves`]).
 
 use crate::error::{aws_error, Error, Port};
 use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};

@@ -425,11 +425,19 @@ impl Waves for WindowStore {
             .condition_expression("attribute_not_exists(pk)")
             .build()
             .map_err(build)?;
+        let listed = Put::builder()
+            .table_name(&self.table)
+            .item("pk", s(OPEN_WAVES))
+            .item("sk", s(open_wave_sk(&w.account, &w.region, &w.id)))
+            .item("expires", expires(now))
+            .build()
+            .map_err(build)?;
         let items = vec![
             TransactWriteItem::builder()
                 .put(put.build().map_err(build)?)
                 .build(),
             TransactWriteItem::builder().put(counts).build(),
+            TransactWriteItem::builder().put(listed).build(),
         ];
         Ok(matches!(self.transact(items, &w.id).await?, Tx::Done))
     }
@@ -551,6 +559,36 @@ impl Waves for WindowStore {
                 .expression_attribute_values(":before", n(now - gap)),
         };
         Ok(conditional("dynamodb:UpdateItem", u.send().await)?.is_some())
+    }
+
+    async fn open_waves(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let items = self
+            // Every entry begins with a 12-digit account: '0' to ':' (after '9').
+            .range(OPEN_WAVES.into(), "0".into(), ":".into())
+            .await?;
+        items
+            .iter()
+            .map(|item| {
+                let sk = get_s(item, "sk")?;
+                let mut parts = sk.splitn(3, '#');
+                match (parts.next(), parts.next(), parts.next()) {
+                    (Some(a), Some(r), Some(id)) => Ok((a.to_owned(), r.to_owned(), id.to_owned())),
+                    _ => Err(Error::Stored(format!("bad open wave {sk}"))),
+                }
+            })
+            .collect()
+    }
+
+    async fn forget_wave(&self, account: &str, region: &str, id: &str) -> Result<(), Error> {
+        self.client
+            .delete_item()
+            .table_name(&self.table)
+            .key("pk", s(OPEN_WAVES))
+            .key("sk", s(open_wave_sk(account, region, id)))
+            .send()
+            .await
+            .map_err(|e| aws_error(Port::State, "dynamodb:DeleteItem", e))?;
+        Ok(())
     }
 
     async fn callers(

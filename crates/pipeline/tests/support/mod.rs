@@ -146,6 +146,7 @@ struct Tables {
     // Per (account, region): instances' state changes, and the wave.
     instances: HashMap<(String, String, String), WaveInstance>,
     waves: HashMap<(String, String), WaveItem>,
+    open_waves: BTreeSet<(String, String, String)>,
     // Heartbeats by (account, region).
     heartbeats: BTreeMap<(String, String), tripwire_engine::armed::HeartbeatState>,
     // StackSet instances not heard from yet, by (account, region).
@@ -838,6 +839,9 @@ impl tripwire_pipeline::Waves for MemoryStore {
             return Ok(false);
         }
         let previous = current.map(|c| (c.wave.first_event_time, c.wave.last_event_time));
+        tables
+            .open_waves
+            .insert((w.account.clone(), w.region.clone(), w.id.clone()));
         let mut wave = w.clone();
         wave.instances = 0;
         tables.waves.insert(
@@ -976,6 +980,19 @@ impl tripwire_pipeline::Waves for MemoryStore {
             w.last_page = now;
         }
         Ok(free)
+    }
+
+    async fn open_waves(&self) -> Result<Vec<(String, String, String)>, Error> {
+        let tables = self.op("open_waves").await?;
+        Ok(tables.open_waves.iter().cloned().collect())
+    }
+
+    async fn forget_wave(&self, account: &str, region: &str, id: &str) -> Result<(), Error> {
+        let mut tables = self.op("forget_wave").await?;
+        tables
+            .open_waves
+            .remove(&(account.to_owned(), region.to_owned(), id.to_owned()));
+        Ok(())
     }
 
     async fn callers(
