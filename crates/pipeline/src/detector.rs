@@ -377,7 +377,7 @@ where
                     result: Box::new(result),
                 });
             }
-            out.extend(self.claim_wave(&t).await?);
+            out.extend(self.claim_wave(&t, lease_until).await?);
         }
         Ok(out)
     }
@@ -443,9 +443,11 @@ where
                 else {
                     continue;
                 };
-                // The opener's retry, or any event of a wave whose opener gave up.
-                let page = if joined.alerted {
-                    self.page_wave(&joined, None, WaveStage::Grew, now).await?
+                // The opener's retry finishes the opening (its page, if that failed, and
+                // the window's credits), as does any event of a wave whose page never
+                // went out; the others page growth.
+                let page = if joined.alerted && joined.trigger_event_id != c.event_id {
+                    self.page_growth(&joined, now).await?
                 } else {
                     self.finish_wave_open(&joined, now, lease_until).await?
                 };
@@ -506,21 +508,26 @@ where
     ) -> Result<bool, Error> {
         let w = &stored.wave;
         let mut paged = false;
+        // The step, not the wave's flag, says whether the page went out: a page whose
+        // flag failed to stick is not sent again by the retry.
         let step = format!("wave#{}", w.id);
-        if !stored.alerted
-            && self.store.claim_once(&step, now, lease_until).await? != Recorded::Duplicate
-        {
+        if self.store.claim_once(&step, now, lease_until).await? != Recorded::Duplicate {
             let sent = async {
                 let alert = self.wave_alert(stored, WaveStage::Opened, now).await?;
-                self.alerter.publish(&alert).await?;
-                self.store
-                    .set_wave_alerted(&w.account, &w.region, &w.id, now)
-                    .await
+                self.alerter.publish(&alert).await
             }
             .await;
-            let _ = self.store.settle_once(&step, sent.is_ok()).await;
-            sent?;
+            if let Err(e) = sent {
+                let _ = self.store.settle_once(&step, false).await;
+                return Err(e);
+            }
+            self.store.settle_once(&step, true).await?;
             paged = true;
+        }
+        if !stored.alerted {
+            self.store
+                .set_wave_alerted(&w.account, &w.region, &w.id, now)
+                .await?;
         }
         self.store
             .join_wave(
@@ -534,26 +541,48 @@ where
         Ok(paged)
     }
 
-    /// Pages wave `stored` again if its slot is free: for a new caller, or the gap.
-    async fn page_wave(
-        &self,
-        stored: &StoredWave,
-        caller: Option<&str>,
-        stage: WaveStage,
-        now: Millis,
-    ) -> Result<bool, Error> {
+    /// Pages wave `stored`'s growth if its last page is a minute old. The page is
+    /// rendered before the slot is taken; a publish that fails after it leaves the news
+    /// to the next minute's page, as the incidents' updates do.
+    async fn page_growth(&self, stored: &StoredWave, now: Millis) -> Result<bool, Error> {
         let w = &stored.wave;
+        let alert = self.wave_alert(stored, WaveStage::Grew, now).await?;
         if !self
             .store
-            .claim_wave_page(&w.account, &w.region, &w.id, caller, now, UPDATE_GAP_MS)
+            .claim_wave_page(&w.account, &w.region, &w.id, now, UPDATE_GAP_MS)
             .await?
         {
             return Ok(false);
         }
-        self.alerter
-            .publish(&self.wave_alert(stored, stage, now).await?)
-            .await?;
+        self.alerter.publish(&alert).await?;
         Ok(true)
+    }
+
+    /// Pages wave `stored` naming `caller`, once per caller: a step of its own, so a
+    /// failed page is sent by the retry and a sent one never again.
+    async fn page_caller(
+        &self,
+        stored: &StoredWave,
+        caller: &str,
+        now: Millis,
+        lease_until: Millis,
+    ) -> Result<bool, Error> {
+        let step = format!("wave#{}#by#{caller}", stored.wave.id);
+        if self.store.claim_once(&step, now, lease_until).await? == Recorded::Duplicate {
+            return Ok(false);
+        }
+        let sent = async {
+            let alert = self.wave_alert(stored, WaveStage::Claimed, now).await?;
+            self.alerter.publish(&alert).await
+        }
+        .await;
+        match sent {
+            Ok(_) => self.store.settle_once(&step, true).await.map(|()| true),
+            Err(e) => {
+                let _ = self.store.settle_once(&step, false).await;
+                Err(e)
+            }
+        }
     }
 
     /// The page for `stored`, as [`wave_page`] renders it.
@@ -576,7 +605,11 @@ where
     /// A counted call's instances, named to the waves they joined: the wave's page says
     /// who terminated them, once per caller. Evidence for the wave only: the call's own
     /// burst is counted and contained as every call's is.
-    async fn claim_wave(&self, t: &Termination) -> Result<Vec<Outcome>, Error> {
+    async fn claim_wave(
+        &self,
+        t: &Termination,
+        lease_until: Millis,
+    ) -> Result<Vec<Outcome>, Error> {
         if self.policy.state_change_threshold.is_none()
             || t.kind() != tripwire_engine::catalogue::EC2_INSTANCE
             || t.is_attempt()
@@ -606,12 +639,7 @@ where
                 continue;
             };
             let page = self
-                .page_wave(
-                    &stored,
-                    Some(&t.principal.arn),
-                    WaveStage::Claimed,
-                    self.clock.now(),
-                )
+                .page_caller(&stored, &t.principal.arn, self.clock.now(), lease_until)
                 .await?;
             out.push(Outcome::WaveClaimed {
                 event_id: t.event_id.clone(),

@@ -472,14 +472,13 @@ pub trait Waves: Send + Sync {
         now: Millis,
     ) -> impl Future<Output = Result<(), Error>> + Send;
 
-    /// Takes wave `id`'s page slot once its first page went out: for `caller`, once per
-    /// caller; without one, if the last page is at least `gap` old.
+    /// Takes wave `id`'s growth-page slot once its first page went out, if its last
+    /// page is at least `gap` old.
     fn claim_wave_page(
         &self,
         account: &str,
         region: &str,
         id: &str,
-        caller: Option<&str>,
         now: Millis,
         gap: Millis,
     ) -> impl Future<Output = Result<bool, Error>> + Send;

@@ -327,3 +327,71 @@ async fn past_its_bound_a_wave_pages_its_unclaimed_instances_once_and_a_claimed_
     // Closed once: the next run has nothing left.
     assert_eq!(run(900_000).await.unwrap(), []);
 }
+
+/// Every step of the lane failing once, at every point of a wave's life: Lambda's retry
+/// of the failed event finishes it, and the wave ends exactly as without the faults:
+/// every instance counted and credited once, one first page, one page per caller.
+#[tokio::test]
+async fn a_fault_at_any_step_is_finished_by_the_retry_and_counts_nothing_twice() {
+    const OPS: &[(&str, bool)] = &[
+        ("record_change", false),
+        ("changes", false),
+        ("wave", false),
+        ("open_wave", false),
+        ("join_wave", false),
+        ("name_callers", false),
+        ("set_wave_alerted", false),
+        ("claim_wave_page", false),
+        ("callers", false),
+        ("claim_once", false),
+        ("settle_change", false),
+        ("publish", true),
+    ];
+    let burst = wipe();
+    let mut events = burst.state_changes("shutting-down", 2000);
+    // The records interleaved with the later events.
+    let records = burst.envelopes();
+    for (k, r) in records.iter().enumerate() {
+        events.insert(30 + 2 * k, r.clone());
+    }
+    for &(op, alerts) in OPS {
+        for at in [0, 19, 25, 40, 70] {
+            let rig = Rig::new(&policy());
+            for (k, e) in events.iter().enumerate() {
+                if k == at {
+                    if alerts {
+                        rig.alerts.faults.fail_next(op, 1);
+                    } else {
+                        rig.store.faults.fail_next(op, 1);
+                    }
+                }
+                let mut tries = 0;
+                while rig.deliver_one(e).await.is_err() {
+                    // Lambda's retry comes after the invocation's lease ran out.
+                    rig.clock.advance(61_000);
+                    tries += 1;
+                    assert!(tries < 3, "{op} at {at}: still failing");
+                }
+            }
+            let wave = rig.store.wave_of(PROD, "us-east-1").expect("a wave");
+            assert_eq!(
+                (wave.wave.instances, wave.claimed),
+                (60, 60),
+                "{op} at {at}"
+            );
+            let stages: Vec<String> = rig
+                .alerts
+                .sent()
+                .iter()
+                .filter(|a| a.kind.as_str() == "shutdown_wave")
+                .map(|a| json(a)["stage"].as_str().unwrap().to_owned())
+                .collect();
+            let n = |s: &str| stages.iter().filter(|x| *x == s).count();
+            assert_eq!(
+                (n("opened"), n("claimed")),
+                (1, 1),
+                "{op} at {at}: {stages:?}"
+            );
+        }
+    }
+}

@@ -538,27 +538,20 @@ impl Waves for WindowStore {
         account: &str,
         region: &str,
         id: &str,
-        caller: Option<&str>,
         now: Millis,
         gap: Millis,
     ) -> Result<bool, Error> {
-        let u = self
+        let res = self
             .update_wave(account, region)
+            .update_expression("SET lp = :now")
+            .condition_expression("id = :id AND alerted = :yes AND lp <= :before")
             .expression_attribute_values(":id", s(id))
             .expression_attribute_values(":yes", AttributeValue::Bool(true))
-            .expression_attribute_values(":now", n(now));
-        let u = match caller {
-            Some(p) => u
-                .update_expression("ADD paged :ps SET lp = :now")
-                .condition_expression("id = :id AND alerted = :yes AND NOT contains(paged, :p)")
-                .expression_attribute_values(":ps", AttributeValue::Ss(vec![p.to_owned()]))
-                .expression_attribute_values(":p", s(p)),
-            None => u
-                .update_expression("SET lp = :now")
-                .condition_expression("id = :id AND alerted = :yes AND lp <= :before")
-                .expression_attribute_values(":before", n(now - gap)),
-        };
-        Ok(conditional("dynamodb:UpdateItem", u.send().await)?.is_some())
+            .expression_attribute_values(":now", n(now))
+            .expression_attribute_values(":before", n(now - gap))
+            .send()
+            .await;
+        Ok(conditional("dynamodb:UpdateItem", res)?.is_some())
     }
 
     async fn open_waves(&self) -> Result<Vec<(String, String, String)>, Error> {

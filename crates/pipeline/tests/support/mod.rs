@@ -712,7 +712,6 @@ struct WaveItem {
     trigger_event_id: String,
     alerted: bool,
     last_page: Millis,
-    paged: BTreeSet<String>,
     claims: BTreeMap<String, usize>,
     previous: Option<(Millis, Millis)>,
 }
@@ -851,7 +850,6 @@ impl tripwire_pipeline::Waves for MemoryStore {
                 trigger_event_id: trigger_event_id.to_owned(),
                 alerted: false,
                 last_page: 0,
-                paged: BTreeSet::new(),
                 claims: BTreeMap::new(),
                 previous,
             },
@@ -960,7 +958,6 @@ impl tripwire_pipeline::Waves for MemoryStore {
         account: &str,
         region: &str,
         id: &str,
-        caller: Option<&str>,
         now: Millis,
         gap: Millis,
     ) -> Result<bool, Error> {
@@ -968,18 +965,12 @@ impl tripwire_pipeline::Waves for MemoryStore {
         let Some(w) = tables
             .waves
             .get_mut(&pair(account, region))
-            .filter(|w| w.wave.id == id && w.alerted)
+            .filter(|w| w.wave.id == id && w.alerted && w.last_page <= now - gap)
         else {
             return Ok(false);
         };
-        let free = match caller {
-            Some(p) => w.paged.insert(p.to_owned()),
-            None => w.last_page <= now - gap,
-        };
-        if free {
-            w.last_page = now;
-        }
-        Ok(free)
+        w.last_page = now;
+        Ok(true)
     }
 
     async fn open_waves(&self) -> Result<Vec<(String, String, String)>, Error> {
