@@ -216,6 +216,71 @@ async fn ec2s_own_events_page_a_wave_before_cloudtrail_and_the_late_records_name
         stack.attached(PROD, "role/cleanup-task").await,
         ["tripwire-brake", "tripwire-contain-scope"]
     );
+    // `tripwire backtest` on the same deliveries, duplicates and all, under the same
+    // policy: the same wave, the same caller, the same one burst.
+    let delivered = stack.logs.join("wave-events.jsonl");
+    let lines: Vec<String> = burst
+        .state_changes("shutting-down", 2000)
+        .iter()
+        .chain(&late)
+        .map(Value::to_string)
+        .collect();
+    std::fs::write(&delivered, lines.join("\n")).unwrap();
+    let policy = stack.logs.join("wave-policy.toml");
+    std::fs::write(&policy, tripwire_localstack::POLICY).unwrap();
+    let out = stack
+        .cli()
+        .args(["backtest", "--json", "--policy"])
+        .arg(&policy)
+        .arg(&delivered)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let replayed: Vec<Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let waves: Vec<&Value> = replayed
+        .iter()
+        .filter(|l| l["kind"] == "shutdown_wave")
+        .collect();
+    assert_eq!(waves.len(), 1);
+    assert_eq!(
+        (
+            &waves[0]["id"],
+            &waves[0]["trigger_count"],
+            &waves[0]["instances"]
+        ),
+        (&page["id"], &page["trigger_count"], &json!(60))
+    );
+    // The page named the caller at its first record; the table holds the wave now.
+    let live = {
+        use tripwire_pipeline::Waves;
+        tripwire_aws::store::WindowStore::new(
+            aws_sdk_dynamodb::Client::new(&stack.sdk),
+            &stack.table,
+        )
+        .wave(PROD, "us-east-1")
+        .await
+        .unwrap()
+        .unwrap()
+    };
+    assert_eq!((live.wave.instances, live.claimed), (60, 60));
+    assert_eq!(
+        waves[0]["claimed_by"],
+        serde_json::to_value(&live.wave.claimed_by).unwrap()
+    );
+    assert_eq!(waves[0]["unclaimed"], json!([]));
+    let bursts: Vec<&Value> = replayed
+        .iter()
+        .filter(|l| l["type"] == "incident" && l["kind"] != "shutdown_wave")
+        .collect();
+    assert_eq!(bursts.len(), 1);
+    assert_eq!(bursts[0]["principal_arn"], cleanup);
 
     // A second wave no record claims (Spot, an OS shutdown): alert-only, every instance
     // named unclaimed.
