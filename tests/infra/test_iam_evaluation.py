@@ -13,6 +13,7 @@ value of the key in its place) before the evaluator sees the document."""
 import collections
 import collections.abc
 import copy
+import functools
 import json
 import pathlib
 
@@ -23,7 +24,8 @@ collections.Mapping = collections.abc.Mapping
 collections.MutableMapping = collections.abc.MutableMapping
 
 from principalmapper.common import Node, Policy  # noqa: E402
-from principalmapper.querying.query_interface import local_check_authorization_full  # noqa: E402
+from principalmapper.querying.local_policy_simulation import policy_has_matching_statement  # noqa: E402
+from principalmapper.querying.query_interface import _prepare_condition_context, local_check_authorization_full  # noqa: E402
 
 from test_templates import CENTRAL, MEMBER, ROOT, TARGET, _resolve, _tripwire  # noqa: E402
 
@@ -652,3 +654,81 @@ def test_only_the_member_forwarders_put_events_on_the_organization_bus():
     for other in (f"arn:aws:iam::{PROD}:role/Admin", f"arn:aws:iam::{PROD}:role/ops/tripwire-forwarder",
                   f"arn:aws:iam::{PROD}:role/tripwire-forwarder-x"):
         assert not puts(other), other
+
+
+# The account brake: the SCP the security account attaches to one member account when
+# IAM cannot contain (`tripwire check-policy --get account_brake_scp`), judged by
+# principalmapper's evaluator with Organizations' FullAWSAccess beside it.
+OTHER = "444444444444"
+
+
+@functools.cache
+def _brake_scp_text():
+    return _tripwire("check-policy", str(ROOT / "config" / "policy.toml"), "--get", "account_brake_scp").strip()
+
+
+def _brake_scps(braked):
+    scps = [Policy("arn:aws:organizations::1:policy/p-full", "FullAWSAccess", FULL_ACCESS)]
+    if braked:
+        scps.append(Policy("arn:aws:organizations::1:policy/p-brake", "tripwire-account-brake",
+                           json.loads(_brake_scp_text())))
+    return scps
+
+
+def _braked(who, action, resource, braked=True):
+    """Whether `who` (an administrator of its account) may make the call with the brake
+    attached to PROD (`braked`) or not. principalmapper's Node models users and roles
+    only, so the root user (whom IAM grants everything and only an SCP can bind) is
+    judged by the SCP step of the same evaluator: no Deny matches, an Allow does."""
+    scps = _brake_scps(braked)
+    ctx = {"aws:PrincipalArn": who, "aws:PrincipalAccount": who.split(":")[4]}
+    if who.endswith(":root"):
+        keys = _prepare_condition_context(copy.deepcopy(ctx))
+        return (not any(policy_has_matching_statement(p, "Deny", action, resource, keys) for p in scps)
+                and any(policy_has_matching_statement(p, "Allow", action, resource, keys) for p in scps))
+    return local_check_authorization_full(_member_admin(who), action, resource, ctx, service_control_policy_groups=[scps])
+
+
+BRAKED_CALLS = [
+    ("ec2:TerminateInstances", f"arn:aws:ec2:us-east-1:{PROD}:instance/i-0123456789abcdef0"),
+    ("rds:DeleteDBCluster", f"arn:aws:rds:us-east-1:{PROD}:cluster:prod"),
+    ("s3:DeleteBucket", "arn:aws:s3:::prod-data"),
+    # The calls that set a service-linked role to destroy capacity: no SCP binds the role.
+    ("autoscaling:DeleteAutoScalingGroup", f"arn:aws:autoscaling:us-east-1:{PROD}:autoScalingGroup:x:autoScalingGroupName/web"),
+    ("autoscaling:SetDesiredCapacity", f"arn:aws:autoscaling:us-east-1:{PROD}:autoScalingGroup:x:autoScalingGroupName/web"),
+    ("eks:DeleteNodegroup", f"arn:aws:eks:us-east-1:{PROD}:nodegroup/prod/ng/x"),
+]
+
+WHOM_IAM_CANNOT_CONTAIN = [
+    f"arn:aws:iam::{PROD}:root",
+    f"arn:aws:iam::{PROD}:role/aws-reserved/sso.amazonaws.com/AWSReservedSSO_AdministratorAccess_0123456789abcdef",
+    f"arn:aws:iam::{PROD}:role/AWSControlTowerExecution",
+]
+
+
+@pytest.mark.parametrize("who", WHOM_IAM_CANNOT_CONTAIN, ids=["root", "identity-center", "control-tower"])
+@pytest.mark.parametrize("action,resource", BRAKED_CALLS, ids=[a for a, _ in BRAKED_CALLS])
+def test_under_the_account_brake_root_identity_center_and_control_tower_are_denied_the_watched_calls(who, action, resource):
+    assert _braked(who, action, resource, braked=False), "without the brake it could"
+    assert not _braked(who, action, resource)
+
+
+def test_the_account_brake_spares_protected_principals_our_roles_other_calls_and_other_accounts():
+    action, resource = BRAKED_CALLS[0]
+    for arn in (f"arn:aws:iam::{PROD}:role/BreakGlassAdmin", f"arn:aws:iam::{PROD}:role/tripwire-containment",
+                f"arn:aws:iam::{PROD}:role/tripwire-release"):
+        assert _braked(arn, action, resource), arn
+    # A look-alike of a protected name is not protected.
+    assert not _braked(f"arn:aws:iam::{PROD}:role/NotBreakGlass", action, resource)
+    root = f"arn:aws:iam::{PROD}:root"
+    for other_call in [("s3:GetObject", "arn:aws:s3:::prod-data/x"), ("ec2:DescribeInstances", "*"),
+                       ("iam:ListRoles", "*")]:
+        assert _braked(root, *other_call), other_call
+    # The brake is attached to the one account: another account's admin keeps its calls.
+    other = f"arn:aws:iam::{OTHER}:root"
+    assert _braked(other, "ec2:TerminateInstances", f"arn:aws:ec2:us-east-1:{OTHER}:instance/i-0123456789abcdef0",
+                   braked=False)
+
+
+def test_the_account_brake_fits_organizations_quota():
+    assert len(_brake_scp_text()) <= 5120, len(_brake_scp_text())

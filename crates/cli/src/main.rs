@@ -175,8 +175,9 @@ enum Command {
         file: PathBuf,
         /// Print one key instead, a list comma-separated (`protected_principals`,
         /// `deny_actions`, `deactivate_keys`, `allowed_accounts`, `service_threshold`,
-        /// `account_threshold`, `service_lane`): what the deploy scripts pass to the stacks; or
-        /// `event_patterns`, the stacks' EventBridge patterns as one JSON document.
+        /// `account_threshold`, `service_lane`): what the deploy scripts pass to the stacks;
+        /// `event_patterns`, the stacks' EventBridge patterns as one JSON document; or
+        /// `account_brake_scp`, the account brake's service control policy.
         #[arg(long)]
         get: Option<String>,
     },
@@ -392,8 +393,14 @@ fn main() -> Result<()> {
                 "event_patterns" => vec![serde_json::to_string_pretty(
                     &tripwire_engine::catalogue::event_patterns(),
                 )?],
+                // The account brake's service control policy for this policy, minified
+                // as Organizations counts its size; an error when it is too large.
+                "account_brake_scp" => {
+                    vec![tripwire_engine::containment::account_brake_scp(&p)
+                        .map_err(anyhow::Error::msg)?]
+                }
                 other => {
-                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold, account_threshold, service_lane or event_patterns, not `{other}`")
+                    anyhow::bail!("--get takes protected_principals, deny_actions, deactivate_keys, allowed_accounts, service_threshold, account_threshold, service_lane, event_patterns or account_brake_scp, not `{other}`")
                 }
             };
             println!("{}", values.join(","));

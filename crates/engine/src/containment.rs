@@ -1118,6 +1118,88 @@ pub fn brake_document(deny_actions: &[String]) -> String {
     ])
 }
 
+/// The calls among [`DOOR_ACTIONS`] that make a service destroy capacity without naming
+/// instances: what the account brake denies beside the calls that decide terminations,
+/// since no SCP binds the service-linked role that then carries them out.
+pub const CAPACITY_ACTIONS: [&str; 8] = [
+    "autoscaling:SetInstanceHealth",
+    "autoscaling:StartInstanceRefresh",
+    "autoscaling:ExecutePolicy",
+    "autoscaling:PutScalingPolicy",
+    "autoscaling:PutScheduledUpdateGroupAction",
+    "autoscaling:DeleteWarmPool",
+    "autoscaling:PutWarmPool",
+    "batch:UpdateComputeEnvironment",
+];
+
+/// The most characters a service control policy may hold (Organizations' quota).
+pub const SCP_MAX_CHARS: usize = 5120;
+
+/// The account brake's service control policy: every principal of the account it is
+/// attached to (the root user, Identity Center and Control Tower roles included, whom no
+/// IAM policy binds) is denied the policy's `deny_actions`, the calls that decide
+/// terminations and the calls that make services destroy capacity; the protected
+/// principals and the tripwire's own member roles are not. SCPs never bind service-linked
+/// roles, hence the calls that set them to work. Minified, so the size is the one
+/// Organizations counts; an error names the size when it passes the quota.
+pub fn account_brake_scp(policy: &Policy) -> Result<String, String> {
+    let mut stop: Vec<&str> = Vec::new();
+    let initiators = crate::catalogue::initiator_actions();
+    for a in policy
+        .deny_actions
+        .iter()
+        .map(String::as_str)
+        .chain(initiators.iter().map(String::as_str))
+        .chain(CAPACITY_ACTIONS)
+    {
+        if !stop.contains(&a) {
+            stop.push(a);
+        }
+    }
+    // The exemptions, as IAM matches them (case-sensitively, ARN part by ARN part): a
+    // protected glob written for `arn:aws:` covers every partition, as the policy reads
+    // it; the member roles by name, at any path, in any partition.
+    let mut exempt: Vec<String> = policy
+        .protected_principals
+        .iter()
+        .map(|g| {
+            let written = g.to_string();
+            match written.strip_prefix(crate::policy::ANY_PARTITION_PREFIX) {
+                Some(rest) if g.any_partition() => format!("arn:*:{rest}"),
+                _ => written,
+            }
+        })
+        .collect();
+    let containment = policy.containment_role.as_str();
+    for name in crate::names::MEMBER_ROLES
+        .iter()
+        .copied()
+        .chain([containment])
+    {
+        for arn in [
+            format!("arn:*:iam::*:role/{name}"),
+            format!("arn:*:iam::*:role/*/{name}"),
+        ] {
+            if !exempt.contains(&arn) {
+                exempt.push(arn);
+            }
+        }
+    }
+    let doc = render(vec![deny(
+        "TripwireAccountBrake",
+        stop,
+        "*",
+        Some(serde_json::json!({ "ArnNotLike": { "aws:PrincipalArn": exempt } })),
+    )]);
+    let chars = doc.chars().count();
+    if chars > SCP_MAX_CHARS {
+        return Err(format!(
+            "the account brake's SCP is {chars} characters, over Organizations' {SCP_MAX_CHARS}: fewer deny_actions or protected_principals"
+        ));
+    }
+    Ok(doc)
+}
+
 /// The managed quarantine: deny everything.
 pub fn quarantine_document() -> String {
     render(vec![deny("TripwireQuarantine", vec!["*"], "*", None)])
@@ -1159,6 +1241,60 @@ impl ContainmentRequest {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_account_brake_scp_denies_the_doors_and_exempts_the_protected_and_our_roles() {
+        let policy = Policy::from_toml(
+            "protected_principals = [\"arn:aws:iam::*:role/BreakGlass*\", \"arn:aws-us-gov:iam::*:role/Gov*\"]",
+        )
+        .unwrap();
+        let doc: serde_json::Value =
+            serde_json::from_str(&account_brake_scp(&policy).unwrap()).unwrap();
+        let st = &doc["Statement"][0];
+        assert_eq!(
+            (st["Effect"].as_str(), st["Resource"].as_str()),
+            (Some("Deny"), Some("*"))
+        );
+        let actions: Vec<&str> = st["Action"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        for a in [
+            "ec2:TerminateInstances",
+            "autoscaling:DeleteAutoScalingGroup",
+            "autoscaling:SetInstanceHealth",
+            "rds:DeleteDBCluster",
+        ] {
+            assert!(actions.contains(&a), "{a}");
+        }
+        let mut unique = actions.clone();
+        unique.sort_unstable();
+        unique.dedup();
+        assert_eq!(unique.len(), actions.len(), "each action once");
+        let exempt = st["Condition"]["ArnNotLike"]["aws:PrincipalArn"]
+            .as_array()
+            .unwrap();
+        // `arn:aws:` covers every partition, as the policy reads it; a named one only itself.
+        assert_eq!(exempt[0], "arn:*:iam::*:role/BreakGlass*");
+        assert_eq!(exempt[1], "arn:aws-us-gov:iam::*:role/Gov*");
+        assert!(exempt.contains(&"arn:*:iam::*:role/tripwire-containment".into()));
+        assert!(
+            !exempt
+                .iter()
+                .any(|e| e.as_str().unwrap().contains("tripwire-*")),
+            "no name but ours"
+        );
+        // Past Organizations' quota, it says so rather than shipping a policy AWS refuses.
+        let many: Vec<String> = (0..200)
+            .map(|k| format!("\"arn:aws:iam::*:role/protected-{k:03}\""))
+            .collect();
+        let huge =
+            Policy::from_toml(&format!("protected_principals = [{}]", many.join(","))).unwrap();
+        let err = account_brake_scp(&huge).unwrap_err();
+        assert!(err.contains("over Organizations' 5120"), "{err}");
+    }
     use crate::names::managed_policy_arn;
 
     #[test]
