@@ -507,23 +507,16 @@ where
         lease_until: Millis,
     ) -> Result<bool, Error> {
         let w = &stored.wave;
-        let mut paged = false;
         // The step, not the wave's flag, says whether the page went out: a page whose
         // flag failed to stick is not sent again by the retry.
-        let step = format!("wave#{}", w.id);
-        if self.store.claim_once(&step, now, lease_until).await? != Recorded::Duplicate {
-            let sent = async {
-                let alert = self.wave_alert(stored, WaveStage::Opened, now).await?;
-                self.alerter.publish(&alert).await
-            }
-            .await;
-            if let Err(e) = sent {
-                let _ = self.store.settle_once(&step, false).await;
-                return Err(e);
-            }
-            self.store.settle_once(&step, true).await?;
-            paged = true;
-        }
+        let paged = crate::page_once(
+            &self.store,
+            &self.alerter,
+            &format!("wave#{}", w.id),
+            (now, lease_until),
+            self.wave_alert(stored, WaveStage::Opened, now),
+        )
+        .await?;
         if !stored.alerted {
             self.store
                 .set_wave_alerted(&w.account, &w.region, &w.id, now)
@@ -567,22 +560,14 @@ where
         now: Millis,
         lease_until: Millis,
     ) -> Result<bool, Error> {
-        let step = format!("wave#{}#by#{caller}", stored.wave.id);
-        if self.store.claim_once(&step, now, lease_until).await? == Recorded::Duplicate {
-            return Ok(false);
-        }
-        let sent = async {
-            let alert = self.wave_alert(stored, WaveStage::Claimed, now).await?;
-            self.alerter.publish(&alert).await
-        }
-        .await;
-        match sent {
-            Ok(_) => self.store.settle_once(&step, true).await.map(|()| true),
-            Err(e) => {
-                let _ = self.store.settle_once(&step, false).await;
-                Err(e)
-            }
-        }
+        crate::page_once(
+            &self.store,
+            &self.alerter,
+            &format!("wave#{}#by#{caller}", stored.wave.id),
+            (now, lease_until),
+            self.wave_alert(stored, WaveStage::Claimed, now),
+        )
+        .await
     }
 
     /// The page for `stored`, as [`wave_page`] renders it.

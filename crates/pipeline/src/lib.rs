@@ -22,6 +22,30 @@ pub use error::{Error, Port};
 pub use release::{Lift, Release, Released};
 pub use responder::{Responder, ResponderOutcome};
 
+/// Publishes the page `render` makes for the one-off step `step` (claimed at `now` until
+/// the lease's end) unless it went out already or is going out elsewhere; a failed page
+/// gives the step up, so the retry sends it. `render` runs only once the step is ours.
+/// Whether the page went out now.
+pub(crate) async fn page_once<S: Steps, A: Alerts>(
+    store: &S,
+    alerter: &A,
+    step: &str,
+    (now, lease_until): (Millis, Millis),
+    render: impl Future<Output = Result<Alert, Error>>,
+) -> Result<bool, Error> {
+    if store.claim_once(step, now, lease_until).await? == Recorded::Duplicate {
+        return Ok(false);
+    }
+    let sent = async { alerter.publish(&render.await?).await }.await;
+    match sent {
+        Ok(_) => store.settle_once(step, true).await.map(|()| true),
+        Err(e) => {
+            let _ = store.settle_once(step, false).await;
+            Err(e)
+        }
+    }
+}
+
 /// How long a recorded initiator call is kept: beyond any lookback that can name it.
 pub const INITIATOR_RETENTION_MS: Millis = 24 * 3600 * 1000;
 

@@ -4,7 +4,7 @@
 //! listed it, and `coverage_restored` once when either speaks. It also closes shutdown
 //! waves past their bound, paging once the instances no record claimed.
 
-use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Recorded, Steps, Waves};
+use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Steps, Waves};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind, WaveStage};
@@ -325,15 +325,13 @@ impl<S: Heartbeats + Steps + Waves, A: Alerts, C: Clock, D: Deployments> Watchdo
         now: Millis,
         lease_until: Millis,
     ) -> Result<bool, Error> {
-        if self.store.claim_once(step, now, lease_until).await? == Recorded::Duplicate {
-            return Ok(false);
-        }
-        match self.alerter.publish(&alert).await {
-            Ok(_) => self.store.settle_once(step, true).await.map(|()| true),
-            Err(e) => {
-                let _ = self.store.settle_once(step, false).await;
-                Err(e)
-            }
-        }
+        crate::page_once(
+            &self.store,
+            &self.alerter,
+            step,
+            (now, lease_until),
+            async { Ok(alert) },
+        )
+        .await
     }
 }
