@@ -1,4 +1,4 @@
-"""moto_server as the local stack runs it, with two fixes where moto differs from AWS in a
+"""moto_server as the local stack runs it, with fixes where moto differs from AWS in a
 way the tripwire's tests measure.
 
 1. Transactions. Before a TransactWriteItems, moto backs up every table it touches with a
@@ -22,6 +22,12 @@ as the API reference describes, and reports an unknown finding as unprocessed.
 4. EventBridge's `account`. moto delivers an event to a target without the `account`
 field every EventBridge event carries (its default input template leaves it out);
 here it keeps it, so a rule's target can check where an event came from.
+
+5. Atomic writes. moto serves requests on threads, and its DynamoDB reads an item,
+changes it and stores it back with no lock: two updates of one item at once can lose
+one (a counter's increment), and a cancelled transaction's restore (1.) can undo a
+write made meanwhile. DynamoDB applies each write to an item atomically and isolates
+transactions. Here every write and every transaction holds one lock.
 Arguments are moto_server's.
 """
 
@@ -114,6 +120,20 @@ def transact_write_items(self, transact_items):
 
 
 DynamoDBBackend.transact_write_items = transact_write_items
+
+_writes = threading.RLock()
+
+
+def _atomic(write):
+    def locked(*args, **kwargs):
+        with _writes:
+            return write(*args, **kwargs)
+
+    return locked
+
+
+for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
+    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
 
 WORKFLOW_STATUSES = {"NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"}
 
