@@ -23,11 +23,12 @@ as the API reference describes, and reports an unknown finding as unprocessed.
 field every EventBridge event carries (its default input template leaves it out);
 here it keeps it, so a rule's target can check where an event came from.
 
-5. Atomic writes. moto serves requests on threads, and its DynamoDB reads an item,
-changes it and stores it back with no lock: two updates of one item at once can lose
-one (a counter's increment), and a cancelled transaction's restore (1.) can undo a
-write made meanwhile. DynamoDB applies each write to an item atomically and isolates
-transactions. Here every write and every transaction holds one lock.
+5. Isolated transactions. moto serves requests on threads, and its DynamoDB reads an
+item, changes it and stores it back with no lock: two transactions adding to one
+counts item at once can lose an increment, and a cancelled transaction's restore (1.)
+can undo a transaction made meanwhile. DynamoDB isolates transactions. Here every
+transaction holds one lock (the tripwire's counts change only in transactions; plain
+writes stay concurrent, as the wipe's per-instance marks need).
 Arguments are moto_server's.
 """
 
@@ -121,19 +122,18 @@ def transact_write_items(self, transact_items):
 
 DynamoDBBackend.transact_write_items = transact_write_items
 
-_writes = threading.RLock()
+_transactions = threading.Lock()
 
 
 def _atomic(write):
     def locked(*args, **kwargs):
-        with _writes:
+        with _transactions:
             return write(*args, **kwargs)
 
     return locked
 
 
-for _name in ("put_item", "update_item", "delete_item", "transact_write_items"):
-    setattr(DynamoDBBackend, _name, _atomic(getattr(DynamoDBBackend, _name)))
+DynamoDBBackend.transact_write_items = _atomic(DynamoDBBackend.transact_write_items)
 
 WORKFLOW_STATUSES = {"NEW", "NOTIFIED", "RESOLVED", "SUPPRESSED"}
 

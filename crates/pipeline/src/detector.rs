@@ -603,6 +603,23 @@ where
         {
             return Ok(Vec::new());
         }
+        // Naming costs a write per instance: only where EC2's events have been seen
+        // within the records' delay, so an account and region that forwards none (or a
+        // wipe whose events never came) pays one read per call, not one write per
+        // instance. A record that comes before any of its pair's events names no one.
+        let bound = self.policy.max_delivery_delay;
+        if !self
+            .store
+            .any_change(
+                &t.account,
+                &t.region,
+                t.event_time - bound,
+                t.event_time + bound,
+            )
+            .await?
+        {
+            return Ok(Vec::new());
+        }
         let waves = self
             .store
             .name_callers(

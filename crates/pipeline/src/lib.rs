@@ -444,6 +444,16 @@ pub trait Waves: Send + Sync {
         to: Millis,
     ) -> impl Future<Output = Result<Vec<(Millis, String)>, Error>> + Send;
 
+    /// Whether any instance of the pair had its first event in `[from, to]` (one item
+    /// read at most).
+    fn any_change(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> impl Future<Output = Result<bool, Error>> + Send;
+
     /// The pair's current wave, live or not.
     fn wave(
         &self,

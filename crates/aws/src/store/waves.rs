@@ -180,6 +180,9 @@ impl WindowStore {
         t: Millis,
     ) -> Result<Option<String>, Error> {
         for _ in 0..TRIES {
+            // A record naming instances already named (a redelivery, a script's retry)
+            // learns why from the failed write itself: no read per instance, so such a
+            // call costs what its first delivery did.
             let first = self
                 .update_instance(account, region, instance)
                 .update_expression("SET #by = :p, bt = :t, expires = if_not_exists(expires, :exp)")
@@ -188,15 +191,20 @@ impl WindowStore {
                 .expression_attribute_values(":p", s(principal))
                 .expression_attribute_values(":t", n(t))
                 .expression_attribute_values(":exp", expires(t.max(0)))
+                .return_values_on_condition_check_failure(
+                    aws_sdk_dynamodb::types::ReturnValuesOnConditionCheckFailure::AllOld,
+                )
                 .send()
                 .await;
-            if conditional("dynamodb:UpdateItem", first)?.is_some() {
-                return Ok(None);
-            }
-            let item = self
-                .get(instance_pk(account, region, instance), "VI")
-                .await?
-                .unwrap_or_default();
+            let item = match first {
+                Ok(_) => return Ok(None),
+                Err(e) => match e.as_service_error() {
+                    Some(UpdateItemError::ConditionalCheckFailedException(c)) => {
+                        c.item().cloned().unwrap_or_default()
+                    }
+                    _ => return Err(aws_error(Port::State, "dynamodb:UpdateItem", e)),
+                },
+            };
             let wave = get_s(&item, "w").ok();
             match (get_s(&item, "by").ok(), wave) {
                 (Some(by), w) => return Ok(w.filter(|_| by == principal).map(str::to_owned)),
@@ -360,6 +368,30 @@ impl Waves for WindowStore {
                 }
             })
             .collect()
+    }
+
+    async fn any_change(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<bool, Error> {
+        let page = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("pk = :pk AND sk BETWEEN :a AND :b")
+            .expression_attribute_values(":pk", s(pair_pk(account, region)))
+            .expression_attribute_values(":a", s(change_sk(from, "")))
+            .expression_attribute_values(":b", s(change_sk(to.saturating_add(1), "")))
+            .limit(1)
+            .send()
+            .await
+            .map_err(|e| aws_error(Port::State, "dynamodb:Query", e))?;
+        let found = page.items.unwrap_or_default().len();
+        crate::stages::count_items_read(found);
+        Ok(found > 0)
     }
 
     async fn wave(&self, account: &str, region: &str) -> Result<Option<StoredWave>, Error> {

@@ -815,6 +815,19 @@ impl tripwire_pipeline::Waves for MemoryStore {
         Ok(out)
     }
 
+    async fn any_change(
+        &self,
+        account: &str,
+        region: &str,
+        from: Millis,
+        to: Millis,
+    ) -> Result<bool, Error> {
+        let tables = self.op("any_change").await?;
+        Ok(tables.instances.iter().any(|((a, r, _), i)| {
+            a == account && r == region && i.time.is_some_and(|t| (from..=to).contains(&t))
+        }))
+    }
+
     async fn wave(
         &self,
         account: &str,
