@@ -303,7 +303,6 @@ impl WindowStore {
         added: &Added,
         now: Millis,
     ) -> Result<(), Error> {
-        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
         use aws_sdk_dynamodb::types::{Put, TransactWriteItem, Update};
         let build = |e: aws_sdk_dynamodb::error::BuildError| Error::encoding("a join", e);
         let call = Put::builder()
@@ -325,46 +324,13 @@ impl WindowStore {
             .expression_attribute_values(":a", n(i64::from(key.lane == Lane::Attempt)))
             .build()
             .map_err(build)?;
-        let mut attempt = 0u64;
-        loop {
-            let res = self
-                .client
-                .transact_write_items()
-                .transact_items(TransactWriteItem::builder().put(call.clone()).build())
-                .transact_items(TransactWriteItem::builder().update(counts.clone()).build())
-                .send()
-                .await;
-            let err = match res {
-                Ok(_) => return Ok(()),
-                Err(e) => e,
-            };
-            let reasons: Vec<&str> = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None"))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if reasons.first() == Some(&"ConditionalCheckFailed") {
-                // An earlier attempt of this call added it already.
-                return Ok(());
-            }
-            if reasons.contains(&"TransactionConflict") && attempt < 8 {
-                // Another join holds the counts: back off a few milliseconds, by the
-                // call's own eventID so racing joins spread out.
-                let jitter = t.event_id.bytes().fold(attempt, |h, b| {
-                    h.wrapping_mul(31).wrapping_add(u64::from(b))
-                });
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    5 * (attempt + 1) + jitter % 10,
-                ))
-                .await;
-                attempt += 1;
-                continue;
-            }
-            return Err(aws_error(Port::State, "dynamodb:TransactWriteItems", err));
-        }
+        // Only the guard has a condition: `Changed` means an earlier attempt of this
+        // call added it already. Racing joins spread out by the call's own eventID.
+        let items = vec![
+            TransactWriteItem::builder().put(call).build(),
+            TransactWriteItem::builder().update(counts).build(),
+        ];
+        self.transact(items, &t.event_id).await.map(|_| ())
     }
 
     /// Lists what `added` added on the incident item while it lists fewer than

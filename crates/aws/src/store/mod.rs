@@ -83,6 +83,13 @@ fn get_bool(item: &Item, k: &str) -> bool {
 
 type Update = aws_sdk_dynamodb::operation::update_item::builders::UpdateItemFluentBuilder;
 
+/// How a transaction ended.
+pub(super) enum Tx {
+    Done,
+    /// A condition no longer held: read again and decide again.
+    Changed,
+}
+
 /// A step seen before: unfinished work whose lease ran out (its attempt failed or was
 /// killed) is taken over; work still in flight elsewhere, or finished, is a duplicate.
 /// Without the lease a concurrent duplicate would redo a live attempt's steps, and could
@@ -197,6 +204,53 @@ impl WindowStore {
                 Some(k) if !k.is_empty() => start = Some(k),
                 _ => return Ok(out),
             }
+        }
+    }
+
+    /// Runs a transaction; one that conflicts with another writer's (both add to one
+    /// counts item) backs off a few milliseconds, spread by `salt`, and tries again, up
+    /// to eight times; after that the conflict is the error, and Lambda's retry
+    /// follows. `Changed` when a condition no longer held.
+    pub(super) async fn transact(
+        &self,
+        items: Vec<aws_sdk_dynamodb::types::TransactWriteItem>,
+        salt: &str,
+    ) -> Result<Tx, Error> {
+        use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
+        let mut attempt = 0u64;
+        loop {
+            let res = self
+                .client
+                .transact_write_items()
+                .set_transact_items(Some(items.clone()))
+                .send()
+                .await;
+            let Err(err) = res else {
+                return Ok(Tx::Done);
+            };
+            let reasons: Vec<&str> = match err.as_service_error() {
+                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
+                    .cancellation_reasons()
+                    .iter()
+                    .map(|r| r.code().unwrap_or("None"))
+                    .collect(),
+                _ => Vec::new(),
+            };
+            if reasons.contains(&"ConditionalCheckFailed") {
+                return Ok(Tx::Changed);
+            }
+            if reasons.contains(&"TransactionConflict") && attempt < 8 {
+                let jitter = salt.bytes().fold(attempt, |h, b| {
+                    h.wrapping_mul(31).wrapping_add(u64::from(b))
+                });
+                tokio::time::sleep(std::time::Duration::from_millis(
+                    5 * (attempt + 1) + jitter % 10,
+                ))
+                .await;
+                attempt += 1;
+                continue;
+            }
+            return Err(aws_error(Port::State, "dynamodb:TransactWriteItems", err));
         }
     }
 

@@ -10,7 +10,6 @@
 
 use super::keys::*;
 use super::*;
-use aws_sdk_dynamodb::operation::transact_write_items::TransactWriteItemsError;
 use aws_sdk_dynamodb::types::{KeysAndAttributes, Put, TransactWriteItem, Update as TxUpdate};
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use tripwire_engine::record::StateChange;
@@ -19,15 +18,8 @@ use tripwire_pipeline::{StoredWave, Waves};
 
 /// Instances credited or named at once.
 const IN_FLIGHT: usize = 16;
-/// Tries of one instance's transaction against racing writers.
+/// Reads-and-decides of one instance against racing writers.
 const TRIES: u64 = 8;
-
-/// How a transaction ended.
-enum Tx {
-    Done,
-    /// A condition no longer held: read again and decide again.
-    Changed,
-}
 
 fn build(e: aws_sdk_dynamodb::error::BuildError) -> Error {
     Error::encoding("a wave transaction", e)
@@ -48,47 +40,6 @@ impl WindowStore {
             .table_name(&self.table)
             .key("pk", s(pair_pk(account, region)))
             .key("sk", s("WAVE"))
-    }
-
-    /// Runs a two-item transaction; conflicts with another writer back off and retry.
-    async fn transact(&self, items: Vec<TransactWriteItem>, salt: &str) -> Result<Tx, Error> {
-        for attempt in 0..TRIES {
-            let res = self
-                .client
-                .transact_write_items()
-                .set_transact_items(Some(items.clone()))
-                .send()
-                .await;
-            let Err(err) = res else {
-                return Ok(Tx::Done);
-            };
-            let reasons: Vec<&str> = match err.as_service_error() {
-                Some(TransactWriteItemsError::TransactionCanceledException(c)) => c
-                    .cancellation_reasons()
-                    .iter()
-                    .map(|r| r.code().unwrap_or("None"))
-                    .collect(),
-                _ => Vec::new(),
-            };
-            if reasons.contains(&"ConditionalCheckFailed") {
-                return Ok(Tx::Changed);
-            }
-            if reasons.contains(&"TransactionConflict") {
-                // Every instance of a wave adds to one counts item: spread the retries.
-                let jitter = salt.bytes().fold(attempt, |h, b| {
-                    h.wrapping_mul(31).wrapping_add(u64::from(b))
-                });
-                tokio::time::sleep(std::time::Duration::from_millis(
-                    5 * (attempt + 1) + jitter % 10,
-                ))
-                .await;
-                continue;
-            }
-            return Err(aws_error(Port::State, "dynamodb:TransactWriteItems", err));
-        }
-        Err(Error::Stored(
-            "a wave's counts stayed contended through every retry".into(),
-        ))
     }
 
     /// The counts update crediting a wave with `n` instances and, if named, one claim.
