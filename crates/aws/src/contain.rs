@@ -279,13 +279,13 @@ impl Contain for Containment {
     async fn current_arn(&self, plan: &Plan) -> Result<Result<String, Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
-                "the plan names no target account or entity".into(),
+                "the plan names no IAM entity in a target account".into(),
             )));
         };
         let result = async {
             let iam = self.iam(partition, account).await?;
             match target {
-                Target::Role(role) => {
+                Entity::Role(role) => {
                     let out = iam
                         .get_role()
                         .role_name(role)
@@ -294,7 +294,7 @@ impl Contain for Containment {
                         .map_err(|e| aws_error(Port::Containment, "iam:GetRole", e))?;
                     Ok(out.role().map(|r| r.arn().to_owned()).unwrap_or_default())
                 }
-                Target::User(user) => {
+                Entity::User(user) => {
                     let out = iam
                         .get_user()
                         .user_name(user)
@@ -320,7 +320,7 @@ impl Contain for Containment {
     async fn apply(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
         let Some((account, partition, target)) = target_of(plan) else {
             return Ok(Err(Refused::Iam(
-                "the plan names no target account or entity".into(),
+                "the plan names no IAM entity in a target account".into(),
             )));
         };
         let mut landed: Vec<String> = Vec::new();
@@ -349,7 +349,7 @@ impl Contain for Containment {
                     })?;
                 // Setting a tag again overwrites it, so retries are harmless.
                 match target {
-                    Target::Role(role) => iam
+                    Entity::Role(role) => iam
                         .tag_role()
                         .role_name(role)
                         .set_tags(Some(tags))
@@ -357,7 +357,7 @@ impl Contain for Containment {
                         .await
                         .map(|_| ())
                         .map_err(|e| aws_error(Port::Containment, "iam:TagRole", e))?,
-                    Target::User(user) => iam
+                    Entity::User(user) => iam
                         .tag_user()
                         .user_name(user)
                         .set_tags(Some(tags))
@@ -377,7 +377,7 @@ impl Contain for Containment {
             }
             // Last: the denies already stop the keys, and deactivating is the one step
             // an operator may not want undone on release (see `tripwire release`).
-            if let Target::User(user) = target {
+            if let Entity::User(user) = target {
                 for key in &plan.deactivate_keys {
                     match self
                         .set_key_status(&iam, user, key, StatusType::Inactive)
@@ -406,9 +406,9 @@ impl Contain for Containment {
 
 /// Attaches the tripwire's managed policy `arn` to `target`. Attaching an attached
 /// policy succeeds, so retries are harmless.
-async fn attach(iam: &aws_sdk_iam::Client, target: &Target, arn: &str) -> Result<(), Error> {
+async fn attach(iam: &aws_sdk_iam::Client, target: Entity<'_>, arn: &str) -> Result<(), Error> {
     match target {
-        Target::Role(role) => iam
+        Entity::Role(role) => iam
             .attach_role_policy()
             .role_name(role)
             .policy_arn(arn)
@@ -416,7 +416,7 @@ async fn attach(iam: &aws_sdk_iam::Client, target: &Target, arn: &str) -> Result
             .await
             .map(|_| ())
             .map_err(|e| aws_error(Port::Containment, "iam:AttachRolePolicy", e)),
-        Target::User(user) => iam
+        Entity::User(user) => iam
             .attach_user_policy()
             .user_name(user)
             .policy_arn(arn)
@@ -427,11 +427,24 @@ async fn attach(iam: &aws_sdk_iam::Client, target: &Target, arn: &str) -> Result
     }
 }
 
-/// The plan's target: its account, partition and entity. A plan that acts always names
-/// its target and account; only a summary (what the alerts show) lacks the partition.
-fn target_of(plan: &Plan) -> Option<(&str, &str, &Target)> {
+/// The IAM entity a plan restricts, by name.
+#[derive(Clone, Copy)]
+enum Entity<'a> {
+    Role(&'a str),
+    User(&'a str),
+}
+
+/// The plan's target: its account, partition and IAM entity. A plan that acts always
+/// names its target and account; only a summary (what the alerts show) lacks the
+/// partition, and an account brake names no IAM entity (Organizations holds it).
+fn target_of(plan: &Plan) -> Option<(&str, &str, Entity<'_>)> {
     let r = plan.restriction.as_ref()?;
-    Some((&r.account, r.partition.as_deref()?, &r.target))
+    let entity = match &r.target {
+        Target::Role(n) => Entity::Role(n),
+        Target::User(n) => Entity::User(n),
+        Target::Account(_) => return None,
+    };
+    Some((&r.account, r.partition.as_deref()?, entity))
 }
 
 fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {

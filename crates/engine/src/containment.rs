@@ -2,10 +2,10 @@
 //! It is executed elsewhere (the responder); nothing here calls AWS.
 
 use crate::names::{
-    BRAKE_POLICY, INSTANCE_TAG, QUARANTINE_MANAGED_POLICY, SCOPE_POLICY, SESSION_TAG,
-    SOURCE_IDENTITY_TAG,
+    ACCOUNT_BRAKE_SCP, BRAKE_POLICY, INSTANCE_TAG, QUARANTINE_MANAGED_POLICY, SCOPE_POLICY,
+    SESSION_TAG, SOURCE_IDENTITY_TAG,
 };
-use crate::policy::{Mode, Policy};
+use crate::policy::{BrakeFor, Mode, Policy};
 use crate::principal::service_role;
 use crate::principal::{FederationIssuer, Principal, PrincipalKind};
 use crate::time::Millis;
@@ -26,6 +26,10 @@ pub enum Action {
     Brake,
     /// Deny every session of the principal everything.
     Quarantine,
+    /// Attach the account brake's SCP to the principal's account: every principal there
+    /// but the protected ones and the tripwire's own is denied the watched calls.
+    #[serde(rename = "account_brake")]
+    AccountBrake,
 }
 
 /// Whom a plan's deny of everything reaches.
@@ -40,6 +44,8 @@ pub enum Scope {
     Role,
     /// An IAM user, with the sessions it issued.
     User,
+    /// Every principal of the account, through a service control policy.
+    Account,
 }
 
 impl Scope {
@@ -50,6 +56,7 @@ impl Scope {
             Scope::Session => "session",
             Scope::Role => "role",
             Scope::User => "user",
+            Scope::Account => "account",
         }
     }
 }
@@ -135,21 +142,24 @@ pub struct Condition {
     pub values: Vec<String>,
 }
 
-/// The IAM entity a plan restricts, by name without path (as `AttachRolePolicy` and
-/// `TagRole` take it). In JSON: `role_name` or `user_name`, never both.
+/// What a plan restricts: an IAM entity by name without path (as `AttachRolePolicy` and
+/// `TagRole` take it), or an account by its ID. In JSON: `role_name` or `user_name`,
+/// never both, or neither with scope `account`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Target {
     /// An IAM role.
     Role(String),
     /// An IAM user.
     User(String),
+    /// An account, through the account brake's SCP.
+    Account(String),
 }
 
 impl Target {
-    /// The entity's name.
+    /// The entity's name, or the account's ID.
     pub fn name(&self) -> &str {
         match self {
-            Target::Role(n) | Target::User(n) => n,
+            Target::Role(n) | Target::User(n) | Target::Account(n) => n,
         }
     }
 
@@ -163,6 +173,7 @@ impl Target {
         match self {
             Target::Role(n) => format!("role/{n}"),
             Target::User(n) => format!("user/{n}"),
+            Target::Account(a) => format!("account/{a}"),
         }
     }
 }
@@ -244,12 +255,16 @@ struct PlanJson {
 impl TryFrom<PlanJson> for Plan {
     type Error = &'static str;
     fn try_from(j: PlanJson) -> Result<Self, Self::Error> {
-        let target = match (j.role_name, j.user_name) {
-            (Some(r), None) => Some(Target::Role(r)),
-            (None, Some(u)) => Some(Target::User(u)),
-            (None, None) => None,
-            (Some(_), Some(_)) => return Err("a plan names a role or a user, not both"),
+        let target = match (j.role_name, j.user_name, j.scope, &j.target_account) {
+            (Some(r), None, _, _) => Some(Target::Role(r)),
+            (None, Some(u), _, _) => Some(Target::User(u)),
+            (None, None, Some(Scope::Account), Some(a)) => Some(Target::Account(a.clone())),
+            (None, None, _, _) => None,
+            (Some(_), Some(_), _, _) => return Err("a plan names a role or a user, not both"),
         };
+        if j.scope == Some(Scope::Account) && !matches!(target, Some(Target::Account(_))) {
+            return Err("an account-wide plan names no role or user");
+        }
         let restriction = match (target, j.target_account, j.scope) {
             (Some(target), Some(account), Some(scope)) => Some(Restriction {
                 target,
@@ -294,7 +309,7 @@ impl From<Plan> for PlanJson {
         let (role_name, user_name) = match target {
             Some(Target::Role(r)) => (Some(r), None),
             Some(Target::User(u)) => (None, Some(u)),
-            None => (None, None),
+            Some(Target::Account(_)) | None => (None, None),
         };
         PlanJson {
             action: p.action,
@@ -390,20 +405,8 @@ pub fn refusal(policy: &Policy, p: &Principal, kind: &str, c: &Culprit) -> Optio
     if policy.containment_for(&p.arn, kind) == Mode::Off {
         return Some("containment is off (alert-only mode)".into());
     }
-    if policy.is_protected(&p.arn) {
-        return Some("protected principal: alert only, never contained".into());
-    }
-    if let Some(a) = p.anomaly {
-        return Some(format!("not contained: {a}"));
-    }
-    // The member stack's own roles: the responder refuses them by name (and the
-    // containment role may not touch them), so a plan would promise what cannot happen.
-    if let PrincipalKind::Role { name, .. } = &p.kind {
-        if crate::names::is_member_role(name) {
-            return Some(format!(
-                "`{name}` is one of the tripwire's own member roles, which it never contains: a burst by it means its credentials are misused; handle it as tampering (rotate, and check the member stack); this page also goes to the alarm channel"
-            ));
-        }
+    if let Some(why) = never_contained(policy, p) {
+        return Some(why);
     }
     if let (PrincipalKind::Role { name, .. }, false) = (&p.kind, explicit) {
         // Exempt only when the service made every counted call: the name alone anyone
@@ -446,6 +449,104 @@ pub fn refusal(policy: &Policy, p: &Principal, kind: &str, c: &Culprit) -> Optio
         PrincipalKind::AwsService => Some("AWS service principals cannot be restricted".into()),
         PrincipalKind::Other(t) => Some(format!("unknown identity type `{t}`: nothing safe to restrict")),
     }
+}
+
+/// Why `p` is never contained, by any means: protected, an anomalous identity, or one of
+/// the tripwire's own member roles.
+fn never_contained(policy: &Policy, p: &Principal) -> Option<String> {
+    if policy.is_protected(&p.arn) {
+        return Some("protected principal: alert only, never contained".into());
+    }
+    if let Some(a) = p.anomaly {
+        return Some(format!("not contained: {a}"));
+    }
+    // The member stack's own roles: the responder refuses them by name (and the
+    // containment role may not touch them), so a plan would promise what cannot happen.
+    if let PrincipalKind::Role { name, .. } = &p.kind {
+        if crate::names::is_member_role(name) {
+            return Some(format!(
+                "`{name}` is one of the tripwire's own member roles, which it never contains: a burst by it means its credentials are misused; handle it as tampering (rotate, and check the member stack); this page also goes to the alarm channel"
+            ));
+        }
+    }
+    None
+}
+
+/// Which of the principals IAM cannot contain `p` is, as `account_brake_for` names them.
+fn brake_for(p: &Principal) -> Option<BrakeFor> {
+    match &p.kind {
+        PrincipalKind::Root
+        | PrincipalKind::FederatedUser {
+            issuer: FederationIssuer::Root,
+        } => Some(BrakeFor::Root),
+        PrincipalKind::IdentityCenterUser => Some(BrakeFor::IdentityCenter),
+        PrincipalKind::Role { .. } if p.is_identity_center_role() => Some(BrakeFor::IdentityCenter),
+        PrincipalKind::Role { name, .. } if is_control_tower_role(name) => {
+            Some(BrakeFor::ControlTower)
+        }
+        _ => None,
+    }
+}
+
+/// The account brake for `p`'s burst of `kind`, when the policy chooses it (a
+/// `[principals]` rule, or `account_brake_for` naming what `p` is): the plan, or the
+/// alert-only plan that says why it cannot be. `None` when the policy does not choose it.
+fn account_brake(policy: &Policy, p: &Principal, kind: &str) -> Option<Plan> {
+    let mode = policy.containment_for(&p.arn, kind);
+    let chosen = match mode {
+        Mode::AccountBrake => "a [principals] rule chooses the account brake for it".to_owned(),
+        Mode::Off => return None,
+        _ => {
+            let what = brake_for(p).filter(|w| policy.account_brake_for.contains(w))?;
+            format!(
+                "IAM cannot contain it, and account_brake_for names `{}`",
+                serde_json::to_value(what)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default()
+            )
+        }
+    };
+    if let Some(why) = never_contained(policy, p) {
+        return Some(Plan::none(why));
+    }
+    if p.is_service_linked_role() {
+        return Some(Plan::none(
+            "a service-linked role: no SCP binds it, so the account brake would not stop it; alert only",
+        ));
+    }
+    let account = match (&p.kind, &p.account) {
+        (PrincipalKind::AwsService | PrincipalKind::Other(_), _) | (_, None) => {
+            return Some(Plan::none(
+                "the account brake binds an account's own principals, and the record names none",
+            ))
+        }
+        (_, Some(a)) => a.clone(),
+    };
+    let Some(id) = policy.account_brake_policy.as_deref() else {
+        return Some(Plan::none(format!(
+            "{chosen}, but no account_brake_policy is deployed (the delegation template's output): alert only"
+        )));
+    };
+    Some(Plan {
+        action: Action::AccountBrake,
+        restriction: Some(Restriction {
+            target: Target::Account(account.clone()),
+            account: account.clone(),
+            scope: Scope::Account,
+            condition: None,
+            partition: Some(p.partition.clone()),
+            principal_arn: Some(p.arn.clone()),
+        }),
+        reason: format!(
+            "account brake: {chosen}; the service control policy {ACCOUNT_BRAKE_SCP} ({id}) on account {account} denies every principal there but the protected ones and the tripwire's own {} and the calls that set services destroying capacity",
+            policy.deny_actions.join(", ")
+        ),
+        managed: vec![ACCOUNT_BRAKE_SCP.to_owned()],
+        tags: BTreeMap::new(),
+        deactivate_keys: Vec::new(),
+        origin: None,
+    })
 }
 
 /// The name an incident counts the sessions beyond its kept ones under.
@@ -703,6 +804,9 @@ pub fn stale(
 /// Renders the plan for `p`, whose incident's calls (destroying resources of `kind`)
 /// show `culprit`.
 pub fn plan(policy: &Policy, p: &Principal, culprit: &Culprit, kind: &str) -> Plan {
+    if let Some(brake) = account_brake(policy, p, kind) {
+        return brake;
+    }
     if let Some(reason) = refusal(policy, p, kind, culprit) {
         return Plan::none(reason);
     }
@@ -1200,6 +1304,64 @@ pub fn account_brake_scp(policy: &Policy) -> Result<String, String> {
     Ok(doc)
 }
 
+/// Organizations' most service control policies attached directly to one account.
+pub const SCP_MAX_PER_TARGET: usize = 5;
+
+/// What Organizations shows before the account brake is attached to an account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BrakeTarget {
+    /// The organization's management account, which no SCP binds.
+    pub management_account: String,
+    /// The IDs of the SCPs attached directly to the account.
+    pub attached: Vec<String>,
+    /// The brake policy's content as Organizations holds it.
+    pub content: String,
+}
+
+/// What braking an account takes, once Organizations has been read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BrakeStep {
+    /// The brake is already attached (a redelivery, or another incident's brake).
+    Attached,
+    /// Attach it.
+    Attach,
+}
+
+/// Whether `account` can be braked with the policy's brake as `t` shows it, or why not:
+/// never past Organizations' limits (the brake detaches nothing of the organization's),
+/// never the management account (no SCP binds it), and never a brake whose content is
+/// not this policy's (its exemptions would be someone else's).
+pub fn brake_step(policy: &Policy, account: &str, t: &BrakeTarget) -> Result<BrakeStep, String> {
+    let id = policy
+        .account_brake_policy
+        .as_deref()
+        .ok_or("no account_brake_policy is deployed")?;
+    if account == t.management_account {
+        return Err(format!(
+            "account {account} is the organization's management account, which no SCP binds: rotate its root credentials and remove the caller by hand"
+        ));
+    }
+    let want: serde_json::Value = serde_json::from_str(&account_brake_scp(policy)?)
+        .map_err(|e| format!("the brake SCP does not render: {e}"))?;
+    let have: Option<serde_json::Value> = serde_json::from_str(&t.content).ok();
+    if have.as_ref() != Some(&want) {
+        return Err(format!(
+            "{id} ({ACCOUNT_BRAKE_SCP}) is not the policy's brake (its statements differ from `tripwire check-policy --get account_brake_scp`): update the delegation stack's BrakePolicyContent, so the brake exempts whom the policy protects"
+        ));
+    }
+    if t.attached.iter().any(|a| a == id) {
+        return Ok(BrakeStep::Attached);
+    }
+    if t.attached.len() >= SCP_MAX_PER_TARGET {
+        return Err(format!(
+            "account {account} has {} SCPs attached directly ({}), Organizations' most: the brake detaches none of the organization's; attach it to the account's OU by hand, or detach one",
+            t.attached.len(),
+            t.attached.join(", ")
+        ));
+    }
+    Ok(BrakeStep::Attach)
+}
+
 /// The managed quarantine: deny everything.
 pub fn quarantine_document() -> String {
     render(vec![deny("TripwireQuarantine", vec!["*"], "*", None)])
@@ -1296,6 +1458,67 @@ mod tests {
         assert!(err.contains("over Organizations' 5120"), "{err}");
     }
     use crate::names::managed_policy_arn;
+
+    #[test]
+    fn the_brake_attaches_once_within_the_limits_and_never_a_brake_not_the_policys() {
+        let policy = Policy::from_toml("account_brake_policy = \"p-brake0001\"").unwrap();
+        let ours = account_brake_scp(&policy).unwrap();
+        let t = |attached: &[&str], content: &str| BrakeTarget {
+            management_account: "111111111111".into(),
+            attached: attached.iter().map(|a| (*a).to_owned()).collect(),
+            content: content.to_owned(),
+        };
+        let full = ["p-FullAWSAccess", "p-a0000001", "p-a0000002", "p-a0000003"];
+        // Pretty-printed by someone's console, it is the same document.
+        let pretty = serde_json::to_string_pretty(
+            &serde_json::from_str::<serde_json::Value>(&ours).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(
+            brake_step(&policy, "222222222222", &t(&full, &pretty)),
+            Ok(BrakeStep::Attach)
+        );
+        let mut with = full.to_vec();
+        with.push("p-brake0001");
+        assert_eq!(
+            brake_step(&policy, "222222222222", &t(&with, &ours)),
+            Ok(BrakeStep::Attached)
+        );
+        let mut five = full.to_vec();
+        five.push("p-a0000004");
+        let err = brake_step(&policy, "222222222222", &t(&five, &ours)).unwrap_err();
+        assert!(
+            err.contains("5 SCPs") && err.contains("detaches none"),
+            "{err}"
+        );
+        let err = brake_step(&policy, "111111111111", &t(&[], &ours)).unwrap_err();
+        assert!(err.contains("management account"), "{err}");
+        // A brake with other exemptions (a stale template) is never attached.
+        let other = Policy::from_toml(
+            "account_brake_policy = \"p-brake0001\"\nprotected_principals = [\"arn:aws:iam::*:role/Other\"]",
+        )
+        .unwrap();
+        let stale = account_brake_scp(&other).unwrap();
+        let err = brake_step(&policy, "222222222222", &t(&[], &stale)).unwrap_err();
+        assert!(err.contains("not the policy's brake"), "{err}");
+        let err = brake_step(&policy, "222222222222", &t(&[], "not json")).unwrap_err();
+        assert!(err.contains("not the policy's brake"), "{err}");
+        // No brake deployed: nothing to attach.
+        let none = Policy::from_toml("").unwrap();
+        assert!(brake_step(&none, "222222222222", &t(&[], &ours)).is_err());
+    }
+
+    #[test]
+    fn an_account_plan_round_trips_and_names_no_role_or_user() {
+        let j = serde_json::json!({"action": "account_brake", "reason": "r", "scope": "account",
+            "target_account": "222222222222", "managed_policies": ["tripwire-account-brake"]});
+        let plan: Plan = serde_json::from_value(j.clone()).unwrap();
+        assert_eq!(plan.target(), Some(&Target::Account("222222222222".into())));
+        assert_eq!(serde_json::to_value(&plan).unwrap(), j);
+        let mut both = j.clone();
+        both["role_name"] = "app".into();
+        assert!(serde_json::from_value::<Plan>(both).is_err());
+    }
 
     #[test]
     fn a_plan_restricts_someone_exactly_when_it_acts() {

@@ -51,6 +51,8 @@ pub const MANAGED_PATH: &str = "/tripwire/";
 /// Managed policy: every session of the principal is denied `deny_actions`, the calls
 /// that decide terminations, and undoing containment.
 pub const BRAKE_POLICY: &str = "tripwire-brake";
+/// The account brake's service control policy, as the delegation template names it.
+pub const ACCOUNT_BRAKE_SCP: &str = "tripwire-account-brake";
 /// Managed policy: every session of the principal is denied everything.
 pub const QUARANTINE_MANAGED_POLICY: &str = "tripwire-quarantine";
 /// Managed policy: the culprit alone (an instance, a source identity, a session) is

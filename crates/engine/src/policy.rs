@@ -48,6 +48,13 @@ pub struct Policy {
     /// When someone lifts a tripwire policy from a contained principal, write it back,
     /// once per incident.
     pub recontain: bool,
+    /// The account brake's service control policy (its ID, `p-…`), which the management
+    /// account's delegation template creates and lets the security account attach: the
+    /// stack passes it. Unset, no plan brakes an account.
+    pub account_brake_policy: Option<String>,
+    /// The principals IAM cannot contain whose bursts brake their account instead
+    /// (`root`, `identity_center`, `control_tower`), where containment is on for them.
+    pub account_brake_for: BTreeSet<BrakeFor>,
     /// The member stacks' containment role's name (their `ContainmentRoleName`; the
     /// central stack passes it): changes to it page `tamper` like the fixed names'.
     pub containment_role: String,
@@ -131,6 +138,22 @@ pub enum Mode {
     Brake,
     /// Deny everything.
     Quarantine,
+    /// Attach the account brake's service control policy to the principal's account:
+    /// for principals no IAM policy binds. Only a `[principals]` rule may choose it.
+    #[serde(rename = "account_brake")]
+    AccountBrake,
+}
+
+/// The principals IAM cannot contain that `account_brake_for` may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrakeFor {
+    /// The root user, and federation tokens it issued.
+    Root,
+    /// IAM Identity Center's roles (`AWSReservedSSO_*`) and its users.
+    IdentityCenter,
+    /// AWS Control Tower's roles, which its own SCP forbids editing.
+    ControlTower,
 }
 
 /// Per-account overrides.
@@ -276,6 +299,9 @@ struct RawPolicy {
     tripwire_scps: Vec<String>,
     #[serde(default)]
     recontain: bool,
+    account_brake_policy: Option<String>,
+    #[serde(default)]
+    account_brake_for: BTreeSet<BrakeFor>,
     #[serde(default = "default_containment_role")]
     containment_role: String,
     #[serde(default)]
@@ -354,6 +380,13 @@ fn default_deny_actions() -> Vec<String> {
     crate::catalogue::every()
         .map(|w| w.deny_action.to_owned())
         .collect()
+}
+
+/// Organizations' pattern for a policy ID.
+fn is_policy_id(v: &str) -> bool {
+    v.strip_prefix("p-").is_some_and(|id| {
+        (8..=128).contains(&id.len()) && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
+    })
 }
 
 /// Largest accepted threshold; far above the 1000 IDs one call can carry.
@@ -475,11 +508,7 @@ impl Policy {
                     "tripwire_topics" => {
                         v.starts_with("arn:") && v.split(':').count() == 6 && v.contains(":sns:")
                     }
-                    // Organizations' pattern for a policy ID.
-                    _ => v.strip_prefix("p-").is_some_and(|id| {
-                        (8..=128).contains(&id.len())
-                            && id.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'_')
-                    }),
+                    _ => is_policy_id(v),
                 };
                 if !ok {
                     return Err(err(&format!("{key}[{i}]"), format!("`{v}` is not {shape}")));
@@ -553,6 +582,12 @@ impl Policy {
                     ),
                 ));
             }
+            if r.containment == Some(Mode::AccountBrake) {
+                return Err(err(
+                    &format!("{key}.containment"),
+                    "`account_brake` stops every principal of an account; choose it per principal under [principals]".into(),
+                ));
+            }
             if kind == crate::catalogue::PRECURSOR && r.containment.is_some() {
                 return Err(err(
                     &format!("{key}.containment"),
@@ -615,6 +650,22 @@ impl Policy {
             ));
         }
         let containment_role = raw.containment_role;
+        if raw.containment == Mode::AccountBrake {
+            return Err(err(
+                "containment",
+                "`account_brake` stops every principal of an account; choose it per principal under [principals] or with account_brake_for".into(),
+            ));
+        }
+        if let Some(id) = raw
+            .account_brake_policy
+            .as_deref()
+            .filter(|id| !is_policy_id(id))
+        {
+            return Err(err(
+                "account_brake_policy",
+                format!("`{id}` is not a service control policy ID (p- and 8 to 128 letters, digits or _)"),
+            ));
+        }
         Ok(Policy {
             threshold,
             window,
@@ -632,6 +683,8 @@ impl Policy {
             tripwire_topics: raw.tripwire_topics,
             tripwire_scps: raw.tripwire_scps,
             recontain: raw.recontain,
+            account_brake_policy: raw.account_brake_policy,
+            account_brake_for: raw.account_brake_for,
             containment_role,
             accounts,
             principals,
@@ -903,6 +956,13 @@ threshold = 3
                 "[[change_windows]]\nprincipal = \"arn:aws:iam::1:role/x\"\naccount = \"42\"\nfrom = \"2026-12-01T20:00:00Z\"\nuntil = \"2026-12-01T21:00:00Z\"",
                 "change_windows[0].account",
             ),
+            // The account brake stops a whole account: only per principal.
+            ("containment = \"account_brake\"", "containment"),
+            (
+                "[resources.\"rds:db\"]\ncontainment = \"account_brake\"",
+                "resources.\"rds:db\".containment",
+            ),
+            ("account_brake_policy = \"scp-1\"", "account_brake_policy"),
         ];
         for (text, key) in cases {
             let e = Policy::from_toml(text).unwrap_err();

@@ -482,6 +482,19 @@ pub fn iam_entity(arn: &str) -> Result<IamEntity, String> {
 /// The principal an incident names, rebuilt from what the table keeps (its role or user
 /// ARN and the record's identity type), so the responder can plan for itself.
 pub fn principal_of(arn: &str, principal_type: &str) -> Result<Principal, String> {
+    // The root user has no IAM entity: only the account brake can hold it.
+    if principal_type == "Root" {
+        let a = Arn::parse(arn)
+            .filter(|a| a.service == "iam" && a.resource == "root" && valid_account(a.account))
+            .ok_or_else(|| format!("a Root incident cannot name {arn}"))?;
+        return Ok(Principal {
+            arn: arn.to_owned(),
+            kind: PrincipalKind::Root,
+            account: Some(a.account.into()),
+            partition: a.partition.into(),
+            anomaly: None,
+        });
+    }
     let e = iam_entity(arn)?;
     let (name, path) = (e.name, e.path);
     let kind = match (e.is_role, principal_type) {

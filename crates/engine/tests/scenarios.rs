@@ -140,7 +140,7 @@ struct Expect {
     attempts: u64,
     #[serde(default)]
     instances_unconfirmed: usize,
-    /// `role:NAME@ACCOUNT` or `user:NAME@ACCOUNT`.
+    /// `role:NAME@ACCOUNT`, `user:NAME@ACCOUNT` or `account:ACCOUNT`.
     target: Option<String>,
     /// A phrase the containment reason must contain.
     reason: Option<String>,
@@ -177,11 +177,12 @@ struct Expect {
     origin_brake: Option<String>,
 }
 
-/// `role:NAME@ACCOUNT` or `user:NAME@ACCOUNT`.
+/// `role:NAME@ACCOUNT`, `user:NAME@ACCOUNT` or `account:ACCOUNT`.
 fn target_of(r: &tripwire_engine::containment::Restriction) -> String {
     match &r.target {
         Target::Role(n) => format!("role:{n}@{}", r.account),
         Target::User(n) => format!("user:{n}@{}", r.account),
+        Target::Account(a) => format!("account:{a}"),
     }
 }
 
@@ -378,7 +379,10 @@ fn check(s: &Scenario) -> Result<(), String> {
                 account: i.account.clone(),
                 instances: i.instances(),
                 trigger_count: i.trigger_count,
-                containment: format!("{:?}", c.action).to_lowercase(),
+                containment: serde_json::to_value(c.action)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default(),
                 cross_account: i.cross_account,
                 attempts: i.attempts,
                 instances_unconfirmed: i.unconfirmed_ids.len(),
