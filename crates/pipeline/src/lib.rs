@@ -51,7 +51,7 @@ pub const INITIATOR_RETENTION_MS: Millis = 24 * 3600 * 1000;
 
 use std::future::Future;
 use tripwire_engine::alert::{Alert, ContainmentState};
-use tripwire_engine::containment::{ContainmentRequest, Plan};
+use tripwire_engine::containment::{self, ContainmentRequest, Plan};
 use tripwire_engine::provenance::Issued;
 use tripwire_engine::record::StateChange;
 use tripwire_engine::time::Millis;
@@ -661,6 +661,57 @@ pub trait Contain: Send + Sync {
     /// `Err(_)` is a transient failure worth a retry.
     fn apply(&self, plan: &Plan)
         -> impl Future<Output = Result<Result<(), Refused>, Error>> + Send;
+}
+
+/// The account brake: the security account attaches the brake's service control policy
+/// to an account through Organizations, as the management account's delegation allows.
+pub trait AccountBrakes: Send + Sync {
+    /// What Organizations shows of `account` and the brake `policy_id` before attaching.
+    /// `Ok(Err(_))` when Organizations refuses (the delegation does not allow it, the
+    /// account is not in the organization).
+    fn target(
+        &self,
+        account: &str,
+        policy_id: &str,
+    ) -> impl Future<Output = Result<Result<containment::BrakeTarget, Refused>, Error>> + Send;
+
+    /// Attaches `policy_id` to `account`; attaching it again succeeds.
+    fn attach(
+        &self,
+        account: &str,
+        policy_id: &str,
+    ) -> impl Future<Output = Result<Result<(), Refused>, Error>> + Send;
+
+    /// Detaches the brake (the SCP named [`tripwire_engine::names::ACCOUNT_BRAKE_SCP`])
+    /// from `account`: its ID, when it was attached.
+    fn detach(&self, account: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
+}
+
+/// No Organizations client: every account brake is refused with the reason, and
+/// release finds none attached.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoBrakes;
+
+impl AccountBrakes for NoBrakes {
+    async fn target(
+        &self,
+        _: &str,
+        _: &str,
+    ) -> Result<Result<containment::BrakeTarget, Refused>, Error> {
+        Ok(Err(Refused::Iam(
+            "this deployment has no Organizations client for the account brake".into(),
+        )))
+    }
+
+    async fn attach(&self, _: &str, _: &str) -> Result<Result<(), Refused>, Error> {
+        Ok(Err(Refused::Iam(
+            "this deployment has no Organizations client for the account brake".into(),
+        )))
+    }
+
+    async fn detach(&self, _: &str) -> Result<Option<String>, Error> {
+        Ok(None)
+    }
 }
 
 /// Wall-clock milliseconds; tests pass a clock they move by hand.

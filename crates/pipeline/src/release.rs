@@ -4,10 +4,11 @@
 //! closed so the next burst opens a new one, and the `released` alert resolves the page.
 
 use crate::responder::HOLD_MS;
-use crate::{Alerts, Clock, Error, Incidents, StoredIncident};
+use crate::{AccountBrakes, Alerts, Clock, Error, Incidents, NoBrakes, StoredIncident};
 use std::future::Future;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::catalogue;
+use tripwire_engine::containment::Target;
 use tripwire_engine::principal::{iam_entity, IamEntity};
 use tripwire_engine::time::Millis;
 use tripwire_engine::window::{Key, Lane};
@@ -44,8 +45,9 @@ pub struct Released {
 
 /// The release use case, over its ports. Without an alert destination the release still
 /// happens; the caller says that no alert went out.
-pub struct Release<L, S, A, C> {
+pub struct Release<L, S, A, C, B = NoBrakes> {
     lift: L,
+    brakes: B,
     store: S,
     alerts: Option<A>,
     clock: C,
@@ -53,11 +55,12 @@ pub struct Release<L, S, A, C> {
     window: Millis,
 }
 
-impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
+impl<L, S, A, C> Release<L, S, A, C> {
     /// A release over its ports.
     pub fn new(lift: L, store: S, alerts: Option<A>, clock: C, window: Millis) -> Self {
         Release {
             lift,
+            brakes: NoBrakes,
             store,
             alerts,
             clock,
@@ -65,18 +68,38 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
         }
     }
 
-    /// Releases `principal` (a role or user ARN) for its incidents in `account` (where
-    /// the resources died): the policies are the principal's, whichever door its bursts
-    /// came through, so every type's open incident is closed. The incidents are marked
-    /// `releasing` first, then the policies come off: a failure there leaves the
-    /// incidents open, so the release can simply be run again.
+    /// The same release, detaching account brakes through `brakes`.
+    pub fn with_brakes<B: AccountBrakes>(self, brakes: B) -> Release<L, S, A, C, B> {
+        Release {
+            lift: self.lift,
+            brakes,
+            store: self.store,
+            alerts: self.alerts,
+            clock: self.clock,
+            window: self.window,
+        }
+    }
+}
+
+impl<L: Lift, S: Incidents, A: Alerts, C: Clock, B: AccountBrakes> Release<L, S, A, C, B> {
+    /// Releases `principal` (a role or user ARN, or the root user's) for its incidents
+    /// in `account` (where the resources died): the policies are the principal's,
+    /// whichever door its bursts came through, so every type's open incident is closed,
+    /// and an incident that braked an account detaches the brake from it. The incidents
+    /// are marked `releasing` first, then the policies come off: a failure there leaves
+    /// the incidents open, so the release can simply be run again.
     pub async fn run(
         &self,
         account: &str,
         principal: &str,
         reactivate_keys: bool,
     ) -> Result<Released, Error> {
-        let entity = &iam_entity(principal).map_err(Error::Config)?;
+        // The root user has no IAM entity: only an account brake can have held it.
+        let entity = match iam_entity(principal) {
+            Ok(e) => Some(e),
+            Err(_) if is_root(principal) => None,
+            Err(e) => return Err(Error::Config(e)),
+        };
         // The principal's incidents of every type, marked first: a responder retry or a
         // `recontain` that reads one while the policies come off refuses, instead of
         // writing them back.
@@ -87,7 +110,29 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
                 incidents.push((key, s));
             }
         }
-        let mut removed = self.lift.lift(entity).await?;
+        let mut removed = match &entity {
+            Some(e) => self.lift.lift(e).await?,
+            None => Vec::new(),
+        };
+        // The accounts the incidents braked.
+        let mut braked: Vec<&str> = incidents
+            .iter()
+            .filter_map(|(_, s)| s.incident.containment.restriction.as_ref())
+            .filter_map(|r| match &r.target {
+                Target::Account(a) => Some(a.as_str()),
+                _ => None,
+            })
+            .collect();
+        braked.sort_unstable();
+        braked.dedup();
+        for a in braked {
+            if let Some(id) = self.brakes.detach(a).await? {
+                removed.push(format!(
+                    "{} ({id}, from account {a})",
+                    tripwire_engine::names::ACCOUNT_BRAKE_SCP
+                ));
+            }
+        }
         // The principals the bursts' session chains began with, braked beside it.
         let mut origins: Vec<&str> = incidents
             .iter()
@@ -130,8 +175,8 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
                 alert.get_or_insert(id);
             }
         }
-        let keys_reactivated = reactivate_keys && !keys.is_empty();
-        if keys_reactivated {
+        let keys_reactivated = reactivate_keys && !keys.is_empty() && entity.is_some();
+        if let (true, Some(entity)) = (keys_reactivated, &entity) {
             self.lift.reactivate_keys(entity, &keys).await?;
         }
         Ok(Released {
@@ -175,4 +220,9 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock> Release<L, S, A, C> {
             tokio::time::sleep(std::time::Duration::from_millis(250)).await;
         }
     }
+}
+
+/// Whether `arn` is an account's root user (`arn:PARTITION:iam::ACCOUNT:root`).
+fn is_root(arn: &str) -> bool {
+    tripwire_engine::principal::principal_of(arn, "Root").is_ok()
 }

@@ -7,11 +7,12 @@
 //! the responder's own policy says; never someone else, never with documents of theirs.
 
 use crate::{
-    Alerts, Clock, Contain, ContainedPrincipals, Error, Incidents, Refused, StoredIncident,
+    AccountBrakes, Alerts, Clock, Contain, ContainedPrincipals, Error, Incidents, NoBrakes,
+    Refused, StoredIncident,
 };
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
-use tripwire_engine::containment::{self, ContainmentRequest, Plan};
+use tripwire_engine::containment::{self, BrakeStep, ContainmentRequest, Plan, Target};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
 use tripwire_engine::{Action, Policy};
@@ -54,7 +55,7 @@ pub enum ResponderOutcome {
 }
 
 /// The responder, over its ports.
-pub struct Responder<K, S, A, C> {
+pub struct Responder<K, S, A, C, B = NoBrakes> {
     policy: Policy,
     own_roles: Vec<String>,
     containment_role: String,
@@ -62,9 +63,10 @@ pub struct Responder<K, S, A, C> {
     store: S,
     alerter: A,
     clock: C,
+    brakes: B,
 }
 
-impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Responder<K, S, A, C> {
+impl<K, S, A, C> Responder<K, S, A, C> {
     /// A responder over its ports. `own_roles` (exact role ARNs) and every role named
     /// `containment_role` are never contained.
     pub fn new(
@@ -84,9 +86,28 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
             store,
             alerter,
             clock,
+            brakes: NoBrakes,
         }
     }
 
+    /// The same responder, braking accounts through `brakes`.
+    pub fn with_brakes<B: AccountBrakes>(self, brakes: B) -> Responder<K, S, A, C, B> {
+        Responder {
+            policy: self.policy,
+            own_roles: self.own_roles,
+            containment_role: self.containment_role,
+            containment: self.containment,
+            store: self.store,
+            alerter: self.alerter,
+            clock: self.clock,
+            brakes,
+        }
+    }
+}
+
+impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock, B: AccountBrakes>
+    Responder<K, S, A, C, B>
+{
     /// Handles one event as Lambda delivers it: `None` when it is not a containment
     /// request at all (refused loudly by the caller's log, never retried).
     pub async fn handle_event(&self, event: &str) -> Result<Option<ResponderOutcome>, Error> {
@@ -123,6 +144,8 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
         // Staleness is judged by the responder's clock as it acts.
         let planned = self.plan(&stored, now);
         let planned = match planned {
+            // Organizations holds the account brake: there is no IAM entity to confirm.
+            Ok(plan) if plan.action == Action::AccountBrake => Ok(plan),
             Ok(plan) => match self.containment.current_arn(&plan).await? {
                 // Records may omit a role's path; what IAM says decides protection.
                 Ok(arn) => check_current(&self.policy, &self.own_roles, &plan, &arn).map(|()| plan),
@@ -158,10 +181,14 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
                     format!("the responder refused: {reason}"),
                 )
             }
-            Ok(plan) => match self.containment.apply(&plan).await? {
+            Ok(plan) => match self.put_in_place(&plan).await? {
                 Ok(()) => {
                     // So that a tripwire policy someone lifts can be written back.
-                    if let Some(r) = &plan.restriction {
+                    if let Some(r) = plan
+                        .restriction
+                        .as_ref()
+                        .filter(|r| !matches!(r.target, Target::Account(_)))
+                    {
                         self.store
                             .point_contained(&r.account, &r.target.entity(), &req, now)
                             .await?;
@@ -244,6 +271,34 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
         Ok(outcome)
     }
 
+    /// Puts the plan in place: an account brake through Organizations, anything else
+    /// through the containment role.
+    async fn put_in_place(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        match plan.restriction.as_ref().map(|r| &r.target) {
+            Some(Target::Account(account)) => self.brake_account(account).await,
+            _ => self.containment.apply(plan).await,
+        }
+    }
+
+    /// Attaches the account brake to `account`, once Organizations shows it may: within
+    /// its limits, not the management account, and the brake the policy renders.
+    async fn brake_account(&self, account: &str) -> Result<Result<(), Refused>, Error> {
+        let Some(id) = self.policy.account_brake_policy.as_deref() else {
+            return Ok(Err(Refused::Iam(
+                "no account_brake_policy is deployed".into(),
+            )));
+        };
+        let target = match self.brakes.target(account, id).await? {
+            Ok(t) => t,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        match containment::brake_step(&self.policy, account, &target) {
+            Err(why) => Ok(Err(Refused::Iam(format!("nothing was attached: {why}")))),
+            Ok(BrakeStep::Attached) => Ok(Ok(())),
+            Ok(BrakeStep::Attach) => self.brakes.attach(account, id).await,
+        }
+    }
+
     /// Brakes the principal the burst's session chain began with, checked with IAM like
     /// the culprit; what happened, for the alert. Its failure leaves the culprit's
     /// containment standing and is said, not retried.
@@ -316,13 +371,16 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock> Respon
         if self.own_roles.iter().any(|r| r.eq_ignore_ascii_case(arn)) {
             return Err(format!("{arn} is one of the tripwire's own roles"));
         }
-        let entity = iam_entity(arn)?;
-        if entity.is_role
-            && std::iter::once(self.containment_role.as_str())
-                .chain(tripwire_engine::names::MEMBER_ROLES)
-                .any(|n| entity.name.eq_ignore_ascii_case(n))
-        {
-            return Err(format!("{arn} is one of the tripwire's member roles"));
+        // The root user has no IAM entity (the account brake holds it); every role is
+        // checked against the member roles by name.
+        if let Ok(entity) = iam_entity(arn) {
+            if entity.is_role
+                && std::iter::once(self.containment_role.as_str())
+                    .chain(tripwire_engine::names::MEMBER_ROLES)
+                    .any(|n| entity.name.eq_ignore_ascii_case(n))
+            {
+                return Err(format!("{arn} is one of the tripwire's member roles"));
+            }
         }
         let principal = principal_of(arn, &incident.principal_type)?;
         let plan = containment::plan(

@@ -4,11 +4,9 @@
 
 mod support;
 
-use std::sync::{Arc, Mutex};
-use support::{key, Rig};
+use support::{key, MemoryLift, Rig};
 use tripwire_engine::alert::ContainmentState;
-use tripwire_engine::principal::IamEntity;
-use tripwire_pipeline::{Clock, Error, Incidents, Lift, Outcome, Port, Release, Released};
+use tripwire_pipeline::{Clock, Incidents, Outcome, Release, Released};
 use tripwire_synth::Burst;
 
 const POLICY: &str = r#"
@@ -19,43 +17,6 @@ deactivate_keys = true
 const USER: &str = "user/ops@222222222222";
 const USER_ARN: &str = "arn:aws:iam::222222222222:user/ops";
 const PROD: &str = "222222222222";
-
-/// The release role in memory: what it lifted and reactivated.
-#[derive(Default, Clone)]
-struct MemoryLift {
-    log: Arc<Mutex<Vec<String>>>,
-    fail: bool,
-}
-
-impl Lift for MemoryLift {
-    async fn lift(&self, entity: &IamEntity) -> Result<Vec<String>, Error> {
-        if self.fail {
-            return Err(Error::Aws {
-                port: Port::Containment,
-                op: "iam:DetachUserPolicy",
-                code: "AccessDenied".into(),
-                message: "not the release role".into(),
-                transient: false,
-            });
-        }
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("lift {}", entity.name));
-        Ok(vec![
-            "tripwire-brake".into(),
-            "tag:tripwire-contain-session".into(),
-        ])
-    }
-
-    async fn reactivate_keys(&self, entity: &IamEntity, keys: &[String]) -> Result<(), Error> {
-        self.log
-            .lock()
-            .unwrap()
-            .push(format!("reactivate {} {}", entity.name, keys.join(",")));
-        Ok(())
-    }
-}
 
 /// A rig whose user burst opened an incident that planned to deactivate its key.
 async fn contained() -> Rig {

@@ -20,9 +20,9 @@ use tripwire_engine::{
     Incident, Initiation, Key, OpenIncident, Policy, SkipReason, Termination, WindowEvent,
 };
 use tripwire_pipeline::{
-    Alerts, Calls, Clock, Contain, ContainedPrincipals, ContainmentQueue, Detector, Error, Flag,
-    Heartbeats, Incidents, IssueState, Port, Recorded, Refused, Responder, Sessions, Steps,
-    StoredIncident,
+    AccountBrakes, Alerts, Calls, Clock, Contain, ContainedPrincipals, ContainmentQueue, Detector,
+    Error, Flag, Heartbeats, Incidents, IssueState, Port, Recorded, Refused, Responder, Sessions,
+    Steps, StoredIncident,
 };
 
 /// A transient failure of `port`, as an adapter reports an outage.
@@ -1182,7 +1182,8 @@ impl Clock for ManualClock {
 /// The detector as the tests run it.
 pub type TestDetector = Detector<MemoryStore, MemoryAlerts, MemoryQueue, ManualClock>;
 /// The responder as the tests run it.
-pub type TestResponder = Responder<MemoryContain, MemoryStore, MemoryAlerts, ManualClock>;
+pub type TestResponder =
+    Responder<MemoryContain, MemoryStore, MemoryAlerts, ManualClock, MemoryOrganizations>;
 
 /// A detector and a responder on one set of in-memory ports.
 pub struct Rig {
@@ -1190,6 +1191,7 @@ pub struct Rig {
     pub alerts: MemoryAlerts,
     pub queue: MemoryQueue,
     pub contain: MemoryContain,
+    pub organizations: MemoryOrganizations,
     pub clock: ManualClock,
     pub detector: Arc<TestDetector>,
     pub responder: TestResponder,
@@ -1204,6 +1206,98 @@ pub const OWN_ROLE: &str = "arn:aws:iam::123456789012:role/tripwire-responder";
 
 /// The seed incident's first termination.
 pub const T0: Millis = 1_515_535_740_000;
+
+/// Organizations in memory: the management account, the SCPs attached to each account
+/// directly, and each policy's content.
+#[derive(Clone)]
+pub struct MemoryOrganizations {
+    /// The management account.
+    pub management: String,
+    /// Account → the IDs of the SCPs attached to it directly.
+    pub attached: Arc<Mutex<BTreeMap<String, Vec<String>>>>,
+    /// Policy ID → (name, content).
+    pub policies: Arc<Mutex<BTreeMap<String, (String, String)>>>,
+    /// When set, Organizations refuses with this reason (the delegation does not allow).
+    pub refuse: Arc<Mutex<Option<String>>>,
+    /// Failure injection (`target`, `attach`, `detach`).
+    pub faults: Arc<Faults>,
+}
+
+impl Default for MemoryOrganizations {
+    fn default() -> Self {
+        MemoryOrganizations {
+            management: "111111111111".into(),
+            attached: Arc::default(),
+            policies: Arc::default(),
+            refuse: Arc::default(),
+            faults: Arc::default(),
+        }
+    }
+}
+
+impl MemoryOrganizations {
+    /// The SCPs attached to `account` directly.
+    pub fn attached_to(&self, account: &str) -> Vec<String> {
+        self.attached
+            .lock()
+            .unwrap()
+            .get(account)
+            .cloned()
+            .unwrap_or_default()
+    }
+}
+
+impl AccountBrakes for MemoryOrganizations {
+    async fn target(
+        &self,
+        account: &str,
+        policy_id: &str,
+    ) -> Result<Result<tripwire_engine::containment::BrakeTarget, Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "target")?;
+        if let Some(reason) = self.refuse.lock().unwrap().clone() {
+            return Ok(Err(Refused::Iam(reason)));
+        }
+        let Some((_, content)) = self.policies.lock().unwrap().get(policy_id).cloned() else {
+            return Ok(Err(Refused::Iam(format!("no policy {policy_id}"))));
+        };
+        Ok(Ok(tripwire_engine::containment::BrakeTarget {
+            management_account: self.management.clone(),
+            attached: self.attached_to(account),
+            content,
+        }))
+    }
+
+    async fn attach(&self, account: &str, policy_id: &str) -> Result<Result<(), Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "attach")?;
+        let mut attached = self.attached.lock().unwrap();
+        let on = attached.entry(account.to_owned()).or_default();
+        if !on.iter().any(|p| p == policy_id) {
+            on.push(policy_id.to_owned());
+        }
+        Ok(Ok(()))
+    }
+
+    async fn detach(&self, account: &str) -> Result<Option<String>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "detach")?;
+        let brake = self
+            .policies
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|(_, (name, _))| name == tripwire_engine::names::ACCOUNT_BRAKE_SCP)
+            .map(|(id, _)| id.clone());
+        let mut attached = self.attached.lock().unwrap();
+        let on = attached.entry(account.to_owned()).or_default();
+        Ok(brake.filter(|id| {
+            let was = on.contains(id);
+            on.retain(|p| p != id);
+            was
+        }))
+    }
+}
 
 impl Rig {
     /// A rig under `policy`, its clock a few seconds after `T0` (CloudTrail's delay).
@@ -1229,6 +1323,7 @@ impl Rig {
             queue.clone(),
             clock.clone(),
         ));
+        let organizations = MemoryOrganizations::default();
         let responder = Responder::new(
             responder_policy,
             vec![OWN_ROLE.to_owned()],
@@ -1237,12 +1332,14 @@ impl Rig {
             store.clone(),
             alerts.clone(),
             clock.clone(),
-        );
+        )
+        .with_brakes(organizations.clone());
         Rig {
             store,
             alerts,
             queue,
             contain,
+            organizations,
             clock,
             detector,
             responder,
@@ -1274,4 +1371,50 @@ impl Rig {
 /// The key of a role principal terminating in `account`.
 pub fn key(principal_arn: &str, account: &str) -> Key {
     Key::new(tripwire_engine::window::Lane::Burst, principal_arn, account)
+}
+
+/// The release role in memory: what it lifted and reactivated.
+#[derive(Default, Clone)]
+pub struct MemoryLift {
+    /// What it lifted and reactivated, in order.
+    pub log: Arc<Mutex<Vec<String>>>,
+    /// Every lift fails as IAM refusing would.
+    pub fail: bool,
+}
+
+impl tripwire_pipeline::Lift for MemoryLift {
+    async fn lift(
+        &self,
+        entity: &tripwire_engine::principal::IamEntity,
+    ) -> Result<Vec<String>, Error> {
+        if self.fail {
+            return Err(Error::Aws {
+                port: Port::Containment,
+                op: "iam:DetachUserPolicy",
+                code: "AccessDenied".into(),
+                message: "not the release role".into(),
+                transient: false,
+            });
+        }
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("lift {}", entity.name));
+        Ok(vec![
+            "tripwire-brake".into(),
+            "tag:tripwire-contain-session".into(),
+        ])
+    }
+
+    async fn reactivate_keys(
+        &self,
+        entity: &tripwire_engine::principal::IamEntity,
+        keys: &[String],
+    ) -> Result<(), Error> {
+        self.log
+            .lock()
+            .unwrap()
+            .push(format!("reactivate {} {}", entity.name, keys.join(",")));
+        Ok(())
+    }
 }
