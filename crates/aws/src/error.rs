@@ -19,6 +19,8 @@ const TRANSIENT_CODES: &[&str] = &[
     "InternalError",
     "ServiceUnavailable",
     "ServiceUnavailableException",
+    // Organizations: another change to the same policy or target is under way.
+    "ConcurrentModificationException",
 ];
 
 /// The one place AWS failures are classified.

@@ -8,6 +8,7 @@
 
 pub mod alerter;
 pub mod archive;
+pub mod brake;
 pub mod bus;
 pub mod config;
 pub mod contain;
@@ -43,6 +44,7 @@ pub type Responder = tripwire_pipeline::Responder<
     store::WindowStore,
     alerter::Alerter,
     SystemClock,
+    brake::Organizations,
 >;
 
 /// The watchdog as the function runs it.
@@ -126,7 +128,7 @@ pub async fn responder_from_env(env: config::Env<'_>) -> Result<Responder, Error
     let cfg = config::ResponderConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
     let store = store::WindowStore::new(client(&sdk), cfg.table);
-    Ok(Responder::new(
+    Ok(tripwire_pipeline::Responder::new(
         load_policy(&sdk, cfg.policy, "responder", &store).await?,
         cfg.own_roles,
         cfg.containment_role.clone(),
@@ -134,7 +136,8 @@ pub async fn responder_from_env(env: config::Env<'_>) -> Result<Responder, Error
         store,
         alerter::Alerter::new(client(&sdk), cfg.topic_arn).with_bus(alert_bus(&sdk, cfg.alert_bus)),
         SystemClock,
-    ))
+    )
+    .with_brakes(brake::Organizations::new(client(&sdk))))
 }
 
 fn alert_bus(sdk: &aws_config::SdkConfig, bus: Option<String>) -> Option<bus::AlertBus> {

@@ -5,6 +5,7 @@
 
 use anyhow::{Context, Result};
 use tripwire_aws::alerter::Alerter;
+use tripwire_aws::brake::Organizations;
 use tripwire_aws::config::{process_env, release_role, TABLE};
 use tripwire_aws::contain::Containment;
 use tripwire_aws::store::WindowStore;
@@ -53,7 +54,16 @@ pub fn run(
     role: Option<String>,
     reactivate_keys: bool,
 ) -> Result<()> {
-    let entity = iam_entity(principal).map_err(anyhow::Error::msg)?;
+    // Where the release role is assumed: the principal's account. The root user has no
+    // IAM entity (its release detaches the account brake only), but an account.
+    let (partition, principal_account) = match iam_entity(principal) {
+        Ok(e) => (e.partition, e.account),
+        Err(why) => {
+            let root = tripwire_engine::principal::principal_of(principal, "Root")
+                .map_err(|_| anyhow::Error::msg(why))?;
+            (root.partition, root.account.unwrap_or_default())
+        }
+    };
     let role = match role {
         Some(r) => r,
         None => release_role(&process_env)?,
@@ -74,11 +84,12 @@ pub fn run(
         // An operator's machine: its own trust store, which a TLS-inspecting proxy needs.
         let sdk = tripwire_aws::load_sdk_config(tripwire_aws::TlsRoots::System).await?;
         let containment = Containment::release_via(&sdk, &role);
-        let via = containment.role_arn(&entity.partition, &entity.account);
+        let via = containment.role_arn(&partition, &principal_account);
         let alerts = alerter(&sdk)?;
         let announced = alerts.is_some();
         let store = WindowStore::new(tripwire_aws::client(&sdk), table);
-        let release = Release::new(containment, store, alerts, SystemClock, window);
+        let release = Release::new(containment, store, alerts, SystemClock, window)
+            .with_brakes(Organizations::new(tripwire_aws::client(&sdk)));
         let done = release
             .run(account, principal, reactivate_keys)
             .await
