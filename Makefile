@@ -86,7 +86,7 @@ $(SAM_VENV)/.installed:
 	touch $@
 
 validate-infra: setup $(SAM_VENV)/.installed ## cfn-lint, checkov, event pattern, IAM, parliament, sam validate and sam build
-	$(VENV)/bin/cfn-lint infra/template.yaml infra/member.yaml
+	$(VENV)/bin/cfn-lint infra/template.yaml infra/member.yaml infra/delegation.yaml
 	$(VENV)/bin/checkov -f infra/template.yaml -f infra/member.yaml --framework cloudformation --compact --quiet --skip-download
 	$(VENV)/bin/python -m pytest -q tests/infra
 	$(SAM_VENV)/bin/sam validate --lint --template infra/template.yaml

@@ -19,12 +19,14 @@ BIN = pathlib.Path(os.environ.get("TRIPWIRE_VENV_BIN", ROOT / ".venv" / "bin"))
 TARGET = pathlib.Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
 CENTRAL = cfn_yaml.load(str(ROOT / "infra" / "template.yaml"))
 MEMBER = cfn_yaml.load(str(ROOT / "infra" / "member.yaml"))
+DELEGATION = cfn_yaml.load(str(ROOT / "infra" / "delegation.yaml"))
 FIXTURES = ROOT / "tests" / "fixtures" / "cloudtrail-corpus"
 
 
 def test_cfn_lint_finds_no_errors():
     out = subprocess.run(
-        [str(BIN / "cfn-lint"), "--format", "json", "infra/template.yaml", "infra/member.yaml"],
+        [str(BIN / "cfn-lint"), "--format", "json", "infra/template.yaml", "infra/member.yaml",
+         "infra/delegation.yaml"],
         cwd=ROOT, capture_output=True, text=True, check=False,
     )
     findings = json.loads(out.stdout or "[]")
@@ -32,6 +34,8 @@ def test_cfn_lint_finds_no_errors():
     assert not errors, json.dumps(errors, indent=1)
 
 
+# infra/delegation.yaml has only Organizations resources, for which checkov has no check
+# (it reports none run); cfn-lint and the tests below judge it.
 @pytest.mark.parametrize("template", ["infra/template.yaml", "infra/member.yaml"])
 def test_checkov_finds_no_failed_check(template):
     out = subprocess.run(
@@ -46,7 +50,7 @@ def test_checkov_finds_no_failed_check(template):
 
 
 def test_every_checkov_skip_says_why():
-    for tpl in (CENTRAL, MEMBER):
+    for tpl in (CENTRAL, MEMBER, DELEGATION):
         for name, res in tpl["Resources"].items():
             for skip in res.get("Metadata", {}).get("checkov", {}).get("skip", []):
                 assert len(skip.get("comment", "")) > 20, f"{name}: {skip}"
@@ -440,8 +444,9 @@ def _rendered_policy(cross_account_threshold, service_threshold="", account_thre
     values = {**params, "Allowed": "", "Protected": quoted("ProtectedPrincipals"), "Deny": quoted("DenyActions"),
               "CrossAccount": f"cross_account_threshold = {cross_account_threshold}" if cross_account_threshold else "",
               "Service": f"service_threshold = {service_threshold}" if service_threshold else "",
-              "Account": f"account_threshold = {account_threshold}" if account_threshold else ""}
-    assert set(names) == {"CrossAccount", "Service", "Account", "Allowed", "Protected", "Deny"}, names
+              "Account": f"account_threshold = {account_threshold}" if account_threshold else "",
+              "Brake": ""}
+    assert set(names) == {"CrossAccount", "Service", "Account", "Allowed", "Protected", "Deny", "Brake"}, names
     assert names["Service"] == {"Fn::If": ["HasServiceThreshold", {"Fn::Sub": "service_threshold = ${ServiceThreshold}"}, ""]}
     assert names["Account"] == {"Fn::If": ["HasAccountThreshold", {"Fn::Sub": "account_threshold = ${AccountThreshold}"}, ""]}
     # What CloudFormation puts for the stack's own resources.
@@ -467,7 +472,12 @@ def test_with_a_published_policy_the_stack_passes_only_its_own_keys_and_the_swit
     assert env["TRIPWIRE_POLICY_PARAMETER"] == {"Fn::If": ["HasPolicyParameter", {"Ref": "PolicyParameter"}, {"Ref": "AWS::NoValue"}]}
     cond, published, _ = env["TRIPWIRE_POLICY"]["Fn::If"]
     assert cond == "HasPolicyParameter"
-    text = published["Fn::Sub"]
+    text, names = published["Fn::Sub"]
+    # The account brake's SCP, when the delegation stack made one: its ID, and a
+    # tripwire SCP whose changes page tamper.
+    cond, brake, otherwise = names.pop("Brake")["Fn::If"]
+    assert (cond, otherwise, names) == ("HasAccountBrake", "", {})
+    text = text.replace("${Brake}", brake["Fn::Sub"].replace("${AccountBrakePolicyId}", "p-brake0001"))
     for name in ["Key.Arn", "AlarmKey.Arn", "Topic", "AlarmTopic"]:
         text = text.replace("${" + name + "}", f"value-of-{name}")
     text = text.replace("${ContainmentMode}", "off").replace("${ContainmentRoleName}", "ops-containment")
@@ -477,6 +487,8 @@ def test_with_a_published_policy_the_stack_passes_only_its_own_keys_and_the_swit
     # role's name is the member stacks' (its changes page tamper); the rest are lists.
     assert stack_keys.pop("containment") == "off"
     assert stack_keys.pop("containment_role") == "ops-containment"
+    assert stack_keys.pop("account_brake_policy") == "p-brake0001"
+    assert stack_keys["tripwire_scps"] == ["p-brake0001"]
     assert set(stack_keys) <= {"tripwire_keys", "tripwire_topics", "tripwire_scps"}
     assert all(isinstance(v, list) for v in stack_keys.values())
     # Every function that reads the policy may read the published parameter, and only it.
@@ -742,7 +754,8 @@ def _resolve(node, tpl):
     if "Fn::Sub" in node:
         s = node["Fn::Sub"] if isinstance(node["Fn::Sub"], str) else node["Fn::Sub"][0]
         for k, v in {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "us-east-1",
-                     "ContainmentRoleName": "tripwire-containment", "DetectorLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-detector"),
+                     "ContainmentRoleName": "tripwire-containment", "OrgId": "o-exampleorg1",
+                     "AccountBrakePolicyId": "p-examplebrake", "DetectorLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-detector"),
                      "ResponderLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-responder"),
                      "WatchdogLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-watchdog"),
                      "FindingsLogs.Arn": ARN_OF["AWS::Logs::LogGroup"].format("/aws/lambda/tripwire-findings")}.items():
@@ -857,3 +870,42 @@ def test_a_flood_of_custom_events_on_the_organization_bus_never_reaches_the_dete
         for m in batch:
             sqs.delete_message(QueueUrl=queue, ReceiptHandle=m["ReceiptHandle"])
     assert [(g["source"], g["detail"].get("eventID")) for g in got] == [(real["source"], real["detail"].get("eventID"))]
+
+
+# ---- the account brake's delegation, in the management account ----------------------
+
+def test_the_delegation_lets_the_security_account_attach_the_brake_and_nothing_else():
+    statements = DELEGATION["Resources"]["Delegation"]["Properties"]["Content"]["Statement"]
+    granted = {a for st in statements for a in st["Action"]}
+    # No way to create, change or delete a policy, nor to leave the brake's one type.
+    assert granted == {"organizations:DescribeOrganization", "organizations:DescribePolicy",
+                       "organizations:ListPoliciesForTarget", "organizations:AttachPolicy",
+                       "organizations:DetachPolicy"}
+    for st in statements:
+        assert st["Effect"] == "Allow"
+        assert st["Principal"] == {"AWS": {"Fn::Sub": "arn:${AWS::Partition}:iam::${SecurityAccountId}:root"}}
+    attach = next(st for st in statements if "organizations:AttachPolicy" in st["Action"])
+    # The brake by its own ARN, on accounts of this organization only, of its one type.
+    assert attach["Resource"][0] == {"Fn::GetAtt": ["BrakePolicy", "Arn"]}
+    assert attach["Resource"][1]["Fn::Sub"].endswith(":account/${OrgId}/*")
+    assert attach["Condition"] == {"StringEquals": {"organizations:PolicyType": "SERVICE_CONTROL_POLICY"}}
+    brake = DELEGATION["Resources"]["BrakePolicy"]["Properties"]
+    assert (brake["Name"], brake["Type"]) == ("tripwire-account-brake", "SERVICE_CONTROL_POLICY")
+    assert "TargetIds" not in brake, "created attached to nothing"
+
+
+def test_the_shipped_brake_fits_the_delegation_stacks_parameter():
+    scp = _tripwire("check-policy", POLICY, "--get", "account_brake_scp").strip()
+    assert len(scp) <= DELEGATION["Parameters"]["BrakePolicyContent"]["MaxLength"], len(scp)
+
+
+def test_the_responder_may_attach_only_the_brake_and_only_when_one_is_deployed():
+    stmts = CENTRAL["Resources"]["ResponderRole"]["Properties"]["Policies"][0]["PolicyDocument"]["Statement"]
+    braking = [s for s in stmts if isinstance(s, dict) and "Fn::If" in s]
+    assert {s["Fn::If"][0] for s in braking} == {"HasAccountBrake"}
+    attach = next(s["Fn::If"][1] for s in braking if s["Fn::If"][1]["Sid"] == "AccountBrakeAttach")
+    assert attach["Action"] == "organizations:AttachPolicy", "release detaches with the operator's credentials"
+    assert attach["Resource"][0]["Fn::Sub"].endswith("/service_control_policy/${AccountBrakePolicyId}")
+    every = {a for s in stmts if isinstance(s, dict) and "Action" in s
+             for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert not {a for a in every if a.startswith("organizations:")}, "only under HasAccountBrake"
