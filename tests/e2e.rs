@@ -513,6 +513,108 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
     assert!(stack.tags(PROD, "role/BreakGlassAdmin").await.is_empty());
 }
 
+/// `tripwire release` of `principal` for its incidents in `account`; its stdout.
+fn release_in(stack: &Stack, account: &str, principal: &str) -> String {
+    let out = stack
+        .cli()
+        .args(["release", "--account", account, "--principal", principal])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detaches_it() {
+    use tripwire_localstack::CENTRAL;
+    let stack = Stack::start(Options {
+        policy: format!(
+            "account_brake_for = [\"root\"]\n{}",
+            tripwire_localstack::POLICY
+        ),
+        account_brake: true,
+        ..Options::default()
+    })
+    .await;
+    let (member, brake) = stack.brake.clone().unwrap();
+    assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
+    for e in Burst::new(&format!("root@{member}"), "root")
+        .account(&member)
+        .at(*BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let alerts = alerts_until(&stack, "contained").await;
+    assert_eq!(kinds(&alerts), ["detected", "contained"]);
+    let plan = &alerts[0].body["containment"];
+    assert_eq!(
+        (&plan["action"], &plan["scope"], &plan["target_account"]),
+        (&json!("account_brake"), &json!("account"), &json!(member))
+    );
+    assert!(
+        alerts[1].body["containment_status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("tripwire-account-brake in place"),
+        "{}",
+        alerts[1].body
+    );
+    // Attached beside what the organization had, to that account alone.
+    assert_eq!(
+        stack.scps(&member).await,
+        ["FullAWSAccess", "tripwire-account-brake"]
+    );
+    assert_eq!(stack.scps(CENTRAL).await, ["FullAWSAccess"]);
+
+    // The management account's root: no SCP binds it, so nothing is attached and the
+    // page says why, in Organizations' own terms (its MasterAccountId).
+    for e in Burst::new(&format!("root@{CENTRAL}"), "mgmt")
+        .account(CENTRAL)
+        .at(*BASE)
+        .calls(10)
+        .step(1000)
+        .envelopes()
+    {
+        stack.invoke(&e).await.unwrap();
+    }
+    let failed = alerts_until(&stack, "containment_failed").await;
+    let failed = failed
+        .iter()
+        .find(|a| a.attributes["kind"] == "containment_failed")
+        .expect("a containment_failed page");
+    assert!(
+        failed.body["containment_status"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("management account"),
+        "{}",
+        failed.body
+    );
+    assert_eq!(stack.scps(CENTRAL).await, ["FullAWSAccess"]);
+
+    let root = format!("arn:aws:iam::{member}:root");
+    let out = release_in(&stack, &member, &root);
+    assert!(
+        out.contains(&format!(
+            "removed tripwire-account-brake ({brake}, from account {member})"
+        )),
+        "{out}"
+    );
+    assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
+    assert_eq!(kinds(&alerts_until(&stack, "released").await), ["released"]);
+    // Released again: nothing attached, nothing to remove.
+    assert!(release_in(&stack, &member, &root).contains("no tripwire policies were attached"));
+    stack.save_observed_actions("account-brake").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_door_through_the_real_functions_is_counted_under_its_type_contained_and_released()
 {

@@ -53,6 +53,10 @@ pub struct Options {
     /// (`TRIPWIRE_EXPECTED_REGIONS`, comma-separated); empty expects only the StackSet's
     /// instances.
     pub expected_regions: String,
+    /// An organization this account manages, with one member account and the account
+    /// brake's SCP as `infra/delegation.yaml` creates it; the policy gets its ID
+    /// (`account_brake_policy`). See [`Stack::brake`].
+    pub account_brake: bool,
 }
 
 impl Default for Options {
@@ -67,6 +71,7 @@ impl Default for Options {
             enforce_iam: false,
             findings: false,
             expected_regions: String::new(),
+            account_brake: false,
         }
     }
 }
@@ -103,6 +108,9 @@ pub struct Stack {
     pub(crate) alarm_queue_url: String,
     /// The functions' policy TOML.
     pub policy: String,
+    /// With [`Options::account_brake`]: the organization's member account and the
+    /// brake's SCP ID.
+    pub brake: Option<(String, String)>,
     children: Vec<Child>,
     /// Where process logs go (outside the workspace: the emulator restarts on writes).
     pub logs: PathBuf,
@@ -299,6 +307,7 @@ impl Stack {
             alarm_topic_arn: String::new(),
             alarm_queue_url: String::new(),
             policy: opts.policy.clone(),
+            brake: None,
             children,
             logs,
             http: reqwest::Client::new(),
@@ -330,8 +339,11 @@ impl Stack {
             stack.functions_endpoint = format!("http://127.0.0.1:{port}");
         }
         stack.bootstrap().await;
+        if opts.account_brake {
+            stack.organization_with_brake().await;
+        }
         // Published as `make deploy` publishes it: the functions read the pinned version.
-        let pinned = stack.publish_policy(&opts.policy);
+        let pinned = stack.publish_policy(&stack.policy);
         if opts.enforce_iam {
             stack.enforce_iam().await;
         }
@@ -380,6 +392,66 @@ impl Stack {
             }
         }
         stack
+    }
+
+    /// The organization (this account manages it, as moto's Organizations keeps one
+    /// organization per calling account), a member account, and the brake's SCP created
+    /// from the policy as the delegation stack creates it, attached to nothing. The
+    /// policy names the brake's ID first, as the stack's keys do.
+    async fn organization_with_brake(&mut self) {
+        use aws_sdk_organizations::types::{OrganizationFeatureSet, PolicyType};
+        let org = aws_sdk_organizations::Client::new(&self.sdk);
+        org.create_organization()
+            .feature_set(OrganizationFeatureSet::All)
+            .send()
+            .await
+            .expect("CreateOrganization");
+        let status = org
+            .create_account()
+            .email("member@example.com")
+            .account_name("member")
+            .send()
+            .await
+            .expect("CreateAccount");
+        let member = status
+            .create_account_status()
+            .and_then(|s| s.account_id())
+            .expect("the member's ID")
+            .to_owned();
+        let policy = tripwire_engine::Policy::from_toml(&self.policy).expect("the stack's policy");
+        let content = tripwire_engine::containment::account_brake_scp(&policy).expect("the brake");
+        let created = org
+            .create_policy()
+            .name(tripwire_engine::names::ACCOUNT_BRAKE_SCP)
+            .description("tripwire's account brake")
+            .r#type(PolicyType::ServiceControlPolicy)
+            .content(content)
+            .send()
+            .await
+            .expect("CreatePolicy");
+        let id = created
+            .policy()
+            .and_then(|p| p.policy_summary())
+            .and_then(|s| s.id())
+            .expect("the brake's ID")
+            .to_owned();
+        self.policy = format!("account_brake_policy = \"{id}\"\n{}", self.policy);
+        self.brake = Some((member, id));
+    }
+
+    /// The SCPs attached to `account` directly, by name, in Organizations' order.
+    pub async fn scps(&self, account: &str) -> Vec<String> {
+        let org = aws_sdk_organizations::Client::new(&self.sdk);
+        org.list_policies_for_target()
+            .target_id(account)
+            .filter(aws_sdk_organizations::types::PolicyType::ServiceControlPolicy)
+            .send()
+            .await
+            .expect("ListPoliciesForTarget")
+            .policies()
+            .iter()
+            .filter_map(|p| p.name().map(str::to_owned))
+            .collect()
     }
 
     /// Table, topic with an SQS subscriber, and the IAM principals the tests contain.
