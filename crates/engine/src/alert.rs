@@ -41,6 +41,9 @@ pub enum AlertKind {
     /// the wave threshold allows, whoever ended them: the first page, its updates, and
     /// who CloudTrail says terminated them.
     ShutdownWave,
+    /// The weekly drill could not contain its role in an account: containment there is
+    /// not proven to work (see [`crate::drill`]).
+    ContainmentUnproven,
 }
 
 /// The runbook, in the tripwire's repository: one section per alert kind, headed by the
@@ -48,7 +51,7 @@ pub enum AlertKind {
 pub const RUNBOOK: &str = "docs/runbook.md";
 
 /// `text` with the line that points at `kind`'s section of the runbook.
-fn with_runbook(mut text: String, kind: AlertKind) -> String {
+pub(crate) fn with_runbook(mut text: String, kind: AlertKind) -> String {
     let _ = writeln!(
         text,
         "\nRunbook: {RUNBOOK}#{} (in the tripwire repository)",
@@ -70,6 +73,7 @@ impl AlertKind {
             AlertKind::CoverageRestored => "coverage_restored",
             AlertKind::Released => "released",
             AlertKind::ShutdownWave => "shutdown_wave",
+            AlertKind::ContainmentUnproven => "containment_unproven",
         }
     }
 
@@ -78,7 +82,10 @@ impl AlertKind {
     pub fn is_own_alarm(self) -> bool {
         matches!(
             self,
-            AlertKind::Tamper | AlertKind::CoverageLost | AlertKind::CoverageRestored
+            AlertKind::Tamper
+                | AlertKind::CoverageLost
+                | AlertKind::CoverageRestored
+                | AlertKind::ContainmentUnproven
         )
     }
 
@@ -88,7 +95,10 @@ impl AlertKind {
             AlertKind::Detected | AlertKind::ContainmentFailed | AlertKind::ShutdownWave => {
                 "critical"
             }
-            AlertKind::Update | AlertKind::Tamper | AlertKind::CoverageLost => "high",
+            AlertKind::Update
+            | AlertKind::Tamper
+            | AlertKind::CoverageLost
+            | AlertKind::ContainmentUnproven => "high",
             AlertKind::Contained | AlertKind::CoverageRestored | AlertKind::Released => "info",
         }
     }
@@ -298,7 +308,7 @@ fn short_principal(arn: &str) -> &str {
 }
 
 /// SNS rejects non-ASCII and control characters in subjects; identities can carry both.
-fn subject_safe(s: &str) -> String {
+pub(crate) fn subject_safe(s: &str) -> String {
     let mut out: String = s
         .chars()
         .map(|c| {
@@ -385,7 +395,8 @@ fn incident_subject(kind: AlertKind, incident: &Incident) -> String {
             | AlertKind::Tamper
             | AlertKind::CoverageLost
             | AlertKind::CoverageRestored
-            | AlertKind::ShutdownWave,
+            | AlertKind::ShutdownWave
+            | AlertKind::ContainmentUnproven,
             _,
         ) => format!(
             "TRIPWIRE update: {n} {nouns} {verb} by {who} in {}",
@@ -466,7 +477,7 @@ fn resource_type(arn: &str) -> &'static str {
     }
 }
 
-fn account_resource(account: &str) -> (String, String) {
+pub(crate) fn account_resource(account: &str) -> (String, String) {
     ("AwsAccount".into(), format!("AWS::::Account:{account}"))
 }
 
@@ -1194,7 +1205,8 @@ fn text_body(
         | AlertKind::Tamper
         | AlertKind::CoverageLost
         | AlertKind::CoverageRestored
-        | AlertKind::ShutdownWave => "TRIPWIRE UPDATE: the burst is still going.".into(),
+        | AlertKind::ShutdownWave
+        | AlertKind::ContainmentUnproven => "TRIPWIRE UPDATE: the burst is still going.".into(),
         AlertKind::Contained => {
             format!("TRIPWIRE CONTAINED the principal behind a burst of {burst}.")
         }

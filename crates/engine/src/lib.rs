@@ -27,6 +27,7 @@ pub mod window;
 pub mod alert;
 pub mod containment;
 pub mod destination;
+pub mod drill;
 pub mod incident;
 pub mod lifecycle;
 pub mod replay;

@@ -31,6 +31,14 @@ pub const ALL_CONTAIN_TAGS: [&str; 3] = [INSTANCE_TAG, SOURCE_IDENTITY_TAG, SESS
 /// identifies them; nothing else named `tripwire-*` is exempt.
 pub const MEMBER_ROLES: [&str; 3] = ["tripwire-forwarder", "tripwire-release", "tripwire-canary"];
 
+/// The role the containment drill contains in every member account, weekly, through the
+/// responder's real path: it holds no permission, the SCP lets only StackSets create or
+/// edit it, and its calls are never counted. Not a member role: it must be containable.
+pub const DRILL_ROLE: &str = "tripwire-drill";
+
+/// The source identity the drill's plan names (the scope a person's session would get).
+pub const DRILL_SOURCE_IDENTITY: &str = "tripwire-drill";
+
 /// The containment role's name unless a deployment chose another
 /// (`ContainmentRoleName`).
 pub const DEFAULT_CONTAINMENT_ROLE: &str = "tripwire-containment";

@@ -44,6 +44,9 @@ pub enum SkipReason {
     TooManyInstances,
     /// Inside a declared `[[change_windows]]` entry: planned work.
     ChangeWindow,
+    /// The containment drill's role (`tripwire-drill`): it holds no permission, only
+    /// StackSets may create it, and the drill contains it weekly on purpose.
+    DrillRole,
     /// An `AssumeRole*` record without a usable access key or role: joins nothing.
     BadAssumeRole,
     /// An EC2 state-change event without a usable instance ID, state, region or ID.
@@ -78,6 +81,7 @@ impl SkipReason {
             SkipReason::AlreadyTerminated => "already_terminated",
             SkipReason::TooManyInstances => "too_many_instances",
             SkipReason::ChangeWindow => "change_window",
+            SkipReason::DrillRole => "drill_role",
             SkipReason::BadAssumeRole => "bad_assume_role",
             SkipReason::BadStateChange => "bad_state_change",
             SkipReason::OriginLoop => "origin_loop",

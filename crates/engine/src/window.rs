@@ -163,6 +163,10 @@ pub fn classify(policy: &Policy, t: &Termination) -> Classification {
     if policy.is_ignored(&p.arn) {
         return Classification::NotCounted(SkipReason::IgnoredPrincipal);
     }
+    if matches!(&p.kind, PrincipalKind::Role { name, .. } if name.eq_ignore_ascii_case(crate::names::DRILL_ROLE))
+    {
+        return Classification::NotCounted(SkipReason::DrillRole);
+    }
     if policy.in_change_window(&p.arn, &t.account, t.event_time) {
         return Classification::NotCounted(SkipReason::ChangeWindow);
     }

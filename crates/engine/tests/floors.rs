@@ -36,6 +36,7 @@ const FLOORS: [(&str, &[&str]); 4] = [
             "replay",
             "tune",
             "wave",
+            "drill",
         ],
     ),
 ];
