@@ -29,6 +29,13 @@ counts item at once can lose an increment, and a cancelled transaction's restore
 can undo a transaction made meanwhile. DynamoDB isolates transactions. Here every
 transaction holds one lock (the tripwire's counts change only in transactions; plain
 writes stay concurrent, as the wipe's per-instance marks need).
+
+6. Role trust (only with IAM enforced). moto's AssumeRole never reads the role's trust
+policy: any caller may assume any role. AWS refuses a caller the role's trust does not
+name (AccessDenied). Here, once IAM is enforced, an existing role whose trust names AWS
+principals admits only a caller it names: its ARN, its account's root, `*`, or for a
+role session the role's ARN (any path); service and federated principals are left to
+moto, as is a role that does not exist.
 Arguments are moto_server's.
 """
 
@@ -173,6 +180,66 @@ assert '"account": "<account>"' in EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPL
 SecurityHubBackend.batch_update_findings = batch_update_findings
 SecurityHubResponse.batch_update_findings = batch_update_findings_response
 securityhub_urls.url_paths["{0}/findings/batchupdate$"] = SecurityHubResponse.dispatch
+
+from moto import settings
+from moto.core.authorization import ActionAuthenticatorMixin
+from moto.iam.models import iam_backends
+from moto.sts.exceptions import STSClientError
+from moto.sts.responses import TokenResponse
+
+_assume_role = TokenResponse.assume_role
+
+
+def _names(principal, caller):
+    if principal == "*" or principal == caller:
+        return True
+    parts = caller.split(":", 5)
+    if len(parts) < 6:
+        return False
+    account, resource = parts[4], parts[5]
+    if principal == f"arn:{parts[1]}:iam::{account}:root":
+        return True
+    if resource.startswith("assumed-role/"):
+        role = resource.split("/")[1]
+        return principal.startswith(f"arn:{parts[1]}:iam::{account}:role/") and principal.rsplit("/", 1)[-1] == role
+    return False
+
+
+def _trusts(document, caller):
+    statements = json.loads(document).get("Statement", [])
+    if isinstance(statements, dict):
+        statements = [statements]
+    named_aws = False
+    for st in statements:
+        actions = st.get("Action", [])
+        actions = [actions] if isinstance(actions, str) else actions
+        aws = (st.get("Principal") or {}).get("AWS", []) if isinstance(st.get("Principal"), dict) else []
+        aws = [aws] if isinstance(aws, str) else aws
+        named_aws |= bool(aws)
+        if st.get("Effect") == "Allow" and any(a in ("sts:AssumeRole", "sts:*", "*") for a in actions):
+            if any(_names(p, caller) for p in aws):
+                return True
+    return not named_aws
+
+
+def assume_role(self):
+    if ActionAuthenticatorMixin.request_count >= settings.INITIAL_NO_AUTH_ACTION_COUNT:
+        role_arn = self._get_param("RoleArn")
+        _, caller, _ = self.backend.get_caller_identity(self.get_access_key(), self.region)
+        account = role_arn.split(":")[4] if role_arn.count(":") >= 5 else ""
+        role = None
+        try:
+            role = iam_backends[account]["aws"].get_role_by_arn(role_arn)
+        except Exception:  # moto lets a role that does not exist be assumed
+            role = None
+        if role is not None and not _trusts(role.assume_role_policy_document, caller):
+            raise STSClientError(
+                "AccessDenied",
+                f"User: {caller} is not authorized to perform: sts:AssumeRole on resource: {role_arn}")
+    return _assume_role(self)
+
+
+TokenResponse.assume_role = assume_role
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

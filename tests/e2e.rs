@@ -2097,6 +2097,158 @@ async fn an_allowed_accounts_change_that_drops_terminations_drops_the_canary_and
     stack.save_observed_actions("allowed-accounts-change").await;
 }
 
+/// `tripwire status --json`'s `drill` for each account it shows.
+fn drill_words(stack: &Stack) -> std::collections::BTreeMap<String, String> {
+    let out = stack.cli().args(["status", "--json"]).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| l.contains(r#""type":"status""#))
+        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+        .map(|v| {
+            (
+                v["account"].as_str().unwrap().to_owned(),
+                v["drill"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_weekly_drill_contains_the_drill_role_through_the_responder_and_shows_ok() {
+    let stack = Stack::start(Options {
+        watchdog: true,
+        ..Options::default()
+    })
+    .await;
+    stack.deploy_members(&[PROD], &["us-east-1"]).await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    for (account, id) in [(PROD, "c-1"), (OTHER, "c-2")] {
+        let rec = tripwire_synth::canary_record(account, "us-east-1", now - 60_000, id);
+        stack.invoke(&eventbridge_envelope(&rec, id)).await.unwrap();
+    }
+    assert_eq!(
+        drill_words(&stack),
+        [
+            (PROD.to_owned(), "never".to_owned()),
+            (OTHER.to_owned(), "never".to_owned())
+        ]
+        .into()
+    );
+    // The drill schedule's event: one request per StackSet account, to the responder,
+    // which contains the drill role through the containment role and lifts it again.
+    let asked = stack
+        .invoke_watchdog_with(&json!({"drill": true}))
+        .await
+        .unwrap();
+    assert_eq!(asked, json!({"drill": [PROD]}));
+    let mut words = drill_words(&stack);
+    for _ in 0..40 {
+        if words[PROD] != "never" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+        words = drill_words(&stack);
+    }
+    // moto has no policy simulator: the read-back alone proves it there.
+    assert_eq!(words[PROD], "ok", "{words:?}");
+    assert_eq!(
+        words[OTHER], "never",
+        "no StackSet instance there: not drilled"
+    );
+    assert!(
+        stack.attached(PROD, "role/tripwire-drill").await.is_empty(),
+        "lifted"
+    );
+    assert!(
+        stack.tags(PROD, "role/tripwire-drill").await.is_empty(),
+        "lifted"
+    );
+    // No incident, no page; the watchdog's next run pages nothing for it.
+    assert!(stack.alerts().await.is_empty());
+    let paged = stack.invoke_watchdog().await.unwrap();
+    assert!(
+        !paged.to_string().contains("containment_unproven"),
+        "{paged}"
+    );
+    stack.save_observed_actions("drill").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_drill_against_a_broken_containment_trust_shows_failed_with_the_reason_and_pages_once() {
+    // IAM enforced: moto then holds AssumeRole to the role's trust, as AWS does.
+    let stack = Stack::start(Options {
+        watchdog: true,
+        enforce_iam: true,
+        ..Options::default()
+    })
+    .await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let rec = tripwire_synth::canary_record(PROD, "us-east-1", now - 60_000, "c-1");
+    stack
+        .invoke(&eventbridge_envelope(&rec, "c-1"))
+        .await
+        .unwrap();
+    let request = json!({"drill": {"account": PROD}});
+    let drill = || stack.invoke_responder(&request);
+    assert_eq!(drill().await.unwrap()["ok"], true);
+    assert_eq!(drill_words(&stack)[PROD], "ok");
+    // Someone rewrites the containment role's trust to name another principal.
+    stack
+        .iam_in(PROD)
+        .update_assume_role_policy()
+        .role_name(CONTAINMENT_ROLE)
+        .policy_document(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+                "Principal": {"AWS": "arn:aws:iam::999999999999:root"},
+                "Action": "sts:AssumeRole"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let failed = drill().await.unwrap();
+    assert_eq!(failed["ok"], false, "{failed}");
+    let word = drill_words(&stack)[PROD].clone();
+    assert!(
+        word.starts_with("failed ")
+            && word.contains("AccessDenied")
+            && word.contains("sts:AssumeRole"),
+        "{word}"
+    );
+    // The watchdog pages it once, on the alarm channel.
+    let paged = stack.invoke_watchdog().await.unwrap();
+    assert!(
+        paged.to_string().contains("containment_unproven"),
+        "{paged}"
+    );
+    let again = stack.invoke_watchdog().await.unwrap();
+    assert!(
+        !again.to_string().contains("containment_unproven"),
+        "{again}"
+    );
+    let alarms = stack.alarms().await;
+    assert_eq!(kinds(&alarms), ["containment_unproven"]);
+    assert!(
+        alarms[0].body["reason"]
+            .as_str()
+            .unwrap()
+            .contains("AccessDenied"),
+        "{}",
+        alarms[0].body
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_pages_each_stackset_instance_that_never_speaks_once() {
     let stack = Stack::start(Options {

@@ -573,21 +573,29 @@ impl Stack {
             .expect("PutTargets");
         // The tripwire's member roles and managed policies, as infra/member.yaml creates
         // them in every member account: the containment role trusts only the
-        // responder's role, the release role only the operators the stack names.
-        let trusting = |who: &str| {
+        // responder's role, the release role only the operators the stack names, and the
+        // drill role (no permission at all) only the responder. With IAM enforced the
+        // responder and the operator sign as IAM users of the same names (enforce_iam),
+        // which moto then holds to the trust (scripts/moto_server.py, 6.): the trusts
+        // name those stand-ins beside the real principals.
+        let trusting = |who: &[&str]| {
             serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
                 "Principal": {"AWS": who}, "Action": "sts:AssumeRole"}]})
             .to_string()
         };
+        let responder = format!("arn:aws:iam::{CENTRAL}:role/tripwire-responder");
+        let responder_stand_in = format!("arn:aws:iam::{CENTRAL}:user/responder");
+        let operator_stand_in = format!("arn:aws:iam::{CENTRAL}:user/operator");
         let policy = tripwire_engine::Policy::from_toml(&self.policy).expect("the stack's policy");
         for account in [PROD, OTHER, DEV] {
             let iam = self.iam_in(account);
             for (name, trust) in [
                 (
                     CONTAINMENT_ROLE,
-                    trusting(&format!("arn:aws:iam::{CENTRAL}:role/tripwire-responder")),
+                    trusting(&[&responder, &responder_stand_in]),
                 ),
-                (RELEASE_ROLE, trusting(OPERATOR_ARN)),
+                (RELEASE_ROLE, trusting(&[OPERATOR_ARN, &operator_stand_in])),
+                (names::DRILL_ROLE, trusting(&[&responder])),
             ] {
                 iam.create_role()
                     .role_name(name)
@@ -616,7 +624,7 @@ impl Stack {
                     .expect("CreatePolicy");
             }
         }
-        let trust = trusting(&format!("arn:aws:iam::{CENTRAL}:root"));
+        let trust = trusting(&[&format!("arn:aws:iam::{CENTRAL}:root")]);
         let principals: &[(&str, &str, &str)] = &[
             (PROD, "/vendor/", "cleanup-task"),
             (PROD, "/", "BreakGlassAdmin"),
@@ -712,6 +720,7 @@ impl Stack {
             ("detector", CENTRAL, allow(&observed["detector"])),
             ("responder", CENTRAL, allow(&observed["responder"])),
             ("operator", CENTRAL, allow(&observed["operator"])),
+            ("watchdog", CENTRAL, allow(&observed["watchdog"])),
         ];
         // The harness sets up and observes, as an administrator in each account.
         let harness: Vec<String> = [CENTRAL, PROD, OTHER, DEV]
@@ -796,6 +805,11 @@ impl Stack {
             "detail-type": "Scheduled Event", "source": "aws.events", "account": CENTRAL,
             "region": "us-east-1", "resources": [], "detail": {}});
         self.invoke_at(&self.watchdog_url, &scheduled).await
+    }
+
+    /// Invokes the watchdog with `event` (the drill schedule's `{"drill": true}`).
+    pub async fn invoke_watchdog_with(&self, event: &Value) -> Result<Value, (u16, String)> {
+        self.invoke_at(&self.watchdog_url, event).await
     }
 
     /// Invokes `hello-lambda` (see [`Options::hello`]), which echoes `event`.

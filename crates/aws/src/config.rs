@@ -308,6 +308,10 @@ pub struct WatchdogConfig {
     pub never_seen_grace: Millis,
     /// The regions every active account of the organization is expected in.
     pub expected_regions: Vec<String>,
+    /// The responder, which the drill asks to drill in each account, when set.
+    pub responder_function: Option<String>,
+    /// The partition the member accounts are in (`aws` unless set).
+    pub partition: String,
     /// Root certificates for AWS endpoints.
     pub tls_roots: TlsRoots,
 }
@@ -393,8 +397,20 @@ impl WatchdogConfig {
                 expected_regions.push(r.to_owned());
             }
         }
+        let partition = env(PARTITION)
+            .filter(|p| !p.trim().is_empty())
+            .unwrap_or_else(|| "aws".into());
+        if !["aws", "aws-us-gov", "aws-cn"].contains(&partition.trim()) {
+            return Err(Error::Config(format!(
+                "{PARTITION}=`{partition}` is not aws, aws-us-gov or aws-cn"
+            )));
+        }
         Ok(WatchdogConfig {
             expected_regions,
+            responder_function: env(RESPONDER_FUNCTION)
+                .map(|f| f.trim().to_owned())
+                .filter(|f| !f.is_empty()),
+            partition: partition.trim().to_owned(),
             policy: policy(env)?,
             table: table(env)?,
             topic_arn: topic_arn(env)?,

@@ -12,6 +12,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 use tokio::sync::Mutex;
 use tripwire_engine::containment::{Plan, Target};
+use tripwire_engine::drill::Held;
 use tripwire_engine::names::{
     managed_policy_arn, ALL_CONTAIN_TAGS, ALL_MANAGED_POLICIES, LEGACY_INLINE_POLICIES,
 };
@@ -46,6 +47,16 @@ fn iam_region(partition: &str) -> &'static str {
 /// Clear words for the IAM errors containment can meet.
 fn explain(e: &Error) -> Option<String> {
     let code = e.code()?;
+    if let (
+        Error::Aws {
+            op: "sts:AssumeRole",
+            ..
+        },
+        "AccessDenied",
+    ) = (e, code)
+    {
+        return Some("the responder may not assume the containment role: its trust no longer names the responder's role, or an SCP denies it (AccessDenied on sts:AssumeRole)".into());
+    }
     Some(match code {
         "NoSuchEntity" => "the role or user no longer exists (NoSuchEntity)".into(),
         "UnmodifiableEntity" => "the role is protected by AWS, e.g. a service-linked role (UnmodifiableEntity)".into(),
@@ -458,6 +469,152 @@ fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {
         Err(e) => Ok(Err(Refused::Iam(
             explain(&e).unwrap_or_else(|| e.to_string()),
         ))),
+    }
+}
+
+/// The drill role's name in the plan, or a refusal: the drill reads and lifts that one
+/// role, never another (the containment role may lift nothing else).
+fn drill_role(plan: &Plan) -> Result<(&str, &str, &str), Refused> {
+    match target_of(plan) {
+        Some((account, partition, Entity::Role(name)))
+            if name == tripwire_engine::names::DRILL_ROLE =>
+        {
+            Ok((account, partition, name))
+        }
+        _ => Err(Refused::Iam(
+            "the drill reads and lifts only the tripwire-drill role".into(),
+        )),
+    }
+}
+
+/// The drill's half: read back and lift the drill role through the containment role,
+/// which may do so on that role alone.
+impl tripwire_pipeline::DrillTarget for Containment {
+    async fn fresh_session(
+        &self,
+        partition: &str,
+        account: &str,
+    ) -> Result<Result<(), Refused>, Error> {
+        self.cache.lock().await.remove(account);
+        classify(self.iam(partition, account).await.map(|_| ()))
+    }
+
+    async fn held(&self, plan: &Plan) -> Result<Result<Held, Refused>, Error> {
+        let (account, partition, role) = match drill_role(plan) {
+            Ok(r) => r,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let read = async {
+            let iam = self.iam(partition, account).await?;
+            let got = iam
+                .get_role()
+                .role_name(role)
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::Containment, "iam:GetRole", e))?;
+            let tags = got
+                .role()
+                .map(|r| {
+                    r.tags()
+                        .iter()
+                        .map(|t| (t.key().to_owned(), t.value().to_owned()))
+                        .collect()
+                })
+                .unwrap_or_default();
+            let attached = iam
+                .list_attached_role_policies()
+                .role_name(role)
+                .send()
+                .await
+                .map_err(|e| aws_error(Port::Containment, "iam:ListAttachedRolePolicies", e))?
+                .attached_policies()
+                .iter()
+                .filter_map(|p| p.policy_name().map(str::to_owned))
+                .collect();
+            Ok(Held { attached, tags })
+        };
+        match read.await {
+            Ok(held) => Ok(Ok(held)),
+            Err(e) => classify(Err(e)).map(|r| r.map(|()| Held::default())),
+        }
+    }
+
+    async fn simulate(&self, plan: &Plan) -> Result<Option<bool>, Error> {
+        let Ok((account, partition, role)) = drill_role(plan) else {
+            return Ok(None);
+        };
+        let iam = self.iam(partition, account).await?;
+        // The drill's session, as the scope names it: its source identity.
+        let context = aws_sdk_iam::types::ContextEntry::builder()
+            .context_key_name("aws:SourceIdentity")
+            .context_key_type(aws_sdk_iam::types::ContextKeyTypeEnum::String)
+            .context_key_values(tripwire_engine::names::DRILL_SOURCE_IDENTITY)
+            .build();
+        let out = iam
+            .simulate_principal_policy()
+            .policy_source_arn(format!("arn:{partition}:iam::{account}:role/{role}"))
+            .action_names(tripwire_engine::catalogue::TERMINATE_INSTANCES.deny_action)
+            .context_entries(context)
+            // One try: the simulator only adds to the read-back, and a drill that could
+            // not ask it this week is not a failed one.
+            .customize()
+            .config_override(
+                aws_sdk_iam::config::Builder::default()
+                    .retry_config(aws_config::retry::RetryConfig::disabled()),
+            )
+            .send()
+            .await;
+        match out {
+            Ok(o) => Ok(Some(
+                !o.evaluation_results().is_empty()
+                    && o.evaluation_results().iter().all(|r| {
+                        r.eval_decision()
+                            == &aws_sdk_iam::types::PolicyEvaluationDecisionType::ExplicitDeny
+                    }),
+            )),
+            // Not available (a stand-in without the simulator, no permission for it, a
+            // passing fault): the read-back stands alone, and the log says why.
+            Err(e) => {
+                let e = aws_error(Port::Containment, "iam:SimulatePrincipalPolicy", e);
+                tracing::info!(error = %e, "IAM's policy simulator did not answer the drill");
+                Ok(None)
+            }
+        }
+    }
+
+    async fn lift_drill(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        let (account, partition, role) = match drill_role(plan) {
+            Ok(r) => r,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let lift = async {
+            let iam = self.iam(partition, account).await?;
+            for name in &plan.managed {
+                let res = iam
+                    .detach_role_policy()
+                    .role_name(role)
+                    .policy_arn(managed_policy_arn(partition, account, name))
+                    .send()
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| aws_error(Port::Containment, "iam:DetachRolePolicy", e));
+                match res {
+                    // Never attached (the drill failed before it): nothing to lift.
+                    Err(e) if e.code() == Some("NoSuchEntity") => {}
+                    other => other?,
+                }
+            }
+            if !plan.tags.is_empty() {
+                iam.untag_role()
+                    .role_name(role)
+                    .set_tag_keys(Some(plan.tags.keys().cloned().collect()))
+                    .send()
+                    .await
+                    .map_err(|e| aws_error(Port::Containment, "iam:UntagRole", e))?;
+            }
+            Ok(())
+        };
+        classify(lift.await)
     }
 }
 

@@ -66,6 +66,7 @@ impl Deployments for StackInstances {
                     account: account.to_owned(),
                     region: region.to_owned(),
                     status,
+                    stack_instance: true,
                 });
             }
             token = page.next_token().map(str::to_owned);
@@ -119,6 +120,7 @@ impl Deployments for OrganizationAccounts {
                         account: id.to_owned(),
                         region: region.clone(),
                         status: "expected: an active account of the organization in an enabled region, with no member stack instance listed there".into(),
+                        stack_instance: false,
                     });
                 }
             }

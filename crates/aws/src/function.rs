@@ -40,9 +40,16 @@ impl Logged for Vec<Outcome> {
     }
 }
 
-impl Logged for Vec<tripwire_pipeline::watchdog::Paged> {
+impl Logged for crate::WatchdogRun {
     fn log(&self, t: &Timing, _deadline: Millis, request_id: &str) {
-        tracing::info!(paged = ?self, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, request_id, "coverage checked");
+        match self {
+            crate::WatchdogRun::Checked(paged) => {
+                tracing::info!(paged = ?paged, total_ms = t.total_ms, own_ms = t.own_ms, aws_ms = %t.aws_ms, request_id, "coverage checked")
+            }
+            crate::WatchdogRun::Drilled { drill } => {
+                tracing::info!(drill = ?drill, total_ms = t.total_ms, aws_ms = %t.aws_ms, request_id, "drill asked of the responder")
+            }
+        }
     }
 }
 

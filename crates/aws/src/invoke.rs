@@ -50,3 +50,24 @@ impl ContainmentQueue for ResponderInvoker {
         Ok(())
     }
 }
+
+impl tripwire_pipeline::DrillQueue for ResponderInvoker {
+    /// Asks the responder to drill in one account (`InvocationType=Event`): each
+    /// account's drill runs in its own invocation, within the responder's timeout.
+    async fn request_drill(
+        &self,
+        request: &tripwire_engine::drill::DrillRequest,
+    ) -> Result<(), Error> {
+        let payload = serde_json::to_vec(&serde_json::json!({ "drill": request }))
+            .map_err(|e| Error::encoding("the drill request", e))?;
+        self.client
+            .invoke()
+            .function_name(&self.function)
+            .invocation_type(InvocationType::Event)
+            .payload(Blob::new(payload))
+            .send()
+            .await
+            .map(|_| ())
+            .map_err(|e| aws_error(Port::Queue, "lambda:Invoke", e))
+    }
+}

@@ -59,12 +59,18 @@ pub type Watchdog = tripwire_pipeline::watchdog::Watchdog<
 >;
 
 /// The watchdog, built from the environment and [`function_sdk_config`].
-pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> {
+pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<WatchdogFunction, Error> {
     let cfg = config::WatchdogConfig::from_env(env)?;
     let sdk = function_sdk_config(env, cfg.tls_roots).await?;
     let store = store::WindowStore::new(client(&sdk), cfg.table);
     let policy = load_policy(&sdk, cfg.policy, "watchdog", &store).await?;
-    Ok(tripwire_pipeline::watchdog::Watchdog::new(
+    let drills = cfg.responder_function.map(|f| {
+        (
+            invoke::ResponderInvoker::new(client(&sdk), f),
+            cfg.partition,
+        )
+    });
+    let watchdog = tripwire_pipeline::watchdog::Watchdog::new(
         store,
         alerter::Alerter::new(client(&sdk), cfg.topic_arn)
             .with_alarm_topic(cfg.alarm_topic_arn)
@@ -84,7 +90,51 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<Watchdog, Error> 
         cfg.never_seen_grace,
     )
     .with_allowed_accounts(policy.allowed_accounts)
-    .with_wave_bound(policy.max_delivery_delay))
+    .with_wave_bound(policy.max_delivery_delay);
+    Ok(WatchdogFunction { watchdog, drills })
+}
+
+/// The watchdog function: its checks on the five-minute schedule, and on the drill
+/// schedule (`{"drill": true}`) the drill fanned out to the responder.
+pub struct WatchdogFunction {
+    watchdog: Watchdog,
+    /// The way to the responder and the partition, when the stack drills.
+    drills: Option<(invoke::ResponderInvoker, String)>,
+}
+
+/// What one watchdog invocation did.
+#[derive(Debug, serde::Serialize)]
+#[serde(untagged)]
+pub enum WatchdogRun {
+    /// The checks: what they paged.
+    Checked(Vec<tripwire_pipeline::watchdog::Paged>),
+    /// The drill: the accounts asked.
+    Drilled {
+        /// The accounts the responder was asked to drill in.
+        drill: Vec<String>,
+    },
+}
+
+impl WatchdogFunction {
+    /// Runs the checks, or the drill when the event asks for it.
+    pub async fn handle(
+        &self,
+        event: &str,
+        deadline: tripwire_engine::time::Millis,
+    ) -> Result<WatchdogRun, Error> {
+        let drill = serde_json::from_str::<serde_json::Value>(event)
+            .is_ok_and(|v| v.get("drill") == Some(&serde_json::Value::Bool(true)));
+        match (&self.drills, drill) {
+            (Some((queue, partition)), true) => Ok(WatchdogRun::Drilled {
+                drill: self.watchdog.drill(queue, partition).await?,
+            }),
+            (None, true) => Err(Error::Config(format!(
+                "a drill was asked for, but {} is not set",
+                config::RESPONDER_FUNCTION
+            ))),
+            (_, false) => self.watchdog.run(deadline).await.map(WatchdogRun::Checked),
+        }
+    }
 }
 
 /// The policy `source` names, fetched when it is a published version, logged by its hash

@@ -11,8 +11,9 @@ use tripwire_aws::store::{LoadedRecord, WindowStore};
 use tripwire_engine::alert::ContainmentState;
 use tripwire_engine::armed::{quantile, Armed, HeartbeatState};
 use tripwire_engine::deployed::{differing_keys, policy_hash};
+use tripwire_engine::drill::{self, Drilled};
 use tripwire_engine::time::{format_millis, Millis};
-use tripwire_pipeline::{Clock, Heartbeats, SystemClock};
+use tripwire_pipeline::{Clock, Drills, Heartbeats, SystemClock};
 
 const DAY: Millis = 24 * 3600 * 1000;
 
@@ -31,6 +32,8 @@ struct Row {
     heartbeats: u64,
     /// Incidents with a call there in the last day, not released.
     open_incidents: u64,
+    /// The account's last containment drill: `ok`, `failed REASON` or `never`.
+    drill: String,
 }
 
 /// One function's loaded policy beside the local file: the `policy` JSON line.
@@ -83,6 +86,7 @@ fn rows(
     states: &[HeartbeatState],
     histograms: &BTreeMap<(String, String), [u64; 10]>,
     incidents: &BTreeMap<(String, String), u64>,
+    drills: &BTreeMap<String, Drilled>,
     expect: &[(String, String)],
     now: Millis,
     interval: Millis,
@@ -113,6 +117,7 @@ fn rows(
                     .get(&(account.clone(), region.clone()))
                     .copied()
                     .unwrap_or(0),
+                drill: drill::status_word(drills.get(&account)),
                 account,
                 region,
             }
@@ -171,13 +176,14 @@ fn html(policies: &[PolicyRow], rows: &[Row], now: Millis) -> String {
             region: r.region.clone(),
             class: r.state,
             title: format!(
-                "{} {}: {}, last heartbeat {}, {} heartbeats, {} open incident(s)",
+                "{} {}: {}, last heartbeat {}, {} heartbeats, {} open incident(s), drill: {}",
                 r.account,
                 r.region,
                 r.state,
                 r.last.as_deref().unwrap_or("never"),
                 r.heartbeats,
-                r.open_incidents
+                r.open_incidents,
+                r.drill
             ),
         })
         .collect();
@@ -265,10 +271,17 @@ pub fn run(
                     .or_default() += 1;
             }
         }
+        let drills: BTreeMap<String, Drilled> = store
+            .drills()
+            .await?
+            .into_iter()
+            .map(|d| (d.account.clone(), d))
+            .collect();
         let rows = rows(
             &states,
             &histograms,
             &incidents,
+            &drills,
             &expect,
             now,
             Millis::from(interval_minutes) * 60_000,
@@ -298,12 +311,12 @@ pub fn run(
         }
         let ms = |v: Option<Millis>| v.map_or("-".to_owned(), |v| format!("<={}s", v / 1000));
         println!(
-            "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}",
+            "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}  DRILL",
             "ACCOUNT", "REGION", "STATE", "AGE", "P50", "P99", "HEARTBEATS", "INCIDENTS"
         );
         for r in &rows {
             println!(
-                "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}",
+                "{:<13} {:<15} {:<10} {:>9} {:>8} {:>8} {:>10} {:>9}  drill: {}",
                 r.account,
                 r.region,
                 r.state,
@@ -311,7 +324,8 @@ pub fn run(
                 ms(r.latency_p50_ms),
                 ms(r.latency_p99_ms),
                 r.heartbeats,
-                r.open_incidents
+                r.open_incidents,
+                r.drill
             );
         }
         Ok(())

@@ -150,6 +150,10 @@ pub struct Deployed {
     /// The instance's status and, when CloudFormation gives one, its detailed status
     /// and reason (`OUTDATED FAILED: ...`): a failed deployment is why a pair never speaks.
     pub status: String,
+    /// Listed by the member StackSet (where its stack contains): the drill runs there.
+    /// An account the organization lists but no instance names is only expected.
+    #[serde(default)]
+    pub stack_instance: bool,
 }
 
 /// A StackSet instance that has not sent a heartbeat yet, as the watchdog keeps it: from

@@ -514,6 +514,7 @@ pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
                         account: s("account")?,
                         region: s("region")?,
                         status: s("stack_instance_status")?,
+                        stack_instance: true,
                     };
                     Ok(render_never_seen(&d, time(v, "listed")?, now))
                 }
@@ -821,6 +822,7 @@ mod tests {
             account: "444444444444".into(),
             region: "us-west-2".into(),
             status: "OUTDATED FAILED".into(),
+            stack_instance: true,
         };
         for a in [
             render_tamper(&t, Some("recontained"), 2_000_000),

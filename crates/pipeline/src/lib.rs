@@ -687,6 +687,58 @@ pub trait AccountBrakes: Send + Sync {
     fn detach(&self, account: &str) -> impl Future<Output = Result<Option<String>, Error>> + Send;
 }
 
+/// What the drill reads back and lifts through the containment role: only the drill
+/// role (`tripwire-drill`) is ever read or lifted this way.
+pub trait DrillTarget: Send + Sync {
+    /// Drops any session the containment port keeps for `account` and assumes the
+    /// containment role anew: a session from before a broken trust would hide it for
+    /// up to an hour.
+    fn fresh_session(
+        &self,
+        partition: &str,
+        account: &str,
+    ) -> impl Future<Output = Result<Result<(), Refused>, Error>> + Send;
+
+    /// What IAM holds on the plan's target (the drill role) now.
+    fn held(
+        &self,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Result<tripwire_engine::drill::Held, Refused>, Error>> + Send;
+
+    /// Whether IAM's policy simulator shows the plan's deny in effect for the drill's
+    /// session; `None` where the simulator is not available.
+    fn simulate(&self, plan: &Plan) -> impl Future<Output = Result<Option<bool>, Error>> + Send;
+
+    /// Takes what the plan put on the drill role off again.
+    fn lift_drill(
+        &self,
+        plan: &Plan,
+    ) -> impl Future<Output = Result<Result<(), Refused>, Error>> + Send;
+}
+
+/// What each account's last drill found, beside the heartbeats.
+pub trait Drills: Send + Sync {
+    /// Records `d` as its account's last drill.
+    fn record_drill(
+        &self,
+        d: &tripwire_engine::drill::Drilled,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+
+    /// Every account's last drill.
+    fn drills(
+        &self,
+    ) -> impl Future<Output = Result<Vec<tripwire_engine::drill::Drilled>, Error>> + Send;
+}
+
+/// The way to the responder for drills: one asynchronous request per account.
+pub trait DrillQueue: Send + Sync {
+    /// Asks the responder to drill in `request`'s account.
+    fn request_drill(
+        &self,
+        request: &tripwire_engine::drill::DrillRequest,
+    ) -> impl Future<Output = Result<(), Error>> + Send;
+}
+
 /// No Organizations client: every account brake is refused with the reason, and
 /// release finds none attached.
 #[derive(Debug, Clone, Copy, Default)]

@@ -7,12 +7,13 @@
 //! the responder's own policy says; never someone else, never with documents of theirs.
 
 use crate::{
-    AccountBrakes, Alerts, Clock, Contain, ContainedPrincipals, Error, Incidents, NoBrakes,
-    Refused, StoredIncident,
+    AccountBrakes, Alerts, Clock, Contain, ContainedPrincipals, DrillTarget, Drills, Error,
+    Incidents, NoBrakes, Refused, StoredIncident,
 };
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, BrakeStep, ContainmentRequest, Plan, Target};
+use tripwire_engine::drill::{self, DrillRequest, Drilled};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
 use tripwire_engine::{Action, Policy};
@@ -51,6 +52,12 @@ pub enum ResponderOutcome {
         incident: String,
         /// Why.
         reason: String,
+    },
+    /// A drill ran in an account (and is recorded there).
+    Drilled {
+        /// What it found.
+        #[serde(flatten)]
+        drilled: Drilled,
     },
 }
 
@@ -105,19 +112,110 @@ impl<K, S, A, C> Responder<K, S, A, C> {
     }
 }
 
-impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock, B: AccountBrakes>
-    Responder<K, S, A, C, B>
+impl<
+        K: Contain + DrillTarget,
+        S: Incidents + ContainedPrincipals + Drills,
+        A: Alerts,
+        C: Clock,
+        B: AccountBrakes,
+    > Responder<K, S, A, C, B>
 {
-    /// Handles one event as Lambda delivers it: `None` when it is not a containment
-    /// request at all (refused loudly by the caller's log, never retried).
+    /// Handles one event as Lambda delivers it: a containment request, or a drill
+    /// request (`{"drill": {"account": …}}`); `None` when it is neither (refused loudly
+    /// by the caller's log, never retried).
     pub async fn handle_event(&self, event: &str) -> Result<Option<ResponderOutcome>, Error> {
+        #[derive(serde::Deserialize)]
+        #[serde(deny_unknown_fields)]
+        struct Drill {
+            drill: DrillRequest,
+        }
+        if let Ok(Drill { drill }) = serde_json::from_str(event) {
+            return self
+                .drill(&drill)
+                .await
+                .map(|drilled| Some(ResponderOutcome::Drilled { drilled }));
+        }
         match serde_json::from_str(event) {
             Ok(req) => self.handle(req).await.map(Some),
             Err(e) => {
-                tracing::error!(error = %e, "not a containment request; ignored");
+                tracing::error!(error = %e, "not a containment or drill request; ignored");
                 Ok(None)
             }
         }
+    }
+
+    /// Drills in one account: the plan an incident would get, for the drill role, put
+    /// in place through the containment role as an incident's is, read back from IAM
+    /// (and, where available, IAM's simulator), then lifted; what it found is recorded
+    /// beside the heartbeats. No incident and no page: the watchdog pages a failure.
+    pub async fn drill(&self, req: &DrillRequest) -> Result<Drilled, Error> {
+        let found = self.run_drill(req).await?;
+        let drilled = Drilled {
+            account: req.account.clone(),
+            ok: found.0.is_ok(),
+            reason: found.0.err(),
+            simulated: found.1,
+            at: self.clock.now(),
+        };
+        self.store.record_drill(&drilled).await?;
+        tracing::info!(account = %drilled.account, ok = drilled.ok, reason = ?drilled.reason, "drill");
+        Ok(drilled)
+    }
+
+    /// The drill's steps: what failed, in words, and what the simulator said.
+    async fn run_drill(
+        &self,
+        req: &DrillRequest,
+    ) -> Result<(Result<(), String>, Option<bool>), Error> {
+        let plan = match drill::plan(&self.policy, &req.partition, &req.account) {
+            Ok(p) => p,
+            Err(why) => return Ok((Err(why), None)),
+        };
+        if let Err(Refused::Iam(why)) = self
+            .containment
+            .fresh_session(&req.partition, &req.account)
+            .await?
+        {
+            return Ok((Err(why), None));
+        }
+        match self.containment.current_arn(&plan).await? {
+            Ok(arn) => {
+                if let Err(why) = check_current(&self.policy, &self.own_roles, &plan, &arn) {
+                    return Ok((Err(why), None));
+                }
+            }
+            Err(Refused::Iam(why)) => {
+                return Ok((
+                    Err(format!("IAM could not confirm the drill role: {why}")),
+                    None,
+                ))
+            }
+        }
+        if let Err(Refused::Iam(why)) = self.containment.apply(&plan).await? {
+            return Ok((Err(format!("containment did not land: {why}")), None));
+        }
+        let held = match self.containment.held(&plan).await? {
+            Ok(h) => drill::verify(&plan, &h),
+            Err(Refused::Iam(why)) => Err(format!("IAM could not be read back: {why}")),
+        };
+        let simulated = match held {
+            Ok(()) => self.containment.simulate(&plan).await?,
+            Err(_) => None,
+        };
+        // Lifted whatever was found: a drill never leaves its role contained.
+        let lifted = self.containment.lift_drill(&plan).await?;
+        let outcome = match (held, simulated, lifted) {
+            (Err(why), _, _) => Err(why),
+            (Ok(()), Some(false), _) => Err(
+                "IAM's policy simulator does not show the deny in effect for the drill's session"
+                    .into(),
+            ),
+            (Ok(()), _, Err(Refused::Iam(why))) => Err(format!(
+                "containment landed and held, but the drill could not lift it: {why}"
+            )),
+            (Ok(()), _, Ok(())) => Ok(()),
+        };
+        Ok((outcome, simulated))
     }
 
     /// Handles one containment request.
@@ -219,6 +317,8 @@ impl<K: Contain, S: Incidents + ContainedPrincipals, A: Alerts, C: Clock, B: Acc
             ResponderOutcome::Refused { .. } => {
                 (AlertKind::ContainmentFailed, ContainmentState::Refused)
             }
+            // A drill is answered by `drill`, never here.
+            ResponderOutcome::Drilled { .. } => return Ok(outcome),
         };
         let status = ContainmentStatus { state, detail };
         let recorded = self

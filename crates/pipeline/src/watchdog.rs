@@ -4,7 +4,9 @@
 //! listed it, and `coverage_restored` once when either speaks. It also closes shutdown
 //! waves past their bound, paging once the instances no record claimed.
 
-use crate::{Alerts, Clock, Deployments, Error, Heartbeats, NoDeployments, Steps, Waves};
+use crate::{
+    Alerts, Clock, Deployments, DrillQueue, Drills, Error, Heartbeats, NoDeployments, Steps, Waves,
+};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet};
 use tripwire_engine::alert::{render_coverage, render_never_seen, Alert, AlertKind, WaveStage};
@@ -46,6 +48,13 @@ pub enum Paged {
         wave: String,
         /// Its unclaimed instances.
         unclaimed: usize,
+    },
+    /// `containment_unproven`: an account's drill failed.
+    ContainmentUnproven {
+        /// The account.
+        account: String,
+        /// Why the drill failed.
+        reason: String,
     },
 }
 
@@ -112,7 +121,9 @@ impl<S, A, C, D> Watchdog<S, A, C, D> {
     }
 }
 
-impl<S: Heartbeats + Steps + Waves, A: Alerts, C: Clock, D: Deployments> Watchdog<S, A, C, D> {
+impl<S: Heartbeats + Steps + Waves + Drills, A: Alerts, C: Clock, D: Deployments>
+    Watchdog<S, A, C, D>
+{
     /// Checks every (account, region). A failed page fails the run, and the next run
     /// (or Lambda's retry) pages it; a page that went out is never repeated.
     pub async fn run(&self, lease_until: Millis) -> Result<Vec<Paged>, Error> {
@@ -169,7 +180,55 @@ impl<S: Heartbeats + Steps + Waves, A: Alerts, C: Clock, D: Deployments> Watchdo
         self.never_seen(&states, now, lease_until, &mut paged)
             .await?;
         self.close_waves(now, lease_until, &mut paged).await?;
+        self.unproven(now, lease_until, &mut paged).await?;
         Ok(paged)
+    }
+
+    /// Asks the responder to drill in every account the member StackSet lists (where
+    /// its stack contains) but the allowed ones, where nothing is ever contained: one
+    /// request per account. The accounts asked, sorted.
+    pub async fn drill<Q: DrillQueue>(
+        &self,
+        queue: &Q,
+        partition: &str,
+    ) -> Result<Vec<String>, Error> {
+        let accounts: BTreeSet<String> = self
+            .deployments
+            .deployed()
+            .await?
+            .into_iter()
+            .filter(|d| d.stack_instance && !self.allowed.contains(&d.account))
+            .map(|d| d.account)
+            .collect();
+        for account in &accounts {
+            queue
+                .request_drill(&tripwire_engine::drill::DrillRequest {
+                    account: account.clone(),
+                    partition: partition.to_owned(),
+                })
+                .await?;
+        }
+        Ok(accounts.into_iter().collect())
+    }
+
+    /// Pages each failed drill once, on the alarm channel.
+    async fn unproven(
+        &self,
+        now: Millis,
+        lease_until: Millis,
+        paged: &mut Vec<Paged>,
+    ) -> Result<(), Error> {
+        for d in self.store.drills().await?.into_iter().filter(|d| !d.ok) {
+            let step = format!("containment_unproven#{}#{}", d.account, d.at);
+            let alert = tripwire_engine::drill::render_unproven(&d, now);
+            if self.page(&step, alert, now, lease_until).await? {
+                paged.push(Paged::ContainmentUnproven {
+                    account: d.account.clone(),
+                    reason: d.reason.clone().unwrap_or_default(),
+                });
+            }
+        }
+        Ok(())
     }
 
     /// Closes each open wave `wave_bound` after its last instance: a wave some of whose

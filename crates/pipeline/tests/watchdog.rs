@@ -110,6 +110,7 @@ impl tripwire_pipeline::Deployments for Instances {
                 account: (*a).into(),
                 region: (*r).into(),
                 status: "OUTDATED FAILED: Account 222222222222 should have 'AWSCloudFormationStackSetExecutionRole'".into(),
+                stack_instance: true,
             })
             .collect())
     }

@@ -29,6 +29,7 @@
 //! - `P#<account>#<entity>` / `P`: the incident a contained principal was last contained
 //!   for (contained.rs).
 //! - `PL` / `<function>`: the policy a function loaded at its last cold start (loaded.rs).
+//! - `DR` / `<account>`: the account's last containment drill (`doc`) (drills.rs).
 //! - `V#<account>#<region>` / `E#<time>#<instance>`: an instance's first state-change
 //!   event, the window the wave lane reads; `WAVE`: the pair's current wave (bounds, a
 //!   sample of [`tripwire_engine::wave::SAMPLE`] IDs, page state, the previous wave's

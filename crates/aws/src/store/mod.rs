@@ -31,6 +31,7 @@ pub use tripwire_pipeline::{Recorded, StoredIncident};
 
 mod calls;
 mod contained;
+mod drills;
 mod heartbeats;
 mod incidents;
 pub mod keys;

@@ -143,6 +143,8 @@ struct Tables {
     once: HashMap<String, (bool, Millis)>,
     // Contained principals by (account, entity).
     contained: HashMap<(String, String), ContainmentRequest>,
+    // Each account's last drill.
+    drills: BTreeMap<String, tripwire_engine::drill::Drilled>,
     // Per (account, region): instances' state changes, and the wave.
     instances: HashMap<(String, String, String), WaveInstance>,
     waves: HashMap<(String, String), WaveItem>,
@@ -592,6 +594,23 @@ impl Sessions for MemoryStore {
             .entry(event_id.to_owned())
             .or_insert_with(|| credit.cloned())
             .clone())
+    }
+}
+
+impl tripwire_pipeline::Drills for MemoryStore {
+    async fn record_drill(&self, d: &tripwire_engine::drill::Drilled) -> Result<(), Error> {
+        // Through JSON, as the table keeps it.
+        let wire = serde_json::to_string(d).map_err(|e| Error::encoding("drill", e))?;
+        let back = serde_json::from_str(&wire).expect("a drill reads back");
+        self.op("record_drill")
+            .await?
+            .drills
+            .insert(d.account.clone(), back);
+        Ok(())
+    }
+
+    async fn drills(&self) -> Result<Vec<tripwire_engine::drill::Drilled>, Error> {
+        Ok(self.op("drills").await?.drills.values().cloned().collect())
     }
 }
 
@@ -1120,12 +1139,55 @@ pub struct MemoryContain {
     /// Runs once as the next plan is applied: what another container does meanwhile.
     #[allow(clippy::type_complexity)]
     pub during_apply: Arc<Mutex<Option<Box<dyn FnOnce() + Send>>>>,
+    /// What IAM holds, by target ARN: what the plans applied put there, less what the
+    /// drill lifted.
+    pub held: Arc<Mutex<HashMap<String, tripwire_engine::drill::Held>>>,
+    /// When set, IAM holds nothing a plan put in place (an SCP or boundary undid it).
+    pub forgets: Arc<AtomicBool>,
+    /// What IAM's simulator says; `None`: not available.
+    pub simulator: Arc<Mutex<Option<bool>>>,
 }
 
 impl MemoryContain {
     /// The plans applied, in order.
     pub fn applied(&self) -> Vec<Plan> {
         self.applied.lock().unwrap().clone()
+    }
+}
+
+impl tripwire_pipeline::DrillTarget for MemoryContain {
+    async fn fresh_session(&self, _: &str, _: &str) -> Result<Result<(), Refused>, Error> {
+        tokio::task::yield_now().await;
+        Ok(Ok(()))
+    }
+
+    async fn held(
+        &self,
+        plan: &Plan,
+    ) -> Result<Result<tripwire_engine::drill::Held, Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "held")?;
+        let arn = plan.principal_arn().unwrap_or_default();
+        Ok(Ok(self
+            .held
+            .lock()
+            .unwrap()
+            .get(arn)
+            .cloned()
+            .unwrap_or_default()))
+    }
+
+    async fn simulate(&self, _: &Plan) -> Result<Option<bool>, Error> {
+        tokio::task::yield_now().await;
+        Ok(*self.simulator.lock().unwrap())
+    }
+
+    async fn lift_drill(&self, plan: &Plan) -> Result<Result<(), Refused>, Error> {
+        tokio::task::yield_now().await;
+        self.faults.check(Port::Containment, "lift_drill")?;
+        let arn = plan.principal_arn().unwrap_or_default();
+        self.held.lock().unwrap().remove(arn);
+        Ok(Ok(()))
     }
 }
 
@@ -1150,6 +1212,18 @@ impl Contain for MemoryContain {
             return Ok(Err(Refused::Iam(reason)));
         }
         self.applied.lock().unwrap().push(plan.clone());
+        if !self.forgets.load(Ordering::SeqCst) {
+            let mut held = self.held.lock().unwrap();
+            let h = held
+                .entry(plan.principal_arn().unwrap_or_default().to_owned())
+                .or_default();
+            for m in &plan.managed {
+                if !h.attached.contains(m) {
+                    h.attached.push(m.clone());
+                }
+            }
+            h.tags.extend(plan.tags.clone());
+        }
         if let Some(meanwhile) = self.during_apply.lock().unwrap().take() {
             meanwhile();
         }
