@@ -279,6 +279,28 @@ def test_the_containment_role_cannot_touch_protected_tripwire_or_aws_roles(targe
         assert not _allowed(node, action, target, ctx), (action, target)
 
 
+DRILL = f"arn:aws:iam::{ACCOUNT}:role/tripwire-drill"
+
+
+def test_the_containment_role_lifts_the_tripwires_denies_from_the_drill_role_and_no_other():
+    node = _member_role("ContainmentRole")
+    ctx = {"aws:PrincipalArn": node.arn}
+    assert _allowed(node, "iam:AttachRolePolicy", DRILL, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert _allowed(node, "iam:DetachRolePolicy", DRILL, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert _allowed(node, "iam:UntagRole", DRILL, {**ctx, **CONTAIN_TAG})
+    assert _allowed(node, "iam:ListAttachedRolePolicies", DRILL, ctx)
+    assert _allowed(node, "iam:SimulatePrincipalPolicy", DRILL, ctx)
+    # Never another's containment, nor anything the drill role did not get from it.
+    assert not _allowed(node, "iam:DetachRolePolicy", APP, {**ctx, "iam:PolicyARN": BRAKE_ARN})
+    assert not _allowed(node, "iam:UntagRole", APP, {**ctx, **CONTAIN_TAG})
+    assert not _allowed(node, "iam:DetachRolePolicy", DRILL,
+                        {**ctx, "iam:PolicyARN": "arn:aws:iam::aws:policy/SecurityAudit"})
+    for action in ("iam:PutRolePolicy", "iam:UpdateAssumeRolePolicy", "iam:DeleteRole"):
+        assert not _allowed(node, action, DRILL, ctx), action
+    assert not _allowed(node, "iam:AttachRolePolicy", DRILL,
+                        {**ctx, "iam:PolicyARN": "arn:aws:iam::aws:policy/AdministratorAccess"})
+
+
 def test_the_release_role_detaches_only_the_tripwires_policies():
     node = _member_role("ReleaseRole")
     ctx = {"aws:PrincipalArn": node.arn}
@@ -397,6 +419,23 @@ def test_a_member_admin_cannot_take_a_name_the_tripwire_never_contains(action, r
     admin = _member_admin()
     assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the SCP it could"
     assert not _under_scp(admin, action, resource)
+
+
+def test_the_drill_role_is_the_stacksets_to_make_and_the_containment_roles_to_drill():
+    """Its calls are never counted, so it must hold nothing: no member administrator may
+    create, trust, grant or pass it."""
+    drill = f"arn:aws:iam::{PROD}:role/tripwire-drill"
+    admin = _member_admin()
+    for action in ("iam:CreateRole", "iam:UpdateAssumeRolePolicy", "iam:PutRolePolicy", "iam:AttachRolePolicy",
+                   "iam:PassRole", "iam:DeleteRole", "iam:TagRole"):
+        for resource in (drill, f"arn:aws:iam::{PROD}:role/ops/tripwire-drill"):
+            assert _allowed(admin, action, resource, {"aws:PrincipalArn": admin.arn}), "without the SCP it could"
+            assert not _under_scp(admin, action, resource), (action, resource)
+    stacksets = _member_admin(f"arn:aws:iam::{PROD}:role/stacksets-exec-0123abcd")
+    assert _under_scp(stacksets, "iam:CreateRole", drill)
+    containment = _member_admin(f"arn:aws:iam::{PROD}:role/tripwire-containment")
+    for action in ("iam:AttachRolePolicy", "iam:TagRole", "iam:DetachRolePolicy", "iam:UntagRole"):
+        assert _under_scp(containment, action, drill), action
 
 
 def test_the_deployers_still_create_the_reserved_roles_and_admins_their_own():
@@ -561,6 +600,9 @@ def test_no_administrator_hands_the_functions_that_contain_a_forged_event(functi
     assert _guarded(detector, "lambda:InvokeFunction", CONTAINING[1])
     deployer = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-deployer")
     assert _guarded(deployer, "lambda:InvokeFunction", function)
+    # The watchdog asks the responder for the drill.
+    watchdog = _member_admin(f"arn:aws:iam::{SECURITY}:role/tripwire-watchdog")
+    assert _guarded(watchdog, "lambda:InvokeFunction", CONTAINING[1])
     # The watchdog and the findings function contain no one: their invokers are left alone.
     assert _guarded(admin, "lambda:InvokeFunction", f"arn:aws:lambda:us-east-1:{SECURITY}:function:tripwire-watchdog")
 

@@ -535,7 +535,10 @@ def test_the_central_stacks_lane_thresholds_are_the_policys_and_members_always_f
 SERVICE_SIDE = {
     "logs:CreateLogStream", "logs:PutLogEvents", "sqs:SendMessage", "kms:Decrypt", "kms:GenerateDataKey",
 }
-NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set(), "watchdog": set(), "findings": set()}
+# Lambda Invoke goes to cargo-lambda's emulator, not moto: the detector's containment
+# request and the watchdog's drill requests, both to the responder.
+NOT_ON_MOTO = {"detector": {"lambda:InvokeFunction"}, "responder": set(), "watchdog": {"lambda:InvokeFunction"},
+               "findings": set()}
 READ_PREFIXES = ("Get", "List", "Describe", "Query", "Scan", "BatchGet")
 
 
@@ -624,12 +627,20 @@ def test_the_containment_role_may_only_add_the_tripwires_denies():
     assert {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:TagRole"} <= seen, seen
     # deactivate_keys, where a deployment turns it on.
     assert seen <= granted | _key_status_grant(role, "DeactivateTheBurstsAccessKeys"), sorted(seen - granted)
+    drill = {"iam:ListAttachedRolePolicies", "iam:SimulatePrincipalPolicy", "iam:UntagRole", "iam:DetachRolePolicy"}
     assert granted == {"iam:AttachRolePolicy", "iam:AttachUserPolicy", "iam:TagRole", "iam:TagUser",
-                       "iam:GetRole", "iam:GetUser"}
-    # Nothing that writes a document or removes or loosens anything: no Put, no policy
-    # versions, no Delete, Detach or Untag.
+                       "iam:GetRole", "iam:GetUser"} | drill
+    # Nothing that writes a document or loosens anything: no Put, no policy versions,
+    # no Delete; and it removes only the tripwire's denies from the drill role.
     assert not [a for a in granted if a.split(":")[1].startswith(
-        ("Put", "Create", "SetDefault", "Delete", "Detach", "Untag", "Update"))]
+        ("Put", "Create", "SetDefault", "Delete", "Update"))]
+    for st in _statements(role):
+        if isinstance(st, dict) and st.get("Effect") == "Allow" and set(
+                [st["Action"]] if isinstance(st["Action"], str) else st["Action"]) & drill:
+            assert st["Resource"] == {"Fn::Sub": "arn:${AWS::Partition}:iam::${AWS::AccountId}:role/tripwire-drill"}, st
+            if st["Action"] == "iam:DetachRolePolicy":
+                assert st["Condition"] == {"ArnEquals": {"iam:PolicyARN": [
+                    {"Ref": "BrakePolicy"}, {"Ref": "QuarantinePolicy"}, {"Ref": "ScopePolicy"}]}}
     attach = next(st for st in _statements(role) if isinstance(st, dict) and "iam:AttachRolePolicy" in st["Action"]
                   and st["Effect"] == "Allow")
     assert attach["Condition"] == {"ArnEquals": {"iam:PolicyARN": [

@@ -368,6 +368,9 @@ struct Params<'a> {
     policy_id: Option<&'a str>,
     #[serde(borrow, default)]
     tag_keys: Vec<std::borrow::Cow<'a, str>>,
+    /// `TagRole`'s and `TagUser`'s tags.
+    #[serde(borrow, default)]
+    tags: Vec<TagParam<'a>>,
     key_id: Option<&'a str>,
     subscription_arn: Option<&'a str>,
     topic_arn: Option<&'a str>,
@@ -382,6 +385,13 @@ struct Params<'a> {
     stack_set_name: Option<&'a str>,
     status: Option<&'a str>,
     access_key_id: Option<&'a str>,
+}
+
+/// One tag of a `TagRole` or `TagUser` call.
+#[derive(Deserialize)]
+struct TagParam<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
 }
 
 /// How a reactivated access key shows as a lift: `user/NAME policy/key/AKIA…`.
@@ -475,6 +485,32 @@ fn target(name: &str, on: TamperTarget, p: &Params<'_>) -> Option<Touched> {
             ) && p.policy_name.is_some_and(|n| n.starts_with("tripwire-"));
             let managed = matches!(name, "DetachRolePolicy" | "DetachUserPolicy")
                 && p.policy_arn.is_some_and(is_tripwire_managed);
+            // The drill contains its role and lifts it weekly: the tripwire's own denies
+            // and tags on and off the one role that holds no permission change nothing.
+            // Any other change to it (trust, an inline or another managed policy) is
+            // tampering: its calls are never counted.
+            let drill = p
+                .role_name
+                .is_some_and(|r| r.eq_ignore_ascii_case(crate::names::DRILL_ROLE));
+            let keys: Vec<&str> = p
+                .tag_keys
+                .iter()
+                .map(|k| k.as_ref())
+                .chain(p.tags.iter().map(|t| t.key.as_ref()))
+                .collect();
+            let drill_tags = !keys.is_empty()
+                && keys.iter().all(|k| {
+                    k.get(..CONTAIN_TAG_PREFIX.len())
+                        .is_some_and(|h| h.eq_ignore_ascii_case(CONTAIN_TAG_PREFIX))
+                });
+            if drill
+                && (managed
+                    || (name == "AttachRolePolicy"
+                        && p.policy_arn.is_some_and(is_tripwire_managed))
+                    || (matches!(name, "TagRole" | "UntagRole") && drill_tags))
+            {
+                return None;
+            }
             if inline || managed {
                 let policy = sanitize(p.policy_name.or(p.policy_arn).unwrap_or_default());
                 return entity().map(|e| Touched::Lifted {
@@ -576,6 +612,7 @@ impl Tamper {
                 let name = &n["role/".len()..];
                 crate::names::is_member_role(name)
                     || name.eq_ignore_ascii_case(&policy.containment_role)
+                    || name.eq_ignore_ascii_case(crate::names::DRILL_ROLE)
             }
             Touched::Named(_) | Touched::Lifted { .. } => true,
         }
@@ -669,7 +706,10 @@ pub fn tamper_of(
         | TamperTarget::Key
         | TamperTarget::Topic
         | TamperTarget::Subscription => true,
-        TamperTarget::Schedule => target == Touched::Named("tripwire-watchdog".into()),
+        TamperTarget::Schedule => {
+            target == Touched::Named("tripwire-watchdog".into())
+                || target == Touched::Named("tripwire-drill".into())
+        }
         // The central stack's rules; a member's forwarding rules are StackSets' alone.
         TamperTarget::Rule | TamperTarget::RuleTargets => {
             !target.name().starts_with(FORWARD_RULE_PREFIX)
@@ -1542,6 +1582,80 @@ tripwire_keys = ["arn:aws:kms:us-east-1:123456789012:key/1234abcd-12ab-34cd-56ef
         };
         assert!(!t.is_ours(&policy));
         assert!(t.is_ours(&crate::Policy::from_toml("").unwrap()));
+    }
+
+    #[test]
+    fn the_drills_own_denies_on_and_off_its_role_page_nothing_any_other_change_pages() {
+        let policy = crate::Policy::from_toml("").unwrap();
+        let brake = "arn:aws:iam::222222222222:policy/tripwire/tripwire-brake";
+        let containment = || role("tripwire-containment", "222222222222");
+        let tag = "tripwire-contain-source-identity";
+        for (name, who, params, pages) in [
+            // The drill: attach, tag, then detach and untag, by the containment role.
+            (
+                "AttachRolePolicy",
+                containment(),
+                serde_json::json!({"roleName": "tripwire-drill", "policyArn": brake}),
+                false,
+            ),
+            (
+                "TagRole",
+                containment(),
+                serde_json::json!({"roleName": "tripwire-drill", "tags": [{"key": tag, "value": "tripwire-drill"}]}),
+                false,
+            ),
+            (
+                "DetachRolePolicy",
+                containment(),
+                serde_json::json!({"roleName": "tripwire-drill", "policyArn": brake}),
+                false,
+            ),
+            (
+                "UntagRole",
+                containment(),
+                serde_json::json!({"roleName": "tripwire-drill", "tagKeys": [tag]}),
+                false,
+            ),
+            // Anything that could make the uncounted role act: trust, permissions, tags.
+            (
+                "UpdateAssumeRolePolicy",
+                role("admin", "222222222222"),
+                serde_json::json!({"roleName": "tripwire-drill", "policyDocument": "{}"}),
+                true,
+            ),
+            (
+                "AttachRolePolicy",
+                role("admin", "222222222222"),
+                serde_json::json!({"roleName": "tripwire-drill", "policyArn": "arn:aws:iam::aws:policy/AdministratorAccess"}),
+                true,
+            ),
+            (
+                "PutRolePolicy",
+                containment(),
+                serde_json::json!({"roleName": "tripwire-drill", "policyName": "allow", "policyDocument": "{}"}),
+                true,
+            ),
+            (
+                "TagRole",
+                role("admin", "222222222222"),
+                serde_json::json!({"roleName": "tripwire-drill", "tags": [{"key": "team", "value": "x"}]}),
+                true,
+            ),
+            // A deny lifted from anyone else is still a lift.
+            (
+                "DetachRolePolicy",
+                containment(),
+                serde_json::json!({"roleName": "app", "policyArn": brake}),
+                true,
+            ),
+        ] {
+            let r = call("iam.amazonaws.com", name, who, params);
+            let paged = match extracted(&r) {
+                Extracted::Tamper(t) => t.is_ours(&policy),
+                _ => false,
+            };
+            assert_eq!(paged, pages, "{r}");
+        }
     }
 
     #[test]
