@@ -1617,7 +1617,17 @@ mod tests {
             Vec::new(),
         );
         pages.push(render_wave(&wave, WaveStage::Opened, 60, 3_600_000, 3000));
-        assert_eq!(pages.len(), 9, "every kind");
+        pages.push(crate::drill::render_unproven(
+            &crate::drill::Drilled {
+                account: "222222222222".into(),
+                ok: false,
+                reason: Some("AccessDenied".into()),
+                simulated: None,
+                at: 0,
+            },
+            60_000,
+        ));
+        assert_eq!(pages.len(), 10, "every kind");
         for page in &pages {
             let kind = page.kind.as_str();
             let link = format!("Runbook: {RUNBOOK}#{kind} (in the tripwire repository)");

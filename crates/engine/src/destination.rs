@@ -503,6 +503,19 @@ pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
             let recontain = v.get("recontain").and_then(Value::as_str);
             Ok(render_tamper(&t, recontain, now))
         }
+        "drill_alert" => {
+            let text = |name: &str| -> Result<String, NotAnAlert> {
+                Ok(field(v, name)?.as_str().unwrap_or_default().to_owned())
+            };
+            let d = crate::drill::Drilled {
+                account: text("account")?,
+                ok: false,
+                reason: Some(text("reason")?),
+                simulated: None,
+                at: time(v, "drilled")?,
+            };
+            Ok(crate::drill::render_unproven(&d, time(v, "alert_time")?))
+        }
         "coverage_alert" => {
             let now = time(v, "alert_time")?;
             let s = |name: &str| -> Result<String, NotAnAlert> {

@@ -309,5 +309,11 @@ mod tests {
         assert!(a.text.contains("docs/runbook.md#containment_unproven"));
         let j: serde_json::Value = serde_json::from_str(&a.json).unwrap();
         assert_eq!(j["reason"], "AccessDenied on sts:AssumeRole");
+        // `tripwire render` reads the page back as it was sent.
+        let back = crate::destination::alert_from_json(&j, 300_000).unwrap();
+        assert_eq!(
+            (back.subject, back.text, back.json),
+            (a.subject.clone(), a.text.clone(), a.json.clone())
+        );
     }
 }
