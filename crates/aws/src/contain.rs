@@ -539,7 +539,7 @@ impl tripwire_pipeline::DrillTarget for Containment {
         }
     }
 
-    async fn simulate(&self, plan: &Plan) -> Result<Option<bool>, Error> {
+    async fn simulate(&self, plan: &Plan, action: &str) -> Result<Option<bool>, Error> {
         let Ok((account, partition, role)) = drill_role(plan) else {
             return Ok(None);
         };
@@ -553,7 +553,7 @@ impl tripwire_pipeline::DrillTarget for Containment {
         let out = iam
             .simulate_principal_policy()
             .policy_source_arn(format!("arn:{partition}:iam::{account}:role/{role}"))
-            .action_names(tripwire_engine::catalogue::TERMINATE_INSTANCES.deny_action)
+            .action_names(action)
             .context_entries(context)
             // One try: the simulator only adds to the read-back, and a drill that could
             // not ask it this week is not a failed one.

@@ -705,9 +705,13 @@ pub trait DrillTarget: Send + Sync {
         plan: &Plan,
     ) -> impl Future<Output = Result<Result<tripwire_engine::drill::Held, Refused>, Error>> + Send;
 
-    /// Whether IAM's policy simulator shows the plan's deny in effect for the drill's
-    /// session; `None` where the simulator is not available.
-    fn simulate(&self, plan: &Plan) -> impl Future<Output = Result<Option<bool>, Error>> + Send;
+    /// Whether IAM's policy simulator shows `action` explicitly denied to the drill's
+    /// session under the plan; `None` where the simulator did not answer.
+    fn simulate(
+        &self,
+        plan: &Plan,
+        action: &str,
+    ) -> impl Future<Output = Result<Option<bool>, Error>> + Send;
 
     /// Takes what the plan put on the drill role off again.
     fn lift_drill(

@@ -191,18 +191,21 @@ impl<
                 ))
             }
         }
-        if let Err(Refused::Iam(why)) = self.containment.apply(&plan).await? {
-            return Ok((Err(format!("containment did not land: {why}")), None));
-        }
-        let held = match self.containment.held(&plan).await? {
-            Ok(h) => drill::verify(&plan, &h),
-            Err(Refused::Iam(why)) => Err(format!("IAM could not be read back: {why}")),
+        let held = match self.containment.apply(&plan).await? {
+            Err(Refused::Iam(why)) => Err(format!("containment did not land: {why}")),
+            Ok(()) => match self.containment.held(&plan).await? {
+                Ok(h) => drill::verify(&plan, &h),
+                Err(Refused::Iam(why)) => Err(format!("IAM could not be read back: {why}")),
+            },
         };
-        let simulated = match held {
-            Ok(()) => self.containment.simulate(&plan).await?,
-            Err(_) => None,
+        // The first action the brake denies: every plan's first policy is the brake (or
+        // quarantine, which denies everything).
+        let simulated = match (&held, self.policy.deny_actions.first()) {
+            (Ok(()), Some(action)) => self.containment.simulate(&plan, action).await?,
+            _ => None,
         };
-        // Lifted whatever was found: a drill never leaves its role contained.
+        // Lifted whatever landed, even when not all of it did: a drill never leaves its
+        // role contained.
         let lifted = self.containment.lift_drill(&plan).await?;
         let outcome = match (held, simulated, lifted) {
             (Err(why), _, _) => Err(why),

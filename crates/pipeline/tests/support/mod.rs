@@ -1177,7 +1177,7 @@ impl tripwire_pipeline::DrillTarget for MemoryContain {
             .unwrap_or_default()))
     }
 
-    async fn simulate(&self, _: &Plan) -> Result<Option<bool>, Error> {
+    async fn simulate(&self, _: &Plan, _: &str) -> Result<Option<bool>, Error> {
         tokio::task::yield_now().await;
         Ok(*self.simulator.lock().unwrap())
     }
