@@ -34,6 +34,8 @@ struct Row {
     open_incidents: u64,
     /// The account's last containment drill: `ok`, `failed REASON` or `never`.
     drill: String,
+    /// When it ran: a drill long past its schedule means the schedule stopped.
+    drill_at: Option<String>,
 }
 
 /// One function's loaded policy beside the local file: the `policy` JSON line.
@@ -118,6 +120,7 @@ fn rows(
                     .copied()
                     .unwrap_or(0),
                 drill: drill::status_word(drills.get(&account)),
+                drill_at: drills.get(&account).map(|d| format_millis(d.at)),
                 account,
                 region,
             }
