@@ -30,9 +30,14 @@ async fn deliver_burst(stack: &Stack, who: &str, tag: &str) {
 
 /// `tripwire release` of `principal` in production, as an operator runs it; its stdout.
 fn release(stack: &Stack, principal: &str, extra: &[&str]) -> String {
+    release_in(stack, PROD, principal, extra)
+}
+
+/// `tripwire release` of `principal` for its incidents in `account`; its stdout.
+fn release_in(stack: &Stack, account: &str, principal: &str, extra: &[&str]) -> String {
     let out = stack
         .cli()
-        .args(["release", "--account", PROD, "--principal", principal])
+        .args(["release", "--account", account, "--principal", principal])
         .args(extra)
         .output()
         .unwrap();
@@ -513,22 +518,6 @@ async fn protected_principals_and_root_get_an_alert_only_with_the_reason() {
     assert!(stack.tags(PROD, "role/BreakGlassAdmin").await.is_empty());
 }
 
-/// `tripwire release` of `principal` for its incidents in `account`; its stdout.
-fn release_in(stack: &Stack, account: &str, principal: &str) -> String {
-    let out = stack
-        .cli()
-        .args(["release", "--account", account, "--principal", principal])
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "{stdout}{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detaches_it() {
     use tripwire_localstack::CENTRAL;
@@ -543,29 +532,30 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
     .await;
     let (member, brake) = stack.brake.clone().unwrap();
     assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
-    for e in Burst::new(&format!("root@{member}"), "root")
-        .account(&member)
-        .at(*BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, &format!("root@{member}"), "root").await;
     let alerts = alerts_until(&stack, "contained").await;
-    assert_eq!(kinds(&alerts), ["detected", "contained"]);
-    let plan = &alerts[0].body["containment"];
+    let mut k = kinds(&alerts);
+    k.sort();
+    assert_eq!(k, ["contained", "detected"]);
+    let page = |kind: &str| {
+        &alerts
+            .iter()
+            .find(|a| a.attributes["kind"] == kind)
+            .unwrap()
+            .body
+    };
+    let plan = &page("detected")["containment"];
     assert_eq!(
         (&plan["action"], &plan["scope"], &plan["target_account"]),
         (&json!("account_brake"), &json!("account"), &json!(member))
     );
     assert!(
-        alerts[1].body["containment_status"]["detail"]
+        page("contained")["containment_status"]["detail"]
             .as_str()
             .unwrap()
             .contains("tripwire-account-brake in place"),
         "{}",
-        alerts[1].body
+        page("contained")
     );
     // Attached beside what the organization had, to that account alone.
     assert_eq!(
@@ -576,15 +566,7 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
 
     // The management account's root: no SCP binds it, so nothing is attached and the
     // page says why, in Organizations' own terms (its MasterAccountId).
-    for e in Burst::new(&format!("root@{CENTRAL}"), "mgmt")
-        .account(CENTRAL)
-        .at(*BASE)
-        .calls(10)
-        .step(1000)
-        .envelopes()
-    {
-        stack.invoke(&e).await.unwrap();
-    }
+    deliver_burst(&stack, &format!("root@{CENTRAL}"), "mgmt").await;
     let failed = alerts_until(&stack, "containment_failed").await;
     let failed = failed
         .iter()
@@ -601,7 +583,7 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
     assert_eq!(stack.scps(CENTRAL).await, ["FullAWSAccess"]);
 
     let root = format!("arn:aws:iam::{member}:root");
-    let out = release_in(&stack, &member, &root);
+    let out = release_in(&stack, &member, &root, &[]);
     assert!(
         out.contains(&format!(
             "removed tripwire-account-brake ({brake}, from account {member})"
@@ -611,7 +593,7 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
     assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
     assert_eq!(kinds(&alerts_until(&stack, "released").await), ["released"]);
     // Released again: nothing attached, nothing to remove.
-    assert!(release_in(&stack, &member, &root).contains("no tripwire policies were attached"));
+    assert!(release_in(&stack, &member, &root, &[]).contains("no tripwire policies were attached"));
     stack.save_observed_actions("account-brake").await;
 }
 
@@ -2097,6 +2079,19 @@ async fn an_allowed_accounts_change_that_drops_terminations_drops_the_canary_and
     stack.save_observed_actions("allowed-accounts-change").await;
 }
 
+/// A canary heartbeat from `account` in us-east-1 a minute ago, so status shows it.
+async fn heartbeat(stack: &Stack, account: &str, id: &str) {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let rec = tripwire_synth::canary_record(account, "us-east-1", now - 60_000, id);
+    assert_eq!(
+        outcome(&stack.invoke(&eventbridge_envelope(&rec, id)).await.unwrap()),
+        "heartbeat"
+    );
+}
+
 /// `tripwire status --json`'s `drill` for each account it shows.
 fn drill_words(stack: &Stack) -> std::collections::BTreeMap<String, String> {
     let out = stack.cli().args(["status", "--json"]).output().unwrap();
@@ -2126,13 +2121,8 @@ async fn the_weekly_drill_contains_the_drill_role_through_the_responder_and_show
     })
     .await;
     stack.deploy_members(&[PROD], &["us-east-1"]).await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
     for (account, id) in [(PROD, "c-1"), (OTHER, "c-2")] {
-        let rec = tripwire_synth::canary_record(account, "us-east-1", now - 60_000, id);
-        stack.invoke(&eventbridge_envelope(&rec, id)).await.unwrap();
+        heartbeat(&stack, account, id).await;
     }
     assert_eq!(
         drill_words(&stack),
@@ -2190,15 +2180,7 @@ async fn a_drill_against_a_broken_containment_trust_shows_failed_with_the_reason
         ..Options::default()
     })
     .await;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64;
-    let rec = tripwire_synth::canary_record(PROD, "us-east-1", now - 60_000, "c-1");
-    stack
-        .invoke(&eventbridge_envelope(&rec, "c-1"))
-        .await
-        .unwrap();
+    heartbeat(&stack, PROD, "c-1").await;
     let request = json!({"drill": {"account": PROD}});
     let drill = || stack.invoke_responder(&request);
     assert_eq!(drill().await.unwrap()["ok"], true);

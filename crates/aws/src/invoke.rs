@@ -25,11 +25,9 @@ impl ResponderInvoker {
     }
 }
 
-impl ContainmentQueue for ResponderInvoker {
-    /// Queues `request` for the responder (`InvocationType=Event`).
-    async fn request(&self, request: &ContainmentRequest) -> Result<(), Error> {
-        let payload = serde_json::to_vec(request)
-            .map_err(|e| Error::encoding("the containment request", e))?;
+impl ResponderInvoker {
+    /// Invokes the responder with `payload` asynchronously (`InvocationType=Event`).
+    async fn invoke_async(&self, payload: Vec<u8>) -> Result<(), Error> {
         let out = self
             .client
             .invoke()
@@ -51,23 +49,24 @@ impl ContainmentQueue for ResponderInvoker {
     }
 }
 
+impl ContainmentQueue for ResponderInvoker {
+    /// Queues `request` for the responder.
+    async fn request(&self, request: &ContainmentRequest) -> Result<(), Error> {
+        let payload = serde_json::to_vec(request)
+            .map_err(|e| Error::encoding("the containment request", e))?;
+        self.invoke_async(payload).await
+    }
+}
+
 impl tripwire_pipeline::DrillQueue for ResponderInvoker {
-    /// Asks the responder to drill in one account (`InvocationType=Event`): each
-    /// account's drill runs in its own invocation, within the responder's timeout.
+    /// Asks the responder to drill in one account: each account's drill runs in its own
+    /// invocation, within the responder's timeout.
     async fn request_drill(
         &self,
         request: &tripwire_engine::drill::DrillRequest,
     ) -> Result<(), Error> {
         let payload = serde_json::to_vec(&serde_json::json!({ "drill": request }))
             .map_err(|e| Error::encoding("the drill request", e))?;
-        self.client
-            .invoke()
-            .function_name(&self.function)
-            .invocation_type(InvocationType::Event)
-            .payload(Blob::new(payload))
-            .send()
-            .await
-            .map(|_| ())
-            .map_err(|e| aws_error(Port::Queue, "lambda:Invoke", e))
+        self.invoke_async(payload).await
     }
 }
