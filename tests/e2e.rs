@@ -2094,16 +2094,9 @@ async fn heartbeat(stack: &Stack, account: &str, id: &str) {
 
 /// `tripwire status --json`'s `drill` for each account it shows.
 fn drill_words(stack: &Stack) -> std::collections::BTreeMap<String, String> {
-    let out = stack.cli().args(["status", "--json"]).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .filter(|l| l.contains(r#""type":"status""#))
-        .map(|l| serde_json::from_str::<Value>(l).unwrap())
+    json_lines(stack.cli().args(["status", "--json"]))
+        .into_iter()
+        .filter(|v| v["type"] == "status")
         .map(|v| {
             (
                 v["account"].as_str().unwrap().to_owned(),
@@ -2659,13 +2652,18 @@ async fn upload(stack: &Stack, dir: &std::path::Path, bucket: &str, prefix: &str
 
 /// `tripwire backtest --json` over `args`, against the stack's S3; its lines.
 fn backtest(stack: &Stack, args: &[&str]) -> Vec<Value> {
-    let out = stack
-        .cli()
-        .args(["backtest", "--json", "--policy"])
-        .arg(tripwire_localstack::repo().join("config/policy.toml"))
-        .args(args)
-        .output()
-        .unwrap();
+    json_lines(
+        stack
+            .cli()
+            .args(["backtest", "--json", "--policy"])
+            .arg(tripwire_localstack::repo().join("config/policy.toml"))
+            .args(args),
+    )
+}
+
+/// A CLI command's JSON lines; it must succeed.
+fn json_lines(cmd: &mut std::process::Command) -> Vec<Value> {
+    let out = cmd.output().unwrap();
     assert!(
         out.status.success(),
         "{}",

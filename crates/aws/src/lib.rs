@@ -122,8 +122,13 @@ impl WatchdogFunction {
         event: &str,
         deadline: tripwire_engine::time::Millis,
     ) -> Result<WatchdogRun, Error> {
-        let drill = serde_json::from_str::<serde_json::Value>(event)
-            .is_ok_and(|v| v.get("drill") == Some(&serde_json::Value::Bool(true)));
+        // The drill schedule's input; the five-minute schedule's event has no `drill`.
+        #[derive(serde::Deserialize)]
+        struct Trigger {
+            #[serde(default)]
+            drill: bool,
+        }
+        let drill = serde_json::from_str::<Trigger>(event).is_ok_and(|t| t.drill);
         match (&self.drills, drill) {
             (Some((queue, partition)), true) => Ok(WatchdogRun::Drilled {
                 drill: self.watchdog.drill(queue, partition).await?,
