@@ -532,6 +532,17 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
     .await;
     let (member, brake) = stack.brake.clone().unwrap();
     assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
+    // The drill shows, ahead of any incident, that the brake would attach there; it
+    // attaches nothing.
+    let request = json!({"drill": {"account": member}});
+    let drill = || stack.invoke_responder(&request);
+    let drilled = drill().await.unwrap();
+    assert_eq!(
+        (&drilled["ok"], &drilled["brake"]),
+        (&json!(true), &json!("attachable")),
+        "{drilled}"
+    );
+    assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
     deliver_burst(&stack, &format!("root@{member}"), "root").await;
     let alerts = alerts_until(&stack, "contained").await;
     let mut k = kinds(&alerts);
@@ -594,6 +605,33 @@ async fn the_account_brake_holds_a_root_burst_in_its_account_and_release_detache
     assert_eq!(kinds(&alerts_until(&stack, "released").await), ["released"]);
     // Released again: nothing attached, nothing to remove.
     assert!(release_in(&stack, &member, &root, &[]).contains("no tripwire policies were attached"));
+    // Someone narrows the brake in the management account: the next drill fails with
+    // the reason, before an incident would find it.
+    aws_sdk_organizations::Client::new(&stack.sdk)
+        .update_policy()
+        .policy_id(&brake)
+        .content(
+            json!({"Version": "2012-10-17", "Statement": [{"Effect": "Deny",
+                "Action": "ec2:RunInstances", "Resource": "*"}]})
+            .to_string(),
+        )
+        .send()
+        .await
+        .expect("UpdatePolicy");
+    let drilled = drill().await.unwrap();
+    assert_eq!(
+        (&drilled["ok"], &drilled["brake"]),
+        (&json!(false), &json!("refused")),
+        "{drilled}"
+    );
+    assert!(
+        drilled["reason"]
+            .as_str()
+            .unwrap()
+            .contains("is not the policy's brake"),
+        "{drilled}"
+    );
+    assert_eq!(stack.scps(&member).await, ["FullAWSAccess"]);
     stack.save_observed_actions("account-brake").await;
 }
 
@@ -2125,10 +2163,12 @@ async fn the_weekly_drill_contains_the_drill_role_through_the_responder_and_show
         ]
         .into()
     );
-    // The drill schedule's event: one request per StackSet account, to the responder,
-    // which contains the drill role through the containment role and lifts it again.
+    // The drill schedule's event, as Scheduler fills in the stack's input: one request
+    // per StackSet account, to the responder, which contains the drill role through the
+    // containment role and lifts it again.
+    let run = "2026-12-07T00:00:00Z";
     let asked = stack
-        .invoke_watchdog_with(&json!({"drill": true}))
+        .invoke_watchdog_with(&json!({"drill": true, "scheduled": run}))
         .await
         .unwrap();
     assert_eq!(asked, json!({"drill": [PROD]}));
@@ -2153,6 +2193,16 @@ async fn the_weekly_drill_contains_the_drill_role_through_the_responder_and_show
     assert!(
         stack.tags(PROD, "role/tripwire-drill").await.is_empty(),
         "lifted"
+    );
+    // The same run asked again (Scheduler's retry, Lambda's redelivery): not drilled
+    // twice.
+    let again = stack
+        .invoke_responder(&json!({"drill": {"account": PROD, "run": run}}))
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        json!({"outcome": "drill_duplicate", "account": PROD, "run": run})
     );
     // No incident, no page; the watchdog's next run pages nothing for it.
     assert!(stack.alerts().await.is_empty());

@@ -623,8 +623,10 @@ def test_the_responder_writes_only_the_pointer_from_a_contained_principal():
     arn, node = _central_role("ResponderRole")
     table = TABLE_ARN
     ctx = {"aws:PrincipalArn": arn}
-    assert _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": ["P#222222222222#role/app"]})
-    for key in ("W#222222222222|arn:aws:iam::222222222222:role/app", "I#222222222222|x", "H", "O#tamper#1"):
+    for key in ("P#222222222222#role/app", "DR", "O#drill#222222222222#2026-12-07T00:00:00Z"):
+        assert _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": [key]}), key
+    for key in ("W#222222222222|arn:aws:iam::222222222222:role/app", "I#222222222222|x", "H", "O#tamper#1",
+                "O#containment_unproven#222222222222#1"):
         assert not _allowed(node, "dynamodb:PutItem", table, {**ctx, "dynamodb:LeadingKeys": [key]}), key
 
 

@@ -823,6 +823,15 @@ def test_the_canary_calls_what_the_detector_recognizes():
     assert forward, "a rule forwards TerminateInstances"
 
 
+def test_the_drill_schedule_names_its_run_so_a_retried_run_drills_once():
+    # Scheduler replaces the context attribute with the run's scheduled time, the same on
+    # each of its retries; the watchdog passes it on and the responder claims each
+    # account's drill for that run once.
+    drill = CENTRAL["Resources"]["Watchdog"]["Properties"]["Events"]["Drill"]["Properties"]
+    assert json.loads(drill["Input"]) == {"drill": True, "scheduled": "<aws.scheduler.scheduled-time>"}
+    assert drill["RetryPolicy"]["MaximumRetryAttempts"] > 0, "a retry is what the run's claim is for"
+
+
 @pytest.mark.parametrize("alarm,function,silent_minutes", [("WatchdogSilent", "Watchdog", 15),
                                                           ("DetectorSilent", "Detector", 60)])
 def test_a_function_that_stops_running_pages_the_alarm_channel(alarm, function, silent_minutes):

@@ -436,6 +436,8 @@ impl Stack {
             .expect("the brake's ID")
             .to_owned();
         self.policy = format!("account_brake_policy = \"{id}\"\n{}", self.policy);
+        // A member stack there too, so the drill runs in it as in any member account.
+        self.member_roles(&member).await;
         self.brake = Some((member, id));
     }
 
@@ -571,58 +573,8 @@ impl Stack {
             .send()
             .await
             .expect("PutTargets");
-        // The tripwire's member roles and managed policies, as infra/member.yaml creates
-        // them in every member account: the containment role trusts only the
-        // responder's role, the release role only the operators the stack names, and the
-        // drill role (no permission at all) only the responder. With IAM enforced the
-        // responder and the operator sign as IAM users of the same names (enforce_iam),
-        // which moto then holds to the trust (scripts/moto_server.py, 6.): the trusts
-        // name those stand-ins beside the real principals.
-        let trusting = |who: &[&str]| {
-            serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
-                "Principal": {"AWS": who}, "Action": "sts:AssumeRole"}]})
-            .to_string()
-        };
-        let responder = format!("arn:aws:iam::{CENTRAL}:role/tripwire-responder");
-        let responder_stand_in = format!("arn:aws:iam::{CENTRAL}:user/responder");
-        let operator_stand_in = format!("arn:aws:iam::{CENTRAL}:user/operator");
-        let policy = tripwire_engine::Policy::from_toml(&self.policy).expect("the stack's policy");
         for account in [PROD, OTHER, DEV] {
-            let iam = self.iam_in(account);
-            for (name, trust) in [
-                (
-                    CONTAINMENT_ROLE,
-                    trusting(&[&responder, &responder_stand_in]),
-                ),
-                (RELEASE_ROLE, trusting(&[OPERATOR_ARN, &operator_stand_in])),
-                (names::DRILL_ROLE, trusting(&[&responder])),
-            ] {
-                iam.create_role()
-                    .role_name(name)
-                    .assume_role_policy_document(trust)
-                    .send()
-                    .await
-                    .expect("CreateRole");
-            }
-            for (name, document) in [
-                (
-                    names::BRAKE_POLICY,
-                    containment::brake_document(&policy.deny_actions),
-                ),
-                (
-                    names::QUARANTINE_MANAGED_POLICY,
-                    containment::quarantine_document(),
-                ),
-                (names::SCOPE_POLICY, containment::scope_document()),
-            ] {
-                iam.create_policy()
-                    .policy_name(name)
-                    .path(names::MANAGED_PATH)
-                    .policy_document(document)
-                    .send()
-                    .await
-                    .expect("CreatePolicy");
-            }
+            self.member_roles(account).await;
         }
         let trust = trusting(&[&format!("arn:aws:iam::{CENTRAL}:root")]);
         let principals: &[(&str, &str, &str)] = &[
@@ -673,6 +625,55 @@ impl Stack {
             .send()
             .await
             .expect("CreateStackSet");
+    }
+
+    /// The tripwire's member roles and managed policies in `account`, as
+    /// infra/member.yaml creates them in every member account: the containment role
+    /// trusts only the responder's role, the release role only the operators the stack
+    /// names, and the drill role (no permission at all) only the responder. With IAM
+    /// enforced the responder and the operator sign as IAM users of the same names
+    /// (enforce_iam), which moto then holds to the trust (scripts/moto_server.py, 6.): the
+    /// trusts name those stand-ins beside the real principals.
+    async fn member_roles(&self, account: &str) {
+        let responder = format!("arn:aws:iam::{CENTRAL}:role/tripwire-responder");
+        let responder_stand_in = format!("arn:aws:iam::{CENTRAL}:user/responder");
+        let operator_stand_in = format!("arn:aws:iam::{CENTRAL}:user/operator");
+        let policy = tripwire_engine::Policy::from_toml(&self.policy).expect("the stack's policy");
+        let iam = self.iam_in(account);
+        for (name, trust) in [
+            (
+                CONTAINMENT_ROLE,
+                trusting(&[&responder, &responder_stand_in]),
+            ),
+            (RELEASE_ROLE, trusting(&[OPERATOR_ARN, &operator_stand_in])),
+            (names::DRILL_ROLE, trusting(&[&responder])),
+        ] {
+            iam.create_role()
+                .role_name(name)
+                .assume_role_policy_document(trust)
+                .send()
+                .await
+                .expect("CreateRole");
+        }
+        for (name, document) in [
+            (
+                names::BRAKE_POLICY,
+                containment::brake_document(&policy.deny_actions),
+            ),
+            (
+                names::QUARANTINE_MANAGED_POLICY,
+                containment::quarantine_document(),
+            ),
+            (names::SCOPE_POLICY, containment::scope_document()),
+        ] {
+            iam.create_policy()
+                .policy_name(name)
+                .path(names::MANAGED_PATH)
+                .policy_document(document)
+                .send()
+                .await
+                .expect("CreatePolicy");
+        }
     }
 
     /// Adds instances of the member StackSet in `accounts` x `regions`, as the deploy
@@ -911,4 +912,11 @@ impl Drop for Stack {
             let _ = c.wait();
         }
     }
+}
+
+/// A trust policy that lets `who` assume the role.
+fn trusting(who: &[&str]) -> String {
+    serde_json::json!({"Version": "2012-10-17", "Statement": [{"Effect": "Allow",
+        "Principal": {"AWS": who}, "Action": "sts:AssumeRole"}]})
+    .to_string()
 }

@@ -95,7 +95,7 @@ pub async fn watchdog_from_env(env: config::Env<'_>) -> Result<WatchdogFunction,
 }
 
 /// The watchdog function: its checks on the five-minute schedule, and on the drill
-/// schedule (`{"drill": true}`) the drill fanned out to the responder.
+/// schedule (`{"drill": true, "scheduled": TIME}`) the drill fanned out to the responder.
 pub struct WatchdogFunction {
     watchdog: Watchdog,
     /// The way to the responder and the partition, when the stack drills.
@@ -122,16 +122,23 @@ impl WatchdogFunction {
         event: &str,
         deadline: tripwire_engine::time::Millis,
     ) -> Result<WatchdogRun, Error> {
-        // The drill schedule's input; the five-minute schedule's event has no `drill`.
-        #[derive(serde::Deserialize)]
+        // The drill schedule's input, `scheduled` filled in by EventBridge Scheduler (the
+        // run's time, the same on each retry); the five-minute schedule's event has no
+        // `drill`.
+        #[derive(serde::Deserialize, Default)]
         struct Trigger {
             #[serde(default)]
             drill: bool,
+            #[serde(default)]
+            scheduled: Option<String>,
         }
-        let drill = serde_json::from_str::<Trigger>(event).is_ok_and(|t| t.drill);
-        match (&self.drills, drill) {
+        let trigger = serde_json::from_str::<Trigger>(event).unwrap_or_default();
+        match (&self.drills, trigger.drill) {
             (Some((queue, partition)), true) => Ok(WatchdogRun::Drilled {
-                drill: self.watchdog.drill(queue, partition).await?,
+                drill: self
+                    .watchdog
+                    .drill(queue, partition, trigger.scheduled.as_deref())
+                    .await?,
             }),
             (None, true) => Err(Error::Config(format!(
                 "a drill was asked for, but {} is not set",

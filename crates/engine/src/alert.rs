@@ -1623,6 +1623,7 @@ mod tests {
                 ok: false,
                 reason: Some("AccessDenied".into()),
                 simulated: None,
+                brake: None,
                 at: 0,
             },
             60_000,

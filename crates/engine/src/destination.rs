@@ -512,6 +512,9 @@ pub fn alert_from_json(v: &Value, window: Millis) -> Result<Alert, NotAnAlert> {
                 ok: false,
                 reason: Some(text("reason")?),
                 simulated: None,
+                brake: v
+                    .get("brake")
+                    .and_then(|b| serde_json::from_value(b.clone()).ok()),
                 at: time(v, "drilled")?,
             };
             Ok(crate::drill::render_unproven(&d, time(v, "alert_time")?))

@@ -4,7 +4,7 @@
 //! its real path; nothing here calls AWS.
 
 use crate::alert::{Alert, AlertKind, Card, Rule};
-use crate::containment::{self, Culprit, Plan};
+use crate::containment::{self, BrakeStep, BrakeTarget, Culprit, Plan};
 use crate::names::{DRILL_ROLE, DRILL_SOURCE_IDENTITY};
 use crate::policy::{Mode, Policy};
 use crate::principal::{Principal, PrincipalKind};
@@ -21,6 +21,20 @@ pub struct DrillRequest {
     /// Its partition.
     #[serde(default = "aws")]
     pub partition: String,
+    /// The drill schedule's run (its scheduled time), when the schedule asked: a retried
+    /// schedule or a redelivered request of the same run drills once, so two drills never
+    /// contain and lift the drill role over each other. Without it, every request drills.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<String>,
+}
+
+impl DrillRequest {
+    /// The one-off step a scheduled run's drill in this account is claimed as.
+    pub fn step(&self) -> Option<String> {
+        self.run
+            .as_ref()
+            .map(|run| format!("drill#{}#{run}", self.account))
+    }
 }
 
 fn aws() -> String {
@@ -124,9 +138,42 @@ pub struct Drilled {
     /// simulator was not available).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub simulated: Option<bool>,
+    /// Whether the account brake could be attached there, where one is deployed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub brake: Option<BrakeReady>,
     /// When it ran.
     #[serde(with = "crate::time::rfc3339")]
     pub at: Millis,
+}
+
+/// What the drill found of the account brake in an account, checked as the responder
+/// checks before attaching it, without attaching it: the drill holds one role, and a
+/// brake stops a whole account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BrakeReady {
+    /// A burst that chose the brake would attach it.
+    Attachable,
+    /// It is attached now (an incident braked the account and was not released).
+    Attached,
+    /// The organization's management account, which no SCP binds: there is nothing to
+    /// prove, and nothing the drill could mend.
+    ManagementAccount,
+    /// It could not be attached; the drill's reason says why.
+    Refused,
+}
+
+/// Whether the brake could be attached in `account` as Organizations shows it (`t`), or
+/// why not, in the words a `containment_failed` page would use.
+pub fn brake_ready(policy: &Policy, account: &str, t: &BrakeTarget) -> Result<BrakeReady, String> {
+    if account == t.management_account {
+        return Ok(BrakeReady::ManagementAccount);
+    }
+    match containment::brake_step(policy, account, t) {
+        Ok(BrakeStep::Attach) => Ok(BrakeReady::Attachable),
+        Ok(BrakeStep::Attached) => Ok(BrakeReady::Attached),
+        Err(why) => Err(format!("the account brake could not be attached: {why}")),
+    }
 }
 
 /// `tripwire status`'s word for an account's last drill: `ok`, `failed REASON` or
@@ -147,6 +194,8 @@ struct UnprovenJson<'a> {
     kind: &'static str,
     account: &'a str,
     reason: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    brake: Option<BrakeReady>,
     #[serde(with = "crate::time::rfc3339")]
     drilled: Millis,
     #[serde(with = "crate::time::rfc3339")]
@@ -161,6 +210,9 @@ const UNPROVEN_CHECKS: [&str; 4] = [
     "CloudTrail in that account for changes to the tripwire's roles and policies.",
 ];
 
+/// What to check as well when the account brake could not be attached.
+const BRAKE_CHECK: &str = "the brake SCP still matches `tripwire check-policy --get account_brake_scp` (the delegation stack's BrakePolicyContent), the management account's delegation still lets the security account attach it, and the account has room for one more SCP;";
+
 /// Renders `containment_unproven` for a failed drill `d`, on the alarm channel.
 pub fn render_unproven(d: &Drilled, now: Millis) -> Alert {
     let reason = d.reason.as_deref().unwrap_or("(no reason)");
@@ -171,7 +223,7 @@ pub fn render_unproven(d: &Drilled, now: Millis) -> Alert {
     let mut text = String::new();
     let _ = writeln!(
         text,
-        "TRIPWIRE CONTAINMENT UNPROVEN: the weekly drill could not contain its role {DRILL_ROLE} in account {} through the responder's real path.\n",
+        "TRIPWIRE CONTAINMENT UNPROVEN: the weekly drill could not prove containment in account {} through the responder's real path (its role {DRILL_ROLE}, and the account brake where one is deployed).\n",
         d.account
     );
     let _ = writeln!(
@@ -180,8 +232,12 @@ pub fn render_unproven(d: &Drilled, now: Millis) -> Alert {
     );
     let _ = writeln!(text, "Reason   {reason}");
     let _ = writeln!(text, "Drilled  {}", format_millis(d.at));
+    let mut checks: Vec<&str> = UNPROVEN_CHECKS.to_vec();
+    if d.brake == Some(BrakeReady::Refused) {
+        checks.insert(0, BRAKE_CHECK);
+    }
     let _ = writeln!(text, "\nCheck");
-    for (i, c) in UNPROVEN_CHECKS.iter().enumerate() {
+    for (i, c) in checks.iter().enumerate() {
         let _ = writeln!(text, "  {}. {c}", i + 1);
     }
     let json = UnprovenJson {
@@ -189,6 +245,7 @@ pub fn render_unproven(d: &Drilled, now: Millis) -> Alert {
         kind: AlertKind::ContainmentUnproven.as_str(),
         account: &d.account,
         reason,
+        brake: d.brake,
         drilled: d.at,
         alert_time: now,
     };
@@ -198,7 +255,7 @@ pub fn render_unproven(d: &Drilled, now: Millis) -> Alert {
         title: subject.clone(),
         headline: format!("TRIPWIRE CONTAINMENT UNPROVEN: {}", d.account),
         description: text.split("\n\n").next().unwrap_or_default().to_owned(),
-        next_steps: UNPROVEN_CHECKS.iter().map(|c| (*c).to_owned()).collect(),
+        next_steps: checks.iter().map(|c| (*c).to_owned()).collect(),
         keywords: vec![
             "tripwire".into(),
             "drill".into(),
@@ -292,6 +349,7 @@ mod tests {
             ok: true,
             reason: None,
             simulated: None,
+            brake: None,
             at: 1_700_000_000_000,
         };
         assert_eq!(status_word(Some(&d)), "ok");
@@ -315,5 +373,57 @@ mod tests {
             (back.subject, back.text, back.json),
             (a.subject.clone(), a.text.clone(), a.json.clone())
         );
+        assert!(!a.text.contains("BrakePolicyContent"), "{}", a.text);
+        // A brake that could not be attached adds its own check, and reads back too.
+        d.brake = Some(BrakeReady::Refused);
+        let b = render_unproven(&d, 1_700_000_060_000);
+        assert!(
+            b.text.contains("1. the brake SCP still matches"),
+            "{}",
+            b.text
+        );
+        let j: serde_json::Value = serde_json::from_str(&b.json).unwrap();
+        assert_eq!(j["brake"], "refused");
+        let back = crate::destination::alert_from_json(&j, 300_000).unwrap();
+        assert_eq!(back.text, b.text);
+    }
+
+    #[test]
+    fn the_drill_checks_the_brake_as_the_responder_would_without_attaching_it() {
+        let policy = Policy::from_toml("account_brake_policy = \"p-brake0001\"").unwrap();
+        let ours = containment::account_brake_scp(&policy).unwrap();
+        let t = |account: &str, attached: &[&str], content: &str| {
+            brake_ready(
+                &policy,
+                account,
+                &BrakeTarget {
+                    management_account: "111111111111".into(),
+                    attached: attached.iter().map(|a| (*a).to_owned()).collect(),
+                    content: content.to_owned(),
+                },
+            )
+        };
+        let full = ["p-FullAWSAccess"];
+        assert_eq!(t("222222222222", &full, &ours), Ok(BrakeReady::Attachable));
+        assert_eq!(
+            t("222222222222", &["p-FullAWSAccess", "p-brake0001"], &ours),
+            Ok(BrakeReady::Attached)
+        );
+        // No SCP binds the management account: nothing to prove there, not a failure.
+        assert_eq!(
+            t("111111111111", &full, &ours),
+            Ok(BrakeReady::ManagementAccount)
+        );
+        // A stale brake and a full account fail the drill with the responder's reason.
+        let err = t("222222222222", &full, "{}").unwrap_err();
+        assert!(
+            err.starts_with("the account brake could not be attached: ")
+                && err.contains("not the policy's brake"),
+            "{err}"
+        );
+        let five = ["p-1", "p-2", "p-3", "p-4", "p-5"];
+        assert!(t("222222222222", &five, &ours)
+            .unwrap_err()
+            .contains("5 SCPs"));
     }
 }

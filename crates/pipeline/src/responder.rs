@@ -8,12 +8,12 @@
 
 use crate::{
     AccountBrakes, Alerts, Clock, Contain, ContainedPrincipals, DrillTarget, Drills, Error,
-    Incidents, NoBrakes, Refused, StoredIncident,
+    Incidents, NoBrakes, Recorded, Refused, Steps, StoredIncident,
 };
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, BrakeStep, ContainmentRequest, Plan, Target};
-use tripwire_engine::drill::{self, DrillRequest, Drilled};
+use tripwire_engine::drill::{self, BrakeReady, DrillRequest, Drilled};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
 use tripwire_engine::{Action, Policy};
@@ -58,6 +58,14 @@ pub enum ResponderOutcome {
         /// What it found.
         #[serde(flatten)]
         drilled: Drilled,
+    },
+    /// The scheduled run's drill in this account is done or under way: not drilled
+    /// again.
+    DrillDuplicate {
+        /// The member account.
+        account: String,
+        /// The schedule's run.
+        run: String,
     },
 }
 
@@ -114,7 +122,7 @@ impl<K, S, A, C> Responder<K, S, A, C> {
 
 impl<
         K: Contain + DrillTarget,
-        S: Incidents + ContainedPrincipals + Drills,
+        S: Incidents + ContainedPrincipals + Drills + Steps,
         A: Alerts,
         C: Clock,
         B: AccountBrakes,
@@ -130,10 +138,7 @@ impl<
             drill: DrillRequest,
         }
         if let Ok(Drill { drill }) = serde_json::from_str(event) {
-            return self
-                .drill(&drill)
-                .await
-                .map(|drilled| Some(ResponderOutcome::Drilled { drilled }));
+            return self.drill_once(&drill).await.map(Some);
         }
         match serde_json::from_str(event) {
             Ok(req) => self.handle(req).await.map(Some),
@@ -144,17 +149,56 @@ impl<
         }
     }
 
+    /// Drills once per scheduled run in an account ([`DrillRequest::step`], claimed with a
+    /// lease past the function's timeout): a retried schedule or a redelivered request
+    /// finds the run's drill done or under way and does nothing, so two drills never
+    /// contain and lift the drill role over each other. A failed attempt gives the claim
+    /// up for Lambda's retry. A request without a run (asked by hand) always drills.
+    pub async fn drill_once(&self, req: &DrillRequest) -> Result<ResponderOutcome, Error> {
+        let drilled = |drilled| ResponderOutcome::Drilled { drilled };
+        let Some(step) = req.step() else {
+            return self.drill(req).await.map(drilled);
+        };
+        let now = self.clock.now();
+        if self.store.claim_once(&step, now, now + HOLD_MS).await? == Recorded::Duplicate {
+            tracing::info!(account = %req.account, run = ?req.run, "this run's drill is done or under way");
+            return Ok(ResponderOutcome::DrillDuplicate {
+                account: req.account.clone(),
+                run: req.run.clone().unwrap_or_default(),
+            });
+        }
+        match self.drill(req).await {
+            Ok(d) => {
+                self.store.settle_once(&step, true).await?;
+                Ok(drilled(d))
+            }
+            Err(e) => {
+                let _ = self.store.settle_once(&step, false).await;
+                Err(e)
+            }
+        }
+    }
+
     /// Drills in one account: the plan an incident would get, for the drill role, put
     /// in place through the containment role as an incident's is, read back from IAM
-    /// (and, where available, IAM's simulator), then lifted; what it found is recorded
-    /// beside the heartbeats. No incident and no page: the watchdog pages a failure.
+    /// (and, where available, IAM's simulator), then lifted; and, where an account brake
+    /// is deployed, whether Organizations would let it be attached there (it is not). What
+    /// it found is recorded beside the heartbeats. No incident and no page: the watchdog
+    /// pages a failure.
     pub async fn drill(&self, req: &DrillRequest) -> Result<Drilled, Error> {
-        let found = self.run_drill(req).await?;
+        let (role, simulated) = self.run_drill(req).await?;
+        let brake = self.drill_brake(&req.account).await?;
+        let reasons: Vec<String> = role
+            .err()
+            .into_iter()
+            .chain(brake.clone().and_then(Result::err))
+            .collect();
         let drilled = Drilled {
             account: req.account.clone(),
-            ok: found.0.is_ok(),
-            reason: found.0.err(),
-            simulated: found.1,
+            ok: reasons.is_empty(),
+            reason: (!reasons.is_empty()).then(|| reasons.join("; ")),
+            simulated,
+            brake: brake.map(|b| b.unwrap_or(BrakeReady::Refused)),
             at: self.clock.now(),
         };
         self.store.record_drill(&drilled).await?;
@@ -219,6 +263,21 @@ impl<
             (Ok(()), _, Ok(())) => Ok(()),
         };
         Ok((outcome, simulated))
+    }
+
+    /// The account brake in `account`, where one is deployed: read from Organizations and
+    /// checked as [`Self::brake_account`] checks it before attaching, never attached.
+    async fn drill_brake(
+        &self,
+        account: &str,
+    ) -> Result<Option<Result<BrakeReady, String>>, Error> {
+        let Some(id) = self.policy.account_brake_policy.as_deref() else {
+            return Ok(None);
+        };
+        Ok(Some(match self.brakes.target(account, id).await? {
+            Ok(t) => drill::brake_ready(&self.policy, account, &t),
+            Err(Refused::Iam(why)) => Err(format!("the account brake could not be checked: {why}")),
+        }))
     }
 
     /// Handles one containment request.
@@ -321,7 +380,9 @@ impl<
                 (AlertKind::ContainmentFailed, ContainmentState::Refused)
             }
             // A drill is answered by `drill`, never here.
-            ResponderOutcome::Drilled { .. } => return Ok(outcome),
+            ResponderOutcome::Drilled { .. } | ResponderOutcome::DrillDuplicate { .. } => {
+                return Ok(outcome)
+            }
         };
         let status = ContainmentStatus { state, detail };
         let recorded = self

@@ -186,11 +186,13 @@ impl<S: Heartbeats + Steps + Waves + Drills, A: Alerts, C: Clock, D: Deployments
 
     /// Asks the responder to drill in every account the member StackSet lists (where
     /// its stack contains) but the allowed ones, where nothing is ever contained: one
-    /// request per account. The accounts asked, sorted.
+    /// request per account, naming the schedule's `run` so a retried schedule drills
+    /// once. The accounts asked, sorted.
     pub async fn drill<Q: DrillQueue>(
         &self,
         queue: &Q,
         partition: &str,
+        run: Option<&str>,
     ) -> Result<Vec<String>, Error> {
         let accounts: BTreeSet<String> = self
             .deployments
@@ -205,6 +207,7 @@ impl<S: Heartbeats + Steps + Waves + Drills, A: Alerts, C: Clock, D: Deployments
                 .request_drill(&tripwire_engine::drill::DrillRequest {
                     account: account.clone(),
                     partition: partition.to_owned(),
+                    run: run.map(str::to_owned),
                 })
                 .await?;
         }

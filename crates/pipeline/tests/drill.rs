@@ -147,12 +147,14 @@ async fn the_watchdog_drills_each_stackset_account_once_and_pages_each_failure_o
     let queue = Queue::default();
     // One request per account with a stack instance, never an allowed account (nothing
     // is contained there) nor one the organization only expects (no member stack).
-    assert_eq!(dog.drill(&queue, "aws").await.unwrap(), [PROD]);
+    let run = "2026-12-07T00:00:00Z";
+    assert_eq!(dog.drill(&queue, "aws", Some(run)).await.unwrap(), [PROD]);
     assert_eq!(
         queue.0.lock().unwrap().as_slice(),
         [DrillRequest {
             account: PROD.into(),
-            partition: "aws".into()
+            partition: "aws".into(),
+            run: Some(run.into()),
         }]
     );
     // The responder's drill fails: the next run pages once, on the alarm channel.
@@ -197,4 +199,108 @@ async fn the_watchdog_drills_each_stackset_account_once_and_pages_each_failure_o
             .count(),
         1
     );
+}
+
+#[tokio::test]
+async fn where_a_brake_is_deployed_the_drill_checks_it_would_attach_and_never_attaches_it() {
+    use tripwire_engine::containment::account_brake_scp;
+    use tripwire_engine::drill::BrakeReady;
+    use tripwire_engine::names::ACCOUNT_BRAKE_SCP;
+    let policy = format!("account_brake_policy = \"p-brake0001\"\n{POLICY}");
+    let rig = Rig::new(&policy);
+    let ours = account_brake_scp(&tripwire_engine::Policy::from_toml(&policy).unwrap()).unwrap();
+    let hold = |content: &str| {
+        rig.organizations.policies.lock().unwrap().insert(
+            "p-brake0001".into(),
+            (ACCOUNT_BRAKE_SCP.into(), content.to_owned()),
+        );
+    };
+    hold(&ours);
+    let d = drill(&rig).await;
+    assert_eq!(
+        (d.ok, d.brake),
+        (true, Some(BrakeReady::Attachable)),
+        "{d:?}"
+    );
+    assert!(
+        rig.organizations.attached_to(PROD).is_empty(),
+        "a drill never brakes an account"
+    );
+    // The brake's content drifted from the policy (the delegation stack was not
+    // redeployed): the drill fails with the reason an incident's page would give, ahead
+    // of the incident, and the role's own drill still passed.
+    hold("{\"Version\": \"2012-10-17\", \"Statement\": []}");
+    let d = drill(&rig).await;
+    assert_eq!((d.ok, d.brake), (false, Some(BrakeReady::Refused)));
+    let reason = d.reason.unwrap();
+    assert!(
+        reason.starts_with("the account brake could not be attached: ")
+            && reason.contains("not the policy's brake"),
+        "{reason}"
+    );
+    assert_eq!(
+        rig.contain.applied().len(),
+        2,
+        "the role was drilled both times"
+    );
+    // Both fail: both reasons, the role's first.
+    *rig.contain.refuse.lock().unwrap() = Some("AccessDenied".into());
+    *rig.organizations.refuse.lock().unwrap() = Some("AccessDeniedException".into());
+    let reason = drill(&rig).await.reason.unwrap();
+    assert!(
+        reason.starts_with("containment did not land: AccessDenied; ")
+            && reason.ends_with("the account brake could not be checked: AccessDeniedException"),
+        "{reason}"
+    );
+    // No brake deployed: nothing of Organizations is read, and nothing recorded of it.
+    let rig = Rig::new(POLICY);
+    *rig.organizations.refuse.lock().unwrap() = Some("never asked".into());
+    let d = drill(&rig).await;
+    assert_eq!((d.ok, d.brake), (true, None));
+}
+
+#[tokio::test]
+async fn a_scheduled_runs_drill_happens_once_per_account_however_often_it_is_asked() {
+    let rig = Rig::new(POLICY);
+    let ask = |run: &str| {
+        let event = match run {
+            "" => r#"{"drill": {"account": "222222222222"}}"#.to_owned(),
+            run => format!(r#"{{"drill": {{"account": "222222222222", "run": "{run}"}}}}"#),
+        };
+        let responder = &rig.responder;
+        async move { responder.handle_event(&event).await }
+    };
+    let run = "2026-12-07T00:00:00Z";
+    assert!(matches!(
+        ask(run).await.unwrap(),
+        Some(ResponderOutcome::Drilled { .. })
+    ));
+    // The schedule retried, or Lambda redelivered: the run's drill is done.
+    assert_eq!(
+        ask(run).await.unwrap(),
+        Some(ResponderOutcome::DrillDuplicate {
+            account: PROD.into(),
+            run: run.into()
+        })
+    );
+    assert_eq!(rig.contain.applied().len(), 1, "drilled once");
+    // The next week's run drills; a drill asked by hand (no run) always does.
+    ask("2026-12-14T00:00:00Z").await.unwrap();
+    ask("").await.unwrap();
+    ask("").await.unwrap();
+    assert_eq!(rig.contain.applied().len(), 4);
+    // A failed attempt gives its claim up: Lambda's retry drills.
+    let rig = Rig::new(POLICY);
+    rig.store.faults.fail_next("record_drill", 1);
+    let ask = |run: &str| {
+        let event = format!(r#"{{"drill": {{"account": "222222222222", "run": "{run}"}}}}"#);
+        let responder = &rig.responder;
+        async move { responder.handle_event(&event).await }
+    };
+    assert!(ask(run).await.is_err());
+    assert!(matches!(
+        ask(run).await.unwrap(),
+        Some(ResponderOutcome::Drilled { .. })
+    ));
+    assert_eq!(rig.store.drills().await.unwrap().len(), 1);
 }
