@@ -5,7 +5,7 @@
 //! policy (the delegation stack creates the brake; the security account may only attach
 //! and detach it).
 
-use crate::error::aws_error;
+use crate::error::{aws_error, refusal};
 use crate::{Error, Port};
 use aws_sdk_organizations::types::PolicyType;
 use aws_sdk_organizations::Client;
@@ -56,9 +56,9 @@ impl Organizations {
 }
 
 /// What Organizations' refusals mean to the one paged, where the code says more than
-/// its message.
-fn explain(code: &str) -> Option<&'static str> {
-    Some(match code {
+/// its message: the meaning, then the error itself.
+fn explain(e: &Error) -> Option<String> {
+    let meaning = match e.code()? {
         "AccessDeniedException" => "the delegation policy in the management account does not allow the security account this, or its role lacks the IAM permission: deploy infra/delegation.yaml there (docs/operations.md#the-account-brake)",
         "AccessDeniedForDependencyException" => "Organizations could not reach a service it needs on the caller's behalf",
         "AWSOrganizationsNotInUseException" => "this account is not in an organization",
@@ -67,26 +67,13 @@ fn explain(code: &str) -> Option<&'static str> {
         "TargetNotFoundException" | "AccountNotFoundException" => "the account is not in this organization",
         "PolicyNotFoundException" => "the brake's SCP no longer exists: deploy the delegation stack again",
         _ => return None,
-    })
+    };
+    Some(format!("{meaning} ({e})"))
 }
 
 /// A transient failure stays an error, worth a retry; any other is a refusal, in words.
 fn classify<T>(result: Result<T, Error>) -> Result<Result<T, Refused>, Error> {
-    match result {
-        Ok(v) => Ok(Ok(v)),
-        Err(
-            e @ Error::Aws {
-                transient: true, ..
-            },
-        ) => Err(e),
-        Err(e) => {
-            let why = match e.code().and_then(explain) {
-                Some(meaning) => format!("{meaning} ({e})"),
-                None => e.to_string(),
-            };
-            Ok(Err(Refused::Iam(why)))
-        }
-    }
+    refusal(result, explain)
 }
 
 impl AccountBrakes for Organizations {

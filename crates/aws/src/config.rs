@@ -397,20 +397,18 @@ impl WatchdogConfig {
                 expected_regions.push(r.to_owned());
             }
         }
-        let partition = env(PARTITION)
-            .filter(|p| !p.trim().is_empty())
-            .unwrap_or_else(|| "aws".into());
-        if !["aws", "aws-us-gov", "aws-cn"].contains(&partition.trim()) {
-            return Err(Error::Config(format!(
-                "{PARTITION}=`{partition}` is not aws, aws-us-gov or aws-cn"
-            )));
-        }
+        let partition = partition(
+            env(PARTITION)
+                .map(|p| p.trim().to_owned())
+                .filter(|p| !p.is_empty())
+                .unwrap_or_else(|| "aws".into()),
+        )?;
         Ok(WatchdogConfig {
             expected_regions,
             responder_function: env(RESPONDER_FUNCTION)
                 .map(|f| f.trim().to_owned())
                 .filter(|f| !f.is_empty()),
-            partition: partition.trim().to_owned(),
+            partition,
             policy: policy(env)?,
             table: table(env)?,
             topic_arn: topic_arn(env)?,
@@ -486,6 +484,17 @@ pub struct FindingsConfig {
     pub tls_roots: TlsRoots,
 }
 
+/// `p`, when it is one of AWS's partitions.
+fn partition(p: String) -> Result<String, Error> {
+    if matches!(p.as_str(), "aws" | "aws-us-gov" | "aws-cn") {
+        Ok(p)
+    } else {
+        Err(Error::Config(format!(
+            "{PARTITION}=`{p}` is not aws, aws-us-gov or aws-cn"
+        )))
+    }
+}
+
 impl FindingsConfig {
     /// Reads every variable the findings function needs.
     pub fn from_env(env: Env) -> Result<Self, Error> {
@@ -495,12 +504,7 @@ impl FindingsConfig {
                 "{FINDINGS_ACCOUNT}=`{account}` is not an account ID"
             )));
         }
-        let partition = required(env, PARTITION)?;
-        if !matches!(partition.as_str(), "aws" | "aws-us-gov" | "aws-cn") {
-            return Err(Error::Config(format!(
-                "{PARTITION}=`{partition}` is not aws, aws-us-gov or aws-cn"
-            )));
-        }
+        let partition = partition(required(env, PARTITION)?)?;
         Ok(FindingsConfig {
             context: tripwire_engine::destination::FindingContext {
                 account,

@@ -317,10 +317,7 @@ impl Contain for Containment {
             }
         }
         .await;
-        match result {
-            Ok(arn) => Ok(Ok(arn)),
-            Err(e) => classify(Err(e)).map(|r| r.map(|()| String::new())),
-        }
+        classify(result)
     }
 
     /// Puts the plan in place: the first managed policy (the brake, or quarantine)
@@ -458,18 +455,9 @@ fn target_of(plan: &Plan) -> Option<(&str, &str, Entity<'_>)> {
     Some((&r.account, r.partition.as_deref()?, entity))
 }
 
-fn classify(result: Result<(), Error>) -> Result<Result<(), Refused>, Error> {
-    match result {
-        Ok(()) => Ok(Ok(())),
-        Err(
-            e @ Error::Aws {
-                transient: true, ..
-            },
-        ) => Err(e),
-        Err(e) => Ok(Err(Refused::Iam(
-            explain(&e).unwrap_or_else(|| e.to_string()),
-        ))),
-    }
+/// A transient failure stays an error, worth a retry; any other is a refusal, in words.
+fn classify<T>(result: Result<T, Error>) -> Result<Result<T, Refused>, Error> {
+    crate::error::refusal(result, explain)
 }
 
 /// The drill role's name in the plan, or a refusal: the drill reads and lifts that one
@@ -533,10 +521,7 @@ impl tripwire_pipeline::DrillTarget for Containment {
                 .collect();
             Ok(Held { attached, tags })
         };
-        match read.await {
-            Ok(held) => Ok(Ok(held)),
-            Err(e) => classify(Err(e)).map(|r| r.map(|()| Held::default())),
-        }
+        classify(read.await)
     }
 
     async fn simulate(&self, plan: &Plan, action: &str) -> Result<Option<bool>, Error> {

@@ -5,6 +5,26 @@ use aws_sdk_dynamodb::error::{ProvideErrorMetadata, SdkError};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 pub use tripwire_pipeline::{Error, Port};
 
+/// What a call's failure means to the one who asked: a transient failure stays an
+/// error, worth a retry; any other is a refusal, in the words `explain` gives where it
+/// says more than the error's own.
+pub(crate) fn refusal<T>(
+    result: Result<T, Error>,
+    explain: impl Fn(&Error) -> Option<String>,
+) -> Result<Result<T, tripwire_pipeline::Refused>, Error> {
+    match result {
+        Ok(v) => Ok(Ok(v)),
+        Err(
+            e @ Error::Aws {
+                transient: true, ..
+            },
+        ) => Err(e),
+        Err(e) => Ok(Err(tripwire_pipeline::Refused::Iam(
+            explain(&e).unwrap_or_else(|| e.to_string()),
+        ))),
+    }
+}
+
 /// AWS error codes that mean "try again later".
 const TRANSIENT_CODES: &[&str] = &[
     "Throttling",

@@ -65,8 +65,11 @@ impl tripwire_pipeline::DrillQueue for ResponderInvoker {
         &self,
         request: &tripwire_engine::drill::DrillRequest,
     ) -> Result<(), Error> {
-        let payload = serde_json::to_vec(&serde_json::json!({ "drill": request }))
-            .map_err(|e| Error::encoding("the drill request", e))?;
+        let event = tripwire_engine::drill::DrillEvent {
+            drill: request.clone(),
+        };
+        let payload =
+            serde_json::to_vec(&event).map_err(|e| Error::encoding("the drill request", e))?;
         self.invoke_async(payload).await
     }
 }

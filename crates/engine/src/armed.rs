@@ -706,10 +706,9 @@ pub fn tamper_of(
         | TamperTarget::Key
         | TamperTarget::Topic
         | TamperTarget::Subscription => true,
-        TamperTarget::Schedule => {
-            target == Touched::Named("tripwire-watchdog".into())
-                || target == Touched::Named("tripwire-drill".into())
-        }
+        TamperTarget::Schedule => crate::names::SECURITY_SCHEDULES
+            .iter()
+            .any(|s| target == Touched::Named((*s).into())),
         // The central stack's rules; a member's forwarding rules are StackSets' alone.
         TamperTarget::Rule | TamperTarget::RuleTargets => {
             !target.name().starts_with(FORWARD_RULE_PREFIX)

@@ -500,10 +500,7 @@ fn account_brake(policy: &Policy, p: &Principal, kind: &str) -> Option<Plan> {
             let what = brake_for(p).filter(|w| policy.account_brake_for.contains(w))?;
             format!(
                 "IAM cannot contain it, and account_brake_for names `{}`",
-                serde_json::to_value(what)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default()
+                what.as_str()
             )
         }
     };

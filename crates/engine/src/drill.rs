@@ -28,6 +28,15 @@ pub struct DrillRequest {
     pub run: Option<String>,
 }
 
+/// The responder's event for a drill, `{"drill": REQUEST}`: the watchdog sends it, the
+/// responder tells it from a containment request by its one field.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DrillEvent {
+    /// The request.
+    pub drill: DrillRequest,
+}
+
 impl DrillRequest {
     /// The one-off step a scheduled run's drill in this account is claimed as.
     pub fn step(&self) -> Option<String> {

@@ -90,6 +90,8 @@ pub const FUNCTIONS: [&str; 4] = [
 /// The EventBridge Scheduler schedules the stacks create under fixed names: the canary's
 /// in every member region, the watchdog's and the drill's in the security account.
 pub const SCHEDULES: [&str; 3] = ["tripwire-canary", "tripwire-watchdog", "tripwire-drill"];
+/// Those of [`SCHEDULES`] the central stack creates in the security account.
+pub const SECURITY_SCHEDULES: [&str; 2] = ["tripwire-watchdog", "tripwire-drill"];
 /// The instance the canary asks for: an ID of EC2's form that is never allocated, so
 /// even a canary that lost its DryRun flag terminates nothing.
 pub const CANARY_INSTANCE: &str = "i-0000000000000dead";

@@ -156,6 +156,17 @@ pub enum BrakeFor {
     ControlTower,
 }
 
+impl BrakeFor {
+    /// As `account_brake_for` spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BrakeFor::Root => "root",
+            BrakeFor::IdentityCenter => "identity_center",
+            BrakeFor::ControlTower => "control_tower",
+        }
+    }
+}
+
 /// Per-account overrides.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct AccountOverride {
@@ -843,6 +854,19 @@ pub fn parse_duration(s: &str) -> Result<Millis, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn account_brake_for_reads_each_name_as_the_plan_spells_it() {
+        for what in [
+            BrakeFor::Root,
+            BrakeFor::IdentityCenter,
+            BrakeFor::ControlTower,
+        ] {
+            let toml = format!("account_brake_for = [\"{}\"]", what.as_str());
+            let p = Policy::from_toml(&toml).unwrap();
+            assert_eq!(p.account_brake_for.into_iter().collect::<Vec<_>>(), [what]);
+        }
+    }
 
     #[test]
     fn the_documented_example_parses() {

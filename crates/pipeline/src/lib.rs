@@ -748,21 +748,25 @@ pub trait DrillQueue: Send + Sync {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct NoBrakes;
 
+impl NoBrakes {
+    fn refused<T>() -> Result<Result<T, Refused>, Error> {
+        Ok(Err(Refused::Iam(
+            "this deployment has no Organizations client for the account brake".into(),
+        )))
+    }
+}
+
 impl AccountBrakes for NoBrakes {
     async fn target(
         &self,
         _: &str,
         _: &str,
     ) -> Result<Result<containment::BrakeTarget, Refused>, Error> {
-        Ok(Err(Refused::Iam(
-            "this deployment has no Organizations client for the account brake".into(),
-        )))
+        Self::refused()
     }
 
     async fn attach(&self, _: &str, _: &str) -> Result<Result<(), Refused>, Error> {
-        Ok(Err(Refused::Iam(
-            "this deployment has no Organizations client for the account brake".into(),
-        )))
+        Self::refused()
     }
 
     async fn detach(&self, _: &str) -> Result<Option<String>, Error> {

@@ -175,10 +175,13 @@ impl<L: Lift, S: Incidents, A: Alerts, C: Clock, B: AccountBrakes> Release<L, S,
                 alert.get_or_insert(id);
             }
         }
-        let keys_reactivated = reactivate_keys && !keys.is_empty() && entity.is_some();
-        if let (true, Some(entity)) = (keys_reactivated, &entity) {
-            self.lift.reactivate_keys(entity, &keys).await?;
-        }
+        let keys_reactivated = match &entity {
+            Some(entity) if reactivate_keys && !keys.is_empty() => {
+                self.lift.reactivate_keys(entity, &keys).await?;
+                true
+            }
+            _ => false,
+        };
         Ok(Released {
             removed,
             keys,

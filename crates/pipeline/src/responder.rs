@@ -13,7 +13,7 @@ use crate::{
 use serde::Serialize;
 use tripwire_engine::alert::{render, AlertKind, ContainmentState, ContainmentStatus};
 use tripwire_engine::containment::{self, BrakeStep, ContainmentRequest, Plan, Target};
-use tripwire_engine::drill::{self, BrakeReady, DrillRequest, Drilled};
+use tripwire_engine::drill::{self, BrakeReady, DrillEvent, DrillRequest, Drilled};
 use tripwire_engine::principal::{iam_entity, principal_of};
 use tripwire_engine::time::Millis;
 use tripwire_engine::{Action, Policy};
@@ -132,12 +132,7 @@ impl<
     /// request (`{"drill": {"account": …}}`); `None` when it is neither (refused loudly
     /// by the caller's log, never retried).
     pub async fn handle_event(&self, event: &str) -> Result<Option<ResponderOutcome>, Error> {
-        #[derive(serde::Deserialize)]
-        #[serde(deny_unknown_fields)]
-        struct Drill {
-            drill: DrillRequest,
-        }
-        if let Ok(Drill { drill }) = serde_json::from_str(event) {
+        if let Ok(DrillEvent { drill }) = serde_json::from_str(event) {
             return self.drill_once(&drill).await.map(Some);
         }
         match serde_json::from_str(event) {

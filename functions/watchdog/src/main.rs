@@ -12,7 +12,7 @@ async fn main() -> Result<(), lambda_runtime::Error> {
     let watchdog = tripwire_aws::watchdog_from_env(&process_env).await?;
     let watchdog = &watchdog;
     // The five-minute schedule's event carries nothing the watchdog needs; the drill
-    // schedule's says `{"drill": true}`. A page claimed by this run is held until the
+    // schedule's says `{"drill": true, "scheduled": TIME}`. A page claimed by this run is held until the
     // deadline.
     tripwire_aws::function::run("coverage check", |event, deadline| async move {
         watchdog.handle(event.get(), deadline).await
