@@ -54,7 +54,7 @@ lint: ## cargo fmt --check and clippy -D warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 demo: setup ## The seed incident through the real functions on a local AWS stack, with measured latencies
-	$(CARGO) build -q -p detector -p responder
+	$(CARGO) build -q -p detector -p responder -p tripwire-cli
 	$(CARGO) run -q -p tripwire-localstack --bin local-demo
 
 demo-backtest: ## Backtest a generated archive holding the seed incident and show what fires
