@@ -122,12 +122,12 @@ bench-s3: setup ## Backtest from S3 (moto on loopback) beside the same archive o
 	scripts/bench-s3.sh
 
 bench-local: setup ## Cold start vs hello-world, time to containment vs raw AWS calls, runaway script (release builds)
-	$(CARGO) build --release -p detector -p responder
+	$(CARGO) build --release -p detector -p responder -p tripwire-cli
 	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
 	TRIPWIRE_PROFILE=release ./target/release/local-bench
 
 bench-wave: setup ## A shutdown wave's first page beside a CloudTrail burst's: the detector's own time on the crossing event (release builds)
-	$(CARGO) build --release -p detector -p responder
+	$(CARGO) build --release -p detector -p responder -p tripwire-cli
 	$(CARGO) build --release -p tripwire-localstack --bin hello-lambda --bin local-bench
 	ONLY=wave TRIPWIRE_PROFILE=release ./target/release/local-bench
 
